@@ -1,0 +1,335 @@
+package container
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
+)
+
+// KeyObjectName is the wrapped-key object beside the parts of an encrypted
+// archive (an age file; see package keywrap).
+const KeyObjectName = "key.age"
+
+var packMagic = []byte("FRYPACK1")
+
+// Sink receives the parts of an archive being written. CreatePart's writer
+// commits the part on a successful Close; cancelling ctx before Close
+// abandons it (gocloud.dev/blob semantics), so a crash never leaves a part
+// that looks complete.
+type Sink interface {
+	CreatePart(ctx context.Context, index int) (io.WriteCloser, error)
+	// RemovePartsFrom deletes parts with an index >= index: what a crashed
+	// writer left after its last checkpoint.
+	RemovePartsFrom(ctx context.Context, index int) error
+}
+
+// Source gives read access to the parts of an archive, in stored or packed form.
+type Source interface {
+	NumParts() int
+	PartName(i int) string
+	OpenPart(ctx context.Context, i int) (io.ReadCloser, error)
+	// OpenKey opens the wrapped-key object beside the parts, if the form has one.
+	OpenKey(ctx context.Context) (io.ReadCloser, error)
+	Close() error
+}
+
+// BucketStore is an archive in stored form: objects part-00000000, ... (and
+// key.age) under Prefix in a bucket. It is both a Sink and, once opened with
+// OpenStored, a Source.
+type BucketStore struct {
+	Bucket *blob.Bucket
+	Prefix string // "" or ending in "/"
+	n      int
+	closer func() error
+}
+
+func (s *BucketStore) key(name string) string { return s.Prefix + name }
+
+func (s *BucketStore) CreatePart(ctx context.Context, index int) (io.WriteCloser, error) {
+	return s.Bucket.NewWriter(ctx, s.key(PartName(index)), &blob.WriterOptions{ContentType: "application/octet-stream"})
+}
+
+func (s *BucketStore) RemovePartsFrom(ctx context.Context, index int) error {
+	names, err := s.listParts(ctx)
+	if err != nil {
+		return err
+	}
+	for i := index; i < len(names)+index+1; i++ {
+		err := s.Bucket.Delete(ctx, s.key(PartName(i)))
+		if gcerrors.Code(err) == gcerrors.NotFound {
+			if i >= len(names) {
+				break
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("remove stale part %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// WriteKey stores the wrapped key beside the parts.
+func (s *BucketStore) WriteKey(ctx context.Context, data []byte) error {
+	return s.Bucket.WriteAll(ctx, s.key(KeyObjectName), data, nil)
+}
+
+func (s *BucketStore) listParts(ctx context.Context) ([]string, error) {
+	it := s.Bucket.List(&blob.ListOptions{Prefix: s.Prefix + "part-", Delimiter: "/"})
+	var names []string
+	for {
+		obj, err := it.Next(ctx)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list parts under %q: %w", s.Prefix, err)
+		}
+		if !obj.IsDir {
+			names = append(names, strings.TrimPrefix(obj.Key, s.Prefix))
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// OpenStored opens the stored form under prefix. It checks that the parts are
+// numbered 0..n-1 without gaps; whether the last is final is checked by the
+// reader.
+func OpenStored(ctx context.Context, b *blob.Bucket, prefix string) (*BucketStore, error) {
+	s := &BucketStore{Bucket: b, Prefix: prefix}
+	names, err := s.listParts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("no archive parts under %q (expected objects named part-00000000, ...)", prefix)
+	}
+	for i, n := range names {
+		if n != PartName(i) {
+			return nil, &Error{Part: n, Offset: -1, Reason: fmt.Sprintf("unexpected part name; expected %s: a part is missing or misnamed", PartName(i))}
+		}
+	}
+	s.n = len(names)
+	return s, nil
+}
+
+func (s *BucketStore) NumParts() int         { return s.n }
+func (s *BucketStore) PartName(i int) string { return s.Prefix + PartName(i) }
+func (s *BucketStore) OpenPart(ctx context.Context, i int) (io.ReadCloser, error) {
+	return s.Bucket.NewReader(ctx, s.key(PartName(i)), nil)
+}
+func (s *BucketStore) OpenKey(ctx context.Context) (io.ReadCloser, error) {
+	return s.Bucket.NewReader(ctx, s.key(KeyObjectName), nil)
+}
+func (s *BucketStore) Close() error {
+	if s.closer != nil {
+		return s.closer()
+	}
+	return nil
+}
+
+// packSource is the single-file form: "FRYPACK1", then per part an 8-byte
+// big-endian length and the part's bytes.
+type packSource struct {
+	name   string
+	ra     io.ReaderAt
+	offs   []int64
+	lens   []int64
+	closer func() error
+}
+
+// OpenPack indexes a packed archive of the given size.
+func OpenPack(name string, ra io.ReaderAt, size int64, closer func() error) (Source, error) {
+	p := &packSource{name: name, ra: ra, closer: closer}
+	head := make([]byte, len(packMagic))
+	if _, err := ra.ReadAt(head, 0); err != nil || !bytes.Equal(head, packMagic) {
+		return nil, &Error{Part: name, Offset: 0, Reason: "not a packed Ferry archive (bad magic)", Err: err}
+	}
+	off := int64(len(packMagic))
+	var lenBuf [8]byte
+	for off < size {
+		if _, err := ra.ReadAt(lenBuf[:], off); err != nil {
+			return nil, &Error{Part: name, Offset: off, Reason: "truncated part length", Err: err}
+		}
+		n := int64(binary.BigEndian.Uint64(lenBuf[:]))
+		off += 8
+		if n < HeaderSize || n > size-off {
+			return nil, &Error{Part: name, Offset: off - 8, Reason: fmt.Sprintf("part %d claims %d bytes but %d remain (truncated or corrupt pack)", len(p.offs), n, size-off)}
+		}
+		p.offs = append(p.offs, off)
+		p.lens = append(p.lens, n)
+		off += n
+	}
+	if len(p.offs) == 0 {
+		return nil, &Error{Part: name, Offset: off, Reason: "pack holds no parts"}
+	}
+	return p, nil
+}
+
+func (p *packSource) NumParts() int         { return len(p.offs) }
+func (p *packSource) PartName(i int) string { return fmt.Sprintf("%s#%s", p.name, PartName(i)) }
+func (p *packSource) OpenPart(_ context.Context, i int) (io.ReadCloser, error) {
+	return io.NopCloser(io.NewSectionReader(p.ra, p.offs[i], p.lens[i])), nil
+}
+func (p *packSource) OpenKey(context.Context) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("a packed archive carries no key object: pass the key file beside it: %w", os.ErrNotExist)
+}
+func (p *packSource) Close() error {
+	if p.closer != nil {
+		return p.closer()
+	}
+	return nil
+}
+
+// Pack writes the single-file form of src to dst.
+func Pack(ctx context.Context, src Source, dst io.Writer) (int64, error) {
+	written, err := dst.Write(packMagic)
+	total := int64(written)
+	if err != nil {
+		return total, err
+	}
+	for i := 0; i < src.NumParts(); i++ {
+		r, err := src.OpenPart(ctx, i)
+		if err != nil {
+			return total, fmt.Errorf("open %s: %w", src.PartName(i), err)
+		}
+		size, err := partSize(ctx, src, i, r)
+		if err != nil {
+			r.Close()
+			return total, err
+		}
+		var lenBuf [8]byte
+		binary.BigEndian.PutUint64(lenBuf[:], uint64(size))
+		if _, err := dst.Write(lenBuf[:]); err != nil {
+			r.Close()
+			return total, err
+		}
+		n, err := io.Copy(dst, r)
+		r.Close()
+		total += 8 + n
+		if err != nil {
+			return total, fmt.Errorf("copy %s: %w", src.PartName(i), err)
+		}
+		if n != size {
+			return total, fmt.Errorf("%s changed while packing (%d bytes, expected %d)", src.PartName(i), n, size)
+		}
+	}
+	return total, nil
+}
+
+func partSize(ctx context.Context, src Source, i int, r io.ReadCloser) (int64, error) {
+	switch s := src.(type) {
+	case *BucketStore:
+		attrs, err := s.Bucket.Attributes(ctx, s.key(PartName(i)))
+		if err != nil {
+			return 0, err
+		}
+		return attrs.Size, nil
+	case *packSource:
+		return s.lens[i], nil
+	}
+	if br, ok := r.(*blob.Reader); ok {
+		return br.Size(), nil
+	}
+	return 0, errors.New("unknown part source")
+}
+
+// Open opens an archive at loc: a local directory (stored form), a local
+// file (packed form), or a bucket URL (s3://bucket/path?endpoint=..., file:///dir/path,
+// mem://...) naming either a packed object or a prefix holding parts.
+func Open(ctx context.Context, loc string) (Source, error) {
+	if !strings.Contains(loc, "://") {
+		return openLocal(ctx, loc)
+	}
+	u, err := url.Parse(loc)
+	if err != nil {
+		return nil, fmt.Errorf("archive location %q is not a valid URL: %w", loc, err)
+	}
+	key := strings.Trim(u.Path, "/")
+	if u.Scheme == "file" {
+		return openLocal(ctx, u.Path)
+	}
+	bucketURL := *u
+	bucketURL.Path = ""
+	b, err := blob.OpenBucket(ctx, bucketURL.String())
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", bucketURL.Redacted(), err)
+	}
+	return openInBucket(ctx, b, key, b.Close)
+}
+
+// OpenInBucket opens the archive stored at key (a packed object or a prefix).
+func OpenInBucket(ctx context.Context, b *blob.Bucket, key string) (Source, error) {
+	return openInBucket(ctx, b, key, nil)
+}
+
+func openInBucket(ctx context.Context, b *blob.Bucket, key string, closer func() error) (Source, error) {
+	if key != "" {
+		if attrs, err := b.Attributes(ctx, key); err == nil {
+			return OpenPack(key, &blobReaderAt{ctx: ctx, b: b, key: key}, attrs.Size, closer)
+		}
+	}
+	prefix := key
+	if prefix != "" {
+		prefix += "/"
+	}
+	s, err := OpenStored(ctx, b, prefix)
+	if err != nil {
+		if closer != nil {
+			closer()
+		}
+		return nil, err
+	}
+	s.closer = closer
+	return s, nil
+}
+
+func openLocal(ctx context.Context, path string) (Source, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("open archive: %w", err)
+	}
+	if st.IsDir() {
+		b, err := OpenDirBucket(path, false)
+		if err != nil {
+			return nil, err
+		}
+		return openInBucket(ctx, b, "", b.Close)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open archive: %w", err)
+	}
+	return OpenPack(filepath.Base(path), f, st.Size(), f.Close)
+}
+
+type blobReaderAt struct {
+	ctx context.Context
+	b   *blob.Bucket
+	key string
+}
+
+func (r *blobReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	rr, err := r.b.NewRangeReader(r.ctx, r.key, off, int64(len(p)), nil)
+	if err != nil {
+		return 0, err
+	}
+	defer rr.Close()
+	n, err := io.ReadFull(rr, p)
+	if err == io.ErrUnexpectedEOF {
+		err = io.EOF
+	}
+	return n, err
+}

@@ -1,0 +1,203 @@
+// Package keywrap creates archive keys and delivers them: wrapped with age
+// (filippo.io/age) to X25519 or SSH recipients, or to a passphrase (scrypt),
+// in a small key.age file that the stock age CLI opens. The plaintext inside
+// is one line, "ferry-archive-key-v1 <archive id> <key, base64url>", which
+// binds the key to its archive.
+//
+// With recipients, whoever writes backups only ever needs public keys: a
+// compromised writer cannot read older archives.
+package keywrap
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"filippo.io/age"
+	"filippo.io/age/agessh"
+)
+
+// Size of an archive key (AES-256).
+const Size = 32
+
+const lineTag = "ferry-archive-key-v1"
+
+// Key is an archive key. Its String method never reveals it.
+type Key struct{ b []byte }
+
+// New returns a fresh random key.
+func New() Key {
+	b := make([]byte, Size)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("keywrap: no randomness: %v", err))
+	}
+	return Key{b: b}
+}
+
+// FromBytes wraps raw key bytes.
+func FromBytes(b []byte) (Key, error) {
+	if len(b) != Size {
+		return Key{}, fmt.Errorf("archive key must be %d bytes, got %d", Size, len(b))
+	}
+	return Key{b: bytes.Clone(b)}, nil
+}
+
+// Bytes returns the raw key.
+func (k Key) Bytes() []byte { return k.b }
+
+// IsZero reports whether k holds no key.
+func (k Key) IsZero() bool { return k.b == nil }
+
+func (k Key) String() string { return "keywrap.Key(redacted)" }
+
+// GoString keeps %#v from printing the key bytes.
+func (k Key) GoString() string { return k.String() }
+
+// Encode returns the key line for an archive (the plaintext of key.age, and
+// the content of a plain key file).
+func (k Key) Encode(archiveID string) []byte {
+	return fmt.Appendf(nil, "%s %s %s\n", lineTag, archiveID, base64.RawURLEncoding.EncodeToString(k.b))
+}
+
+// ErrWrongArchive: the key belongs to another archive.
+var ErrWrongArchive = errors.New("key belongs to another archive")
+
+// Decode parses a key line. If wantArchive is not empty the key must belong
+// to that archive.
+func Decode(data []byte, wantArchive string) (Key, error) {
+	fields := strings.Fields(string(data))
+	if len(fields) != 3 || fields[0] != lineTag {
+		return Key{}, errors.New("not a Ferry archive key (expected one line \"" + lineTag + " <archive id> <key>\")")
+	}
+	if wantArchive != "" && fields[1] != wantArchive {
+		return Key{}, fmt.Errorf("%w: key is for archive %s, this is archive %s", ErrWrongArchive, fields[1], wantArchive)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(fields[2])
+	if err != nil {
+		return Key{}, fmt.Errorf("archive key is not valid base64url: %w", err)
+	}
+	return FromBytes(raw)
+}
+
+// ParseRecipients parses age recipients, one per entry: "age1..." X25519
+// recipients and "ssh-ed25519 ..." / "ssh-rsa ..." public keys. Empty entries
+// and lines starting with # are ignored.
+func ParseRecipients(lines []string) ([]age.Recipient, error) {
+	var out []age.Recipient
+	for _, l := range lines {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		var r age.Recipient
+		var err error
+		if strings.HasPrefix(l, "ssh-") {
+			r, err = agessh.ParseRecipient(l)
+		} else {
+			r, err = age.ParseX25519Recipient(l)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("recipient %q: %w (expected an age1... key or an ssh-ed25519/ssh-rsa public key)", abbreviate(l), err)
+		}
+		out = append(out, r)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no recipients given")
+	}
+	return out, nil
+}
+
+// ParseRecipientsFile reads recipients from a file, one per line.
+func ParseRecipientsFile(path string) ([]age.Recipient, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read recipients: %w", err)
+	}
+	return ParseRecipients(strings.Split(string(data), "\n"))
+}
+
+func abbreviate(s string) string {
+	if len(s) > 24 {
+		return s[:24] + "..."
+	}
+	return s
+}
+
+// Wrap encrypts the key line for the given recipients: the key.age content.
+func Wrap(k Key, archiveID string, recipients ...age.Recipient) ([]byte, error) {
+	var buf bytes.Buffer
+	w, err := age.Encrypt(&buf, recipients...)
+	if err != nil {
+		return nil, fmt.Errorf("wrap archive key: %w", err)
+	}
+	if _, err := w.Write(k.Encode(archiveID)); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// WrapPassphrase wraps the key with an age passphrase (scrypt). logN sets
+// the scrypt work factor; 0 keeps age's default (18).
+func WrapPassphrase(k Key, archiveID, passphrase string, logN int) ([]byte, error) {
+	if len(passphrase) < 12 {
+		return nil, errors.New("passphrase must be at least 12 characters")
+	}
+	r, err := age.NewScryptRecipient(passphrase)
+	if err != nil {
+		return nil, err
+	}
+	if logN > 0 {
+		r.SetWorkFactor(logN)
+	}
+	return Wrap(k, archiveID, r)
+}
+
+// ErrNoIdentity: none of the identities can open the wrapped key.
+var ErrNoIdentity = errors.New("none of the given identities or passphrases opens this archive key")
+
+// Unwrap opens a key.age with any of the identities.
+func Unwrap(wrapped []byte, archiveID string, identities ...age.Identity) (Key, error) {
+	r, err := age.Decrypt(bytes.NewReader(wrapped), identities...)
+	if err != nil {
+		var noMatch *age.NoIdentityMatchError
+		if errors.As(err, &noMatch) || strings.Contains(err.Error(), "incorrect passphrase") {
+			return Key{}, fmt.Errorf("%w: %v", ErrNoIdentity, err)
+		}
+		return Key{}, fmt.Errorf("open wrapped archive key: %w", err)
+	}
+	line, err := io.ReadAll(io.LimitReader(r, 1024))
+	if err != nil {
+		return Key{}, fmt.Errorf("open wrapped archive key: %w", err)
+	}
+	return Decode(line, archiveID)
+}
+
+// ParseIdentities reads an age identity file (AGE-SECRET-KEY-1... lines) or
+// an unencrypted SSH private key (ed25519 or RSA).
+func ParseIdentities(data []byte) ([]age.Identity, error) {
+	if bytes.Contains(data, []byte("PRIVATE KEY-----")) {
+		id, err := agessh.ParseIdentity(data)
+		if err != nil {
+			return nil, fmt.Errorf("SSH identity: %w", err)
+		}
+		return []age.Identity{id}, nil
+	}
+	ids, err := age.ParseIdentities(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("age identity file: %w", err)
+	}
+	return ids, nil
+}
+
+// PassphraseIdentity opens passphrase-wrapped keys.
+func PassphraseIdentity(passphrase string) (age.Identity, error) {
+	return age.NewScryptIdentity(passphrase)
+}

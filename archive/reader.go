@@ -1,0 +1,449 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+
+	"filippo.io/age"
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/ferry-matrix/ferry/archive/container"
+	"github.com/ferry-matrix/ferry/archive/keywrap"
+)
+
+// OpenOptions say how to get the archive key.
+type OpenOptions struct {
+	// Key, if set, is used directly.
+	Key keywrap.Key
+	// Identities unwrap the key.age stored beside the parts (or KeyFile).
+	Identities []age.Identity
+	// KeyFile is a wrapped key (key.age) or a plain key line, for packed
+	// archives that travel without their key object.
+	KeyFile []byte
+}
+
+// Reader reads an archive. Open checks the final part and the manifest;
+// Walk and ReadSection then stream the data parts, verifying every file's
+// size, record count and SHA-256, every blob against its part's blob index,
+// and every part's position, archive ID and (if encrypted) authenticity.
+type Reader struct {
+	src      container.Source
+	key      []byte
+	manifest *Manifest
+	core     Core
+	codec    codec
+	byPart   map[int][]FileEntry
+	byPath   map[string]FileEntry
+}
+
+// Open opens an archive from its parts.
+func Open(ctx context.Context, src container.Source, opts OpenOptions) (*Reader, error) {
+	r := &Reader{src: src, codec: newCodec()}
+	n := src.NumParts()
+	last := n - 1
+	rc, err := src.OpenPart(ctx, last)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", src.PartName(last), err)
+	}
+	defer rc.Close()
+	hdrBuf := make([]byte, container.HeaderSize)
+	if _, err := io.ReadFull(rc, hdrBuf); err != nil {
+		return nil, formatErr(src.PartName(last), 0, "truncated part header", err)
+	}
+	h, err := container.ParseHeader(hdrBuf)
+	if err != nil {
+		return nil, formatErr(src.PartName(last), 0, "bad part header", err)
+	}
+	if !h.Last {
+		return nil, formatErr(src.PartName(last), 0,
+			fmt.Sprintf("the last of %d parts is not marked final: the archive was cut short (interrupted export, or trailing parts lost)", n), ErrIncomplete)
+	}
+	if int(h.Index) != last {
+		return nil, formatErr(src.PartName(last), 0, fmt.Sprintf("final part says it is part %d but is at position %d: parts were dropped, added or reordered", h.Index, last), nil)
+	}
+	if h.Encrypted {
+		key, err := resolveKey(ctx, src, h.ArchiveID.String(), opts)
+		if err != nil {
+			return nil, err
+		}
+		r.key = key.Bytes()
+	}
+	pr, err := container.OpenPart(io.MultiReader(bytes.NewReader(hdrBuf), rc), src.PartName(last), r.key)
+	if err != nil {
+		return nil, err
+	}
+	defer pr.Close()
+	var coreData, manifestData []byte
+	for {
+		e, err := pr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch e.Name {
+		case CoreFile, ManifestFile:
+			if e.Size > MaxFileSize {
+				return nil, formatErr(e.Name, -1, fmt.Sprintf("%d bytes is above the limit %d", e.Size, MaxFileSize), nil)
+			}
+			data, err := io.ReadAll(e)
+			if err != nil {
+				return nil, err
+			}
+			if e.Name == CoreFile {
+				coreData = data
+			} else {
+				manifestData = data
+			}
+		default:
+			return nil, formatErr(src.PartName(last), -1, fmt.Sprintf("unexpected entry %q in the final part", e.Name), nil)
+		}
+	}
+	if manifestData == nil {
+		return nil, formatErr(src.PartName(last), -1, "final part has no manifest.json", ErrIncomplete)
+	}
+	m, err := ParseManifest(manifestData)
+	if err != nil {
+		return nil, err
+	}
+	if m.ArchiveID != h.ArchiveID.String() {
+		return nil, formatErr(ManifestFile, -1, fmt.Sprintf("manifest names archive %s but its part belongs to %s", m.ArchiveID, h.ArchiveID), nil)
+	}
+	if len(m.Parts)+1 != n {
+		return nil, formatErr(ManifestFile, -1, fmt.Sprintf("manifest lists %d data parts but %d are present: parts were dropped or added", len(m.Parts), n-1), nil)
+	}
+	if (m.Encryption != EncryptionNone) != h.Encrypted {
+		return nil, formatErr(ManifestFile, -1, fmt.Sprintf("manifest says encryption %q but the parts disagree", m.Encryption), nil)
+	}
+	r.manifest = m
+	r.byPart = map[int][]FileEntry{}
+	r.byPath = map[string]FileEntry{}
+	for _, f := range m.Files {
+		r.byPart[f.Part] = append(r.byPart[f.Part], f)
+		r.byPath[f.Path] = f
+	}
+	coreEntry, ok := r.byPath[CoreFile]
+	if !ok || coreData == nil {
+		return nil, formatErr(CoreFile, -1, "missing from the archive or the manifest", nil)
+	}
+	if err := checkFile(coreEntry, coreData); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(coreData, &r.core); err != nil {
+		return nil, formatErr(CoreFile, -1, "not valid JSON", err)
+	}
+	if r.core.ServerName != m.Export.ServerName {
+		return nil, formatErr(CoreFile, -1, fmt.Sprintf("server name %q differs from the manifest's %q", r.core.ServerName, m.Export.ServerName), nil)
+	}
+	return r, nil
+}
+
+// OpenLocation opens an archive by path or URL (see container.Open).
+func OpenLocation(ctx context.Context, loc string, opts OpenOptions) (*Reader, error) {
+	src, err := container.Open(ctx, loc)
+	if err != nil {
+		return nil, err
+	}
+	r, err := Open(ctx, src, opts)
+	if err != nil {
+		src.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func resolveKey(ctx context.Context, src container.Source, archiveID string, opts OpenOptions) (keywrap.Key, error) {
+	if !opts.Key.IsZero() {
+		return opts.Key, nil
+	}
+	wrapped := opts.KeyFile
+	if wrapped == nil && len(opts.Identities) > 0 {
+		rc, err := src.OpenKey(ctx)
+		if err != nil {
+			return keywrap.Key{}, fmt.Errorf("archive is encrypted and its key object could not be opened (pass the key file): %w", err)
+		}
+		wrapped, err = io.ReadAll(io.LimitReader(rc, 1<<20))
+		rc.Close()
+		if err != nil {
+			return keywrap.Key{}, fmt.Errorf("read key object: %w", err)
+		}
+	}
+	if wrapped == nil {
+		return keywrap.Key{}, fmt.Errorf("%w: give the archive key (--key-file) or an age/SSH identity (--identity) or passphrase", container.ErrNeedKey)
+	}
+	if bytes.HasPrefix(wrapped, []byte("ferry-archive-key-v1 ")) {
+		return keywrap.Decode(wrapped, archiveID)
+	}
+	if len(opts.Identities) == 0 {
+		return keywrap.Key{}, fmt.Errorf("%w: the key file is wrapped with age; give an identity (--identity) or passphrase", container.ErrNeedKey)
+	}
+	return keywrap.Unwrap(wrapped, archiveID, opts.Identities...)
+}
+
+// Manifest returns the checked manifest.
+func (r *Reader) Manifest() *Manifest { return r.manifest }
+
+// Core returns m.core.json.
+func (r *Reader) Core() Core { return r.core }
+
+// Key returns the archive key (nil for plaintext archives).
+func (r *Reader) Key() []byte { return r.key }
+
+// Source returns the parts the reader reads.
+func (r *Reader) Source() container.Source { return r.src }
+
+// Close releases the source.
+func (r *Reader) Close() error { return r.src.Close() }
+
+func checkFile(f FileEntry, data []byte) error {
+	if int64(len(data)) != f.Size {
+		return formatErr(f.Path, int64(len(data)), fmt.Sprintf("is %d bytes, the manifest says %d", len(data), f.Size), nil)
+	}
+	sum := sha256.Sum256(data)
+	if hex.EncodeToString(sum[:]) != f.SHA256 {
+		return formatErr(f.Path, -1, "SHA-256 does not match the manifest", nil)
+	}
+	return nil
+}
+
+// File is one item visited by Walk: a listed file (Data set, already
+// verified) or a media blob (Blob set, verified against the part's blob
+// index once the part ends).
+type File struct {
+	Entry FileEntry
+	Data  []byte
+	// Known is false for files of items this reader does not understand.
+	Known bool
+	// Blob streams a media blob; Walk drains what the callback leaves.
+	Blob     io.Reader
+	BlobPath string
+	BlobSize int64
+}
+
+// WalkFilter chooses what Walk reads; nil means everything.
+type WalkFilter func(path string) bool
+
+// Walk reads every data part in order and calls fn for every file and blob,
+// verifying as it goes. It returns the first error from the archive or fn.
+func (r *Reader) Walk(ctx context.Context, fn func(*File) error) error {
+	return r.walk(ctx, nil, fn)
+}
+
+func (r *Reader) walk(ctx context.Context, parts []int, fn func(*File) error) error {
+	if parts == nil {
+		for i := range r.manifest.Parts {
+			parts = append(parts, i)
+		}
+	}
+	for _, i := range parts {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := r.walkPart(ctx, i, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Reader) walkPart(ctx context.Context, i int, fn func(*File) error) error {
+	name := r.src.PartName(i)
+	rc, err := r.src.OpenPart(ctx, i)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", name, err)
+	}
+	defer rc.Close()
+	pr, err := container.OpenPart(rc, name, r.key)
+	if err != nil {
+		return err
+	}
+	defer pr.Close()
+	h := pr.Header()
+	switch {
+	case h.ArchiveID.String() != r.manifest.ArchiveID:
+		return formatErr(name, 8, fmt.Sprintf("part belongs to archive %s, not %s", h.ArchiveID, r.manifest.ArchiveID), nil)
+	case int(h.Index) != i:
+		return formatErr(name, 24, fmt.Sprintf("part says it is part %d but is at position %d: parts were reordered or swapped", h.Index, i), nil)
+	case h.Last:
+		return formatErr(name, 28, "a data part is marked final", nil)
+	case h.Encrypted != (r.key != nil):
+		return formatErr(name, 28, "part encryption differs from the archive's", nil)
+	}
+	expected := map[string]FileEntry{}
+	for _, f := range r.byPart[i] {
+		expected[f.Path] = f
+	}
+	seenBlobs := map[string]BlobDigest{}
+	var index []BlobDigest
+	for {
+		e, err := pr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if f, ok := expected[e.Name]; ok {
+			delete(expected, e.Name)
+			if e.Size != f.Size {
+				return formatErr(e.Name, -1, fmt.Sprintf("tar entry is %d bytes, the manifest says %d", e.Size, f.Size), nil)
+			}
+			data, err := io.ReadAll(e)
+			if err != nil {
+				return err
+			}
+			if err := checkFile(f, data); err != nil {
+				return err
+			}
+			if sectionOfPath(f.Path) == SectionBlobIndex {
+				if err := r.decodeRecords(f, data, func(d *BlobDigest) error { index = append(index, *d); return nil }); err != nil {
+					return err
+				}
+			}
+			if err := fn(&File{Entry: f, Data: data, Known: r.manifest.ItemKnown(ItemOf(f.Path))}); err != nil {
+				return err
+			}
+			continue
+		}
+		if isBlobPath(e.Name) {
+			if _, dup := seenBlobs[e.Name]; dup {
+				return formatErr(name, -1, fmt.Sprintf("blob %q appears twice", e.Name), nil)
+			}
+			hsh := sha256.New()
+			cr := &countReader{r: io.TeeReader(e, hsh)}
+			if err := fn(&File{Blob: cr, BlobPath: e.Name, BlobSize: e.Size, Known: true}); err != nil {
+				return err
+			}
+			if _, err := io.Copy(io.Discard, cr); err != nil {
+				return err
+			}
+			seenBlobs[e.Name] = BlobDigest{Path: e.Name, Size: cr.n, SHA256: hexSum(hsh)}
+			continue
+		}
+		if _, listed := r.byPath[e.Name]; listed {
+			return formatErr(name, -1, fmt.Sprintf("%q belongs to another part according to the manifest", e.Name), nil)
+		}
+		return formatErr(name, -1, fmt.Sprintf("entry %q is not listed in the manifest", e.Name), nil)
+	}
+	for path := range expected {
+		return formatErr(path, -1, fmt.Sprintf("listed in the manifest for %s but missing from it", name), nil)
+	}
+	pe := r.manifest.Parts[i]
+	if int64(len(seenBlobs)) != pe.Blobs || int64(len(index)) != pe.Blobs {
+		return formatErr(name, -1, fmt.Sprintf("part holds %d blobs and indexes %d, the manifest says %d", len(seenBlobs), len(index), pe.Blobs), nil)
+	}
+	var total int64
+	for _, d := range index {
+		got, ok := seenBlobs[d.Path]
+		if !ok {
+			return formatErr(d.Path, -1, fmt.Sprintf("indexed blob missing from %s", name), nil)
+		}
+		if got != d {
+			return formatErr(d.Path, -1, fmt.Sprintf("blob is %d bytes with SHA-256 %s, its index says %d bytes, %s", got.Size, got.SHA256, d.Size, d.SHA256), nil)
+		}
+		total += got.Size
+	}
+	if total != pe.BlobBytes {
+		return formatErr(name, -1, fmt.Sprintf("blobs total %d bytes, the manifest says %d", total, pe.BlobBytes), nil)
+	}
+	return nil
+}
+
+func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// decodeRecords decodes every record of a verified file into T, checking
+// that the count matches the manifest.
+func decodeRecords[T any](c codec, f FileEntry, data []byte, fn func(*T) error) error {
+	dec := c.dec.NewDecoder(bytes.NewReader(data))
+	var n int64
+	for {
+		var rec T
+		err := dec.Decode(&rec)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return formatErr(f.Path, int64(dec.NumBytesRead()), fmt.Sprintf("record %d is not valid", n+1), err)
+		}
+		n++
+		if err := fn(&rec); err != nil {
+			return err
+		}
+	}
+	if n != f.Records {
+		return formatErr(f.Path, -1, fmt.Sprintf("holds %d records, the manifest says %d", n, f.Records), nil)
+	}
+	return nil
+}
+
+func (r *Reader) decodeRecords(f FileEntry, data []byte, fn func(*BlobDigest) error) error {
+	return decodeRecords(r.codec, f, data, fn)
+}
+
+// ReadSection streams the records of one m.* section, decoded into T (which
+// must be the section's record type), in write order. Only the parts holding
+// the section are read.
+func ReadSection[T any](ctx context.Context, r *Reader, sectionName string, fn func(*T) error) error {
+	s, ok := lookupSection(sectionName)
+	if !ok {
+		return fmt.Errorf("unknown section %q", sectionName)
+	}
+	var zero T
+	if err := checkRecordType(s, &zero); err != nil {
+		return err
+	}
+	if !r.manifest.ItemKnown(s.item()) {
+		return fmt.Errorf("item %s has version %v, newer than this reader understands", s.item(), r.manifest.Items[s.item()].V)
+	}
+	files := r.manifest.FilesOf(sectionName)
+	var parts []int
+	for _, f := range files {
+		if len(parts) == 0 || parts[len(parts)-1] != f.Part {
+			parts = append(parts, f.Part)
+		}
+	}
+	return r.walk(ctx, parts, func(file *File) error {
+		if file.Data == nil || sectionOfPath(file.Entry.Path) != sectionName {
+			return nil
+		}
+		return decodeRecords(r.codec, file.Entry, file.Data, fn)
+	})
+}
+
+// DecodeRecords decodes the records of a file returned by Walk.
+func DecodeRecords[T any](r *Reader, f *File, fn func(*T) error) error {
+	return decodeRecords(r.codec, f.Entry, f.Data, fn)
+}
+
+// RawRecords calls fn with each record of a file as raw CBOR, for tools that
+// handle any section generically (inspect, diff).
+func RawRecords(r *Reader, f *File, fn func(cbor.RawMessage) error) error {
+	return decodeRecords(r.codec, f.Entry, f.Data, func(m *cbor.RawMessage) error { return fn(*m) })
+}
+
+// DecodeRaw decodes one raw record into v with the strict decoder.
+func (r *Reader) DecodeRaw(raw cbor.RawMessage, v any) error { return r.codec.dec.Unmarshal(raw, v) }
+
+var errStop = errors.New("stop")
+
+var _ = os.ErrNotExist
