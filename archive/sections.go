@@ -164,3 +164,11 @@ func checkRecordType(s section, rec any) error {
 	}
 	return nil
 }
+
+// SectionOf names the section (or, for other files, the item) a path belongs to.
+func SectionOf(path string) string {
+	if name, _, ok := parseSectionFile(path); ok {
+		return name
+	}
+	return ItemOf(path)
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"filippo.io/age"
+
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/archive/container"
+	"github.com/ferry-matrix/ferry/archive/keywrap"
+	"github.com/ferry-matrix/ferry/archive/sample"
+)
+
+// runDemo is the main job on the embedded default: export the sample server
+// into an archive encrypted to a fresh age identity (write-only: the writer
+// only sees the public recipient), then open it with the identity, verify
+// every part, file and blob, and inspect it.
+func runDemo(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	out := fs.String("out", "", "directory to write into (default: a new temporary directory)")
+	messages := fs.Int("messages", 200, "messages in the sample room")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir := *out
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "ferry-demo-"); err != nil {
+			return err
+		}
+	}
+	identity, err := age.GenerateX25519Identity()
+	if err != nil {
+		return err
+	}
+	idFile := filepath.Join(dir, "identity.txt")
+	if err := os.WriteFile(idFile, []byte(identity.String()+"\n"), 0o600); err != nil {
+		return err
+	}
+	archiveDir := filepath.Join(dir, "archive")
+	bucket, err := container.OpenDirBucket(archiveDir, true)
+	if err != nil {
+		return err
+	}
+	defer bucket.Close()
+	store := &container.BucketStore{Bucket: bucket}
+	key := keywrap.New()
+	w, err := archive.NewWriter(ctx, store, archive.WriterOptions{Key: key, Export: sample.Export(), PartSize: 64 << 10, ChunkSize: 16 << 10})
+	if err != nil {
+		return err
+	}
+	recipient := identity.Recipient()
+	wrapped, err := keywrap.Wrap(key, w.ArchiveID(), recipient)
+	if err != nil {
+		return err
+	}
+	if err := store.WriteKey(ctx, wrapped); err != nil {
+		return err
+	}
+	if err := sample.Write(w, *messages); err != nil {
+		w.Abort()
+		return fmt.Errorf("export sample server: %w", err)
+	}
+	if _, err := w.Close(); err != nil {
+		return err
+	}
+	fmt.Printf("exported the sample server to %s (key wrapped to %s)\n\n", archiveDir, recipient)
+	if err := runVerify(ctx, []string{"--identity", idFile, archiveDir}); err != nil {
+		return err
+	}
+	fmt.Println()
+	if err := runInspect(ctx, []string{"--identity", idFile, archiveDir}); err != nil {
+		return err
+	}
+	fmt.Printf("\nthe stock age tool opens the key: age -d -i %s %s\n", idFile, filepath.Join(archiveDir, container.KeyObjectName))
+	return nil
+}

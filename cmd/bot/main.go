@@ -1,0 +1,56 @@
+// Command bot is Ferry's CLI: archive tools and, for now, a demo export.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "bot:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage:
+  bot demo [--out DIR]                 export the embedded sample server into an encrypted archive, then verify and inspect it
+  bot archive inspect [key options] ARCHIVE
+  bot archive verify  [key options] ARCHIVE   exit 0 only when every check passes
+  bot archive pack    ARCHIVE OUT.ferry        stored form (directory/prefix) -> single file
+
+ARCHIVE is a directory, a packed file, or a bucket URL (s3://bucket/path?endpoint=...).
+key options: --key-file FILE (key.age or plain key line), --identity FILE (age or SSH identity),
+             --passphrase-env VAR (age passphrase from an environment variable)`
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("no command given\n%s", usage)
+	}
+	switch args[0] {
+	case "demo":
+		return runDemo(ctx, args[1:])
+	case "archive":
+		if len(args) < 2 {
+			return fmt.Errorf("archive needs a subcommand\n%s", usage)
+		}
+		switch args[1] {
+		case "inspect":
+			return runInspect(ctx, args[2:])
+		case "verify":
+			return runVerify(ctx, args[2:])
+		case "pack":
+			return runPack(ctx, args[2:])
+		}
+		return fmt.Errorf("unknown archive subcommand %q\n%s", args[1], usage)
+	case "help", "-h", "--help":
+		fmt.Println(usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+}
