@@ -152,6 +152,9 @@ func (r *roomBuilder) event(sender, typ string, stateKey *string, content any) e
 		return err
 	}
 	r.prev = id
+	if _, err := r.w.MaybeCheckpoint(nil); err != nil {
+		return err
+	}
 	if stateKey != nil {
 		r.nextSnap++
 		snap := archive.StateSnapshot{ID: r.nextSnap, RoomID: r.roomID, Parent: r.snapshot,
