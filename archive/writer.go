@@ -341,7 +341,9 @@ func (w *Writer) AddBlob(path string, size int64, r io.Reader) (string, error) {
 	return sum, nil
 }
 
-func isBlobPath(p string) bool { return len(p) > len(mediaBlobDir) && p[:len(mediaBlobDir)] == mediaBlobDir }
+func isBlobPath(p string) bool {
+	return len(p) > len(mediaBlobDir) && p[:len(mediaBlobDir)] == mediaBlobDir
+}
 
 func (w *Writer) ensurePart() error {
 	if w.err != nil {

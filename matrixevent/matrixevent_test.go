@@ -13,7 +13,6 @@ import (
 	"github.com/ferry-matrix/ferry/matrixevent"
 )
 
-
 type fixtureEvent struct {
 	EventID     string `json:"event_id"`
 	RoomVersion string `json:"room_version"`
