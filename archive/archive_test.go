@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -293,5 +292,3 @@ func TestSecretsNeedEncryption(t *testing.T) {
 		t.Fatalf("password hash in plaintext archive: %v", err)
 	}
 }
-
-var _ = io.EOF

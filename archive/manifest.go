@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/ferry-matrix/ferry/archive/container"
 	"slices"
 	"sort"
 	"strings"
@@ -244,21 +245,5 @@ func (m *Manifest) Records(sectionName string) int64 {
 	return n
 }
 
-// checkMemberPath rejects paths that could escape a directory when extracted
-// or that no writer produces.
-func checkMemberPath(p string) error {
-	switch {
-	case p == "" || len(p) > 1024:
-		return fmt.Errorf("empty or overlong path")
-	case strings.HasPrefix(p, "/") || strings.Contains(p, "\\"):
-		return fmt.Errorf("absolute path or backslash")
-	case strings.ContainsRune(p, 0):
-		return fmt.Errorf("NUL in path")
-	}
-	for _, seg := range strings.Split(p, "/") {
-		if seg == "" || seg == "." || seg == ".." {
-			return fmt.Errorf("path segment %q not allowed", seg)
-		}
-	}
-	return nil
-}
+// checkMemberPath rejects paths that could escape a directory when extracted.
+func checkMemberPath(p string) error { return container.CheckEntryName(p) }

@@ -6,11 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
-	"os"
 
 	"filippo.io/age"
 	"github.com/fxamacker/cbor/v2"
@@ -443,7 +441,3 @@ func RawRecords(r *Reader, f *File, fn func(cbor.RawMessage) error) error {
 
 // DecodeRaw decodes one raw record into v with the strict decoder.
 func (r *Reader) DecodeRaw(raw cbor.RawMessage, v any) error { return r.codec.dec.Unmarshal(raw, v) }
-
-var errStop = errors.New("stop")
-
-var _ = os.ErrNotExist

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"maps"
 	"slices"
@@ -556,5 +555,3 @@ func sectionOfPath(p string) string {
 	name, _, _ := parseSectionFile(p)
 	return name
 }
-
-var _ hash.Hash = sha256.New()

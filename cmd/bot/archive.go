@@ -64,7 +64,7 @@ func openArchive(ctx context.Context, name string, args []string) (*archive.Read
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	var kf keyFlags
 	kf.register(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
+	fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
@@ -76,7 +76,6 @@ func openArchive(ctx context.Context, name string, args []string) (*archive.Read
 		return nil, nil, err
 	}
 	r, err := archive.OpenLocation(ctx, fs.Arg(0), opts)
-	_ = asJSON
 	return r, fs, err
 }
 
