@@ -246,10 +246,15 @@ func (pr *PartReader) Next() (*Entry, error) {
 	if err == io.EOF {
 		// Nothing may follow the tar end marker but padding; reading to the
 		// end makes zstd check its checksum and the AEAD its final segment.
-		if n, err := io.Copy(io.Discard, pr.zr); err != nil {
+		// The limit stops a zstd bomb hidden after the end marker.
+		const maxTrailer = 2 * tarBlock * 10
+		if n, err := io.Copy(io.Discard, io.LimitReader(pr.zr, maxTrailer+1)); err != nil {
 			return nil, pr.errf("part does not end cleanly", err)
-		} else if n > 2*tarBlock*10 {
-			return nil, pr.errf(fmt.Sprintf("%d unexpected bytes after the tar stream", n), nil)
+		} else if n > maxTrailer {
+			return nil, pr.errf("unexpected data after the tar stream", nil)
+		}
+		if _, err := io.Copy(io.Discard, pr.body); err != nil {
+			return nil, pr.errf("part does not end cleanly", err)
 		}
 		return nil, io.EOF
 	}
