@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"reflect"
 	"slices"
 	"sort"
 	"time"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/ferry-matrix/ferry/archive/container"
@@ -219,6 +221,25 @@ func (w *Writer) SetItem(name string, it Item) { w.items[CanonicalName(name)] = 
 // Add appends a record to a section. rec must be a pointer to the section's
 // record type (e.g. *User for SectionUsers).
 func (w *Writer) Add(sectionName string, rec any) error {
+	return w.add(sectionName, rec, nil)
+}
+
+// AddRaw appends a record given as CBOR, written byte for byte (so fields a
+// newer minor revision added survive a copy). It must decode as the
+// section's record type; the same secrecy rules as Add apply.
+func (w *Writer) AddRaw(sectionName string, raw cbor.RawMessage) error {
+	s, ok := lookupSection(sectionName)
+	if !ok {
+		return fmt.Errorf("unknown section %q", sectionName)
+	}
+	rec := reflect.New(s.typ).Interface()
+	if err := w.codec.dec.Unmarshal(raw, rec); err != nil {
+		return fmt.Errorf("%s record: %w", sectionName, err)
+	}
+	return w.add(sectionName, rec, raw)
+}
+
+func (w *Writer) add(sectionName string, rec any, raw []byte) error {
 	if w.err != nil {
 		return w.err
 	}
@@ -246,8 +267,9 @@ func (w *Writer) Add(sectionName string, rec any) error {
 		b = &chunkBuf{}
 		w.buffers[sectionName] = b
 	}
-	enc := w.codec.enc.NewEncoder(&b.buf)
-	if err := enc.Encode(rec); err != nil {
+	if raw != nil {
+		b.buf.Write(raw)
+	} else if err := w.codec.enc.NewEncoder(&b.buf).Encode(rec); err != nil {
 		return fmt.Errorf("encode %s record: %w", sectionName, err)
 	}
 	b.records++
