@@ -247,3 +247,10 @@ func (m *Manifest) Records(sectionName string) int64 {
 
 // checkMemberPath rejects paths that could escape a directory when extracted.
 func checkMemberPath(p string) error { return container.CheckEntryName(p) }
+
+// KnownItemVersion returns the highest major version of item name that this
+// reader understands, and false for an item it does not know at all.
+func KnownItemVersion(name string) (int, bool) {
+	v, ok := knownItems[name]
+	return v, ok
+}

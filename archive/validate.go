@@ -94,6 +94,9 @@ type ValidationReport struct {
 	Problems        []Problem        `json:"problems"`
 	Counts          map[Check]int64  `json:"problem_counts"` // all problems, also those past MaxProblems
 	OmissionRecords []Omission       `json:"-"`              // the first MaxProblems omission records
+	// UnverifiableEvents lists (up to MaxProblems) events whose sender's
+	// key is not in the archive: not an error, but worth a fidelity note.
+	UnverifiableEvents []string `json:"unverifiable_events,omitempty"`
 }
 
 // MaxProblems caps how many problems (and omission records) a report lists;
@@ -427,6 +430,9 @@ func (v *validator) checkEvent(room *roomInfo, e *Event, fields *matrixevent.Fie
 		v.rep.add(CheckMissingSignature, SeverityError, e.EventID, "not signed by the sender's server %s", matrixevent.ServerOf(fields.Sender))
 	case matrixevent.SignatureUnverifiable:
 		v.rep.Signatures.Unverifiable++
+		if len(v.rep.UnverifiableEvents) < MaxProblems {
+			v.rep.UnverifiableEvents = append(v.rep.UnverifiableEvents, e.EventID)
+		}
 	}
 	if e.Redacted {
 		v.rep.Signatures.RedactedHashUncheckable++

@@ -12,65 +12,17 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/archive/archivetest"
 	"github.com/ferry-matrix/ferry/archive/container"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/archive/sample"
 )
 
-// openSample writes the sample server and opens it.
-func openSample(t *testing.T) *archive.Reader {
-	t.Helper()
-	dir := t.TempDir()
-	writeSample(t, dir, keywrap.Key{})
-	r, err := archive.OpenLocation(context.Background(), dir, archive.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
-
-// rewrite copies r into a new plaintext archive, letting edit change records.
-func rewrite(t *testing.T, r *archive.Reader, edit archive.EditFunc, extra func(w *archive.Writer)) (*archive.Reader, *archive.CopyReport) {
-	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	b, err := container.OpenDirBucket(dir, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	w, err := archive.NewWriter(ctx, &container.BucketStore{Bucket: b}, archive.WriterOptions{
-		Export: r.Manifest().Export, Core: r.Core(), PartSize: 8 << 10, ChunkSize: 4 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := archive.Copy(ctx, r, w, edit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if extra != nil {
-		extra(w)
-	}
-	if _, err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	out, err := archive.OpenLocation(ctx, dir, archive.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { out.Close() })
-	return out, rep
-}
-
-func validate(t *testing.T, r *archive.Reader) *archive.ValidationReport {
-	t.Helper()
-	rep, err := archive.Validate(context.Background(), r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rep
-}
+var (
+	openSample = archivetest.OpenSample
+	rewrite    = archivetest.Rewrite
+	validate   = archivetest.Validate
+)
 
 func TestValidateSampleIsClean(t *testing.T) {
 	rep := validate(t, openSample(t))
