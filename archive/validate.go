@@ -456,17 +456,18 @@ func (v *validator) snapshot(s *StateSnapshot) {
 			v.snapRefs[s.Parent] = fmt.Sprintf("parent of snapshot %d", s.ID)
 		}
 	}
+	// Remove applies before Set, so a key in both ends up set.
+	for _, k := range s.Remove {
+		if k.Type == "m.room.member" {
+			info.members[k.StateKey] = ""
+		}
+	}
 	for _, e := range s.Set {
 		if _, ok := v.events[v.hash(e.EventID)]; !ok {
 			v.snapEvts = append(v.snapEvts, pendingRef{check: CheckSnapshotOutside, from: fmt.Sprintf("snapshot %d (%s)", s.ID, s.RoomID), to: e.EventID})
 		}
 		if e.Type == "m.room.member" {
 			info.members[e.StateKey] = e.EventID
-		}
-	}
-	for _, k := range s.Remove {
-		if k.Type == "m.room.member" {
-			info.members[k.StateKey] = ""
 		}
 	}
 }
