@@ -24,6 +24,13 @@ const (
 // stored form), encrypted when key is set, and returns the archive ID.
 func WriteSample(t testing.TB, dir string, key keywrap.Key, messages int) string {
 	t.Helper()
+	return WriteSampleWith(t, dir, key, messages, nil)
+}
+
+// WriteSampleWith is WriteSample with extra records or files added by
+// extra before the archive is closed.
+func WriteSampleWith(t testing.TB, dir string, key keywrap.Key, messages int, extra func(w *archive.Writer)) string {
+	t.Helper()
 	ctx := context.Background()
 	b, err := container.OpenDirBucket(dir, true)
 	if err != nil {
@@ -37,6 +44,9 @@ func WriteSample(t testing.TB, dir string, key keywrap.Key, messages int) string
 	}
 	if err := sample.Write(w, messages); err != nil {
 		t.Fatal(err)
+	}
+	if extra != nil {
+		extra(w)
 	}
 	if _, err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -68,8 +78,13 @@ func Open(t testing.TB, loc string, opts archive.OpenOptions) *archive.Reader {
 // the result.
 func Rewrite(t testing.TB, r *archive.Reader, edit archive.EditFunc, extra func(w *archive.Writer)) (*archive.Reader, *archive.CopyReport) {
 	t.Helper()
+	return RewriteAt(t, t.TempDir(), r, edit, extra)
+}
+
+// RewriteAt is Rewrite into the directory dir.
+func RewriteAt(t testing.TB, dir string, r *archive.Reader, edit archive.EditFunc, extra func(w *archive.Writer)) (*archive.Reader, *archive.CopyReport) {
+	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
 	b, err := container.OpenDirBucket(dir, true)
 	if err != nil {
 		t.Fatal(err)

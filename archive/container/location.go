@@ -333,3 +333,43 @@ func (r *blobReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	}
 	return n, err
 }
+
+// Create opens loc for writing a new archive in stored form: a local
+// directory (created if missing) or a bucket URL naming a prefix. It
+// refuses a location that already holds archive parts, so an archive is
+// never written over another. Close the store when done.
+func Create(ctx context.Context, loc string) (*BucketStore, error) {
+	var b *blob.Bucket
+	var prefix string
+	var err error
+	if u, perr := url.Parse(loc); perr == nil && strings.Contains(loc, "://") && u.Scheme != "file" {
+		prefix = strings.Trim(u.Path, "/")
+		bucketURL := *u
+		bucketURL.Path = ""
+		if b, err = blob.OpenBucket(ctx, bucketURL.String()); err != nil {
+			return nil, fmt.Errorf("open bucket %s: %w", bucketURL.Redacted(), err)
+		}
+	} else {
+		path := loc
+		if perr == nil && u.Scheme == "file" {
+			path = u.Path
+		}
+		if b, err = OpenDirBucket(path, true); err != nil {
+			return nil, err
+		}
+	}
+	if prefix != "" {
+		prefix += "/"
+	}
+	s := &BucketStore{Bucket: b, Prefix: prefix, closer: b.Close}
+	names, err := s.listParts(ctx)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	if len(names) > 0 {
+		b.Close()
+		return nil, fmt.Errorf("%s already holds an archive (%d parts): choose a new location", loc, len(names))
+	}
+	return s, nil
+}

@@ -3,17 +3,24 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
+	"strings"
+	"time"
 
 	"filippo.io/age"
+	"github.com/fxamacker/cbor/v2"
 
 	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/archive/archivediff"
 	"github.com/ferry-matrix/ferry/archive/container"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
+	"github.com/ferry-matrix/ferry/fidelity"
 )
 
 type keyFlags struct {
@@ -60,114 +67,435 @@ func (k *keyFlags) options() (archive.OpenOptions, error) {
 	return o, nil
 }
 
-func openArchive(ctx context.Context, name string, args []string) (*archive.Reader, *flag.FlagSet, error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	var kf keyFlags
-	kf.register(fs)
-	fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return nil, nil, err
+// archiveCmd is the shared shape of the archive subcommands: key flags,
+// optional --json, and a fixed number of positional arguments.
+type archiveCmd struct {
+	name  string
+	args  string // positional arguments, for messages
+	nargs int
+	fs    *flag.FlagSet
+	keys  keyFlags
+	json  *bool
+}
+
+func newArchiveCmd(name, args string, nargs int) *archiveCmd {
+	c := &archiveCmd{name: name, args: args, nargs: nargs, fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	c.keys.register(c.fs)
+	c.json = c.fs.Bool("json", false, "print JSON")
+	return c
+}
+
+func (c *archiveCmd) parse(args []string) error {
+	if err := c.fs.Parse(args); err != nil {
+		return err
 	}
-	if fs.NArg() != 1 {
-		return nil, nil, fmt.Errorf("%s takes exactly one archive location\n%s", name, usage)
+	if c.fs.NArg() != c.nargs {
+		return fmt.Errorf("%s takes %s\n%s", c.name, c.args, usage)
 	}
-	opts, err := kf.options()
+	return nil
+}
+
+func (c *archiveCmd) open(ctx context.Context, loc string) (*archive.Reader, error) {
+	opts, err := c.keys.options()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	r, err := archive.OpenLocation(ctx, fs.Arg(0), opts)
-	return r, fs, err
+	return archive.OpenLocation(ctx, loc, opts)
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func runInspect(ctx context.Context, args []string) error {
-	r, fs, err := openArchive(ctx, "archive inspect", args)
+	c := newArchiveCmd("archive inspect", "ARCHIVE", 1)
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	r, err := c.open(ctx, c.fs.Arg(0))
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	m := r.Manifest()
-	if fs.Lookup("json").Value.String() == "true" {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(m)
+	sum, err := archive.Summarize(ctx, r)
+	if err != nil {
+		return err
 	}
-	return printInspect(os.Stdout, m)
+	if *c.json {
+		return printJSON(struct {
+			Manifest *archive.Manifest `json:"manifest"`
+			Summary  *archive.Summary  `json:"summary"`
+		}{r.Manifest(), sum})
+	}
+	return printInspect(os.Stdout, r.Manifest(), sum)
 }
 
-func printInspect(w io.Writer, m *archive.Manifest) error {
+func printInspect(w io.Writer, m *archive.Manifest, s *archive.Summary) error {
 	fmt.Fprintf(w, "archive    %s (format %s v%d.%d)\n", m.ArchiveID, m.Format, m.Version, m.Revision)
 	fmt.Fprintf(w, "created    %s\n", m.CreatedAt.Format("2006-01-02 15:04:05Z07:00"))
 	fmt.Fprintf(w, "server     %s (source %s %s, schema %d)\n", m.Export.ServerName, m.Export.Source.Implementation, m.Export.Source.Version, m.Export.Source.SchemaVersion)
 	fmt.Fprintf(w, "export     %s\n", m.Export.Type)
 	fmt.Fprintf(w, "encryption %s\n", m.Encryption)
 	fmt.Fprintf(w, "parts      %d data + 1 final\n", len(m.Parts))
-	var blobs, blobBytes int64
-	for _, p := range m.Parts {
-		blobs += p.Blobs
-		blobBytes += p.BlobBytes
+	fmt.Fprintf(w, "media      %d items, %d thumbnails, %d bytes of files\n", s.Media, s.Thumbnails, s.MediaBytes)
+	fmt.Fprintln(w, "records by section:")
+	printCounts(w, s.Sections)
+	namespaces := map[string]int64{}
+	for section, n := range s.Sections {
+		ns := archive.ItemOf(section)
+		if strings.HasPrefix(ns, "m.") {
+			ns = "m.*"
+		}
+		namespaces[ns] += n
 	}
-	fmt.Fprintf(w, "media      %d blobs, %d bytes\n", blobs, blobBytes)
-	counts := map[string]int64{}
-	for _, f := range m.Files {
-		counts[archive.SectionOf(f.Path)] += f.Records
+	fmt.Fprintln(w, "records by namespace:")
+	printCounts(w, namespaces)
+	fmt.Fprintln(w, "events by room:")
+	byRoom := map[string]int64{}
+	for room, n := range s.EventsByRoom {
+		byRoom[fmt.Sprintf("%s (v%s)", room, s.RoomVersions[room])] = n
 	}
-	names := make([]string, 0, len(counts))
-	for n := range counts {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	fmt.Fprintln(w, "records:")
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-32s %d\n", n, counts[n])
-	}
+	printCounts(w, byRoom)
+	fmt.Fprintln(w, "events by type:")
+	printCounts(w, s.EventsByType)
 	if unknown := m.UnknownItems(); len(unknown) > 0 {
 		fmt.Fprintf(w, "skipped (unknown to this reader, kept on re-export): %v\n", unknown)
 	}
 	if len(m.Sensitive) > 0 {
 		fmt.Fprintf(w, "sensitive: %v\n", m.Sensitive)
+	} else {
+		fmt.Fprintln(w, "sensitive: nothing")
 	}
 	return nil
 }
 
+func printCounts(w io.Writer, counts map[string]int64) {
+	names := make([]string, 0, len(counts))
+	for n := range counts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-48s %d\n", n, counts[n])
+	}
+}
+
+// runVerify checks everything Validate checks and previews fidelity; it
+// fails (exit 1) when any error-level problem is found.
 func runVerify(ctx context.Context, args []string) error {
-	r, _, err := openArchive(ctx, "archive verify", args)
+	c := newArchiveCmd("archive verify", "ARCHIVE", 1)
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	r, err := c.open(ctx, c.fs.Arg(0))
 	if err != nil {
 		return fmt.Errorf("verify failed: %w", err)
 	}
 	defer r.Close()
-	var files, blobs int
-	err = r.Walk(ctx, func(f *archive.File) error {
-		if f.Blob != nil {
-			blobs++
-		} else {
-			files++
-		}
-		return nil
-	})
+	rep, err := archive.Validate(ctx, r)
 	if err != nil {
 		return fmt.Errorf("verify failed: %w", err)
 	}
-	fmt.Printf("ok: archive %s: %d parts, %d files and %d media blobs verified\n", r.Manifest().ArchiveID, len(r.Manifest().Parts)+1, files, blobs)
+	preview := fidelity.Preview(r, rep, nil)
+	if *c.json {
+		if err := printJSON(struct {
+			OK         bool                      `json:"ok"`
+			Validation *archive.ValidationReport `json:"validation"`
+			Fidelity   *fidelity.Report          `json:"fidelity"`
+		}{rep.OK(), rep, preview}); err != nil {
+			return err
+		}
+	} else {
+		printValidation(os.Stdout, r.Manifest(), rep)
+		fmt.Print(preview)
+	}
+	if !rep.OK() {
+		return fmt.Errorf("verify failed: %d errors (listed above)", rep.Errors())
+	}
 	return nil
+}
+
+func printValidation(w io.Writer, m *archive.Manifest, rep *archive.ValidationReport) {
+	s := rep.Signatures
+	fmt.Fprintf(w, "archive %s: %d parts, %d files, %d records, %d media blobs (%d bytes)\n",
+		m.ArchiveID, len(m.Parts)+1, rep.Files, rep.Records, rep.Blobs, rep.BlobBytes)
+	fmt.Fprintf(w, "events %d in %d rooms; signatures: %d valid, %d invalid, %d missing, %d unverifiable offline; %d redacted (hash not checkable: redacted)\n",
+		rep.Events, len(rep.Rooms), s.Valid, s.Invalid, s.Missing, s.Unverifiable, s.RedactedHashUncheckable)
+	for _, p := range rep.Problems {
+		fmt.Fprintln(w, "  "+p.String())
+	}
+	var total int64
+	for _, n := range rep.Counts {
+		total += n
+	}
+	if total > int64(len(rep.Problems)) {
+		fmt.Fprintf(w, "  ... %d more problems (counts by check: %v)\n", total-int64(len(rep.Problems)), rep.Counts)
+	}
+	if rep.OK() {
+		fmt.Fprintln(w, "ok: every check passed")
+	}
 }
 
 func runPack(ctx context.Context, args []string) error {
 	if len(args) != 2 {
-		return fmt.Errorf("archive pack takes ARCHIVE OUT\n%s", usage)
+		return fmt.Errorf("archive pack takes ARCHIVE OUT.ferry\n%s", usage)
 	}
 	src, err := container.Open(ctx, args[0])
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	out, err := os.OpenFile(args[1], os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	return writeNewFile(args[1], func(out io.Writer) error {
+		_, err := container.Pack(ctx, src, out)
+		return err
+	})
+}
+
+// writeNewFile creates path (which must not exist) and removes it again
+// when write fails, so that no partial file is left behind.
+func writeNewFile(path string, write func(io.Writer) error) error {
+	out, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := container.Pack(ctx, src, out); err != nil {
+	if err := write(out); err != nil {
 		out.Close()
-		os.Remove(args[1])
+		os.Remove(path)
 		return err
 	}
-	return out.Close()
+	if err := out.Close(); err != nil {
+		os.Remove(path)
+		return err
+	}
+	return nil
+}
+
+// runDecrypt rewrites an encrypted archive as a plaintext one with the same
+// archive ID and records. Secrets need --allow-secrets.
+func runDecrypt(ctx context.Context, args []string) error {
+	c := newArchiveCmd("archive decrypt", "ARCHIVE OUT (a directory, bucket URL, or a file ending in .ferry)", 2)
+	allow := c.fs.Bool("allow-secrets", false, "write secrets (password hashes, tokens, private keys) in plaintext")
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	r, err := c.open(ctx, c.fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	m := r.Manifest()
+	if len(m.Sensitive) > 0 && !*allow {
+		return fmt.Errorf("the archive holds secrets (%s); a plaintext copy would expose them. Pass --allow-secrets if you mean it", strings.Join(m.Sensitive, ", "))
+	}
+	id, err := container.ParseArchiveID(m.ArchiveID)
+	if err != nil {
+		return err
+	}
+	opts := archive.WriterOptions{ArchiveID: id, Export: m.Export, Core: r.Core(), AllowPlaintextSecrets: *allow,
+		Now: func() time.Time { return m.CreatedAt }}
+	return writeArchive(ctx, c.fs.Arg(1), opts, func(w *archive.Writer) error {
+		_, err := archive.Copy(ctx, r, w, nil)
+		return err
+	})
+}
+
+// writeArchive writes a new archive at out: stored form in a directory or
+// bucket prefix, or a single packed file when out ends in ".ferry".
+func writeArchive(ctx context.Context, out string, opts archive.WriterOptions, fill func(*archive.Writer) error) error {
+	dest := out
+	packed := strings.HasSuffix(out, ".ferry") && !strings.Contains(out, "://")
+	if packed {
+		if _, err := os.Stat(out); err == nil {
+			return fmt.Errorf("%s exists: choose a new file", out)
+		}
+		tmp, err := os.MkdirTemp(filepath.Dir(out), ".ferry-tmp-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		dest = tmp
+	}
+	store, err := container.Create(ctx, dest)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	w, err := archive.NewWriter(ctx, store, opts)
+	if err != nil {
+		return err
+	}
+	if err := fill(w); err != nil {
+		w.Abort()
+		return err
+	}
+	if _, err := w.Close(); err != nil {
+		return err
+	}
+	if !packed {
+		fmt.Printf("wrote %s\n", out)
+		return nil
+	}
+	src, err := container.Open(ctx, dest)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	if err := writeNewFile(out, func(f io.Writer) error { _, err := container.Pack(ctx, src, f); return err }); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s\n", out)
+	return nil
+}
+
+// runExtract writes every file of an archive into a new directory, as
+// stored (CBOR) or, with --jsonl, records as JSON lines.
+func runExtract(ctx context.Context, args []string) error {
+	c := newArchiveCmd("archive extract", "ARCHIVE DIR", 2)
+	jsonl := c.fs.Bool("jsonl", false, "write record files as JSON lines (.jsonl) instead of CBOR")
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	r, err := c.open(ctx, c.fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	dir := c.fs.Arg(1)
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return fmt.Errorf("%s is not empty: extract into a new directory", dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(dir) // no entry can escape dir, whatever its name
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	n, err := extract(ctx, r, root, *jsonl)
+	if err != nil {
+		return fmt.Errorf("extract stopped after %d files: %w", n, err)
+	}
+	for name, v := range map[string]any{archive.ManifestFile: r.Manifest(), archive.CoreFile: r.Core()} {
+		data, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := writeInRoot(root, name, func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("extracted %d files into %s\n", n+2, dir)
+	return nil
+}
+
+func extract(ctx context.Context, r *archive.Reader, root *os.Root, jsonl bool) (int, error) {
+	n := 0
+	err := r.Walk(ctx, func(f *archive.File) error {
+		n++
+		if f.Blob != nil {
+			return writeInRoot(root, f.BlobPath, func(w io.Writer) error { _, err := io.Copy(w, f.Blob); return err })
+		}
+		path := f.Entry.Path
+		if !jsonl || !f.Known || !strings.HasSuffix(path, ".cbor") {
+			return writeInRoot(root, path, func(w io.Writer) error { _, err := w.Write(f.Data); return err })
+		}
+		return writeInRoot(root, strings.TrimSuffix(path, ".cbor")+".jsonl", func(w io.Writer) error {
+			enc := json.NewEncoder(w)
+			return archive.RawRecords(r, f, func(raw cbor.RawMessage) error {
+				var v any
+				if err := r.DecodeRaw(raw, &v); err != nil {
+					return err
+				}
+				return enc.Encode(jsonView(v))
+			})
+		})
+	})
+	return n, err
+}
+
+// jsonView makes a decoded CBOR record printable as JSON: byte strings
+// holding JSON become JSON, other byte strings stay base64.
+func jsonView(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, x := range t {
+			t[k] = jsonView(x)
+		}
+	case []any:
+		for i, x := range t {
+			t[i] = jsonView(x)
+		}
+	case []byte:
+		if json.Valid(t) {
+			return json.RawMessage(t)
+		}
+	}
+	return v
+}
+
+func writeInRoot(root *os.Root, path string, write func(io.Writer) error) error {
+	if dir := filepath.Dir(path); dir != "." {
+		if err := root.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+	}
+	f, err := root.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// errDiffer makes `archive diff` exit 1 after printing the differences.
+var errDiffer = errors.New("archives differ")
+
+func runDiff(ctx context.Context, args []string) error {
+	c := newArchiveCmd("archive diff", "A B", 2)
+	var keysB keyFlags
+	c.fs.StringVar(&keysB.keyFile, "key-file-b", "", "key file for archive B (default: the same key options as A)")
+	c.fs.StringVar(&keysB.identity, "identity-b", "", "age identity for archive B")
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	a, err := c.open(ctx, c.fs.Arg(0))
+	if err != nil {
+		return fmt.Errorf("archive A: %w", err)
+	}
+	defer a.Close()
+	if keysB.keyFile != "" || keysB.identity != "" {
+		c.keys.keyFile, c.keys.identity = keysB.keyFile, keysB.identity
+	}
+	b, err := c.open(ctx, c.fs.Arg(1))
+	if err != nil {
+		return fmt.Errorf("archive B: %w", err)
+	}
+	defer b.Close()
+	res, err := archivediff.Compare(ctx, a, b)
+	if err != nil {
+		return err
+	}
+	if *c.json {
+		if err := printJSON(res); err != nil {
+			return err
+		}
+	} else {
+		for _, d := range res.Differences {
+			fmt.Println(d)
+		}
+		if res.Total > int64(len(res.Differences)) {
+			fmt.Printf("... and %d more differences\n", res.Total-int64(len(res.Differences)))
+		}
+	}
+	if !res.Equal() {
+		return fmt.Errorf("%w: %d differences in %d records compared", errDiffer, res.Total, res.Compared)
+	}
+	fmt.Printf("equal: %d records compared\n", res.Compared)
+	return nil
 }

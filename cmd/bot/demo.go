@@ -33,6 +33,9 @@ func runDemo(ctx context.Context, args []string) error {
 			return err
 		}
 	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
 	identity, err := age.GenerateX25519Identity()
 	if err != nil {
 		return err

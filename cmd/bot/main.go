@@ -23,6 +23,10 @@ const usage = `usage:
   bot archive inspect [key options] ARCHIVE
   bot archive verify  [key options] ARCHIVE   exit 0 only when every check passes
   bot archive pack    ARCHIVE OUT.ferry        stored form (directory/prefix) -> single file
+  bot archive decrypt [key options] [--allow-secrets] ARCHIVE OUT   plaintext copy (OUT: directory, bucket URL or FILE.ferry)
+  bot archive extract [key options] [--jsonl] ARCHIVE DIR          every file into a new directory
+  bot archive diff    [key options] [--key-file-b F] A B           compare record by record; exit 1 when they differ
+(inspect, verify and diff take --json)
 
 ARCHIVE is a directory, a packed file, or a bucket URL (s3://bucket/path?endpoint=...).
 key options: --key-file FILE (key.age or plain key line), --identity FILE (age or SSH identity),
@@ -46,6 +50,12 @@ func run(ctx context.Context, args []string) error {
 			return runVerify(ctx, args[2:])
 		case "pack":
 			return runPack(ctx, args[2:])
+		case "decrypt":
+			return runDecrypt(ctx, args[2:])
+		case "extract":
+			return runExtract(ctx, args[2:])
+		case "diff":
+			return runDiff(ctx, args[2:])
 		}
 		return fmt.Errorf("unknown archive subcommand %q\n%s", args[1], usage)
 	case "help", "-h", "--help":

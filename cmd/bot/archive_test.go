@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/archive/archivetest"
+	"github.com/ferry-matrix/ferry/archive/keywrap"
+)
+
+// writeKey stores an archive's plain key line for --key-file.
+func writeKey(t *testing.T, dir string, key keywrap.Key, id string) string {
+	p := filepath.Join(dir, "key.txt")
+	if err := os.WriteFile(p, key.Encode(id), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// The archive subcommands on an encrypted sample archive: decrypt to a
+// packed plaintext file, verify, inspect, extract, and diff it against the
+// original and against a copy with one changed field.
+func TestArchiveCommands(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	key := keywrap.New()
+	src := filepath.Join(dir, "enc")
+	keyFile := writeKey(t, dir, key, archivetest.WriteSample(t, src, key, 20))
+
+	if err := run(ctx, []string{"archive", "verify", src}); err == nil || !strings.Contains(err.Error(), "encrypted") {
+		t.Fatalf("verify without a key: %v", err)
+	}
+	plain := filepath.Join(dir, "plain.ferry")
+	if err := run(ctx, []string{"archive", "decrypt", "--key-file", keyFile, src, plain}); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx, []string{"archive", "decrypt", "--key-file", keyFile, src, plain}); err == nil {
+		t.Fatal("decrypt overwrote an existing file")
+	}
+	out := filepath.Join(dir, "out")
+	for _, args := range [][]string{
+		{"archive", "verify", plain},
+		{"archive", "verify", "--json", "--key-file", keyFile, src},
+		{"archive", "inspect", "--json", plain},
+		{"archive", "diff", "--key-file", keyFile, src, plain},
+		{"archive", "extract", "--jsonl", plain, out},
+	} {
+		if err := run(ctx, args); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+	}
+	users, err := os.ReadFile(filepath.Join(out, "m.users", "users.1.jsonl"))
+	if err != nil || !strings.Contains(string(users), `"user_id":"@bob:sample.ferry.test"`) {
+		t.Fatalf("extracted users: %s %v", users, err)
+	}
+	for _, p := range []string{archive.MediaBlobPath("sample.ferry.test", "avatarbob", ""), archive.ManifestFile, archive.CoreFile} {
+		if _, err := os.Stat(filepath.Join(out, p)); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := run(ctx, []string{"archive", "extract", plain, out}); err == nil {
+		t.Fatal("extract into a non-empty directory succeeded")
+	}
+
+	changed := filepath.Join(dir, "changed")
+	archivetest.RewriteAt(t, changed, archivetest.Open(t, plain, archive.OpenOptions{}), func(_ string, rec any) (bool, error) {
+		if u, ok := rec.(*archive.User); ok && u.Admin {
+			u.Admin = false
+		}
+		return true, nil
+	}, nil)
+	if err := run(ctx, []string{"archive", "diff", plain, changed}); !errors.Is(err, errDiffer) || !strings.Contains(err.Error(), "1 differences") {
+		t.Fatalf("diff of a changed archive: %v", err)
+	}
+}
+
+func TestDecryptRefusesSecretsWithoutFlag(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	key := keywrap.New()
+	src := filepath.Join(dir, "enc")
+	id := archivetest.WriteSampleWith(t, src, key, 1, func(w *archive.Writer) {
+		if err := w.Add(archive.SectionUsers, &archive.User{UserID: "@carol:sample.ferry.test", PasswordHash: "$2b$12$abcdefghijklmnopqrstuv"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	keyFile := writeKey(t, dir, key, id)
+	err := run(ctx, []string{"archive", "decrypt", "--key-file", keyFile, src, filepath.Join(dir, "plain")})
+	if err == nil || !strings.Contains(err.Error(), "--allow-secrets") || !strings.Contains(err.Error(), "password_hash") {
+		t.Fatalf("decrypt of secrets without the flag: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "plain")); err == nil {
+		t.Fatal("a refused decrypt left output behind")
+	}
+	if err := run(ctx, []string{"archive", "decrypt", "--allow-secrets", "--key-file", keyFile, src, filepath.Join(dir, "plain")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx, []string{"archive", "verify", filepath.Join(dir, "plain")}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBadCommandsAreExplained(t *testing.T) {
+	ctx := context.Background()
+	for _, args := range [][]string{{}, {"archive"}, {"archive", "bogus"}, {"archive", "verify"}, {"frobnicate"}} {
+		err := run(ctx, args)
+		if err == nil || !strings.Contains(err.Error(), "usage:") {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+}
