@@ -213,6 +213,31 @@ func checkFile(f FileEntry, data []byte) error {
 	return nil
 }
 
+// checkCount checks that a record file of a known item holds well-formed
+// CBOR items, as many as the manifest says.
+func (r *Reader) checkCount(f FileEntry, data []byte) error {
+	if _, _, isSection := parseSectionFile(f.Path); !isSection || !r.manifest.ItemKnown(ItemOf(f.Path)) {
+		return nil
+	}
+	dec := r.codec.dec.NewDecoder(bytes.NewReader(data))
+	var n int64
+	for {
+		var raw cbor.RawMessage
+		err := dec.Decode(&raw)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return formatErr(f.Path, int64(dec.NumBytesRead()), fmt.Sprintf("record %d is not valid CBOR", n+1), err)
+		}
+		n++
+	}
+	if n != f.Records {
+		return formatErr(f.Path, -1, fmt.Sprintf("holds %d records, the manifest says %d", n, f.Records), nil)
+	}
+	return nil
+}
+
 // File is one item visited by Walk: a listed file (Data set, already
 // verified) or a media blob (Blob set, verified against the part's blob
 // index once the part ends).
@@ -300,6 +325,9 @@ func (r *Reader) walkPart(ctx context.Context, i int, fn func(*File) error) erro
 				return err
 			}
 			if err := checkFile(f, data); err != nil {
+				return err
+			}
+			if err := r.checkCount(f, data); err != nil {
 				return err
 			}
 			if sectionOfPath(f.Path) == SectionBlobIndex {
