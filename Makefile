@@ -6,4 +6,4 @@ demo:
 test:
 	bash scripts/test
 bench:
-	go test -run '^$$' -bench . -benchmem ./archive/
+	go test -run '^$$' -bench . -benchtime 1x ./archive/

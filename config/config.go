@@ -1,0 +1,254 @@
+// Package config reads Ferry's configuration file (see config.example.yaml,
+// embedded as Example). Decoding is strict: an unknown key is an error, so a
+// typo cannot silently turn a feature off. Validate reports every problem at
+// once, each naming the key and what to do.
+package config
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ferry-matrix/ferry/archive/keywrap"
+)
+
+// Example is the commented example configuration.
+//
+//go:embed config.example.yaml
+var Example []byte
+
+// Config is the whole configuration.
+type Config struct {
+	Homeserver Homeserver `yaml:"homeserver"`
+	Appservice Appservice `yaml:"appservice"`
+	Admins     Admins     `yaml:"admins"`
+	Source     Source     `yaml:"source"`
+	Storage    Storage    `yaml:"storage"`
+	Encryption Encryption `yaml:"encryption"`
+	State      State      `yaml:"state"`
+	Schedules  []Schedule `yaml:"schedules"`
+	Limits     Limits     `yaml:"limits"`
+}
+
+type Homeserver struct {
+	URL            string `yaml:"url"`
+	Domain         string `yaml:"domain"`
+	Implementation string `yaml:"implementation"` // synapse | dendrite
+}
+
+type Appservice struct {
+	Address      string `yaml:"address"`
+	Listen       string `yaml:"listen"`
+	ID           string `yaml:"id"`
+	BotLocalpart string `yaml:"bot_localpart"`
+	ASToken      Secret `yaml:"as_token"`
+	HSToken      Secret `yaml:"hs_token"`
+	ASTokenFile  string `yaml:"as_token_file"`
+	HSTokenFile  string `yaml:"hs_token_file"`
+}
+
+type Admins struct {
+	Users []string `yaml:"users"`
+	Rooms []string `yaml:"rooms"`
+}
+
+type Source struct {
+	Database   Secret `yaml:"database"` // a URL that may hold a password
+	MediaPath  string `yaml:"media_path"`
+	SigningKey string `yaml:"signing_key"`
+}
+
+type Storage struct {
+	URL            string   `yaml:"url"`
+	LinkLifetime   Duration `yaml:"link_lifetime"`
+	LinkSecretFile string   `yaml:"link_secret_file"`
+}
+
+type Encryption struct {
+	Recipients      []string            `yaml:"recipients"`
+	AdminRecipients map[string][]string `yaml:"admin_recipients"`
+}
+
+type State struct {
+	Database Secret `yaml:"database"`
+}
+
+type Schedule struct {
+	Name   string   `yaml:"name"`
+	Cron   string   `yaml:"cron"`
+	Type   string   `yaml:"type"`
+	Keep   int      `yaml:"keep"`
+	MaxAge Duration `yaml:"max_age"`
+}
+
+type Limits struct {
+	ConcurrentJobs int `yaml:"concurrent_jobs"`
+	MydataPerDay   int `yaml:"mydata_per_day"`
+}
+
+// Secret is a string that never prints: tokens and database URLs with
+// passwords stay out of logs and error messages.
+type Secret string
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString keeps %#v from printing it too.
+func (s Secret) GoString() string { return s.String() }
+
+// Duration is a time.Duration written as "24h" or "90m".
+type Duration time.Duration
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (use e.g. 24h, 90m)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Defaults fills what a minimal file leaves out.
+func (c *Config) Defaults() {
+	if c.Storage.URL == "" {
+		c.Storage.URL = "file:///var/lib/ferry/archives"
+	}
+	if c.Storage.LinkLifetime == 0 {
+		c.Storage.LinkLifetime = Duration(24 * time.Hour)
+	}
+	if c.Appservice.ID == "" {
+		c.Appservice.ID = "ferry"
+	}
+	if c.Appservice.BotLocalpart == "" {
+		c.Appservice.BotLocalpart = "ferry"
+	}
+	if c.Limits.ConcurrentJobs == 0 {
+		c.Limits.ConcurrentJobs = 1
+	}
+	if c.Limits.MydataPerDay == 0 {
+		c.Limits.MydataPerDay = 2
+	}
+}
+
+// Parse decodes a configuration strictly and applies defaults.
+func Parse(data []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c.Defaults()
+	return &c, nil
+}
+
+// Load reads and parses a configuration file, then reads token files.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, tf := range []struct {
+		file string
+		dst  *Secret
+	}{{c.Appservice.ASTokenFile, &c.Appservice.ASToken}, {c.Appservice.HSTokenFile, &c.Appservice.HSToken}} {
+		if tf.file == "" {
+			continue
+		}
+		b, err := os.ReadFile(tf.file)
+		if err != nil {
+			return nil, fmt.Errorf("read token file: %w", err)
+		}
+		*tf.dst = Secret(strings.TrimSpace(string(b)))
+	}
+	return c, nil
+}
+
+// Validate checks the configuration and returns every problem found.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if u, err := url.Parse(c.Homeserver.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		bad("homeserver.url", "%q is not an http(s) URL", c.Homeserver.URL)
+	}
+	if c.Homeserver.Domain == "" || strings.ContainsAny(c.Homeserver.Domain, "/@ ") {
+		bad("homeserver.domain", "%q is not a server name (example.org)", c.Homeserver.Domain)
+	}
+	switch c.Homeserver.Implementation {
+	case "synapse", "dendrite":
+	default:
+		bad("homeserver.implementation", "%q is not supported: use synapse or dendrite", c.Homeserver.Implementation)
+	}
+	for key, tok := range map[string]Secret{"appservice.as_token": c.Appservice.ASToken, "appservice.hs_token": c.Appservice.HSToken} {
+		switch {
+		case tok == "":
+			bad(key, "missing: run `bot generate-registration` and copy the tokens, or set %s_file", key)
+		case strings.HasPrefix(string(tok), "CHANGE_ME"):
+			bad(key, "still the example placeholder: run `bot generate-registration` for real tokens")
+		case len(tok) < 32:
+			bad(key, "too short to be secret (%d characters; use 32 or more)", len(tok))
+		}
+	}
+	if c.Appservice.ASToken != "" && c.Appservice.ASToken == c.Appservice.HSToken {
+		bad("appservice", "as_token and hs_token must differ")
+	}
+	for _, u := range c.Admins.Users {
+		if !strings.HasPrefix(u, "@") || !strings.Contains(u, ":") {
+			bad("admins.users", "%q is not a Matrix user ID", u)
+		}
+	}
+	for _, r := range c.Admins.Rooms {
+		if !strings.HasPrefix(r, "!") || !strings.Contains(r, ":") {
+			bad("admins.rooms", "%q is not a room ID (!id:server)", r)
+		}
+	}
+	if len(c.Admins.Users) == 0 {
+		bad("admins.users", "no admins: nobody could run an export")
+	}
+	if _, err := url.Parse(c.Storage.URL); err != nil || !strings.Contains(c.Storage.URL, "://") {
+		bad("storage.url", "%q is not a bucket URL (file:///path, s3://bucket?...)", c.Storage.URL)
+	}
+	if _, err := keywrap.ParseRecipients(c.Encryption.Recipients); err != nil {
+		bad("encryption.recipients", "%v", err)
+	}
+	for admin, recips := range c.Encryption.AdminRecipients {
+		if _, err := keywrap.ParseRecipients(recips); err != nil {
+			bad("encryption.admin_recipients."+admin, "%v", err)
+		}
+	}
+	if len(c.Encryption.Recipients) == 0 && len(c.Encryption.AdminRecipients) == 0 {
+		bad("encryption.recipients", "no recipients: archives could not be encrypted (add an age1... or ssh-ed25519 key)")
+	}
+	for i, s := range c.Schedules {
+		key := fmt.Sprintf("schedules[%d]", i)
+		if len(strings.Fields(s.Cron)) != 5 {
+			bad(key+".cron", "%q needs 5 fields (minute hour day month weekday)", s.Cron)
+		}
+		if s.Type != "full" && s.Type != "partial" {
+			bad(key+".type", "%q: use full or partial", s.Type)
+		}
+		if s.Keep < 0 {
+			bad(key+".keep", "must not be negative")
+		}
+	}
+	if c.Limits.ConcurrentJobs < 1 {
+		bad("limits.concurrent_jobs", "must be at least 1")
+	}
+	return errors.Join(errs...)
+}
