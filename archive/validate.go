@@ -39,6 +39,11 @@ const (
 	CheckUnknownUser            Check = "unknown_user"             // a record names a local user with no m.users record
 )
 
+// AllChecks lists every check, in documentation order.
+var AllChecks = []Check{CheckFile, CheckEventUnparseable, CheckEventIDMismatch, CheckUnknownRoom, CheckUnsupportedRoomVersion,
+	CheckBadSignature, CheckMissingSignature, CheckContentHash, CheckMissingAuthEvent, CheckMissingPrevEvent,
+	CheckSnapshotOutside, CheckMissingSnapshot, CheckMembershipMismatch, CheckDanglingMedia, CheckMissingMediaFile, CheckUnknownUser}
+
 // Severity of a problem: errors make an archive fail validation; warnings
 // are expected in some archives (a partial export lacks history).
 type Severity string
