@@ -76,8 +76,10 @@ func genEvents(total int, fn func(*archive.Event) error) (int64, error) {
 // discardSink throws parts away: the benchmark measures the pipeline, not a disk.
 type discardSink struct{}
 
-func (discardSink) CreatePart(context.Context, int) (io.WriteCloser, error) { return nopCloser{io.Discard}, nil }
-func (discardSink) RemovePartsFrom(context.Context, int) error              { return nil }
+func (discardSink) CreatePart(context.Context, int) (io.WriteCloser, error) {
+	return nopCloser{io.Discard}, nil
+}
+func (discardSink) RemovePartsFrom(context.Context, int) error { return nil }
 
 type nopCloser struct{ io.Writer }
 
