@@ -1,0 +1,75 @@
+package keywrap
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+)
+
+const archiveID = "0102030405060708090a0b0c0d0e0f10"
+
+// A key wrapped to an X25519 and an SSH ed25519 recipient opens with either
+// identity, not with a stranger's, and the plaintext is the documented line
+// that any age implementation returns.
+func TestWrapToRecipients(t *testing.T) {
+	x, _ := age.GenerateX25519Identity()
+	sshPub, _ := os.ReadFile("testdata/ssh_ed25519.pub")
+	sshPriv, _ := os.ReadFile("testdata/ssh_ed25519")
+	recips, err := ParseRecipients([]string{x.Recipient().String(), "", string(bytes.TrimSpace(sshPub))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := New()
+	wrapped, err := Wrap(k, archiveID, recips...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshIDs, err := ParseIdentities(sshPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xIDs, err := ParseIdentities([]byte("# a comment\n" + x.String() + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ids := range map[string][]age.Identity{"x25519": xIDs, "ssh": sshIDs} {
+		got, err := Unwrap(wrapped, archiveID, ids...)
+		if err != nil || !bytes.Equal(got.Bytes(), k.Bytes()) {
+			t.Errorf("%s identity: %v", name, err)
+		}
+	}
+	stranger, _ := age.GenerateX25519Identity()
+	if _, err := Unwrap(wrapped, archiveID, stranger); !errors.Is(err, ErrNoIdentity) {
+		t.Errorf("stranger's identity: %v", err)
+	}
+	r, err := age.Decrypt(bytes.NewReader(wrapped), x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plain bytes.Buffer
+	plain.ReadFrom(r)
+	if !strings.HasPrefix(plain.String(), "ferry-archive-key-v1 "+archiveID+" ") {
+		t.Errorf("plaintext %q is not the documented key line", plain.String())
+	}
+}
+
+func TestBadRecipientsAndKeysAreExplained(t *testing.T) {
+	if _, err := ParseRecipients([]string{"age1notakey"}); err == nil || !strings.Contains(err.Error(), "expected an age1") {
+		t.Errorf("bad recipient: %v", err)
+	}
+	if _, err := Decode([]byte("ferry-archive-key-v1 "+archiveID+" short"), archiveID); err == nil {
+		t.Error("short key accepted")
+	}
+	k := New()
+	if _, err := Decode(k.Encode(archiveID), "ffffffffffffffffffffffffffffffff"); !errors.Is(err, ErrWrongArchive) {
+		t.Errorf("key of another archive: %v", err)
+	}
+	if s := fmt.Sprintf("%v %s %#v", k, k, k); strings.Contains(s, strings.TrimSpace(string(k.Encode(archiveID)[54:]))) {
+		t.Errorf("key printed: %s", s)
+	}
+}
