@@ -338,6 +338,18 @@ func (w *Writer) AddFile(path string, data []byte, records int64) error {
 	return w.writeFile(path, data, records)
 }
 
+// MarkSensitive records that the archive holds a sensitive field that no
+// m.* record type knows about, such as a secret in a vendor file
+// ("org.matrix.synapse/config.json#macaroon_secret_key"). Like sensitive
+// record fields, it needs an encrypted archive.
+func (w *Writer) MarkSensitive(name string) error {
+	if w.key == nil && !w.opts.AllowPlaintextSecrets {
+		return fmt.Errorf("%w: %s needs an encrypted archive (configure recipients or a passphrase)", ErrSensitiveInPlaintext, name)
+	}
+	w.sensitive[name] = true
+	return nil
+}
+
 // AddBlob streams a media file of exactly size bytes into the archive at
 // path (see MediaBlobPath) and returns its SHA-256 (hex), to be put in the
 // Media record.

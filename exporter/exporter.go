@@ -1,0 +1,254 @@
+// Package exporter runs a Source's streams into an archive.Writer: it is
+// the one place where export happens, called by the CLI, the job workers
+// and (through them) the bot. It reports progress, checkpoints so that a
+// crashed export resumes from its last complete part, and never leaves an
+// archive that looks complete when it fails or is cancelled.
+package exporter
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/source"
+)
+
+// Progress is a snapshot of a running export, safe to read from any
+// goroutine through Export's callback.
+type Progress struct {
+	Stream     string           // the stream running now
+	Streams    int              // how many streams in all
+	Done       int              // streams finished
+	Records    int64            // records written so far
+	Total      int64            // estimated records in all (from the streams' counts)
+	Blobs      int64            // media files written
+	BlobBytes  int64            // their bytes
+	PerStream  map[string]int64 // records per stream
+	Omissions  int64            // things left out (see the archive's m.omissions)
+	Started    time.Time
+	SnapshotAt time.Time // when the source's consistent view was taken
+}
+
+// Fraction is the share done, from record counts (0..1).
+func (p Progress) Fraction() float64 {
+	if p.Total <= 0 {
+		return 0
+	}
+	return min(1, float64(p.Records)/float64(p.Total))
+}
+
+// ETA estimates the time left from the rate so far.
+func (p Progress) ETA(now time.Time) time.Duration {
+	f := p.Fraction()
+	if f <= 0 {
+		return 0
+	}
+	elapsed := now.Sub(p.Started)
+	return time.Duration(float64(elapsed) * (1 - f) / f)
+}
+
+// Options of one export.
+type Options struct {
+	Filter source.Filter
+	Source source.Options
+	// Resume continues after a checkpoint's cursor (from the checkpoint
+	// the writer was resumed with); nil starts from the beginning.
+	Resume []byte
+	// OnProgress is called after every stream and at most every Interval.
+	OnProgress func(Progress)
+	Interval   time.Duration // default 1s
+}
+
+// position is the exporter's resume cursor: which stream, and where in it.
+type position struct {
+	Stream int             `json:"stream"`
+	Name   string          `json:"name"`
+	Cursor json.RawMessage `json:"cursor,omitempty"`
+}
+
+// Export writes everything src holds (as filtered) into w and returns the
+// final progress. It does not close w: the caller closes it on success
+// (publishing the archive) or aborts it on error.
+func Export(ctx context.Context, src source.Source, w *archive.Writer, opts Options) (Progress, error) {
+	if err := opts.Filter.Validate(); err != nil {
+		return Progress{}, err
+	}
+	sopts := opts.Source
+	sopts.Encrypted = w.Encrypted()
+	if sopts.RedactedOriginals && !w.Encrypted() {
+		return Progress{}, fmt.Errorf("%w: redacted originals need an encrypted archive", archive.ErrSensitiveInPlaintext)
+	}
+	streams, err := src.Streams(ctx, opts.Filter, sopts)
+	if err != nil {
+		return Progress{}, err
+	}
+	var start position
+	if len(opts.Resume) > 0 {
+		if err := json.Unmarshal(opts.Resume, &start); err != nil {
+			return Progress{}, fmt.Errorf("resume cursor is not an exporter position: %w", err)
+		}
+		if start.Stream >= len(streams) || streams[start.Stream].Name != start.Name {
+			return Progress{}, fmt.Errorf("resume cursor names stream %d %q, which this export does not have at that place (filter or Ferry version changed?)", start.Stream, start.Name)
+		}
+	}
+	e := &run{w: w, opts: opts, p: Progress{Streams: len(streams), Started: time.Now(), PerStream: map[string]int64{},
+		SnapshotAt: src.Info().SnapshotTime}}
+	if e.opts.Interval <= 0 {
+		e.opts.Interval = time.Second
+	}
+	for _, s := range streams {
+		if s.Count == nil {
+			continue
+		}
+		n, err := s.Count(ctx)
+		if err != nil {
+			return e.p, fmt.Errorf("count %s: %w", s.Name, err)
+		}
+		e.p.Total += n
+	}
+	for i := start.Stream; i < len(streams); i++ {
+		s := streams[i]
+		var cursor []byte
+		if i == start.Stream && len(start.Cursor) > 0 {
+			cursor = start.Cursor
+		}
+		e.setStream(i, s.Name)
+		if err := s.Run(ctx, cursor, e); err != nil {
+			if ctx.Err() != nil {
+				return e.progress(), fmt.Errorf("export cancelled during %s: %w", s.Name, ctx.Err())
+			}
+			return e.progress(), fmt.Errorf("export %s: %w", s.Name, err)
+		}
+		e.mu.Lock()
+		e.p.Done++
+		e.mu.Unlock()
+		// A stream boundary is a natural resume point.
+		if err := e.checkpoint(position{Stream: i + 1, Name: nameAt(streams, i+1)}); err != nil {
+			return e.progress(), err
+		}
+		e.report(true)
+	}
+	return e.progress(), nil
+}
+
+func nameAt(streams []source.Stream, i int) string {
+	if i < len(streams) {
+		return streams[i].Name
+	}
+	return ""
+}
+
+// run is the Sink the streams write into.
+type run struct {
+	w      *archive.Writer
+	opts   Options
+	mu     sync.Mutex
+	p      Progress
+	stream int
+	last   time.Time
+}
+
+func (e *run) setStream(i int, name string) {
+	e.mu.Lock()
+	e.stream, e.p.Stream = i, name
+	e.mu.Unlock()
+}
+
+func (e *run) progress() Progress {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.p
+	p.PerStream = make(map[string]int64, len(e.p.PerStream))
+	for k, v := range e.p.PerStream {
+		p.PerStream[k] = v
+	}
+	return p
+}
+
+func (e *run) report(force bool) {
+	if e.opts.OnProgress == nil {
+		return
+	}
+	now := time.Now()
+	if !force && now.Sub(e.last) < e.opts.Interval {
+		return
+	}
+	e.last = now
+	e.opts.OnProgress(e.progress())
+}
+
+func (e *run) count(blob int64) {
+	e.mu.Lock()
+	if blob >= 0 {
+		e.p.Blobs++
+		e.p.BlobBytes += blob
+	} else {
+		e.p.Records++
+		e.p.PerStream[e.p.Stream]++
+	}
+	e.mu.Unlock()
+	e.report(false)
+}
+
+func (e *run) Record(section string, rec any) error {
+	if err := e.w.Add(section, rec); err != nil {
+		return err
+	}
+	e.count(-1)
+	return nil
+}
+
+func (e *run) Blob(path string, size int64, r io.Reader) (string, error) {
+	sum, err := e.w.AddBlob(path, size, r)
+	if err != nil {
+		return "", err
+	}
+	e.count(size)
+	return sum, nil
+}
+
+func (e *run) File(path string, data []byte, records int64, sensitive []string) error {
+	for _, s := range sensitive {
+		if err := e.w.MarkSensitive(s); err != nil {
+			return err
+		}
+	}
+	return e.w.AddFile(path, data, records)
+}
+
+func (e *run) Omit(o archive.Omission) error {
+	if err := e.w.Add(archive.SectionOmissions, &o); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.p.Omissions++
+	e.mu.Unlock()
+	return nil
+}
+
+func (e *run) Checkpoint(cursor []byte) error {
+	e.mu.Lock()
+	pos := position{Stream: e.stream, Name: e.p.Stream, Cursor: json.RawMessage(cursor)}
+	e.mu.Unlock()
+	b, err := json.Marshal(pos)
+	if err != nil {
+		return err
+	}
+	_, err = e.w.MaybeCheckpoint(b)
+	return err
+}
+
+// checkpoint forces a resumable point (at a stream boundary) only when the
+// part has grown past its size, like Checkpoint.
+func (e *run) checkpoint(pos position) error {
+	b, err := json.Marshal(pos)
+	if err != nil {
+		return err
+	}
+	_, err = e.w.MaybeCheckpoint(b)
+	return err
+}

@@ -1,0 +1,140 @@
+package synapse
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/archive/container"
+	"github.com/ferry-matrix/ferry/archive/keywrap"
+	"github.com/ferry-matrix/ferry/exporter"
+	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/source"
+)
+
+const testdata = "../../testdata/"
+
+// fixture restores a Synapse fixture into a fresh database and unpacks
+// its media store; name is "synapse-1.67" or "synapse-latest-schema".
+func fixture(t *testing.T, name string) Config {
+	t.Helper()
+	pg := testenv.StartPostgres(t)
+	db := strings.NewReplacer("-", "_", ".", "_").Replace(name) + "_" + strings.ToLower(strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
+	if len(db) > 60 {
+		db = db[:60]
+	}
+	url := pg.CreateDatabase(t, db)
+	pg.Restore(t, db, testdata+name+"/synapse.sql.gz")
+	media := t.TempDir()
+	untar(t, testdata+"synapse-1.67/media_store.tar.gz", media)
+	return Config{Database: url, MediaStore: media, SigningKey: testdata + "synapse-1.67/fixture.test.signing.key",
+		HomeserverConfig: testdata + "synapse-1.67/homeserver.yaml"}
+}
+
+func untar(t *testing.T, path, dir string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		p := filepath.Join(dir, filepath.Clean("/"+h.Name))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		out, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(out, tr)
+		out.Close()
+	}
+}
+
+// export runs a whole export of cfg into a new encrypted archive and opens it.
+func export(t *testing.T, cfg Config, f source.Filter, o source.Options) (*archive.Reader, exporter.Progress) {
+	t.Helper()
+	ctx := context.Background()
+	src, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dir := t.TempDir()
+	store, err := container.Create(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	key := keywrap.New()
+	info := src.Info()
+	w, err := archive.NewWriter(ctx, store, archive.WriterOptions{Key: key, PartSize: 256 << 10,
+		Export: archive.ExportInfo{ServerName: info.ServerName, Type: exportType(f),
+			Source: archive.SourceInfo{Implementation: info.Implementation, SchemaVersion: info.SchemaVersion},
+			Filters: f.Archive(), Options: o.Archive()},
+		Core: archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog, err := exporter.Export(ctx, src, w, exporter.Options{Filter: f, Source: o})
+	if err != nil {
+		w.Abort()
+		t.Fatal(err)
+	}
+	if _, err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := archive.OpenLocation(ctx, dir, archive.OpenOptions{Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r, prog
+}
+
+func exportType(f source.Filter) string {
+	if f.IsFull() {
+		return "full"
+	}
+	return "partial"
+}
+
+func TestExportFixtureValidates(t *testing.T) {
+	for _, name := range []string{"synapse-1.67", "synapse-latest-schema"} {
+		t.Run(name, func(t *testing.T) {
+			r, prog := export(t, fixture(t, name), source.Filter{}, source.Options{})
+			rep, err := archive.Validate(context.Background(), r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("progress %+v", prog)
+			for _, p := range rep.Problems {
+				t.Log(p)
+			}
+			t.Logf("events %d signatures %+v blobs %d", rep.Events, rep.Signatures, rep.Blobs)
+			if !rep.OK() {
+				t.Fatal("archive does not validate")
+			}
+		})
+	}
+}

@@ -1,0 +1,173 @@
+package synapse
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/source"
+)
+
+// plan is one export's selection, shared by its streams.
+type plan struct {
+	s *Source
+	f source.Filter
+	o source.Options
+	// users selects per-user data; nil: all users.
+	users []string
+	// rooms selects rooms; nil: all rooms.
+	rooms []string
+	// roomVersion of every selected room; roomOrdinal numbers them (in
+	// room ID order) for the current-state snapshot IDs.
+	roomVersion map[string]string
+	roomOrdinal map[string]uint64
+	since, until int64 // ms; 0: open
+}
+
+// Snapshot IDs: Synapse's state group IDs are used as they are; two more
+// kinds are made up, far above any group ID:
+//   - the state before a state event (its group is the state after it),
+//     keyed by the event's stream ordering;
+//   - each room's current state.
+const (
+	beforeSnapshotBase  = uint64(1) << 62
+	currentSnapshotBase = uint64(1) << 61
+)
+
+func beforeSnapshotID(streamOrdering int64) uint64 {
+	return beforeSnapshotBase | (uint64(streamOrdering) & (beforeSnapshotBase - 1))
+}
+
+// Streams returns the export's streams in order.
+func (s *Source) Streams(ctx context.Context, f source.Filter, o source.Options) ([]source.Stream, error) {
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	p := &plan{s: s, f: f, o: o, users: nilIfEmpty(f.Users), rooms: nilIfEmpty(f.Rooms)}
+	if !f.Since.IsZero() {
+		p.since = f.Since.UnixMilli()
+	}
+	if !f.Until.IsZero() {
+		p.until = f.Until.UnixMilli()
+	}
+	if p.users != nil && p.rooms == nil {
+		// A user selection without rooms: the rooms those users are in.
+		var err error
+		p.rooms, err = s.strings(ctx, `SELECT DISTINCT room_id FROM current_state_events
+			WHERE type = 'm.room.member' AND state_key = ANY($1) ORDER BY room_id`, p.users)
+		if err != nil {
+			return nil, err
+		}
+		if p.rooms == nil {
+			p.rooms = []string{}
+		}
+	}
+	if err := p.loadRooms(ctx); err != nil {
+		return nil, err
+	}
+	streams := []source.Stream{s.serverKeysStream(o)}
+	if len(f.Rooms) == 0 || p.users != nil { // a rooms-only selection carries no accounts
+		streams = append(streams, p.usersStream(), p.devicesStream(), p.e2eeStream(), p.backupsStream(),
+			p.pushersStream(), p.filtersStream(), p.accountDataStream())
+	}
+	streams = append(streams, p.roomsStream(), p.membershipsStream(), p.receiptsStream(), p.snapshotsStream(),
+		p.eventsStream(), p.redactionsStream(), p.mediaStream())
+	if f.IsFull() {
+		streams = append(streams, p.vendorStream())
+	}
+	return streams, nil
+}
+
+func nilIfEmpty(v []string) []string {
+	if len(v) == 0 {
+		return nil
+	}
+	return v
+}
+
+// loadRooms reads the selected rooms' versions; a room that does not exist
+// is an error naming it.
+func (p *plan) loadRooms(ctx context.Context) error {
+	p.roomVersion = map[string]string{}
+	p.roomOrdinal = map[string]uint64{}
+	rows, err := p.s.tx.Query(ctx, `SELECT room_id, COALESCE(room_version, '1') FROM rooms
+		WHERE ($1::text[] IS NULL OR room_id = ANY($1)) ORDER BY room_id`, p.rooms)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for rows.Next() {
+		var id, v string
+		if err := rows.Scan(&id, &v); err != nil {
+			rows.Close()
+			return err
+		}
+		p.roomVersion[id] = v
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, want := range p.rooms {
+		if _, ok := p.roomVersion[want]; !ok {
+			return fmt.Errorf("room %s is not on this server (check the room ID, e.g. with the admin API)", want)
+		}
+	}
+	sort.Strings(ids)
+	for i, id := range ids {
+		p.roomOrdinal[id] = uint64(i + 1)
+	}
+	return nil
+}
+
+// strings runs a query returning one text column.
+func (s *Source) strings(ctx context.Context, sql string, args ...any) ([]string, error) {
+	rows, err := s.tx.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// count runs a count(*) query.
+func (s *Source) count(ctx context.Context, sql string, args ...any) (int64, error) {
+	var n int64
+	err := s.tx.QueryRow(ctx, sql, args...).Scan(&n)
+	return n, err
+}
+
+// each runs a query and calls fn per row; fn must not query.
+func (s *Source) each(ctx context.Context, sql string, args []any, fn func(pgx.Rows) error) error {
+	rows, err := s.tx.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// omit is a shorthand for an omission record.
+func omit(sink source.Sink, code, item, id, detail string) error {
+	return sink.Omit(archive.Omission{Code: code, Item: item, ID: id, Detail: detail})
+}
+
+// optional returns column expression expr when table has column, else
+// the fallback SQL.
+func (s *Source) optional(table, column, expr, fallback string) string {
+	if s.has(table, column) {
+		return expr
+	}
+	return fallback
+}
