@@ -90,7 +90,7 @@ func export(t *testing.T, cfg Config, f source.Filter, o source.Options) (*archi
 	info := src.Info()
 	w, err := archive.NewWriter(ctx, store, archive.WriterOptions{Key: key, PartSize: 256 << 10,
 		Export: archive.ExportInfo{ServerName: info.ServerName, Type: exportType(f),
-			Source: archive.SourceInfo{Implementation: info.Implementation, SchemaVersion: info.SchemaVersion},
+			Source:  archive.SourceInfo{Implementation: info.Implementation, SchemaVersion: info.SchemaVersion},
 			Filters: f.Archive(), Options: o.Archive()},
 		Core: archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion}})
 	if err != nil {

@@ -22,8 +22,8 @@ type plan struct {
 	rooms []string
 	// roomVersion of every selected room; roomOrdinal numbers them (in
 	// room ID order) for the current-state snapshot IDs.
-	roomVersion map[string]string
-	roomOrdinal map[string]uint64
+	roomVersion  map[string]string
+	roomOrdinal  map[string]uint64
 	since, until int64 // ms; 0: open
 }
 
