@@ -295,20 +295,25 @@ func runDecrypt(ctx context.Context, args []string) error {
 	}
 	opts := archive.WriterOptions{ArchiveID: id, Export: m.Export, Core: r.Core(), AllowPlaintextSecrets: *allow,
 		Now: func() time.Time { return m.CreatedAt }}
-	return writeArchive(ctx, c.fs.Arg(1), opts, func(w *archive.Writer) error {
+	return writeArchive(ctx, c.fs.Arg(1), opts, nil, func(w *archive.Writer) error {
 		_, err := archive.Copy(ctx, r, w, nil)
 		return err
 	})
 }
 
 // writeArchive writes a new archive at out: stored form in a directory or
-// bucket prefix, or a single packed file when out ends in ".ferry".
-func writeArchive(ctx context.Context, out string, opts archive.WriterOptions, fill func(*archive.Writer) error) error {
+// bucket prefix, or a single packed file when out ends in ".ferry". With
+// wrapKey, the archive's wrapped key is stored as key.age beside the parts
+// (or as OUT.ferry.key.age beside a packed file). Nothing that looks like a
+// complete archive is left behind when fill fails.
+func writeArchive(ctx context.Context, out string, opts archive.WriterOptions, wrapKey func(archiveID string) ([]byte, error), fill func(*archive.Writer) error) error {
 	dest := out
 	packed := strings.HasSuffix(out, ".ferry") && !strings.Contains(out, "://")
 	if packed {
-		if _, err := os.Stat(out); err == nil {
-			return fmt.Errorf("%s exists: choose a new file", out)
+		for _, p := range []string{out, out + ".key.age"} {
+			if _, err := os.Stat(p); err == nil {
+				return fmt.Errorf("%s exists: choose a new file", p)
+			}
 		}
 		tmp, err := os.MkdirTemp(filepath.Dir(out), ".ferry-tmp-")
 		if err != nil {
@@ -326,15 +331,34 @@ func writeArchive(ctx context.Context, out string, opts archive.WriterOptions, f
 	if err != nil {
 		return err
 	}
+	if wrapKey != nil {
+		wrapped, err := wrapKey(w.ArchiveID())
+		if err != nil {
+			w.Abort()
+			return err
+		}
+		if packed {
+			err = writeNewFile(out+".key.age", func(f io.Writer) error { _, err := f.Write(wrapped); return err })
+		} else {
+			err = store.WriteKey(ctx, wrapped)
+		}
+		if err != nil {
+			w.Abort()
+			return fmt.Errorf("store the wrapped key: %w", err)
+		}
+	}
 	if err := fill(w); err != nil {
 		w.Abort()
+		if packed {
+			os.Remove(out + ".key.age")
+		}
 		return err
 	}
 	if _, err := w.Close(); err != nil {
 		return err
 	}
 	if !packed {
-		fmt.Printf("wrote %s\n", out)
+		fmt.Fprintf(os.Stderr, "wrote %s\n", out)
 		return nil
 	}
 	src, err := container.Open(ctx, dest)
@@ -343,9 +367,10 @@ func writeArchive(ctx context.Context, out string, opts archive.WriterOptions, f
 	}
 	defer src.Close()
 	if err := writeNewFile(out, func(f io.Writer) error { _, err := container.Pack(ctx, src, f); return err }); err != nil {
+		os.Remove(out + ".key.age")
 		return err
 	}
-	fmt.Printf("wrote %s\n", out)
+	fmt.Fprintf(os.Stderr, "wrote %s\n", out)
 	return nil
 }
 

@@ -20,6 +20,8 @@ func main() {
 
 const usage = `usage:
   bot demo [--out DIR]                 export the embedded sample server into an encrypted archive, then verify and inspect it
+  bot export --source synapse --db URL --signing-key F --to OUT [filters] (--recipient R | --passphrase-env V | --plaintext)
+                                       export a homeserver (bot export -h for all options)
   bot archive inspect [key options] ARCHIVE
   bot archive verify  [key options] ARCHIVE   exit 0 only when every check passes
   bot archive pack    ARCHIVE OUT.ferry        stored form (directory/prefix) -> single file
@@ -39,6 +41,8 @@ func run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "demo":
 		return runDemo(ctx, args[1:])
+	case "export":
+		return runExport(ctx, args[1:])
 	case "archive":
 		if len(args) < 2 {
 			return fmt.Errorf("archive needs a subcommand\n%s", usage)

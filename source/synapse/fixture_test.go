@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -138,3 +139,5 @@ func TestExportFixtureValidates(t *testing.T) {
 		})
 	}
 }
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/archive/keywrap"
+	"github.com/ferry-matrix/ferry/exporter"
+	"github.com/ferry-matrix/ferry/source"
+	"github.com/ferry-matrix/ferry/source/synapse"
+)
+
+// listFlag collects a repeatable, comma-separated flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
+
+// timeFlag parses RFC 3339 times or plain dates (UTC midnight).
+type timeFlag struct{ t time.Time }
+
+func (f *timeFlag) String() string {
+	if f.t.IsZero() {
+		return ""
+	}
+	return f.t.Format(time.RFC3339)
+}
+func (f *timeFlag) Set(v string) error {
+	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04", "2006-01-02"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			f.t = t
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not a time: use 2026-11-23 or 2026-11-23T15:04:05Z", v)
+}
+
+// keyChoice is how an export's key is delivered.
+type keyChoice struct {
+	recipients    listFlag
+	recipientFile string
+	passphraseEnv string
+	plaintext     bool
+}
+
+func (k *keyChoice) register(fs *flag.FlagSet) {
+	fs.Var(&k.recipients, "recipient", "age recipient (age1...) or SSH public key (ssh-ed25519 ...) that can open the archive; repeatable")
+	fs.StringVar(&k.recipientFile, "recipients-file", "", "file of recipients, one per line")
+	fs.StringVar(&k.passphraseEnv, "passphrase-env", "", "environment variable holding a passphrase that opens the archive")
+	fs.BoolVar(&k.plaintext, "plaintext", false, "write an unencrypted archive (no secrets in it); for tests and pipelines")
+}
+
+// resolve returns the archive key and the function that wraps it, or a
+// zero key for --plaintext.
+func (k *keyChoice) resolve() (keywrap.Key, func(string) ([]byte, error), error) {
+	var recips []age.Recipient
+	if len(k.recipients) > 0 {
+		r, err := keywrap.ParseRecipients(k.recipients)
+		if err != nil {
+			return keywrap.Key{}, nil, err
+		}
+		recips = append(recips, r...)
+	}
+	if k.recipientFile != "" {
+		r, err := keywrap.ParseRecipientsFile(k.recipientFile)
+		if err != nil {
+			return keywrap.Key{}, nil, err
+		}
+		recips = append(recips, r...)
+	}
+	var pass string
+	if k.passphraseEnv != "" {
+		if pass = os.Getenv(k.passphraseEnv); pass == "" {
+			return keywrap.Key{}, nil, fmt.Errorf("environment variable %s is empty", k.passphraseEnv)
+		}
+	}
+	switch {
+	case k.plaintext && (len(recips) > 0 || pass != ""):
+		return keywrap.Key{}, nil, errors.New("--plaintext contradicts --recipient/--passphrase-env: choose one")
+	case k.plaintext:
+		return keywrap.Key{}, nil, nil
+	case len(recips) > 0 && pass != "":
+		return keywrap.Key{}, nil, errors.New("use either recipients or a passphrase, not both")
+	case len(recips) > 0:
+		key := keywrap.New()
+		return key, func(id string) ([]byte, error) { return keywrap.Wrap(key, id, recips...) }, nil
+	case pass != "":
+		key := keywrap.New()
+		return key, func(id string) ([]byte, error) { return keywrap.WrapPassphrase(key, id, pass, 18) }, nil
+	}
+	return keywrap.Key{}, nil, errors.New("no key delivery chosen: pass --recipient age1... (or ssh-ed25519 ...), --passphrase-env VAR, or --plaintext")
+}
+
+const exportUsage = `usage: bot export --source synapse --db postgres://... --signing-key FILE --to OUT
+         [--media-store DIR|URL] [--synapse-config homeserver.yaml]
+         [--rooms !a:x,!b:x] [--users @u:x,...] [--since 2026-01-01] [--until 2026-02-01] [--media none|referenced|all]
+         (--recipient age1...|ssh-ed25519 ... | --recipients-file F | --passphrase-env VAR | --plaintext)
+         [--access-tokens] [--one-time-keys] [--redacted-originals] [--private-server-key]
+OUT is a new directory, a bucket URL (s3://bucket/prefix?...), or FILE.ferry (key beside it in FILE.ferry.key.age).`
+
+func runExport(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	impl := fs.String("source", "synapse", "homeserver implementation: synapse")
+	var cfg synapse.Config
+	fs.StringVar(&cfg.Database, "db", "", "PostgreSQL URL of the homeserver's database (a read-only role is enough)")
+	fs.StringVar(&cfg.MediaStore, "media-store", "", "media store: a directory (media_store_path) or a bucket URL")
+	fs.StringVar(&cfg.SigningKey, "signing-key", "", "the server's signing key file")
+	fs.StringVar(&cfg.HomeserverConfig, "synapse-config", "", "homeserver.yaml (exported with secrets handled; old keys and pepper are read from it)")
+	to := fs.String("to", "", "where to write the archive")
+	var f source.Filter
+	var rooms, users listFlag
+	var since, until timeFlag
+	fs.Var(&rooms, "rooms", "export only these rooms (comma-separated room IDs)")
+	fs.Var(&users, "users", "export only these users' data (and, without --rooms, their rooms)")
+	fs.Var(&since, "since", "events at or after this time")
+	fs.Var(&until, "until", "events before this time")
+	fs.StringVar(&f.Media, "media", "", "media: all, referenced (only what exported events use) or none; default all for full exports, referenced for partial ones")
+	var o source.Options
+	fs.BoolVar(&o.AccessTokens, "access-tokens", false, "include device access tokens (migrations; encrypted archives only)")
+	fs.BoolVar(&o.OneTimeKeys, "one-time-keys", false, "include unclaimed e2ee one-time keys")
+	fs.BoolVar(&o.RedactedOriginals, "redacted-originals", false, "include the original content of redacted events (admin only; encrypted archives only)")
+	fs.BoolVar(&o.PrivateServerKey, "private-server-key", false, "include the server's private signing key (encrypted archives only)")
+	var kc keyChoice
+	kc.register(fs)
+	quiet := fs.Bool("quiet", false, "no progress output")
+	fs.Usage = func() { fmt.Fprintln(os.Stderr, exportUsage) }
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %v\n%s", fs.Args(), exportUsage)
+	}
+	if *impl != "synapse" {
+		return fmt.Errorf("--source %q: only synapse is supported by bot export so far", *impl)
+	}
+	if *to == "" || cfg.Database == "" {
+		return fmt.Errorf("--to and --db are required\n%s", exportUsage)
+	}
+	f.Rooms, f.Users, f.Since, f.Until = rooms, users, since.t, until.t
+	if err := f.Validate(); err != nil {
+		return err
+	}
+	key, wrap, err := kc.resolve()
+	if err != nil {
+		return err
+	}
+	if key.IsZero() && (o.AccessTokens || o.RedactedOriginals || o.PrivateServerKey) {
+		return errors.New("--access-tokens, --redacted-originals and --private-server-key need an encrypted archive (drop --plaintext)")
+	}
+	src, err := synapse.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	info := src.Info()
+	for _, w := range info.Warnings {
+		fmt.Fprintln(os.Stderr, "warning:", w)
+	}
+	typ := "full"
+	if !f.IsFull() {
+		typ = "partial"
+	}
+	wopts := archive.WriterOptions{Key: key,
+		Export: archive.ExportInfo{ServerName: info.ServerName, Type: typ, Filters: f.Archive(), Options: o.Archive(),
+			Source: archive.SourceInfo{Implementation: info.Implementation, Version: info.Version, SchemaVersion: info.SchemaVersion}},
+		Core: archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion}}
+	bar := newProgressPrinter(os.Stderr, *quiet)
+	var final exporter.Progress
+	err = writeArchive(ctx, *to, wopts, wrap, func(w *archive.Writer) error {
+		var err error
+		final, err = exporter.Export(ctx, src, w, exporter.Options{Filter: f, Source: o, OnProgress: bar.print})
+		return err
+	})
+	bar.done()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "exported %s (%s, schema %d): %d records, %d media files (%s), %d omissions reported in the archive, in %s\n",
+		info.ServerName, typ, info.SchemaVersion, final.Records, final.Blobs, humanBytes(final.BlobBytes), final.Omissions,
+		time.Since(final.Started).Round(time.Millisecond))
+	return nil
+}
+
+// progressPrinter draws a live bar on a terminal and plain lines elsewhere.
+type progressPrinter struct {
+	w     io.Writer
+	tty   bool
+	quiet bool
+	last  time.Time
+	drawn bool
+}
+
+func newProgressPrinter(w *os.File, quiet bool) *progressPrinter {
+	st, err := w.Stat()
+	return &progressPrinter{w: w, quiet: quiet, tty: err == nil && st.Mode()&os.ModeCharDevice != 0}
+}
+
+func (p *progressPrinter) print(pr exporter.Progress) {
+	if p.quiet {
+		return
+	}
+	now := time.Now()
+	if !p.tty && now.Sub(p.last) < 5*time.Second && pr.Done < pr.Streams {
+		return
+	}
+	p.last = now
+	frac := pr.Fraction()
+	eta := ""
+	if d := pr.ETA(now); d > 0 {
+		eta = " ETA " + d.Round(time.Second).String()
+	}
+	line := fmt.Sprintf("%s %5.1f%% %s: %d/%d records, %d files %s, snapshot age %s%s", bar(frac, 24), frac*100,
+		pr.Stream, pr.Records, pr.Total, pr.Blobs, humanBytes(pr.BlobBytes), now.Sub(pr.SnapshotAt).Round(time.Second), eta)
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+		p.drawn = true
+	} else {
+		fmt.Fprintln(p.w, line)
+	}
+}
+
+func (p *progressPrinter) done() {
+	if p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}
+
+func bar(frac float64, width int) string {
+	n := int(frac * float64(width))
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
