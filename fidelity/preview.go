@@ -18,7 +18,8 @@ const (
 )
 
 // Target describes what an import target can hold. The zero Target
-// previews only what the archive itself lacks.
+// previews only what the archive itself lacks (vendor namespaces are then
+// not reported: whether they have a place depends on the target).
 type Target struct {
 	Name string
 	// RoomVersions the target supports; nil means any version this Ferry knows.
@@ -69,7 +70,7 @@ func Preview(r *archive.Reader, v *archive.ValidationReport, t *Target) *Report 
 			rep.AddN(UnsupportedItemVersion, item, "", fmt.Sprintf("version %v, this Ferry reads %d; %s", m.Items[item].V, known, detail), max(records, 1))
 		case strings.HasPrefix(item, "m."):
 			rep.AddN(UnknownItem, item, "", detail, max(records, 1))
-		case !slices.Contains(t.Namespaces, item):
+		case t.Name != "" && !slices.Contains(t.Namespaces, item):
 			rep.AddN(TargetNoPlace, item, "", vendorDetail(t, detail), max(records, 1))
 		}
 	}

@@ -96,8 +96,10 @@ func (s *BucketStore) listParts(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list parts under %q: %w", s.Prefix, err)
 		}
-		if !obj.IsDir {
-			names = append(names, strings.TrimPrefix(obj.Key, s.Prefix))
+		// Only exact part names count: an interrupted upload can leave
+		// temporary objects beside them (part-00000003.<random>.tmp).
+		if name := strings.TrimPrefix(obj.Key, s.Prefix); !obj.IsDir && isPartName(name) {
+			names = append(names, name)
 		}
 	}
 	sort.Strings(names)
@@ -372,4 +374,17 @@ func Create(ctx context.Context, loc string) (*BucketStore, error) {
 		return nil, fmt.Errorf("%s already holds an archive (%d parts): choose a new location", loc, len(names))
 	}
 	return s, nil
+}
+
+// isPartName reports whether name is exactly "part-" and eight digits.
+func isPartName(name string) bool {
+	if len(name) != len("part-00000000") || !strings.HasPrefix(name, "part-") {
+		return false
+	}
+	for _, c := range name[len("part-"):] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

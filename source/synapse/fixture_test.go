@@ -1,13 +1,8 @@
 package synapse
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"context"
 	"errors"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -40,35 +35,8 @@ func fixture(t *testing.T, name string) Config {
 
 func untar(t *testing.T, path, dir string) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
+	if err := testenv.Untar(path, dir); err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(gz)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag != tar.TypeReg {
-			continue
-		}
-		p := filepath.Join(dir, filepath.Clean("/"+h.Name))
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		out, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(out, tr)
-		out.Close()
 	}
 }
 

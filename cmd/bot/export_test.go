@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferry-matrix/ferry/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+const fixtureDir = "../../testdata/synapse-1.67/"
+
+func synapseFixture(t *testing.T) (db, media string) {
+	t.Helper()
+	pg := testenv.StartPostgres(t)
+	name := "cli_" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "_"))
+	db = pg.CreateDatabase(t, name)
+	pg.Restore(t, name, fixtureDir+"synapse.sql.gz")
+	media = t.TempDir()
+	if err := testenv.Untar(fixtureDir+"media_store.tar.gz", media); err != nil {
+		t.Fatal(err)
+	}
+	return db, media
+}
+
+// bot export end to end: a packed, passphrase-encrypted archive that
+// verifies; then Ctrl-C in the middle leaves nothing that looks complete.
+func TestExportCommand(t *testing.T) {
+	ctx := context.Background()
+	db, media := synapseFixture(t)
+	dir := t.TempDir()
+	t.Setenv("FERRY_TEST_PASS", "a long enough passphrase")
+	out := filepath.Join(dir, "full.ferry")
+	args := []string{"export", "--quiet", "--db", db, "--media-store", media, "--signing-key", fixtureDir + "fixture.test.signing.key",
+		"--synapse-config", fixtureDir + "homeserver.yaml", "--passphrase-env", "FERRY_TEST_PASS", "--to", out}
+	if err := run(ctx, args); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx, []string{"archive", "verify", "--key-file", out + ".key.age", "--passphrase-env", "FERRY_TEST_PASS", out}); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx, args); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("export over an existing archive: %v", err)
+	}
+
+	cancelled, cancel := context.WithCancel(ctx)
+	time.AfterFunc(20*time.Millisecond, cancel)
+	stored := filepath.Join(dir, "stored")
+	args = []string{"export", "--quiet", "--db", db, "--media-store", media, "--signing-key", fixtureDir + "fixture.test.signing.key",
+		"--plaintext", "--to", stored}
+	err := run(cancelled, args)
+	if err == nil {
+		t.Skip("the export finished before it could be cancelled")
+	}
+	if err := run(ctx, []string{"archive", "verify", stored}); err == nil || !strings.Contains(err.Error(), "incomplete") && !strings.Contains(err.Error(), "no archive parts") &&
+		!strings.Contains(err.Error(), "not marked final") && !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("a cancelled export looks complete: %v", err)
+	}
+
+	if err := run(ctx, []string{"export", "--db", db, "--to", filepath.Join(dir, "x")}); err == nil || !strings.Contains(err.Error(), "--plaintext") {
+		t.Fatalf("export without a key choice: %v", err)
+	}
+	if err := run(ctx, []string{"export", "--db", db, "--plaintext", "--access-tokens", "--to", filepath.Join(dir, "y")}); err == nil {
+		t.Fatal("access tokens in a plaintext export accepted")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "y")); err == nil {
+		t.Error("a refused export left output behind")
+	}
+}
