@@ -22,8 +22,10 @@ type fakeSource struct {
 	onRecord func(i int) error
 }
 
-func (f *fakeSource) Info() source.Info { return source.Info{ServerName: "fake.test", Implementation: "fake"} }
-func (f *fakeSource) Close() error      { return nil }
+func (f *fakeSource) Info() source.Info {
+	return source.Info{ServerName: "fake.test", Implementation: "fake"}
+}
+func (f *fakeSource) Close() error { return nil }
 func (f *fakeSource) Streams(context.Context, source.Filter, source.Options) ([]source.Stream, error) {
 	return []source.Stream{{
 		Name:  "users",
