@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -176,7 +177,7 @@ func runExport(ctx context.Context, args []string) error {
 	if !f.IsFull() {
 		typ = "partial"
 	}
-	wopts := archive.WriterOptions{Key: key,
+	wopts := archive.WriterOptions{Key: key, Concurrency: runtime.GOMAXPROCS(0),
 		Export: archive.ExportInfo{ServerName: info.ServerName, Type: typ, Filters: f.Archive(), Options: o.Archive(),
 			Source: archive.SourceInfo{Implementation: info.Implementation, Version: info.Version, SchemaVersion: info.SchemaVersion}},
 		Core: archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion}}

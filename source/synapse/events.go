@@ -54,9 +54,9 @@ func (p *plan) eventsStream() source.Stream {
 		j.json, j.internal_metadata, g.state_group, red.id, red.sender, red.meta
 		FROM events e JOIN event_json j ON j.event_id = e.event_id
 		LEFT JOIN event_to_state_groups g ON g.event_id = e.event_id
-		LEFT JOIN LATERAL (SELECT r.event_id AS id, re.sender, rj.internal_metadata AS meta FROM redactions r
+		LEFT JOIN (SELECT DISTINCT ON (r.redacts) r.redacts, r.event_id AS id, re.sender, rj.internal_metadata AS meta FROM redactions r
 			JOIN events re ON re.event_id = r.event_id JOIN event_json rj ON rj.event_id = r.event_id
-			WHERE r.redacts = e.event_id AND ` + p.notRejected("re") + ` ORDER BY re.stream_ordering LIMIT 1) red ON true
+			WHERE ` + p.notRejected("re") + ` ORDER BY r.redacts, re.stream_ordering) red ON red.redacts = e.event_id
 		WHERE ` + p.eventCond() + ` AND e.stream_ordering > $` + strconv.Itoa(args+1) + ` ORDER BY e.stream_ordering`
 	return source.Stream{
 		Name: "events",
