@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
@@ -177,7 +178,7 @@ func runExport(ctx context.Context, args []string) error {
 	if !f.IsFull() {
 		typ = "partial"
 	}
-	wopts := archive.WriterOptions{Key: key, Concurrency: runtime.GOMAXPROCS(0),
+	wopts := archive.WriterOptions{Key: key, Concurrency: runtime.GOMAXPROCS(0), Level: zstd.SpeedFastest,
 		Export: archive.ExportInfo{ServerName: info.ServerName, Type: typ, Filters: f.Archive(), Options: o.Archive(),
 			Source: archive.SourceInfo{Implementation: info.Implementation, Version: info.Version, SchemaVersion: info.SchemaVersion}},
 		Core: archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion}}

@@ -16,10 +16,19 @@ import (
 // eventCond selects the export's events (alias e): the selected rooms;
 // within the time range for timeline events, while state events are always
 // included so that every exported snapshot refers to events in the archive.
-// It uses parameters $1..$3 (see eventArgs).
+// It uses parameters $1..$3 (see eventArgs). Unused filters become
+// constant conditions, so that the planner sees plain predicates and uses
+// Synapse's (room_id, stream_ordering) index for a room selection.
 func (p *plan) eventCond() string {
-	return `($1::text[] IS NULL OR e.room_id = ANY($1)) AND (e.state_key IS NOT NULL OR
-		(($2::bigint = 0 OR e.origin_server_ts >= $2) AND ($3::bigint = 0 OR e.origin_server_ts < $3)))`
+	rooms := `$1::text[] IS NULL`
+	if p.rooms != nil {
+		rooms = `e.room_id = ANY($1::text[])`
+	}
+	times := `($2::bigint = 0 AND $3::bigint = 0)`
+	if p.since != 0 || p.until != 0 {
+		times = `(e.state_key IS NOT NULL OR (($2::bigint = 0 OR e.origin_server_ts >= $2) AND ($3::bigint = 0 OR e.origin_server_ts < $3)))`
+	}
+	return rooms + ` AND ` + times
 }
 
 func (p *plan) eventArgs() []any { return []any{p.rooms, p.since, p.until} }
