@@ -59,10 +59,10 @@ type room struct {
 	version   matrixevent.RoomVersion
 	last      string // latest event (the single forward extremity)
 	depth     int64
-	group     int64              // state group after the latest event
+	group     int64                // state group after the latest event
 	state     map[[2]string]string // current state
-	members   []string           // joined users
-	recent    []string           // recent message event IDs, for replies, edits, reactions
+	members   []string             // joined users
+	recent    []string             // recent message event IDs, for replies, edits, reactions
 	origEdges int
 }
 
