@@ -292,3 +292,4 @@ func TestSecretsNeedEncryption(t *testing.T) {
 		t.Fatalf("password hash in plaintext archive: %v", err)
 	}
 }
+

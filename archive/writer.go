@@ -25,7 +25,7 @@ import (
 // Defaults for WriterOptions.
 const (
 	DefaultPartSize  = 128 << 20
-	DefaultChunkSize = 4 << 20
+	DefaultChunkSize = 1 << 20
 	// MaxFileSize bounds every record/JSON file a reader accepts (blobs are
 	// unbounded); writers never come near it.
 	MaxFileSize = 64 << 20
@@ -265,6 +265,9 @@ func (w *Writer) add(sectionName string, rec any, raw []byte) error {
 	b := w.buffers[sectionName]
 	if b == nil {
 		b = &chunkBuf{}
+		// Sized once: a chunk closes at ChunkSize, so the buffer never
+		// needs to double (which would keep twice the memory per section).
+		b.buf.Grow(w.opts.ChunkSize + 64<<10)
 		w.buffers[sectionName] = b
 	}
 	if raw != nil {
