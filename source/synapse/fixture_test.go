@@ -3,6 +3,7 @@ package synapse
 import (
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -109,3 +110,15 @@ func TestExportFixtureValidates(t *testing.T) {
 }
 
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+// sourcetestNop is a Sink that drops everything.
+type sourcetestNop struct{}
+
+func (sourcetestNop) Record(string, any) error { return nil }
+func (sourcetestNop) Blob(_ string, size int64, r io.Reader) (string, error) {
+	_, err := io.Copy(io.Discard, r)
+	return "", err
+}
+func (sourcetestNop) File(string, []byte, int64, []string) error { return nil }
+func (sourcetestNop) Omit(archive.Omission) error                { return nil }
+func (sourcetestNop) Checkpoint([]byte) error                    { return nil }

@@ -189,6 +189,9 @@ func TestPartialExports(t *testing.T) {
 		if _, err := src.Streams(context.Background(), source.Filter{Media: "some"}, source.Options{}); err == nil {
 			t.Error("unknown media choice accepted")
 		}
+		if _, err := src.Streams(context.Background(), source.Filter{Rooms: []string{roomDM}}, source.Options{PrivateServerKey: true, Encrypted: true}); err == nil {
+			t.Error("private signing key in a partial export accepted")
+		}
 	})
 }
 

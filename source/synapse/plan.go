@@ -2,6 +2,7 @@ package synapse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -45,6 +46,9 @@ func beforeSnapshotID(streamOrdering int64) uint64 {
 func (s *Source) Streams(ctx context.Context, f source.Filter, o source.Options) ([]source.Stream, error) {
 	if err := f.Validate(); err != nil {
 		return nil, err
+	}
+	if o.PrivateServerKey && (!f.IsFull() || !o.Encrypted) {
+		return nil, errors.New("the private signing key goes only into full, encrypted exports")
 	}
 	p := &plan{s: s, f: f, o: o, users: nilIfEmpty(f.Users), rooms: nilIfEmpty(f.Rooms)}
 	if !f.Since.IsZero() {
