@@ -292,4 +292,3 @@ func TestSecretsNeedEncryption(t *testing.T) {
 		t.Fatalf("password hash in plaintext archive: %v", err)
 	}
 }
-
