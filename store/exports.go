@@ -1,0 +1,210 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Statuses of an export, as the API reports them.
+const (
+	StatusQueued     = "queued"
+	StatusProcessing = "processing"
+	StatusCompleted  = "completed"
+	StatusFailed     = "failed"
+	StatusCancelled  = "cancelled"
+)
+
+// Export is one export job's record.
+type Export struct {
+	ID          string
+	Kind        string
+	Status      string
+	RequestedBy string
+	Via         string
+	Request     string // JSON
+	ArchiveID   string
+	Name        string
+	ArchiveKey  string // key line while an encrypted export is unfinished
+	Checkpoint  []byte
+	Progress    string // JSON
+	Size        int64
+	SHA256      string
+	Error       string
+	Attempts    int
+	LeaseOwner  string
+	LeaseToken  int64
+	LeaseUntil  time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	FinishedAt  time.Time
+}
+
+const exportColumns = `id, kind, status, requested_by, via, request, archive_id, name, COALESCE(archive_key, ''), checkpoint,
+	COALESCE(progress, ''), size, sha256, error, attempts, COALESCE(lease_owner, ''), lease_token, lease_until, created_at, updated_at, finished_at`
+
+func scanExport(row interface{ Scan(...any) error }) (*Export, error) {
+	var e Export
+	var checkpoint sql.NullString
+	var leaseUntil, created, updated, finished int64
+	err := row.Scan(&e.ID, &e.Kind, &e.Status, &e.RequestedBy, &e.Via, &e.Request, &e.ArchiveID, &e.Name, &e.ArchiveKey, &checkpoint,
+		&e.Progress, &e.Size, &e.SHA256, &e.Error, &e.Attempts, &e.LeaseOwner, &e.LeaseToken, &leaseUntil, &created, &updated, &finished)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if checkpoint.Valid && checkpoint.String != "" {
+		if e.Checkpoint, err = decodeB64(checkpoint.String); err != nil {
+			return nil, fmt.Errorf("export %s: stored checkpoint: %w", e.ID, err)
+		}
+	}
+	e.LeaseUntil, e.CreatedAt, e.UpdatedAt = time.UnixMilli(leaseUntil), time.UnixMilli(created), time.UnixMilli(updated)
+	if finished > 0 {
+		e.FinishedAt = time.UnixMilli(finished)
+	}
+	return &e, nil
+}
+
+// CreateExport records a new queued export.
+func (s *Store) CreateExport(ctx context.Context, e *Export) error {
+	now := s.now().UnixMilli()
+	_, err := s.DB.ExecContext(ctx, s.q(`INSERT INTO ferry_exports (id, kind, status, requested_by, via, request, name, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`), e.ID, e.Kind, StatusQueued, e.RequestedBy, e.Via, e.Request, e.Name, now, now)
+	if err != nil {
+		return fmt.Errorf("record export %s: %w", e.ID, err)
+	}
+	e.Status = StatusQueued
+	return nil
+}
+
+// GetExport reads one export.
+func (s *Store) GetExport(ctx context.Context, id string) (*Export, error) {
+	return scanExport(s.DB.QueryRowContext(ctx, s.q(`SELECT `+exportColumns+` FROM ferry_exports WHERE id = ?`), id))
+}
+
+// ListExports returns the newest exports first.
+func (s *Store) ListExports(ctx context.Context, limit int) ([]*Export, error) {
+	rows, err := s.DB.QueryContext(ctx, s.q(`SELECT `+exportColumns+` FROM ferry_exports ORDER BY created_at DESC, id LIMIT ?`), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Export
+	for rows.Next() {
+		e, err := scanExport(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// ErrLeaseHeld: another worker holds a live lease on the export.
+var ErrLeaseHeld = errors.New("another worker is running this export")
+
+// ErrLeaseLost: this worker's lease was taken over; it must stop writing.
+var ErrLeaseLost = errors.New("lease on this export was lost to another worker: stopping without writing")
+
+// AcquireLease makes owner the export's runner until now+ttl and returns
+// the fencing token, which grows with every acquisition. A live lease of
+// another owner is refused with ErrLeaseHeld.
+func (s *Store) AcquireLease(ctx context.Context, id, owner string, ttl time.Duration) (int64, error) {
+	now := s.now()
+	res, err := s.DB.ExecContext(ctx, s.q(`UPDATE ferry_exports SET lease_owner = ?, lease_token = lease_token + 1, lease_until = ?,
+		status = ?, attempts = attempts + 1, updated_at = ?
+		WHERE id = ? AND (lease_owner IS NULL OR lease_owner = '' OR lease_until < ? OR lease_owner = ?)`),
+		owner, now.Add(ttl).UnixMilli(), StatusProcessing, now.UnixMilli(), id, now.UnixMilli(), owner)
+	if err != nil {
+		return 0, err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := s.GetExport(ctx, id); err != nil {
+			return 0, err
+		}
+		return 0, ErrLeaseHeld
+	}
+	var token int64
+	err = s.DB.QueryRowContext(ctx, s.q(`SELECT lease_token FROM ferry_exports WHERE id = ? AND lease_owner = ?`), id, owner).Scan(&token)
+	return token, err
+}
+
+// Heartbeat extends the lease; ErrLeaseLost when the token is stale.
+func (s *Store) Heartbeat(ctx context.Context, id string, token int64, ttl time.Duration) error {
+	now := s.now()
+	res, err := s.DB.ExecContext(ctx, s.q(`UPDATE ferry_exports SET lease_until = ?, updated_at = ? WHERE id = ? AND lease_token = ?`),
+		now.Add(ttl).UnixMilli(), now.UnixMilli(), id, token)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+// CheckLease is the fencing check made before every part is written.
+func (s *Store) CheckLease(ctx context.Context, id string, token int64) error {
+	var current int64
+	if err := s.DB.QueryRowContext(ctx, s.q(`SELECT lease_token FROM ferry_exports WHERE id = ?`), id).Scan(&current); err != nil {
+		return err
+	}
+	if current != token {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+// ReleaseLease clears the lease (at the end of a run, whatever its outcome).
+func (s *Store) ReleaseLease(ctx context.Context, id string, token int64) error {
+	_, err := s.DB.ExecContext(ctx, s.q(`UPDATE ferry_exports SET lease_owner = NULL, lease_until = 0 WHERE id = ? AND lease_token = ?`), id, token)
+	return err
+}
+
+// fenced runs an update only while token is still the export's lease.
+func (s *Store) fenced(ctx context.Context, id string, token int64, set string, args ...any) error {
+	args = append(args, s.now().UnixMilli(), id, token)
+	res, err := s.DB.ExecContext(ctx, s.q(`UPDATE ferry_exports SET `+set+`, updated_at = ? WHERE id = ? AND lease_token = ?`), args...)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+// StartArchive records the archive ID and (for encrypted exports) the key
+// line needed to resume.
+func (s *Store) StartArchive(ctx context.Context, id string, token int64, archiveID, keyLine string) error {
+	return s.fenced(ctx, id, token, `archive_id = ?, archive_key = ?`, archiveID, keyLine)
+}
+
+// SaveCheckpoint stores the writer's checkpoint (fenced).
+func (s *Store) SaveCheckpoint(ctx context.Context, id string, token int64, checkpoint []byte) error {
+	return s.fenced(ctx, id, token, `checkpoint = ?`, encodeB64(checkpoint))
+}
+
+// SaveProgress stores the progress JSON (fenced).
+func (s *Store) SaveProgress(ctx context.Context, id string, token int64, progress string) error {
+	return s.fenced(ctx, id, token, `progress = ?`, progress)
+}
+
+// Finish records the end of an export and forgets its key and checkpoint.
+func (s *Store) Finish(ctx context.Context, id, status string, size int64, sha256, errMsg string) error {
+	now := s.now().UnixMilli()
+	_, err := s.DB.ExecContext(ctx, s.q(`UPDATE ferry_exports SET status = ?, size = ?, sha256 = ?, error = ?, archive_key = NULL,
+		checkpoint = NULL, lease_owner = NULL, lease_until = 0, updated_at = ?, finished_at = ? WHERE id = ?`),
+		status, size, sha256, errMsg, now, now, id)
+	return err
+}
+
+// RecordError notes a failed attempt that will be retried.
+func (s *Store) RecordError(ctx context.Context, id string, errMsg string) error {
+	_, err := s.DB.ExecContext(ctx, s.q(`UPDATE ferry_exports SET error = ?, updated_at = ? WHERE id = ?`), errMsg, s.now().UnixMilli(), id)
+	return err
+}

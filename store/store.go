@@ -1,0 +1,199 @@
+// Package store is Ferry's own state database: the exports it runs (with
+// their leases and checkpoints) and the audit log, on SQLite (the embedded
+// default: one file, no server) or PostgreSQL (several Ferry instances).
+// River's job tables live in the same database. Upgrades are ordered SQL
+// files in migrations/, applied once each and recorded in ferry_schema.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Dialect of the database.
+type Dialect string
+
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// Store is an open state database.
+type Store struct {
+	DB      *sql.DB
+	Dialect Dialect
+	// Pool is the pgx pool (PostgreSQL only), for River's pgx driver.
+	Pool *pgxpool.Pool
+	now  func() time.Time
+}
+
+// Open opens a state database by URL: sqlite:///path/to/ferry.db (created
+// if missing), sqlite://:memory: for tests, or postgres://... . It
+// applies pending upgrades.
+func Open(ctx context.Context, rawURL string) (*Store, error) {
+	s := &Store{now: time.Now}
+	switch {
+	case strings.HasPrefix(rawURL, "sqlite://"):
+		path := strings.TrimPrefix(rawURL, "sqlite://")
+		if path != ":memory:" {
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				return nil, err
+			}
+		}
+		dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)"
+		if path == ":memory:" {
+			dsn = "file::memory:?_pragma=busy_timeout(10000)"
+		}
+		db, err := sql.Open("sqlite", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("state database: %w", err)
+		}
+		// SQLite allows one writer; River's SQLite driver asks for one connection.
+		db.SetMaxOpenConns(1)
+		s.DB, s.Dialect = db, SQLite
+	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
+		pool, err := pgxpool.New(ctx, rawURL)
+		if err != nil {
+			u, _ := url.Parse(rawURL)
+			where := "the database"
+			if u != nil {
+				where = u.Redacted()
+			}
+			return nil, fmt.Errorf("state database %s: %w", where, err)
+		}
+		s.Pool, s.DB, s.Dialect = pool, stdlib.OpenDBFromPool(pool), Postgres
+	default:
+		return nil, fmt.Errorf("state database %q: use sqlite:///path/ferry.db or postgres://...", rawURL)
+	}
+	if err := s.DB.PingContext(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("state database: %w", err)
+	}
+	if err := s.upgrade(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	err := s.DB.Close()
+	if s.Pool != nil {
+		s.Pool.Close()
+	}
+	return err
+}
+
+// q rewrites ? placeholders into $n for PostgreSQL.
+func (s *Store) q(query string) string {
+	if s.Dialect != Postgres {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, c := range query {
+		if c == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// upgrade applies the migrations not yet recorded, in order, each in its
+// own transaction.
+func (s *Store) upgrade(ctx context.Context) error {
+	if _, err := s.DB.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS ferry_schema (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("state database: %w", err)
+	}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		version, err := strconv.Atoi(strings.SplitN(filepath.Base(name), "_", 2)[0])
+		if err != nil {
+			return fmt.Errorf("migration %s: file names start with a number", name)
+		}
+		var done int
+		if err := s.DB.QueryRowContext(ctx, s.q(`SELECT count(*) FROM ferry_schema WHERE version = ?`), version).Scan(&done); err != nil {
+			return err
+		}
+		if done > 0 {
+			continue
+		}
+		body, err := migrations.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		tx, err := s.DB.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		for _, stmt := range splitStatements(string(body)) {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("state database upgrade %s: %w", filepath.Base(name), err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO ferry_schema (version, applied_at) VALUES (?, ?)`), version, s.now().UnixMilli()); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// splitStatements splits a migration file at semicolons ending a line,
+// dropping comment lines.
+func splitStatements(body string) []string {
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "--") {
+			continue
+		}
+		if i := strings.Index(line, "--"); i >= 0 {
+			line = line[:i]
+		}
+		cur.WriteString(line + "\n")
+		if strings.HasSuffix(strings.TrimSpace(line), ";") {
+			if st := strings.TrimSpace(cur.String()); st != ";" {
+				out = append(out, strings.TrimSuffix(st, ";"))
+			}
+			cur.Reset()
+		}
+	}
+	if st := strings.TrimSpace(cur.String()); st != "" {
+		out = append(out, st)
+	}
+	return out
+}
+
+// ErrNotFound: no such export.
+var ErrNotFound = errors.New("no such export")

@@ -1,0 +1,108 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ferry-matrix/ferry/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// each runs a test on SQLite and on PostgreSQL.
+func each(t *testing.T, fn func(t *testing.T, s *Store)) {
+	t.Run("sqlite", func(t *testing.T) {
+		s, err := Open(context.Background(), "sqlite://"+t.TempDir()+"/ferry.db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		fn(t, s)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		pg := testenv.StartPostgres(t)
+		url := pg.CreateDatabase(t, "store_"+time.Now().Format("150405.000000"))
+		s, err := Open(context.Background(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		fn(t, s)
+	})
+}
+
+func TestUpgradesApplyOnce(t *testing.T) {
+	dir := t.TempDir()
+	for i := 0; i < 2; i++ {
+		s, err := Open(context.Background(), "sqlite://"+dir+"/ferry.db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		s.DB.QueryRow(`SELECT count(*) FROM ferry_schema`).Scan(&n)
+		s.Close()
+		if n != 1 {
+			t.Fatalf("open %d: %d upgrades recorded", i, n)
+		}
+	}
+	if _, err := Open(context.Background(), "mysql://x"); err == nil {
+		t.Fatal("unknown database accepted")
+	}
+}
+
+// Leases: one live owner at a time; tokens grow; a stale lease is taken
+// over, and the old owner's fenced writes then fail.
+func TestLeases(t *testing.T) {
+	each(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		clock := time.Unix(1_800_000_000, 0)
+		s.now = func() time.Time { return clock }
+		if err := s.CreateExport(ctx, &Export{ID: "e1", Kind: "export", RequestedBy: "@admin:x", Via: "api", Request: `{}`}); err != nil {
+			t.Fatal(err)
+		}
+		a, err := s.AcquireLease(ctx, "e1", "worker-a", time.Minute)
+		if err != nil || a != 1 {
+			t.Fatalf("first lease: %d %v", a, err)
+		}
+		if _, err := s.AcquireLease(ctx, "e1", "worker-b", time.Minute); !errors.Is(err, ErrLeaseHeld) {
+			t.Fatalf("second owner while the lease is live: %v", err)
+		}
+		if err := s.SaveCheckpoint(ctx, "e1", a, []byte("cp1")); err != nil {
+			t.Fatal(err)
+		}
+		clock = clock.Add(2 * time.Minute) // worker-a stopped heart-beating
+		b, err := s.AcquireLease(ctx, "e1", "worker-b", time.Minute)
+		if err != nil || b != 2 {
+			t.Fatalf("takeover: %d %v", b, err)
+		}
+		if err := s.CheckLease(ctx, "e1", a); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("old owner's fencing check: %v", err)
+		}
+		if err := s.SaveCheckpoint(ctx, "e1", a, []byte("stale")); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("old owner's checkpoint: %v", err)
+		}
+		if err := s.Heartbeat(ctx, "e1", a, time.Minute); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("old owner's heartbeat: %v", err)
+		}
+		e, _ := s.GetExport(ctx, "e1")
+		if string(e.Checkpoint) != "cp1" || e.Status != StatusProcessing || e.Attempts != 2 || e.LeaseOwner != "worker-b" {
+			t.Fatalf("record %+v", e)
+		}
+		if err := s.Finish(ctx, "e1", StatusCompleted, 123, "abc", ""); err != nil {
+			t.Fatal(err)
+		}
+		e, _ = s.GetExport(ctx, "e1")
+		if e.Status != StatusCompleted || e.Checkpoint != nil || e.ArchiveKey != "" || e.Size != 123 {
+			t.Fatalf("finished record %+v", e)
+		}
+		if _, err := s.GetExport(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("missing export: %v", err)
+		}
+		s.Audit(ctx, AuditEntry{Actor: "@admin:x", Via: "api", Action: "export.create", Target: "e1", Outcome: "ok"})
+		if log, err := s.AuditLog(ctx, 10); err != nil || len(log) != 1 || log[0].Action != "export.create" {
+			t.Fatalf("audit %v %v", log, err)
+		}
+	})
+}
