@@ -47,5 +47,5 @@ func (s *Store) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
 	return out, rows.Err()
 }
 
-func encodeB64(b []byte) string           { return base64.StdEncoding.EncodeToString(b) }
+func encodeB64(b []byte) string          { return base64.StdEncoding.EncodeToString(b) }
 func decodeB64(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }
