@@ -197,10 +197,28 @@ func (s *Store) SaveProgress(ctx context.Context, id string, token int64, progre
 // Finish records the end of an export and forgets its key and checkpoint.
 func (s *Store) Finish(ctx context.Context, id, status string, size int64, sha256, errMsg string) error {
 	now := s.now().UnixMilli()
+	// The lease token moves on: a worker still running this export fails
+	// its next fenced write and stops.
 	_, err := s.DB.ExecContext(ctx, s.q(`UPDATE ferry_exports SET status = ?, size = ?, sha256 = ?, error = ?, archive_key = NULL,
-		checkpoint = NULL, lease_owner = NULL, lease_until = 0, updated_at = ?, finished_at = ? WHERE id = ?`),
+		checkpoint = NULL, lease_owner = NULL, lease_token = lease_token + 1, lease_until = 0, updated_at = ?, finished_at = ? WHERE id = ?`),
 		status, size, sha256, errMsg, now, now, id)
 	return err
+}
+
+// SetJob records the River job working an export.
+func (s *Store) SetJob(ctx context.Context, id string, jobID int64) error {
+	_, err := s.DB.ExecContext(ctx, s.q(`UPDATE ferry_exports SET river_job_id = ? WHERE id = ?`), jobID, id)
+	return err
+}
+
+// JobOf returns the River job working an export (0: none recorded).
+func (s *Store) JobOf(ctx context.Context, id string) (int64, error) {
+	var jobID int64
+	err := s.DB.QueryRowContext(ctx, s.q(`SELECT river_job_id FROM ferry_exports WHERE id = ?`), id).Scan(&jobID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	return jobID, err
 }
 
 // RecordError notes a failed attempt that will be retried.

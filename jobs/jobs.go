@@ -1,0 +1,396 @@
+// Package jobs runs exports as durable jobs on River, over Ferry's state
+// database (SQLite by default, PostgreSQL for several instances).
+//
+// River's defaults are made for short jobs, so exports set their own: no
+// job timeout (an export runs for hours), stuck-job rescue far away (a
+// day), and instead a lease Ferry owns: the worker heart-beats it, and a
+// fencing token is checked before every archive part is written, so a
+// crashed export is picked up again promptly (ResumeOrphans) and two
+// workers never write the same archive. A resumed export continues from
+// its last complete part (the writer's checkpoint, kept in the store).
+// Transient errors (storage, network) are retried with backoff; permanent
+// ones (bad request, unsupported schema, secrets in a plaintext archive)
+// fail at once and are reported.
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/archive/container"
+	"github.com/ferry-matrix/ferry/archive/keywrap"
+	"github.com/ferry-matrix/ferry/exporter"
+	"github.com/ferry-matrix/ferry/source"
+	"github.com/ferry-matrix/ferry/storage"
+	"github.com/ferry-matrix/ferry/store"
+)
+
+// ExportArgs is the River job of one export.
+type ExportArgs struct {
+	ExportID string `json:"export_id"`
+}
+
+// Kind names the job kind in River's tables.
+func (ExportArgs) Kind() string { return "ferry.export" }
+
+// Request says what an export does; it is stored with the export.
+type Request struct {
+	Source     string         `json:"source"` // a configured source name
+	Filter     source.Filter  `json:"filter"`
+	Options    source.Options `json:"options"`
+	Recipients []string       `json:"recipients,omitempty"` // age1... / ssh-ed25519 ...
+	Plaintext  bool           `json:"plaintext,omitempty"`
+	Name       string         `json:"name"` // the published archive's name
+}
+
+// Validate checks a request before it is queued: every error here is the
+// caller's to fix.
+func (r *Request) Validate() error {
+	if err := storage.CheckName(r.Name); err != nil {
+		return err
+	}
+	if err := r.Filter.Validate(); err != nil {
+		return err
+	}
+	if r.Plaintext == (len(r.Recipients) > 0) {
+		return errors.New("choose either recipients (encrypted archive) or plaintext")
+	}
+	if len(r.Recipients) > 0 {
+		if _, err := keywrap.ParseRecipients(r.Recipients); err != nil {
+			return err
+		}
+	}
+	if r.Plaintext && (r.Options.AccessTokens || r.Options.RedactedOriginals || r.Options.PrivateServerKey) {
+		return errors.New("access tokens, redacted originals and the private key need an encrypted archive")
+	}
+	return nil
+}
+
+// SourceOpener opens a configured source by name.
+type SourceOpener func(ctx context.Context, name string) (source.Source, error)
+
+// Service is what the CLI, the HTTP API and the bot call: submit, watch,
+// cancel. It holds no River client of its own type; see Runner.
+type Service struct {
+	Store    *store.Store
+	Storage  *storage.Store
+	Open     SourceOpener
+	Owner    string        // this instance's name in leases
+	LeaseTTL time.Duration // default 1 minute
+	// PartSize of archives (default archive.DefaultPartSize): each part is
+	// a resume point.
+	PartSize int64
+	runner   runner
+}
+
+func (s *Service) leaseTTL() time.Duration {
+	if s.LeaseTTL <= 0 {
+		return time.Minute
+	}
+	return s.LeaseTTL
+}
+
+// runner is the part of a River client the service uses.
+type runner interface {
+	insert(ctx context.Context, args river.JobArgs) (int64, error)
+	cancel(ctx context.Context, jobID int64) error
+}
+
+// ErrPermanent marks an error that retrying will not fix.
+var ErrPermanent = errors.New("permanent")
+
+func permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err) }
+
+func isPermanent(err error) bool {
+	return errors.Is(err, ErrPermanent) || errors.Is(err, source.ErrSchema) || errors.Is(err, archive.ErrSensitiveInPlaintext)
+}
+
+// Submit records and queues an export.
+func (s *Service) Submit(ctx context.Context, id string, req Request, requestedBy, via string) (*store.Export, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	e := &store.Export{ID: id, Kind: "export", RequestedBy: requestedBy, Via: via, Request: string(body), Name: req.Name}
+	if err := s.Store.CreateExport(ctx, e); err != nil {
+		return nil, err
+	}
+	if _, err := s.runner.insert(ctx, ExportArgs{ExportID: id}); err != nil {
+		s.Store.Finish(ctx, id, store.StatusFailed, 0, "", "could not queue: "+err.Error())
+		return nil, fmt.Errorf("queue export %s: %w", id, err)
+	}
+	s.Store.Audit(ctx, store.AuditEntry{Actor: requestedBy, Via: via, Action: "export.create", Target: id, Outcome: "queued"})
+	return e, nil
+}
+
+// Cancel stops an export: queued ones never start, running ones stop
+// promptly and leave no published archive.
+func (s *Service) Cancel(ctx context.Context, id, actor, via string) error {
+	e, err := s.Store.GetExport(ctx, id)
+	if err != nil {
+		return err
+	}
+	switch e.Status {
+	case store.StatusCompleted, store.StatusFailed, store.StatusCancelled:
+		return fmt.Errorf("export %s has already ended (%s)", id, e.Status)
+	}
+	if err := s.Store.Finish(ctx, id, store.StatusCancelled, 0, "", "cancelled by "+actor); err != nil {
+		return err
+	}
+	if jobID, err := s.Store.JobOf(ctx, id); err == nil && jobID > 0 {
+		if err := s.runner.cancel(ctx, jobID); err != nil {
+			return err
+		}
+	}
+	s.Store.Audit(ctx, store.AuditEntry{Actor: actor, Via: via, Action: "export.cancel", Target: id, Outcome: "ok"})
+	return nil
+}
+
+// ResumeOrphans queues again the exports whose runner died (their lease
+// expired while processing), so they resume from their last part without
+// waiting for River's stuck-job rescue.
+func (s *Service) ResumeOrphans(ctx context.Context) (int, error) {
+	list, err := s.Store.ListExports(ctx, 1000)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range list {
+		if e.Status == store.StatusProcessing && time.Now().After(e.LeaseUntil) {
+			if _, err := s.runner.insert(ctx, ExportArgs{ExportID: e.ID}); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// exportWorker runs ExportArgs.
+type exportWorker struct {
+	river.WorkerDefaults[ExportArgs]
+	svc *Service
+}
+
+// Timeout: none. An export of a large server takes hours; cancellation
+// and the lease end it instead.
+func (w *exportWorker) Timeout(*river.Job[ExportArgs]) time.Duration { return -1 }
+
+func (w *exportWorker) Work(ctx context.Context, job *river.Job[ExportArgs]) error {
+	svc := w.svc
+	id := job.Args.ExportID
+	e, err := svc.Store.GetExport(ctx, id)
+	if err != nil {
+		return river.JobCancel(err)
+	}
+	if e.Status != store.StatusQueued && e.Status != store.StatusProcessing {
+		return nil // already ended (cancelled, or finished by another run)
+	}
+	svc.Store.SetJob(ctx, id, job.ID)
+	ttl := svc.leaseTTL()
+	token, err := svc.Store.AcquireLease(ctx, id, svc.Owner, ttl)
+	if errors.Is(err, store.ErrLeaseHeld) {
+		return river.JobSnooze(ttl) // someone else runs it; look again later
+	}
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		t := time.NewTicker(ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := svc.Store.Heartbeat(ctx, id, token, ttl); errors.Is(err, store.ErrLeaseLost) {
+					cancel(store.ErrLeaseLost)
+					return
+				}
+			}
+		}
+	}()
+	err = svc.run(ctx, e, token)
+	bg := context.WithoutCancel(ctx)
+	svc.Store.ReleaseLease(bg, id, token)
+	if err == nil {
+		return nil
+	}
+	cur, gerr := svc.Store.GetExport(bg, id)
+	switch {
+	case gerr == nil && cur.Status == store.StatusCancelled:
+		if cur.ArchiveID != "" {
+			svc.Storage.Discard(bg, cur.ArchiveID)
+		}
+		return river.JobCancel(errors.New("cancelled"))
+	case errors.Is(context.Cause(ctx), store.ErrLeaseLost) || errors.Is(err, store.ErrLeaseLost):
+		return river.JobCancel(fmt.Errorf("export %s: %w", id, store.ErrLeaseLost)) // the new owner carries on
+	case ctx.Err() != nil:
+		return err // shutting down: the job is worked again and resumes from its checkpoint
+	case isPermanent(err):
+		svc.Store.Finish(bg, id, store.StatusFailed, 0, "", err.Error())
+		svc.Store.Audit(bg, store.AuditEntry{Actor: e.RequestedBy, Via: e.Via, Action: "export.finish", Target: id, Outcome: "failed", Detail: err.Error()})
+		if gerr == nil && cur.ArchiveID != "" {
+			svc.Storage.Discard(bg, cur.ArchiveID)
+		}
+		return river.JobCancel(err)
+	default:
+		svc.Store.RecordError(bg, id, err.Error())
+		return err // River retries with backoff
+	}
+}
+
+// run does (or resumes) one export and publishes it.
+func (s *Service) run(ctx context.Context, e *store.Export, token int64) error {
+	var req Request
+	if err := json.Unmarshal([]byte(e.Request), &req); err != nil {
+		return permanent(fmt.Errorf("stored request: %w", err))
+	}
+	src, err := s.Open(ctx, req.Source)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	info := src.Info()
+
+	// The archive ID and key survive a crash: the resumed writer needs them.
+	archiveID, keyLine := e.ArchiveID, e.ArchiveKey
+	var key keywrap.Key
+	fresh := archiveID == "" || e.Checkpoint == nil
+	if fresh {
+		archiveID = container.NewArchiveID().String()
+		if !req.Plaintext {
+			key = keywrap.New()
+			keyLine = string(key.Encode(archiveID))
+		}
+		if err := s.Store.StartArchive(ctx, e.ID, token, archiveID, keyLine); err != nil {
+			return err
+		}
+	} else if keyLine != "" {
+		if key, err = keywrap.Decode([]byte(keyLine), archiveID); err != nil {
+			return permanent(err)
+		}
+	}
+	id, err := container.ParseArchiveID(archiveID)
+	if err != nil {
+		return permanent(err)
+	}
+	stage := s.Storage.Stage(archiveID)
+	sink := &fencedSink{Sink: stage, check: func(ctx context.Context) error { return s.Store.CheckLease(ctx, e.ID, token) }}
+	typ := "full"
+	if !req.Filter.IsFull() {
+		typ = "partial"
+	}
+	opts := archive.WriterOptions{ArchiveID: id, Key: key, PartSize: s.PartSize,
+		Export: archive.ExportInfo{ServerName: info.ServerName, Type: typ, Filters: req.Filter.Archive(), Options: req.Options.Archive(),
+			Source: archive.SourceInfo{Implementation: info.Implementation, Version: info.Version, SchemaVersion: info.SchemaVersion}},
+		Core: archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion},
+		OnCheckpoint: func(cp *archive.Checkpoint) error {
+			b, err := archive.MarshalCheckpoint(cp)
+			if err != nil {
+				return err
+			}
+			return s.Store.SaveCheckpoint(ctx, e.ID, token, b)
+		}}
+	var w *archive.Writer
+	var resume []byte
+	if fresh {
+		if w, err = archive.NewWriter(ctx, sink, opts); err != nil {
+			return err
+		}
+		if !req.Plaintext {
+			recips, err := keywrap.ParseRecipients(req.Recipients)
+			if err != nil {
+				return permanent(err)
+			}
+			wrapped, err := keywrap.Wrap(key, archiveID, recips...)
+			if err != nil {
+				return permanent(err)
+			}
+			if err := stage.WriteKey(ctx, wrapped); err != nil {
+				return err
+			}
+		}
+	} else {
+		cp, err := archive.UnmarshalCheckpoint(e.Checkpoint)
+		if err != nil {
+			return permanent(err)
+		}
+		if w, err = archive.ResumeWriter(ctx, sink, opts, cp); err != nil {
+			return err
+		}
+		resume = cp.Cursor
+	}
+	_, err = exporter.Export(ctx, src, w, exporter.Options{Filter: req.Filter, Source: req.Options, Resume: resume,
+		Interval: 2 * time.Second,
+		OnProgress: func(p exporter.Progress) {
+			b, _ := json.Marshal(progressJSON(p))
+			s.Store.SaveProgress(ctx, e.ID, token, string(b))
+		}})
+	if err != nil {
+		w.Abort()
+		return err
+	}
+	if err := sink.check(ctx); err != nil {
+		w.Abort()
+		return err
+	}
+	if _, err := w.Close(); err != nil {
+		return err
+	}
+	obj, err := s.Storage.Publish(ctx, archiveID, req.Name)
+	if err != nil {
+		return err
+	}
+	if err := s.Store.Finish(ctx, e.ID, store.StatusCompleted, obj.Size, obj.SHA256, ""); err != nil {
+		return err
+	}
+	s.Store.Audit(ctx, store.AuditEntry{Actor: e.RequestedBy, Via: e.Via, Action: "export.finish", Target: e.ID, Outcome: "completed",
+		Detail: fmt.Sprintf("%s, %d bytes, sha256 %s", storage.ArchiveKey(req.Name), obj.Size, obj.SHA256)})
+	return nil
+}
+
+// Progress as stored and served by the API.
+type Progress struct {
+	Stream    string  `json:"stream"`
+	Percent   float64 `json:"percent"`
+	Records   int64   `json:"records"`
+	Total     int64   `json:"total"`
+	Blobs     int64   `json:"media_files"`
+	BlobBytes int64   `json:"media_bytes"`
+	ETA       string  `json:"eta,omitempty"`
+}
+
+func progressJSON(p exporter.Progress) Progress {
+	out := Progress{Stream: p.Stream, Percent: 100 * p.Fraction(), Records: p.Records, Total: p.Total, Blobs: p.Blobs, BlobBytes: p.BlobBytes}
+	if d := p.ETA(time.Now()); d > 0 {
+		out.ETA = d.Round(time.Second).String()
+	}
+	return out
+}
+
+// fencedSink refuses to start a part once the lease is lost: a worker
+// that was presumed dead cannot overwrite the new owner's archive.
+type fencedSink struct {
+	container.Sink
+	check func(context.Context) error
+}
+
+func (f *fencedSink) CreatePart(ctx context.Context, index int) (io.WriteCloser, error) {
+	if err := f.check(ctx); err != nil {
+		return nil, err
+	}
+	return f.Sink.CreatePart(ctx, index)
+}

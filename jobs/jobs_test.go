@@ -1,0 +1,296 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/source"
+	"github.com/ferry-matrix/ferry/storage"
+	"github.com/ferry-matrix/ferry/store"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// fakeSource emits users; behaviour hooks let tests slow it down or fail it.
+type fakeSource struct {
+	users   int
+	onUser  func(i int) error
+	runs    *atomic.Int32
+	failRun int32 // the run (1-based) that fails transiently after 300 users
+	starts  []int // where each run started (its resume cursor)
+}
+
+func (f *fakeSource) Info() source.Info { return source.Info{ServerName: "fake.test", Implementation: "fake"} }
+func (f *fakeSource) Close() error      { return nil }
+func (f *fakeSource) Streams(context.Context, source.Filter, source.Options) ([]source.Stream, error) {
+	run := f.runs.Add(1)
+	return []source.Stream{{
+		Name:  "users",
+		Count: func(context.Context) (int64, error) { return int64(f.users), nil },
+		Run: func(ctx context.Context, cursor []byte, sink source.Sink) error {
+			start := 0
+			source.DecodeCursor(cursor, &start)
+			f.starts = append(f.starts, start)
+			for i := start; i < f.users; i++ {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				if run == f.failRun && i == 300 {
+					return errors.New("connection reset by peer")
+				}
+				if f.onUser != nil {
+					if err := f.onUser(i); err != nil {
+						return err
+					}
+				}
+				u := &archive.User{UserID: fmt.Sprintf("@u%05d:fake.test", i), DisplayName: fmt.Sprintf("User %d with a name long enough to fill parts", i)}
+				if err := sink.Record(archive.SectionUsers, u); err != nil {
+					return err
+				}
+				if err := sink.Checkpoint(source.EncodeCursor(i + 1)); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}}, nil
+}
+
+type fastRetry struct{}
+
+func (fastRetry) NextRetry(*rivertype.JobRow) time.Time { return time.Now().Add(50 * time.Millisecond) }
+
+type env struct {
+	svc      *Service
+	identity *age.X25519Identity
+	src      *fakeSource
+}
+
+// each runs a test on both River drivers.
+func each(t *testing.T, fn func(t *testing.T, e *env)) {
+	for _, driver := range []string{"sqlite", "postgres"} {
+		t.Run(driver, func(t *testing.T) {
+			ctx := context.Background()
+			url := "sqlite://" + t.TempDir() + "/ferry.db"
+			if driver == "postgres" {
+				pg := testenv.StartPostgres(t)
+				url = pg.CreateDatabase(t, fmt.Sprintf("jobs_%d", time.Now().UnixNano()))
+			}
+			st, err := store.Open(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			bucket, err := storage.Open(ctx, "file://"+t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { bucket.Close() })
+			id, _ := age.GenerateX25519Identity()
+			e := &env{identity: id, src: &fakeSource{users: 3000, runs: &atomic.Int32{}}}
+			e.svc = &Service{Store: st, Storage: bucket, Owner: "test-" + driver, LeaseTTL: 600 * time.Millisecond, PartSize: 16 << 10,
+				Open: func(ctx context.Context, name string) (source.Source, error) {
+					if name == "broken" {
+						return nil, fmt.Errorf("open source: %w: schema 9999", source.ErrSchema)
+					}
+					return e.src, nil
+				}}
+			stop, err := e.svc.Start(ctx, Config{RetryPolicy: fastRetry{}, FetchPollInterval: 50 * time.Millisecond, MaxAttempts: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				stop(sctx)
+			})
+			fn(t, e)
+		})
+	}
+}
+
+func (e *env) request(name string) Request {
+	return Request{Source: "fake", Name: name, Recipients: []string{e.identity.Recipient().String()}}
+}
+
+func waitFor(t *testing.T, st *store.Store, id string, statuses ...string) *store.Export {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		ex, err := st.GetExport(context.Background(), id)
+		if err == nil {
+			for _, s := range statuses {
+				if ex.Status == s {
+					return ex
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ex, _ := st.GetExport(context.Background(), id)
+	t.Fatalf("export %s did not reach %v: %+v", id, statuses, ex)
+	return nil
+}
+
+func (e *env) verify(t *testing.T, name string, users int) {
+	t.Helper()
+	ctx := context.Background()
+	src, err := e.svc.Storage.OpenArchive(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := e.svc.Storage.Range(ctx, storage.ArchiveKey(name)+storage.KeyExt, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keyFile bytes.Buffer
+	keyFile.ReadFrom(rc)
+	rc.Close()
+	r, err := archive.Open(ctx, src, archive.OpenOptions{KeyFile: keyFile.Bytes(), Identities: []age.Identity{e.identity}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rep, err := archive.Validate(ctx, r)
+	if err != nil || !rep.OK() || rep.Records != int64(users) {
+		t.Fatalf("archive %s: %v %+v", name, err, rep)
+	}
+	if staged, _ := e.svc.Storage.StagedArchives(ctx); len(staged) != 0 {
+		t.Errorf("staging left behind: %v", staged)
+	}
+}
+
+func TestExportJobSucceeds(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		if _, err := e.svc.Submit(ctx, "ok-1", e.request("ok-1"), "@admin:fake.test", "api"); err != nil {
+			t.Fatal(err)
+		}
+		ex := waitFor(t, e.svc.Store, "ok-1", store.StatusCompleted, store.StatusFailed)
+		if ex.Status != store.StatusCompleted || ex.Size == 0 || len(ex.SHA256) != 64 || ex.ArchiveKey != "" || ex.Checkpoint != nil {
+			t.Fatalf("record %+v", ex)
+		}
+		e.verify(t, "ok-1", 3000)
+		log, _ := e.svc.Store.AuditLog(ctx, 10)
+		if len(log) != 2 || log[0].Outcome != "completed" {
+			t.Errorf("audit %+v", log)
+		}
+	})
+}
+
+func TestTransientFailureIsRetriedAndResumes(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		e.src.failRun = 1
+		if _, err := e.svc.Submit(context.Background(), "retry-1", e.request("retry-1"), "@admin:fake.test", "api"); err != nil {
+			t.Fatal(err)
+		}
+		ex := waitFor(t, e.svc.Store, "retry-1", store.StatusCompleted, store.StatusFailed)
+		if ex.Status != store.StatusCompleted || ex.Attempts != 2 {
+			t.Fatalf("record %+v", ex)
+		}
+		if len(e.src.starts) != 2 || e.src.starts[0] != 0 || e.src.starts[1] == 0 || e.src.starts[1] > 300 {
+			t.Fatalf("runs started at %v: the retry must resume from the last checkpoint, not restart", e.src.starts)
+		}
+		e.verify(t, "retry-1", 3000)
+	})
+}
+
+func TestPermanentFailureIsReportedNotRetried(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		req := e.request("broken-1")
+		req.Source = "broken"
+		if _, err := e.svc.Submit(context.Background(), "broken-1", req, "@admin:fake.test", "api"); err != nil {
+			t.Fatal(err)
+		}
+		ex := waitFor(t, e.svc.Store, "broken-1", store.StatusFailed, store.StatusCompleted)
+		if ex.Status != store.StatusFailed || ex.Attempts != 1 || !bytes.Contains([]byte(ex.Error), []byte("schema 9999")) {
+			t.Fatalf("record %+v", ex)
+		}
+		if _, err := e.svc.Submit(context.Background(), "bad-1", Request{Source: "fake", Name: "../x", Plaintext: true}, "@a:x", "api"); err == nil {
+			t.Error("bad request queued")
+		}
+	})
+}
+
+func TestCancelMidRun(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		started := make(chan struct{}, 1)
+		e.src.onUser = func(i int) error {
+			if i == 500 {
+				select {
+				case started <- struct{}{}:
+				default:
+				}
+			}
+			time.Sleep(time.Millisecond)
+			return nil
+		}
+		if _, err := e.svc.Submit(ctx, "cancel-1", e.request("cancel-1"), "@admin:fake.test", "api"); err != nil {
+			t.Fatal(err)
+		}
+		<-started
+		if err := e.svc.Cancel(ctx, "cancel-1", "@admin:fake.test", "api"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second) // let the worker notice and clean up
+		ex, _ := e.svc.Store.GetExport(ctx, "cancel-1")
+		if ex.Status != store.StatusCancelled {
+			t.Fatalf("record %+v", ex)
+		}
+		if _, err := e.svc.Storage.Stat(ctx, storage.ArchiveKey("cancel-1")); err == nil {
+			t.Fatal("a cancelled export was published")
+		}
+		if staged, _ := e.svc.Storage.StagedArchives(ctx); len(staged) != 0 {
+			t.Errorf("staging left behind: %v", staged)
+		}
+		if err := e.svc.Cancel(ctx, "cancel-1", "@admin:fake.test", "api"); err == nil {
+			t.Error("cancelling twice succeeded")
+		}
+	})
+}
+
+// A worker that lost its lease (another took the export over) stops
+// without writing a part or publishing.
+func TestLostLeaseStopsTheWriter(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		started := make(chan struct{}, 1)
+		e.src.onUser = func(i int) error {
+			if i == 200 {
+				select {
+				case started <- struct{}{}:
+				default:
+				}
+			}
+			time.Sleep(time.Millisecond)
+			return nil
+		}
+		if _, err := e.svc.Submit(ctx, "lease-1", e.request("lease-1"), "@admin:fake.test", "api"); err != nil {
+			t.Fatal(err)
+		}
+		<-started
+		// Another instance takes the export over (as after a presumed crash).
+		if _, err := e.svc.Store.DB.ExecContext(ctx, `UPDATE ferry_exports SET lease_owner = 'thief', lease_token = lease_token + 1, lease_until = 9999999999999 WHERE id = 'lease-1'`); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		ex, _ := e.svc.Store.GetExport(ctx, "lease-1")
+		if ex.LeaseOwner != "thief" || ex.Status != store.StatusProcessing {
+			t.Fatalf("record %+v", ex)
+		}
+		if _, err := e.svc.Storage.Stat(ctx, storage.ArchiveKey("lease-1")); err == nil {
+			t.Fatal("the worker that lost its lease published")
+		}
+	})
+}
