@@ -30,8 +30,10 @@ type fakeSource struct {
 	starts  []int // where each run started (its resume cursor)
 }
 
-func (f *fakeSource) Info() source.Info { return source.Info{ServerName: "fake.test", Implementation: "fake"} }
-func (f *fakeSource) Close() error      { return nil }
+func (f *fakeSource) Info() source.Info {
+	return source.Info{ServerName: "fake.test", Implementation: "fake"}
+}
+func (f *fakeSource) Close() error { return nil }
 func (f *fakeSource) Streams(context.Context, source.Filter, source.Options) ([]source.Stream, error) {
 	run := f.runs.Add(1)
 	return []source.Stream{{
