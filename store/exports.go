@@ -15,6 +15,7 @@ const (
 	StatusCompleted  = "completed"
 	StatusFailed     = "failed"
 	StatusCancelled  = "cancelled"
+	StatusDeleted    = "deleted" // completed, then its archive was deleted
 )
 
 // Export is one export job's record.
@@ -225,4 +226,34 @@ func (s *Store) JobOf(ctx context.Context, id string) (int64, error) {
 func (s *Store) RecordError(ctx context.Context, id string, errMsg string) error {
 	_, err := s.DB.ExecContext(ctx, s.q(`UPDATE ferry_exports SET error = ?, updated_at = ? WHERE id = ?`), errMsg, s.now().UnixMilli(), id)
 	return err
+}
+
+// StatusCount is how many exports are in a status, with their total size
+// and the summed run time of the finished ones.
+type StatusCount struct {
+	Status  string
+	Count   int64
+	Bytes   int64
+	Seconds float64
+}
+
+// CountByStatus summarises the exports for metrics.
+func (s *Store) CountByStatus(ctx context.Context) ([]StatusCount, error) {
+	rows, err := s.DB.QueryContext(ctx, `SELECT status, count(*), COALESCE(sum(size), 0),
+		COALESCE(sum(CASE WHEN finished_at > 0 THEN finished_at - created_at ELSE 0 END), 0) FROM ferry_exports GROUP BY status ORDER BY status`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []StatusCount
+	for rows.Next() {
+		var c StatusCount
+		var ms int64
+		if err := rows.Scan(&c.Status, &c.Count, &c.Bytes, &ms); err != nil {
+			return nil, err
+		}
+		c.Seconds = float64(ms) / 1000
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }

@@ -1,0 +1,497 @@
+// Package api is Ferry's HTTP API for admins' own tooling:
+//
+//	POST   /api/v1/exports        create an export (role admin)
+//	GET    /api/v1/exports        list exports (admin, reader)
+//	GET    /api/v1/exports/{id}   status, progress, size, checksum, link when done
+//	DELETE /api/v1/exports/{id}   cancel a running export, or delete a finished one's archive (admin)
+//	GET    /metrics               Prometheus metrics
+//	GET    /healthz               liveness (and the state database is reachable)
+//	GET    /download/...          signed download links (package links)
+//
+// Requests carry "Authorization: Bearer <token>"; tokens come from the
+// config, each with a role. Every client is rate limited. Errors are JSON
+// {"errcode": "...", "error": "what is wrong and what to do"}.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ferry-matrix/ferry/jobs"
+	"github.com/ferry-matrix/ferry/links"
+	"github.com/ferry-matrix/ferry/source"
+	"github.com/ferry-matrix/ferry/storage"
+	"github.com/ferry-matrix/ferry/store"
+)
+
+// Roles of API tokens.
+const (
+	RoleAdmin  = "admin"  // everything
+	RoleReader = "reader" // list and status
+)
+
+// Token is an API token from the config.
+type Token struct {
+	Name   string // shown in the audit log, never the secret
+	Role   string
+	Secret string
+}
+
+// Server serves the API.
+type Server struct {
+	Jobs   *jobs.Service
+	Tokens []Token
+	// Source is the configured source name exports read from.
+	Source string
+	// Links serves /download for stores without presigned URLs; BaseURL is
+	// Ferry's public URL for links, LinkTTL their lifetime.
+	Links   *links.Handler
+	BaseURL string
+	LinkTTL time.Duration
+	// Rate limit per client: Rate requests per second, Burst at once.
+	Rate  float64
+	Burst int
+
+	once    sync.Once
+	mux     *http.ServeMux
+	limiter *limiter
+	hashes  []tokenHash
+}
+
+type tokenHash struct {
+	sum  [32]byte
+	name string
+	role string
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler {
+	s.once.Do(s.init)
+	return s.mux
+}
+
+func (s *Server) init() {
+	for _, t := range s.Tokens {
+		s.hashes = append(s.hashes, tokenHash{sum: sha256.Sum256([]byte(t.Secret)), name: t.Name, role: t.Role})
+	}
+	if s.Rate <= 0 {
+		s.Rate, s.Burst = 20, 40
+	}
+	if s.LinkTTL <= 0 {
+		s.LinkTTL = 24 * time.Hour
+	}
+	s.limiter = newLimiter(s.Rate, s.Burst)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&storeCollector{s: s.Jobs.Store}, prometheus.NewGoCollector())
+	m := http.NewServeMux()
+	m.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	m.HandleFunc("GET /healthz", s.healthz)
+	m.Handle("POST /api/v1/exports", s.auth(RoleAdmin, s.create))
+	m.Handle("GET /api/v1/exports", s.auth(RoleReader, s.list))
+	m.Handle("GET /api/v1/exports/{id}", s.auth(RoleReader, s.status))
+	m.Handle("DELETE /api/v1/exports/{id}", s.auth(RoleAdmin, s.remove))
+	if s.Links != nil {
+		m.Handle(links.Path, s.Links)
+	}
+	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "M_UNRECOGNIZED", fmt.Sprintf("no endpoint %s %s: see /api/v1/exports", r.Method, r.URL.Path))
+	})
+	s.mux = m
+}
+
+// caller is the authenticated token.
+type caller struct{ name, role string }
+
+func (s *Server) auth(need string, h func(http.ResponseWriter, *http.Request, caller)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || bearer == "" {
+			if !s.limiter.allow("anon:" + clientIP(r)) {
+				tooMany(w)
+				return
+			}
+			writeError(w, http.StatusUnauthorized, "M_MISSING_TOKEN", "send an API token: Authorization: Bearer <token> (tokens are in Ferry's config)")
+			return
+		}
+		sum := sha256.Sum256([]byte(bearer))
+		var c *caller
+		for _, t := range s.hashes {
+			if subtle.ConstantTimeCompare(sum[:], t.sum[:]) == 1 {
+				c = &caller{name: t.name, role: t.role}
+			}
+		}
+		if c == nil {
+			if !s.limiter.allow("anon:" + clientIP(r)) {
+				tooMany(w)
+				return
+			}
+			s.Jobs.Store.Audit(r.Context(), store.AuditEntry{Actor: "unknown token", Via: "api " + clientIP(r), Action: r.Method + " " + r.URL.Path, Outcome: "refused", Detail: "unknown token"})
+			writeError(w, http.StatusUnauthorized, "M_UNKNOWN_TOKEN", "this API token is not valid")
+			return
+		}
+		if !s.limiter.allow("token:" + c.name) {
+			tooMany(w)
+			return
+		}
+		if need == RoleAdmin && c.role != RoleAdmin {
+			s.Jobs.Store.Audit(r.Context(), store.AuditEntry{Actor: "token:" + c.name, Via: "api", Action: r.Method + " " + r.URL.Path, Outcome: "refused", Detail: "role " + c.role})
+			writeError(w, http.StatusForbidden, "M_FORBIDDEN", fmt.Sprintf("token %q has role %s; this needs %s", c.name, c.role, RoleAdmin))
+			return
+		}
+		h(w, r, *c)
+	})
+}
+
+func clientIP(r *http.Request) string {
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i > 0 {
+		host = host[:i]
+	}
+	return host
+}
+
+func tooMany(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusTooManyRequests, "M_LIMIT_EXCEEDED", "too many requests: slow down and retry after a second")
+}
+
+func writeError(w http.ResponseWriter, code int, errcode, msg string) {
+	writeJSON(w, code, map[string]string{"errcode": errcode, "error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Jobs.Store.DB.PingContext(ctx); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "M_UNAVAILABLE", "state database unreachable")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// ExportRequest is the body of POST /api/v1/exports.
+type ExportRequest struct {
+	Type       string        `json:"type"` // full | partial
+	Options    ExportOptions `json:"options"`
+	Recipients []string      `json:"recipients"`
+	Plaintext  bool          `json:"plaintext"`
+	Name       string        `json:"name"`
+}
+
+// ExportOptions of a request.
+type ExportOptions struct {
+	DateRange *struct {
+		Start Timestamp `json:"start"`
+		End   Timestamp `json:"end"`
+	} `json:"date_range"`
+	Rooms        []string `json:"rooms"`
+	Users        []string `json:"users"`
+	IncludeMedia *bool    `json:"include_media"`
+	Media        string   `json:"media"` // none | referenced | all (overrides include_media)
+	AccessTokens bool     `json:"access_tokens"`
+	OneTimeKeys  bool     `json:"one_time_keys"`
+}
+
+// Timestamp accepts RFC 3339 text or epoch milliseconds.
+type Timestamp struct{ time.Time }
+
+func (t *Timestamp) UnmarshalJSON(b []byte) error {
+	if ms, err := strconv.ParseInt(string(b), 10, 64); err == nil {
+		t.Time = time.UnixMilli(ms)
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New("a timestamp is RFC 3339 text or epoch milliseconds")
+	}
+	v, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return fmt.Errorf("timestamp %q: use RFC 3339, e.g. 2026-11-23T00:00:00Z", s)
+	}
+	t.Time = v
+	return nil
+}
+
+func (s *Server) create(w http.ResponseWriter, r *http.Request, c caller) {
+	var req ExportRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "M_BAD_JSON", "request body: "+err.Error())
+		return
+	}
+	id := newID()
+	if req.Name == "" {
+		req.Name = "export-" + time.Now().UTC().Format("20060102-150405") + "-" + id[:6]
+	}
+	jr, err := s.toJob(req)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", err.Error())
+		return
+	}
+	e, err := s.Jobs.Submit(r.Context(), id, jr, "token:"+c.name, "api")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusAccepted, s.view(r.Context(), e))
+}
+
+func (s *Server) toJob(req ExportRequest) (jobs.Request, error) {
+	jr := jobs.Request{Source: s.Source, Recipients: req.Recipients, Plaintext: req.Plaintext, Name: req.Name}
+	o := req.Options
+	f := source.Filter{Rooms: o.Rooms, Users: o.Users, Media: o.Media}
+	if o.DateRange != nil {
+		f.Since, f.Until = o.DateRange.Start.Time, o.DateRange.End.Time
+	}
+	if f.Media == "" && o.IncludeMedia != nil {
+		f.Media = source.MediaNone
+		if *o.IncludeMedia {
+			f.Media = source.MediaReferenced
+			if len(f.Rooms) == 0 && len(f.Users) == 0 && o.DateRange == nil {
+				f.Media = source.MediaAll
+			}
+		}
+	}
+	switch req.Type {
+	case "full":
+		if len(f.Rooms) > 0 || len(f.Users) > 0 || o.DateRange != nil {
+			return jr, errors.New(`a "full" export takes no rooms, users or date_range: use type "partial"`)
+		}
+	case "partial":
+		if len(f.Rooms) == 0 && len(f.Users) == 0 && o.DateRange == nil {
+			return jr, errors.New(`a "partial" export needs rooms, users or a date_range`)
+		}
+	default:
+		return jr, fmt.Errorf(`type %q: use "full" or "partial"`, req.Type)
+	}
+	jr.Filter = f
+	jr.Options = source.Options{AccessTokens: o.AccessTokens, OneTimeKeys: o.OneTimeKeys}
+	return jr, jr.Validate()
+}
+
+func newID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ExportView is what the API returns for an export.
+type ExportView struct {
+	ExportID            string         `json:"export_id"`
+	Status              string         `json:"status"`
+	Name                string         `json:"name"`
+	Progress            float64        `json:"progress"` // percent
+	Detail              *jobs.Progress `json:"detail,omitempty"`
+	EstimatedCompletion *time.Time     `json:"estimated_completion,omitempty"`
+	Size                int64          `json:"size,omitempty"`
+	SHA256              string         `json:"checksum,omitempty"`
+	Link                string         `json:"link,omitempty"`
+	LinkExpires         *time.Time     `json:"link_expires,omitempty"`
+	Error               string         `json:"error,omitempty"`
+	RequestedBy         string         `json:"requested_by"`
+	CreatedAt           time.Time      `json:"created_at"`
+	FinishedAt          *time.Time     `json:"finished_at,omitempty"`
+}
+
+func (s *Server) view(ctx context.Context, e *store.Export) ExportView {
+	v := ExportView{ExportID: e.ID, Status: e.Status, Name: e.Name, Size: e.Size, SHA256: e.SHA256, Error: e.Error,
+		RequestedBy: e.RequestedBy, CreatedAt: e.CreatedAt}
+	if e.Progress != "" {
+		var p jobs.Progress
+		if json.Unmarshal([]byte(e.Progress), &p) == nil {
+			v.Detail, v.Progress = &p, p.Percent
+			if d, err := time.ParseDuration(p.ETA); err == nil && e.Status == store.StatusProcessing {
+				t := time.Now().Add(d).UTC().Truncate(time.Second)
+				v.EstimatedCompletion = &t
+			}
+		}
+	}
+	if !e.FinishedAt.IsZero() {
+		t := e.FinishedAt
+		v.FinishedAt = &t
+	}
+	if e.Status == store.StatusCompleted {
+		v.Progress = 100
+		key := storage.ArchiveKey(e.Name)
+		exp := time.Now().Add(s.LinkTTL).UTC().Truncate(time.Second)
+		if u, err := s.Jobs.Storage.SignedURL(ctx, key, s.LinkTTL); err == nil {
+			v.Link, v.LinkExpires = u, &exp
+		} else if s.Links != nil && s.BaseURL != "" {
+			if u, err := s.Links.URL(s.BaseURL, key, s.LinkTTL); err == nil {
+				v.Link, v.LinkExpires = u, &exp
+			}
+		}
+	}
+	return v
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, _ caller) {
+	limit := 50
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", "limit must be a number from 1 to 1000")
+			return
+		}
+		limit = n
+	}
+	list, err := s.Jobs.Store.ListExports(r.Context(), limit)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not read the exports")
+		return
+	}
+	out := make([]ExportView, 0, len(list))
+	for _, e := range list {
+		out = append(out, s.view(r.Context(), e))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"exports": out})
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request, _ caller) {
+	e, err := s.Jobs.Store.GetExport(r.Context(), r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "no export "+r.PathValue("id"))
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not read the export")
+		return
+	}
+	writeJSON(w, http.StatusOK, s.view(r.Context(), e))
+}
+
+func (s *Server) remove(w http.ResponseWriter, r *http.Request, c caller) {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	e, err := s.Jobs.Store.GetExport(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "no export "+id)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not read the export")
+		return
+	}
+	switch e.Status {
+	case store.StatusQueued, store.StatusProcessing:
+		if err := s.Jobs.Cancel(ctx, id, "token:"+c.name, "api"); err != nil {
+			writeError(w, http.StatusConflict, "M_CONFLICT", err.Error())
+			return
+		}
+		e, _ = s.Jobs.Store.GetExport(ctx, id)
+		writeJSON(w, http.StatusOK, s.view(ctx, e))
+	case store.StatusCompleted:
+		key := storage.ArchiveKey(e.Name)
+		if err := s.Jobs.Storage.Delete(ctx, key); err != nil {
+			writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not delete the archive: "+err.Error())
+			return
+		}
+		s.Jobs.Storage.Delete(ctx, key+storage.KeyExt)
+		s.Jobs.Store.Finish(ctx, id, store.StatusDeleted, 0, e.SHA256, "")
+		s.Jobs.Store.Audit(ctx, store.AuditEntry{Actor: "token:" + c.name, Via: "api", Action: "export.delete", Target: id, Outcome: "ok", Detail: key})
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		writeError(w, http.StatusConflict, "M_CONFLICT", fmt.Sprintf("export %s has ended (%s); there is nothing to cancel or delete", id, e.Status))
+	}
+}
+
+// limiter is a token bucket per client key.
+type limiter struct {
+	mu      sync.Mutex
+	rate    float64
+	burst   float64
+	buckets map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newLimiter(rate float64, burst int) *limiter {
+	return &limiter{rate: rate, burst: float64(max(burst, 1)), buckets: map[string]*bucket{}}
+}
+
+func (l *limiter) allow(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	b, ok := l.buckets[key]
+	if !ok {
+		if len(l.buckets) > 10000 { // forget idle clients
+			for k, old := range l.buckets {
+				if now.Sub(old.last) > time.Minute {
+					delete(l.buckets, k)
+				}
+			}
+		}
+		b = &bucket{tokens: l.burst, last: now}
+		l.buckets[key] = b
+	}
+	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// storeCollector reports export metrics from the state database, so that
+// they are right across restarts and several instances.
+type storeCollector struct{ s *store.Store }
+
+var (
+	descExports  = prometheus.NewDesc("ferry_exports", "Exports by status.", []string{"status"}, nil)
+	descBytes    = prometheus.NewDesc("ferry_export_bytes", "Bytes of published archives by status.", []string{"status"}, nil)
+	descDuration = prometheus.NewDesc("ferry_export_seconds_total", "Summed run time of finished exports by status.", []string{"status"}, nil)
+	descQueue    = prometheus.NewDesc("ferry_queue_depth", "Exports waiting or running.", nil, nil)
+)
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descExports
+	ch <- descBytes
+	ch <- descDuration
+	ch <- descQueue
+}
+
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	counts, err := c.s.CountByStatus(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descExports, err)
+		return
+	}
+	var queue int64
+	for _, sc := range counts {
+		ch <- prometheus.MustNewConstMetric(descExports, prometheus.GaugeValue, float64(sc.Count), sc.Status)
+		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(sc.Bytes), sc.Status)
+		ch <- prometheus.MustNewConstMetric(descDuration, prometheus.CounterValue, sc.Seconds, sc.Status)
+		if sc.Status == store.StatusQueued || sc.Status == store.StatusProcessing {
+			queue += sc.Count
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(queue))
+}

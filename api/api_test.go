@@ -1,0 +1,228 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/ferry-matrix/ferry/jobs"
+	"github.com/ferry-matrix/ferry/links"
+	"github.com/ferry-matrix/ferry/source"
+	"github.com/ferry-matrix/ferry/source/sourcetest"
+	"github.com/ferry-matrix/ferry/storage"
+	"github.com/ferry-matrix/ferry/store"
+)
+
+const (
+	adminToken  = "admin-token-0123456789abcdefghijklmnop"
+	readerToken = "reader-token-0123456789abcdefghijklmno"
+)
+
+type apiEnv struct {
+	srv       *httptest.Server
+	fake      *sourcetest.Fake
+	svc       *jobs.Service
+	recipient string
+}
+
+func newEnv(t *testing.T, rate float64, burst int) *apiEnv {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, "sqlite://"+t.TempDir()+"/ferry.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	bucket, err := storage.Open(ctx, "file://"+t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bucket.Close() })
+	fake := &sourcetest.Fake{Users: 2000}
+	svc := &jobs.Service{Store: st, Storage: bucket, Owner: "api-test", PartSize: 16 << 10,
+		Open: func(context.Context, string) (source.Source, error) { return fake, nil }}
+	stop, err := svc.Start(ctx, jobs.Config{FetchPollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stop(context.Background()) })
+	signer, _ := links.NewSigner(bytes.Repeat([]byte{9}, 32), nil)
+	s := &Server{Jobs: svc, Source: "fake", Rate: rate, Burst: burst,
+		Tokens: []Token{{Name: "ops", Role: RoleAdmin, Secret: adminToken}, {Name: "dash", Role: RoleReader, Secret: readerToken}},
+		Links:  &links.Handler{Store: bucket, Signer: signer}}
+	srv := httptest.NewServer(s.Handler())
+	s.BaseURL = srv.URL
+	t.Cleanup(srv.Close)
+	id, _ := age.GenerateX25519Identity()
+	return &apiEnv{srv: srv, fake: fake, svc: svc, recipient: id.Recipient().String()}
+}
+
+func (e *apiEnv) do(t *testing.T, method, path, token, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func TestAuth(t *testing.T) {
+	e := newEnv(t, 100, 100)
+	for _, c := range []struct {
+		method, path, token string
+		want                int
+	}{
+		{"GET", "/api/v1/exports", "", 401},
+		{"GET", "/api/v1/exports", "wrong", 401},
+		{"GET", "/api/v1/exports", readerToken, 200},
+		{"POST", "/api/v1/exports", readerToken, 403},
+		{"DELETE", "/api/v1/exports/x", readerToken, 403},
+		{"GET", "/api/v1/nothing", adminToken, 404},
+	} {
+		code, body := e.do(t, c.method, c.path, c.token, `{}`)
+		if code != c.want || (code >= 400 && body["error"] == "") {
+			t.Errorf("%s %s with %q: %d %v, want %d with a message", c.method, c.path, c.token, code, body, c.want)
+		}
+	}
+	log, _ := e.svc.Store.AuditLog(context.Background(), 10)
+	refused := 0
+	for _, l := range log {
+		if l.Outcome == "refused" {
+			refused++
+		}
+	}
+	if refused != 3 {
+		t.Errorf("%d refusals in the audit log, want 3: %+v", refused, log)
+	}
+}
+
+func TestBadRequestsAreExplained(t *testing.T) {
+	e := newEnv(t, 100, 100)
+	for body, want := range map[string]string{
+		`not json`: "request body",
+		`{"type":"full","plaintext":true,"frobnicate":1}`:               "unknown field",
+		`{"type":"weekly","plaintext":true}`:                            `use "full" or "partial"`,
+		`{"type":"partial","plaintext":true}`:                           "needs rooms, users or a date_range",
+		`{"type":"full","options":{"rooms":["!a:x"]},"plaintext":true}`: `use type "partial"`,
+		`{"type":"full"}`: "recipients",
+		`{"type":"full","recipients":["age1nope"]}`:                                          "age1",
+		`{"type":"full","plaintext":true,"options":{"media":"some"}}`:                        "media",
+		`{"type":"partial","plaintext":true,"options":{"date_range":{"start":"yesterday"}}}`: "RFC 3339",
+		`{"type":"full","plaintext":true,"name":"../../etc"}`:                                "one path segment",
+		`{"type":"full","plaintext":true,"options":{"access_tokens":true}}`:                  "encrypted",
+	} {
+		code, out := e.do(t, "POST", "/api/v1/exports", adminToken, body)
+		if code != 400 || !strings.Contains(fmt.Sprint(out["error"]), want) {
+			t.Errorf("%s: %d %v, want 400 mentioning %q", body, code, out, want)
+		}
+	}
+	if code, out := e.do(t, "GET", "/api/v1/exports?limit=0", adminToken, ""); code != 400 {
+		t.Errorf("limit=0: %d %v", code, out)
+	}
+	if code, _ := e.do(t, "GET", "/api/v1/exports/nope", adminToken, ""); code != 404 {
+		t.Errorf("unknown export: %d", code)
+	}
+}
+
+func TestExportLifecycle(t *testing.T) {
+	e := newEnv(t, 100, 100)
+	code, out := e.do(t, "POST", "/api/v1/exports", adminToken,
+		`{"type":"full","recipients":["`+e.recipient+`"],"name":"api-full","options":{"include_media":true}}`)
+	if code != 202 || out["status"] != "queued" {
+		t.Fatalf("create: %d %v", code, out)
+	}
+	id := out["export_id"].(string)
+	var status map[string]any
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		_, status = e.do(t, "GET", "/api/v1/exports/"+id, readerToken, "")
+		if status["status"] == "completed" || status["status"] == "failed" {
+			break
+		}
+	}
+	if status["status"] != "completed" || status["progress"].(float64) != 100 || len(status["checksum"].(string)) != 64 || status["link"] == nil {
+		t.Fatalf("status %v", status)
+	}
+	// The link downloads the archive.
+	resp, err := http.Get(status["link"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || int64(len(data)) != int64(status["size"].(float64)) {
+		t.Fatalf("download: %d, %d bytes", resp.StatusCode, len(data))
+	}
+	code, list := e.do(t, "GET", "/api/v1/exports", readerToken, "")
+	if code != 200 || len(list["exports"].([]any)) != 1 {
+		t.Fatalf("list: %d %v", code, list)
+	}
+	// Delete the finished export's archive.
+	if code, _ := e.do(t, "DELETE", "/api/v1/exports/"+id, adminToken, ""); code != 204 {
+		t.Fatalf("delete: %d", code)
+	}
+	if _, err := e.svc.Storage.Stat(context.Background(), storage.ArchiveKey("api-full")); err == nil {
+		t.Fatal("archive still there")
+	}
+	if code, _ := e.do(t, "DELETE", "/api/v1/exports/"+id, adminToken, ""); code != 409 {
+		t.Fatalf("delete twice: %d", code)
+	}
+
+	// Cancel a running export.
+	e.fake.OnUser = func(int) error { time.Sleep(2 * time.Millisecond); return nil }
+	_, out = e.do(t, "POST", "/api/v1/exports", adminToken, `{"type":"full","plaintext":true,"name":"api-slow"}`)
+	slow := out["export_id"].(string)
+	time.Sleep(300 * time.Millisecond)
+	if code, out := e.do(t, "DELETE", "/api/v1/exports/"+slow, adminToken, ""); code != 200 || out["status"] != "cancelled" {
+		t.Fatalf("cancel: %d %v", code, out)
+	}
+
+	// Metrics and health.
+	resp, _ = http.Get(e.srv.URL + "/metrics")
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`ferry_exports{status="deleted"} 1`, `ferry_exports{status="cancelled"} 1`, "ferry_queue_depth 0"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if resp, _ := http.Get(e.srv.URL + "/healthz"); resp.StatusCode != 200 {
+		t.Errorf("healthz %d", resp.StatusCode)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	e := newEnv(t, 1, 5)
+	limited := 0
+	for i := 0; i < 20; i++ {
+		code, out := e.do(t, "GET", "/api/v1/exports", readerToken, "")
+		if code == 429 {
+			limited++
+			if !strings.Contains(fmt.Sprint(out["error"]), "too many") {
+				t.Errorf("429 without a message: %v", out)
+			}
+		}
+	}
+	if limited < 10 {
+		t.Errorf("only %d of 20 rapid requests were limited", limited)
+	}
+	// Another client is not affected.
+	if code, _ := e.do(t, "GET", "/api/v1/exports", adminToken, ""); code != 200 {
+		t.Errorf("other token limited too: %d", code)
+	}
+}
