@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/ferry-matrix/ferry/internal/testenv"
 	"github.com/ferry-matrix/ferry/source"
+	"github.com/ferry-matrix/ferry/source/sourcetest"
 	"github.com/ferry-matrix/ferry/storage"
 	"github.com/ferry-matrix/ferry/store"
 )
@@ -56,7 +56,7 @@ func crashService(t *testing.T, dbURL, storageURL, owner string, delay time.Dura
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bucket.Close() })
-	src := &fakeSource{users: 4000, runs: &atomic.Int32{}, onUser: func(int) error { time.Sleep(delay); return nil }}
+	src := &sourcetest.Fake{Users: 4000, OnUser: func(int) error { time.Sleep(delay); return nil }}
 	return &Service{Store: st, Storage: bucket, Owner: owner, LeaseTTL: time.Second, PartSize: 16 << 10,
 		Open: func(context.Context, string) (source.Source, error) { return src, nil }}
 }
@@ -125,7 +125,7 @@ func TestCrashAndResume(t *testing.T) {
 				t.Fatalf("record %+v", ex)
 			}
 			src, _ := svc.Open(ctx, "fake")
-			if starts := src.(*fakeSource).starts; len(starts) != 1 || starts[0] == 0 {
+			if starts := src.(*sourcetest.Fake).Starts(); len(starts) != 1 || starts[0] == 0 {
 				t.Fatalf("the survivor started at %v: it must resume from the last part, not from the start", starts)
 			}
 			e.verify(t, "crash-1", 4000)

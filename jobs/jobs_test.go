@@ -3,9 +3,7 @@ package jobs
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,58 +13,12 @@ import (
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/internal/testenv"
 	"github.com/ferry-matrix/ferry/source"
+	"github.com/ferry-matrix/ferry/source/sourcetest"
 	"github.com/ferry-matrix/ferry/storage"
 	"github.com/ferry-matrix/ferry/store"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
-
-// fakeSource emits users; behaviour hooks let tests slow it down or fail it.
-type fakeSource struct {
-	users   int
-	onUser  func(i int) error
-	runs    *atomic.Int32
-	failRun int32 // the run (1-based) that fails transiently after 300 users
-	starts  []int // where each run started (its resume cursor)
-}
-
-func (f *fakeSource) Info() source.Info {
-	return source.Info{ServerName: "fake.test", Implementation: "fake"}
-}
-func (f *fakeSource) Close() error { return nil }
-func (f *fakeSource) Streams(context.Context, source.Filter, source.Options) ([]source.Stream, error) {
-	run := f.runs.Add(1)
-	return []source.Stream{{
-		Name:  "users",
-		Count: func(context.Context) (int64, error) { return int64(f.users), nil },
-		Run: func(ctx context.Context, cursor []byte, sink source.Sink) error {
-			start := 0
-			source.DecodeCursor(cursor, &start)
-			f.starts = append(f.starts, start)
-			for i := start; i < f.users; i++ {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				if run == f.failRun && i == 300 {
-					return errors.New("connection reset by peer")
-				}
-				if f.onUser != nil {
-					if err := f.onUser(i); err != nil {
-						return err
-					}
-				}
-				u := &archive.User{UserID: fmt.Sprintf("@u%05d:fake.test", i), DisplayName: fmt.Sprintf("User %d with a name long enough to fill parts", i)}
-				if err := sink.Record(archive.SectionUsers, u); err != nil {
-					return err
-				}
-				if err := sink.Checkpoint(source.EncodeCursor(i + 1)); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
-	}}, nil
-}
 
 type fastRetry struct{}
 
@@ -75,7 +27,7 @@ func (fastRetry) NextRetry(*rivertype.JobRow) time.Time { return time.Now().Add(
 type env struct {
 	svc      *Service
 	identity *age.X25519Identity
-	src      *fakeSource
+	src      *sourcetest.Fake
 }
 
 // each runs a test on both River drivers.
@@ -99,7 +51,7 @@ func each(t *testing.T, fn func(t *testing.T, e *env)) {
 			}
 			t.Cleanup(func() { bucket.Close() })
 			id, _ := age.GenerateX25519Identity()
-			e := &env{identity: id, src: &fakeSource{users: 3000, runs: &atomic.Int32{}}}
+			e := &env{identity: id, src: &sourcetest.Fake{Users: 3000}}
 			e.svc = &Service{Store: st, Storage: bucket, Owner: "test-" + driver, LeaseTTL: 600 * time.Millisecond, PartSize: 16 << 10,
 				Open: func(ctx context.Context, name string) (source.Source, error) {
 					if name == "broken" {
@@ -192,7 +144,7 @@ func TestExportJobSucceeds(t *testing.T) {
 
 func TestTransientFailureIsRetriedAndResumes(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		e.src.failRun = 1
+		e.src.FailRun = 1
 		if _, err := e.svc.Submit(context.Background(), "retry-1", e.request("retry-1"), "@admin:fake.test", "api"); err != nil {
 			t.Fatal(err)
 		}
@@ -200,8 +152,8 @@ func TestTransientFailureIsRetriedAndResumes(t *testing.T) {
 		if ex.Status != store.StatusCompleted || ex.Attempts != 2 {
 			t.Fatalf("record %+v", ex)
 		}
-		if len(e.src.starts) != 2 || e.src.starts[0] != 0 || e.src.starts[1] == 0 || e.src.starts[1] > 300 {
-			t.Fatalf("runs started at %v: the retry must resume from the last checkpoint, not restart", e.src.starts)
+		if starts := e.src.Starts(); len(starts) != 2 || starts[0] != 0 || starts[1] == 0 || starts[1] > 300 {
+			t.Fatalf("runs started at %v: the retry must resume from the last checkpoint, not restart", starts)
 		}
 		e.verify(t, "retry-1", 3000)
 	})
@@ -228,7 +180,7 @@ func TestCancelMidRun(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		started := make(chan struct{}, 1)
-		e.src.onUser = func(i int) error {
+		e.src.OnUser = func(i int) error {
 			if i == 500 {
 				select {
 				case started <- struct{}{}:
@@ -268,7 +220,7 @@ func TestLostLeaseStopsTheWriter(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		started := make(chan struct{}, 1)
-		e.src.onUser = func(i int) error {
+		e.src.OnUser = func(i int) error {
 			if i == 200 {
 				select {
 				case started <- struct{}{}:

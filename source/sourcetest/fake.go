@@ -33,8 +33,10 @@ func (f *Fake) Starts() []int {
 	return append([]int(nil), f.starts...)
 }
 
-func (f *Fake) Info() source.Info { return source.Info{ServerName: "fake.test", Implementation: "fake"} }
-func (f *Fake) Close() error      { return nil }
+func (f *Fake) Info() source.Info {
+	return source.Info{ServerName: "fake.test", Implementation: "fake"}
+}
+func (f *Fake) Close() error { return nil }
 
 func (f *Fake) Streams(context.Context, source.Filter, source.Options) ([]source.Stream, error) {
 	f.mu.Lock()
