@@ -19,6 +19,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -87,7 +89,12 @@ type Service struct {
 	// PartSize of archives (default archive.DefaultPartSize): each part is
 	// a resume point.
 	PartSize int64
-	runner   runner
+	// Announce, if set, hears about scheduled runs: started, finished,
+	// failed, pruned (the bot posts them to the admin room).
+	Announce  func(Event)
+	runner    runner
+	mu        sync.RWMutex
+	schedules map[string]Schedule
 }
 
 func (s *Service) leaseTTL() time.Duration {
@@ -226,6 +233,9 @@ func (w *exportWorker) Work(ctx context.Context, job *river.Job[ExportArgs]) err
 	bg := context.WithoutCancel(ctx)
 	svc.Store.ReleaseLease(bg, id, token)
 	if err == nil {
+		if e.Via == "schedule" {
+			svc.announce(Event{Schedule: strings.TrimPrefix(e.RequestedBy, "schedule:"), ExportID: id, Kind: "finished", Detail: e.Name})
+		}
 		return nil
 	}
 	cur, gerr := svc.Store.GetExport(bg, id)
@@ -241,6 +251,9 @@ func (w *exportWorker) Work(ctx context.Context, job *river.Job[ExportArgs]) err
 		return err // shutting down: the job is worked again and resumes from its checkpoint
 	case isPermanent(err):
 		svc.Store.Finish(bg, id, store.StatusFailed, 0, "", err.Error())
+		if e.Via == "schedule" {
+			svc.announce(Event{Schedule: strings.TrimPrefix(e.RequestedBy, "schedule:"), ExportID: id, Kind: "failed", Detail: err.Error()})
+		}
 		svc.Store.Audit(bg, store.AuditEntry{Actor: e.RequestedBy, Via: e.Via, Action: "export.finish", Target: id, Outcome: "failed", Detail: err.Error()})
 		if gerr == nil && cur.ArchiveID != "" {
 			svc.Storage.Discard(bg, cur.ArchiveID)

@@ -66,10 +66,16 @@ func start[TTx any](ctx context.Context, s *Service, driver riverdriver.Driver[T
 	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &exportWorker{svc: s})
+	river.AddWorker(workers, &scheduleWorker{svc: s})
+	periodic, err := s.periodicJobs()
+	if err != nil {
+		return nil, err
+	}
 	c, err := river.NewClient(driver, &river.Config{
-		Queues:      map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: max(cfg.Concurrency, 1)}},
-		Workers:     workers,
-		MaxAttempts: cmp.Or(cfg.MaxAttempts, 10),
+		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: max(cfg.Concurrency, 1) + 1}},
+		PeriodicJobs: periodic,
+		Workers:      workers,
+		MaxAttempts:  cmp.Or(cfg.MaxAttempts, 10),
 		// Exports run for hours and have no timeout; Ferry's lease, not
 		// River's rescuer, notices crashed runs (ResumeOrphans).
 		JobTimeout:           -1,

@@ -1,0 +1,179 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/robfig/cron/v3"
+
+	"github.com/ferry-matrix/ferry/storage"
+	"github.com/ferry-matrix/ferry/store"
+)
+
+// Schedule is a recurring export with retention.
+type Schedule struct {
+	Name string // one path segment; archives are named <Name>-<UTC time>
+	Cron string // standard 5-field cron, or @every 1h, @daily, ...
+	// Request is the template of each run (its Name is set per run).
+	Request Request
+	Keep    int           // keep the newest Keep archives of this schedule (0: no limit)
+	MaxAge  time.Duration // delete archives older than this (0: no limit)
+}
+
+// Validate checks a schedule.
+func (s Schedule) Validate() error {
+	if err := storage.CheckName(s.Name); err != nil {
+		return fmt.Errorf("schedule name: %w", err)
+	}
+	if _, err := cron.ParseStandard(s.Cron); err != nil {
+		return fmt.Errorf("schedule %s: cron %q: %w", s.Name, s.Cron, err)
+	}
+	if s.Keep < 0 || s.MaxAge < 0 {
+		return fmt.Errorf("schedule %s: keep and max_age must not be negative", s.Name)
+	}
+	r := s.Request
+	r.Name = s.Name + "-20060102T150405Z"
+	return r.Validate()
+}
+
+// ScheduleArgs is the River job of one scheduled run.
+type ScheduleArgs struct {
+	Schedule string    `json:"schedule"`
+	At       time.Time `json:"at"` // the tick, to the second: the run's identity
+}
+
+// Kind names the job kind.
+func (ScheduleArgs) Kind() string { return "ferry.schedule" }
+
+// Event is what the announce hook hears about scheduled runs.
+type Event struct {
+	Schedule string
+	ExportID string
+	Kind     string // started | pruned
+	Detail   string
+}
+
+// scheduleWorker turns a tick into an export (at most once per tick, even
+// with several instances: the export ID is derived from the tick) and
+// applies the schedule's retention.
+type scheduleWorker struct {
+	river.WorkerDefaults[ScheduleArgs]
+	svc *Service
+}
+
+func (w *scheduleWorker) Work(ctx context.Context, job *river.Job[ScheduleArgs]) error {
+	svc := w.svc
+	svc.mu.RLock()
+	sch, ok := svc.schedules[job.Args.Schedule]
+	svc.mu.RUnlock()
+	if !ok {
+		return river.JobCancel(fmt.Errorf("schedule %q is no longer configured", job.Args.Schedule))
+	}
+	at := job.Args.At.UTC()
+	id := "sched-" + sch.Name + "-" + at.Format("20060102T150405Z")
+	req := sch.Request
+	req.Name = sch.Name + "-" + at.Format("20060102T150405Z")
+	if _, err := svc.Store.GetExport(ctx, id); errors.Is(err, store.ErrNotFound) {
+		if _, err := svc.Submit(ctx, id, req, "schedule:"+sch.Name, "schedule"); err != nil {
+			if _, again := svc.Store.GetExport(ctx, id); again != nil {
+				return err // not a duplicate: a real failure
+			}
+		} else {
+			svc.announce(Event{Schedule: sch.Name, ExportID: id, Kind: "started"})
+		}
+	}
+	return svc.Prune(ctx, sch)
+}
+
+// Prune deletes a schedule's archives beyond Keep and older than MaxAge,
+// with their key files, and records each deletion.
+func (s *Service) Prune(ctx context.Context, sch Schedule) error {
+	all, err := s.Storage.Archives(ctx)
+	if err != nil {
+		return err
+	}
+	prefix := storage.ArchivePrefix + sch.Name + "-"
+	var mine []storage.Object
+	for _, o := range all {
+		if strings.HasPrefix(o.Key, prefix) {
+			mine = append(mine, o)
+		}
+	}
+	// Names carry the UTC time, so they sort oldest first.
+	sort.Slice(mine, func(i, j int) bool { return mine[i].Key < mine[j].Key })
+	now := time.Now()
+	for i, o := range mine {
+		tooMany := sch.Keep > 0 && i < len(mine)-sch.Keep
+		tooOld := sch.MaxAge > 0 && now.Sub(o.ModTime) > sch.MaxAge
+		if !tooMany && !tooOld {
+			continue
+		}
+		if err := s.Storage.Delete(ctx, o.Key); err != nil {
+			return err
+		}
+		if err := s.Storage.Delete(ctx, o.Key+storage.KeyExt); err != nil {
+			return err
+		}
+		reason := "beyond keep"
+		if tooOld {
+			reason = "older than max age"
+		}
+		s.Store.Audit(ctx, store.AuditEntry{Actor: "schedule:" + sch.Name, Via: "schedule", Action: "archive.delete", Target: o.Key, Outcome: "ok", Detail: reason})
+		s.announce(Event{Schedule: sch.Name, Kind: "pruned", Detail: o.Key + " (" + reason + ")"})
+	}
+	return nil
+}
+
+func (s *Service) announce(e Event) {
+	if s.Announce != nil {
+		s.Announce(e)
+	}
+}
+
+// cronSchedule adapts a robfig schedule to River's, to the second.
+type cronSchedule struct{ s cron.Schedule }
+
+func (c cronSchedule) Next(t time.Time) time.Time { return c.s.Next(t) }
+
+// periodicJobs turns the schedules into River periodic jobs: River runs
+// them on its elected leader only, so several instances tick once.
+func (s *Service) periodicJobs() ([]*river.PeriodicJob, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*river.PeriodicJob
+	for _, sch := range s.schedules {
+		parsed, err := cron.ParseStandard(sch.Cron)
+		if err != nil {
+			return nil, err
+		}
+		name := sch.Name
+		out = append(out, river.NewPeriodicJob(cronSchedule{parsed}, func() (river.JobArgs, *river.InsertOpts) {
+			return ScheduleArgs{Schedule: name, At: time.Now().UTC().Truncate(time.Second)}, nil
+		}, &river.PeriodicJobOpts{ID: "ferry-schedule-" + name}))
+	}
+	return out, nil
+}
+
+// SetSchedules installs the schedules. River's periodic jobs are set up at
+// Start; a schedule removed later stops at its next tick.
+func (s *Service) SetSchedules(list []Schedule) error {
+	m := map[string]Schedule{}
+	for _, sch := range list {
+		if err := sch.Validate(); err != nil {
+			return err
+		}
+		if _, dup := m[sch.Name]; dup {
+			return fmt.Errorf("two schedules are named %q", sch.Name)
+		}
+		m[sch.Name] = sch
+	}
+	s.mu.Lock()
+	s.schedules = m
+	s.mu.Unlock()
+	return nil
+}

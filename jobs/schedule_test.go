@@ -1,0 +1,117 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/source"
+	"github.com/ferry-matrix/ferry/source/sourcetest"
+	"github.com/ferry-matrix/ferry/storage"
+	"github.com/ferry-matrix/ferry/store"
+)
+
+// Two Ferry instances on one PostgreSQL with a per-second schedule: each
+// tick exports once, and retention keeps the newest two archives.
+func TestScheduleRunsOnceAcrossInstancesAndPrunes(t *testing.T) {
+	ctx := context.Background()
+	dbURL := testenv.StartPostgres(t).CreateDatabase(t, fmt.Sprintf("sched_%d", time.Now().UnixNano()))
+	storageURL := "file://" + t.TempDir()
+	id, _ := age.GenerateX25519Identity()
+	sch := Schedule{Name: "nightly", Cron: "@every 1s", Keep: 2,
+		Request: Request{Source: "fake", Recipients: []string{id.Recipient().String()}}}
+	var mu sync.Mutex
+	var events []Event
+	var services []*Service
+	for i := 0; i < 2; i++ {
+		st, err := store.Open(ctx, dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		bucket, _ := storage.Open(ctx, storageURL)
+		defer bucket.Close()
+		svc := &Service{Store: st, Storage: bucket, Owner: fmt.Sprintf("instance-%d", i), PartSize: 16 << 10,
+			Open:     func(context.Context, string) (source.Source, error) { return &sourcetest.Fake{Users: 200}, nil },
+			Announce: func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() }}
+		if err := svc.SetSchedules([]Schedule{sch}); err != nil {
+			t.Fatal(err)
+		}
+		stop, err := svc.Start(ctx, Config{FetchPollInterval: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop(context.Background())
+		services = append(services, svc)
+	}
+	// Wait for a few ticks (leader election can take a moment).
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var n int
+		services[0].Store.DB.QueryRowContext(ctx, `SELECT count(*) FROM ferry_exports WHERE via = 'schedule'`).Scan(&n)
+		if n >= 4 {
+			break
+		}
+	}
+	for _, svc := range services {
+		svc.SetSchedules(nil) // later ticks find no schedule and stop
+	}
+	svc := services[0]
+	list, _ := svc.Store.ListExports(ctx, 100)
+	var ticks []string
+	for _, e := range list {
+		if e.Via == "schedule" {
+			ticks = append(ticks, e.ID)
+			waitFor(t, svc.Store, e.ID, store.StatusCompleted, store.StatusFailed)
+		}
+	}
+	if len(ticks) < 3 {
+		t.Fatalf("only %d scheduled exports in 30 s", len(ticks))
+	}
+	var jobsInserted int
+	svc.Store.DB.QueryRowContext(ctx, `SELECT count(*) FROM river_job WHERE kind = 'ferry.schedule'`).Scan(&jobsInserted)
+	if jobsInserted > len(ticks)+2 {
+		t.Errorf("%d schedule jobs for %d ticks: instances ticked twice", jobsInserted, len(ticks))
+	}
+	if err := svc.Prune(ctx, sch); err != nil {
+		t.Fatal(err)
+	}
+	archives, _ := svc.Storage.Archives(ctx)
+	if len(archives) != 2 {
+		t.Fatalf("%d archives kept, want 2: %v", len(archives), archives)
+	}
+	keys, _ := svc.Storage.List(ctx, storage.ArchivePrefix)
+	if len(keys) != 4 {
+		t.Errorf("archives and key files: %v", keys)
+	}
+	mu.Lock()
+	kinds := map[string]int{}
+	for _, e := range events {
+		kinds[e.Kind]++
+	}
+	mu.Unlock()
+	if kinds["started"] != len(ticks) || kinds["finished"] != len(ticks) || kinds["pruned"] != len(ticks)-2 {
+		t.Errorf("announcements %v for %d ticks", kinds, len(ticks))
+	}
+}
+
+func TestScheduleValidation(t *testing.T) {
+	ok := Request{Source: "fake", Plaintext: true}
+	for _, s := range []Schedule{
+		{Name: "a/b", Cron: "@daily", Request: ok},
+		{Name: "x", Cron: "every day", Request: ok},
+		{Name: "x", Cron: "@daily", Keep: -1, Request: ok},
+		{Name: "x", Cron: "@daily", Request: Request{Source: "fake"}},
+	} {
+		if err := s.Validate(); err == nil {
+			t.Errorf("%+v accepted", s)
+		}
+	}
+	if err := (Schedule{Name: "x", Cron: "0 3 * * *", Request: ok}).Validate(); err != nil {
+		t.Error(err)
+	}
+}
