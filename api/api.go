@@ -105,6 +105,17 @@ func (s *Server) init() {
 	m.Handle("GET /api/v1/exports/{id}", s.auth(RoleReader, s.status))
 	m.Handle("DELETE /api/v1/exports/{id}", s.auth(RoleAdmin, s.remove))
 	if s.Links != nil {
+		if s.Links.Audit == nil {
+			st := s.Jobs.Store
+			s.Links.Audit = func(d links.Download) {
+				outcome, detail := "ok", d.Range
+				if d.Err != nil {
+					outcome, detail = "refused", d.Err.Error()
+				}
+				st.Audit(context.Background(), store.AuditEntry{At: d.At, Actor: "link", Via: "download " + d.RemoteAddr,
+					Action: "download", Target: d.Key, Outcome: fmt.Sprintf("%s (%d)", outcome, d.Status), Detail: detail})
+			}
+		}
 		m.Handle(links.Path, s.Links)
 	}
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {

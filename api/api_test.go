@@ -168,6 +168,10 @@ func TestExportLifecycle(t *testing.T) {
 	if resp.StatusCode != 200 || int64(len(data)) != int64(status["size"].(float64)) {
 		t.Fatalf("download: %d, %d bytes", resp.StatusCode, len(data))
 	}
+	audit, _ := e.svc.Store.AuditLog(context.Background(), 20)
+	if audit[0].Action != "download" || audit[0].Target != storage.ArchiveKey("api-full") || !strings.HasPrefix(audit[0].Outcome, "ok (200)") {
+		t.Errorf("download not audited: %+v", audit[0])
+	}
 	code, list := e.do(t, "GET", "/api/v1/exports", readerToken, "")
 	if code != 200 || len(list["exports"].([]any)) != 1 {
 		t.Fatalf("list: %d %v", code, list)

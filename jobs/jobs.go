@@ -277,6 +277,14 @@ func (s *Service) run(ctx context.Context, e *store.Export, token int64) error {
 	}
 	defer src.Close()
 	info := src.Info()
+	var estimate int64
+	if est, ok := src.(source.Estimator); ok {
+		if n, err := est.EstimateSize(ctx, req.Filter, req.Options); err == nil {
+			estimate = n
+			b, _ := json.Marshal(Progress{EstimatedBytes: n})
+			s.Store.SaveProgress(ctx, e.ID, token, string(b))
+		}
+	}
 
 	// The archive ID and key survive a crash: the resumed writer needs them.
 	archiveID, keyLine := e.ArchiveID, e.ArchiveKey
@@ -349,7 +357,9 @@ func (s *Service) run(ctx context.Context, e *store.Export, token int64) error {
 	_, err = exporter.Export(ctx, src, w, exporter.Options{Filter: req.Filter, Source: req.Options, Resume: resume,
 		Interval: 2 * time.Second,
 		OnProgress: func(p exporter.Progress) {
-			b, _ := json.Marshal(progressJSON(p))
+			pj := progressJSON(p)
+			pj.EstimatedBytes = estimate
+			b, _ := json.Marshal(pj)
 			s.Store.SaveProgress(ctx, e.ID, token, string(b))
 		}})
 	if err != nil {
@@ -384,6 +394,9 @@ type Progress struct {
 	Blobs     int64   `json:"media_files"`
 	BlobBytes int64   `json:"media_bytes"`
 	ETA       string  `json:"eta,omitempty"`
+	// EstimatedBytes is the archive size predicted before the export
+	// started (sources that implement source.Estimator).
+	EstimatedBytes int64 `json:"estimated_bytes,omitempty"`
 }
 
 func progressJSON(p exporter.Progress) Progress {

@@ -3,6 +3,7 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -135,6 +136,10 @@ func TestExportJobSucceeds(t *testing.T) {
 			t.Fatalf("record %+v", ex)
 		}
 		e.verify(t, "ok-1", 3000)
+		var p Progress
+		if err := json.Unmarshal([]byte(ex.Progress), &p); err != nil || p.EstimatedBytes != 3000*40 || p.Records != 3000 {
+			t.Errorf("progress %s: %v", ex.Progress, err)
+		}
 		log, _ := e.svc.Store.AuditLog(ctx, 10)
 		if len(log) != 2 || log[0].Outcome != "completed" {
 			t.Errorf("audit %+v", log)

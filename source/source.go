@@ -163,6 +163,12 @@ type Source interface {
 	Close() error
 }
 
+// Estimator is implemented by sources that can predict the size of an
+// export's archive before it starts (for progress and disk planning).
+type Estimator interface {
+	EstimateSize(ctx context.Context, f Filter, o Options) (int64, error)
+}
+
 // ErrSchema means the database's schema is not one this adapter can read.
 var ErrSchema = errors.New("unsupported database schema")
 

@@ -78,3 +78,8 @@ func (f *Fake) Streams(context.Context, source.Filter, source.Options) ([]source
 		},
 	}}, nil
 }
+
+// EstimateSize makes Fake a source.Estimator (about 40 archive bytes a user).
+func (f *Fake) EstimateSize(context.Context, source.Filter, source.Options) (int64, error) {
+	return int64(f.Users) * 40, nil
+}
