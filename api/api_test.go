@@ -34,7 +34,7 @@ type apiEnv struct {
 	recipient string
 }
 
-func newEnv(t *testing.T, rate float64, burst int) *apiEnv {
+func newEnv(t testing.TB, rate float64, burst int) *apiEnv {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, "sqlite://"+t.TempDir()+"/ferry.db")
@@ -50,7 +50,7 @@ func newEnv(t *testing.T, rate float64, burst int) *apiEnv {
 	fake := &sourcetest.Fake{Users: 2000}
 	svc := &jobs.Service{Store: st, Storage: bucket, Owner: "api-test", PartSize: 16 << 10,
 		Open: func(context.Context, string) (source.Source, error) { return fake, nil }}
-	stop, err := svc.Start(ctx, jobs.Config{FetchPollInterval: 50 * time.Millisecond})
+	stop, err := svc.Start(ctx, jobs.Config{FetchPollInterval: 50 * time.Millisecond, Concurrency: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func newEnv(t *testing.T, rate float64, burst int) *apiEnv {
 	return &apiEnv{srv: srv, fake: fake, svc: svc, recipient: id.Recipient().String()}
 }
 
-func (e *apiEnv) do(t *testing.T, method, path, token, body string) (int, map[string]any) {
+func (e *apiEnv) do(t testing.TB, method, path, token, body string) (int, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
 	if token != "" {
