@@ -478,6 +478,7 @@ var (
 	descBytes    = prometheus.NewDesc("ferry_export_bytes", "Bytes of published archives by status.", []string{"status"}, nil)
 	descDuration = prometheus.NewDesc("ferry_export_seconds_total", "Summed run time of finished exports by status.", []string{"status"}, nil)
 	descQueue    = prometheus.NewDesc("ferry_queue_depth", "Exports waiting or running.", nil, nil)
+	descLastOK   = prometheus.NewDesc("ferry_schedule_last_success_timestamp_seconds", "When each schedule's newest backup completed.", []string{"schedule"}, nil)
 )
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -485,6 +486,7 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descBytes
 	ch <- descDuration
 	ch <- descQueue
+	ch <- descLastOK
 }
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -505,4 +507,12 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(queue))
+	last, err := c.s.LastScheduledSuccess(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descLastOK, err)
+		return
+	}
+	for name, at := range last {
+		ch <- prometheus.MustNewConstMetric(descLastOK, prometheus.GaugeValue, float64(at.UnixMilli())/1000, name)
+	}
 }

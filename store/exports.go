@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -254,6 +255,27 @@ func (s *Store) CountByStatus(ctx context.Context) ([]StatusCount, error) {
 		}
 		c.Seconds = float64(ms) / 1000
 		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// LastScheduledSuccess returns, per schedule, when its newest completed
+// export finished.
+func (s *Store) LastScheduledSuccess(ctx context.Context) (map[string]time.Time, error) {
+	rows, err := s.DB.QueryContext(ctx, s.q(`SELECT requested_by, max(finished_at) FROM ferry_exports
+		WHERE via = 'schedule' AND status IN (?, ?) GROUP BY requested_by`), StatusCompleted, StatusDeleted)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var who string
+		var ms int64
+		if err := rows.Scan(&who, &ms); err != nil {
+			return nil, err
+		}
+		out[strings.TrimPrefix(who, "schedule:")] = time.UnixMilli(ms)
 	}
 	return out, rows.Err()
 }

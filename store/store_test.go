@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"testing"
 	"time"
@@ -105,6 +106,21 @@ func TestLeases(t *testing.T) {
 		s.Audit(ctx, AuditEntry{Actor: "@admin:x", Via: "api", Action: "export.create", Target: "e1", Outcome: "ok"})
 		if log, err := s.AuditLog(ctx, 10); err != nil || len(log) != 1 || log[0].Action != "export.create" {
 			t.Fatalf("audit %v %v", log, err)
+		}
+	})
+}
+
+func TestLastScheduledSuccess(t *testing.T) {
+	each(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		for i, st := range []string{StatusCompleted, StatusFailed} {
+			id := fmt.Sprintf("sched-%d", i)
+			s.CreateExport(ctx, &Export{ID: id, Kind: "export", RequestedBy: "schedule:nightly", Via: "schedule", Request: "{}"})
+			s.Finish(ctx, id, st, 1, "", "")
+		}
+		last, err := s.LastScheduledSuccess(ctx)
+		if err != nil || len(last) != 1 || last["nightly"].IsZero() {
+			t.Fatalf("%v %v", last, err)
 		}
 	})
 }
