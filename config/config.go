@@ -34,6 +34,23 @@ type Config struct {
 	State      State      `yaml:"state"`
 	Schedules  []Schedule `yaml:"schedules"`
 	Limits     Limits     `yaml:"limits"`
+	API        API        `yaml:"api"`
+}
+
+// API configures the HTTP API for admins' tooling.
+type API struct {
+	// PublicURL is how clients reach Ferry; download links start with it.
+	PublicURL string     `yaml:"public_url"`
+	Tokens    []APIToken `yaml:"tokens"`
+	// RatePerSecond each client may make (burst: twice that).
+	RatePerSecond float64 `yaml:"rate_per_second"`
+}
+
+// APIToken is one bearer token with a role (admin or reader).
+type APIToken struct {
+	Name  string `yaml:"name"`
+	Role  string `yaml:"role"`
+	Token Secret `yaml:"token"`
 }
 
 type Homeserver struct {
@@ -62,6 +79,8 @@ type Source struct {
 	Database   Secret `yaml:"database"` // a URL that may hold a password
 	MediaPath  string `yaml:"media_path"`
 	SigningKey string `yaml:"signing_key"`
+	// HomeserverConfig is Synapse's homeserver.yaml (optional).
+	HomeserverConfig string `yaml:"homeserver_config"`
 }
 
 type Storage struct {
@@ -245,6 +264,30 @@ func (c *Config) Validate() error {
 		}
 		if s.Keep < 0 {
 			bad(key+".keep", "must not be negative")
+		}
+	}
+	for i, t := range c.API.Tokens {
+		key := fmt.Sprintf("api.tokens[%d]", i)
+		if t.Name == "" {
+			bad(key+".name", "missing: it names the token in the audit log")
+		}
+		if t.Role != "admin" && t.Role != "reader" {
+			bad(key+".role", "%q: use admin or reader", t.Role)
+		}
+		if strings.HasPrefix(string(t.Token), "CHANGE_ME") {
+			bad(key+".token", "still the example placeholder: use a long random value")
+		} else if len(t.Token) < 32 {
+			bad(key+".token", "too short to be secret (%d characters; use 32 or more)", len(t.Token))
+		}
+	}
+	if c.API.PublicURL != "" {
+		if u, err := url.Parse(c.API.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			bad("api.public_url", "%q is not an http(s) URL", c.API.PublicURL)
+		}
+	}
+	for i, sch := range c.Schedules {
+		if sch.Name == "" {
+			bad(fmt.Sprintf("schedules[%d].name", i), "missing: archives are named after their schedule")
 		}
 	}
 	if c.Limits.ConcurrentJobs < 1 {

@@ -29,6 +29,7 @@ func TestExampleParsesAndOnlyPlaceholdersFail(t *testing.T) {
 	}
 	c.Appservice.ASToken = Secret(strings.Repeat("a", 40))
 	c.Appservice.HSToken = Secret(strings.Repeat("b", 40))
+	c.API.Tokens[0].Token = Secret(strings.Repeat("c", 40))
 	if err := c.Validate(); err != nil {
 		t.Fatalf("example with real tokens: %v", err)
 	}

@@ -30,6 +30,7 @@ const usage = `usage:
   bot demo [--out DIR]                 export the embedded sample server into an encrypted archive, then verify and inspect it
   bot export --source synapse --db URL --signing-key F --to OUT [filters] (--recipient R | --passphrase-env V | --plaintext)
                                        export a homeserver (bot export -h for all options)
+  bot serve -c config.yaml             job workers, schedules, the HTTP API (/api/v1/exports), /metrics, /download
   bot archive inspect [key options] ARCHIVE
   bot archive verify  [key options] ARCHIVE   exit 0 only when every check passes
   bot archive pack    ARCHIVE OUT.ferry        stored form (directory/prefix) -> single file
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string) error {
 		return runDemo(ctx, args[1:])
 	case "export":
 		return runExport(ctx, args[1:])
+	case "serve":
+		return runServe(ctx, args[1:])
 	case "archive":
 		if len(args) < 2 {
 			return fmt.Errorf("archive needs a subcommand\n%s", usage)

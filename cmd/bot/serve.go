@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ferry-matrix/ferry/api"
+	"github.com/ferry-matrix/ferry/config"
+	"github.com/ferry-matrix/ferry/jobs"
+	"github.com/ferry-matrix/ferry/links"
+	"github.com/ferry-matrix/ferry/source"
+	"github.com/ferry-matrix/ferry/source/synapse"
+	"github.com/ferry-matrix/ferry/storage"
+	"github.com/ferry-matrix/ferry/store"
+)
+
+// runServe runs the job workers, schedules and the HTTP API (the Matrix
+// bot joins them in `bot run`): what an admin's tooling talks to.
+func runServe(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	path := fs.String("c", "config.yaml", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	if err := validateForServe(cfg); err != nil {
+		return err
+	}
+	srv, err := newService(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer srv.close()
+	l, err := net.Listen("tcp", cfg.Appservice.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Appservice.Listen, err)
+	}
+	return srv.serve(ctx, l)
+}
+
+// validateForServe is Validate without the appservice parts `serve` does
+// not use.
+func validateForServe(cfg *config.Config) error {
+	err := cfg.Validate()
+	if err == nil {
+		return nil
+	}
+	var kept []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if strings.HasPrefix(line, "appservice.") || strings.HasPrefix(line, "homeserver.url") || strings.HasPrefix(line, "admins.") {
+			continue
+		}
+		kept = append(kept, line)
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	return fmt.Errorf("config problems:\n  %s", strings.Join(kept, "\n  "))
+}
+
+type service struct {
+	state   *store.Store
+	bucket  *storage.Store
+	jobs    *jobs.Service
+	stop    func(context.Context) error
+	handler http.Handler
+}
+
+func newService(ctx context.Context, cfg *config.Config) (*service, error) {
+	if cfg.Homeserver.Implementation != "synapse" {
+		return nil, fmt.Errorf("homeserver.implementation %q: serve exports Synapse so far", cfg.Homeserver.Implementation)
+	}
+	s := &service{}
+	var err error
+	if s.state, err = store.Open(ctx, string(cfg.State.Database)); err != nil {
+		return nil, err
+	}
+	if s.bucket, err = storage.Open(ctx, cfg.Storage.URL); err != nil {
+		s.close()
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	s.jobs = &jobs.Service{Store: s.state, Storage: s.bucket, Owner: fmt.Sprintf("%s/%d", host, os.Getpid()),
+		Open: func(ctx context.Context, name string) (source.Source, error) {
+			return synapse.Open(ctx, synapse.Config{Database: string(cfg.Source.Database), MediaStore: cfg.Source.MediaPath,
+				SigningKey: cfg.Source.SigningKey, HomeserverConfig: cfg.Source.HomeserverConfig})
+		}}
+	var schedules []jobs.Schedule
+	for _, sc := range cfg.Schedules {
+		if sc.Type != "full" {
+			s.close()
+			return nil, fmt.Errorf("schedule %s: only full exports can be scheduled from the config so far", sc.Name)
+		}
+		schedules = append(schedules, jobs.Schedule{Name: sc.Name, Cron: sc.Cron, Keep: sc.Keep, MaxAge: time.Duration(sc.MaxAge),
+			Request: jobs.Request{Source: "synapse", Recipients: cfg.Encryption.Recipients}})
+	}
+	if err := s.jobs.SetSchedules(schedules); err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.stop, err = s.jobs.Start(ctx, jobs.Config{Concurrency: cfg.Limits.ConcurrentJobs}); err != nil {
+		s.close()
+		return nil, err
+	}
+	if n, err := s.jobs.ResumeOrphans(ctx); err == nil && n > 0 {
+		fmt.Fprintf(os.Stderr, "resuming %d interrupted exports\n", n)
+	}
+	secret, err := links.LoadOrCreateSecret(cfg.Storage.LinkSecretFile)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	signer, err := links.NewSigner(secret, nil)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	var tokens []api.Token
+	for _, t := range cfg.API.Tokens {
+		tokens = append(tokens, api.Token{Name: t.Name, Role: t.Role, Secret: string(t.Token)})
+	}
+	a := &api.Server{Jobs: s.jobs, Tokens: tokens, Source: "synapse", Links: &links.Handler{Store: s.bucket, Signer: signer},
+		BaseURL: cfg.API.PublicURL, LinkTTL: time.Duration(cfg.Storage.LinkLifetime), Rate: cfg.API.RatePerSecond, Burst: int(2 * cfg.API.RatePerSecond)}
+	s.handler = a.Handler()
+	return s, nil
+}
+
+func (s *service) serve(ctx context.Context, l net.Listener) error {
+	hs := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		hs.Shutdown(shut)
+	}()
+	fmt.Fprintf(os.Stderr, "serving the API on %s\n", l.Addr())
+	if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (s *service) close() {
+	if s.stop != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		s.stop(ctx)
+		cancel()
+	}
+	if s.bucket != nil {
+		s.bucket.Close()
+	}
+	if s.state != nil {
+		s.state.Close()
+	}
+}
