@@ -3,8 +3,10 @@ package synapse
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -56,17 +58,16 @@ type eventCursor struct {
 // redacted events in redacted form (Synapse keeps the original until
 // redaction_retention_period has passed, so the room version's redaction
 // algorithm is applied here).
+//
+// A whole-server export reads two streams at once, on two connections
+// sharing the snapshot: event metadata in stream order, and event_json in
+// its physical order (which is Synapse's insert order, close to stream
+// order), matched by event ID with a bounded look-ahead. That spares
+// PostgreSQL joining and sorting every event's JSON before the first row
+// (docs/SYNAPSE.md, Performance). When the look-ahead outgrows its bound,
+// or for selections and resumed exports, one joined query is used.
 func (p *plan) eventsStream() source.Stream {
 	s := p.s
-	args := len(p.eventArgs())
-	query := `SELECT e.stream_ordering, e.event_id, e.room_id, e.state_key IS NOT NULL, e.outlier, ` + p.rejectionReason("e") + `,
-		j.json, j.internal_metadata, g.state_group, red.id, red.sender, red.meta
-		FROM events e JOIN event_json j ON j.event_id = e.event_id
-		LEFT JOIN event_to_state_groups g ON g.event_id = e.event_id
-		LEFT JOIN (SELECT DISTINCT ON (r.redacts) r.redacts, r.event_id AS id, re.sender, rj.internal_metadata AS meta FROM redactions r
-			JOIN events re ON re.event_id = r.event_id JOIN event_json rj ON rj.event_id = r.event_id
-			WHERE ` + p.notRejected("re") + ` ORDER BY r.redacts, re.stream_ordering) red ON red.redacts = e.event_id
-		WHERE ` + p.eventCond() + ` AND e.stream_ordering > $` + strconv.Itoa(args+1) + ` ORDER BY e.stream_ordering`
 	return source.Stream{
 		Name: "events",
 		Count: func(ctx context.Context) (int64, error) {
@@ -77,62 +78,195 @@ func (p *plan) eventsStream() source.Stream {
 			if err := source.DecodeCursor(cursor, &c); err != nil {
 				return err
 			}
-			var uncheckable []string
-			err := s.each(ctx, query, append(p.eventArgs(), c.After), func(rows pgx.Rows) error {
-				var so int64
-				var ev archive.Event
-				var isState bool
-				var js, meta string
-				var group *int64
-				var redID, redSender, redMeta *string
-				if err := rows.Scan(&so, &ev.EventID, &ev.RoomID, &isState, &ev.Outlier, &ev.Rejected, &js, &meta, &group,
-					&redID, &redSender, &redMeta); err != nil {
+			em := &eventEmitter{p: p, sink: sink, after: c.After}
+			if len(cursor) == 0 && p.rooms == nil && p.since == 0 && p.until == 0 {
+				done, err := p.mergedEvents(ctx, em)
+				if err != nil {
 					return err
 				}
-				ev.StreamOrdering = so
-				ev.JSON = []byte(js)
-				var im struct {
-					SoftFailed bool `json:"soft_failed"`
+				if done {
+					return em.finish()
 				}
-				if meta != "" {
-					_ = json.Unmarshal([]byte(meta), &im) // unknown metadata shapes only lose the flag
-				}
-				ev.SoftFailed = im.SoftFailed
-				switch {
-				case ev.Outlier || group == nil:
-					ev.StateBefore = 0
-				case isState && ev.Rejected == "":
-					ev.StateBefore = beforeSnapshotID(so)
-				default:
-					ev.StateBefore = uint64(*group)
-				}
-				if redID != nil && redactionApplies(ev.JSON, *redSender, redMeta) {
-					ok, err := p.redact(&ev)
-					if err != nil {
-						return err
-					}
-					if !ok {
-						uncheckable = append(uncheckable, ev.EventID)
-						return nil
-					}
-				}
-				if err := sink.Record(archive.SectionEvents, &ev); err != nil {
-					return err
-				}
-				return sink.Checkpoint(source.EncodeCursor(eventCursor{After: so}))
-			})
-			if err != nil {
+			}
+			if err := p.joinedEvents(ctx, em); err != nil {
 				return err
 			}
-			for _, id := range uncheckable {
-				if err := omit(sink, "source_corrupt", archive.SectionEvents, id,
-					"redacted event in a room version this Ferry cannot redact: left out rather than exported unredacted"); err != nil {
-					return err
-				}
-			}
-			return nil
+			return em.finish()
 		},
 	}
+}
+
+// eventEmitter turns event rows into records.
+type eventEmitter struct {
+	p           *plan
+	sink        source.Sink
+	after       int64 // stream ordering of the last event emitted
+	uncheckable []string
+}
+
+type eventMeta struct {
+	so                        int64
+	ev                        archive.Event
+	isState                   bool
+	group                     *int64
+	redID, redSender, redMeta *string
+}
+
+func (em *eventEmitter) emit(m *eventMeta, js, meta string) error {
+	ev := &m.ev
+	ev.StreamOrdering = m.so
+	ev.JSON = []byte(js)
+	ev.SoftFailed = softFailed(meta)
+	switch {
+	case ev.Outlier || m.group == nil:
+		ev.StateBefore = 0
+	case m.isState && ev.Rejected == "":
+		ev.StateBefore = beforeSnapshotID(m.so)
+	default:
+		ev.StateBefore = uint64(*m.group)
+	}
+	em.after = m.so
+	if m.redID != nil && redactionApplies(ev.JSON, *m.redSender, m.redMeta) {
+		ok, err := em.p.redact(ev)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			em.uncheckable = append(em.uncheckable, ev.EventID)
+			return nil
+		}
+	}
+	if err := em.sink.Record(archive.SectionEvents, ev); err != nil {
+		return err
+	}
+	return em.sink.Checkpoint(source.EncodeCursor(eventCursor{After: m.so}))
+}
+
+func (em *eventEmitter) finish() error {
+	for _, id := range em.uncheckable {
+		if err := omit(em.sink, "source_corrupt", archive.SectionEvents, id,
+			"redacted event in a room version this Ferry cannot redact: left out rather than exported unredacted"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *plan) redactionJoin() string {
+	return `LEFT JOIN (SELECT DISTINCT ON (r.redacts) r.redacts, r.event_id AS id, re.sender, rj.internal_metadata AS meta FROM redactions r
+			JOIN events re ON re.event_id = r.event_id JOIN event_json rj ON rj.event_id = r.event_id
+			WHERE ` + p.notRejected("re") + ` ORDER BY r.redacts, re.stream_ordering) red ON red.redacts = e.event_id`
+}
+
+// joinedEvents reads events after em.after with one joined query.
+func (p *plan) joinedEvents(ctx context.Context, em *eventEmitter) error {
+	args := len(p.eventArgs())
+	query := `SELECT e.stream_ordering, e.event_id, e.room_id, e.state_key IS NOT NULL, e.outlier, ` + p.rejectionReason("e") + `,
+		g.state_group, red.id, red.sender, red.meta, j.json, j.internal_metadata
+		FROM events e JOIN event_json j ON j.event_id = e.event_id
+		LEFT JOIN event_to_state_groups g ON g.event_id = e.event_id
+		` + p.redactionJoin() + `
+		WHERE ` + p.eventCond() + ` AND e.stream_ordering > $` + strconv.Itoa(args+1) + ` ORDER BY e.stream_ordering`
+	return p.s.each(ctx, query, append(p.eventArgs(), em.after), func(rows pgx.Rows) error {
+		var m eventMeta
+		var js, meta string
+		if err := rows.Scan(&m.so, &m.ev.EventID, &m.ev.RoomID, &m.isState, &m.ev.Outlier, &m.ev.Rejected, &m.group,
+			&m.redID, &m.redSender, &m.redMeta, &js, &meta); err != nil {
+			return err
+		}
+		return em.emit(&m, js, meta)
+	})
+}
+
+// Look-ahead bounds of mergedEvents.
+const (
+	maxAheadRows  = 200_000
+	maxAheadBytes = 96 << 20
+)
+
+// mergedEvents reads all events by matching metadata in stream order with
+// event_json in physical order. It returns false (having emitted a prefix)
+// when it gave up: no shared snapshot, or a look-ahead past its bounds.
+func (p *plan) mergedEvents(ctx context.Context, em *eventEmitter) (bool, error) {
+	s := p.s
+	hconn, htx, err := s.helper(ctx)
+	if err != nil || htx == nil {
+		return false, nil // fall back to the joined query
+	}
+	defer func() {
+		htx.Rollback(context.Background())
+		hconn.Close(context.Background())
+	}()
+	jrows, err := htx.Query(ctx, `SELECT event_id, json, internal_metadata FROM event_json`)
+	if err != nil {
+		return false, err
+	}
+	defer jrows.Close()
+	type body struct{ json, meta string }
+	ahead := map[string]body{}
+	var aheadBytes int
+	next := func(want string) (body, bool, error) {
+		if b, ok := ahead[want]; ok {
+			delete(ahead, want)
+			aheadBytes -= len(b.json) + len(b.meta)
+			return b, true, nil
+		}
+		for jrows.Next() {
+			var id string
+			var b body
+			if err := jrows.Scan(&id, &b.json, &b.meta); err != nil {
+				return body{}, false, err
+			}
+			if id == want {
+				return b, true, nil
+			}
+			ahead[id] = b
+			aheadBytes += len(b.json) + len(b.meta)
+			if len(ahead) > maxAheadRows || aheadBytes > maxAheadBytes {
+				return body{}, false, errTooFarAhead
+			}
+		}
+		return body{}, false, jrows.Err()
+	}
+	query := `SELECT e.stream_ordering, e.event_id, e.room_id, e.state_key IS NOT NULL, e.outlier, ` + p.rejectionReason("e") + `,
+		g.state_group, red.id, red.sender, red.meta
+		FROM events e LEFT JOIN event_to_state_groups g ON g.event_id = e.event_id
+		` + p.redactionJoin() + `
+		WHERE ` + p.eventCond() + ` ORDER BY e.stream_ordering`
+	err = s.each(ctx, query, p.eventArgs(), func(rows pgx.Rows) error {
+		var m eventMeta
+		if err := rows.Scan(&m.so, &m.ev.EventID, &m.ev.RoomID, &m.isState, &m.ev.Outlier, &m.ev.Rejected, &m.group,
+			&m.redID, &m.redSender, &m.redMeta); err != nil {
+			return err
+		}
+		b, found, err := next(m.ev.EventID)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return nil // no stored JSON: the joined query would not return it either
+		}
+		return em.emit(&m, b.json, b.meta)
+	})
+	if errors.Is(err, errTooFarAhead) {
+		return false, nil // continue after em.after with the joined query
+	}
+	return err == nil, err
+}
+
+var errTooFarAhead = errors.New("event_json is far from stream order")
+
+// softFailed reads the flag from Synapse's internal metadata; unknown
+// shapes only lose the flag.
+func softFailed(meta string) bool {
+	if !strings.Contains(meta, "soft_failed") {
+		return false
+	}
+	var im struct {
+		SoftFailed bool `json:"soft_failed"`
+	}
+	_ = json.Unmarshal([]byte(meta), &im)
+	return im.SoftFailed
 }
 
 // redactionApplies follows Synapse: a redaction by the original sender's

@@ -49,14 +49,18 @@ type Config struct {
 
 // Source is an open Synapse export.
 type Source struct {
-	cfg    Config
-	conn   *pgx.Conn
-	tx     pgx.Tx
-	media  *blob.Bucket
-	info   source.Info
-	cols   map[string]map[string]bool // table -> columns present
-	keys   *signingKeys
-	hsConf *homeserverConfig
+	cfg  Config
+	pcfg *pgx.ConnConfig
+	conn *pgx.Conn
+	// snapshotID is the exported snapshot helper connections share (empty
+	// when the server cannot export one: exports then use one connection).
+	snapshotID string
+	tx         pgx.Tx
+	media      *blob.Bucket
+	info       source.Info
+	cols       map[string]map[string]bool // table -> columns present
+	keys       *signingKeys
+	hsConf     *homeserverConfig
 }
 
 // Open connects, starts the read-only snapshot and inspects the schema.
@@ -73,14 +77,11 @@ func Open(ctx context.Context, cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("synapse: connect to %s: %w", pcfg.Host, err)
 	}
-	s := &Source{cfg: cfg, conn: conn, cols: map[string]map[string]bool{}}
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
+	s := &Source{cfg: cfg, pcfg: pcfg, conn: conn, cols: map[string]map[string]bool{}}
+	if err := s.begin(ctx); err != nil {
 		conn.Close(ctx)
-		return nil, fmt.Errorf("synapse: start the read-only snapshot: %w", err)
+		return nil, err
 	}
-	s.tx = tx
-	s.info.SnapshotTime = time.Now().UTC()
 	if err := s.inspect(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -131,6 +132,47 @@ func openMediaStore(ctx context.Context, loc string) (*blob.Bucket, error) {
 		return nil, fmt.Errorf("synapse: media store: %w", err)
 	}
 	return b, nil
+}
+
+// begin starts the export's transaction and exports its snapshot, so that
+// a helper connection can read the same moment in parallel.
+func (s *Source) begin(ctx context.Context) error {
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	tx, err := s.conn.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("synapse: start the read-only snapshot: %w", err)
+	}
+	if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&s.snapshotID); err != nil {
+		tx.Rollback(ctx) // e.g. a standby that cannot export snapshots
+		s.snapshotID = ""
+		if tx, err = s.conn.BeginTx(ctx, opts); err != nil {
+			return fmt.Errorf("synapse: start the read-only snapshot: %w", err)
+		}
+	}
+	s.tx = tx
+	s.info.SnapshotTime = time.Now().UTC()
+	return nil
+}
+
+// helper opens a second connection on the export's snapshot; nil when
+// the snapshot cannot be shared. The caller closes it.
+func (s *Source) helper(ctx context.Context) (*pgx.Conn, pgx.Tx, error) {
+	if s.snapshotID == "" {
+		return nil, nil, nil
+	}
+	conn, err := pgx.ConnectConfig(ctx, s.pcfg.Copy())
+	if err != nil {
+		return nil, nil, fmt.Errorf("synapse: second connection: %w", err)
+	}
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err == nil {
+		_, err = tx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+strings.ReplaceAll(s.snapshotID, "'", "")+`'`)
+	}
+	if err != nil {
+		conn.Close(ctx)
+		return nil, nil, fmt.Errorf("synapse: second connection cannot share the snapshot: %w", err)
+	}
+	return conn, tx, nil
 }
 
 // redactURLError keeps a password in a malformed URL out of messages.
