@@ -178,8 +178,8 @@ func (p *plan) joinedEvents(ctx context.Context, em *eventEmitter) error {
 	})
 }
 
-// Look-ahead bounds of mergedEvents.
-const (
+// Look-ahead bounds of mergedEvents (variables for tests).
+var (
 	maxAheadRows  = 200_000
 	maxAheadBytes = 96 << 20
 )
