@@ -60,6 +60,7 @@ func TestScheduleRunsOnceAcrossInstancesAndPrunes(t *testing.T) {
 	for _, svc := range services {
 		svc.SetSchedules(nil) // later ticks find no schedule and stop
 	}
+	time.Sleep(1500 * time.Millisecond) // let a tick already being worked finish
 	svc := services[0]
 	list, _ := svc.Store.ListExports(ctx, 100)
 	var ticks []string
@@ -88,12 +89,19 @@ func TestScheduleRunsOnceAcrossInstancesAndPrunes(t *testing.T) {
 	if len(keys) != 4 {
 		t.Errorf("archives and key files: %v", keys)
 	}
-	mu.Lock()
-	kinds := map[string]int{}
-	for _, e := range events {
-		kinds[e.Kind]++
+	// Announcements follow the status change by a moment: poll briefly.
+	var kinds map[string]int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		kinds = map[string]int{}
+		for _, e := range events {
+			kinds[e.Kind]++
+		}
+		mu.Unlock()
+		if kinds["started"] == len(ticks) && kinds["finished"] == len(ticks) && kinds["pruned"] == len(ticks)-2 {
+			break
+		}
 	}
-	mu.Unlock()
 	if kinds["started"] != len(ticks) || kinds["finished"] != len(ticks) || kinds["pruned"] != len(ticks)-2 {
 		t.Errorf("announcements %v for %d ticks", kinds, len(ticks))
 	}
