@@ -1,0 +1,95 @@
+package dendrite
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/internal/seed"
+	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/source"
+	"github.com/ferry-matrix/ferry/source/sourcetest"
+)
+
+// What is implemented so far, against a live, seeded Dendrite on SQLite:
+// accounts with profiles and working password hashes, devices, account
+// data with tags and push rules, and the signing key.
+func TestAccountsFromLiveDendrite(t *testing.T) {
+	ctx := context.Background()
+	d := testenv.StartDendrite(t, "dendrite.ferry.test")
+	truth, err := seed.Run(ctx, seed.Server{URL: d.URL, ServerName: d.ServerName,
+		Register: func(local, pw string, admin bool) (string, error) { return d.Register(t, local, pw, admin), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := Open(ctx, filepath.Join(d.Dir, "dendrite.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	recs := sourcetest.Collect(t, src, source.Filter{}, source.Options{Encrypted: true})
+
+	users := map[string]*archive.User{}
+	for _, r := range recs[archive.SectionUsers] {
+		u := r.(*archive.User)
+		users[u.UserID] = u
+	}
+	if len(users) != len(truth.Users) {
+		t.Fatalf("%d users, want %d", len(users), len(truth.Users))
+	}
+	for _, tu := range truth.Users {
+		u := users[tu.UserID]
+		if u == nil || u.DisplayName != tu.DisplayName || u.AvatarURL != tu.AvatarURL || u.Admin != tu.Admin {
+			t.Errorf("user %s: %+v, want %+v", tu.UserID, u, tu)
+			continue
+		}
+		if err := bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(tu.Password)); err != nil {
+			t.Errorf("%s: password does not verify against the exported hash", tu.UserID)
+		}
+	}
+	if len(recs[archive.SectionDevices]) < len(truth.Users) {
+		t.Errorf("%d devices", len(recs[archive.SectionDevices]))
+	}
+	data := map[[3]string]string{}
+	for _, r := range recs[archive.SectionAccountData] {
+		a := r.(*archive.AccountData)
+		data[[3]string{a.UserID, a.RoomID, a.Type}] = string(a.Content)
+	}
+	for _, want := range append(truth.AccountData, truth.RoomAccountData...) {
+		if !sameJSON(data[[3]string{want.UserID, want.RoomID, want.Type}], string(want.Content)) {
+			t.Errorf("account data %s %s %s = %s, want %s", want.UserID, want.RoomID, want.Type, data[[3]string{want.UserID, want.RoomID, want.Type}], want.Content)
+		}
+	}
+	for _, tag := range truth.Tags {
+		var content struct {
+			Tags map[string]json.RawMessage `json:"tags"`
+		}
+		json.Unmarshal([]byte(data[[3]string{tag.UserID, tag.RoomID, "m.tag"}]), &content)
+		if !sameJSON(string(content.Tags[tag.Tag]), string(tag.Content)) {
+			t.Errorf("tag %s of %s: %s", tag.Tag, tag.UserID, content.Tags[tag.Tag])
+		}
+	}
+	for _, u := range truth.Users {
+		if data[[3]string{u.UserID, "", "m.push_rules"}] == "" {
+			t.Errorf("no push rules for %s", u.UserID)
+		}
+	}
+	keys := recs[archive.SectionServerKeys]
+	if len(keys) != 1 || keys[0].(*archive.ServerKey).ServerName != d.ServerName || len(keys[0].(*archive.ServerKey).PrivateKey) != 0 {
+		t.Errorf("server keys %+v", keys)
+	}
+}
+
+func sameJSON(a, b string) bool {
+	var x, y any
+	if json.Unmarshal([]byte(a), &x) != nil || json.Unmarshal([]byte(b), &y) != nil {
+		return false
+	}
+	ja, _ := json.Marshal(x)
+	jb, _ := json.Marshal(y)
+	return string(ja) == string(jb)
+}
