@@ -3,10 +3,12 @@
 // source.Source. One query layer serves both engines (database/sql, with
 // placeholders rewritten for PostgreSQL).
 //
-// Work in progress (issue 5): accounts, profiles, devices, account data
-// (push rules and tags are account data in Dendrite already) and the
-// server's keys are exported; rooms, events, state, memberships, receipts,
-// keys and media are not yet.
+// Work in progress (issue 5): exported so far are accounts, profiles,
+// devices, account data (push rules and tags are account data in Dendrite
+// already), the server's keys, rooms, state snapshots, events (stored
+// JSON, redacted ones already redacted by Dendrite), memberships and
+// redactions. Not yet: receipts, e2ee keys and backups, media, invites of
+// remote users, time-range filters, resume cursors.
 //
 // Consistency: each Dendrite component has its own database, so there is
 // no single snapshot of the whole server. Each component database is read
@@ -68,12 +70,13 @@ type dbConfig struct {
 
 // Source is an open Dendrite export.
 type Source struct {
-	cfg     config
-	dir     string // of dendrite.yaml, for relative paths
-	info    source.Info
-	userapi *component
-	keyID   string
-	priv    ed25519.PrivateKey
+	cfg        config
+	dir        string // of dendrite.yaml, for relative paths
+	info       source.Info
+	userapi    *component
+	roomserver *component
+	keyID      string
+	priv       ed25519.PrivateKey
 }
 
 // component is one Dendrite database read in one read-only transaction.
@@ -101,6 +104,10 @@ func Open(ctx context.Context, configPath string) (*Source, error) {
 		return nil, err
 	}
 	if s.userapi, err = s.open(ctx, s.cfg.UserAPI.AccountDatabase); err != nil {
+		return nil, err
+	}
+	if s.roomserver, err = s.open(ctx, s.cfg.RoomServer.Database); err != nil {
+		s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -213,6 +220,7 @@ func (s *Source) Info() source.Info { return s.info }
 
 func (s *Source) Close() error {
 	s.userapi.close()
+	s.roomserver.close()
 	return nil
 }
 
@@ -230,7 +238,12 @@ func (s *Source) Streams(ctx context.Context, f source.Filter, o source.Options)
 		return nil, err
 	}
 	users := f.Users
-	return []source.Stream{s.serverKeysStream(o), s.usersStream(users, o), s.devicesStream(users, o), s.accountDataStream(users, f.Rooms)}, nil
+	if !f.Since.IsZero() || !f.Until.IsZero() {
+		return nil, errors.New("dendrite: time-range exports are not implemented yet")
+	}
+	sel := newRoomSet(f.Rooms)
+	return []source.Stream{s.serverKeysStream(o), s.usersStream(users, o), s.devicesStream(users, o), s.accountDataStream(users, f.Rooms),
+		s.roomsStream(sel), s.membershipsStream(sel), s.snapshotsStream(sel), s.eventsStream(sel), s.redactionsStream(sel)}, nil
 }
 
 func (s *Source) serverKeysStream(o source.Options) source.Stream {

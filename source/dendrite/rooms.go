@@ -1,0 +1,378 @@
+package dendrite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/source"
+)
+
+// roomSet selects rooms by ID (nil: all).
+type roomSet map[string]bool
+
+func newRoomSet(rooms []string) roomSet {
+	if len(rooms) == 0 {
+		return nil
+	}
+	m := roomSet{}
+	for _, r := range rooms {
+		m[r] = true
+	}
+	return m
+}
+
+func (r roomSet) has(id string) bool { return r == nil || r[id] }
+
+type roomRow struct {
+	nid      int64
+	id       string
+	version  string
+	latest   []int64
+	snapshot int64
+}
+
+func (s *Source) rooms(ctx context.Context, sel roomSet) ([]roomRow, error) {
+	var out []roomRow
+	err := s.roomserver.each(ctx, `SELECT room_nid, room_id, room_version, latest_event_nids, state_snapshot_nid FROM roomserver_rooms ORDER BY room_id`, nil,
+		func(rows *sql.Rows) error {
+			var r roomRow
+			var latest string
+			if err := rows.Scan(&r.nid, &r.id, &r.version, &latest, &r.snapshot); err != nil {
+				return err
+			}
+			if !sel.has(r.id) {
+				return nil
+			}
+			if err := json.Unmarshal([]byte(latest), &r.latest); err != nil {
+				return fmt.Errorf("room %s: latest_event_nids: %w", r.id, err)
+			}
+			out = append(out, r)
+			return nil
+		})
+	return out, err
+}
+
+// eventIDs maps event NIDs to event IDs.
+func (s *Source) eventIDs(ctx context.Context, nids []int64) (map[int64]string, error) {
+	out := map[int64]string{}
+	for start := 0; start < len(nids); start += 500 {
+		batch := nids[start:min(start+500, len(nids))]
+		ph := strings.TrimSuffix(strings.Repeat("?,", len(batch)), ",")
+		args := make([]any, len(batch))
+		for i, n := range batch {
+			args[i] = n
+		}
+		err := s.roomserver.each(ctx, `SELECT event_nid, event_id FROM roomserver_events WHERE event_nid IN (`+ph+`)`, args, func(rows *sql.Rows) error {
+			var nid int64
+			var id string
+			if err := rows.Scan(&nid, &id); err != nil {
+				return err
+			}
+			out[nid] = id
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (s *Source) roomsStream(sel roomSet) source.Stream {
+	return source.Stream{Name: "rooms",
+		Run: func(ctx context.Context, _ []byte, sink source.Sink) error {
+			rooms, err := s.rooms(ctx, sel)
+			if err != nil {
+				return err
+			}
+			aliases := map[string][]string{}
+			if err := s.roomserver.each(ctx, `SELECT alias, room_id FROM roomserver_room_aliases ORDER BY alias`, nil, func(rows *sql.Rows) error {
+				var a, r string
+				if err := rows.Scan(&a, &r); err != nil {
+					return err
+				}
+				aliases[r] = append(aliases[r], a)
+				return nil
+			}); err != nil {
+				return err
+			}
+			public := map[string]bool{}
+			if err := s.roomserver.each(ctx, `SELECT room_id FROM roomserver_published WHERE published`, nil, func(rows *sql.Rows) error {
+				var r string
+				if err := rows.Scan(&r); err != nil {
+					return err
+				}
+				public[r] = true
+				return nil
+			}); err != nil {
+				return err
+			}
+			var latest []int64
+			for _, r := range rooms {
+				latest = append(latest, r.latest...)
+			}
+			ids, err := s.eventIDs(ctx, latest)
+			if err != nil {
+				return err
+			}
+			for _, r := range rooms {
+				rec := &archive.Room{RoomID: r.id, Version: r.version, Public: public[r.id], Aliases: aliases[r.id], CurrentState: uint64(r.snapshot)}
+				for _, nid := range r.latest {
+					rec.ForwardExtremities = append(rec.ForwardExtremities, ids[nid])
+				}
+				if err := sink.Record(archive.SectionRooms, rec); err != nil {
+					return err
+				}
+			}
+			return nil
+		}}
+}
+
+type stateEntry struct {
+	room    int64
+	typ     string
+	key     string
+	eventID string
+}
+
+// stateEvents maps the NIDs of state events to their keys.
+func (s *Source) stateEvents(ctx context.Context) (map[int64]stateEntry, error) {
+	out := map[int64]stateEntry{}
+	err := s.roomserver.each(ctx, `SELECT e.event_nid, e.room_nid, t.event_type, k.event_state_key, e.event_id FROM roomserver_events e
+		JOIN roomserver_event_types t ON t.event_type_nid = e.event_type_nid
+		JOIN roomserver_event_state_keys k ON k.event_state_key_nid = e.event_state_key_nid
+		WHERE e.event_state_key_nid <> 0`, nil, func(rows *sql.Rows) error {
+		var nid int64
+		var e stateEntry
+		if err := rows.Scan(&nid, &e.room, &e.typ, &e.key, &e.eventID); err != nil {
+			return err
+		}
+		out[nid] = e
+		return nil
+	})
+	return out, err
+}
+
+// snapshotsStream exports Dendrite's state snapshots (sets of state
+// blocks, each a set of state events) as full portable snapshots with the
+// same IDs.
+func (s *Source) snapshotsStream(sel roomSet) source.Stream {
+	return source.Stream{Name: "state",
+		Run: func(ctx context.Context, _ []byte, sink source.Sink) error {
+			rooms, err := s.rooms(ctx, sel)
+			if err != nil {
+				return err
+			}
+			roomID := map[int64]string{}
+			for _, r := range rooms {
+				roomID[r.nid] = r.id
+			}
+			blocks := map[int64][]int64{}
+			if err := s.roomserver.each(ctx, `SELECT state_block_nid, event_nids FROM roomserver_state_block`, nil, func(rows *sql.Rows) error {
+				var nid int64
+				var list string
+				if err := rows.Scan(&nid, &list); err != nil {
+					return err
+				}
+				var nids []int64
+				if err := json.Unmarshal([]byte(list), &nids); err != nil {
+					return fmt.Errorf("state block %d: %w", nid, err)
+				}
+				blocks[nid] = nids
+				return nil
+			}); err != nil {
+				return err
+			}
+			entries, err := s.stateEvents(ctx)
+			if err != nil {
+				return err
+			}
+			type snap struct {
+				nid, room int64
+				blocks    []int64
+			}
+			var snaps []snap
+			if err := s.roomserver.each(ctx, `SELECT state_snapshot_nid, room_nid, state_block_nids FROM roomserver_state_snapshots ORDER BY state_snapshot_nid`, nil,
+				func(rows *sql.Rows) error {
+					var sn snap
+					var list string
+					if err := rows.Scan(&sn.nid, &sn.room, &list); err != nil {
+						return err
+					}
+					if err := json.Unmarshal([]byte(list), &sn.blocks); err != nil {
+						return fmt.Errorf("state snapshot %d: %w", sn.nid, err)
+					}
+					snaps = append(snaps, sn)
+					return nil
+				}); err != nil {
+				return err
+			}
+			for _, sn := range snaps {
+				rec := &archive.StateSnapshot{ID: uint64(sn.nid), RoomID: roomID[sn.room]}
+				for _, b := range sn.blocks {
+					for _, nid := range blocks[b] {
+						e, ok := entries[nid]
+						if !ok {
+							return fmt.Errorf("state snapshot %d names event NID %d, which is not a state event", sn.nid, nid)
+						}
+						rec.Set = append(rec.Set, archive.StateEntry{Type: e.typ, StateKey: e.key, EventID: e.eventID})
+						if rec.RoomID == "" {
+							rec.RoomID = roomID[e.room]
+						}
+					}
+				}
+				if sel != nil && rec.RoomID != "" && !sel.has(rec.RoomID) {
+					continue
+				}
+				if err := sink.Record(archive.SectionStateSnapshots, rec); err != nil {
+					return err
+				}
+			}
+			return nil
+		}}
+}
+
+// eventsStream exports events in insertion order (event NID) with their
+// stored JSON; Dendrite keeps redacted events in redacted form already.
+func (s *Source) eventsStream(sel roomSet) source.Stream {
+	return source.Stream{Name: "events",
+		Run: func(ctx context.Context, _ []byte, sink source.Sink) error {
+			return s.roomserver.each(ctx, `SELECT e.event_id, r.room_id, e.state_snapshot_nid, e.is_rejected, j.event_json,
+				EXISTS (SELECT 1 FROM roomserver_redactions x WHERE x.redacts_event_id = e.event_id AND x.validated)
+				FROM roomserver_events e JOIN roomserver_rooms r ON r.room_nid = e.room_nid
+				JOIN roomserver_event_json j ON j.event_nid = e.event_nid ORDER BY e.event_nid`, nil, func(rows *sql.Rows) error {
+				var ev archive.Event
+				var snapshot int64
+				var rejected bool
+				var js string
+				if err := rows.Scan(&ev.EventID, &ev.RoomID, &snapshot, &rejected, &js, &ev.Redacted); err != nil {
+					return err
+				}
+				if !sel.has(ev.RoomID) {
+					return nil
+				}
+				ev.JSON = []byte(js)
+				ev.StateBefore = uint64(snapshot)
+				ev.Outlier = snapshot == 0
+				if rejected {
+					ev.Rejected = "rejected by Dendrite"
+				}
+				return sink.Record(archive.SectionEvents, &ev)
+			})
+		}}
+}
+
+// membershipsStream derives memberships from each room's current state.
+func (s *Source) membershipsStream(sel roomSet) source.Stream {
+	return source.Stream{Name: "memberships",
+		Run: func(ctx context.Context, _ []byte, sink source.Sink) error {
+			rooms, err := s.rooms(ctx, sel)
+			if err != nil {
+				return err
+			}
+			var out []archive.Membership
+			for _, r := range rooms {
+				err := s.roomserver.each(ctx, `SELECT j.event_json, e.event_id FROM roomserver_events e JOIN roomserver_event_json j ON j.event_nid = e.event_nid
+					JOIN roomserver_event_types t ON t.event_type_nid = e.event_type_nid
+					WHERE e.room_nid = ? AND t.event_type = 'm.room.member' ORDER BY e.event_nid`, []any{r.nid}, func(rows *sql.Rows) error {
+					var js, id string
+					if err := rows.Scan(&js, &id); err != nil {
+						return err
+					}
+					var ev struct {
+						Sender   string `json:"sender"`
+						StateKey string `json:"state_key"`
+						Content  struct {
+							Membership string `json:"membership"`
+						} `json:"content"`
+					}
+					if err := json.Unmarshal([]byte(js), &ev); err != nil {
+						return fmt.Errorf("member event %s: %w", id, err)
+					}
+					out = append(out, archive.Membership{RoomID: r.id, UserID: ev.StateKey, Membership: ev.Content.Membership, EventID: id, Sender: ev.Sender})
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+			}
+			// Keep only the member event each room's current state holds.
+			current := map[[2]string]string{}
+			for _, r := range rooms {
+				state, err := s.currentMembers(ctx, r.snapshot)
+				if err != nil {
+					return err
+				}
+				for user, id := range state {
+					current[[2]string{r.id, user}] = id
+				}
+			}
+			for _, m := range out {
+				if current[[2]string{m.RoomID, m.UserID}] == m.EventID {
+					if err := sink.Record(archive.SectionMemberships, &m); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}}
+}
+
+// currentMembers returns user -> member event ID of a snapshot.
+func (s *Source) currentMembers(ctx context.Context, snapshot int64) (map[string]string, error) {
+	var list string
+	if err := s.roomserver.tx.QueryRowContext(ctx, s.roomserver.q(`SELECT state_block_nids FROM roomserver_state_snapshots WHERE state_snapshot_nid = ?`), snapshot).Scan(&list); err != nil {
+		return nil, err
+	}
+	var blockNIDs []int64
+	if err := json.Unmarshal([]byte(list), &blockNIDs); err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, b := range blockNIDs {
+		var nids string
+		if err := s.roomserver.tx.QueryRowContext(ctx, s.roomserver.q(`SELECT event_nids FROM roomserver_state_block WHERE state_block_nid = ?`), b).Scan(&nids); err != nil {
+			return nil, err
+		}
+		var evs []int64
+		if err := json.Unmarshal([]byte(nids), &evs); err != nil {
+			return nil, err
+		}
+		for _, nid := range evs {
+			var typ, key, id string
+			err := s.roomserver.tx.QueryRowContext(ctx, s.roomserver.q(`SELECT t.event_type, k.event_state_key, e.event_id FROM roomserver_events e
+				JOIN roomserver_event_types t ON t.event_type_nid = e.event_type_nid
+				JOIN roomserver_event_state_keys k ON k.event_state_key_nid = e.event_state_key_nid WHERE e.event_nid = ?`), nid).Scan(&typ, &key, &id)
+			if err != nil {
+				return nil, err
+			}
+			if typ == "m.room.member" {
+				out[key] = id
+			}
+		}
+	}
+	return out, nil
+}
+
+// redactionsStream exports validated redactions.
+func (s *Source) redactionsStream(sel roomSet) source.Stream {
+	return source.Stream{Name: "redactions",
+		Run: func(ctx context.Context, _ []byte, sink source.Sink) error {
+			return s.roomserver.each(ctx, `SELECT x.redacts_event_id, x.redaction_event_id, r.room_id FROM roomserver_redactions x
+				JOIN roomserver_events e ON e.event_id = x.redaction_event_id JOIN roomserver_rooms r ON r.room_nid = e.room_nid
+				WHERE x.validated ORDER BY e.event_nid`, nil, func(rows *sql.Rows) error {
+				var rd archive.Redaction
+				if err := rows.Scan(&rd.EventID, &rd.RedactedBy, &rd.RoomID); err != nil {
+					return err
+				}
+				if !sel.has(rd.RoomID) {
+					return nil
+				}
+				return sink.Record(archive.SectionRedactions, &rd)
+			})
+		}}
+}
