@@ -236,6 +236,22 @@ func Run(ctx context.Context, srv Server) (*sourcetest.GroundTruth, error) {
 		}{string(general.RoomID), "m.read", string(u.id), string(last[general.RoomID])})
 	}
 
+	// Every user's devices, as the server lists them.
+	for _, u := range []*user{alice, bob, carol} {
+		resp, err := u.cli.GetDevicesInfo(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, dev := range resp.Devices {
+			g.Devices = append(g.Devices, struct {
+				UserID      string `json:"user_id"`
+				DeviceID    string `json:"device_id"`
+				DisplayName string `json:"display_name"`
+				Hidden      bool   `json:"hidden"`
+			}{string(u.id), string(dev.DeviceID), dev.DisplayName, false})
+		}
+	}
+
 	// What the rooms hold now, as the server itself serves it.
 	for _, r := range []struct {
 		id          id.RoomID

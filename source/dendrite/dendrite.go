@@ -7,8 +7,9 @@
 // devices, account data (push rules and tags are account data in Dendrite
 // already), the server's keys, rooms, state snapshots, events (stored
 // JSON, redacted ones already redacted by Dendrite), memberships and
-// redactions. Not yet: receipts, e2ee keys and backups, media, invites of
-// remote users, time-range filters, resume cursors.
+// redactions, receipts, local media with files and thumbnails. Not yet:
+// e2ee keys and backups, invites of remote users, referenced-media and
+// time-range filters, resume cursors, progress counts.
 //
 // Consistency: each Dendrite component has its own database, so there is
 // no single snapshot of the whole server. Each component database is read
@@ -52,6 +53,9 @@ type config struct {
 		} `yaml:"old_private_keys"`
 		Database dbConfig `yaml:"database"`
 	} `yaml:"global"`
+	SyncAPI struct {
+		Database dbConfig `yaml:"database"`
+	} `yaml:"sync_api"`
 	UserAPI struct {
 		AccountDatabase dbConfig `yaml:"account_database"`
 	} `yaml:"user_api"`
@@ -75,6 +79,8 @@ type Source struct {
 	info       source.Info
 	userapi    *component
 	roomserver *component
+	syncapi    *component
+	mediaapi   *component
 	keyID      string
 	priv       ed25519.PrivateKey
 }
@@ -107,6 +113,14 @@ func Open(ctx context.Context, configPath string) (*Source, error) {
 		return nil, err
 	}
 	if s.roomserver, err = s.open(ctx, s.cfg.RoomServer.Database); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.syncapi, err = s.open(ctx, s.cfg.SyncAPI.Database); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.mediaapi, err = s.open(ctx, s.cfg.MediaAPI.Database); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -221,6 +235,8 @@ func (s *Source) Info() source.Info { return s.info }
 func (s *Source) Close() error {
 	s.userapi.close()
 	s.roomserver.close()
+	s.syncapi.close()
+	s.mediaapi.close()
 	return nil
 }
 
@@ -243,7 +259,8 @@ func (s *Source) Streams(ctx context.Context, f source.Filter, o source.Options)
 	}
 	sel := newRoomSet(f.Rooms)
 	return []source.Stream{s.serverKeysStream(o), s.usersStream(users, o), s.devicesStream(users, o), s.accountDataStream(users, f.Rooms),
-		s.roomsStream(sel), s.membershipsStream(sel), s.snapshotsStream(sel), s.eventsStream(sel), s.redactionsStream(sel)}, nil
+		s.roomsStream(sel), s.membershipsStream(sel), s.receiptsStream(sel), s.snapshotsStream(sel), s.eventsStream(sel, o), s.redactionsStream(sel),
+		s.mediaStream(f)}, nil
 }
 
 func (s *Source) serverKeysStream(o source.Options) source.Stream {

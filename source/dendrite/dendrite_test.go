@@ -140,12 +140,11 @@ func TestRoomsFromLiveDendriteValidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Media are not exported yet (work in progress): the only problems may
-	// be references to them.
 	for _, p := range rep.Problems {
-		if p.Check != archive.CheckDanglingMedia {
-			t.Errorf("problem: %v", p)
-		}
+		t.Errorf("problem: %v", p)
+	}
+	if rep.Blobs != int64(len(truth.Media)) {
+		t.Errorf("%d media files, ground truth has %d", rep.Blobs, len(truth.Media))
 	}
 	if rep.Events != int64(truth.EventsTotal) || rep.Signatures.Valid != rep.Events || rep.Signatures.RedactedHashUncheckable != 1 {
 		t.Fatalf("archive of the live Dendrite: %+v (ground truth: %d events)", rep, truth.EventsTotal)

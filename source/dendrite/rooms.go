@@ -119,8 +119,25 @@ func (s *Source) roomsStream(sel roomSet) source.Stream {
 			if err != nil {
 				return err
 			}
+			creators := map[string]string{}
+			if err := s.roomserver.each(ctx, `SELECT r.room_id, j.event_json FROM roomserver_events e JOIN roomserver_rooms r ON r.room_nid = e.room_nid
+				JOIN roomserver_event_json j ON j.event_nid = e.event_nid JOIN roomserver_event_types t ON t.event_type_nid = e.event_type_nid
+				WHERE t.event_type = 'm.room.create'`, nil, func(rows *sql.Rows) error {
+				var room, js string
+				if err := rows.Scan(&room, &js); err != nil {
+					return err
+				}
+				var ev struct {
+					Sender string `json:"sender"`
+				}
+				json.Unmarshal([]byte(js), &ev) // a malformed create event only loses the creator
+				creators[room] = ev.Sender
+				return nil
+			}); err != nil {
+				return err
+			}
 			for _, r := range rooms {
-				rec := &archive.Room{RoomID: r.id, Version: r.version, Public: public[r.id], Aliases: aliases[r.id], CurrentState: uint64(r.snapshot)}
+				rec := &archive.Room{RoomID: r.id, Version: r.version, Creator: creators[r.id], Public: public[r.id], Aliases: aliases[r.id], CurrentState: uint64(r.snapshot)}
 				for _, nid := range r.latest {
 					rec.ForwardExtremities = append(rec.ForwardExtremities, ids[nid])
 				}
@@ -237,10 +254,17 @@ func (s *Source) snapshotsStream(sel roomSet) source.Stream {
 }
 
 // eventsStream exports events in insertion order (event NID) with their
-// stored JSON; Dendrite keeps redacted events in redacted form already.
-func (s *Source) eventsStream(sel roomSet) source.Stream {
+// stored JSON; Dendrite keeps redacted events in redacted form already,
+// so the original of a redacted event cannot be exported.
+func (s *Source) eventsStream(sel roomSet, o source.Options) source.Stream {
 	return source.Stream{Name: "events",
 		Run: func(ctx context.Context, _ []byte, sink source.Sink) error {
+			if o.RedactedOriginals {
+				if err := sink.Omit(archive.Omission{Code: "source_missing", Item: archive.SectionEvents + "#original_json",
+					Detail: "Dendrite keeps only the redacted form of redacted events"}); err != nil {
+					return err
+				}
+			}
 			return s.roomserver.each(ctx, `SELECT e.event_id, r.room_id, e.state_snapshot_nid, e.is_rejected, j.event_json,
 				EXISTS (SELECT 1 FROM roomserver_redactions x WHERE x.redacts_event_id = e.event_id AND x.validated)
 				FROM roomserver_events e JOIN roomserver_rooms r ON r.room_nid = e.room_nid
