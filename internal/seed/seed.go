@@ -236,6 +236,10 @@ func Run(ctx context.Context, srv Server) (*sourcetest.GroundTruth, error) {
 		}{string(general.RoomID), "m.read", string(u.id), string(last[general.RoomID])})
 	}
 
+	if err := e2ee(ctx, alice, ops.RoomID, g); err != nil {
+		return nil, err
+	}
+
 	// Every user's devices, as the server lists them.
 	for _, u := range []*user{alice, bob, carol} {
 		resp, err := u.cli.GetDevicesInfo(ctx)

@@ -7,8 +7,8 @@
 // devices, account data (push rules and tags are account data in Dendrite
 // already), the server's keys, rooms, state snapshots, events (stored
 // JSON, redacted ones already redacted by Dendrite), memberships and
-// redactions, receipts, local media with files and thumbnails. Not yet:
-// e2ee keys and backups, invites of remote users, referenced-media and
+// redactions, receipts, local media with files and thumbnails, e2ee keys
+// and key backups. Not yet: invites of remote users, referenced-media and
 // time-range filters, resume cursors, progress counts.
 //
 // Consistency: each Dendrite component has its own database, so there is
@@ -53,6 +53,9 @@ type config struct {
 		} `yaml:"old_private_keys"`
 		Database dbConfig `yaml:"database"`
 	} `yaml:"global"`
+	KeyServer struct {
+		Database dbConfig `yaml:"database"`
+	} `yaml:"key_server"`
 	SyncAPI struct {
 		Database dbConfig `yaml:"database"`
 	} `yaml:"sync_api"`
@@ -81,6 +84,7 @@ type Source struct {
 	roomserver *component
 	syncapi    *component
 	mediaapi   *component
+	keyserver  *component
 	keyID      string
 	priv       ed25519.PrivateKey
 }
@@ -121,6 +125,10 @@ func Open(ctx context.Context, configPath string) (*Source, error) {
 		return nil, err
 	}
 	if s.mediaapi, err = s.open(ctx, s.cfg.MediaAPI.Database); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.keyserver, err = s.open(ctx, s.cfg.KeyServer.Database); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -237,6 +245,7 @@ func (s *Source) Close() error {
 	s.roomserver.close()
 	s.syncapi.close()
 	s.mediaapi.close()
+	s.keyserver.close()
 	return nil
 }
 
@@ -258,7 +267,8 @@ func (s *Source) Streams(ctx context.Context, f source.Filter, o source.Options)
 		return nil, errors.New("dendrite: time-range exports are not implemented yet")
 	}
 	sel := newRoomSet(f.Rooms)
-	return []source.Stream{s.serverKeysStream(o), s.usersStream(users, o), s.devicesStream(users, o), s.accountDataStream(users, f.Rooms),
+	return []source.Stream{s.serverKeysStream(o), s.usersStream(users, o), s.devicesStream(users, o), s.e2eeStream(users, o),
+		s.backupsStream(users, o), s.accountDataStream(users, f.Rooms),
 		s.roomsStream(sel), s.membershipsStream(sel), s.receiptsStream(sel), s.snapshotsStream(sel), s.eventsStream(sel, o), s.redactionsStream(sel),
 		s.mediaStream(f)}, nil
 }

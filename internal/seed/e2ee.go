@@ -1,0 +1,134 @@
+package seed
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto/canonicaljson"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/ferry-matrix/ferry/source/sourcetest"
+)
+
+// e2ee uploads device keys, one-time keys and a fallback key for u's
+// device (signed with a key derived from the seed, as a client would), and
+// makes a key backup: version A deleted, version B holding one session.
+func e2ee(ctx context.Context, u *user, room id.RoomID, g *sourcetest.GroundTruth) error {
+	who, err := u.cli.Whoami(ctx)
+	if err != nil {
+		return err
+	}
+	dev := string(who.DeviceID)
+	seed := sha256.Sum256([]byte("ferry seed device " + string(u.id)))
+	priv := ed25519.NewKeyFromSeed(seed[:])
+	ed := base64.RawStdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey))
+	curveSeed := sha256.Sum256([]byte("curve " + string(u.id)))
+	curve := base64.RawStdEncoding.EncodeToString(curveSeed[:])
+	sign := func(obj map[string]any) (map[string]any, error) {
+		raw, err := json.Marshal(obj)
+		if err != nil {
+			return nil, err
+		}
+		canon, err := canonicaljson.CanonicalJSON(raw)
+		if err != nil {
+			return nil, err
+		}
+		obj["signatures"] = map[string]any{string(u.id): map[string]string{"ed25519:" + dev: base64.RawStdEncoding.EncodeToString(ed25519.Sign(priv, canon))}}
+		return obj, nil
+	}
+	deviceKeys, err := sign(map[string]any{"user_id": string(u.id), "device_id": dev,
+		"algorithms": []string{"m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"},
+		"keys":       map[string]string{"curve25519:" + dev: curve, "ed25519:" + dev: ed}})
+	if err != nil {
+		return err
+	}
+	otks := map[string]any{}
+	for i := 0; i < 3; i++ {
+		k := sha256.Sum256([]byte(fmt.Sprintf("otk %d %s", i, u.id)))
+		signed, err := sign(map[string]any{"key": base64.RawStdEncoding.EncodeToString(k[:])})
+		if err != nil {
+			return err
+		}
+		otks[fmt.Sprintf("signed_curve25519:OTK%d", i)] = signed
+	}
+	fb := sha256.Sum256([]byte("fallback " + string(u.id)))
+	fallback, err := sign(map[string]any{"key": base64.RawStdEncoding.EncodeToString(fb[:]), "fallback": true})
+	if err != nil {
+		return err
+	}
+	body := map[string]any{"device_keys": deviceKeys, "one_time_keys": otks, "fallback_keys": map[string]any{"signed_curve25519:FB1": fallback}}
+	if _, err := u.cli.MakeRequest(ctx, "POST", u.cli.BuildClientURL("v3", "keys", "upload"), body, nil); err != nil {
+		return fmt.Errorf("keys upload: %w", err)
+	}
+	// Not every server keeps fallback keys (Dendrite 0.15 ignores them):
+	// the ground truth says what this one reports back through /sync.
+	var sync struct {
+		Unused []string `json:"device_unused_fallback_key_types"`
+	}
+	syncURL := u.cli.BuildURLWithQuery(mautrix.ClientURLPath{"v3", "sync"}, map[string]string{"timeout": "0"})
+	if _, err := u.cli.MakeRequest(ctx, "GET", syncURL, nil, &sync); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	hasFallback := false
+	for _, t := range sync.Unused {
+		hasFallback = hasFallback || t == "signed_curve25519"
+	}
+	if g.E2E.DeviceKeys == nil {
+		g.E2E.DeviceKeys = map[string]struct {
+			UserID      string `json:"user_id"`
+			Ed25519     string `json:"ed25519"`
+			Curve25519  string `json:"curve25519"`
+			FallbackKey bool   `json:"fallback_key"`
+		}{}
+	}
+	g.E2E.DeviceKeys[dev] = struct {
+		UserID      string `json:"user_id"`
+		Ed25519     string `json:"ed25519"`
+		Curve25519  string `json:"curve25519"`
+		FallbackKey bool   `json:"fallback_key"`
+	}{string(u.id), ed, curve, hasFallback}
+	g.OneTimeKeysRemaining = append(g.OneTimeKeysRemaining, struct {
+		UserID   string `json:"user_id"`
+		DeviceID string `json:"device_id"`
+		Count    int    `json:"count"`
+	}{string(u.id), dev, 3})
+
+	// Key backup: one version deleted, one with a session.
+	newVersion := func() (string, error) {
+		var out struct {
+			Version string `json:"version"`
+		}
+		_, err := u.cli.MakeRequest(ctx, "POST", u.cli.BuildClientURL("v3", "room_keys", "version"),
+			map[string]any{"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": map[string]string{"public_key": curve}}, &out)
+		return out.Version, err
+	}
+	first, err := newVersion()
+	if err != nil {
+		return fmt.Errorf("backup version: %w", err)
+	}
+	if _, err := u.cli.MakeRequest(ctx, "DELETE", u.cli.BuildClientURL("v3", "room_keys", "version", first), nil, nil); err != nil {
+		return fmt.Errorf("delete backup version: %w", err)
+	}
+	second, err := newVersion()
+	if err != nil {
+		return err
+	}
+	session := "c2Vzc2lvbi1vZi10aGUtc2VlZA"
+	url := u.cli.BuildURLWithQuery(mautrix.ClientURLPath{"v3", "room_keys", "keys", string(room), session}, map[string]string{"version": second})
+	if _, err := u.cli.MakeRequest(ctx, "PUT", url, map[string]any{"first_message_index": 2, "forwarded_count": 0, "is_verified": true,
+		"session_data": map[string]string{"ephemeral": "e", "ciphertext": "c", "mac": "m"}}, nil); err != nil {
+		return fmt.Errorf("backup a session: %w", err)
+	}
+	g.E2E.Backup.UserID, g.E2E.Backup.DeletedVersion, g.E2E.Backup.Version = string(u.id), first, second
+	g.E2E.RoomKeys = append(g.E2E.RoomKeys, struct {
+		RoomID    string `json:"room_id"`
+		SessionID string `json:"session_id"`
+		Version   string `json:"version"`
+	}{string(room), session, second})
+	return nil
+}
