@@ -85,15 +85,37 @@ type Source struct {
 	syncapi    *component
 	mediaapi   *component
 	keyserver  *component
-	keyID      string
-	priv       ed25519.PrivateKey
+	// maxEventNID is the newest event when the export started.
+	maxEventNID int64
+	keyID       string
+	priv        ed25519.PrivateKey
 }
 
-// component is one Dendrite database read in one read-only transaction.
+// component is one Dendrite database. On PostgreSQL it is read in one
+// REPEATABLE READ READ ONLY transaction. On SQLite it is not: Dendrite
+// keeps its SQLite files in rollback-journal mode, where a reader blocks
+// every writer for as long as its transaction lasts (Dendrite's logins and
+// sends then fail after its 10 s busy timeout: tested). So on SQLite each
+// query is its own short read, big tables are read in pages, and the
+// append-only tables are cut at the high-water marks taken at Open.
 type component struct {
 	db       *sql.DB
-	tx       *sql.Tx
+	tx       *sql.Tx // nil on SQLite
 	postgres bool
+}
+
+func (c *component) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if c.tx != nil {
+		return c.tx.QueryContext(ctx, c.q(query), args...)
+	}
+	return c.db.QueryContext(ctx, c.q(query), args...)
+}
+
+func (c *component) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if c.tx != nil {
+		return c.tx.QueryRowContext(ctx, c.q(query), args...)
+	}
+	return c.db.QueryRowContext(ctx, c.q(query), args...)
 }
 
 // Open reads dendrite.yaml and opens the component databases.
@@ -129,6 +151,11 @@ func Open(ctx context.Context, configPath string) (*Source, error) {
 		return nil, err
 	}
 	if s.keyserver, err = s.open(ctx, s.cfg.KeyServer.Database); err != nil {
+		s.Close()
+		return nil, err
+	}
+	// High-water marks: what the export includes of the append-only tables.
+	if err := s.roomserver.queryRow(ctx, `SELECT COALESCE(max(event_nid), 0) FROM roomserver_events`).Scan(&s.maxEventNID); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -182,13 +209,14 @@ func (s *Source) open(ctx context.Context, c dbConfig) (*component, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := &sql.TxOptions{ReadOnly: true}
 	if comp.postgres {
-		opts.Isolation = sql.LevelRepeatableRead
-	}
-	if comp.tx, err = comp.db.BeginTx(ctx, opts); err != nil {
+		if comp.tx, err = comp.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}); err != nil {
+			comp.db.Close()
+			return nil, fmt.Errorf("dendrite: start a read-only transaction: %w", err)
+		}
+	} else if err := comp.db.PingContext(ctx); err != nil {
 		comp.db.Close()
-		return nil, fmt.Errorf("dendrite: start a read-only transaction: %w", err)
+		return nil, fmt.Errorf("dendrite: open %s: %w", conn, err)
 	}
 	return comp, nil
 }
@@ -214,7 +242,7 @@ func (c *component) q(query string) string {
 }
 
 func (c *component) each(ctx context.Context, query string, args []any, fn func(*sql.Rows) error) error {
-	rows, err := c.tx.QueryContext(ctx, c.q(query), args...)
+	rows, err := c.query(ctx, query, args...)
 	if err != nil {
 		return err
 	}
@@ -234,7 +262,9 @@ func (c *component) close() {
 	if c == nil {
 		return
 	}
-	c.tx.Rollback()
+	if c.tx != nil {
+		c.tx.Rollback()
+	}
 	c.db.Close()
 }
 
@@ -326,7 +356,7 @@ func (s *Source) usersStream(users []string, o source.Options) source.Stream {
 	return source.Stream{Name: "users",
 		Count: func(ctx context.Context) (int64, error) {
 			var n int64
-			err := s.userapi.tx.QueryRowContext(ctx, s.userapi.q(`SELECT count(*) FROM userapi_accounts a WHERE a.server_name = ? AND `+cond),
+			err := s.userapi.queryRow(ctx, `SELECT count(*) FROM userapi_accounts a WHERE a.server_name = ? AND `+cond,
 				append([]any{s.info.ServerName}, args...)...).Scan(&n)
 			return n, err
 		},

@@ -265,28 +265,39 @@ func (s *Source) eventsStream(sel roomSet, o source.Options) source.Stream {
 					return err
 				}
 			}
-			return s.roomserver.each(ctx, `SELECT e.event_id, r.room_id, e.state_snapshot_nid, e.is_rejected, j.event_json,
-				EXISTS (SELECT 1 FROM roomserver_redactions x WHERE x.redacts_event_id = e.event_id AND x.validated)
-				FROM roomserver_events e JOIN roomserver_rooms r ON r.room_nid = e.room_nid
-				JOIN roomserver_event_json j ON j.event_nid = e.event_nid ORDER BY e.event_nid`, nil, func(rows *sql.Rows) error {
-				var ev archive.Event
-				var snapshot int64
-				var rejected bool
-				var js string
-				if err := rows.Scan(&ev.EventID, &ev.RoomID, &snapshot, &rejected, &js, &ev.Redacted); err != nil {
+			// Pages of events up to the high-water mark: short reads that
+			// let Dendrite write in between (see component).
+			after := int64(0)
+			for {
+				n := 0
+				err := s.roomserver.each(ctx, `SELECT e.event_nid, e.event_id, r.room_id, e.state_snapshot_nid, e.is_rejected, j.event_json,
+					EXISTS (SELECT 1 FROM roomserver_redactions x WHERE x.redacts_event_id = e.event_id AND x.validated)
+					FROM roomserver_events e JOIN roomserver_rooms r ON r.room_nid = e.room_nid
+					JOIN roomserver_event_json j ON j.event_nid = e.event_nid
+					WHERE e.event_nid > ? AND e.event_nid <= ? ORDER BY e.event_nid LIMIT 2000`, []any{after, s.maxEventNID}, func(rows *sql.Rows) error {
+					var ev archive.Event
+					var snapshot int64
+					var rejected bool
+					var js string
+					if err := rows.Scan(&after, &ev.EventID, &ev.RoomID, &snapshot, &rejected, &js, &ev.Redacted); err != nil {
+						return err
+					}
+					n++
+					if !sel.has(ev.RoomID) {
+						return nil
+					}
+					ev.JSON = []byte(js)
+					ev.StateBefore = uint64(snapshot)
+					ev.Outlier = snapshot == 0
+					if rejected {
+						ev.Rejected = "rejected by Dendrite"
+					}
+					return sink.Record(archive.SectionEvents, &ev)
+				})
+				if err != nil || n < 2000 {
 					return err
 				}
-				if !sel.has(ev.RoomID) {
-					return nil
-				}
-				ev.JSON = []byte(js)
-				ev.StateBefore = uint64(snapshot)
-				ev.Outlier = snapshot == 0
-				if rejected {
-					ev.Rejected = "rejected by Dendrite"
-				}
-				return sink.Record(archive.SectionEvents, &ev)
-			})
+			}
 		}}
 }
 
@@ -349,7 +360,7 @@ func (s *Source) membershipsStream(sel roomSet) source.Stream {
 // currentMembers returns user -> member event ID of a snapshot.
 func (s *Source) currentMembers(ctx context.Context, snapshot int64) (map[string]string, error) {
 	var list string
-	if err := s.roomserver.tx.QueryRowContext(ctx, s.roomserver.q(`SELECT state_block_nids FROM roomserver_state_snapshots WHERE state_snapshot_nid = ?`), snapshot).Scan(&list); err != nil {
+	if err := s.roomserver.queryRow(ctx, `SELECT state_block_nids FROM roomserver_state_snapshots WHERE state_snapshot_nid = ?`, snapshot).Scan(&list); err != nil {
 		return nil, err
 	}
 	var blockNIDs []int64
@@ -359,7 +370,7 @@ func (s *Source) currentMembers(ctx context.Context, snapshot int64) (map[string
 	out := map[string]string{}
 	for _, b := range blockNIDs {
 		var nids string
-		if err := s.roomserver.tx.QueryRowContext(ctx, s.roomserver.q(`SELECT event_nids FROM roomserver_state_block WHERE state_block_nid = ?`), b).Scan(&nids); err != nil {
+		if err := s.roomserver.queryRow(ctx, `SELECT event_nids FROM roomserver_state_block WHERE state_block_nid = ?`, b).Scan(&nids); err != nil {
 			return nil, err
 		}
 		var evs []int64
@@ -368,9 +379,9 @@ func (s *Source) currentMembers(ctx context.Context, snapshot int64) (map[string
 		}
 		for _, nid := range evs {
 			var typ, key, id string
-			err := s.roomserver.tx.QueryRowContext(ctx, s.roomserver.q(`SELECT t.event_type, k.event_state_key, e.event_id FROM roomserver_events e
+			err := s.roomserver.queryRow(ctx, `SELECT t.event_type, k.event_state_key, e.event_id FROM roomserver_events e
 				JOIN roomserver_event_types t ON t.event_type_nid = e.event_type_nid
-				JOIN roomserver_event_state_keys k ON k.event_state_key_nid = e.event_state_key_nid WHERE e.event_nid = ?`), nid).Scan(&typ, &key, &id)
+				JOIN roomserver_event_state_keys k ON k.event_state_key_nid = e.event_state_key_nid WHERE e.event_nid = ?`, nid).Scan(&typ, &key, &id)
 			if err != nil {
 				return nil, err
 			}
