@@ -168,10 +168,14 @@ func TestExportLifecycle(t *testing.T) {
 	if resp.StatusCode != 200 || int64(len(data)) != int64(status["size"].(float64)) {
 		t.Fatalf("download: %d, %d bytes", resp.StatusCode, len(data))
 	}
-	audit, _ := e.svc.Store.AuditLog(context.Background(), 20)
+	// The handler writes the audit entry once the response is sent: poll briefly.
+	var audit []store.AuditEntry
 	downloaded := false
-	for _, a := range audit {
-		downloaded = downloaded || a.Action == "download" && a.Target == storage.ArchiveKey("api-full") && strings.HasPrefix(a.Outcome, "ok (200)")
+	for deadline := time.Now().Add(5 * time.Second); !downloaded && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		audit, _ = e.svc.Store.AuditLog(context.Background(), 20)
+		for _, a := range audit {
+			downloaded = downloaded || a.Action == "download" && a.Target == storage.ArchiveKey("api-full") && strings.HasPrefix(a.Outcome, "ok (200)")
+		}
 	}
 	if !downloaded {
 		t.Errorf("download not audited: %+v", audit)
