@@ -23,6 +23,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+
+	"github.com/ferry-matrix/ferry/internal/sqlq"
 )
 
 //go:embed migrations/*.sql
@@ -108,17 +110,7 @@ func (s *Store) q(query string) string {
 	if s.Dialect != Postgres {
 		return query
 	}
-	var b strings.Builder
-	n := 0
-	for _, c := range query {
-		if c == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
+	return sqlq.Dollar(query)
 }
 
 // upgrade applies the migrations not yet recorded, in order, each in its

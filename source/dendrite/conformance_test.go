@@ -2,11 +2,8 @@ package dendrite
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 
-	"github.com/ferry-matrix/ferry/internal/seed"
-	"github.com/ferry-matrix/ferry/internal/testenv"
 	"github.com/ferry-matrix/ferry/source"
 	"github.com/ferry-matrix/ferry/source/sourcetest"
 )
@@ -15,15 +12,10 @@ import (
 // client-server API, against the ground truth the seeding client recorded.
 func TestConformance(t *testing.T) {
 	ctx := context.Background()
-	d := testenv.StartDendrite(t, "suite.ferry.test")
-	truth, err := seed.Run(ctx, seed.Server{URL: d.URL, ServerName: d.ServerName,
-		Register: func(local, pw string, admin bool) (string, error) { return d.Register(t, local, pw, admin), nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, truth, cfg := seeded(t, "suite.ferry.test")
 	sourcetest.Suite{
 		Open: func(t *testing.T) source.Source {
-			s, err := Open(ctx, filepath.Join(d.Dir, "dendrite.yaml"))
+			s, err := Open(ctx, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}

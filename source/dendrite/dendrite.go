@@ -28,7 +28,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -37,6 +36,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/internal/sqlq"
 	"github.com/ferry-matrix/ferry/source"
 )
 
@@ -228,17 +228,7 @@ func (c *component) q(query string) string {
 	if !c.postgres {
 		return query
 	}
-	var b strings.Builder
-	n := 0
-	for _, r := range query {
-		if r == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
+	return sqlq.Dollar(query)
 }
 
 func (c *component) each(ctx context.Context, query string, args []any, fn func(*sql.Rows) error) error {

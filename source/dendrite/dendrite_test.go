@@ -22,19 +22,8 @@ import (
 // accounts with profiles and working password hashes, devices, account
 // data with tags and push rules, and the signing key.
 func TestAccountsFromLiveDendrite(t *testing.T) {
-	ctx := context.Background()
-	d := testenv.StartDendrite(t, "dendrite.ferry.test")
-	truth, err := seed.Run(ctx, seed.Server{URL: d.URL, ServerName: d.ServerName,
-		Register: func(local, pw string, admin bool) (string, error) { return d.Register(t, local, pw, admin), nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := Open(ctx, filepath.Join(d.Dir, "dendrite.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	recs := sourcetest.Collect(t, src, source.Filter{}, source.Options{Encrypted: true})
+	d, truth, cfg := seeded(t, "dendrite.ferry.test")
+	recs := sourcetest.Collect(t, openSource(t, cfg), source.Filter{}, source.Options{Encrypted: true})
 
 	users := map[string]*archive.User{}
 	for _, r := range recs[archive.SectionUsers] {
@@ -102,17 +91,8 @@ func sameJSON(a, b string) bool {
 // and membership checked; the seeded counts and the redaction are there.
 func TestRoomsFromLiveDendriteValidate(t *testing.T) {
 	ctx := context.Background()
-	d := testenv.StartDendrite(t, "rooms.ferry.test")
-	truth, err := seed.Run(ctx, seed.Server{URL: d.URL, ServerName: d.ServerName,
-		Register: func(local, pw string, admin bool) (string, error) { return d.Register(t, local, pw, admin), nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := Open(ctx, filepath.Join(d.Dir, "dendrite.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	d, truth, cfg := seeded(t, "rooms.ferry.test")
+	src := openSource(t, cfg)
 	dir := t.TempDir()
 	store, err := container.Create(ctx, dir)
 	if err != nil {
@@ -158,4 +138,28 @@ func TestRoomsFromLiveDendriteValidate(t *testing.T) {
 			t.Errorf("room %s missing", tr.RoomID)
 		}
 	}
+}
+
+// seeded starts a Dendrite, seeds it through the client-server API and
+// returns it with its ground truth and the path of its dendrite.yaml.
+func seeded(t *testing.T, serverName string) (*testenv.Dendrite, *sourcetest.GroundTruth, string) {
+	t.Helper()
+	d := testenv.StartDendrite(t, serverName)
+	truth, err := seed.Run(context.Background(), seed.Server{URL: d.URL, ServerName: d.ServerName,
+		Register: func(local, pw string, admin bool) (string, error) { return d.Register(t, local, pw, admin), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, truth, filepath.Join(d.Dir, "dendrite.yaml")
+}
+
+// openSource opens the Dendrite source and closes it when the test ends.
+func openSource(t *testing.T, configPath string) *Source {
+	t.Helper()
+	src, err := Open(context.Background(), configPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	return src
 }

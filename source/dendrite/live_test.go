@@ -3,7 +3,6 @@ package dendrite
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	"maunium.net/go/mautrix"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/internal/seed"
-	"github.com/ferry-matrix/ferry/internal/testenv"
 	"github.com/ferry-matrix/ferry/source"
 	"github.com/ferry-matrix/ferry/source/sourcetest"
 )
@@ -21,17 +19,8 @@ import (
 // and the export sees the server as it was when it started.
 func TestDendriteKeepsWorkingDuringExport(t *testing.T) {
 	ctx := context.Background()
-	d := testenv.StartDendrite(t, "live.ferry.test")
-	truth, err := seed.Run(ctx, seed.Server{URL: d.URL, ServerName: d.ServerName,
-		Register: func(local, pw string, admin bool) (string, error) { return d.Register(t, local, pw, admin), nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := Open(ctx, filepath.Join(d.Dir, "dendrite.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	d, truth, cfg := seeded(t, "live.ferry.test")
+	src := openSource(t, cfg)
 	streams, err := src.Streams(ctx, source.Filter{}, source.Options{Encrypted: true})
 	if err != nil {
 		t.Fatal(err)
