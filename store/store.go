@@ -60,7 +60,9 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 				return nil, err
 			}
 		}
-		dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)"
+		// Immediate transactions take the write lock at BEGIN, so two
+		// instances serialise instead of failing halfway.
+		dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_txlock=immediate"
 		if path == ":memory:" {
 			dsn = "file::memory:?_pragma=busy_timeout(10000)"
 		}
@@ -113,10 +115,26 @@ func (s *Store) q(query string) string {
 	return sqlq.Dollar(query)
 }
 
-// upgrade applies the migrations not yet recorded, in order, each in its
-// own transaction.
+// upgradeLock is the PostgreSQL advisory lock that serialises upgrades
+// when several Ferry instances start at once.
+const upgradeLock = 0x46657272 // "Ferr"
+
+// upgrade applies the migrations not yet recorded, in order, in one
+// transaction that holds off other instances doing the same (an advisory
+// lock on PostgreSQL, an immediate write lock on SQLite), so that two
+// instances starting together never apply one twice.
 func (s *Store) upgrade(ctx context.Context) error {
-	if _, err := s.DB.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS ferry_schema (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("state database: %w", err)
+	}
+	defer tx.Rollback()
+	if s.Dialect == Postgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, upgradeLock); err != nil {
+			return fmt.Errorf("state database: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS ferry_schema (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("state database: %w", err)
 	}
 	names, err := fs.Glob(migrations, "migrations/*.sql")
@@ -130,7 +148,7 @@ func (s *Store) upgrade(ctx context.Context) error {
 			return fmt.Errorf("migration %s: file names start with a number", name)
 		}
 		var done int
-		if err := s.DB.QueryRowContext(ctx, s.q(`SELECT count(*) FROM ferry_schema WHERE version = ?`), version).Scan(&done); err != nil {
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM ferry_schema WHERE version = ?`), version).Scan(&done); err != nil {
 			return err
 		}
 		if done > 0 {
@@ -140,25 +158,16 @@ func (s *Store) upgrade(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		tx, err := s.DB.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
 		for _, stmt := range splitStatements(string(body)) {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
-				tx.Rollback()
 				return fmt.Errorf("state database upgrade %s: %w", filepath.Base(name), err)
 			}
 		}
 		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO ferry_schema (version, applied_at) VALUES (?, ?)`), version, s.now().UnixMilli()); err != nil {
-			tx.Rollback()
-			return err
-		}
-		if err := tx.Commit(); err != nil {
 			return err
 		}
 	}
-	return nil
+	return tx.Commit()
 }
 
 // splitStatements splits a migration file at semicolons ending a line,

@@ -124,3 +124,31 @@ func TestLastScheduledSuccess(t *testing.T) {
 		}
 	})
 }
+
+// Instances starting together on one fresh database upgrade it once.
+func TestConcurrentStartsUpgradeOnce(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	urls := map[string]string{
+		"sqlite":   "sqlite://" + t.TempDir() + "/ferry.db",
+		"postgres": pg.CreateDatabase(t, fmt.Sprintf("race_%d", time.Now().UnixNano())),
+	}
+	for name, url := range urls {
+		t.Run(name, func(t *testing.T) {
+			errs := make(chan error, 8)
+			for i := 0; i < 8; i++ {
+				go func() {
+					s, err := Open(context.Background(), url)
+					if err == nil {
+						s.Close()
+					}
+					errs <- err
+				}()
+			}
+			for i := 0; i < 8; i++ {
+				if err := <-errs; err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+}
