@@ -197,22 +197,21 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-// Validate checks the configuration and returns every problem found.
+// Validate checks the whole configuration (what `bot run` needs) and
+// returns every problem found.
 func (c *Config) Validate() error {
+	return errors.Join(c.validateBot(), c.ValidateService())
+}
+
+// validateBot checks what only the Matrix bot uses: the homeserver's URL,
+// the appservice tokens and the admins.
+func (c *Config) validateBot() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
 	if u, err := url.Parse(c.Homeserver.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		bad("homeserver.url", "%q is not an http(s) URL", c.Homeserver.URL)
-	}
-	if c.Homeserver.Domain == "" || strings.ContainsAny(c.Homeserver.Domain, "/@ ") {
-		bad("homeserver.domain", "%q is not a server name (example.org)", c.Homeserver.Domain)
-	}
-	switch c.Homeserver.Implementation {
-	case "synapse", "dendrite":
-	default:
-		bad("homeserver.implementation", "%q is not supported: use synapse or dendrite", c.Homeserver.Implementation)
 	}
 	for key, tok := range map[string]Secret{"appservice.as_token": c.Appservice.ASToken, "appservice.hs_token": c.Appservice.HSToken} {
 		switch {
@@ -239,6 +238,25 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Admins.Users) == 0 {
 		bad("admins.users", "no admins: nobody could run an export")
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateService checks what the job workers and the HTTP API use
+// (`bot serve`): the source, storage, encryption, state, schedules, API
+// tokens and limits.
+func (c *Config) ValidateService() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.Homeserver.Domain == "" || strings.ContainsAny(c.Homeserver.Domain, "/@ ") {
+		bad("homeserver.domain", "%q is not a server name (example.org)", c.Homeserver.Domain)
+	}
+	switch c.Homeserver.Implementation {
+	case "synapse", "dendrite":
+	default:
+		bad("homeserver.implementation", "%q is not supported: use synapse or dendrite", c.Homeserver.Implementation)
 	}
 	if _, err := url.Parse(c.Storage.URL); err != nil || !strings.Contains(c.Storage.URL, "://") {
 		bad("storage.url", "%q is not a bucket URL (file:///path, s3://bucket?...)", c.Storage.URL)

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/ferry-matrix/ferry/api"
@@ -33,8 +32,8 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := validateForServe(cfg); err != nil {
-		return err
+	if err := cfg.ValidateService(); err != nil {
+		return fmt.Errorf("%s: config problems:\n%w", *path, err)
 	}
 	srv, err := newService(ctx, cfg)
 	if err != nil {
@@ -46,26 +45,6 @@ func runServe(ctx context.Context, args []string) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Appservice.Listen, err)
 	}
 	return srv.serve(ctx, l)
-}
-
-// validateForServe is Validate without the appservice parts `serve` does
-// not use.
-func validateForServe(cfg *config.Config) error {
-	err := cfg.Validate()
-	if err == nil {
-		return nil
-	}
-	var kept []string
-	for _, line := range strings.Split(err.Error(), "\n") {
-		if strings.HasPrefix(line, "appservice.") || strings.HasPrefix(line, "homeserver.url") || strings.HasPrefix(line, "admins.") {
-			continue
-		}
-		kept = append(kept, line)
-	}
-	if len(kept) == 0 {
-		return nil
-	}
-	return fmt.Errorf("config problems:\n  %s", strings.Join(kept, "\n  "))
 }
 
 type service struct {

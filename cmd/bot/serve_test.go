@@ -49,7 +49,7 @@ api: {public_url: "` + base + `", tokens: [{name: ops, role: admin, token: "` + 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := validateForServe(cfg); err != nil {
+	if err := cfg.ValidateService(); err != nil {
 		t.Fatal(err)
 	}
 	svc, err := newService(ctx, cfg)
