@@ -95,6 +95,14 @@ func (c *archiveCmd) parse(args []string) error {
 	return nil
 }
 
+// parseAndOpen parses the arguments and opens the first as an archive.
+func (c *archiveCmd) parseAndOpen(ctx context.Context, args []string) (*archive.Reader, error) {
+	if err := c.parse(args); err != nil {
+		return nil, err
+	}
+	return c.open(ctx, c.fs.Arg(0))
+}
+
 func (c *archiveCmd) open(ctx context.Context, loc string) (*archive.Reader, error) {
 	opts, err := c.keys.options()
 	if err != nil {
@@ -111,10 +119,7 @@ func printJSON(v any) error {
 
 func runInspect(ctx context.Context, args []string) error {
 	c := newArchiveCmd("archive inspect", "ARCHIVE", 1)
-	if err := c.parse(args); err != nil {
-		return err
-	}
-	r, err := c.open(ctx, c.fs.Arg(0))
+	r, err := c.parseAndOpen(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -186,10 +191,7 @@ func printCounts(w io.Writer, counts map[string]int64) {
 // fails (exit 1) when any error-level problem is found.
 func runVerify(ctx context.Context, args []string) error {
 	c := newArchiveCmd("archive verify", "ARCHIVE", 1)
-	if err := c.parse(args); err != nil {
-		return err
-	}
-	r, err := c.open(ctx, c.fs.Arg(0))
+	r, err := c.parseAndOpen(ctx, args)
 	if err != nil {
 		return fmt.Errorf("verify failed: %w", err)
 	}
@@ -277,10 +279,7 @@ func writeNewFile(path string, write func(io.Writer) error) error {
 func runDecrypt(ctx context.Context, args []string) error {
 	c := newArchiveCmd("archive decrypt", "ARCHIVE OUT (a directory, bucket URL, or a file ending in .ferry)", 2)
 	allow := c.fs.Bool("allow-secrets", false, "write secrets (password hashes, tokens, private keys) in plaintext")
-	if err := c.parse(args); err != nil {
-		return err
-	}
-	r, err := c.open(ctx, c.fs.Arg(0))
+	r, err := c.parseAndOpen(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -379,10 +378,7 @@ func writeArchive(ctx context.Context, out string, opts archive.WriterOptions, w
 func runExtract(ctx context.Context, args []string) error {
 	c := newArchiveCmd("archive extract", "ARCHIVE DIR", 2)
 	jsonl := c.fs.Bool("jsonl", false, "write record files as JSON lines (.jsonl) instead of CBOR")
-	if err := c.parse(args); err != nil {
-		return err
-	}
-	r, err := c.open(ctx, c.fs.Arg(0))
+	r, err := c.parseAndOpen(ctx, args)
 	if err != nil {
 		return err
 	}
