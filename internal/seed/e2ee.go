@@ -79,24 +79,10 @@ func e2ee(ctx context.Context, u *user, room id.RoomID, g *sourcetest.GroundTrut
 		hasFallback = hasFallback || t == "signed_curve25519"
 	}
 	if g.E2E.DeviceKeys == nil {
-		g.E2E.DeviceKeys = map[string]struct {
-			UserID      string `json:"user_id"`
-			Ed25519     string `json:"ed25519"`
-			Curve25519  string `json:"curve25519"`
-			FallbackKey bool   `json:"fallback_key"`
-		}{}
+		g.E2E.DeviceKeys = map[string]sourcetest.TruthDeviceKeys{}
 	}
-	g.E2E.DeviceKeys[dev] = struct {
-		UserID      string `json:"user_id"`
-		Ed25519     string `json:"ed25519"`
-		Curve25519  string `json:"curve25519"`
-		FallbackKey bool   `json:"fallback_key"`
-	}{string(u.id), ed, curve, hasFallback}
-	g.OneTimeKeysRemaining = append(g.OneTimeKeysRemaining, struct {
-		UserID   string `json:"user_id"`
-		DeviceID string `json:"device_id"`
-		Count    int    `json:"count"`
-	}{string(u.id), dev, 3})
+	g.E2E.DeviceKeys[dev] = sourcetest.TruthDeviceKeys{UserID: string(u.id), Ed25519: ed, Curve25519: curve, FallbackKey: hasFallback}
+	g.OneTimeKeysRemaining = append(g.OneTimeKeysRemaining, sourcetest.TruthOneTimeKeys{UserID: string(u.id), DeviceID: dev, Count: 3})
 
 	// Key backup: one version deleted, one with a session.
 	newVersion := func() (string, error) {
@@ -125,10 +111,6 @@ func e2ee(ctx context.Context, u *user, room id.RoomID, g *sourcetest.GroundTrut
 		return fmt.Errorf("backup a session: %w", err)
 	}
 	g.E2E.Backup.UserID, g.E2E.Backup.DeletedVersion, g.E2E.Backup.Version = string(u.id), first, second
-	g.E2E.RoomKeys = append(g.E2E.RoomKeys, struct {
-		RoomID    string `json:"room_id"`
-		SessionID string `json:"session_id"`
-		Version   string `json:"version"`
-	}{string(room), session, second})
+	g.E2E.RoomKeys = append(g.E2E.RoomKeys, sourcetest.TruthRoomKey{RoomID: string(room), SessionID: session, Version: second})
 	return nil
 }

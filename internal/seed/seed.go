@@ -142,22 +142,13 @@ func Run(ctx context.Context, srv Server) (*sourcetest.GroundTruth, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.Edits = append(g.Edits, struct {
-		RoomID   string `json:"room_id"`
-		EventID  string `json:"event_id"`
-		Replaces string `json:"replaces"`
-		Sender   string `json:"sender"`
-	}{string(general.RoomID), string(edit.EventID), string(last[general.RoomID]), string(bob.id)})
+	g.Edits = append(g.Edits, sourcetest.TruthEdit{RoomID: string(general.RoomID), EventID: string(edit.EventID), Replaces: string(last[general.RoomID]), Sender: string(bob.id)})
 	reply, err := carol.cli.SendMessageEvent(ctx, general.RoomID, event.EventMessage, map[string]any{
 		"msgtype": "m.text", "body": "replying to the first", "m.relates_to": map[string]any{"m.in_reply_to": map[string]any{"event_id": firstGeneral}}})
 	if err != nil {
 		return nil, err
 	}
-	g.Replies = append(g.Replies, struct {
-		RoomID    string `json:"room_id"`
-		EventID   string `json:"event_id"`
-		InReplyTo string `json:"in_reply_to"`
-	}{string(general.RoomID), string(reply.EventID), string(firstGeneral)})
+	g.Replies = append(g.Replies, sourcetest.TruthReply{RoomID: string(general.RoomID), EventID: string(reply.EventID), InReplyTo: string(firstGeneral)})
 	for _, r := range []struct {
 		u   *user
 		key string
@@ -166,14 +157,7 @@ func Run(ctx context.Context, srv Server) (*sourcetest.GroundTruth, error) {
 		if err != nil {
 			return nil, err
 		}
-		g.Reactions = append(g.Reactions, struct {
-			RoomID   string `json:"room_id"`
-			EventID  string `json:"event_id"`
-			Target   string `json:"target"`
-			Key      string `json:"key"`
-			Sender   string `json:"sender"`
-			Redacted bool   `json:"redacted"`
-		}{string(general.RoomID), string(resp.EventID), string(firstGeneral), r.key, string(r.u.id), false})
+		g.Reactions = append(g.Reactions, sourcetest.TruthReaction{RoomID: string(general.RoomID), EventID: string(resp.EventID), Target: string(firstGeneral), Key: r.key, Sender: string(r.u.id), Redacted: false})
 	}
 	doomed, err := say(carol, general.RoomID, "this message will be redacted")
 	if err != nil {
@@ -183,13 +167,7 @@ func Run(ctx context.Context, srv Server) (*sourcetest.GroundTruth, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.Redactions = append(g.Redactions, struct {
-		EventID        string `json:"event_id"`
-		Redacts        string `json:"redacts"`
-		RedactedType   string `json:"redacted_type"`
-		RedactedSender string `json:"redacted_sender"`
-		RoomID         string `json:"room_id"`
-	}{string(red.EventID), string(doomed), "m.room.message", string(carol.id), string(general.RoomID)})
+	g.Redactions = append(g.Redactions, sourcetest.TruthRedaction{EventID: string(red.EventID), Redacts: string(doomed), RedactedType: "m.room.message", RedactedSender: string(carol.id), RoomID: string(general.RoomID)})
 
 	// A file in the private room.
 	file := []byte("# runbook\n\n1. restart\n2. pray\n")
@@ -218,22 +196,12 @@ func Run(ctx context.Context, srv Server) (*sourcetest.GroundTruth, error) {
 	if err := bob.cli.AddTag(ctx, general.RoomID, event.RoomTagFavourite, 0.5); err != nil {
 		return nil, err
 	}
-	g.Tags = append(g.Tags, struct {
-		UserID  string          `json:"user_id"`
-		RoomID  string          `json:"room_id"`
-		Tag     string          `json:"tag"`
-		Content json.RawMessage `json:"content"`
-	}{string(bob.id), string(general.RoomID), "m.favourite", json.RawMessage(`{"order":0.5}`)})
+	g.Tags = append(g.Tags, sourcetest.TruthTag{UserID: string(bob.id), RoomID: string(general.RoomID), Tag: "m.favourite", Content: json.RawMessage(`{"order":0.5}`)})
 	for _, u := range []*user{alice, bob, carol} {
 		if err := u.cli.SendReceipt(ctx, general.RoomID, last[general.RoomID], event.ReceiptTypeRead, nil); err != nil {
 			return nil, err
 		}
-		g.Receipts = append(g.Receipts, struct {
-			RoomID      string `json:"room_id"`
-			ReceiptType string `json:"receipt_type"`
-			UserID      string `json:"user_id"`
-			EventID     string `json:"event_id"`
-		}{string(general.RoomID), "m.read", string(u.id), string(last[general.RoomID])})
+		g.Receipts = append(g.Receipts, sourcetest.TruthReceipt{RoomID: string(general.RoomID), ReceiptType: "m.read", UserID: string(u.id), EventID: string(last[general.RoomID])})
 	}
 
 	if err := e2ee(ctx, alice, ops.RoomID, g); err != nil {
@@ -247,12 +215,7 @@ func Run(ctx context.Context, srv Server) (*sourcetest.GroundTruth, error) {
 			return nil, err
 		}
 		for _, dev := range resp.Devices {
-			g.Devices = append(g.Devices, struct {
-				UserID      string `json:"user_id"`
-				DeviceID    string `json:"device_id"`
-				DisplayName string `json:"display_name"`
-				Hidden      bool   `json:"hidden"`
-			}{string(u.id), string(dev.DeviceID), dev.DisplayName, false})
+			g.Devices = append(g.Devices, sourcetest.TruthDevice{UserID: string(u.id), DeviceID: string(dev.DeviceID), DisplayName: dev.DisplayName, Hidden: false})
 		}
 	}
 
@@ -275,22 +238,8 @@ func Run(ctx context.Context, srv Server) (*sourcetest.GroundTruth, error) {
 	return g, nil
 }
 
-func mediaTruth(mediaID, contentType string, size int64, name, uploader, sum string) struct {
-	MediaID     string `json:"media_id"`
-	ContentType string `json:"content_type"`
-	Bytes       int64  `json:"bytes"`
-	UploadName  string `json:"upload_name"`
-	Uploader    string `json:"uploader"`
-	SHA256      string `json:"sha256"`
-} {
-	return struct {
-		MediaID     string `json:"media_id"`
-		ContentType string `json:"content_type"`
-		Bytes       int64  `json:"bytes"`
-		UploadName  string `json:"upload_name"`
-		Uploader    string `json:"uploader"`
-		SHA256      string `json:"sha256"`
-	}{mediaID, contentType, size, name, uploader, sum}
+func mediaTruth(mediaID, contentType string, size int64, name, uploader, sum string) sourcetest.TruthMedia {
+	return sourcetest.TruthMedia{MediaID: mediaID, ContentType: contentType, Bytes: size, UploadName: name, Uploader: uploader, SHA256: sum}
 }
 
 func roomTruth(ctx context.Context, cli *mautrix.Client, roomID id.RoomID, label string, inDirectory bool, aliases []string) (*sourcetest.TruthRoom, error) {
@@ -299,10 +248,7 @@ func roomTruth(ctx context.Context, cli *mautrix.Client, roomID id.RoomID, label
 		return nil, err
 	}
 	tr := &sourcetest.TruthRoom{RoomID: string(roomID), Label: label, InDirectory: inDirectory, Aliases: aliases,
-		Members: map[string]struct {
-			Membership string `json:"membership"`
-			Sender     string `json:"sender"`
-		}{}}
+		Members: map[string]sourcetest.TruthMember{}}
 	get := func(t event.Type, field string) string {
 		ev := state[t][""]
 		if ev == nil {
@@ -322,10 +268,7 @@ func roomTruth(ctx context.Context, cli *mautrix.Client, roomID id.RoomID, label
 	}
 	for key, ev := range state[event.StateMember] {
 		m, _ := ev.Content.Raw["membership"].(string)
-		tr.Members[key] = struct {
-			Membership string `json:"membership"`
-			Sender     string `json:"sender"`
-		}{m, string(ev.Sender)}
+		tr.Members[key] = sourcetest.TruthMember{Membership: m, Sender: string(ev.Sender)}
 	}
 	return tr, nil
 }
