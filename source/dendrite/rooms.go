@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/ferry-matrix/ferry/archive"
@@ -174,6 +175,79 @@ func (s *Source) stateEvents(ctx context.Context) (map[int64]stateEntry, error) 
 	return out, err
 }
 
+// stateIndex is Dendrite's state storage read once: snapshots (lists of
+// state blocks), blocks (lists of event NIDs) and the keys of state events.
+type stateIndex struct {
+	snapshots []snapshotRow
+	blocks    map[int64][]int64
+	entries   map[int64]stateEntry
+}
+
+type snapshotRow struct {
+	nid, room int64
+	blocks    []int64
+}
+
+func (s *Source) loadState(ctx context.Context) (*stateIndex, error) {
+	ix := &stateIndex{blocks: map[int64][]int64{}}
+	if err := s.roomserver.each(ctx, `SELECT state_block_nid, event_nids FROM roomserver_state_block`, nil, func(rows *sql.Rows) error {
+		var nid int64
+		var list string
+		if err := rows.Scan(&nid, &list); err != nil {
+			return err
+		}
+		var nids []int64
+		if err := json.Unmarshal([]byte(list), &nids); err != nil {
+			return fmt.Errorf("state block %d: %w", nid, err)
+		}
+		ix.blocks[nid] = nids
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var err error
+	if ix.entries, err = s.stateEvents(ctx); err != nil {
+		return nil, err
+	}
+	err = s.roomserver.each(ctx, `SELECT state_snapshot_nid, room_nid, state_block_nids FROM roomserver_state_snapshots ORDER BY state_snapshot_nid`, nil,
+		func(rows *sql.Rows) error {
+			var sn snapshotRow
+			var list string
+			if err := rows.Scan(&sn.nid, &sn.room, &list); err != nil {
+				return err
+			}
+			if err := json.Unmarshal([]byte(list), &sn.blocks); err != nil {
+				return fmt.Errorf("state snapshot %d: %w", sn.nid, err)
+			}
+			ix.snapshots = append(ix.snapshots, sn)
+			return nil
+		})
+	return ix, err
+}
+
+// resolve lists the state entries of a snapshot.
+func (ix *stateIndex) resolve(sn snapshotRow) ([]stateEntry, error) {
+	var out []stateEntry
+	for _, b := range sn.blocks {
+		for _, nid := range ix.blocks[b] {
+			e, ok := ix.entries[nid]
+			if !ok {
+				return nil, fmt.Errorf("state snapshot %d names event NID %d, which is not a state event", sn.nid, nid)
+			}
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func (ix *stateIndex) snapshot(nid int64) (snapshotRow, bool) {
+	i := sort.Search(len(ix.snapshots), func(i int) bool { return ix.snapshots[i].nid >= nid })
+	if i < len(ix.snapshots) && ix.snapshots[i].nid == nid {
+		return ix.snapshots[i], true
+	}
+	return snapshotRow{}, false
+}
+
 // snapshotsStream exports Dendrite's state snapshots (sets of state
 // blocks, each a set of state events) as full portable snapshots with the
 // same IDs.
@@ -188,58 +262,20 @@ func (s *Source) snapshotsStream(sel roomSet) source.Stream {
 			for _, r := range rooms {
 				roomID[r.nid] = r.id
 			}
-			blocks := map[int64][]int64{}
-			if err := s.roomserver.each(ctx, `SELECT state_block_nid, event_nids FROM roomserver_state_block`, nil, func(rows *sql.Rows) error {
-				var nid int64
-				var list string
-				if err := rows.Scan(&nid, &list); err != nil {
-					return err
-				}
-				var nids []int64
-				if err := json.Unmarshal([]byte(list), &nids); err != nil {
-					return fmt.Errorf("state block %d: %w", nid, err)
-				}
-				blocks[nid] = nids
-				return nil
-			}); err != nil {
-				return err
-			}
-			entries, err := s.stateEvents(ctx)
+			ix, err := s.loadState(ctx)
 			if err != nil {
 				return err
 			}
-			type snap struct {
-				nid, room int64
-				blocks    []int64
-			}
-			var snaps []snap
-			if err := s.roomserver.each(ctx, `SELECT state_snapshot_nid, room_nid, state_block_nids FROM roomserver_state_snapshots ORDER BY state_snapshot_nid`, nil,
-				func(rows *sql.Rows) error {
-					var sn snap
-					var list string
-					if err := rows.Scan(&sn.nid, &sn.room, &list); err != nil {
-						return err
-					}
-					if err := json.Unmarshal([]byte(list), &sn.blocks); err != nil {
-						return fmt.Errorf("state snapshot %d: %w", sn.nid, err)
-					}
-					snaps = append(snaps, sn)
-					return nil
-				}); err != nil {
-				return err
-			}
-			for _, sn := range snaps {
+			for _, sn := range ix.snapshots {
+				entries, err := ix.resolve(sn)
+				if err != nil {
+					return err
+				}
 				rec := &archive.StateSnapshot{ID: uint64(sn.nid), RoomID: roomID[sn.room]}
-				for _, b := range sn.blocks {
-					for _, nid := range blocks[b] {
-						e, ok := entries[nid]
-						if !ok {
-							return fmt.Errorf("state snapshot %d names event NID %d, which is not a state event", sn.nid, nid)
-						}
-						rec.Set = append(rec.Set, archive.StateEntry{Type: e.typ, StateKey: e.key, EventID: e.eventID})
-						if rec.RoomID == "" {
-							rec.RoomID = roomID[e.room]
-						}
+				for _, e := range entries {
+					rec.Set = append(rec.Set, archive.StateEntry{Type: e.typ, StateKey: e.key, EventID: e.eventID})
+					if rec.RoomID == "" {
+						rec.RoomID = roomID[e.room]
 					}
 				}
 				if sel != nil && rec.RoomID != "" && !sel.has(rec.RoomID) {
@@ -336,14 +372,24 @@ func (s *Source) membershipsStream(sel roomSet) source.Stream {
 				}
 			}
 			// Keep only the member event each room's current state holds.
+			ix, err := s.loadState(ctx)
+			if err != nil {
+				return err
+			}
 			current := map[[2]string]string{}
 			for _, r := range rooms {
-				state, err := s.currentMembers(ctx, r.snapshot)
+				sn, ok := ix.snapshot(r.snapshot)
+				if !ok {
+					continue
+				}
+				entries, err := ix.resolve(sn)
 				if err != nil {
 					return err
 				}
-				for user, id := range state {
-					current[[2]string{r.id, user}] = id
+				for _, e := range entries {
+					if e.typ == "m.room.member" {
+						current[[2]string{r.id, e.key}] = e.eventID
+					}
 				}
 			}
 			for _, m := range out {
@@ -355,42 +401,6 @@ func (s *Source) membershipsStream(sel roomSet) source.Stream {
 			}
 			return nil
 		}}
-}
-
-// currentMembers returns user -> member event ID of a snapshot.
-func (s *Source) currentMembers(ctx context.Context, snapshot int64) (map[string]string, error) {
-	var list string
-	if err := s.roomserver.queryRow(ctx, `SELECT state_block_nids FROM roomserver_state_snapshots WHERE state_snapshot_nid = ?`, snapshot).Scan(&list); err != nil {
-		return nil, err
-	}
-	var blockNIDs []int64
-	if err := json.Unmarshal([]byte(list), &blockNIDs); err != nil {
-		return nil, err
-	}
-	out := map[string]string{}
-	for _, b := range blockNIDs {
-		var nids string
-		if err := s.roomserver.queryRow(ctx, `SELECT event_nids FROM roomserver_state_block WHERE state_block_nid = ?`, b).Scan(&nids); err != nil {
-			return nil, err
-		}
-		var evs []int64
-		if err := json.Unmarshal([]byte(nids), &evs); err != nil {
-			return nil, err
-		}
-		for _, nid := range evs {
-			var typ, key, id string
-			err := s.roomserver.queryRow(ctx, `SELECT t.event_type, k.event_state_key, e.event_id FROM roomserver_events e
-				JOIN roomserver_event_types t ON t.event_type_nid = e.event_type_nid
-				JOIN roomserver_event_state_keys k ON k.event_state_key_nid = e.event_state_key_nid WHERE e.event_nid = ?`, nid).Scan(&typ, &key, &id)
-			if err != nil {
-				return nil, err
-			}
-			if typ == "m.room.member" {
-				out[key] = id
-			}
-		}
-	}
-	return out, nil
 }
 
 // redactionsStream exports validated redactions.
