@@ -26,11 +26,24 @@ type Dendrite struct {
 	URL        string // http://127.0.0.1:PORT
 	Dir        string // config, keys, databases, media
 	Secret     string // registration_shared_secret
+
+	bin  string
+	stop func()
 }
 
 // StartDendrite generates a config and keys for serverName and starts
 // Dendrite; it is stopped when the test ends.
 func StartDendrite(t testing.TB, serverName string) *Dendrite {
+	t.Helper()
+	d := NewDendrite(t, serverName)
+	d.Start(t)
+	return d
+}
+
+// NewDendrite generates a config (SQLite files, media and JetStream under
+// Dir) and a signing key for serverName, without starting Dendrite: an
+// import target, or a server to Start later.
+func NewDendrite(t testing.TB, serverName string) *Dendrite {
 	t.Helper()
 	bin := need(t, "FERRY_DENDRITE_DIR", "the Dendrite homeserver")
 	dir := t.TempDir()
@@ -45,38 +58,50 @@ func StartDendrite(t testing.TB, serverName string) *Dendrite {
 	}
 	run("generate-keys", "--private-key", filepath.Join(dir, "matrix_key.pem"))
 	cfg := run("generate-config", "-ci", "-server", serverName, "-dir", dir)
-	d := &Dendrite{ServerName: serverName, Dir: dir, Secret: "ferry-test-shared-secret-0123456789"}
+	d := &Dendrite{ServerName: serverName, Dir: dir, Secret: "ferry-test-shared-secret-0123456789", bin: bin}
 	cfg = bytes.Replace(cfg, []byte("registration_disabled: false"), []byte("registration_disabled: true"), 1)
 	cfg = bytes.Replace(cfg, []byte("registration_shared_secret: complement"), []byte("registration_shared_secret: "+d.Secret), 1)
 	cfg = bytes.Replace(cfg, []byte("private_key: matrix_key.pem"), []byte("private_key: "+filepath.Join(dir, "matrix_key.pem")), 1)
-	if err := os.WriteFile(filepath.Join(dir, "dendrite.yaml"), cfg, 0o600); err != nil {
+	if err := os.WriteFile(d.Config(), cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(d.Stop)
+	return d
+}
+
+// Config is the path of dendrite.yaml.
+func (d *Dendrite) Config() string { return filepath.Join(d.Dir, "dendrite.yaml") }
+
+// Start starts Dendrite on a free loopback port and waits until it
+// answers; it is stopped when the test ends (or by Stop).
+func (d *Dendrite) Start(t testing.TB) {
+	t.Helper()
 	port := FreePort(t)
 	d.URL = "http://127.0.0.1:" + strconv.Itoa(port)
-	logFile, err := os.Create(filepath.Join(dir, "dendrite.log"))
+	logFile, err := os.OpenFile(filepath.Join(d.Dir, "dendrite.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(bin, "dendrite"), "-config", filepath.Join(dir, "dendrite.yaml"), "-http-bind-address", "127.0.0.1:"+strconv.Itoa(port))
-	cmd.Dir = dir
+	cmd := exec.Command(filepath.Join(d.bin, "dendrite"), "-config", d.Config(), "-http-bind-address", "127.0.0.1:"+strconv.Itoa(port))
+	cmd.Dir = d.Dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	done := make(chan struct{})
+	go func() { cmd.Wait(); logFile.Close(); close(done) }()
+	d.stop = func() {
 		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
 			cmd.Process.Kill()
 			<-done
 		}
-		logFile.Close()
+	}
+	t.Cleanup(func() {
 		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dir, "dendrite.log"))
+			log, _ := os.ReadFile(filepath.Join(d.Dir, "dendrite.log"))
 			t.Logf("dendrite log (tail):\n%s", tail(log, 3000))
 		}
 	})
@@ -86,14 +111,28 @@ func StartDendrite(t testing.TB, serverName string) *Dendrite {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return d
+				return
 			}
 		}
+		select {
+		case <-done:
+			log, _ := os.ReadFile(filepath.Join(d.Dir, "dendrite.log"))
+			t.Fatalf("dendrite exited on start:\n%s", tail(log, 3000))
+		default:
+		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "dendrite.log"))
+			log, _ := os.ReadFile(filepath.Join(d.Dir, "dendrite.log"))
 			t.Fatalf("dendrite did not start: %v\n%s", err, tail(log, 3000))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Stop stops Dendrite if it runs (SIGINT, then SIGKILL after 10 s).
+func (d *Dendrite) Stop() {
+	if d.stop != nil {
+		d.stop()
+		d.stop = nil
 	}
 }
 

@@ -40,8 +40,9 @@ import (
 	"github.com/ferry-matrix/ferry/source"
 )
 
-// config is the part of dendrite.yaml this package reads.
-type config struct {
+// Config is the part of dendrite.yaml that Ferry reads (the export here,
+// the importer in importer/dendrite).
+type Config struct {
 	Global struct {
 		ServerName     string `yaml:"server_name"`
 		PrivateKey     string `yaml:"private_key"`
@@ -69,16 +70,46 @@ type config struct {
 		Database dbConfig `yaml:"database"`
 		BasePath string   `yaml:"base_path"`
 	} `yaml:"media_api"`
+
+	dir string // of dendrite.yaml, for relative paths
 }
 
 type dbConfig struct {
 	ConnectionString string `yaml:"connection_string"`
 }
 
+// LoadConfig reads dendrite.yaml.
+func LoadConfig(configPath string) (*Config, error) {
+	data, err := os.ReadFile(configPath)
+	if err != nil {
+		return nil, fmt.Errorf("dendrite: config: %w", err)
+	}
+	c := &Config{dir: filepath.Dir(configPath)}
+	if err := yaml.Unmarshal(data, c); err != nil {
+		return nil, fmt.Errorf("dendrite: config %s: %w", configPath, err)
+	}
+	if c.Global.ServerName == "" {
+		return nil, fmt.Errorf("dendrite: %s has no global.server_name", configPath)
+	}
+	return c, nil
+}
+
+// Path resolves a path of the config (relative ones are relative to the
+// config file's directory, as Dendrite started from there sees them).
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// KeyPath is the signing key file; MediaPath the media store directory.
+func (c *Config) KeyPath() string   { return c.Path(c.Global.PrivateKey) }
+func (c *Config) MediaPath() string { return c.Path(c.MediaAPI.BasePath) }
+
 // Source is an open Dendrite export.
 type Source struct {
-	cfg        config
-	dir        string // of dendrite.yaml, for relative paths
+	cfg        *Config
 	info       source.Info
 	userapi    *component
 	roomserver *component
@@ -120,17 +151,11 @@ func (c *component) queryRow(ctx context.Context, query string, args ...any) *sq
 
 // Open reads dendrite.yaml and opens the component databases.
 func Open(ctx context.Context, configPath string) (*Source, error) {
-	data, err := os.ReadFile(configPath)
+	cfg, err := LoadConfig(configPath)
 	if err != nil {
-		return nil, fmt.Errorf("dendrite: config: %w", err)
+		return nil, err
 	}
-	s := &Source{dir: filepath.Dir(configPath)}
-	if err := yaml.Unmarshal(data, &s.cfg); err != nil {
-		return nil, fmt.Errorf("dendrite: config %s: %w", configPath, err)
-	}
-	if s.cfg.Global.ServerName == "" {
-		return nil, fmt.Errorf("dendrite: %s has no global.server_name", configPath)
-	}
+	s := &Source{cfg: cfg}
 	s.info = source.Info{ServerName: s.cfg.Global.ServerName, Implementation: "dendrite", SnapshotTime: time.Now().UTC()}
 	if err := s.loadKey(); err != nil {
 		return nil, err
@@ -162,12 +187,7 @@ func Open(ctx context.Context, configPath string) (*Source, error) {
 	return s, nil
 }
 
-func (s *Source) path(p string) string {
-	if p == "" || filepath.IsAbs(p) {
-		return p
-	}
-	return filepath.Join(s.dir, p)
-}
+func (s *Source) path(p string) string { return s.cfg.Path(p) }
 
 // loadKey reads matrix_key.pem ("MATRIX PRIVATE KEY" block with a Key-ID
 // header around the 32-byte ed25519 seed).

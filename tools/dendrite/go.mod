@@ -1,4 +1,8 @@
-module github.com/ferry-matrix/ferry/tools/dendrite
+// The module path sits under Dendrite's own on purpose: Go lets a package
+// import another's internal packages only from below the same path prefix,
+// and the import helper (importhelper/) needs Dendrite's internal caching,
+// sqlutil and httputil packages to start Dendrite's components in-process.
+module github.com/element-hq/dendrite/ferrytools
 
 go 1.26
 

@@ -1,0 +1,223 @@
+package dendrite
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// HelperName is the import helper's binary (tools/dendrite/importhelper,
+// built against Dendrite v0.15.2 in its own module).
+const HelperName = "ferry-dendrite-import"
+
+// helperVersion is the protocol version this Ferry speaks.
+const helperVersion = 1
+
+// FindHelper locates the helper: an explicit path, then $FERRY_DENDRITE_IMPORT,
+// then beside the running binary, then $FERRY_DENDRITE_DIR, then $PATH.
+func FindHelper(explicit string) (string, error) {
+	candidates := []string{explicit, os.Getenv("FERRY_DENDRITE_IMPORT")}
+	if exe, err := os.Executable(); err == nil {
+		candidates = append(candidates, filepath.Join(filepath.Dir(exe), HelperName))
+	}
+	if d := os.Getenv("FERRY_DENDRITE_DIR"); d != "" {
+		candidates = append(candidates, filepath.Join(d, HelperName))
+	}
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if st, err := os.Stat(c); err == nil && !st.IsDir() {
+			return c, nil
+		}
+	}
+	if p, err := exec.LookPath(HelperName); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("the Dendrite import helper %q was not found (give --helper, set FERRY_DENDRITE_IMPORT, or build it: cd tools/dendrite && go build -o %s ./importhelper)", HelperName, HelperName)
+}
+
+// request and response mirror the helper's protocol (docs/DENDRITE.md,
+// "Import helper protocol"). Fields are documented there.
+type request struct {
+	Op           string          `json:"op"`
+	ServerName   string          `json:"server_name,omitempty"`
+	UserID       string          `json:"user_id,omitempty"`
+	PasswordHash string          `json:"password_hash,omitempty"`
+	AccountType  int             `json:"account_type,omitempty"`
+	AppserviceID string          `json:"appservice_id,omitempty"`
+	Deactivated  bool            `json:"deactivated,omitempty"`
+	DisplayName  string          `json:"displayname,omitempty"`
+	AvatarURL    string          `json:"avatar_url,omitempty"`
+	DeviceID     string          `json:"device_id,omitempty"`
+	AccessToken  string          `json:"access_token,omitempty"`
+	LastSeenIP   string          `json:"last_seen_ip,omitempty"`
+	UserAgent    string          `json:"user_agent,omitempty"`
+	RoomID       string          `json:"room_id,omitempty"`
+	Type         string          `json:"type,omitempty"`
+	Content      json.RawMessage `json:"content,omitempty"`
+	Kind         string          `json:"kind,omitempty"`
+	RoomVersion  string          `json:"room_version,omitempty"`
+	EventID      string          `json:"event_id,omitempty"`
+	Event        json.RawMessage `json:"event,omitempty"`
+	Redacted     bool            `json:"redacted,omitempty"`
+	HasState     bool            `json:"has_state,omitempty"`
+	State        []string        `json:"state,omitempty"`
+	Alias        string          `json:"alias,omitempty"`
+	TS           int64           `json:"ts,omitempty"`
+	Origin       string          `json:"origin,omitempty"`
+	MediaID      string          `json:"media_id,omitempty"`
+	ContentType  string          `json:"content_type,omitempty"`
+	Size         int64           `json:"size,omitempty"`
+	SHA256       string          `json:"sha256,omitempty"`
+	UploadName   string          `json:"upload_name,omitempty"`
+	File         string          `json:"file,omitempty"`
+	Thumbnails   []thumbnail     `json:"thumbnails,omitempty"`
+	Version      string          `json:"version,omitempty"`
+	Algorithm    string          `json:"algorithm,omitempty"`
+	AuthData     json.RawMessage `json:"auth_data,omitempty"`
+	Sessions     []backupSession `json:"sessions,omitempty"`
+}
+
+type thumbnail struct {
+	Width       int    `json:"width"`
+	Height      int    `json:"height"`
+	Method      string `json:"method"`
+	ContentType string `json:"content_type"`
+	Size        int64  `json:"size"`
+	File        string `json:"file"`
+}
+
+type backupSession struct {
+	RoomID            string          `json:"room_id"`
+	SessionID         string          `json:"session_id"`
+	FirstMessageIndex int64           `json:"first_message_index"`
+	ForwardedCount    int64           `json:"forwarded_count"`
+	IsVerified        bool            `json:"is_verified"`
+	SessionData       json.RawMessage `json:"session_data"`
+}
+
+type response struct {
+	OK         bool   `json:"ok"`
+	Error      string `json:"error"`
+	Skipped    bool   `json:"skipped"`
+	Version    int    `json:"version"`
+	ServerName string `json:"server_name"`
+	Users      int64  `json:"users"`
+	Rooms      int64  `json:"rooms"`
+	Rejected   string `json:"rejected"`
+	// NeedState asks for the event again with its state before.
+	NeedState bool `json:"need_state"`
+	// BackupVersion is the number Dendrite gave a key backup version.
+	BackupVersion string `json:"backup_version"`
+}
+
+// helper is a running import helper.
+type helper struct {
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	enc    *json.Encoder
+	out    *bufio.Scanner
+	stderr *tailBuffer
+	waited chan error
+}
+
+func startHelper(ctx context.Context, bin, configPath string) (*helper, error) {
+	cmd := exec.CommandContext(ctx, bin, "-config", configPath)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	h := &helper{cmd: cmd, in: in, enc: json.NewEncoder(in), out: bufio.NewScanner(out), stderr: &tailBuffer{max: 8 << 10}, waited: make(chan error, 1)}
+	h.out.Buffer(make([]byte, 64<<10), 16<<20)
+	cmd.Stderr = h.stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	return h, nil
+}
+
+// call sends one request and reads its answer.
+func (h *helper) call(req *request) (*response, error) {
+	if err := h.enc.Encode(req); err != nil {
+		return nil, h.died(err)
+	}
+	if !h.out.Scan() {
+		return nil, h.died(h.out.Err())
+	}
+	var res response
+	if err := json.Unmarshal(h.out.Bytes(), &res); err != nil {
+		return nil, fmt.Errorf("import helper: bad answer %q: %w", h.out.Text(), err)
+	}
+	if !res.OK {
+		return &res, errors.New(res.Error)
+	}
+	return &res, nil
+}
+
+// died explains a broken pipe with the helper's own last words.
+func (h *helper) died(err error) error {
+	werr := h.wait()
+	msg := strings.TrimSpace(h.stderr.String())
+	if msg == "" {
+		msg = fmt.Sprint(err)
+	}
+	return fmt.Errorf("the Dendrite import helper stopped (%v): %s", werr, msg)
+}
+
+func (h *helper) wait() error {
+	select {
+	case err := <-h.waited:
+		h.waited <- err
+		return err
+	default:
+	}
+	err := h.cmd.Wait()
+	h.waited <- err
+	return err
+}
+
+// close ends the input and waits for the helper to shut Dendrite down.
+func (h *helper) close() error {
+	h.in.Close()
+	if err := h.wait(); err != nil {
+		return fmt.Errorf("the Dendrite import helper failed on shutdown (%v): %s", err, strings.TrimSpace(h.stderr.String()))
+	}
+	return nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf.Write(p)
+	if extra := t.buf.Len() - t.max; extra > 0 {
+		t.buf.Next(extra)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.buf.String()
+}

@@ -1,0 +1,465 @@
+package dendrite
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/fidelity"
+	dsource "github.com/ferry-matrix/ferry/source/dendrite"
+)
+
+// importPlan is what plan learned from the archive before any write.
+type importPlan struct {
+	rooms map[string]*archive.Room // rooms to import (supported version, selected)
+}
+
+// plan reads the rooms, decides which to import, counts what the archive
+// holds of them, and adds to the report what Dendrite will not take.
+func plan(ctx context.Context, r *archive.Reader, opts Options, res *Result) (*importPlan, error) {
+	p := &importPlan{rooms: map[string]*archive.Room{}}
+	res.InArchive = map[string]int64{}
+	err := archive.ReadSection(ctx, r, archive.SectionRooms, func(room *archive.Room) error {
+		if len(opts.Rooms) > 0 && !slices.Contains(opts.Rooms, room.RoomID) {
+			return nil
+		}
+		if !slices.Contains(SupportedRoomVersions, room.Version) {
+			return nil // reported by the preview, per room
+		}
+		c := *room
+		p.rooms[room.RoomID] = &c
+		res.InArchive[archive.SectionRooms]++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, want := range opts.Rooms {
+		if p.rooms[want] == nil {
+			return nil, refuse("room %s is not in the archive (or its version is not supported by Dendrite)", want)
+		}
+	}
+	for _, s := range []string{archive.SectionServerKeys, archive.SectionUsers, archive.SectionDevices, archive.SectionAccountData,
+		archive.SectionE2EEKeys, archive.SectionBackupVersions, archive.SectionBackupSessions, archive.SectionMedia, archive.SectionPushers, archive.SectionFilters} {
+		res.InArchive[s] = r.Manifest().Records(s)
+	}
+	for _, s := range []string{archive.SectionEvents, archive.SectionReceipts, archive.SectionMemberships, archive.SectionStateSnapshots} {
+		s := s
+		var n int64
+		if err := readRoomSection(ctx, r, s, p, func() { n++ }); err != nil {
+			return nil, err
+		}
+		res.InArchive[s] = n
+	}
+	if n := r.Manifest().Records(archive.SectionDevices); n > 0 && !opts.Migration {
+		res.Report.AddN(fidelity.TargetRebuilds, archive.SectionDevices, "",
+			"devices are created again when users log in; import with --migration (from a migration export) to keep devices and access tokens", n)
+	}
+	return p, nil
+}
+
+// readRoomSection counts the records of a per-room section that belong to
+// the imported rooms.
+func readRoomSection(ctx context.Context, r *archive.Reader, section string, p *importPlan, fn func()) error {
+	type roomOnly struct {
+		RoomID string `cbor:"room_id"`
+	}
+	switch section {
+	case archive.SectionEvents:
+		return archive.ReadSection(ctx, r, section, func(e *archive.Event) error { countIf(p, e.RoomID, fn); return nil })
+	case archive.SectionReceipts:
+		return archive.ReadSection(ctx, r, section, func(e *archive.Receipt) error { countIf(p, e.RoomID, fn); return nil })
+	case archive.SectionMemberships:
+		return archive.ReadSection(ctx, r, section, func(e *archive.Membership) error { countIf(p, e.RoomID, fn); return nil })
+	case archive.SectionStateSnapshots:
+		return archive.ReadSection(ctx, r, section, func(e *archive.StateSnapshot) error { countIf(p, e.RoomID, fn); return nil })
+	}
+	return fmt.Errorf("not a room section: %s", section)
+}
+
+func countIf(p *importPlan, room string, fn func()) {
+	if p.rooms[room] != nil {
+		fn()
+	}
+}
+
+// writer sends the archive to the helper, section by section.
+type writer struct {
+	ctx  context.Context
+	r    *archive.Reader
+	h    *helper
+	opts Options
+	cfg  *dsource.Config
+	res  *Result
+	plan *importPlan
+	logf func(string, ...any)
+	gaps int64 // events imported with an explicit state (after a gap)
+}
+
+func (w *writer) call(req *request) (*response, error) {
+	res, err := w.h.call(req)
+	if err == nil && res.Skipped {
+		w.res.Skipped++
+	}
+	return res, err
+}
+
+func (w *writer) run() error {
+	for _, step := range []struct {
+		name string
+		fn   func() error
+	}{
+		{"users", w.users},
+		{"devices", w.devices},
+		{"account data", w.accountData},
+		{"key backups", w.keyBackups},
+		{"rooms and events", w.rooms},
+		{"receipts", w.receipts},
+		{"media", w.media},
+	} {
+		w.logf("importing %s", step.name)
+		if err := step.fn(); err != nil {
+			return fmt.Errorf("importing %s: %w", step.name, err)
+		}
+	}
+	w.logf("waiting for Dendrite's sync API to catch up")
+	_, err := w.call(&request{Op: "drain"})
+	return err
+}
+
+// Dendrite's account types (userapi/api.AccountType).
+const (
+	accountUser       = 1
+	accountGuest      = 2
+	accountAdmin      = 3
+	accountAppservice = 4
+)
+
+func (w *writer) users() error {
+	return archive.ReadSection(w.ctx, w.r, archive.SectionUsers, func(u *archive.User) error {
+		kind := accountUser
+		switch {
+		case u.AppserviceID != "":
+			kind = accountAppservice
+		case u.Admin:
+			kind = accountAdmin
+		case u.Guest:
+			kind = accountGuest
+		}
+		if _, err := w.call(&request{Op: "account", UserID: u.UserID, PasswordHash: u.PasswordHash, AccountType: kind,
+			AppserviceID: u.AppserviceID, Deactivated: u.Deactivated}); err != nil {
+			return err
+		}
+		if _, err := w.call(&request{Op: "profile", UserID: u.UserID, DisplayName: u.DisplayName, AvatarURL: u.AvatarURL}); err != nil {
+			return err
+		}
+		for _, flag := range []struct {
+			on   bool
+			what string
+		}{{u.Erased, "erased (GDPR): Dendrite has no erasure flag; keep honouring the request by hand"},
+			{u.ShadowBanned, "shadow-banned"}, {u.Locked, "locked"}, {u.Suspended, "suspended"},
+			{u.Approved != nil && !*u.Approved, "awaiting approval"}} {
+			if flag.on {
+				w.res.Report.Add(fidelity.TargetNoPlace, archive.SectionUsers, u.UserID, "user is "+flag.what+"; Dendrite has no such state")
+			}
+		}
+		for _, t := range u.Threepids {
+			w.res.Report.Add(fidelity.TargetNoPlace, archive.SectionUsers, u.UserID,
+				fmt.Sprintf("threepid %s %s: not imported (Dendrite keeps threepids only for identity-server binding)", t.Medium, t.Address))
+		}
+		for _, x := range u.ExternalIDs {
+			w.res.Report.Add(fidelity.TargetNoPlace, archive.SectionUsers, u.UserID,
+				fmt.Sprintf("external ID %s/%s: Dendrite has no SSO logins", x.AuthProvider, x.ExternalID))
+		}
+		if strings.HasPrefix(u.PasswordHash, "$2") || u.PasswordHash == "" {
+			return nil
+		}
+		w.res.Report.Add(fidelity.PasswordUnusable, archive.SectionUsers, u.UserID, "the password hash is not bcrypt, which Dendrite checks: the user must reset their password")
+		return nil
+	})
+}
+
+func (w *writer) devices() error {
+	if !w.opts.Migration {
+		return nil
+	}
+	return archive.ReadSection(w.ctx, w.r, archive.SectionDevices, func(d *archive.Device) error {
+		if len(d.AccessTokens) == 0 {
+			w.res.Report.Add(fidelity.ExcludedByDefault, archive.SectionDevices, d.UserID+" "+d.DeviceID, "no access token in the archive: the device is not kept")
+			return nil
+		}
+		for i, t := range d.AccessTokens {
+			if i > 0 {
+				w.res.Report.Add(fidelity.TargetNoPlace, archive.SectionDevices, d.UserID+" "+d.DeviceID, "Dendrite keeps one access token per device; this one is dropped")
+				continue
+			}
+			if _, err := w.call(&request{Op: "device", UserID: d.UserID, DeviceID: d.DeviceID, AccessToken: t.Token,
+				DisplayName: d.DisplayName, LastSeenIP: d.LastSeenIP, UserAgent: d.UserAgent}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (w *writer) accountData() error {
+	return archive.ReadSection(w.ctx, w.r, archive.SectionAccountData, func(a *archive.AccountData) error {
+		if a.RoomID != "" && len(w.opts.Rooms) > 0 && w.plan.rooms[a.RoomID] == nil {
+			return nil
+		}
+		_, err := w.call(&request{Op: "account_data", UserID: a.UserID, RoomID: a.RoomID, Type: a.Type, Content: a.Content})
+		return err
+	})
+}
+
+// keyBackups creates each user's live backup versions in order and uploads
+// the sessions of the newest (Dendrite takes sessions for the current
+// version only).
+func (w *writer) keyBackups() error {
+	latest := map[string]string{} // user -> archive version
+	target := map[string]string{}  // user -> the number Dendrite gave it
+	err := archive.ReadSection(w.ctx, w.r, archive.SectionBackupVersions, func(b *archive.KeyBackupVersion) error {
+		if b.Deleted {
+			w.res.Report.Add(fidelity.TargetNoPlace, archive.SectionBackupVersions, b.UserID+" "+b.Version, "a deleted backup version is not recreated")
+			return nil
+		}
+		res, err := w.call(&request{Op: "key_backup_version", UserID: b.UserID, Version: b.Version, Algorithm: b.Algorithm, AuthData: b.AuthData})
+		if err != nil {
+			return err
+		}
+		latest[b.UserID], target[b.UserID] = b.Version, res.BackupVersion
+		if res.BackupVersion != b.Version {
+			w.res.Report.Add(fidelity.TargetRebuilds, archive.SectionBackupVersions, b.UserID+" "+b.Version,
+				"Dendrite numbered this backup version "+res.BackupVersion+"; clients find it as the current version")
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return archive.ReadSection(w.ctx, w.r, archive.SectionBackupSessions, func(s *archive.KeyBackupSession) error {
+		if latest[s.UserID] != s.Version {
+			w.res.Report.Add(fidelity.TargetNoPlace, archive.SectionBackupSessions, s.UserID+" "+s.Version+" "+s.SessionID,
+				"a session of an older backup version: Dendrite keeps sessions of the current version only")
+			return nil
+		}
+		_, err := w.call(&request{Op: "key_backup_sessions", UserID: s.UserID, Version: target[s.UserID], Sessions: []backupSession{{
+			RoomID: s.RoomID, SessionID: s.SessionID, FirstMessageIndex: s.FirstMessageIndex, ForwardedCount: s.ForwardedCount,
+			IsVerified: s.IsVerified, SessionData: s.SessionData}}})
+		return err
+	})
+}
+
+// rooms feeds the events: first every outlier (and every event the source
+// rejected or soft-failed, which must not join the timeline), then the
+// rest in the archive's topological order, each with its state before.
+func (w *writer) rooms() error {
+	var states *snapshots // loaded at the first gap, if there is one
+	sideline := func(e *archive.Event) bool { return e.Outlier || e.Rejected != "" || e.SoftFailed }
+	feed := func(outliers bool) error {
+		return archive.ReadSection(w.ctx, w.r, archive.SectionEvents, func(e *archive.Event) error {
+			room := w.plan.rooms[e.RoomID]
+			if room == nil || sideline(e) != outliers {
+				return nil
+			}
+			req := &request{Op: "event", Kind: "new", RoomID: e.RoomID, RoomVersion: room.Version, EventID: e.EventID,
+				Event: e.JSON, Redacted: e.Redacted}
+			if outliers {
+				req.Kind = "outlier"
+			}
+			res, err := w.call(req)
+			if err == nil && res.NeedState {
+				// A gap before the event: Dendrite takes the archive's state.
+				if states == nil {
+					if states, err = loadSnapshots(w.ctx, w.r, w.plan); err != nil {
+						return err
+					}
+				}
+				state, serr := states.eventIDs(e.StateBefore)
+				if serr != nil {
+					return fmt.Errorf("event %s: %w", e.EventID, serr)
+				}
+				req.HasState, req.State = true, state
+				w.gaps++
+				res, err = w.call(req)
+			}
+			if err != nil {
+				return err
+			}
+			if res.Rejected != "" && e.Rejected == "" {
+				w.res.Report.Add(fidelity.SignatureInvalid, archive.SectionEvents, e.EventID, "Dendrite rejected the event on import: "+res.Rejected)
+			}
+			return nil
+		})
+	}
+	if err := feed(true); err != nil {
+		return err
+	}
+	if err := feed(false); err != nil {
+		return err
+	}
+	for _, id := range sortedKeys(w.plan.rooms) {
+		room := w.plan.rooms[id]
+		for _, alias := range room.Aliases {
+			res, err := w.call(&request{Op: "alias", Alias: alias, RoomID: id, UserID: room.Creator})
+			if err != nil {
+				return err
+			}
+			_ = res
+		}
+		if room.Public {
+			if _, err := w.call(&request{Op: "publish", RoomID: id}); err != nil {
+				return err
+			}
+		}
+		if room.Blocked {
+			w.res.Report.Add(fidelity.TargetNoPlace, archive.SectionRooms, id, "the room is blocked on the source; Dendrite has no room blocking")
+		}
+	}
+	return nil
+}
+
+func (w *writer) receipts() error {
+	return archive.ReadSection(w.ctx, w.r, archive.SectionReceipts, func(rc *archive.Receipt) error {
+		if w.plan.rooms[rc.RoomID] == nil {
+			return nil
+		}
+		if rc.ThreadID != "" {
+			w.res.Report.Add(fidelity.TargetNoPlace, archive.SectionReceipts, rc.UserID+" "+rc.EventID, "a threaded receipt ("+rc.ThreadID+"): Dendrite keeps unthreaded receipts only")
+			return nil
+		}
+		_, err := w.call(&request{Op: "receipt", RoomID: rc.RoomID, UserID: rc.UserID, Type: rc.Type, EventID: rc.EventID, TS: rc.TS})
+		return err
+	})
+}
+
+// media unpacks the archive's media blobs into a staging directory inside
+// Dendrite's media store (so the helper moves them into place with a
+// rename), then records each file with its thumbnails.
+func (w *writer) media() error {
+	if w.r.Manifest().Records(archive.SectionMedia) == 0 {
+		return nil
+	}
+	base := w.cfg.MediaPath()
+	stage := filepath.Join(base, "ferry-import-staging")
+	if err := os.MkdirAll(stage, 0o700); err != nil {
+		return err
+	}
+	defer os.RemoveAll(stage)
+	staged := map[string]string{}
+	n := 0
+	err := w.r.Walk(w.ctx, func(f *archive.File) error {
+		if f.Blob == nil {
+			return nil
+		}
+		n++
+		path := filepath.Join(stage, fmt.Sprintf("blob-%d", n))
+		out, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, f.Blob); err != nil {
+			out.Close()
+			return fmt.Errorf("writing %s: %w", path, err)
+		}
+		if err := out.Close(); err != nil {
+			return fmt.Errorf("writing %s: %w", path, err)
+		}
+		staged[f.BlobPath] = path
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return archive.ReadSection(w.ctx, w.r, archive.SectionMedia, func(m *archive.Media) error {
+		file := staged[m.Path]
+		if m.Path == "" || file == "" {
+			return nil // the exporter's omission record already says why
+		}
+		req := &request{Op: "media", Origin: m.Origin, MediaID: m.MediaID, ContentType: m.ContentType, Size: m.Size,
+			SHA256: m.SHA256, UploadName: m.UploadName, UserID: m.UserID, TS: m.CreatedTS, File: file}
+		for _, t := range m.Thumbnails {
+			if tf := staged[t.Path]; tf != "" {
+				req.Thumbnails = append(req.Thumbnails, thumbnail{Width: t.Width, Height: t.Height, Method: t.Method, ContentType: t.ContentType, Size: t.Size, File: tf})
+			}
+		}
+		_, err := w.call(req)
+		return err
+	})
+}
+
+// snapshots resolves the archive's delta-encoded state snapshots into the
+// event IDs of the full state, caching recent ones.
+type snapshots struct {
+	byID  map[uint64]*archive.StateSnapshot
+	cache map[uint64]map[archive.StateKey]string
+}
+
+func loadSnapshots(ctx context.Context, r *archive.Reader, p *importPlan) (*snapshots, error) {
+	s := &snapshots{byID: map[uint64]*archive.StateSnapshot{}, cache: map[uint64]map[archive.StateKey]string{}}
+	err := archive.ReadSection(ctx, r, archive.SectionStateSnapshots, func(sn *archive.StateSnapshot) error {
+		if p.rooms[sn.RoomID] != nil {
+			c := *sn
+			s.byID[sn.ID] = &c
+		}
+		return nil
+	})
+	return s, err
+}
+
+func (s *snapshots) state(id uint64) (map[archive.StateKey]string, error) {
+	if st, ok := s.cache[id]; ok {
+		return st, nil
+	}
+	// Walk up to a cached ancestor (or the root), then apply the deltas down.
+	var chain []*archive.StateSnapshot
+	base := map[archive.StateKey]string{}
+	for cur := id; cur != 0; {
+		if st, ok := s.cache[cur]; ok {
+			base = st
+			break
+		}
+		sn := s.byID[cur]
+		if sn == nil {
+			return nil, fmt.Errorf("state snapshot %d is not in the archive", cur)
+		}
+		chain = append(chain, sn)
+		cur = sn.Parent
+	}
+	st := make(map[archive.StateKey]string, len(base))
+	for k, v := range base {
+		st[k] = v
+	}
+	for i := len(chain) - 1; i >= 0; i-- {
+		for _, k := range chain[i].Remove {
+			delete(st, k)
+		}
+		for _, e := range chain[i].Set {
+			st[archive.StateKey{Type: e.Type, StateKey: e.StateKey}] = e.EventID
+		}
+	}
+	if len(s.cache) >= 256 {
+		clear(s.cache)
+	}
+	s.cache[id] = st
+	return st, nil
+}
+
+func (s *snapshots) eventIDs(id uint64) ([]string, error) {
+	st, err := s.state(id)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(st))
+	for _, e := range st {
+		ids = append(ids, e)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+

@@ -1,0 +1,409 @@
+// Package clientview records what a homeserver shows its users through the
+// client-server API only: for each user, after logging in with a password,
+// the joined and invited rooms, each joined room's full timeline (via
+// /messages, oldest first) and current state, profiles, account data, tags,
+// push rules, and the bytes of media. Two views of the same server before
+// and after a move compare equal when nothing a client can see changed: the
+// acceptance check of an import.
+package clientview
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Login is one user to look through.
+type Login struct {
+	Localpart, Password string
+	// AccountDataTypes are global account data types to read.
+	AccountDataTypes []string
+}
+
+// View is what the users saw.
+type View struct {
+	Users map[string]*UserView       `json:"users"` // by user ID
+	Media map[string]string          `json:"media"` // mxc URI -> sha256 of the download
+	Rooms map[string][]TimelineEvent `json:"rooms"` // room ID -> timeline, as its first joined user saw it
+}
+
+// UserView is one user's view.
+type UserView struct {
+	Joined      []string                   `json:"joined"`
+	Invited     []string                   `json:"invited"`
+	Profile     json.RawMessage            `json:"profile"`
+	AccountData map[string]json.RawMessage `json:"account_data"`
+	Tags        map[string]json.RawMessage `json:"tags"`  // room -> m.tag content
+	State       map[string][]string        `json:"state"` // room -> sorted "type|state_key|event_id"
+	PushRules   json.RawMessage            `json:"push_rules"`
+	Token       string                     `json:"-"`
+}
+
+// TimelineEvent is an event as /messages returns it, without the parts
+// that legitimately differ between servers (unsigned: age, transaction IDs).
+type TimelineEvent struct {
+	EventID  string          `json:"event_id"`
+	Type     string          `json:"type"`
+	Sender   string          `json:"sender"`
+	StateKey *string         `json:"state_key,omitempty"`
+	Content  json.RawMessage `json:"content"`
+	TS       int64           `json:"origin_server_ts"`
+}
+
+// Client calls one homeserver.
+type Client struct {
+	URL        string
+	ServerName string
+	HTTP       *http.Client
+}
+
+func (c *Client) do(ctx context.Context, method, path, token string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.URL+path, rd)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != 200 {
+		return &HTTPError{Method: method, Path: path, Status: resp.StatusCode, Body: string(data)}
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(data, out)
+}
+
+// HTTPError is a non-200 answer.
+type HTTPError struct {
+	Method, Path string
+	Status       int
+	Body         string
+}
+
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("%s %s: HTTP %d: %s", e.Method, e.Path, e.Status, e.Body)
+}
+
+// Login logs a user in with a password and returns the access token.
+func (c *Client) Login(ctx context.Context, localpart, password string) (string, error) {
+	var out struct {
+		AccessToken string `json:"access_token"`
+	}
+	err := c.do(ctx, "POST", "/_matrix/client/v3/login", "", map[string]any{"type": "m.login.password",
+		"identifier": map[string]string{"type": "m.id.user", "user": localpart}, "password": password}, &out)
+	return out.AccessToken, err
+}
+
+// Capture logs every user in and records what they see. media lists mxc
+// URIs to download (as the first user).
+func (c *Client) Capture(ctx context.Context, logins []Login, media []string) (*View, error) {
+	v := &View{Users: map[string]*UserView{}, Media: map[string]string{}, Rooms: map[string][]TimelineEvent{}}
+	var anyToken string
+	for _, l := range logins {
+		tok, err := c.Login(ctx, l.Localpart, l.Password)
+		if err != nil {
+			return nil, fmt.Errorf("%s logs in: %w", l.Localpart, err)
+		}
+		anyToken = tok
+		uid := "@" + l.Localpart + ":" + c.ServerName
+		u, err := c.user(ctx, uid, tok, l, v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", uid, err)
+		}
+		v.Users[uid] = u
+	}
+	for _, mxc := range media {
+		sum, err := c.Download(ctx, anyToken, mxc)
+		if err != nil {
+			return nil, err
+		}
+		v.Media[mxc] = sum
+	}
+	return v, nil
+}
+
+func (c *Client) user(ctx context.Context, uid, tok string, l Login, v *View) (*UserView, error) {
+	u := &UserView{AccountData: map[string]json.RawMessage{}, Tags: map[string]json.RawMessage{}, State: map[string][]string{}, Token: tok}
+	var sync struct {
+		Rooms struct {
+			Join   map[string]json.RawMessage `json:"join"`
+			Invite map[string]json.RawMessage `json:"invite"`
+		} `json:"rooms"`
+	}
+	if err := c.do(ctx, "GET", "/_matrix/client/v3/sync?timeout=0", tok, nil, &sync); err != nil {
+		return nil, err
+	}
+	for r := range sync.Rooms.Join {
+		u.Joined = append(u.Joined, r)
+	}
+	for r := range sync.Rooms.Invite {
+		u.Invited = append(u.Invited, r)
+	}
+	sort.Strings(u.Joined)
+	sort.Strings(u.Invited)
+	if err := c.do(ctx, "GET", "/_matrix/client/v3/profile/"+url.PathEscape(uid), tok, nil, &u.Profile); err != nil {
+		return nil, err
+	}
+	u.Profile = canonical(u.Profile)
+	for _, typ := range l.AccountDataTypes {
+		var raw json.RawMessage
+		if err := c.do(ctx, "GET", "/_matrix/client/v3/user/"+url.PathEscape(uid)+"/account_data/"+url.PathEscape(typ), tok, nil, &raw); err != nil {
+			return nil, err
+		}
+		u.AccountData[typ] = canonical(raw)
+	}
+	if err := c.do(ctx, "GET", "/_matrix/client/v3/pushrules/", tok, nil, &u.PushRules); err != nil {
+		return nil, err
+	}
+	u.PushRules = canonical(u.PushRules)
+	for _, room := range u.Joined {
+		var tags json.RawMessage
+		if err := c.do(ctx, "GET", "/_matrix/client/v3/user/"+url.PathEscape(uid)+"/rooms/"+url.PathEscape(room)+"/tags", tok, nil, &tags); err != nil {
+			return nil, err
+		}
+		u.Tags[room] = canonical(tags)
+		var state []struct {
+			EventID  string `json:"event_id"`
+			Type     string `json:"type"`
+			StateKey string `json:"state_key"`
+		}
+		if err := c.do(ctx, "GET", "/_matrix/client/v3/rooms/"+url.PathEscape(room)+"/state", tok, nil, &state); err != nil {
+			return nil, err
+		}
+		for _, s := range state {
+			u.State[room] = append(u.State[room], s.Type+"|"+s.StateKey+"|"+s.EventID)
+		}
+		sort.Strings(u.State[room])
+		if _, seen := v.Rooms[room]; !seen {
+			tl, err := c.Timeline(ctx, tok, room)
+			if err != nil {
+				return nil, err
+			}
+			v.Rooms[room] = tl
+		}
+	}
+	return u, nil
+}
+
+// Timeline pages /messages backwards to the start of the room and returns
+// the events oldest first (each once: servers may repeat the page edge).
+func (c *Client) Timeline(ctx context.Context, tok, room string) ([]TimelineEvent, error) {
+	var out []TimelineEvent
+	seen := map[string]bool{}
+	from := ""
+	for page := 0; page < 10000; page++ {
+		q := url.Values{"dir": {"b"}, "limit": {"100"}}
+		if from != "" {
+			q.Set("from", from)
+		}
+		var res struct {
+			Chunk []TimelineEvent `json:"chunk"`
+			End   string          `json:"end"`
+		}
+		if err := c.do(ctx, "GET", "/_matrix/client/v3/rooms/"+url.PathEscape(room)+"/messages?"+q.Encode(), tok, nil, &res); err != nil {
+			return nil, err
+		}
+		fresh := 0
+		for _, e := range res.Chunk {
+			if seen[e.EventID] {
+				continue
+			}
+			seen[e.EventID] = true
+			e.Content = canonical(e.Content)
+			out = append(out, e)
+			fresh++
+		}
+		if res.End == "" || fresh == 0 {
+			break
+		}
+		from = res.End
+	}
+	slices.Reverse(out)
+	return out, nil
+}
+
+// Download fetches an mxc URI (authenticated media) and returns the
+// SHA-256 of its bytes.
+func (c *Client) Download(ctx context.Context, tok, mxc string) (string, error) {
+	rest, ok := strings.CutPrefix(mxc, "mxc://")
+	if !ok {
+		return "", fmt.Errorf("not an mxc URI: %s", mxc)
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", c.URL+"/_matrix/client/v1/media/download/"+rest, nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		return "", fmt.Errorf("download %s: HTTP %d: %s", mxc, resp.StatusCode, b)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, resp.Body); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Send sends a text message and returns its event ID.
+func (c *Client) Send(ctx context.Context, tok, room, txn, text string) (string, error) {
+	var out struct {
+		EventID string `json:"event_id"`
+	}
+	err := c.do(ctx, "PUT", "/_matrix/client/v3/rooms/"+url.PathEscape(room)+"/send/m.room.message/"+url.PathEscape(txn), tok,
+		map[string]string{"msgtype": "m.text", "body": text}, &out)
+	return out.EventID, err
+}
+
+// SyncTimelineIDs runs an initial /sync and returns the event IDs of each
+// joined room's timeline.
+func (c *Client) SyncTimelineIDs(ctx context.Context, tok string) (map[string][]string, error) {
+	var sync struct {
+		Rooms struct {
+			Join map[string]struct {
+				Timeline struct {
+					Events []struct {
+						EventID string `json:"event_id"`
+					} `json:"events"`
+				} `json:"timeline"`
+			} `json:"join"`
+		} `json:"rooms"`
+	}
+	if err := c.do(ctx, "GET", "/_matrix/client/v3/sync?timeout=0", tok, nil, &sync); err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for room, j := range sync.Rooms.Join {
+		for _, e := range j.Timeline.Events {
+			out[room] = append(out[room], e.EventID)
+		}
+	}
+	return out, nil
+}
+
+// Diff lists every difference between two views, as readable lines.
+func Diff(want, got *View) []string {
+	var out []string
+	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	for _, uid := range sortedKeys(want.Users) {
+		w, g := want.Users[uid], got.Users[uid]
+		if g == nil {
+			add("%s: missing", uid)
+			continue
+		}
+		if !slices.Equal(w.Joined, g.Joined) {
+			add("%s: joined %v, want %v", uid, g.Joined, w.Joined)
+		}
+		if !slices.Equal(w.Invited, g.Invited) {
+			add("%s: invited %v, want %v", uid, g.Invited, w.Invited)
+		}
+		if !bytes.Equal(w.Profile, g.Profile) {
+			add("%s: profile %s, want %s", uid, g.Profile, w.Profile)
+		}
+		if !bytes.Equal(w.PushRules, g.PushRules) {
+			add("%s: push rules differ:\n got %s\nwant %s", uid, g.PushRules, w.PushRules)
+		}
+		for _, typ := range sortedKeys(w.AccountData) {
+			if !bytes.Equal(w.AccountData[typ], g.AccountData[typ]) {
+				add("%s: account data %s = %s, want %s", uid, typ, g.AccountData[typ], w.AccountData[typ])
+			}
+		}
+		for _, room := range sortedKeys(w.Tags) {
+			if !bytes.Equal(w.Tags[room], g.Tags[room]) {
+				add("%s: tags in %s = %s, want %s", uid, room, g.Tags[room], w.Tags[room])
+			}
+		}
+		for _, room := range sortedKeys(w.State) {
+			if !slices.Equal(w.State[room], g.State[room]) {
+				add("%s: state of %s differs: got %d entries, want %d (first difference: %s)", uid, room, len(g.State[room]), len(w.State[room]), firstDiff(w.State[room], g.State[room]))
+			}
+		}
+	}
+	for _, room := range sortedKeys(want.Rooms) {
+		w, g := want.Rooms[room], got.Rooms[room]
+		if len(w) != len(g) {
+			add("room %s: %d timeline events, want %d", room, len(g), len(w))
+		}
+		for i := range min(len(w), len(g)) {
+			a, b := w[i], g[i]
+			if a.EventID != b.EventID || a.Type != b.Type || a.Sender != b.Sender || !bytes.Equal(a.Content, b.Content) || a.TS != b.TS {
+				add("room %s: timeline event %d is %s %s %s, want %s %s %s", room, i, b.EventID, b.Type, b.Content, a.EventID, a.Type, a.Content)
+				break
+			}
+		}
+	}
+	for _, mxc := range sortedKeys(want.Media) {
+		if want.Media[mxc] != got.Media[mxc] {
+			add("media %s: sha256 %q, want %q", mxc, got.Media[mxc], want.Media[mxc])
+		}
+	}
+	return out
+}
+
+func firstDiff(a, b []string) string {
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return "missing " + x
+		}
+	}
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			return "extra " + x
+		}
+	}
+	return "order"
+}
+
+func canonical(raw json.RawMessage) json.RawMessage {
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return raw
+	}
+	out, _ := json.Marshal(v)
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
