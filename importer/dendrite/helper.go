@@ -83,9 +83,18 @@ type request struct {
 	File         string          `json:"file,omitempty"`
 	Thumbnails   []thumbnail     `json:"thumbnails,omitempty"`
 	Version      string          `json:"version,omitempty"`
+	Deleted      bool            `json:"deleted,omitempty"`
 	Algorithm    string          `json:"algorithm,omitempty"`
 	AuthData     json.RawMessage `json:"auth_data,omitempty"`
 	Sessions     []backupSession `json:"sessions,omitempty"`
+
+	// cross_signing_key, cross_signing_signature
+	Usage        string `json:"usage,omitempty"`
+	PublicKey    string `json:"public_key,omitempty"`
+	KeyID        string `json:"key_id,omitempty"`
+	TargetUserID string `json:"target_user_id,omitempty"`
+	TargetKeyID  string `json:"target_key_id,omitempty"`
+	Signature    string `json:"signature,omitempty"`
 }
 
 type thumbnail struct {

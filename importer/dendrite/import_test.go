@@ -112,6 +112,14 @@ func TestRoundTripThroughDendrite(t *testing.T) {
 	if len(want.Rooms) != len(truth.Rooms) || len(want.Media) != len(truth.Media) {
 		t.Fatalf("the source shows %d rooms and %d media, the ground truth has %d and %d", len(want.Rooms), len(want.Media), len(truth.Rooms), len(truth.Media))
 	}
+	var userIDs []string
+	for uid := range want.Users {
+		userIDs = append(userIDs, uid)
+	}
+	wantKeys, err := before.KeysQuery(ctx, want.Users["@alice:"+name].Token, userIDs)
+	if err != nil {
+		t.Fatal(err)
+	}
 	from.Stop()
 	dir := t.TempDir()
 	key := exportDendrite(t, from.Config(), dir)
@@ -137,6 +145,24 @@ func TestRoundTripThroughDendrite(t *testing.T) {
 		t.Error(d)
 	}
 
+	// Migration: clients logged in before keep their tokens and devices,
+	// and their keys are the same.
+	for uid, u := range want.Users {
+		user, device, err := after.WhoAmI(ctx, u.Token)
+		if err != nil || user != uid || device == "" {
+			t.Errorf("the token %s had before the import: %s %s %v", uid, user, device, err)
+		}
+	}
+	gotKeys, err := after.KeysQuery(ctx, got.Users["@alice:"+name].Token, userIDs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(gotKeys) != string(wantKeys) {
+		t.Errorf("/keys/query differs:\n got %s\nwant %s", gotKeys, wantKeys)
+	}
+	if !strings.Contains(string(wantKeys), "master_keys") || !strings.Contains(string(wantKeys), "curve25519") {
+		t.Errorf("the seeded server has no cross-signing or device keys to compare: %s", wantKeys)
+	}
 	if t.Failed() {
 		return
 	}
@@ -169,4 +195,3 @@ func contains(list []string, v string) bool {
 	}
 	return false
 }
-

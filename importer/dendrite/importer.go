@@ -310,8 +310,8 @@ func (c countingSink) Blob(path string, size int64, r io.Reader) (string, error)
 	return "", err
 }
 func (c countingSink) File(string, []byte, int64, []string) error { return nil }
-func (c countingSink) Omit(archive.Omission) error             { return nil }
-func (c countingSink) Checkpoint([]byte) error                  { return nil }
+func (c countingSink) Omit(archive.Omission) error                { return nil }
+func (c countingSink) Checkpoint([]byte) error                    { return nil }
 
 // sortedKeys is for stable output.
 func sortedKeys[V any](m map[string]V) []string {
@@ -322,4 +322,3 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
-

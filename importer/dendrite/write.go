@@ -1,7 +1,9 @@
 package dendrite
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -117,6 +119,7 @@ func (w *writer) run() error {
 		{"users", w.users},
 		{"devices", w.devices},
 		{"account data", w.accountData},
+		{"end-to-end keys", w.e2eeKeys},
 		{"key backups", w.keyBackups},
 		{"rooms and events", w.rooms},
 		{"receipts", w.receipts},
@@ -207,6 +210,42 @@ func (w *writer) devices() error {
 	})
 }
 
+// e2eeKeys imports cross-signing keys and signatures, and (with the
+// migration profile, which keeps devices) the devices' keys. One-time and
+// fallback keys are left for the devices to upload again.
+func (w *writer) e2eeKeys() error {
+	return archive.ReadSection(w.ctx, w.r, archive.SectionE2EEKeys, func(k *archive.E2EEKey) error {
+		switch k.Kind {
+		case archive.KeyKindDevice:
+			if !w.opts.Migration {
+				return nil // the device is not kept; reported with the devices
+			}
+			_, err := w.call(&request{Op: "device_keys", UserID: k.UserID, DeviceID: k.DeviceID, Content: k.JSON})
+			return err
+		case archive.KeyKindCrossSigning:
+			var obj struct {
+				Keys map[string]string `json:"keys"`
+			}
+			if err := json.Unmarshal(k.JSON, &obj); err != nil || len(obj.Keys) != 1 {
+				w.res.Report.Add(fidelity.SourceCorrupt, archive.SectionE2EEKeys, k.UserID+" "+k.Usage, "a cross-signing key that is not one ed25519 key object")
+				return nil
+			}
+			for _, pub := range obj.Keys {
+				_, err := w.call(&request{Op: "cross_signing_key", UserID: k.UserID, Usage: k.Usage, PublicKey: pub})
+				return err
+			}
+		case archive.KeyKindSignature:
+			_, err := w.call(&request{Op: "cross_signing_signature", UserID: k.UserID, KeyID: k.KeyID,
+				TargetUserID: k.TargetUserID, TargetKeyID: k.TargetDeviceID, Signature: k.Signature})
+			return err
+		case archive.KeyKindFallback, archive.KeyKindOneTime:
+			w.res.Report.Add(fidelity.TargetRebuilds, archive.SectionE2EEKeys+"#"+k.Kind, k.UserID+" "+k.DeviceID,
+				"the device uploads new "+strings.ReplaceAll(k.Kind, "_", "-")+" keys when it next syncs")
+		}
+		return nil
+	})
+}
+
 func (w *writer) accountData() error {
 	return archive.ReadSection(w.ctx, w.r, archive.SectionAccountData, func(a *archive.AccountData) error {
 		if a.RoomID != "" && len(w.opts.Rooms) > 0 && w.plan.rooms[a.RoomID] == nil {
@@ -217,33 +256,43 @@ func (w *writer) accountData() error {
 	})
 }
 
-// keyBackups creates each user's live backup versions in order and uploads
-// the sessions of the newest (Dendrite takes sessions for the current
-// version only).
+// keyBackups creates the backup versions in numeric order, deleted ones
+// too (deleted again at once), so that a fresh Dendrite, which numbers
+// versions from one counter for all users, gives them their old numbers;
+// then it uploads the sessions of each user's current version (Dendrite
+// takes sessions for the current version only).
 func (w *writer) keyBackups() error {
-	latest := map[string]string{} // user -> archive version
-	target := map[string]string{}  // user -> the number Dendrite gave it
+	var versions []archive.KeyBackupVersion
 	err := archive.ReadSection(w.ctx, w.r, archive.SectionBackupVersions, func(b *archive.KeyBackupVersion) error {
-		if b.Deleted {
-			w.res.Report.Add(fidelity.TargetNoPlace, archive.SectionBackupVersions, b.UserID+" "+b.Version, "a deleted backup version is not recreated")
-			return nil
-		}
-		res, err := w.call(&request{Op: "key_backup_version", UserID: b.UserID, Version: b.Version, Algorithm: b.Algorithm, AuthData: b.AuthData})
-		if err != nil {
-			return err
-		}
-		latest[b.UserID], target[b.UserID] = b.Version, res.BackupVersion
-		if res.BackupVersion != b.Version {
-			w.res.Report.Add(fidelity.TargetRebuilds, archive.SectionBackupVersions, b.UserID+" "+b.Version,
-				"Dendrite numbered this backup version "+res.BackupVersion+"; clients find it as the current version")
-		}
+		versions = append(versions, *b) // one or two per user: small
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	slices.SortStableFunc(versions, func(a, b archive.KeyBackupVersion) int {
+		if c := cmp.Compare(len(a.Version), len(b.Version)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Version, b.Version)
+	})
+	current := map[string]string{} // user -> archive version
+	target := map[string]string{}  // user -> the number Dendrite gave it
+	for _, b := range versions {
+		res, err := w.call(&request{Op: "key_backup_version", UserID: b.UserID, Version: b.Version, Algorithm: b.Algorithm, AuthData: b.AuthData, Deleted: b.Deleted})
+		if err != nil {
+			return err
+		}
+		if res.BackupVersion != b.Version {
+			w.res.Report.Add(fidelity.TargetRebuilds, archive.SectionBackupVersions, b.UserID+" "+b.Version,
+				"Dendrite numbered this backup version "+res.BackupVersion+" (it numbers versions of all users from one counter)")
+		}
+		if !b.Deleted {
+			current[b.UserID], target[b.UserID] = b.Version, res.BackupVersion
+		}
+	}
 	return archive.ReadSection(w.ctx, w.r, archive.SectionBackupSessions, func(s *archive.KeyBackupSession) error {
-		if latest[s.UserID] != s.Version {
+		if current[s.UserID] != s.Version {
 			w.res.Report.Add(fidelity.TargetNoPlace, archive.SectionBackupSessions, s.UserID+" "+s.Version+" "+s.SessionID,
 				"a session of an older backup version: Dendrite keeps sessions of the current version only")
 			return nil
@@ -462,4 +511,3 @@ func (s *snapshots) eventIDs(id uint64) ([]string, error) {
 	slices.Sort(ids)
 	return ids, nil
 }
-

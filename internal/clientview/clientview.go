@@ -407,3 +407,41 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// WhoAmI returns the user and device an access token belongs to.
+func (c *Client) WhoAmI(ctx context.Context, tok string) (user, device string, err error) {
+	var out struct {
+		UserID   string `json:"user_id"`
+		DeviceID string `json:"device_id"`
+	}
+	err = c.do(ctx, "GET", "/_matrix/client/v3/account/whoami", tok, nil, &out)
+	return out.UserID, out.DeviceID, err
+}
+
+// KeysQuery returns /keys/query for users (all their devices), in
+// canonical JSON without the "failures" map and without the devices'
+// "unsigned" annotations (server-local: Dendrite 0.15.2 reports there the
+// display name of another user's device of the same ID).
+func (c *Client) KeysQuery(ctx context.Context, tok string, users []string) (json.RawMessage, error) {
+	devices := map[string][]string{}
+	for _, u := range users {
+		devices[u] = []string{}
+	}
+	var out map[string]json.RawMessage
+	if err := c.do(ctx, "POST", "/_matrix/client/v3/keys/query", tok, map[string]any{"device_keys": devices}, &out); err != nil {
+		return nil, err
+	}
+	delete(out, "failures")
+	var devicesByUser map[string]map[string]map[string]json.RawMessage
+	if err := json.Unmarshal(out["device_keys"], &devicesByUser); err != nil {
+		return nil, err
+	}
+	for _, devs := range devicesByUser {
+		for _, d := range devs {
+			delete(d, "unsigned")
+		}
+	}
+	out["device_keys"], _ = json.Marshal(devicesByUser)
+	b, _ := json.Marshal(out)
+	return canonical(b), nil
+}

@@ -2,6 +2,7 @@ package seed
 
 import (
 	"context"
+	"errors"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -84,6 +85,10 @@ func e2ee(ctx context.Context, u *user, room id.RoomID, g *sourcetest.GroundTrut
 	g.E2E.DeviceKeys[dev] = sourcetest.TruthDeviceKeys{UserID: string(u.id), Ed25519: ed, Curve25519: curve, FallbackKey: hasFallback}
 	g.OneTimeKeysRemaining = append(g.OneTimeKeysRemaining, sourcetest.TruthOneTimeKeys{UserID: string(u.id), DeviceID: dev, Count: 3})
 
+	if err := crossSigning(ctx, u, dev, deviceKeys, g); err != nil {
+		return err
+	}
+
 	// Key backup: one version deleted, one with a session.
 	newVersion := func() (string, error) {
 		var out struct {
@@ -112,5 +117,95 @@ func e2ee(ctx context.Context, u *user, room id.RoomID, g *sourcetest.GroundTrut
 	}
 	g.E2E.Backup.UserID, g.E2E.Backup.DeletedVersion, g.E2E.Backup.Version = string(u.id), first, second
 	g.E2E.RoomKeys = append(g.E2E.RoomKeys, sourcetest.TruthRoomKey{RoomID: string(room), SessionID: session, Version: second})
+	return nil
+}
+
+// crossSigning uploads u's master, self-signing and user-signing keys (the
+// latter two signed by the master key; upload behind user-interactive auth
+// with the password), then signs the device's keys with the self-signing
+// key, as a client does when it sets up cross-signing.
+func crossSigning(ctx context.Context, u *user, dev string, deviceKeys map[string]any, g *sourcetest.GroundTruth) error {
+	key := func(usage string) (ed25519.PrivateKey, string) {
+		seed := sha256.Sum256([]byte("ferry seed " + usage + " " + string(u.id)))
+		priv := ed25519.NewKeyFromSeed(seed[:])
+		return priv, base64.RawStdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey))
+	}
+	masterPriv, masterPub := key("master")
+	signWith := func(priv ed25519.PrivateKey, pub string, obj map[string]any) (map[string]any, error) {
+		unsigned := map[string]any{}
+		for k, v := range obj {
+			if k != "signatures" && k != "unsigned" {
+				unsigned[k] = v
+			}
+		}
+		raw, err := json.Marshal(unsigned)
+		if err != nil {
+			return nil, err
+		}
+		canon, err := canonicaljson.CanonicalJSON(raw)
+		if err != nil {
+			return nil, err
+		}
+		sigs, _ := obj["signatures"].(map[string]any)
+		if sigs == nil {
+			sigs = map[string]any{}
+		}
+		mine, _ := sigs[string(u.id)].(map[string]string)
+		out := map[string]string{"ed25519:" + pub: base64.RawStdEncoding.EncodeToString(ed25519.Sign(priv, canon))}
+		for k, v := range mine {
+			out[k] = v
+		}
+		sigs[string(u.id)] = out
+		obj["signatures"] = sigs
+		return obj, nil
+	}
+	keyObj := func(usage, pub string) map[string]any {
+		return map[string]any{"user_id": string(u.id), "usage": []string{usage}, "keys": map[string]string{"ed25519:" + pub: pub}}
+	}
+	body := map[string]any{"master_key": keyObj("master", masterPub)}
+	truth := map[string]string{"master": masterPub}
+	var selfPriv ed25519.PrivateKey
+	var selfPub string
+	for _, usage := range []string{"self_signing", "user_signing"} {
+		priv, pub := key(usage)
+		signed, err := signWith(masterPriv, masterPub, keyObj(usage, pub))
+		if err != nil {
+			return err
+		}
+		body[usage+"_key"] = signed
+		truth[usage] = pub
+		if usage == "self_signing" {
+			selfPriv, selfPub = priv, pub
+		}
+	}
+	uploadURL := u.cli.BuildClientURL("v3", "keys", "device_signing", "upload")
+	var uia struct {
+		Session string `json:"session"`
+	}
+	// The first try gets the user-interactive auth session.
+	if _, err := u.cli.MakeRequest(ctx, "POST", uploadURL, body, nil); err != nil {
+		var herr mautrix.HTTPError
+		if !errors.As(err, &herr) || herr.Response == nil || herr.Response.StatusCode != 401 {
+			return fmt.Errorf("cross-signing upload: %w", err)
+		}
+		json.Unmarshal([]byte(herr.ResponseBody), &uia)
+		body["auth"] = map[string]any{"type": "m.login.password", "session": uia.Session,
+			"identifier": map[string]string{"type": "m.id.user", "user": u.local}, "password": Password(u.local)}
+		if _, err := u.cli.MakeRequest(ctx, "POST", uploadURL, body, nil); err != nil {
+			return fmt.Errorf("cross-signing upload (with auth): %w", err)
+		}
+	}
+	signedDevice, err := signWith(selfPriv, selfPub, deviceKeys)
+	if err != nil {
+		return err
+	}
+	if _, err := u.cli.MakeRequest(ctx, "POST", u.cli.BuildClientURL("v3", "keys", "signatures", "upload"),
+		map[string]any{string(u.id): map[string]any{dev: signedDevice}}, nil); err != nil {
+		return fmt.Errorf("signature upload: %w", err)
+	}
+	if g.E2E.CrossSigning == nil {
+		g.E2E.CrossSigning = map[string]map[string]string{}
+	}
+	g.E2E.CrossSigning[string(u.id)] = truth
 	return nil
 }

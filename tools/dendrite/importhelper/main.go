@@ -38,9 +38,9 @@ import (
 	"github.com/element-hq/dendrite/internal/caching"
 	"github.com/element-hq/dendrite/internal/httputil"
 	"github.com/element-hq/dendrite/internal/sqlutil"
+	"github.com/element-hq/dendrite/mediaapi/fileutils"
 	mediastorage "github.com/element-hq/dendrite/mediaapi/storage"
 	mediatypes "github.com/element-hq/dendrite/mediaapi/types"
-	"github.com/element-hq/dendrite/mediaapi/fileutils"
 	"github.com/element-hq/dendrite/roomserver"
 	rsapi "github.com/element-hq/dendrite/roomserver/api"
 	rstypes "github.com/element-hq/dendrite/roomserver/types"
@@ -112,9 +112,18 @@ type Request struct {
 
 	// key_backup
 	Version   string          `json:"version,omitempty"`
+	Deleted   bool            `json:"deleted,omitempty"`
 	Algorithm string          `json:"algorithm,omitempty"`
 	AuthData  json.RawMessage `json:"auth_data,omitempty"`
 	Sessions  []BackupSession `json:"sessions,omitempty"`
+
+	// cross_signing_key, cross_signing_signature
+	Usage        string `json:"usage,omitempty"`
+	PublicKey    string `json:"public_key,omitempty"`
+	KeyID        string `json:"key_id,omitempty"`
+	TargetUserID string `json:"target_user_id,omitempty"`
+	TargetKeyID  string `json:"target_key_id,omitempty"`
+	Signature    string `json:"signature,omitempty"`
 }
 
 type Thumbnail struct {
@@ -182,6 +191,7 @@ type helper struct {
 	js      nats.JetStreamContext
 	userDB  *sql.DB
 	rsDB    *sql.DB
+	keyDB   *sql.DB
 	name    spec.ServerName
 }
 
@@ -234,7 +244,11 @@ func start(configPath string) (*helper, error) {
 	if err != nil {
 		return nil, fmt.Errorf("roomserver database: %w", err)
 	}
-	return &helper{cfg: cfg, process: processCtx, rs: rsAPI, users: userAPI, media: media, js: js,
+	keyDB, _, err := cm.Connection(&cfg.KeyServer.Database)
+	if err != nil {
+		return nil, fmt.Errorf("key server database: %w", err)
+	}
+	return &helper{cfg: cfg, keyDB: keyDB, process: processCtx, rs: rsAPI, users: userAPI, media: media, js: js,
 		userDB: userDB, rsDB: rsDB, name: cfg.Global.ServerName}, nil
 }
 
@@ -335,6 +349,34 @@ func (h *helper) handle(ctx context.Context, req *Request, res *Response) error 
 		return h.backupVersion(ctx, req, res)
 	case "key_backup_sessions":
 		return h.backupSessions(ctx, req, res)
+	case "device_keys":
+		var kres userapiapi.PerformUploadKeysResponse
+		if err := h.users.PerformUploadKeys(ctx, &userapiapi.PerformUploadKeysRequest{UserID: req.UserID, DeviceID: req.DeviceID,
+			DeviceKeys: []userapiapi.DeviceKeys{{UserID: req.UserID, DeviceID: req.DeviceID, DisplayName: req.DisplayName, KeyJSON: req.Content}}}, &kres); err != nil {
+			return err
+		}
+		if kres.Error != nil {
+			return fmt.Errorf("device keys of %s %s: %s", req.UserID, req.DeviceID, kres.Error.Err)
+		}
+		for _, kerr := range kres.KeyErrors {
+			for device, e := range kerr {
+				return fmt.Errorf("device keys of %s %s: %s", req.UserID, device, e.Err)
+			}
+		}
+		return nil
+	case "cross_signing_key":
+		// Dendrite keeps the public key alone, by usage (keyserver KeyType).
+		usage := map[string]int{"master": 1, "self_signing": 2, "user_signing": 3}[req.Usage]
+		if usage == 0 {
+			return fmt.Errorf("unknown cross-signing usage %q", req.Usage)
+		}
+		_, err := h.keyDB.ExecContext(ctx, "INSERT INTO keyserver_cross_signing_keys (user_id, key_type, key_data) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+			req.UserID, usage, req.PublicKey)
+		return err
+	case "cross_signing_signature":
+		_, err := h.keyDB.ExecContext(ctx, `INSERT INTO keyserver_cross_signing_sigs (origin_user_id, origin_key_id, target_user_id, target_key_id, signature)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, req.UserID, req.KeyID, req.TargetUserID, req.TargetKeyID, req.Signature)
+		return err
 	case "drain":
 		return h.drain(ctx)
 	default:
@@ -474,16 +516,31 @@ func (h *helper) mediaFile(ctx context.Context, req *Request, res *Response) err
 	return h.media.StoreMediaMetadata(ctx, meta)
 }
 
-// backupVersion creates a backup version, or finds it on a rerun (same
-// number, same auth data). Dendrite numbers versions itself, so the answer
-// says which number it gave.
+// backupVersion creates a backup version (and deletes it again if it was
+// deleted), or finds it on a rerun. Dendrite numbers versions itself from
+// one counter shared by all users, so versions created in the archive's
+// numeric order on a fresh target get their old numbers back; the answer
+// says which number Dendrite gave.
 func (h *helper) backupVersion(ctx context.Context, req *Request, res *Response) error {
-	have, err := h.users.QueryKeyBackup(ctx, &userapiapi.QueryKeyBackupRequest{UserID: req.UserID, Version: req.Version})
-	if err == nil && have != nil && have.Exists && have.Algorithm == req.Algorithm && jsonEqual(have.AuthData, req.AuthData) {
-		res.Skipped, res.BackupVersion = true, have.Version
+	local, err := h.localpart(req.UserID)
+	if err != nil {
+		return err
+	}
+	var deleted int
+	err = h.userDB.QueryRowContext(ctx, "SELECT deleted FROM userapi_key_backup_versions WHERE (user_id = $1 OR user_id = $2) AND version = $3",
+		req.UserID, local, req.Version).Scan(&deleted)
+	if err == nil {
+		res.Skipped, res.BackupVersion = true, req.Version
 		return nil
 	}
+	if err != sql.ErrNoRows {
+		return err
+	}
 	res.BackupVersion, err = h.users.PerformKeyBackup(ctx, &userapiapi.PerformKeyBackupRequest{UserID: req.UserID, AuthData: req.AuthData, Algorithm: req.Algorithm})
+	if err != nil || !req.Deleted {
+		return err
+	}
+	_, err = h.users.DeleteKeyBackup(ctx, req.UserID, res.BackupVersion)
 	return err
 }
 
@@ -504,16 +561,6 @@ func (h *helper) backupSessions(ctx context.Context, req *Request, res *Response
 	}
 	_, err := h.users.UpdateBackupKeyAuthData(ctx, up)
 	return err
-}
-
-func jsonEqual(a, b []byte) bool {
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
-	}
-	ja, _ := json.Marshal(x)
-	jb, _ := json.Marshal(y)
-	return string(ja) == string(jb)
 }
 
 // drain waits until every JetStream consumer (the sync API's, the user
