@@ -155,7 +155,7 @@ func (w *writer) users() error {
 			kind = accountGuest
 		}
 		if _, err := w.call(&request{Op: "account", UserID: u.UserID, PasswordHash: u.PasswordHash, AccountType: kind,
-			AppserviceID: u.AppserviceID, Deactivated: u.Deactivated}); err != nil {
+			AppserviceID: u.AppserviceID, Deactivated: u.Deactivated, TS: u.CreatedTS}); err != nil {
 			return err
 		}
 		if _, err := w.call(&request{Op: "profile", UserID: u.UserID, DisplayName: u.DisplayName, AvatarURL: u.AvatarURL}); err != nil {
@@ -202,7 +202,7 @@ func (w *writer) devices() error {
 				continue
 			}
 			if _, err := w.call(&request{Op: "device", UserID: d.UserID, DeviceID: d.DeviceID, AccessToken: t.Token,
-				DisplayName: d.DisplayName, LastSeenIP: d.LastSeenIP, UserAgent: d.UserAgent}); err != nil {
+				DisplayName: d.DisplayName, LastSeenIP: d.LastSeenIP, UserAgent: d.UserAgent, TS: d.LastSeenTS}); err != nil {
 				return err
 			}
 		}

@@ -2,11 +2,11 @@ package seed
 
 import (
 	"context"
-	"errors"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"maunium.net/go/mautrix"

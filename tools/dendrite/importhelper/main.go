@@ -192,6 +192,7 @@ type helper struct {
 	userDB  *sql.DB
 	rsDB    *sql.DB
 	keyDB   *sql.DB
+	mediaDB *sql.DB
 	name    spec.ServerName
 }
 
@@ -248,7 +249,11 @@ func start(configPath string) (*helper, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key server database: %w", err)
 	}
-	return &helper{cfg: cfg, keyDB: keyDB, process: processCtx, rs: rsAPI, users: userAPI, media: media, js: js,
+	mediaDB, _, err := cm.Connection(&cfg.MediaAPI.Database)
+	if err != nil {
+		return nil, fmt.Errorf("media database: %w", err)
+	}
+	return &helper{cfg: cfg, keyDB: keyDB, mediaDB: mediaDB, process: processCtx, rs: rsAPI, users: userAPI, media: media, js: js,
 		userDB: userDB, rsDB: rsDB, name: cfg.Global.ServerName}, nil
 }
 
@@ -314,10 +319,15 @@ func (h *helper) handle(ctx context.Context, req *Request, res *Response) error 
 			return err
 		}
 		var dres userapiapi.PerformDeviceCreationResponse
-		return h.users.PerformDeviceCreation(ctx, &userapiapi.PerformDeviceCreationRequest{
+		if err := h.users.PerformDeviceCreation(ctx, &userapiapi.PerformDeviceCreationRequest{
 			Localpart: local, ServerName: h.name, AccessToken: req.AccessToken, DeviceID: &req.DeviceID,
 			DeviceDisplayName: &req.DisplayName, IPAddr: req.LastSeenIP, UserAgent: req.UserAgent, NoDeviceListUpdate: true,
-		}, &dres)
+		}, &dres); err != nil || req.TS == 0 {
+			return err
+		}
+		_, err = h.userDB.ExecContext(ctx, "UPDATE userapi_devices SET last_seen_ts = $1 WHERE localpart = $2 AND server_name = $3 AND device_id = $4",
+			req.TS, local, string(h.name), req.DeviceID)
+		return err
 	case "account_data":
 		var ares userapiapi.InputAccountDataResponse
 		return h.users.InputAccountData(ctx, &userapiapi.InputAccountDataRequest{
@@ -411,9 +421,13 @@ func (h *helper) account(ctx context.Context, req *Request, res *Response) error
 		return err
 	}
 	res.Skipped = !ares.AccountCreated
+	created := req.TS
+	if created == 0 {
+		created = time.Now().UnixMilli()
+	}
 	_, err = h.userDB.ExecContext(ctx,
-		"UPDATE userapi_accounts SET password_hash = $1, account_type = $2, is_deactivated = $3 WHERE localpart = $4 AND server_name = $5",
-		req.PasswordHash, req.AccountType, req.Deactivated, local, string(h.name))
+		"UPDATE userapi_accounts SET password_hash = $1, account_type = $2, is_deactivated = $3, created_ts = $4 WHERE localpart = $5 AND server_name = $6",
+		req.PasswordHash, req.AccountType, req.Deactivated, created, local, string(h.name))
 	return err
 }
 
@@ -513,7 +527,19 @@ func (h *helper) mediaFile(ctx context.Context, req *Request, res *Response) err
 		}
 	}
 	// Metadata last: its presence marks the media as done on a rerun.
-	return h.media.StoreMediaMetadata(ctx, meta)
+	if err := h.media.StoreMediaMetadata(ctx, meta); err != nil {
+		return err
+	}
+	// Dendrite stamps new media with the current time; keep the original.
+	if req.TS != 0 {
+		for _, table := range []string{"mediaapi_media_repository", "mediaapi_thumbnail"} {
+			if _, err := h.mediaDB.ExecContext(ctx, "UPDATE "+table+" SET creation_ts = $1 WHERE media_id = $2 AND media_origin = $3",
+				req.TS, req.MediaID, req.Origin); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // backupVersion creates a backup version (and deletes it again if it was
