@@ -6,57 +6,15 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/archivetest"
 	"github.com/ferry-matrix/ferry/archive/container"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
 )
-
-type rawEntry struct {
-	name     string
-	typeflag byte
-	size     int64
-	body     io.Reader
-}
-
-// craftPart writes a plaintext part by hand (bypassing the writer's checks):
-// header, then zstd(tar(entries) + trailer).
-func craftPart(t *testing.T, path string, h container.Header, entries []rawEntry, trailer io.Reader) {
-	t.Helper()
-	var buf bytes.Buffer
-	buf.Write(h.Marshal())
-	zw, _ := zstd.NewWriter(&buf, zstd.WithEncoderCRC(true))
-	tw := tar.NewWriter(zw)
-	for _, e := range entries {
-		tf := e.typeflag
-		if tf == 0 {
-			tf = tar.TypeReg
-		}
-		if err := tw.WriteHeader(&tar.Header{Name: e.name, Typeflag: tf, Size: e.size, Mode: 0o644, Format: tar.FormatPAX}); err != nil {
-			t.Fatal(err)
-		}
-		if e.size > 0 {
-			if _, err := io.CopyN(tw, e.body, e.size); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	tw.Close()
-	if trailer != nil {
-		io.Copy(zw, trailer)
-	}
-	zw.Close()
-	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 type zeros struct{}
 
@@ -69,20 +27,20 @@ func TestHostileParts(t *testing.T) {
 	final := container.Header{ArchiveID: container.ArchiveID{7}, Index: 0, Last: true}
 	cases := []struct {
 		name    string
-		entries []rawEntry
+		entries []archivetest.RawEntry
 		trailer io.Reader
 		want    string
 	}{
-		{"dot-dot entry", []rawEntry{{name: "../../etc/passwd", size: 4, body: strings.NewReader("root")}}, nil, `"../../etc/passwd"`},
-		{"absolute entry", []rawEntry{{name: "/etc/passwd", size: 4, body: strings.NewReader("root")}}, nil, "absolute path"},
-		{"symlink entry", []rawEntry{{name: "m.core.json", typeflag: tar.TypeSymlink}}, nil, "not a regular file"},
-		{"zstd bomb in the manifest", []rawEntry{{name: archive.ManifestFile, size: 512 << 20, body: zeros{}}}, nil, "above the limit"},
+		{"dot-dot entry", []archivetest.RawEntry{{Name: "../../etc/passwd", Size: 4, Body: strings.NewReader("root")}}, nil, `"../../etc/passwd"`},
+		{"absolute entry", []archivetest.RawEntry{{Name: "/etc/passwd", Size: 4, Body: strings.NewReader("root")}}, nil, "absolute path"},
+		{"symlink entry", []archivetest.RawEntry{{Name: "m.core.json", Typeflag: tar.TypeSymlink}}, nil, "not a regular file"},
+		{"zstd bomb in the manifest", []archivetest.RawEntry{{Name: archive.ManifestFile, Size: 512 << 20, Body: zeros{}}}, nil, "above the limit"},
 		{"zstd bomb after the tar end", nil, io.LimitReader(zeros{}, 256<<20), "unexpected data after the tar stream"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			craftPart(t, filepath.Join(dir, container.PartName(0)), final, c.entries, c.trailer)
+			archivetest.CraftPart(t, filepath.Join(dir, container.PartName(0)), final, c.entries, c.trailer)
 			_, err := archive.OpenLocation(ctx, dir, archive.OpenOptions{})
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error = %v, want one mentioning %s", err, c.want)
@@ -112,7 +70,7 @@ func TestManifestThatDoesNotMatch(t *testing.T) {
 			archivetest.WriteSample(t, dir, keywrap.Key{}, 10)
 			parts, _ := filepath.Glob(filepath.Join(dir, "part-*"))
 			last := parts[len(parts)-1]
-			manifest, core, h := readFinalPart(t, last)
+			manifest, core, h := archivetest.ReadFinalPart(t, last)
 			var m map[string]any
 			json.Unmarshal(manifest, &m)
 			files := m["files"].([]any)
@@ -129,9 +87,9 @@ func TestManifestThatDoesNotMatch(t *testing.T) {
 				}
 			}
 			manifest, _ = json.Marshal(m)
-			craftPart(t, last, h, []rawEntry{
-				{name: archive.CoreFile, size: int64(len(core)), body: bytes.NewReader(core)},
-				{name: archive.ManifestFile, size: int64(len(manifest)), body: bytes.NewReader(manifest)},
+			archivetest.CraftPart(t, last, h, []archivetest.RawEntry{
+				{Name: archive.CoreFile, Size: int64(len(core)), Body: bytes.NewReader(core)},
+				{Name: archive.ManifestFile, Size: int64(len(manifest)), Body: bytes.NewReader(manifest)},
 			}, nil)
 			r, err := archive.OpenLocation(ctx, dir, archive.OpenOptions{})
 			if err != nil {
@@ -144,37 +102,6 @@ func TestManifestThatDoesNotMatch(t *testing.T) {
 			}
 		})
 	}
-}
-
-func readFinalPart(t *testing.T, path string) (manifest, core []byte, h container.Header) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	pr, err := container.OpenPart(f, path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close()
-	for {
-		e, err := pr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, _ := io.ReadAll(e)
-		switch e.Name {
-		case archive.ManifestFile:
-			manifest = data
-		case archive.CoreFile:
-			core = data
-		}
-	}
-	return manifest, core, pr.Header()
 }
 
 // CBOR that announces absurd lengths is refused by the strict decoder

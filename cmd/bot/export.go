@@ -18,6 +18,7 @@ import (
 	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/source"
+	"github.com/ferry-matrix/ferry/source/dendrite"
 	"github.com/ferry-matrix/ferry/source/synapse"
 )
 
@@ -110,15 +111,19 @@ func (k *keyChoice) resolve() (keywrap.Key, func(string) ([]byte, error), error)
 }
 
 const exportUsage = `usage: bot export --source synapse --db postgres://... --signing-key FILE --to OUT
+   or: bot export --source dendrite --config dendrite.yaml --to OUT   (databases, media and key from Dendrite's config)
          [--media-store DIR|URL] [--synapse-config homeserver.yaml]
          [--rooms !a:x,!b:x] [--users @u:x,...] [--since 2026-01-01] [--until 2026-02-01] [--media none|referenced|all]
          (--recipient age1...|ssh-ed25519 ... | --recipients-file F | --passphrase-env VAR | --plaintext)
          [--access-tokens] [--one-time-keys] [--redacted-originals] [--private-server-key]
+         [--migration]  (= --access-tokens --private-server-key: what bot import --migration needs)
 OUT is a new directory, a bucket URL (s3://bucket/prefix?...), or FILE.ferry (key beside it in FILE.ferry.key.age).`
 
 func runExport(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
-	impl := fs.String("source", "synapse", "homeserver implementation: synapse")
+	impl := fs.String("source", "synapse", "homeserver implementation: synapse or dendrite")
+	dendriteConfig := fs.String("config", "", "dendrite.yaml (--source dendrite)")
+	migration := fs.Bool("migration", false, "a migration export: --access-tokens and --private-server-key")
 	var cfg synapse.Config
 	fs.StringVar(&cfg.Database, "db", "", "PostgreSQL URL of the homeserver's database (a read-only role is enough)")
 	fs.StringVar(&cfg.MediaStore, "media-store", "", "media store: a directory (media_store_path) or a bucket URL")
@@ -148,11 +153,11 @@ func runExport(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %v\n%s", fs.Args(), exportUsage)
 	}
-	if *impl != "synapse" {
-		return fmt.Errorf("--source %q: only synapse is supported by bot export so far", *impl)
+	if *migration {
+		o.AccessTokens, o.PrivateServerKey = true, true
 	}
-	if *to == "" || cfg.Database == "" {
-		return fmt.Errorf("--to and --db are required\n%s", exportUsage)
+	if *to == "" {
+		return fmt.Errorf("--to is required\n%s", exportUsage)
 	}
 	f.Rooms, f.Users, f.Since, f.Until = rooms, users, since.t, until.t
 	if err := f.Validate(); err != nil {
@@ -163,11 +168,30 @@ func runExport(ctx context.Context, args []string) error {
 		return err
 	}
 	if key.IsZero() && (o.AccessTokens || o.RedactedOriginals || o.PrivateServerKey) {
-		return errors.New("--access-tokens, --redacted-originals and --private-server-key need an encrypted archive (drop --plaintext)")
+		return errors.New("--access-tokens, --redacted-originals, --private-server-key and --migration need an encrypted archive (drop --plaintext)")
 	}
-	src, err := synapse.Open(ctx, cfg)
-	if err != nil {
-		return err
+	var src source.Source
+	switch *impl {
+	case "synapse":
+		if cfg.Database == "" {
+			return fmt.Errorf("--db is required for --source synapse\n%s", exportUsage)
+		}
+		s, err := synapse.Open(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		src = s
+	case "dendrite":
+		if *dendriteConfig == "" {
+			return fmt.Errorf("--config (dendrite.yaml) is required for --source dendrite\n%s", exportUsage)
+		}
+		s, err := dendrite.Open(ctx, *dendriteConfig)
+		if err != nil {
+			return err
+		}
+		src = s
+	default:
+		return fmt.Errorf("--source %q: synapse or dendrite", *impl)
 	}
 	defer src.Close()
 	info := src.Info()

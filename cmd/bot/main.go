@@ -29,7 +29,10 @@ func main() {
 const usage = `usage:
   bot demo [--out DIR]                 export the embedded sample server into an encrypted archive, then verify and inspect it
   bot export --source synapse --db URL --signing-key F --to OUT [filters] (--recipient R | --passphrase-env V | --plaintext)
+  bot export --source dendrite --config dendrite.yaml --to OUT [filters] (key delivery as above)
                                        export a homeserver (bot export -h for all options)
+  bot import --target dendrite --config dendrite.yaml [key options] [--dry-run] [--migration] ARCHIVE
+                                       import into a stopped, empty Dendrite (bot import -h)
   bot serve -c config.yaml             job workers, schedules, the HTTP API (/api/v1/exports), /metrics, /download
   bot archive inspect [key options] ARCHIVE
   bot archive verify  [key options] ARCHIVE   exit 0 only when every check passes
@@ -54,6 +57,8 @@ func run(ctx context.Context, args []string) error {
 		return runExport(ctx, args[1:])
 	case "serve":
 		return runServe(ctx, args[1:])
+	case "import":
+		return runImport(ctx, args[1:])
 	case "archive":
 		if len(args) < 2 {
 			return fmt.Errorf("archive needs a subcommand\n%s", usage)

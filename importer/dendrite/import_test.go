@@ -2,6 +2,7 @@ package dendrite_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -126,6 +127,8 @@ func TestRoundTripThroughDendrite(t *testing.T) {
 	key := exportDendrite(t, from.Config(), dir)
 
 	to := testenv.NewDendrite(t, name)
+	to.Start(t) // Dendrite initialises its databases: an empty target
+	to.Stop()
 	res, err := idendrite.Import(ctx, openArchive(t, dir, key), idendrite.Options{Config: to.Config(), Migration: true, Log: t.Logf})
 	if err != nil {
 		t.Fatal(err)
@@ -138,20 +141,7 @@ func TestRoundTripThroughDendrite(t *testing.T) {
 	}
 
 	// Export -> import -> export: the same archive in canonical content.
-	again := t.TempDir()
-	againKey := exportDendrite(t, to.Config(), again)
-	diff, err := archivediff.Compare(ctx, openArchive(t, dir, key), openArchive(t, again, againKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range diff.Differences {
-		// One-time keys are not imported (the fidelity report says so: the
-		// devices upload new ones), so the re-export has no omission for them.
-		if d.Section == archive.SectionOmissions && strings.Contains(d.Key, "#one_time") {
-			continue
-		}
-		t.Errorf("re-export differs: %s", d)
-	}
+	assertSameContent(t, to.Config(), dir, key)
 
 	to.Start(t)
 	after := &clientview.Client{URL: to.URL, ServerName: name}
@@ -212,4 +202,81 @@ func contains(list []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// seededArchive seeds a live Dendrite, stops it and writes a migration
+// export of it into a new directory.
+func seededArchive(t *testing.T, name string) (dir string, key keywrap.Key) {
+	t.Helper()
+	from := testenv.StartDendrite(t, name)
+	if _, err := seed.Run(context.Background(), seed.Server{URL: from.URL, ServerName: name,
+		Register: func(local, pw string, admin bool) (string, error) { return from.Register(t, local, pw, admin), nil }}); err != nil {
+		t.Fatal(err)
+	}
+	from.Stop()
+	dir = t.TempDir()
+	return dir, exportDendrite(t, from.Config(), dir)
+}
+
+// assertSameContent re-exports the target and compares it with the
+// archive it was imported from.
+func assertSameContent(t *testing.T, configPath, dir string, key keywrap.Key) {
+	t.Helper()
+	again := t.TempDir()
+	againKey := exportDendrite(t, configPath, again)
+	diff, err := archivediff.Compare(context.Background(), openArchive(t, dir, key), openArchive(t, again, againKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range diff.Differences {
+		// One-time keys are not imported (the fidelity report says so: the
+		// devices upload new ones), so the re-export has no omission for them.
+		if d.Section == archive.SectionOmissions && strings.Contains(d.Key, "#one_time") {
+			continue
+		}
+		t.Errorf("re-export differs: %s", d)
+	}
+}
+
+// An import killed at any point (the helper and the Dendrite components in
+// it die with SIGKILL) and run again completes, without duplicates: the
+// target then holds exactly what the archive holds, as after an
+// uninterrupted import.
+func TestInterruptedImportCompletes(t *testing.T) {
+	ctx := context.Background()
+	const name = "interrupted.ferry.test"
+	dir, key := seededArchive(t, name)
+	for _, at := range []struct {
+		op string
+		n  int
+	}{{"account", 2}, {"event", 30}, {"media", 3}} {
+		t.Run(fmt.Sprintf("%s_%d", at.op, at.n), func(t *testing.T) {
+			to := testenv.NewDendrite(t, name)
+			to.Start(t)
+			to.Stop()
+			killed, kill := context.WithCancel(ctx)
+			seen := 0
+			idendrite.SetTestHookCall(func(op string) {
+				if op == at.op {
+					if seen++; seen == at.n {
+						kill()
+					}
+				}
+			})
+			_, err := idendrite.Import(killed, openArchive(t, dir, key), idendrite.Options{Config: to.Config(), Migration: true})
+			idendrite.SetTestHookCall(nil)
+			if err == nil {
+				t.Fatalf("the import was not interrupted at %s %d", at.op, at.n)
+			}
+			t.Logf("interrupted: %v", err)
+			res, err := idendrite.Import(ctx, openArchive(t, dir, key), idendrite.Options{Config: to.Config(), Migration: true})
+			if err != nil {
+				t.Fatalf("rerun: %v", err)
+			}
+			if res.Skipped == 0 {
+				t.Error("the rerun found nothing of the first run")
+			}
+			assertSameContent(t, to.Config(), dir, key)
+		})
+	}
 }

@@ -73,6 +73,8 @@ type Result struct {
 	// with Ferry's Dendrite export (nil after a dry run).
 	InArchive map[string]int64
 	InTarget  map[string]int64
+	// TargetUsers and TargetRooms are what the target held before.
+	TargetUsers, TargetRooms int64
 	// Skipped counts requests the target already had (a rerun).
 	Skipped int64
 	// OldKeysConfig is what to add to dendrite.yaml's global section so
@@ -149,6 +151,12 @@ func Import(ctx context.Context, r *archive.Reader, opts Options) (*Result, erro
 	if err != nil {
 		return res, err
 	}
+	markerPath := filepath.Join(filepath.Dir(opts.Config), markerName)
+	prev, _ := readMarker(markerPath)
+	resuming := prev != nil && prev.ArchiveID == m.ArchiveID
+	if err := checkTarget(ctx, opts, resuming, res); err != nil {
+		return res, err
+	}
 	if opts.DryRun {
 		return res, nil
 	}
@@ -156,8 +164,14 @@ func Import(ctx context.Context, r *archive.Reader, opts Options) (*Result, erro
 	if err != nil {
 		return res, err
 	}
-	markerPath := filepath.Join(filepath.Dir(opts.Config), markerName)
-	prev, _ := readMarker(markerPath)
+	// The first write.
+	started := time.Now().UTC()
+	if resuming {
+		started = prev.Started
+	}
+	if err := writeMarker(markerPath, &marker{ArchiveID: m.ArchiveID, Started: started}); err != nil {
+		return res, err
+	}
 	if err := installSigningKey(cfg, r, res); err != nil {
 		return res, err
 	}
@@ -176,13 +190,6 @@ func Import(ctx context.Context, r *archive.Reader, opts Options) (*Result, erro
 		return res, refuse("the import helper speaks protocol %d, this Ferry %d: rebuild it from this Ferry's tools/dendrite", hello.Version, helperVersion)
 	case hello.ServerName != cfg.Global.ServerName:
 		return res, refuse("the helper reports server %q, the config %q", hello.ServerName, cfg.Global.ServerName)
-	case (hello.Users > 0 || hello.Rooms > 0) && !opts.AllowNonEmpty && (prev == nil || prev.ArchiveID != m.ArchiveID):
-		return res, refuse("the target Dendrite is not empty (%d users, %d rooms) and no import of this archive was started there: import into a fresh Dendrite, or allow a non-empty target explicitly (--force-non-empty)", hello.Users, hello.Rooms)
-	}
-	if prev == nil || prev.ArchiveID != m.ArchiveID {
-		if err := writeMarker(markerPath, &marker{ArchiveID: m.ArchiveID, Started: time.Now().UTC()}); err != nil {
-			return res, err
-		}
 	}
 	w := &writer{ctx: ctx, r: r, h: h, opts: opts, cfg: cfg, res: res, plan: p, logf: logf}
 	if err := w.run(); err != nil {
@@ -191,7 +198,7 @@ func Import(ctx context.Context, r *archive.Reader, opts Options) (*Result, erro
 	if err := h.close(); err != nil {
 		return res, err
 	}
-	if err := writeMarker(markerPath, &marker{ArchiveID: m.ArchiveID, Started: time.Now().UTC(), Finished: time.Now().UTC()}); err != nil {
+	if err := writeMarker(markerPath, &marker{ArchiveID: m.ArchiveID, Started: started, Finished: time.Now().UTC()}); err != nil {
 		return res, err
 	}
 	logf("reading the target back")
@@ -228,6 +235,32 @@ func writeMarker(path string, m *marker) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// checkTarget reads the target (never writing): its databases must be
+// initialised by Dendrite, and it must hold no users or rooms, unless this
+// is a rerun of the same archive or the caller allows a non-empty target.
+func checkTarget(ctx context.Context, opts Options, resuming bool, res *Result) error {
+	src, err := dsource.Open(ctx, opts.Config)
+	if err != nil && resuming {
+		// An import of this archive was killed here: its unfinished SQLite
+		// transaction blocks read-only access until the helper, which
+		// writes, rolls it back. The target is known to be ours.
+		return nil
+	}
+	if err != nil {
+		return refuse("cannot read the target Dendrite (%v): its databases must exist and be initialised by Dendrite v0.15.2 (start it once on them, then stop it)", err)
+	}
+	defer src.Close()
+	users, rooms, err := src.Census(ctx)
+	if err != nil {
+		return refuse("the target's databases are not initialised by Dendrite v0.15.2 (%v): start Dendrite once on them, then stop it", err)
+	}
+	res.TargetUsers, res.TargetRooms = users, rooms
+	if (users > 0 || rooms > 0) && !resuming && !opts.AllowNonEmpty {
+		return refuse("the target Dendrite is not empty (%d users, %d rooms) and no import of this archive was started there: import into a fresh Dendrite, or allow a non-empty target explicitly (--force-non-empty)", users, rooms)
+	}
+	return nil
 }
 
 // installSigningKey makes the archive's signing key the target's: Dendrite

@@ -103,7 +103,13 @@ type writer struct {
 	gaps int64 // events imported with an explicit state (after a gap)
 }
 
+// testHookCall, when set (tests only), sees every request before it is sent.
+var testHookCall func(op string)
+
 func (w *writer) call(req *request) (*response, error) {
+	if testHookCall != nil {
+		testHookCall(req.Op)
+	}
 	res, err := w.h.call(req)
 	if err == nil && res.Skipped {
 		w.res.Skipped++

@@ -187,6 +187,16 @@ func Open(ctx context.Context, configPath string) (*Source, error) {
 	return s, nil
 }
 
+// Census counts the local accounts (without Dendrite's own "_server"
+// account) and the rooms: an import target must have none of either.
+func (s *Source) Census(ctx context.Context) (users, rooms int64, err error) {
+	if err := s.userapi.queryRow(ctx, `SELECT COUNT(*) FROM userapi_accounts WHERE localpart <> '_server'`).Scan(&users); err != nil {
+		return 0, 0, err
+	}
+	err = s.roomserver.queryRow(ctx, `SELECT COUNT(*) FROM roomserver_rooms`).Scan(&rooms)
+	return users, rooms, err
+}
+
 func (s *Source) path(p string) string { return s.cfg.Path(p) }
 
 // loadKey reads matrix_key.pem ("MATRIX PRIVATE KEY" block with a Key-ID
@@ -236,6 +246,11 @@ func (s *Source) open(ctx context.Context, c dbConfig) (*component, error) {
 		}
 	} else if err := comp.db.PingContext(ctx); err != nil {
 		comp.db.Close()
+		if strings.Contains(err.Error(), "readonly database") {
+			// A hot rollback journal: a writer died mid-transaction, and
+			// reading needs the recovery that only a writer may do.
+			return nil, fmt.Errorf("dendrite: open %s: the file has an unfinished transaction of a Dendrite (or import) that crashed, which Ferry, reading only, may not roll back: start Dendrite once and stop it, then retry (%w)", conn, err)
+		}
 		return nil, fmt.Errorf("dendrite: open %s: %w", conn, err)
 	}
 	return comp, nil

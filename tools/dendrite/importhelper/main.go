@@ -329,6 +329,19 @@ func (h *helper) handle(ctx context.Context, req *Request, res *Response) error 
 			req.TS, local, string(h.name), req.DeviceID)
 		return err
 	case "account_data":
+		// Unchanged account data is left alone on a rerun (writing it again
+		// would announce it to clients again).
+		var have userapiapi.QueryAccountDataResponse
+		if err := h.users.QueryAccountData(ctx, &userapiapi.QueryAccountDataRequest{UserID: req.UserID, RoomID: req.RoomID, DataType: req.Type}, &have); err == nil {
+			cur := have.GlobalAccountData[req.Type]
+			if req.RoomID != "" {
+				cur = have.RoomAccountData[req.RoomID][req.Type]
+			}
+			if cur != nil && jsonEqual(cur, req.Content) {
+				res.Skipped = true
+				return nil
+			}
+		}
 		var ares userapiapi.InputAccountDataResponse
 		return h.users.InputAccountData(ctx, &userapiapi.InputAccountDataRequest{
 			UserID: req.UserID, RoomID: req.RoomID, DataType: req.Type, AccountData: req.Content}, &ares)
@@ -613,4 +626,14 @@ func (h *helper) drain(ctx context.Context) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	ja, _ := json.Marshal(x)
+	jb, _ := json.Marshal(y)
+	return string(ja) == string(jb)
 }
