@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/archivediff"
@@ -98,9 +99,24 @@ func mediaURIs(truth *sourcetest.GroundTruth) []string {
 // migration keep their access tokens; new messages can be sent and are
 // received by the other members.
 func TestRoundTripThroughDendrite(t *testing.T) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) { roundTrip(t, backend) })
+	}
+}
+
+// newDendrite makes an unstarted Dendrite on SQLite files or PostgreSQL.
+func newDendrite(t *testing.T, backend, name string) *testenv.Dendrite {
+	if backend == "postgres" {
+		return testenv.NewDendritePostgres(t, name)
+	}
+	return testenv.NewDendrite(t, name)
+}
+
+func roundTrip(t *testing.T, backend string) {
 	ctx := context.Background()
 	const name = "roundtrip.ferry.test"
-	from := testenv.StartDendrite(t, name)
+	from := newDendrite(t, backend, name)
+	from.Start(t)
 	truth, err := seed.Run(ctx, seed.Server{URL: from.URL, ServerName: name,
 		Register: func(local, pw string, admin bool) (string, error) { return from.Register(t, local, pw, admin), nil }})
 	if err != nil {
@@ -126,7 +142,7 @@ func TestRoundTripThroughDendrite(t *testing.T) {
 	dir := t.TempDir()
 	key := exportDendrite(t, from.Config(), dir)
 
-	to := testenv.NewDendrite(t, name)
+	to := newDendrite(t, backend, name)
 	to.Start(t) // Dendrite initialises its databases: an empty target
 	to.Stop()
 	res, err := idendrite.Import(ctx, openArchive(t, dir, key), idendrite.Options{Config: to.Config(), Migration: true, Log: t.Logf})
@@ -185,9 +201,16 @@ func TestRoundTripThroughDendrite(t *testing.T) {
 		if !contains(bob.Joined, room) {
 			continue
 		}
-		tl, err := after.SyncTimelineIDs(ctx, bob.Token)
-		if err != nil {
-			t.Fatal(err)
+		// Dendrite's sync API applies new events asynchronously: wait for it.
+		var tl map[string][]string
+		for try := 0; try < 100; try++ {
+			if tl, err = after.SyncTimelineIDs(ctx, bob.Token); err != nil {
+				t.Fatal(err)
+			}
+			if contains(tl[room], id) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		if !contains(tl[room], id) {
 			t.Errorf("bob's /sync of %s lacks the new message %s: %v", room, id, tl[room])

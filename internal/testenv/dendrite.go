@@ -45,6 +45,21 @@ func StartDendrite(t testing.TB, serverName string) *Dendrite {
 // import target, or a server to Start later.
 func NewDendrite(t testing.TB, serverName string) *Dendrite {
 	t.Helper()
+	return newDendrite(t, serverName, "")
+}
+
+// NewDendritePostgres is NewDendrite with one fresh database of the test's
+// private PostgreSQL cluster for all components (Dendrite's single-database
+// setup); media and JetStream stay under Dir.
+func NewDendritePostgres(t testing.TB, serverName string) *Dendrite {
+	t.Helper()
+	pg := StartPostgres(t)
+	name := "dendrite_" + strings.NewReplacer(".", "_", "-", "_").Replace(serverName) + "_" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	return newDendrite(t, serverName, pg.CreateDatabase(t, name))
+}
+
+func newDendrite(t testing.TB, serverName, dbURL string) *Dendrite {
+	t.Helper()
 	bin := need(t, "FERRY_DENDRITE_DIR", "the Dendrite homeserver")
 	dir := t.TempDir()
 	run := func(name string, args ...string) []byte {
@@ -57,7 +72,11 @@ func NewDendrite(t testing.TB, serverName string) *Dendrite {
 		return out
 	}
 	run("generate-keys", "--private-key", filepath.Join(dir, "matrix_key.pem"))
-	cfg := run("generate-config", "-ci", "-server", serverName, "-dir", dir)
+	args := []string{"-ci", "-server", serverName, "-dir", dir}
+	if dbURL != "" {
+		args = append(args, "-db", dbURL)
+	}
+	cfg := run("generate-config", args...)
 	d := &Dendrite{ServerName: serverName, Dir: dir, Secret: "ferry-test-shared-secret-0123456789", bin: bin}
 	cfg = bytes.Replace(cfg, []byte("registration_disabled: false"), []byte("registration_disabled: true"), 1)
 	cfg = bytes.Replace(cfg, []byte("registration_shared_secret: complement"), []byte("registration_shared_secret: "+d.Secret), 1)

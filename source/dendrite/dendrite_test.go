@@ -144,7 +144,19 @@ func TestRoomsFromLiveDendriteValidate(t *testing.T) {
 // returns it with its ground truth and the path of its dendrite.yaml.
 func seeded(t *testing.T, serverName string) (*testenv.Dendrite, *sourcetest.GroundTruth, string) {
 	t.Helper()
-	d := testenv.StartDendrite(t, serverName)
+	return seededOn(t, "sqlite", serverName)
+}
+
+// seededOn seeds a Dendrite on SQLite files or on PostgreSQL.
+func seededOn(t *testing.T, backend, serverName string) (*testenv.Dendrite, *sourcetest.GroundTruth, string) {
+	t.Helper()
+	var d *testenv.Dendrite
+	if backend == "postgres" {
+		d = testenv.NewDendritePostgres(t, serverName)
+	} else {
+		d = testenv.NewDendrite(t, serverName)
+	}
+	d.Start(t)
 	truth, err := seed.Run(context.Background(), seed.Server{URL: d.URL, ServerName: d.ServerName,
 		Register: func(local, pw string, admin bool) (string, error) { return d.Register(t, local, pw, admin), nil }})
 	if err != nil {

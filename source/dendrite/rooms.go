@@ -48,7 +48,7 @@ func (s *Source) rooms(ctx context.Context, sel roomSet) ([]roomRow, error) {
 			if !sel.has(r.id) {
 				return nil
 			}
-			if err := json.Unmarshal([]byte(latest), &r.latest); err != nil {
+			if err := parseNIDs(latest, &r.latest); err != nil {
 				return fmt.Errorf("room %s: latest_event_nids: %w", r.id, err)
 			}
 			out = append(out, r)
@@ -197,7 +197,7 @@ func (s *Source) loadState(ctx context.Context) (*stateIndex, error) {
 			return err
 		}
 		var nids []int64
-		if err := json.Unmarshal([]byte(list), &nids); err != nil {
+		if err := parseNIDs(list, &nids); err != nil {
 			return fmt.Errorf("state block %d: %w", nid, err)
 		}
 		ix.blocks[nid] = nids
@@ -216,7 +216,7 @@ func (s *Source) loadState(ctx context.Context) (*stateIndex, error) {
 			if err := rows.Scan(&sn.nid, &sn.room, &list); err != nil {
 				return err
 			}
-			if err := json.Unmarshal([]byte(list), &sn.blocks); err != nil {
+			if err := parseNIDs(list, &sn.blocks); err != nil {
 				return fmt.Errorf("state snapshot %d: %w", sn.nid, err)
 			}
 			ix.snapshots = append(ix.snapshots, sn)
@@ -420,4 +420,14 @@ func (s *Source) redactionsStream(sel roomSet) source.Stream {
 				return sink.Record(archive.SectionRedactions, &rd)
 			})
 		}}
+}
+
+// parseNIDs reads a list of numeric IDs as Dendrite stores it: a JSON
+// array on SQLite ("[1,2]"), a BIGINT[] on PostgreSQL, which arrives in
+// its text form ("{1,2}").
+func parseNIDs(text string, out *[]int64) error {
+	if strings.HasPrefix(text, "{") && strings.HasSuffix(text, "}") {
+		text = "[" + text[1:len(text)-1] + "]"
+	}
+	return json.Unmarshal([]byte(text), out)
 }

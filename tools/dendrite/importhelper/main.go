@@ -189,10 +189,10 @@ type helper struct {
 	users   userapiapi.UserInternalAPI
 	media   mediastorage.Database
 	js      nats.JetStreamContext
-	userDB  *sql.DB
-	rsDB    *sql.DB
-	keyDB   *sql.DB
-	mediaDB *sql.DB
+	userDB  dbw
+	rsDB    *sql.DB // read only
+	keyDB   dbw
+	mediaDB dbw
 	name    spec.ServerName
 }
 
@@ -237,7 +237,7 @@ func start(configPath string) (*helper, error) {
 		return nil, fmt.Errorf("media database: %w", err)
 	}
 	js, _ := natsInstance.Prepare(processCtx, &cfg.Global.JetStream)
-	userDB, _, err := cm.Connection(&cfg.UserAPI.AccountDatabase)
+	userDB, userW, err := cm.Connection(&cfg.UserAPI.AccountDatabase)
 	if err != nil {
 		return nil, fmt.Errorf("user database: %w", err)
 	}
@@ -245,16 +245,16 @@ func start(configPath string) (*helper, error) {
 	if err != nil {
 		return nil, fmt.Errorf("roomserver database: %w", err)
 	}
-	keyDB, _, err := cm.Connection(&cfg.KeyServer.Database)
+	keyDB, keyW, err := cm.Connection(&cfg.KeyServer.Database)
 	if err != nil {
 		return nil, fmt.Errorf("key server database: %w", err)
 	}
-	mediaDB, _, err := cm.Connection(&cfg.MediaAPI.Database)
+	mediaDB, mediaW, err := cm.Connection(&cfg.MediaAPI.Database)
 	if err != nil {
 		return nil, fmt.Errorf("media database: %w", err)
 	}
-	return &helper{cfg: cfg, keyDB: keyDB, mediaDB: mediaDB, process: processCtx, rs: rsAPI, users: userAPI, media: media, js: js,
-		userDB: userDB, rsDB: rsDB, name: cfg.Global.ServerName}, nil
+	return &helper{cfg: cfg, keyDB: dbw{keyDB, keyW}, mediaDB: dbw{mediaDB, mediaW}, process: processCtx, rs: rsAPI, users: userAPI, media: media, js: js,
+		userDB: dbw{userDB, userW}, rsDB: rsDB, name: cfg.Global.ServerName}, nil
 }
 
 func (h *helper) stop() {
@@ -636,4 +636,30 @@ func jsonEqual(a, b []byte) bool {
 	ja, _ := json.Marshal(x)
 	jb, _ := json.Marshal(y)
 	return string(ja) == string(jb)
+}
+
+// dbw is a component database with Dendrite's writer for it: on SQLite
+// every write must go through the component's one exclusive writer, as
+// Dendrite's own do, or they collide with "database is locked".
+type dbw struct {
+	db *sql.DB
+	w  sqlutil.Writer
+}
+
+func (d dbw) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	var res sql.Result
+	err := d.w.Do(d.db, nil, func(txn *sql.Tx) error {
+		var err error
+		if txn != nil {
+			res, err = txn.ExecContext(ctx, query, args...)
+		} else {
+			res, err = d.db.ExecContext(ctx, query, args...)
+		}
+		return err
+	})
+	return res, err
+}
+
+func (d dbw) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return d.db.QueryRowContext(ctx, query, args...)
 }
