@@ -454,3 +454,43 @@ func AddContentHash(data []byte) ([]byte, error) {
 	}
 	return canonicaljson.CanonicalJSON(b)
 }
+
+// WithoutUnsigned returns an event's JSON without its top-level "unsigned"
+// member (server-local annotations, outside hashes and signatures), every
+// other byte kept as it was. JSON without "unsigned" is returned as is.
+func WithoutUnsigned(data []byte) ([]byte, error) {
+	if !bytes.Contains(data, []byte(`"unsigned"`)) {
+		return data, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errors.New("event JSON is not an object")
+	}
+	first := true
+	for dec.More() {
+		start := dec.InputOffset() // after '{' or after the previous value
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("event JSON: %w", err)
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil, fmt.Errorf("event JSON: %w", err)
+		}
+		end := dec.InputOffset()
+		if tok != "unsigned" {
+			first = false
+			continue
+		}
+		if first { // also drop the comma after the member
+			rest := bytes.TrimLeft(data[end:], " \t\r\n")
+			if len(rest) > 0 && rest[0] == ',' {
+				end = int64(len(data) - len(rest) + 1)
+			}
+		}
+		out := make([]byte, 0, len(data)-int(end-start))
+		out = append(append(out, data[:start]...), data[end:]...)
+		return out, nil
+	}
+	return data, nil
+}

@@ -127,3 +127,21 @@ func TestTamperedEventIsCaught(t *testing.T) {
 		t.Errorf("no keys: %v", st)
 	}
 }
+
+func TestWithoutUnsigned(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"a":1,"unsigned":{"x":{"y":[1,2]}},"b":"unsigned"}`: `{"a":1,"b":"unsigned"}`,
+		`{"unsigned":{"age":5}, "a":1}`:                        `{ "a":1}`,
+		`{"a":1,"unsigned":{}}`:                                `{"a":1}`,
+		`{"a":"unsigned"}`:                                     `{"a":"unsigned"}`,
+		`{"a":1}`:                                              `{"a":1}`,
+	} {
+		got, err := matrixevent.WithoutUnsigned([]byte(in))
+		if err != nil || string(got) != want {
+			t.Errorf("WithoutUnsigned(%s) = %s, %v; want %s", in, got, err, want)
+		}
+	}
+	if _, err := matrixevent.WithoutUnsigned([]byte(`["unsigned"]`)); err == nil {
+		t.Error("an array was accepted as an event")
+	}
+}

@@ -361,6 +361,11 @@ func fieldDiff(prefix string, a, b any) []string {
 		if name == "" {
 			name = "record"
 		}
+		if sa, ok := a.(string); ok {
+			if sb, ok := b.(string); ok && (len(sa) > 120 || len(sb) > 120) {
+				return []string{fmt.Sprintf("%s: differs from byte %d: %s -> %s", name, commonPrefix(sa, sb), around(sa, sb), around(sb, sa))}
+			}
+		}
 		return []string{fmt.Sprintf("%s: %s -> %s", name, short(a), short(b))}
 	}
 	var names []string
@@ -380,6 +385,29 @@ func fieldDiff(prefix string, a, b any) []string {
 			p = prefix + "." + k
 		}
 		out = append(out, fieldDiff(p, ma[k], mb[k])...)
+	}
+	return out
+}
+
+// commonPrefix is the length of the common prefix of a and b.
+func commonPrefix(a, b string) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
+
+// around shows a from a little before where it first differs from b.
+func around(a, b string) string {
+	start := max(commonPrefix(a, b)-40, 0)
+	end := min(start+120, len(a))
+	out := fmt.Sprintf("%q", a[start:end])
+	if start > 0 {
+		out = "..." + out
+	}
+	if end < len(a) {
+		out += "..."
 	}
 	return out
 }

@@ -71,6 +71,7 @@ type request struct {
 	Event        json.RawMessage `json:"event,omitempty"`
 	Redacted     bool            `json:"redacted,omitempty"`
 	HasState     bool            `json:"has_state,omitempty"`
+	Async        bool            `json:"async,omitempty"`
 	State        []string        `json:"state,omitempty"`
 	Alias        string          `json:"alias,omitempty"`
 	TS           int64           `json:"ts,omitempty"`
@@ -141,7 +142,11 @@ type helper struct {
 }
 
 func startHelper(ctx context.Context, bin, configPath string) (*helper, error) {
-	cmd := exec.CommandContext(ctx, bin, "-config", configPath)
+	args := []string{"-config", configPath}
+	if p := os.Getenv("FERRY_HELPER_CPUPROFILE"); p != "" { // investigations
+		args = append(args, "-cpuprofile", p)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err

@@ -27,12 +27,18 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // signing key, encrypted) of a stopped or running Dendrite into dir.
 func exportDendrite(t *testing.T, configPath, dir string) keywrap.Key {
 	t.Helper()
-	ctx := context.Background()
-	src, err := sdendrite.Open(ctx, configPath)
+	src, err := sdendrite.Open(context.Background(), configPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer src.Close()
+	return exportSource(t, src, dir)
+}
+
+// exportSource writes a full migration export of src into dir.
+func exportSource(t *testing.T, src source.Source, dir string) keywrap.Key {
+	t.Helper()
+	ctx := context.Background()
 	store, err := container.Create(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
@@ -42,8 +48,9 @@ func exportDendrite(t *testing.T, configPath, dir string) keywrap.Key {
 	o := source.Options{AccessTokens: true, PrivateServerKey: true}
 	info := src.Info()
 	w, err := archive.NewWriter(ctx, store, archive.WriterOptions{Key: key,
-		Export: archive.ExportInfo{ServerName: info.ServerName, Type: "full", Options: o.Archive(), Source: archive.SourceInfo{Implementation: "dendrite"}},
-		Core:   archive.Core{ServerName: info.ServerName}})
+		Export: archive.ExportInfo{ServerName: info.ServerName, Type: "full", Options: o.Archive(),
+			Source: archive.SourceInfo{Implementation: info.Implementation, SchemaVersion: info.SchemaVersion}},
+		Core: archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion}})
 	if err != nil {
 		t.Fatal(err)
 	}

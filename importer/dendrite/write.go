@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/fidelity"
+	"github.com/ferry-matrix/ferry/matrixevent"
 	dsource "github.com/ferry-matrix/ferry/source/dendrite"
 )
 
@@ -312,37 +313,62 @@ func (w *writer) keyBackups() error {
 
 // rooms feeds the events: first every outlier (and every event the source
 // rejected or soft-failed, which must not join the timeline), then the
-// rest in the archive's topological order, each with its state before.
+// rest in the archive's topological order.
+//
+// Dendrite treats an event given with an explicit state as a state rewrite
+// (a federated join: forward extremities reset, the sync API purges and
+// reloads the room, invites are issued again and never retired). So the
+// archive's state-before is given only where Dendrite cannot derive it
+// from the prev events: after a gap, where a prev event is one of the
+// room's backward extremities (not in the archive) or was fed as an
+// outlier. Timeline events are queued (Dendrite's asynchronous input,
+// processed in order per room) so that the roomserver and the components
+// consuming its output work at the same time; the final drain waits for
+// all of it.
 func (w *writer) rooms() error {
 	var states *snapshots // loaded at the first gap, if there is one
-	sideline := func(e *archive.Event) bool { return e.Outlier || e.Rejected != "" || e.SoftFailed }
+	sidelined := map[string]bool{}
+	for _, room := range w.plan.rooms {
+		for _, id := range room.BackwardExtremities {
+			sidelined[id] = true
+		}
+	}
+	isSidelined := func(e *archive.Event) bool { return e.Outlier || e.Rejected != "" || e.SoftFailed }
 	feed := func(outliers bool) error {
 		return archive.ReadSection(w.ctx, w.r, archive.SectionEvents, func(e *archive.Event) error {
 			room := w.plan.rooms[e.RoomID]
-			if room == nil || sideline(e) != outliers {
+			if room == nil || isSidelined(e) != outliers {
 				return nil
 			}
 			req := &request{Op: "event", Kind: "new", RoomID: e.RoomID, RoomVersion: room.Version, EventID: e.EventID,
 				Event: e.JSON, Redacted: e.Redacted}
 			if outliers {
 				req.Kind = "outlier"
+				sidelined[e.EventID] = true
+			} else {
+				fields, err := matrixevent.Parse(e.JSON)
+				if err != nil {
+					return fmt.Errorf("event %s: %w", e.EventID, err)
+				}
+				gap := false
+				for _, prev := range fields.PrevEvents {
+					gap = gap || sidelined[prev]
+				}
+				if gap && e.StateBefore != 0 {
+					if states == nil {
+						if states, err = loadSnapshots(w.ctx, w.r, w.plan); err != nil {
+							return err
+						}
+					}
+					if req.State, err = states.eventIDs(e.StateBefore); err != nil {
+						return fmt.Errorf("event %s: %w", e.EventID, err)
+					}
+					req.HasState = true
+					w.gaps++
+				}
+				req.Async = true
 			}
 			res, err := w.call(req)
-			if err == nil && res.NeedState {
-				// A gap before the event: Dendrite takes the archive's state.
-				if states == nil {
-					if states, err = loadSnapshots(w.ctx, w.r, w.plan); err != nil {
-						return err
-					}
-				}
-				state, serr := states.eventIDs(e.StateBefore)
-				if serr != nil {
-					return fmt.Errorf("event %s: %w", e.EventID, serr)
-				}
-				req.HasState, req.State = true, state
-				w.gaps++
-				res, err = w.call(req)
-			}
 			if err != nil {
 				return err
 			}
@@ -358,14 +384,18 @@ func (w *writer) rooms() error {
 	if err := feed(false); err != nil {
 		return err
 	}
+	// Aliases, the directory and receipts refer to rooms and events the
+	// roomserver must have processed.
+	w.logf("waiting for Dendrite's roomserver to process the events")
+	if _, err := w.call(&request{Op: "drain"}); err != nil {
+		return err
+	}
 	for _, id := range sortedKeys(w.plan.rooms) {
 		room := w.plan.rooms[id]
 		for _, alias := range room.Aliases {
-			res, err := w.call(&request{Op: "alias", Alias: alias, RoomID: id, UserID: room.Creator})
-			if err != nil {
+			if _, err := w.call(&request{Op: "alias", Alias: alias, RoomID: id, UserID: room.Creator}); err != nil {
 				return err
 			}
-			_ = res
 		}
 		if room.Public {
 			if _, err := w.call(&request{Op: "publish", RoomID: id}); err != nil {

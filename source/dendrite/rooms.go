@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/matrixevent"
 	"github.com/ferry-matrix/ferry/source"
 )
 
@@ -322,7 +323,13 @@ func (s *Source) eventsStream(sel roomSet, o source.Options) source.Stream {
 					if !sel.has(ev.RoomID) {
 						return nil
 					}
-					ev.JSON = []byte(js)
+					// Dendrite keeps server-local annotations in the stored JSON
+					// (unsigned.redacted_because, with its own event NIDs); the
+					// archive holds the federation form.
+					var err error
+					if ev.JSON, err = matrixevent.WithoutUnsigned([]byte(js)); err != nil {
+						return fmt.Errorf("event %s: %w", ev.EventID, err)
+					}
 					ev.StateBefore = uint64(snapshot)
 					ev.Outlier = snapshot == 0
 					if rejected {

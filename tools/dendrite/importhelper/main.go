@@ -29,6 +29,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -92,7 +93,10 @@ type Request struct {
 	Event       json.RawMessage `json:"event,omitempty"`
 	Redacted    bool            `json:"redacted,omitempty"`
 	HasState    bool            `json:"has_state,omitempty"`
-	State       []string        `json:"state,omitempty"`
+	// Async queues the event (Dendrite processes its input in order per
+	// room); the caller decides HasState itself then, and drains at the end.
+	Async bool     `json:"async,omitempty"`
+	State []string `json:"state,omitempty"`
 
 	// alias
 	Alias string `json:"alias,omitempty"`
@@ -166,7 +170,14 @@ func main() {
 	// Dendrite's packages register their own flags on the default set.
 	fs := flag.NewFlagSet("ferry-dendrite-import", flag.ExitOnError)
 	configPath := fs.String("config", "dendrite.yaml", "the target Dendrite's config file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here (for investigations)")
 	fs.Parse(os.Args[1:])
+	if *cpuProfile != "" {
+		if f, err := os.Create(*cpuProfile); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	logrus.SetOutput(os.Stderr)
 	logrus.SetLevel(logrus.WarnLevel)
 	h, err := start(*configPath)
@@ -177,6 +188,7 @@ func main() {
 	err = h.serve(os.Stdin, os.Stdout)
 	h.stop()
 	if err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "ferry-dendrite-import:", err)
 		os.Exit(1)
 	}
@@ -469,7 +481,7 @@ func (h *helper) event(ctx context.Context, req *Request, res *Response) error {
 	// where Dendrite cannot compute it: when a prev event is missing or an
 	// outlier (a gap in the archive). Otherwise the answer asks for nothing
 	// and Dendrite derives the state from the prev events, as it would.
-	if req.Kind != "outlier" && !req.HasState && len(pdu.PrevEventIDs()) > 0 {
+	if req.Kind != "outlier" && !req.HasState && !req.Async && len(pdu.PrevEventIDs()) > 0 {
 		for _, prev := range pdu.PrevEventIDs() {
 			var snapshot int64
 			err := h.rsDB.QueryRowContext(ctx, "SELECT state_snapshot_nid FROM roomserver_events WHERE event_id = $1", prev).Scan(&snapshot)
@@ -488,7 +500,8 @@ func (h *helper) event(ctx context.Context, req *Request, res *Response) error {
 		in.Kind, in.HasState, in.StateEventIDs = rsapi.KindOutlier, false, nil
 	}
 	var ires rsapi.InputRoomEventsResponse
-	h.rs.InputRoomEvents(ctx, &rsapi.InputRoomEventsRequest{InputRoomEvents: []rsapi.InputRoomEvent{in}, VirtualHost: h.name}, &ires)
+	h.rs.InputRoomEvents(ctx, &rsapi.InputRoomEventsRequest{InputRoomEvents: []rsapi.InputRoomEvent{in}, VirtualHost: h.name,
+		Asynchronous: req.Async && in.Kind != rsapi.KindOutlier}, &ires)
 	if err := ires.Err(); err != nil {
 		var notAllowed *gomatrixserverlib.NotAllowed
 		if errors.As(err, &notAllowed) {
