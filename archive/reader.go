@@ -469,3 +469,28 @@ func RawRecords(r *Reader, f *File, fn func(cbor.RawMessage) error) error {
 
 // DecodeRaw decodes one raw record into v with the strict decoder.
 func (r *Reader) DecodeRaw(raw cbor.RawMessage, v any) error { return r.codec.dec.Unmarshal(raw, v) }
+
+// ReadFiles calls fn with the verified contents of each listed file (in
+// archive order), reading only the parts that hold them. Paths not in the
+// archive are ignored.
+func (r *Reader) ReadFiles(ctx context.Context, paths []string, fn func(path string, data []byte) error) error {
+	want := map[string]bool{}
+	for _, p := range paths {
+		want[CanonicalName(p)] = true
+	}
+	var parts []int
+	for _, f := range r.manifest.Files {
+		if want[f.Path] && (len(parts) == 0 || parts[len(parts)-1] != f.Part) {
+			parts = append(parts, f.Part)
+		}
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	return r.walk(ctx, parts, func(f *File) error {
+		if f.Data == nil || !want[f.Entry.Path] {
+			return nil
+		}
+		return fn(f.Entry.Path, f.Data)
+	})
+}

@@ -30,6 +30,9 @@ type Target struct {
 	// Namespaces are vendor namespaces the target takes (its own); other
 	// vendor namespaces have no place in it.
 	Namespaces []string
+	// Itemized are vendor namespaces the importer reports item by item
+	// itself (Preview then leaves out its one entry for the namespace).
+	Itemized []string
 }
 
 func (t *Target) handling(section string) Handling {
@@ -70,7 +73,7 @@ func Preview(r *archive.Reader, v *archive.ValidationReport, t *Target) *Report 
 			rep.AddN(UnsupportedItemVersion, item, "", fmt.Sprintf("version %v, this Ferry reads %d; %s", m.Items[item].V, known, detail), max(records, 1))
 		case strings.HasPrefix(item, "m."):
 			rep.AddN(UnknownItem, item, "", detail, max(records, 1))
-		case t.Name != "" && !slices.Contains(t.Namespaces, item):
+		case t.Name != "" && !slices.Contains(t.Namespaces, item) && !slices.Contains(t.Itemized, item):
 			rep.AddN(TargetNoPlace, item, "", vendorDetail(t, detail), max(records, 1))
 		}
 	}

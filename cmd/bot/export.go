@@ -119,33 +119,113 @@ const exportUsage = `usage: bot export --source synapse --db postgres://... --si
          [--migration]  (= --access-tokens --private-server-key: what bot import --migration needs)
 OUT is a new directory, a bucket URL (s3://bucket/prefix?...), or FILE.ferry (key beside it in FILE.ferry.key.age).`
 
+// exportFlags are the flags that choose a source and what to export, shared
+// by bot export and bot migrate.
+type exportFlags struct {
+	impl, dendriteConfig string
+	synapse              synapse.Config
+	migration            bool
+	f                    source.Filter
+	rooms, users         listFlag
+	since, until         timeFlag
+	o                    source.Options
+	quiet                bool
+}
+
+func (e *exportFlags) register(fs *flag.FlagSet, dendriteSource bool) {
+	if dendriteSource {
+		fs.StringVar(&e.impl, "source", "synapse", "homeserver implementation: synapse or dendrite")
+		fs.StringVar(&e.dendriteConfig, "config", "", "dendrite.yaml (--source dendrite)")
+	} else {
+		e.impl = "synapse"
+	}
+	fs.BoolVar(&e.migration, "migration", false, "a migration export: --access-tokens and --private-server-key")
+	fs.StringVar(&e.synapse.Database, "db", "", "PostgreSQL URL of the homeserver's database (a read-only role is enough)")
+	fs.StringVar(&e.synapse.MediaStore, "media-store", "", "media store: a directory (media_store_path) or a bucket URL")
+	fs.StringVar(&e.synapse.SigningKey, "signing-key", "", "the server's signing key file")
+	fs.StringVar(&e.synapse.HomeserverConfig, "synapse-config", "", "homeserver.yaml (exported with secrets handled; old keys and pepper are read from it)")
+	fs.Var(&e.rooms, "rooms", "export only these rooms (comma-separated room IDs)")
+	fs.Var(&e.users, "users", "export only these users' data (and, without --rooms, their rooms)")
+	fs.Var(&e.since, "since", "events at or after this time")
+	fs.Var(&e.until, "until", "events before this time")
+	fs.StringVar(&e.f.Media, "media", "", "media: all, referenced (only what exported events use) or none; default all for full exports, referenced for partial ones")
+	fs.BoolVar(&e.o.AccessTokens, "access-tokens", false, "include device access tokens (migrations; encrypted archives only)")
+	fs.BoolVar(&e.o.OneTimeKeys, "one-time-keys", false, "include unclaimed e2ee one-time keys")
+	fs.BoolVar(&e.o.RedactedOriginals, "redacted-originals", false, "include the original content of redacted events (admin only; encrypted archives only)")
+	fs.BoolVar(&e.o.PrivateServerKey, "private-server-key", false, "include the server's private signing key (encrypted archives only)")
+	fs.BoolVar(&e.quiet, "quiet", false, "no progress output")
+}
+
+// resolve completes the filter and options from the flags.
+func (e *exportFlags) resolve(encrypted bool) error {
+	if e.migration {
+		e.o.AccessTokens, e.o.PrivateServerKey = true, true
+	}
+	e.f.Rooms, e.f.Users, e.f.Since, e.f.Until = e.rooms, e.users, e.since.t, e.until.t
+	if err := e.f.Validate(); err != nil {
+		return err
+	}
+	if !encrypted && (e.o.AccessTokens || e.o.RedactedOriginals || e.o.PrivateServerKey) {
+		return errors.New("--access-tokens, --redacted-originals, --private-server-key and --migration need an encrypted archive (drop --plaintext)")
+	}
+	return nil
+}
+
+// open opens the chosen source.
+func (e *exportFlags) open(ctx context.Context) (source.Source, error) {
+	switch e.impl {
+	case "synapse":
+		if e.synapse.Database == "" {
+			return nil, fmt.Errorf("--db is required for a Synapse source\n%s", exportUsage)
+		}
+		return synapse.Open(ctx, e.synapse)
+	case "dendrite":
+		if e.dendriteConfig == "" {
+			return nil, fmt.Errorf("--config (dendrite.yaml) is required for --source dendrite\n%s", exportUsage)
+		}
+		return dendrite.Open(ctx, e.dendriteConfig)
+	}
+	return nil, fmt.Errorf("--source %q: synapse or dendrite", e.impl)
+}
+
+// export writes src into a new archive at out (see writeArchive).
+func (e *exportFlags) export(ctx context.Context, src source.Source, out string, key keywrap.Key, wrap func(string) ([]byte, error)) error {
+	info := src.Info()
+	for _, w := range info.Warnings {
+		fmt.Fprintln(os.Stderr, "warning:", w)
+	}
+	typ := "full"
+	if !e.f.IsFull() {
+		typ = "partial"
+	}
+	wopts := archive.WriterOptions{Key: key, Concurrency: runtime.GOMAXPROCS(0), Level: zstd.SpeedFastest,
+		Export: archive.ExportInfo{ServerName: info.ServerName, Type: typ, Filters: e.f.Archive(), Options: e.o.Archive(),
+			Source: archive.SourceInfo{Implementation: info.Implementation, Version: info.Version, SchemaVersion: info.SchemaVersion}},
+		Core: archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion}}
+	bar := newProgressPrinter(os.Stderr, e.quiet)
+	var final exporter.Progress
+	err := writeArchive(ctx, out, wopts, wrap, func(w *archive.Writer) error {
+		var err error
+		final, err = exporter.Export(ctx, src, w, exporter.Options{Filter: e.f, Source: e.o, OnProgress: bar.print})
+		return err
+	})
+	bar.done()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "exported %s (%s, %s schema %d): %d records, %d media files (%s), %d omissions reported in the archive, in %s\n",
+		info.ServerName, typ, info.Implementation, info.SchemaVersion, final.Records, final.Blobs, humanBytes(final.BlobBytes), final.Omissions,
+		time.Since(final.Started).Round(time.Millisecond))
+	return nil
+}
+
 func runExport(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
-	impl := fs.String("source", "synapse", "homeserver implementation: synapse or dendrite")
-	dendriteConfig := fs.String("config", "", "dendrite.yaml (--source dendrite)")
-	migration := fs.Bool("migration", false, "a migration export: --access-tokens and --private-server-key")
-	var cfg synapse.Config
-	fs.StringVar(&cfg.Database, "db", "", "PostgreSQL URL of the homeserver's database (a read-only role is enough)")
-	fs.StringVar(&cfg.MediaStore, "media-store", "", "media store: a directory (media_store_path) or a bucket URL")
-	fs.StringVar(&cfg.SigningKey, "signing-key", "", "the server's signing key file")
-	fs.StringVar(&cfg.HomeserverConfig, "synapse-config", "", "homeserver.yaml (exported with secrets handled; old keys and pepper are read from it)")
+	var e exportFlags
+	e.register(fs, true)
 	to := fs.String("to", "", "where to write the archive")
-	var f source.Filter
-	var rooms, users listFlag
-	var since, until timeFlag
-	fs.Var(&rooms, "rooms", "export only these rooms (comma-separated room IDs)")
-	fs.Var(&users, "users", "export only these users' data (and, without --rooms, their rooms)")
-	fs.Var(&since, "since", "events at or after this time")
-	fs.Var(&until, "until", "events before this time")
-	fs.StringVar(&f.Media, "media", "", "media: all, referenced (only what exported events use) or none; default all for full exports, referenced for partial ones")
-	var o source.Options
-	fs.BoolVar(&o.AccessTokens, "access-tokens", false, "include device access tokens (migrations; encrypted archives only)")
-	fs.BoolVar(&o.OneTimeKeys, "one-time-keys", false, "include unclaimed e2ee one-time keys")
-	fs.BoolVar(&o.RedactedOriginals, "redacted-originals", false, "include the original content of redacted events (admin only; encrypted archives only)")
-	fs.BoolVar(&o.PrivateServerKey, "private-server-key", false, "include the server's private signing key (encrypted archives only)")
 	var kc keyChoice
 	kc.register(fs)
-	quiet := fs.Bool("quiet", false, "no progress output")
 	fs.Usage = func() { fmt.Fprintln(os.Stderr, exportUsage) }
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -153,74 +233,22 @@ func runExport(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %v\n%s", fs.Args(), exportUsage)
 	}
-	if *migration {
-		o.AccessTokens, o.PrivateServerKey = true, true
-	}
 	if *to == "" {
 		return fmt.Errorf("--to is required\n%s", exportUsage)
-	}
-	f.Rooms, f.Users, f.Since, f.Until = rooms, users, since.t, until.t
-	if err := f.Validate(); err != nil {
-		return err
 	}
 	key, wrap, err := kc.resolve()
 	if err != nil {
 		return err
 	}
-	if key.IsZero() && (o.AccessTokens || o.RedactedOriginals || o.PrivateServerKey) {
-		return errors.New("--access-tokens, --redacted-originals, --private-server-key and --migration need an encrypted archive (drop --plaintext)")
-	}
-	var src source.Source
-	switch *impl {
-	case "synapse":
-		if cfg.Database == "" {
-			return fmt.Errorf("--db is required for --source synapse\n%s", exportUsage)
-		}
-		s, err := synapse.Open(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		src = s
-	case "dendrite":
-		if *dendriteConfig == "" {
-			return fmt.Errorf("--config (dendrite.yaml) is required for --source dendrite\n%s", exportUsage)
-		}
-		s, err := dendrite.Open(ctx, *dendriteConfig)
-		if err != nil {
-			return err
-		}
-		src = s
-	default:
-		return fmt.Errorf("--source %q: synapse or dendrite", *impl)
-	}
-	defer src.Close()
-	info := src.Info()
-	for _, w := range info.Warnings {
-		fmt.Fprintln(os.Stderr, "warning:", w)
-	}
-	typ := "full"
-	if !f.IsFull() {
-		typ = "partial"
-	}
-	wopts := archive.WriterOptions{Key: key, Concurrency: runtime.GOMAXPROCS(0), Level: zstd.SpeedFastest,
-		Export: archive.ExportInfo{ServerName: info.ServerName, Type: typ, Filters: f.Archive(), Options: o.Archive(),
-			Source: archive.SourceInfo{Implementation: info.Implementation, Version: info.Version, SchemaVersion: info.SchemaVersion}},
-		Core: archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion}}
-	bar := newProgressPrinter(os.Stderr, *quiet)
-	var final exporter.Progress
-	err = writeArchive(ctx, *to, wopts, wrap, func(w *archive.Writer) error {
-		var err error
-		final, err = exporter.Export(ctx, src, w, exporter.Options{Filter: f, Source: o, OnProgress: bar.print})
+	if err := e.resolve(!key.IsZero()); err != nil {
 		return err
-	})
-	bar.done()
+	}
+	src, err := e.open(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "exported %s (%s, schema %d): %d records, %d media files (%s), %d omissions reported in the archive, in %s\n",
-		info.ServerName, typ, info.SchemaVersion, final.Records, final.Blobs, humanBytes(final.BlobBytes), final.Omissions,
-		time.Since(final.Started).Round(time.Millisecond))
-	return nil
+	defer src.Close()
+	return e.export(ctx, src, *to, key, wrap)
 }
 
 // progressPrinter draws a live bar on a terminal and plain lines elsewhere.

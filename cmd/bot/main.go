@@ -33,6 +33,8 @@ const usage = `usage:
                                        export a homeserver (bot export -h for all options)
   bot import --target dendrite --config dendrite.yaml [key options] [--dry-run] [--migration] ARCHIVE
                                        import into a stopped, empty Dendrite (bot import -h)
+  bot migrate --db URL --signing-key F [--media-store D] [--synapse-config Y] --config dendrite.yaml [--migration]
+                                       Synapse -> Dendrite in one step: export, validate, import, report (bot migrate -h)
   bot serve -c config.yaml             job workers, schedules, the HTTP API (/api/v1/exports), /metrics, /download
   bot archive inspect [key options] ARCHIVE
   bot archive verify  [key options] ARCHIVE   exit 0 only when every check passes
@@ -59,6 +61,8 @@ func run(ctx context.Context, args []string) error {
 		return runServe(ctx, args[1:])
 	case "import":
 		return runImport(ctx, args[1:])
+	case "migrate":
+		return runMigrate(ctx, args[1:])
 	case "archive":
 		if len(args) < 2 {
 			return fmt.Errorf("archive needs a subcommand\n%s", usage)

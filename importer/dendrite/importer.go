@@ -89,6 +89,7 @@ var SupportedRoomVersions = []string{"1", "2", "3", "4", "5", "6", "7", "8", "9"
 var Target = &fidelity.Target{
 	Name:         "Dendrite v0.15.2",
 	RoomVersions: SupportedRoomVersions,
+	Itemized:     []string{synapseVendor},
 	Sections: map[string]fidelity.Handling{
 		archive.SectionPushers:     fidelity.Rebuilds, // clients register their pushers again on start
 		archive.SectionFilters:     fidelity.Rebuilds, // clients create filters again

@@ -59,6 +59,9 @@ func plan(ctx context.Context, r *archive.Reader, opts Options, res *Result) (*i
 		}
 		res.InArchive[s] = n
 	}
+	if err := reportVendorItems(ctx, r, res); err != nil {
+		return nil, err
+	}
 	if n := r.Manifest().Records(archive.SectionDevices); n > 0 && !opts.Migration {
 		res.Report.AddN(fidelity.TargetRebuilds, archive.SectionDevices, "",
 			"devices are created again when users log in; import with --migration (from a migration export) to keep devices and access tokens", n)
@@ -546,4 +549,56 @@ func (s *snapshots) eventIDs(id uint64) ([]string, error) {
 	}
 	slices.Sort(ids)
 	return ids, nil
+}
+
+// synapseVendor is Synapse's vendor namespace; Dendrite has no place for
+// any of it.
+const synapseVendor = "org.matrix.synapse"
+
+// vendorRowID names a row of a Synapse vendor table by its key columns.
+var vendorRowID = map[string][]string{
+	"registration_tokens.json":        {"token"},
+	"event_reports.json":              {"id", "event_id"},
+	"room_retention.json":             {"room_id", "event_id"},
+	"ratelimit_override.json":         {"user_id"},
+	"users_pending_deactivation.json": {"user_id"},
+}
+
+// reportVendorItems lists, one entry per row, the Synapse-only data of the
+// archive (tables exported as JSON rows into org.matrix.synapse/), so an
+// admin sees by ID what stays behind. Registration tokens are secrets:
+// they are named by position, not by value.
+func reportVendorItems(ctx context.Context, r *archive.Reader, res *Result) error {
+	var paths []string
+	for _, f := range r.Manifest().Files {
+		if archive.ItemOf(f.Path) == synapseVendor {
+			paths = append(paths, f.Path)
+		}
+	}
+	return r.ReadFiles(ctx, paths, func(path string, data []byte) error {
+		name := strings.TrimPrefix(path, synapseVendor+"/")
+		keys, isTable := vendorRowID[name]
+		if !isTable {
+			res.Report.Add(fidelity.TargetNoPlace, path, "", "Synapse-only data; Dendrite has no place for it (kept in the archive)")
+			return nil
+		}
+		var rows []map[string]any
+		if err := json.Unmarshal(data, &rows); err != nil {
+			res.Report.Add(fidelity.SourceCorrupt, path, "", "not a JSON list of rows: "+err.Error())
+			return nil
+		}
+		for i, row := range rows {
+			var id []string
+			for _, k := range keys {
+				if v, ok := row[k]; ok && v != nil {
+					id = append(id, fmt.Sprint(v))
+				}
+			}
+			if name == "registration_tokens.json" {
+				id = []string{fmt.Sprintf("token #%d", i+1)}
+			}
+			res.Report.Add(fidelity.TargetNoPlace, path, strings.Join(id, " "), "Synapse-only; Dendrite has no place for it (kept in the archive)")
+		}
+		return nil
+	})
 }

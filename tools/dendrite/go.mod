@@ -1,8 +1,11 @@
 // The module path sits under Dendrite's own on purpose: Go lets a package
 // import another's internal packages only from below the same path prefix,
 // and the import helper (importhelper/) needs Dendrite's internal caching,
-// sqlutil and httputil packages to start Dendrite's components in-process.
-module github.com/element-hq/dendrite/ferrytools
+// sqlutil and httputil packages and the user API's internal package (it
+// starts the user API without its notification consumer) to start
+// Dendrite's components in-process. Dendrite has no directory of this
+// name, so no import is ambiguous.
+module github.com/element-hq/dendrite/userapi/ferrytools
 
 go 1.26
 

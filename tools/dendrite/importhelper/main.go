@@ -50,7 +50,6 @@ import (
 	"github.com/element-hq/dendrite/setup/config"
 	"github.com/element-hq/dendrite/setup/jetstream"
 	"github.com/element-hq/dendrite/setup/process"
-	"github.com/element-hq/dendrite/userapi"
 	userapiapi "github.com/element-hq/dendrite/userapi/api"
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -234,7 +233,7 @@ func start(configPath string) (*helper, error) {
 	rsAPI := roomserver.NewInternalAPI(processCtx, cfg, cm, &natsInstance, caches, caching.DisableMetrics)
 	fsAPI := federationapi.NewInternalAPI(processCtx, cfg, cm, &natsInstance, federationClient, rsAPI, caches, nil, false)
 	rsAPI.SetFederationAPI(fsAPI, fsAPI.KeyRing())
-	userAPI := userapi.NewInternalAPI(processCtx, cfg, cm, &natsInstance, rsAPI, federationClient, caching.DisableMetrics, fsAPI.IsBlacklistedOrBackingOff)
+	userAPI := newUserAPI(processCtx, cfg, cm, &natsInstance, rsAPI, federationClient, fsAPI.IsBlacklistedOrBackingOff)
 	asAPI := appservice.NewInternalAPI(processCtx, cfg, &natsInstance, userAPI, rsAPI)
 	rsAPI.SetAppserviceAPI(asAPI)
 	rsAPI.SetUserAPI(userAPI)
