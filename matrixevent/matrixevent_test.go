@@ -131,10 +131,10 @@ func TestTamperedEventIsCaught(t *testing.T) {
 func TestWithoutUnsigned(t *testing.T) {
 	for in, want := range map[string]string{
 		`{"a":1,"unsigned":{"x":{"y":[1,2]}},"b":"unsigned"}`: `{"a":1,"b":"unsigned"}`,
-		`{"unsigned":{"age":5}, "a":1}`:                        `{ "a":1}`,
-		`{"a":1,"unsigned":{}}`:                                `{"a":1}`,
-		`{"a":"unsigned"}`:                                     `{"a":"unsigned"}`,
-		`{"a":1}`:                                              `{"a":1}`,
+		`{"unsigned":{"age":5}, "a":1}`:                       `{ "a":1}`,
+		`{"a":1,"unsigned":{}}`:                               `{"a":1}`,
+		`{"a":"unsigned"}`:                                    `{"a":"unsigned"}`,
+		`{"a":1}`:                                             `{"a":1}`,
 	} {
 		got, err := matrixevent.WithoutUnsigned([]byte(in))
 		if err != nil || string(got) != want {

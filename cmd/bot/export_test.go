@@ -17,10 +17,20 @@ const fixtureDir = "../../testdata/synapse-1.67/"
 
 func synapseFixture(t *testing.T) (db, media string) {
 	t.Helper()
+	return synapseFixtureNamed(t, "synapse-1.67")
+}
+
+// synapseFixtureNamed restores testdata/<fixture>/synapse.sql.gz into a
+// fresh database and unpacks the (shared) media store.
+func synapseFixtureNamed(t *testing.T, fixture string) (db, media string) {
+	t.Helper()
 	pg := testenv.StartPostgres(t)
-	name := "cli_" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "_"))
+	name := "cli_" + strings.ToLower(strings.NewReplacer("/", "_", "-", "_", ".", "_").Replace(t.Name()))
+	if len(name) > 60 {
+		name = name[:60]
+	}
 	db = pg.CreateDatabase(t, name)
-	pg.Restore(t, name, fixtureDir+"synapse.sql.gz")
+	pg.Restore(t, name, "../../testdata/"+fixture+"/synapse.sql.gz")
 	media = t.TempDir()
 	if err := testenv.Untar(fixtureDir+"media_store.tar.gz", media); err != nil {
 		t.Fatal(err)

@@ -59,6 +59,10 @@ func plan(ctx context.Context, r *archive.Reader, opts Options, res *Result) (*i
 		}
 		res.InArchive[s] = n
 	}
+	if res.InArchive[archive.SectionEvents] > 0 {
+		res.Report.Add(fidelity.TargetRebuilds, archive.SectionEvents+"#notifications", "",
+			"Dendrite counts notifications from events it receives after the import; imported history counts as read")
+	}
 	if err := reportVendorItems(ctx, r, res); err != nil {
 		return nil, err
 	}

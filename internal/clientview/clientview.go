@@ -445,3 +445,16 @@ func (c *Client) KeysQuery(ctx context.Context, tok string, users []string) (jso
 	b, _ := json.Marshal(out)
 	return canonical(b), nil
 }
+
+// StateContent returns the content of one state event of a room.
+func (c *Client) StateContent(ctx context.Context, tok, room, typ, key string) (map[string]any, error) {
+	var out map[string]any
+	err := c.do(ctx, "GET", "/_matrix/client/v3/rooms/"+url.PathEscape(room)+"/state/"+url.PathEscape(typ)+"/"+url.PathEscape(key), tok, nil, &out)
+	return out, err
+}
+
+// Get fetches a client-server API path (e.g. "/_matrix/client/v3/pushrules/global/content/x")
+// into out.
+func (c *Client) Get(ctx context.Context, tok, path string, out any) error {
+	return c.do(ctx, "GET", path, tok, nil, out)
+}
