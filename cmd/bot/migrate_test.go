@@ -17,8 +17,8 @@ import (
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/internal/clientview"
 	"github.com/ferry-matrix/ferry/internal/testenv"
-	"github.com/ferry-matrix/ferry/source/sourcetest"
 	sdendrite "github.com/ferry-matrix/ferry/source/dendrite"
+	"github.com/ferry-matrix/ferry/source/sourcetest"
 )
 
 // The acceptance check of the Synapse -> Dendrite migration, on the real
