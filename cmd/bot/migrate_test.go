@@ -88,6 +88,7 @@ func migrateFixture(t *testing.T, fixture, backend string) {
 	}
 	checkRooms(t, c, truth, tokens, events)
 	checkUsers(t, c, truth, tokens)
+	checkCrossSigning(t, c, truth, tokens)
 
 	// New messages reach the other members.
 	var square *sourcetest.TruthRoom
@@ -330,6 +331,46 @@ func checkUsers(t *testing.T, c *clientview.Client, truth *sourcetest.GroundTrut
 		sum, err := c.Download(ctx, anyTok, "mxc://"+truth.ServerName+"/"+m.MediaID)
 		if err != nil || sum != m.SHA256 {
 			t.Errorf("media %s: sha256 %s (%v), ground truth %s", m.MediaID, sum, err, m.SHA256)
+		}
+	}
+}
+
+// checkCrossSigning: /keys/query shows every user's cross-signing keys of
+// the ground truth, the self-signing and user-signing keys signed by the
+// master key, as clients need them to trust each other's devices.
+func checkCrossSigning(t *testing.T, c *clientview.Client, truth *sourcetest.GroundTruth, tokens map[string]string) {
+	var users []string
+	for u := range truth.E2E.CrossSigning {
+		users = append(users, u)
+	}
+	if len(users) == 0 {
+		t.Fatal("the ground truth has no cross-signing keys to check")
+	}
+	var tok string
+	for _, t := range tokens {
+		tok = t
+	}
+	raw, err := c.KeysQuery(context.Background(), tok, users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type keyObj struct {
+		Keys       map[string]string            `json:"keys"`
+		Signatures map[string]map[string]string `json:"signatures"`
+	}
+	var res map[string]map[string]keyObj
+	json.Unmarshal(raw, &res)
+	for user, usages := range truth.E2E.CrossSigning {
+		master := usages["master"]
+		for usage, pub := range usages {
+			k := res[usage+"_keys"][user]
+			if k.Keys["ed25519:"+pub] != pub {
+				t.Errorf("%s %s key: %+v, ground truth %s", user, usage, k, pub)
+				continue
+			}
+			if usage != "master" && k.Signatures[user]["ed25519:"+master] == "" {
+				t.Errorf("%s %s key is not signed by the master key: %+v", user, usage, k)
+			}
 		}
 	}
 }

@@ -228,6 +228,18 @@ func (w *writer) devices() error {
 // migration profile, which keeps devices) the devices' keys. One-time and
 // fallback keys are left for the devices to upload again.
 func (w *writer) e2eeKeys() error {
+	crossSigningKeys := map[string]bool{} // "user pubkey" of the cross-signing keys seen
+	signature := func(signer, keyID, target, targetKeyID, sig string) error {
+		// Dendrite names a signed cross-signing key by its full key ID
+		// ("ed25519:<key>"), a signed device by its device ID; Synapse names
+		// both bare.
+		if crossSigningKeys[target+" "+targetKeyID] {
+			targetKeyID = "ed25519:" + targetKeyID
+		}
+		_, err := w.call(&request{Op: "cross_signing_signature", UserID: signer, KeyID: keyID,
+			TargetUserID: target, TargetKeyID: targetKeyID, Signature: sig})
+		return err
+	}
 	return archive.ReadSection(w.ctx, w.r, archive.SectionE2EEKeys, func(k *archive.E2EEKey) error {
 		switch k.Kind {
 		case archive.KeyKindDevice:
@@ -238,20 +250,32 @@ func (w *writer) e2eeKeys() error {
 			return err
 		case archive.KeyKindCrossSigning:
 			var obj struct {
-				Keys map[string]string `json:"keys"`
+				Keys       map[string]string            `json:"keys"`
+				Signatures map[string]map[string]string `json:"signatures"`
 			}
 			if err := json.Unmarshal(k.JSON, &obj); err != nil || len(obj.Keys) != 1 {
 				w.res.Report.Add(fidelity.SourceCorrupt, archive.SectionE2EEKeys, k.UserID+" "+k.Usage, "a cross-signing key that is not one ed25519 key object")
 				return nil
 			}
-			for _, pub := range obj.Keys {
-				_, err := w.call(&request{Op: "cross_signing_key", UserID: k.UserID, Usage: k.Usage, PublicKey: pub})
+			var pub string
+			for _, p := range obj.Keys {
+				pub = p
+			}
+			crossSigningKeys[k.UserID+" "+pub] = true
+			if _, err := w.call(&request{Op: "cross_signing_key", UserID: k.UserID, Usage: k.Usage, PublicKey: pub}); err != nil {
 				return err
 			}
+			// Signatures inside the key object (Synapse keeps the master
+			// key's signature of the other two there; Dendrite apart).
+			for signer, sigs := range obj.Signatures {
+				for keyID, sig := range sigs {
+					if err := signature(signer, keyID, k.UserID, pub, sig); err != nil {
+						return err
+					}
+				}
+			}
 		case archive.KeyKindSignature:
-			_, err := w.call(&request{Op: "cross_signing_signature", UserID: k.UserID, KeyID: k.KeyID,
-				TargetUserID: k.TargetUserID, TargetKeyID: k.TargetDeviceID, Signature: k.Signature})
-			return err
+			return signature(k.UserID, k.KeyID, k.TargetUserID, k.TargetDeviceID, k.Signature)
 		case archive.KeyKindFallback, archive.KeyKindOneTime:
 			w.res.Report.Add(fidelity.TargetRebuilds, archive.SectionE2EEKeys+"#"+k.Kind, k.UserID+" "+k.DeviceID,
 				"the device uploads new "+strings.ReplaceAll(k.Kind, "_", "-")+" keys when it next syncs")
