@@ -132,6 +132,23 @@ func TestSynapseFixtureIntoDendrite(t *testing.T) {
 	if strings.Contains(res.Report.String(), "s3cr3t-invite") {
 		t.Error("the report shows a registration token")
 	}
+	// The suggested dendrite.yaml: the settings with a counterpart, no
+	// secret, and the rest named.
+	suggestion, err := idendrite.SuggestConfig(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"server_name: fixture.test", "registration_disabled: true", "max_file_size_bytes: 52428800",
+		"dynamic_thumbnails: false", "copy registration_shared_secret from homeserver.yaml", "url_preview_enabled", "rc_message", "default_room_version"} {
+		if !strings.Contains(suggestion, want) {
+			t.Errorf("the suggested config lacks %q:\n%s", want, suggestion)
+		}
+	}
+	for _, secret := range []string{"hTcAu3bQE_g3nfPkVOlHMPxcTvXIC54KTsUzbI9bhAsjpICi", "fixturepw", "macaroon"} {
+		if strings.Contains(suggestion, secret) {
+			t.Errorf("the suggested config shows %q", secret)
+		}
+	}
 	for _, s := range []string{archive.SectionUsers, archive.SectionRooms, archive.SectionEvents, archive.SectionMedia,
 		archive.SectionAccountData, archive.SectionReceipts, archive.SectionBackupVersions, archive.SectionBackupSessions, archive.SectionDevices} {
 		if res.InTarget[s] != res.InArchive[s] || res.InArchive[s] == 0 {
