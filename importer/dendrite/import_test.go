@@ -9,9 +9,11 @@ import (
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/archivediff"
+	"github.com/ferry-matrix/ferry/archive/archivetest"
 	"github.com/ferry-matrix/ferry/archive/container"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/exporter"
+	"github.com/ferry-matrix/ferry/fidelity"
 	idendrite "github.com/ferry-matrix/ferry/importer/dendrite"
 	"github.com/ferry-matrix/ferry/internal/clientview"
 	"github.com/ferry-matrix/ferry/internal/seed"
@@ -38,14 +40,21 @@ func exportDendrite(t *testing.T, configPath, dir string) keywrap.Key {
 // exportSource writes a full migration export of src into dir.
 func exportSource(t *testing.T, src source.Source, dir string) keywrap.Key {
 	t.Helper()
+	key := keywrap.New()
+	exportWith(t, src, dir, key, source.Options{AccessTokens: true, PrivateServerKey: true})
+	return key
+}
+
+// exportWith writes a full export of src into dir with options o,
+// encrypted with key (plaintext with the zero key).
+func exportWith(t *testing.T, src source.Source, dir string, key keywrap.Key, o source.Options) {
+	t.Helper()
 	ctx := context.Background()
 	store, err := container.Create(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	key := keywrap.New()
-	o := source.Options{AccessTokens: true, PrivateServerKey: true}
 	info := src.Info()
 	w, err := archive.NewWriter(ctx, store, archive.WriterOptions{Key: key,
 		Export: archive.ExportInfo{ServerName: info.ServerName, Type: "full", Options: o.Archive(),
@@ -60,7 +69,6 @@ func exportSource(t *testing.T, src source.Source, dir string) keywrap.Key {
 	if _, err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return key
 }
 
 func openArchive(t *testing.T, dir string, key keywrap.Key) *archive.Reader {
@@ -308,5 +316,50 @@ func TestInterruptedImportCompletes(t *testing.T) {
 			}
 			assertSameContent(t, to.Config(), dir, key)
 		})
+	}
+}
+
+// A room whose version Dendrite does not support is skipped and reported
+// by room ID; the rest of the archive is imported.
+func TestUnsupportedRoomVersionSkipsTheRoom(t *testing.T) {
+	ctx := context.Background()
+	const name = "versions.ferry.test"
+	from := testenv.StartDendrite(t, name)
+	truth, err := seed.Run(ctx, seed.Server{URL: from.URL, ServerName: name,
+		Register: func(local, pw string, admin bool) (string, error) { return from.Register(t, local, pw, admin), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from.Stop()
+	src, err := sdendrite.Open(ctx, from.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	exportWith(t, src, dir, keywrap.Key{}, source.Options{})
+	src.Close()
+	odd := truth.Rooms[0].RoomID
+	r, _ := archivetest.Rewrite(t, openArchive(t, dir, keywrap.Key{}), func(section string, rec any) (bool, error) {
+		if room, ok := rec.(*archive.Room); ok && room.RoomID == odd {
+			room.Version = "org.example.v99"
+		}
+		return true, nil
+	}, nil)
+	to := testenv.NewDendrite(t, name)
+	to.Start(t)
+	to.Stop()
+	res, err := idendrite.Import(ctx, r, idendrite.Options{Config: to.Config()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reported := false
+	for _, e := range res.Report.Entries {
+		reported = reported || e.Code == fidelity.RoomVersionUnsupported && e.ID == odd
+	}
+	if !reported {
+		t.Errorf("room %s is not reported as unsupported:\n%s", odd, res.Report)
+	}
+	if res.InTarget[archive.SectionRooms] != 1 || res.InArchive[archive.SectionRooms] != 1 || res.InTarget[archive.SectionEvents] == 0 {
+		t.Errorf("rooms in the target %d (archive, importable: %d), events %d", res.InTarget[archive.SectionRooms], res.InArchive[archive.SectionRooms], res.InTarget[archive.SectionEvents])
 	}
 }

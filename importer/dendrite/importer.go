@@ -144,8 +144,8 @@ func Import(ctx context.Context, r *archive.Reader, opts Options) (*Result, erro
 	if err != nil {
 		return nil, err
 	}
-	if !v.OK() {
-		return &Result{Validation: v}, refuse("the archive failed validation (%s); run `bot archive verify` for the full list", firstErrors(v, 3))
+	if fatal := firstErrors(v, 3); fatal != "" {
+		return &Result{Validation: v}, refuse("the archive failed validation (%s); run `bot archive verify` for the full list", fatal)
 	}
 	res := &Result{Validation: v, Report: fidelity.Preview(r, v, Target)}
 	p, err := plan(ctx, r, opts, res)
@@ -207,10 +207,13 @@ func Import(ctx context.Context, r *archive.Reader, opts Options) (*Result, erro
 	return res, err
 }
 
+// firstErrors lists up to n validation errors that stop an import. A room
+// of a version this Ferry cannot check is not one: the room is skipped and
+// reported (room_version_unsupported), the rest imported.
 func firstErrors(v *archive.ValidationReport, n int) string {
 	var out []string
 	for _, p := range v.Problems {
-		if p.Severity == archive.SeverityError {
+		if p.Severity == archive.SeverityError && p.Check != archive.CheckUnsupportedRoomVersion {
 			out = append(out, fmt.Sprintf("%s: %s", p.Check, p.Message))
 			if len(out) == n {
 				break
