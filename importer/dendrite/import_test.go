@@ -287,7 +287,7 @@ func TestInterruptedImportCompletes(t *testing.T) {
 	for _, at := range []struct {
 		op string
 		n  int
-	}{{"account", 2}, {"event", 30}, {"media", 3}} {
+	}{{"account", 2}, {"event", 30}, {"event", 55}, {"media", 3}} {
 		t.Run(fmt.Sprintf("%s_%d", at.op, at.n), func(t *testing.T) {
 			to := testenv.NewDendrite(t, name)
 			to.Start(t)

@@ -230,6 +230,13 @@ func start(configPath string) (*helper, error) {
 	federationClient := basepkg.CreateFederationClient(cfg, nil)
 	httpClient := basepkg.CreateClient(cfg, nil)
 
+	// What a killed import left queued in the roomserver's input is dropped:
+	// the rerun sends everything again, in order, and stale queued events
+	// would be processed before the ones that complete their history.
+	js, _ := natsInstance.Prepare(processCtx, &cfg.Global.JetStream)
+	if err := js.PurgeStream(cfg.Global.JetStream.Prefixed(jetstream.InputRoomEvent)); err != nil && !errors.Is(err, nats.ErrStreamNotFound) {
+		return nil, fmt.Errorf("clearing the roomserver's input queue: %w", err)
+	}
 	rsAPI := roomserver.NewInternalAPI(processCtx, cfg, cm, &natsInstance, caches, caching.DisableMetrics)
 	fsAPI := federationapi.NewInternalAPI(processCtx, cfg, cm, &natsInstance, federationClient, rsAPI, caches, nil, false)
 	rsAPI.SetFederationAPI(fsAPI, fsAPI.KeyRing())
@@ -247,7 +254,6 @@ func start(configPath string) (*helper, error) {
 	if err != nil {
 		return nil, fmt.Errorf("media database: %w", err)
 	}
-	js, _ := natsInstance.Prepare(processCtx, &cfg.Global.JetStream)
 	userDB, userW, err := cm.Connection(&cfg.UserAPI.AccountDatabase)
 	if err != nil {
 		return nil, fmt.Errorf("user database: %w", err)
@@ -469,8 +475,19 @@ func (h *helper) event(ctx context.Context, req *Request, res *Response) error {
 	if pdu.EventID() != req.EventID {
 		return fmt.Errorf("event %s: Dendrite computes its ID as %s", req.EventID, pdu.EventID())
 	}
-	var have rsapi.QueryEventsByIDResponse
-	if err := h.rs.QueryEventsByID(ctx, &rsapi.QueryEventsByIDRequest{RoomID: req.RoomID, EventIDs: []string{req.EventID}}, &have); err == nil && len(have.Events) > 0 {
+	// Already there? An outlier counts once stored. A timeline event only
+	// counts with its state: the roomserver stores an event and computes
+	// its state in separate transactions, so an import killed in between
+	// leaves it looking like an outlier, and it must go in again (Dendrite
+	// then completes it). One that Dendrite rejected goes in again too.
+	var snapshot int64
+	var rejected bool
+	err = h.rsDB.QueryRowContext(ctx, "SELECT state_snapshot_nid, is_rejected FROM roomserver_events WHERE event_id = $1", req.EventID).Scan(&snapshot, &rejected)
+	switch {
+	case err == sql.ErrNoRows:
+	case err != nil:
+		return err
+	case req.Kind == "outlier" || (snapshot != 0 && !rejected):
 		res.Skipped = true
 		return nil
 	}
