@@ -33,7 +33,7 @@ import (
 // reach the other members. A second run changes nothing.
 func TestMigrateSynapseFixtures(t *testing.T) {
 	for _, tc := range []struct{ fixture, backend string }{
-		{"synapse-1.67", "sqlite"}, {"synapse-latest-schema", "sqlite"}, {"synapse-1.67", "postgres"},
+		{"synapse-1.67", "sqlite"}, {"synapse-latest-schema", "sqlite"}, {"synapse-1.67", "postgres"}, {"synapse-latest-schema", "postgres"},
 	} {
 		t.Run(tc.fixture+"/"+tc.backend, func(t *testing.T) { migrateFixture(t, tc.fixture, tc.backend) })
 	}
