@@ -24,18 +24,7 @@ func synapseFixture(t *testing.T) (db, media string) {
 // fresh database and unpacks the (shared) media store.
 func synapseFixtureNamed(t *testing.T, fixture string) (db, media string) {
 	t.Helper()
-	pg := testenv.StartPostgres(t)
-	name := "cli_" + strings.ToLower(strings.NewReplacer("/", "_", "-", "_", ".", "_").Replace(t.Name()))
-	if len(name) > 60 {
-		name = name[:60]
-	}
-	db = pg.CreateDatabase(t, name)
-	pg.Restore(t, name, "../../testdata/"+fixture+"/synapse.sql.gz")
-	media = t.TempDir()
-	if err := testenv.Untar(fixtureDir+"media_store.tar.gz", media); err != nil {
-		t.Fatal(err)
-	}
-	return db, media
+	return testenv.SynapseFixture(t, "../../testdata", fixture)
 }
 
 // bot export end to end: a packed, passphrase-encrypted archive that

@@ -46,22 +46,11 @@ func checkGoldenReport(t *testing.T, path string, rep *fidelity.Report) {
 	}
 }
 
-// synapseFixture restores a Synapse fixture into a fresh database and
-// unpacks its media store.
+// synapseFixture restores a Synapse fixture and its media store.
 func synapseFixture(t *testing.T, name string) synapse.Config {
 	t.Helper()
-	pg := testenv.StartPostgres(t)
-	db := strings.NewReplacer("-", "_", ".", "_").Replace(name) + "_" + strings.ToLower(strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
-	if len(db) > 60 {
-		db = db[:60]
-	}
-	url := pg.CreateDatabase(t, db)
-	pg.Restore(t, db, testdata+name+"/synapse.sql.gz")
-	media := t.TempDir()
-	if err := testenv.Untar(testdata+"synapse-1.67/media_store.tar.gz", media); err != nil {
-		t.Fatal(err)
-	}
-	return synapse.Config{Database: url, MediaStore: media, SigningKey: testdata + "synapse-1.67/fixture.test.signing.key",
+	db, media := testenv.SynapseFixture(t, testdata, name)
+	return synapse.Config{Database: db, MediaStore: media, SigningKey: testdata + "synapse-1.67/fixture.test.signing.key",
 		HomeserverConfig: testdata + "synapse-1.67/homeserver.yaml"}
 }
 

@@ -238,3 +238,23 @@ func (p *Postgres) Restore(t testing.TB, name, dumpPath string) {
 	}
 	t.Logf("restored %s in %v", filepath.Base(dumpPath), time.Since(start).Round(time.Millisecond))
 }
+
+// SynapseFixture restores testdata/<fixture>/synapse.sql.gz (testdata is
+// the path of the repository's testdata directory as the test sees it)
+// into a fresh database of the private cluster, unpacks the fixtures'
+// media store into a temporary directory, and returns both.
+func SynapseFixture(t testing.TB, testdata, fixture string) (dbURL, mediaDir string) {
+	t.Helper()
+	p := StartPostgres(t)
+	name := strings.ToLower(strings.NewReplacer("-", "_", ".", "_", "/", "_", " ", "_").Replace(fixture + "_" + t.Name()))
+	if len(name) > 60 {
+		name = name[:60]
+	}
+	dbURL = p.CreateDatabase(t, name)
+	p.Restore(t, name, filepath.Join(testdata, fixture, "synapse.sql.gz"))
+	mediaDir = t.TempDir()
+	if err := Untar(filepath.Join(testdata, "synapse-1.67", "media_store.tar.gz"), mediaDir); err != nil {
+		t.Fatal(err)
+	}
+	return dbURL, mediaDir
+}

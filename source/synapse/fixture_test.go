@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"strings"
 	"testing"
 
 	"github.com/ferry-matrix/ferry/archive"
@@ -21,24 +20,9 @@ const testdata = "../../testdata/"
 // its media store; name is "synapse-1.67" or "synapse-latest-schema".
 func fixture(t *testing.T, name string) Config {
 	t.Helper()
-	pg := testenv.StartPostgres(t)
-	db := strings.NewReplacer("-", "_", ".", "_").Replace(name) + "_" + strings.ToLower(strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
-	if len(db) > 60 {
-		db = db[:60]
-	}
-	url := pg.CreateDatabase(t, db)
-	pg.Restore(t, db, testdata+name+"/synapse.sql.gz")
-	media := t.TempDir()
-	untar(t, testdata+"synapse-1.67/media_store.tar.gz", media)
-	return Config{Database: url, MediaStore: media, SigningKey: testdata + "synapse-1.67/fixture.test.signing.key",
+	db, media := testenv.SynapseFixture(t, testdata, name)
+	return Config{Database: db, MediaStore: media, SigningKey: testdata + "synapse-1.67/fixture.test.signing.key",
 		HomeserverConfig: testdata + "synapse-1.67/homeserver.yaml"}
-}
-
-func untar(t *testing.T, path, dir string) {
-	t.Helper()
-	if err := testenv.Untar(path, dir); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // export runs a whole export of cfg into a new encrypted archive and opens it.
