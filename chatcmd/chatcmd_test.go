@@ -117,11 +117,11 @@ func TestHelpIsGeneratedFromTheCommands(t *testing.T) {
 
 func TestSplit(t *testing.T) {
 	for in, want := range map[string][]string{
-		`a "b c" 'd e'`:  {"a", "b c", "d e"},
-		`a\ b c`:         {"a b", "c"},
+		`a "b c" 'd e'`:   {"a", "b c", "d e"},
+		`a\ b c`:          {"a b", "c"},
 		`  spaced   out `: {"spaced", "out"},
-		`x=""`:           {"x="},
-		`""`:             {""},
+		`x=""`:            {"x="},
+		`""`:              {""},
 	} {
 		got, err := chatcmd.Split(in)
 		if err != nil || strings.Join(got, "|") != strings.Join(want, "|") || len(got) != len(want) {
