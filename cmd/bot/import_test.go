@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ferry-matrix/ferry/archive/archivetest"
+	"github.com/ferry-matrix/ferry/config"
 	"github.com/ferry-matrix/ferry/internal/seed"
 	"github.com/ferry-matrix/ferry/internal/testenv"
 	sdendrite "github.com/ferry-matrix/ferry/source/dendrite"
@@ -138,5 +139,26 @@ func TestImportCommand(t *testing.T) {
 	}
 	if err := imp(target, "--migration", "--passphrase-env", "FERRY_TEST_PASS", enc); err != nil {
 		t.Fatalf("rerun: %v", err)
+	}
+}
+
+// bot generate-registration writes the registration from the config, 0600,
+// and refuses the example's placeholder tokens.
+func TestGenerateRegistration(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfg, []byte(strings.NewReplacer("CHANGE_ME_as_token", "as-secret-1", "CHANGE_ME_hs_token", "hs-secret-2").Replace(string(config.Example))), 0o600)
+	out := filepath.Join(dir, "registration.yaml")
+	if err := run(context.Background(), []string{"generate-registration", "-c", cfg, "-o", out}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(out)
+	data, _ := os.ReadFile(out)
+	if err != nil || st.Mode().Perm() != 0o600 || !strings.Contains(string(data), "hs_token: hs-secret-2") || !strings.Contains(string(data), `^@ferry:example\.org$`) {
+		t.Fatalf("registration (%v, %v):\n%s", err, st.Mode(), data)
+	}
+	os.WriteFile(cfg, config.Example, 0o600)
+	if err := run(context.Background(), []string{"-g", "-c", cfg, "-o", out}); err == nil || !strings.Contains(err.Error(), "random values") {
+		t.Fatalf("placeholder tokens: %v", err)
 	}
 }

@@ -36,6 +36,7 @@ const usage = `usage:
   bot migrate --db URL --signing-key F [--media-store D] [--synapse-config Y] --config dendrite.yaml [--migration]
                                        Synapse -> Dendrite in one step: export, validate, import, report (bot migrate -h)
   bot serve -c config.yaml             job workers, schedules, the HTTP API (/api/v1/exports), /metrics, /download
+  bot generate-registration -c config.yaml [-o registration.yaml]   (or bot -g) the appservice registration for the homeserver
   bot archive inspect [key options] ARCHIVE
   bot archive verify  [key options] ARCHIVE   exit 0 only when every check passes
   bot archive pack    ARCHIVE OUT.ferry        stored form (directory/prefix) -> single file
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string) error {
 		return runImport(ctx, args[1:])
 	case "migrate":
 		return runMigrate(ctx, args[1:])
+	case "generate-registration", "-g":
+		return runGenerateRegistration(ctx, args[1:])
 	case "archive":
 		if len(args) < 2 {
 			return fmt.Errorf("archive needs a subcommand\n%s", usage)
