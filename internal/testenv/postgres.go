@@ -33,14 +33,16 @@ type Postgres struct {
 }
 
 var (
-	pgOnce sync.Once
-	pg     *Postgres
-	pgErr  error
+	mainRuns bool // Main wraps this test binary, so the cluster is stopped at the end
+	pgOnce   sync.Once
+	pg       *Postgres
+	pgErr    error
 )
 
 // Main runs the tests of a package and stops the services they started.
 // Use it as: func TestMain(m *testing.M) { testenv.Main(m) }.
 func Main(m *testing.M) {
+	mainRuns = true
 	code := m.Run()
 	if pg != nil {
 		pg.stop()
@@ -71,6 +73,9 @@ func pgBinDir() (string, error) {
 // on first use. Call Main from TestMain so that it is stopped.
 func StartPostgres(t testing.TB) *Postgres {
 	t.Helper()
+	if !mainRuns {
+		t.Fatal("testenv.StartPostgres needs func TestMain(m *testing.M) { testenv.Main(m) } in the package, which stops the cluster when the tests end")
+	}
 	pgOnce.Do(func() { pg, pgErr = startPostgres() })
 	if pgErr != nil {
 		if os.Getenv("FERRY_REQUIRE_SERVICES") == "1" {

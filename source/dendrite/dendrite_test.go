@@ -175,3 +175,5 @@ func openSource(t *testing.T, configPath string) *Source {
 	t.Cleanup(func() { src.Close() })
 	return src
 }
+
+func TestMain(m *testing.M) { testenv.Main(m) }
