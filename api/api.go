@@ -344,12 +344,8 @@ func (s *Server) view(ctx context.Context, e *store.Export) ExportView {
 	}
 	if e.Status == store.StatusCompleted {
 		v.Progress = 100
-		key := storage.ArchiveKey(e.Name)
-		exp := time.Now().Add(s.LinkTTL).UTC().Truncate(time.Second)
-		if u, err := s.Jobs.Storage.SignedURL(ctx, key, s.LinkTTL); err == nil {
-			v.Link, v.LinkExpires = u, &exp
-		} else if s.Links != nil && s.BaseURL != "" {
-			if u, err := s.Links.URL(s.BaseURL, key, s.LinkTTL); err == nil {
+		if s.Links != nil {
+			if u, exp, err := s.Links.Link(ctx, s.BaseURL, storage.ArchiveKey(e.Name), s.LinkTTL); err == nil {
 				v.Link, v.LinkExpires = u, &exp
 			}
 		}

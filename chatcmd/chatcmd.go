@@ -60,10 +60,10 @@ type Invocation struct {
 	Command *Command
 	Args    []string
 	Options any
-	// Filled by the caller: who sent it, where, and whether they are an
-	// admin in an admin room.
-	Sender, RoomID string
-	Admin          bool
+	// Filled by the caller: who sent it, where, in which event, and
+	// whether they are an admin in an admin room.
+	Sender, RoomID, EventID string
+	Admin                   bool
 }
 
 // ErrNotCommand: the message is not addressed to the bot.

@@ -81,6 +81,10 @@ type Source struct {
 	SigningKey string `yaml:"signing_key"`
 	// HomeserverConfig is Synapse's homeserver.yaml (optional).
 	HomeserverConfig string `yaml:"homeserver_config"`
+	// DendriteConfig is Dendrite's dendrite.yaml: its databases, media
+	// directory and signing key are read from it (the keys above are then
+	// not used).
+	DendriteConfig string `yaml:"dendrite_config"`
 }
 
 type Storage struct {
@@ -254,7 +258,14 @@ func (c *Config) ValidateService() error {
 		bad("homeserver.domain", "%q is not a server name (example.org)", c.Homeserver.Domain)
 	}
 	switch c.Homeserver.Implementation {
-	case "synapse", "dendrite":
+	case "synapse":
+		if c.Source.Database == "" {
+			bad("source.database", "missing: the Synapse PostgreSQL URL Ferry reads from")
+		}
+	case "dendrite":
+		if c.Source.DendriteConfig == "" {
+			bad("source.dendrite_config", "missing: the path of dendrite.yaml (Ferry reads its databases, media and key from it)")
+		}
 	default:
 		bad("homeserver.implementation", "%q is not supported: use synapse or dendrite", c.Homeserver.Implementation)
 	}

@@ -159,6 +159,18 @@ func (s *Service) periodicJobs() ([]*river.PeriodicJob, error) {
 	return out, nil
 }
 
+// Schedules lists the installed schedules by name.
+func (s *Service) Schedules() []Schedule {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]Schedule, 0, len(s.schedules))
+	for _, sch := range s.schedules {
+		out = append(out, sch)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
 // SetSchedules installs the schedules. River's periodic jobs are set up at
 // Start; a schedule removed later stops at its next tick.
 func (s *Service) SetSchedules(list []Schedule) error {

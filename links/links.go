@@ -151,6 +151,22 @@ func (h *Handler) URL(baseURL, key string, ttl time.Duration) (string, error) {
 	return strings.TrimRight(baseURL, "/") + Path + token + "/" + path.Base(key), nil
 }
 
+// Link returns a download link for key that expires after ttl: the
+// bucket's own presigned URL where it has one (S3), else a signed
+// /download link under baseURL (Ferry serves it). It fails when neither
+// is possible (no presigning and no baseURL).
+func (h *Handler) Link(ctx context.Context, baseURL, key string, ttl time.Duration) (string, time.Time, error) {
+	exp := time.Now().Add(ttl).UTC().Truncate(time.Second)
+	if u, err := h.Store.SignedURL(ctx, key, ttl); err == nil {
+		return u, exp, nil
+	}
+	if baseURL == "" {
+		return "", time.Time{}, errors.New("no download link possible: the bucket cannot presign URLs and api.public_url is not set")
+	}
+	u, err := h.URL(baseURL, key, ttl)
+	return u, exp, err
+}
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := Download{RemoteAddr: r.RemoteAddr, Range: r.Header.Get("Range"), At: time.Now()}
 	defer func() {

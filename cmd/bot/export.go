@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -17,46 +16,16 @@ import (
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/exporter"
+	"github.com/ferry-matrix/ferry/internal/flagvalue"
+	"github.com/ferry-matrix/ferry/internal/human"
 	"github.com/ferry-matrix/ferry/source"
 	"github.com/ferry-matrix/ferry/source/dendrite"
 	"github.com/ferry-matrix/ferry/source/synapse"
 )
 
-// listFlag collects a repeatable, comma-separated flag.
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error {
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*l = append(*l, p)
-		}
-	}
-	return nil
-}
-
-// timeFlag parses RFC 3339 times or plain dates (UTC midnight).
-type timeFlag struct{ t time.Time }
-
-func (f *timeFlag) String() string {
-	if f.t.IsZero() {
-		return ""
-	}
-	return f.t.Format(time.RFC3339)
-}
-func (f *timeFlag) Set(v string) error {
-	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04", "2006-01-02"} {
-		if t, err := time.Parse(layout, v); err == nil {
-			f.t = t
-			return nil
-		}
-	}
-	return fmt.Errorf("%q is not a time: use 2026-11-23 or 2026-11-23T15:04:05Z", v)
-}
-
 // keyChoice is how an export's key is delivered.
 type keyChoice struct {
-	recipients    listFlag
+	recipients    flagvalue.List
 	recipientFile string
 	passphraseEnv string
 	plaintext     bool
@@ -126,8 +95,8 @@ type exportFlags struct {
 	synapse              synapse.Config
 	migration            bool
 	f                    source.Filter
-	rooms, users         listFlag
-	since, until         timeFlag
+	rooms, users         flagvalue.List
+	since, until         flagvalue.Time
 	o                    source.Options
 	quiet                bool
 }
@@ -161,7 +130,7 @@ func (e *exportFlags) resolve(encrypted bool) error {
 	if e.migration {
 		e.o.AccessTokens, e.o.PrivateServerKey = true, true
 	}
-	e.f.Rooms, e.f.Users, e.f.Since, e.f.Until = e.rooms, e.users, e.since.t, e.until.t
+	e.f.Rooms, e.f.Users, e.f.Since, e.f.Until = e.rooms, e.users, e.since.T, e.until.T
 	if err := e.f.Validate(); err != nil {
 		return err
 	}
@@ -214,7 +183,7 @@ func (e *exportFlags) export(ctx context.Context, src source.Source, out string,
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "exported %s (%s, %s schema %d): %d records, %d media files (%s), %d omissions reported in the archive, in %s\n",
-		info.ServerName, typ, info.Implementation, info.SchemaVersion, final.Records, final.Blobs, humanBytes(final.BlobBytes), final.Omissions,
+		info.ServerName, typ, info.Implementation, info.SchemaVersion, final.Records, final.Blobs, human.Bytes(final.BlobBytes), final.Omissions,
 		time.Since(final.Started).Round(time.Millisecond))
 	return nil
 }
@@ -279,8 +248,8 @@ func (p *progressPrinter) print(pr exporter.Progress) {
 	if d := pr.ETA(now); d > 0 {
 		eta = " ETA " + d.Round(time.Second).String()
 	}
-	line := fmt.Sprintf("%s %5.1f%% %s: %d/%d records, %d files %s, snapshot age %s%s", bar(frac, 24), frac*100,
-		pr.Stream, pr.Records, pr.Total, pr.Blobs, humanBytes(pr.BlobBytes), now.Sub(pr.SnapshotAt).Round(time.Second), eta)
+	line := fmt.Sprintf("%s %5.1f%% %s: %d/%d records, %d files %s, snapshot age %s%s", human.Bar(frac, 24, "#", "."), frac*100,
+		pr.Stream, pr.Records, pr.Total, pr.Blobs, human.Bytes(pr.BlobBytes), now.Sub(pr.SnapshotAt).Round(time.Second), eta)
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
 		p.drawn = true
@@ -293,22 +262,4 @@ func (p *progressPrinter) done() {
 	if p.drawn {
 		fmt.Fprintln(p.w)
 	}
-}
-
-func bar(frac float64, width int) string {
-	n := int(frac * float64(width))
-	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

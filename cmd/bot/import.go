@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/ferry-matrix/ferry/internal/flagvalue"
 	"io"
 	"os"
 	"strings"
@@ -29,7 +30,7 @@ func runImport(ctx context.Context, args []string) error {
 	fs.BoolVar(&opts.DryRun, "dry-run", false, "validate the archive, check the target and report what would be imported; write nothing")
 	fs.BoolVar(&opts.Migration, "migration", false, "keep devices and access tokens (encrypted archives exported with access tokens)")
 	fs.BoolVar(&opts.AllowNonEmpty, "force-non-empty", false, "import into a target that already has users or rooms")
-	var rooms listFlag
+	var rooms flagvalue.List
 	fs.Var(&rooms, "rooms", "import only these rooms (users, account data and media are still imported)")
 	var keys keyFlags
 	keys.register(fs)

@@ -35,6 +35,7 @@ const usage = `usage:
                                        import into a stopped, empty Dendrite (bot import -h)
   bot migrate --db URL --signing-key F [--media-store D] [--synapse-config Y] --config dendrite.yaml [--migration]
                                        Synapse -> Dendrite in one step: export, validate, import, report (bot migrate -h)
+  bot run -c config.yaml               the Matrix bot (appservice) with everything serve runs
   bot serve -c config.yaml             job workers, schedules, the HTTP API (/api/v1/exports), /metrics, /download
   bot generate-registration -c config.yaml [-o registration.yaml]   (or bot -g) the appservice registration for the homeserver
   bot archive inspect [key options] ARCHIVE
@@ -60,6 +61,8 @@ func run(ctx context.Context, args []string) error {
 		return runExport(ctx, args[1:])
 	case "serve":
 		return runServe(ctx, args[1:])
+	case "run":
+		return runBot(ctx, args[1:])
 	case "import":
 		return runImport(ctx, args[1:])
 	case "migrate":

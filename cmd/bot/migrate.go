@@ -44,7 +44,7 @@ func runMigrate(ctx context.Context, args []string) error {
 	if opts.Config == "" || e.synapse.Database == "" {
 		return fmt.Errorf("--db (the Synapse database) and --config (the target's dendrite.yaml) are required\n%s", migrateUsage)
 	}
-	if len(e.rooms) > 0 || len(e.users) > 0 || !e.since.t.IsZero() || !e.until.t.IsZero() {
+	if len(e.rooms) > 0 || len(e.users) > 0 || !e.since.T.IsZero() || !e.until.T.IsZero() {
 		return errors.New("a migration moves the whole server: --rooms, --users, --since and --until are for bot export")
 	}
 	e.o.PrivateServerKey = true // the Synapse key becomes Dendrite's

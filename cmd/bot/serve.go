@@ -15,6 +15,7 @@ import (
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/links"
 	"github.com/ferry-matrix/ferry/source"
+	"github.com/ferry-matrix/ferry/source/dendrite"
 	"github.com/ferry-matrix/ferry/source/synapse"
 	"github.com/ferry-matrix/ferry/storage"
 	"github.com/ferry-matrix/ferry/store"
@@ -35,7 +36,7 @@ func runServe(ctx context.Context, args []string) error {
 	if err := cfg.ValidateService(); err != nil {
 		return fmt.Errorf("%s: config problems:\n%w", *path, err)
 	}
-	srv, err := newService(ctx, cfg)
+	srv, err := newService(ctx, cfg, nil)
 	if err != nil {
 		return err
 	}
@@ -51,14 +52,28 @@ type service struct {
 	state   *store.Store
 	bucket  *storage.Store
 	jobs    *jobs.Service
+	links   *links.Handler
 	stop    func(context.Context) error
 	handler http.Handler
+	// beforeStart, if set, runs after the job service is configured and
+	// before its workers start (the bot sets its announce hook there).
+	beforeStart func(*jobs.Service)
 }
 
-func newService(ctx context.Context, cfg *config.Config) (*service, error) {
-	if cfg.Homeserver.Implementation != "synapse" {
-		return nil, fmt.Errorf("homeserver.implementation %q: serve exports Synapse so far", cfg.Homeserver.Implementation)
+// openSource opens the configured homeserver's data for an export.
+func openSource(cfg *config.Config) jobs.SourceOpener {
+	return func(ctx context.Context, name string) (source.Source, error) {
+		switch cfg.Homeserver.Implementation {
+		case "dendrite":
+			return dendrite.Open(ctx, cfg.Source.DendriteConfig)
+		default:
+			return synapse.Open(ctx, synapse.Config{Database: string(cfg.Source.Database), MediaStore: cfg.Source.MediaPath,
+				SigningKey: cfg.Source.SigningKey, HomeserverConfig: cfg.Source.HomeserverConfig})
+		}
 	}
+}
+
+func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.Service)) (*service, error) {
 	s := &service{}
 	var err error
 	if s.state, err = store.Open(ctx, string(cfg.State.Database)); err != nil {
@@ -69,11 +84,7 @@ func newService(ctx context.Context, cfg *config.Config) (*service, error) {
 		return nil, err
 	}
 	host, _ := os.Hostname()
-	s.jobs = &jobs.Service{Store: s.state, Storage: s.bucket, Owner: fmt.Sprintf("%s/%d", host, os.Getpid()),
-		Open: func(ctx context.Context, name string) (source.Source, error) {
-			return synapse.Open(ctx, synapse.Config{Database: string(cfg.Source.Database), MediaStore: cfg.Source.MediaPath,
-				SigningKey: cfg.Source.SigningKey, HomeserverConfig: cfg.Source.HomeserverConfig})
-		}}
+	s.jobs = &jobs.Service{Store: s.state, Storage: s.bucket, Owner: fmt.Sprintf("%s/%d", host, os.Getpid()), Open: openSource(cfg)}
 	var schedules []jobs.Schedule
 	for _, sc := range cfg.Schedules {
 		if sc.Type != "full" {
@@ -81,11 +92,14 @@ func newService(ctx context.Context, cfg *config.Config) (*service, error) {
 			return nil, fmt.Errorf("schedule %s: only full exports can be scheduled from the config so far", sc.Name)
 		}
 		schedules = append(schedules, jobs.Schedule{Name: sc.Name, Cron: sc.Cron, Keep: sc.Keep, MaxAge: time.Duration(sc.MaxAge),
-			Request: jobs.Request{Source: "synapse", Recipients: cfg.Encryption.Recipients}})
+			Request: jobs.Request{Source: cfg.Homeserver.Implementation, Recipients: cfg.Encryption.Recipients}})
 	}
 	if err := s.jobs.SetSchedules(schedules); err != nil {
 		s.close()
 		return nil, err
+	}
+	if beforeStart != nil {
+		beforeStart(s.jobs)
 	}
 	if s.stop, err = s.jobs.Start(ctx, jobs.Config{Concurrency: cfg.Limits.ConcurrentJobs}); err != nil {
 		s.close()
@@ -104,11 +118,13 @@ func newService(ctx context.Context, cfg *config.Config) (*service, error) {
 		s.close()
 		return nil, err
 	}
+	// The API's handler audits every download (allowed or refused).
+	s.links = &links.Handler{Store: s.bucket, Signer: signer}
 	var tokens []api.Token
 	for _, t := range cfg.API.Tokens {
 		tokens = append(tokens, api.Token{Name: t.Name, Role: t.Role, Secret: string(t.Token)})
 	}
-	a := &api.Server{Jobs: s.jobs, Tokens: tokens, Source: "synapse", Links: &links.Handler{Store: s.bucket, Signer: signer},
+	a := &api.Server{Jobs: s.jobs, Tokens: tokens, Source: cfg.Homeserver.Implementation, Links: s.links,
 		BaseURL: cfg.API.PublicURL, LinkTTL: time.Duration(cfg.Storage.LinkLifetime), Rate: cfg.API.RatePerSecond, Burst: int(2 * cfg.API.RatePerSecond)}
 	s.handler = a.Handler()
 	return s, nil

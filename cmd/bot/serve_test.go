@@ -52,7 +52,7 @@ api: {public_url: "` + base + `", tokens: [{name: ops, role: admin, token: "` + 
 	if err := cfg.ValidateService(); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := newService(ctx, cfg)
+	svc, err := newService(ctx, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,6 +88,24 @@ func newDendrite(t testing.TB, serverName, dbURL string) *Dendrite {
 	return d
 }
 
+// AddAppservice registers an appservice with Dendrite (the registration
+// file goes into app_service_api.config_files); call it before Start.
+func (d *Dendrite) AddAppservice(t testing.TB, registrationFile string) {
+	t.Helper()
+	cfg, err := os.ReadFile(d.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const empty = "  config_files: []"
+	if !bytes.Contains(cfg, []byte(empty)) {
+		t.Fatal("dendrite.yaml: no empty app_service_api.config_files to fill (one appservice per test server)")
+	}
+	cfg = bytes.Replace(cfg, []byte(empty), []byte("  config_files: ["+strconv.Quote(registrationFile)+"]"), 1)
+	if err := os.WriteFile(d.Config(), cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Config is the path of dendrite.yaml.
 func (d *Dendrite) Config() string { return filepath.Join(d.Dir, "dendrite.yaml") }
 

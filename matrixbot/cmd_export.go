@@ -1,0 +1,132 @@
+package matrixbot
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/ferry-matrix/ferry/chatcmd"
+	"github.com/ferry-matrix/ferry/internal/flagvalue"
+	"github.com/ferry-matrix/ferry/jobs"
+	"github.com/ferry-matrix/ferry/source"
+	"github.com/ferry-matrix/ferry/store"
+)
+
+// exportOptions are the options of !export full and !export partial.
+type exportOptions struct {
+	rooms, users flagvalue.List
+	since, until flagvalue.Time
+	media        string
+	name         string
+	filter       source.Filter
+}
+
+// cmdExportFull: !export full.
+func (b *Bot) cmdExportFull() *chatcmd.Command {
+	return &chatcmd.Command{Path: []string{"export", "full"}, Admin: true, MaxArgs: 0,
+		Usage:   "[--media all|none] [--name NAME]",
+		Summary: "export the whole server into an archive encrypted to your key; I post progress and a download link",
+		Flags: func(fs *flag.FlagSet) any {
+			o := &exportOptions{}
+			fs.StringVar(&o.media, "media", source.MediaAll, "all or none")
+			fs.StringVar(&o.name, "name", "", "archive name")
+			return o
+		},
+		Check: func(inv *chatcmd.Invocation) error {
+			o := inv.Options.(*exportOptions)
+			if o.media != source.MediaAll && o.media != source.MediaNone {
+				return fmt.Errorf("--media %q: a full export takes all or none (referenced is for partial exports)", o.media)
+			}
+			if o.media == source.MediaNone {
+				o.filter.Media = source.MediaNone
+			}
+			return nil
+		},
+		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+			return "", b.startExport(ctx, inv, "full", inv.Options.(*exportOptions))
+		}}
+}
+
+// cmdExportPartial: !export partial.
+func (b *Bot) cmdExportPartial() *chatcmd.Command {
+	return &chatcmd.Command{Path: []string{"export", "partial"}, Admin: true, MaxArgs: 0,
+		Usage:   "[--rooms !a:x,!b:x] [--users @u:x,...] [--since DATE] [--until DATE] [--media none|referenced|all] [--name NAME]",
+		Summary: "export some rooms, users or a time range (DATE: 2026-01-31 or RFC 3339)",
+		Flags: func(fs *flag.FlagSet) any {
+			o := &exportOptions{}
+			fs.Var(&o.rooms, "rooms", "room IDs")
+			fs.Var(&o.users, "users", "user IDs")
+			fs.Var(&o.since, "since", "events at or after")
+			fs.Var(&o.until, "until", "events before")
+			fs.StringVar(&o.media, "media", source.MediaReferenced, "none, referenced or all")
+			fs.StringVar(&o.name, "name", "", "archive name")
+			return o
+		},
+		Check: func(inv *chatcmd.Invocation) error {
+			o := inv.Options.(*exportOptions)
+			f := source.Filter{Rooms: o.rooms, Users: o.users, Since: o.since.T, Until: o.until.T, Media: o.media}
+			for _, r := range o.rooms {
+				if !strings.HasPrefix(r, "!") || !strings.Contains(r, ":") {
+					return fmt.Errorf("--rooms: %q is not a room ID (!id:server)", r)
+				}
+			}
+			for _, u := range o.users {
+				if _, _, err := id.UserID(u).Parse(); err != nil || !strings.HasPrefix(u, "@") {
+					return fmt.Errorf("--users: %q is not a user ID (@name:server)", u)
+				}
+			}
+			if len(f.Rooms) == 0 && len(f.Users) == 0 && f.Since.IsZero() && f.Until.IsZero() {
+				return errors.New("say what to export: --rooms, --users, --since or --until (or use !export full)")
+			}
+			if err := f.Validate(); err != nil {
+				return err
+			}
+			o.filter = f
+			return nil
+		},
+		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+			return "", b.startExport(ctx, inv, "partial", inv.Options.(*exportOptions))
+		}}
+}
+
+// recipientsFor returns whom an admin's export is encrypted to: the
+// admin's own keys (required: the archive and its key are handed out in
+// chat, so only a key the admin holds may open them) and the configured
+// backup recipients.
+func (b *Bot) recipientsFor(admin string) ([]string, error) {
+	own := b.cfg.Encryption.AdminRecipients[admin]
+	if len(own) == 0 {
+		return nil, fmt.Errorf("no key is configured for you, so I can't encrypt an export you could open. "+
+			"Add your age (age1...) or SSH (ssh-ed25519 ...) public key under encryption.admin_recipients[%q] in Ferry's config and restart Ferry. "+
+			"Never paste a private key or passphrase into a chat", admin)
+	}
+	return append(append([]string{}, own...), b.cfg.Encryption.Recipients...), nil
+}
+
+// startExport submits the export and follows it in the room.
+func (b *Bot) startExport(ctx context.Context, inv *chatcmd.Invocation, typ string, o *exportOptions) error {
+	recips, err := b.recipientsFor(inv.Sender)
+	if err != nil {
+		return err
+	}
+	exportID := jobID(inv.EventID)
+	name := o.name
+	if name == "" {
+		name = typ + "-" + time.Now().UTC().Format("20060102-150405") + "-" + exportID[:6]
+	}
+	req := jobs.Request{Source: b.cfg.Homeserver.Implementation, Filter: o.filter, Recipients: recips, Name: name}
+	if _, err := b.jobs.Store.GetExport(ctx, exportID); errors.Is(err, store.ErrNotFound) {
+		if _, err := b.jobs.Submit(ctx, exportID, req, inv.Sender, "room "+inv.RoomID); err != nil {
+			return fmt.Errorf("could not start the export: %w", err)
+		}
+	} else if err != nil {
+		return err
+	}
+	b.follow(id.RoomID(inv.RoomID), id.EventID(inv.EventID), exportID, typ)
+	return nil
+}

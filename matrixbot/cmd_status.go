@@ -1,0 +1,131 @@
+package matrixbot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/ferry-matrix/ferry/chatcmd"
+	"github.com/ferry-matrix/ferry/internal/human"
+	"github.com/ferry-matrix/ferry/jobs"
+	"github.com/ferry-matrix/ferry/store"
+)
+
+func userID(s string) id.UserID { return id.UserID(s) }
+
+// cmdExportStatus: !export status [id].
+func (b *Bot) cmdExportStatus() *chatcmd.Command {
+	return &chatcmd.Command{Path: []string{"export", "status"}, Admin: true, MaxArgs: 1, Usage: "[ID]",
+		Summary: "the state of an export (default: the newest)",
+		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+			var e *store.Export
+			if len(inv.Args) == 1 {
+				var err error
+				if e, err = b.jobs.Store.GetExport(ctx, inv.Args[0]); errors.Is(err, store.ErrNotFound) {
+					return "", fmt.Errorf("there is no export %q; `!export list` shows them", inv.Args[0])
+				} else if err != nil {
+					return "", err
+				}
+			} else {
+				list, err := b.jobs.Store.ListExports(ctx, 1)
+				if err != nil {
+					return "", err
+				}
+				if len(list) == 0 {
+					return "No exports yet. `!export full` starts one.", nil
+				}
+				e = list[0]
+			}
+			text := progressText(e, exportType(e)) + fmt.Sprintf("\nrequested by %s via %s at %s", e.RequestedBy, e.Via, e.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"))
+			if e.Error != "" {
+				text += "\nlast error: " + e.Error
+			}
+			if e.Status == store.StatusCompleted {
+				text += "\n" + b.outcomeText(ctx, e)
+			}
+			return text, nil
+		}}
+}
+
+// exportType reads "full" or "partial" from an export's stored request.
+func exportType(e *store.Export) string {
+	var req jobs.Request
+	if json.Unmarshal([]byte(e.Request), &req) == nil && !req.Filter.IsFull() {
+		return "partial"
+	}
+	return "full"
+}
+
+// cmdExportList: !export list.
+func (b *Bot) cmdExportList() *chatcmd.Command {
+	return &chatcmd.Command{Path: []string{"export", "list"}, Admin: true, MaxArgs: 0,
+		Summary: "the ten newest exports",
+		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+			list, err := b.jobs.Store.ListExports(ctx, 10)
+			if err != nil {
+				return "", err
+			}
+			if len(list) == 0 {
+				return "No exports yet. `!export full` starts one.", nil
+			}
+			var sb strings.Builder
+			sb.WriteString("Newest exports:")
+			for _, e := range list {
+				fmt.Fprintf(&sb, "\n`%s` %s %s, %s, by %s at %s", e.ID, exportType(e), e.Status, e.Name, e.RequestedBy, e.CreatedAt.UTC().Format("2006-01-02 15:04"))
+				if e.Status == store.StatusCompleted {
+					fmt.Fprintf(&sb, ", %s", human.Bytes(e.Size))
+				}
+			}
+			return sb.String(), nil
+		}}
+}
+
+// cmdExportCancel: !export cancel <id>.
+func (b *Bot) cmdExportCancel() *chatcmd.Command {
+	return &chatcmd.Command{Path: []string{"export", "cancel"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "ID",
+		Summary: "stop a queued or running export; nothing is published",
+		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+			exportID := inv.Args[0]
+			if _, err := b.jobs.Store.GetExport(ctx, exportID); errors.Is(err, store.ErrNotFound) {
+				return "", fmt.Errorf("there is no export %q; `!export list` shows them", exportID)
+			}
+			if err := b.jobs.Cancel(ctx, exportID, inv.Sender, "room "+inv.RoomID); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("Export `%s` is cancelled; its partial archive is removed.", exportID), nil
+		}}
+}
+
+// cmdScheduleList: !schedule list.
+func (b *Bot) cmdScheduleList() *chatcmd.Command {
+	return &chatcmd.Command{Path: []string{"schedule", "list"}, Admin: true, MaxArgs: 0,
+		Summary: "the scheduled backups and their retention",
+		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+			list := b.jobs.Schedules()
+			if len(list) == 0 {
+				return "No scheduled backups. They are configured under `schedules:` in Ferry's config.", nil
+			}
+			last, _ := b.jobs.Store.LastScheduledSuccess(ctx)
+			var sb strings.Builder
+			sb.WriteString("Scheduled backups:")
+			for _, s := range list {
+				fmt.Fprintf(&sb, "\n`%s` cron `%s`", s.Name, s.Cron)
+				if s.Keep > 0 {
+					fmt.Fprintf(&sb, ", keep %d", s.Keep)
+				}
+				if s.MaxAge > 0 {
+					fmt.Fprintf(&sb, ", max age %s", s.MaxAge)
+				}
+				if t, ok := last[s.Name]; ok {
+					fmt.Fprintf(&sb, ", last success %s", t.UTC().Format("2006-01-02 15:04 UTC"))
+				} else {
+					sb.WriteString(", no successful run yet")
+				}
+			}
+			return sb.String(), nil
+		}}
+}

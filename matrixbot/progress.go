@@ -1,0 +1,146 @@
+package matrixbot
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/ferry-matrix/ferry/internal/human"
+	"github.com/ferry-matrix/ferry/jobs"
+	"github.com/ferry-matrix/ferry/storage"
+	"github.com/ferry-matrix/ferry/store"
+)
+
+// follow posts one progress message for an export and edits it in place
+// (m.replace) as the job advances — at most every EditInterval, and only
+// when the text changed — until the job ends; then it posts the
+// completion notice (size, SHA-256, expiring links) or the failure notice
+// (cause and next step). It runs in the background until the bot stops.
+func (b *Bot) follow(room id.RoomID, replyTo id.EventID, exportID, typ string) {
+	b.mu.Lock()
+	ctx := b.runCtx
+	b.mu.Unlock()
+	b.tracked.Add(1)
+	go func() {
+		defer b.tracked.Done()
+		b.track(ctx, room, replyTo, exportID, typ)
+	}()
+}
+
+func (b *Bot) track(ctx context.Context, room id.RoomID, replyTo id.EventID, exportID, typ string) {
+	log := b.log.With().Str("export", exportID).Logger()
+	e, err := b.jobs.Store.GetExport(ctx, exportID)
+	if err != nil {
+		log.Warn().Err(err).Msg("cannot follow export")
+		return
+	}
+	text := progressText(e, typ)
+	msg := b.send(ctx, room, replyTo, text)
+	if msg == "" {
+		return
+	}
+	lastEdit := time.Now()
+	tick := time.NewTicker(b.PollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		e, err = b.jobs.Store.GetExport(ctx, exportID)
+		if err != nil {
+			continue
+		}
+		ended := e.Status != store.StatusQueued && e.Status != store.StatusProcessing
+		next := progressText(e, typ)
+		if next != text && (ended || time.Since(lastEdit) >= b.EditInterval) {
+			if err := b.edit(ctx, room, msg, next); err != nil {
+				log.Warn().Err(err).Msg("could not edit the progress message")
+			}
+			text, lastEdit = next, time.Now()
+		}
+		if ended {
+			b.send(ctx, room, msg, b.outcomeText(ctx, e))
+			return
+		}
+	}
+}
+
+// progressText is the progress message: a text bar, counts, bytes, ETA.
+func progressText(e *store.Export, typ string) string {
+	head := fmt.Sprintf("Export `%s` (%s)", e.ID, typ)
+	var p jobs.Progress
+	if e.Progress != "" {
+		json.Unmarshal([]byte(e.Progress), &p)
+	}
+	switch e.Status {
+	case store.StatusQueued:
+		return head + ": queued, waiting for a worker"
+	case store.StatusCompleted:
+		return fmt.Sprintf("%s: done, %s\n%s 100%%", head, human.Bytes(e.Size), bar(100))
+	case store.StatusFailed:
+		return fmt.Sprintf("%s: failed at %.0f%%", head, p.Percent)
+	case store.StatusCancelled:
+		return fmt.Sprintf("%s: cancelled at %.0f%%", head, p.Percent)
+	case store.StatusDeleted:
+		return head + ": deleted"
+	}
+	line := fmt.Sprintf("%s: exporting %s\n%s %.0f%%", head, p.Stream, bar(p.Percent), p.Percent)
+	if p.Total > 0 {
+		line += fmt.Sprintf(" · %d of %d records", p.Records, p.Total)
+	} else if p.Records > 0 {
+		line += fmt.Sprintf(" · %d records", p.Records)
+	}
+	if p.Blobs > 0 {
+		line += fmt.Sprintf(" · %d media files, %s", p.Blobs, human.Bytes(p.BlobBytes))
+	}
+	if p.EstimatedBytes > 0 {
+		line += " · about " + human.Bytes(p.EstimatedBytes) + " in all"
+	}
+	if p.ETA != "" {
+		line += " · ETA " + p.ETA
+	}
+	return line
+}
+
+// bar draws a 20-cell text progress bar.
+func bar(percent float64) string { return human.Bar(percent/100, 20, "█", "░") }
+
+// outcomeText is the notice at the end of an export.
+func (b *Bot) outcomeText(ctx context.Context, e *store.Export) string {
+	switch e.Status {
+	case store.StatusCompleted:
+		ttl := time.Duration(b.cfg.Storage.LinkLifetime)
+		key := storage.ArchiveKey(e.Name)
+		archiveURL, exp, err := b.links.Link(ctx, b.baseURL(), key, ttl)
+		if err != nil {
+			return fmt.Sprintf("Export `%s` is complete (`%s`, %s, SHA-256 `%s`), but I can't make a download link: %v. Fetch it from the bucket directly.",
+				e.ID, key, human.Bytes(e.Size), e.SHA256, err)
+		}
+		keyURL, _, _ := b.links.Link(ctx, b.baseURL(), key+storage.KeyExt, ttl)
+		file := e.Name + storage.ArchiveExt
+		return fmt.Sprintf("✅ Export `%s` is ready: `%s`, %s, SHA-256 `%s`.\n"+
+			"Archive: %s\nKey (encrypted to your own key; Ferry can't read it): %s\n"+
+			"Both links expire %s. Check the download with `bot archive verify --identity YOUR-IDENTITY-FILE --key-file %s%s %s`.",
+			e.ID, file, human.Bytes(e.Size), e.SHA256, archiveURL, keyURL, exp.Format("2006-01-02 15:04 UTC"), file, storage.KeyExt, file)
+	case store.StatusCancelled:
+		return fmt.Sprintf("Export `%s` was cancelled (%s); nothing was published.", e.ID, strings.TrimPrefix(e.Error, "cancelled "))
+	case store.StatusFailed:
+		return fmt.Sprintf("❌ Export `%s` failed: %s\nNothing was published. Fix the cause and run the command again; `!export status %s` shows the details.",
+			e.ID, e.Error, e.ID)
+	}
+	return fmt.Sprintf("Export `%s` ended: %s", e.ID, e.Status)
+}
+
+// baseURL is where Ferry's own /download links point.
+func (b *Bot) baseURL() string {
+	if b.cfg.API.PublicURL != "" {
+		return b.cfg.API.PublicURL
+	}
+	return "http://" + b.cfg.Appservice.Listen
+}
