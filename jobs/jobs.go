@@ -108,6 +108,8 @@ func (s *Service) leaseTTL() time.Duration {
 type runner interface {
 	insert(ctx context.Context, args river.JobArgs) (int64, error)
 	cancel(ctx context.Context, jobID int64) error
+	addPeriodic(*river.PeriodicJob)
+	removePeriodic(id string)
 }
 
 // ErrPermanent marks an error that retrying will not fix.

@@ -26,6 +26,9 @@ type Config struct {
 	RetryPolicy river.ClientRetryPolicy
 	// FetchPollInterval: how often idle workers look for jobs (default 1s).
 	FetchPollInterval time.Duration
+	// ScheduleSync: how often schedules stored by other instances are
+	// loaded (default 30 s).
+	ScheduleSync time.Duration
 }
 
 type riverRunner[TTx any] struct{ c *river.Client[TTx] }
@@ -42,6 +45,9 @@ func (r riverRunner[TTx]) cancel(ctx context.Context, jobID int64) error {
 	_, err := r.c.JobCancel(ctx, jobID)
 	return err
 }
+
+func (r riverRunner[TTx]) addPeriodic(pj *river.PeriodicJob) { r.c.PeriodicJobs().Add(pj) }
+func (r riverRunner[TTx]) removePeriodic(id string)          { r.c.PeriodicJobs().RemoveByID(id) }
 
 // Start migrates River's tables in the service's store, starts workers and
 // returns a function that stops them (finishing nothing: running exports
@@ -67,6 +73,12 @@ func start[TTx any](ctx context.Context, s *Service, driver riverdriver.Driver[T
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &exportWorker{svc: s})
 	river.AddWorker(workers, &scheduleWorker{svc: s})
+	if s.schedules == nil {
+		s.schedules = map[string]Schedule{}
+	}
+	if err := s.loadStored(ctx); err != nil {
+		return nil, err
+	}
 	periodic, err := s.periodicJobs()
 	if err != nil {
 		return nil, err
@@ -91,5 +103,19 @@ func start[TTx any](ctx context.Context, s *Service, driver riverdriver.Driver[T
 	if err := c.Start(ctx); err != nil {
 		return nil, err
 	}
-	return c.Stop, nil
+	// Schedules added or removed on another instance reach this one.
+	syncCtx, stopSync := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		t := time.NewTicker(cmp.Or(cfg.ScheduleSync, 30*time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-syncCtx.Done():
+				return
+			case <-t.C:
+				s.loadStored(syncCtx)
+			}
+		}
+	}()
+	return func(ctx context.Context) error { stopSync(); return c.Stop(ctx) }, nil
 }

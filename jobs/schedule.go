@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -23,6 +24,9 @@ type Schedule struct {
 	Request Request
 	Keep    int           // keep the newest Keep archives of this schedule (0: no limit)
 	MaxAge  time.Duration // delete archives older than this (0: no limit)
+	// CreatedBy is who added it at run time (AddSchedule); empty for the
+	// config file's schedules, which only the config file changes.
+	CreatedBy string
 }
 
 // Validate checks a schedule.
@@ -140,23 +144,149 @@ type cronSchedule struct{ s cron.Schedule }
 
 func (c cronSchedule) Next(t time.Time) time.Time { return c.s.Next(t) }
 
-// periodicJobs turns the schedules into River periodic jobs: River runs
-// them on its elected leader only, so several instances tick once.
+// periodicJob turns a schedule into a River periodic job: River runs it
+// on its elected leader only, so several instances tick once.
+func periodicJob(sch Schedule) (*river.PeriodicJob, error) {
+	parsed, err := cron.ParseStandard(sch.Cron)
+	if err != nil {
+		return nil, err
+	}
+	name := sch.Name
+	return river.NewPeriodicJob(cronSchedule{parsed}, func() (river.JobArgs, *river.InsertOpts) {
+		return ScheduleArgs{Schedule: name, At: time.Now().UTC().Truncate(time.Second)}, nil
+	}, &river.PeriodicJobOpts{ID: periodicID(name)}), nil
+}
+
+func periodicID(name string) string { return "ferry-schedule-" + name }
+
+// periodicJobs are the periodic jobs of every installed schedule.
 func (s *Service) periodicJobs() ([]*river.PeriodicJob, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []*river.PeriodicJob
 	for _, sch := range s.schedules {
-		parsed, err := cron.ParseStandard(sch.Cron)
+		pj, err := periodicJob(sch)
 		if err != nil {
 			return nil, err
 		}
-		name := sch.Name
-		out = append(out, river.NewPeriodicJob(cronSchedule{parsed}, func() (river.JobArgs, *river.InsertOpts) {
-			return ScheduleArgs{Schedule: name, At: time.Now().UTC().Truncate(time.Second)}, nil
-		}, &river.PeriodicJobOpts{ID: "ferry-schedule-" + name}))
+		out = append(out, pj)
 	}
 	return out, nil
+}
+
+// AddSchedule adds a schedule at run time: stored in Ferry's state (so
+// it survives restarts and every instance runs it) and ticking at once on
+// this instance. The name must be new, also among the config's schedules.
+func (s *Service) AddSchedule(ctx context.Context, sch Schedule) error {
+	if sch.CreatedBy == "" {
+		return errors.New("AddSchedule: CreatedBy is required")
+	}
+	if err := sch.Validate(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	_, taken := s.schedules[sch.Name]
+	s.mu.RUnlock()
+	if taken {
+		return fmt.Errorf("a schedule named %q exists already", sch.Name)
+	}
+	req, err := json.Marshal(sch.Request)
+	if err != nil {
+		return err
+	}
+	if err := s.Store.AddSchedule(ctx, store.Schedule{Name: sch.Name, Cron: sch.Cron, Request: string(req), Keep: sch.Keep,
+		MaxAge: sch.MaxAge, CreatedBy: sch.CreatedBy}); errors.Is(err, store.ErrExists) {
+		return fmt.Errorf("a schedule named %q exists already", sch.Name)
+	} else if err != nil {
+		return err
+	}
+	s.Store.Audit(ctx, store.AuditEntry{Actor: sch.CreatedBy, Via: "schedule", Action: "schedule.add", Target: sch.Name, Outcome: "ok", Detail: sch.Cron})
+	return s.install(sch)
+}
+
+// RemoveSchedule deletes a schedule added at run time; its archives stay.
+// Config schedules are refused: edit the config file instead.
+func (s *Service) RemoveSchedule(ctx context.Context, name, actor string) error {
+	s.mu.RLock()
+	sch, ok := s.schedules[name]
+	s.mu.RUnlock()
+	if ok && sch.CreatedBy == "" {
+		return fmt.Errorf("schedule %q comes from the config file: remove it there and restart Ferry", name)
+	}
+	if err := s.Store.DeleteSchedule(ctx, name); errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("there is no schedule %q", name)
+	} else if err != nil {
+		return err
+	}
+	s.uninstall(name)
+	s.Store.Audit(ctx, store.AuditEntry{Actor: actor, Via: "schedule", Action: "schedule.remove", Target: name, Outcome: "ok"})
+	return nil
+}
+
+// install makes sch tick on this instance.
+func (s *Service) install(sch Schedule) error {
+	pj, err := periodicJob(sch)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.schedules[sch.Name] = sch
+	s.mu.Unlock()
+	if s.runner != nil {
+		s.runner.addPeriodic(pj)
+	}
+	return nil
+}
+
+func (s *Service) uninstall(name string) {
+	s.mu.Lock()
+	delete(s.schedules, name)
+	s.mu.Unlock()
+	if s.runner != nil {
+		s.runner.removePeriodic(periodicID(name))
+	}
+}
+
+// loadStored brings the stored schedules into this instance: new ones
+// start ticking, removed ones stop (another instance may have changed
+// them). Config schedules are left as they are.
+func (s *Service) loadStored(ctx context.Context) error {
+	stored, err := s.Store.Schedules(ctx)
+	if err != nil {
+		return err
+	}
+	want := map[string]Schedule{}
+	for _, st := range stored {
+		sch := Schedule{Name: st.Name, Cron: st.Cron, Keep: st.Keep, MaxAge: st.MaxAge, CreatedBy: st.CreatedBy}
+		if err := json.Unmarshal([]byte(st.Request), &sch.Request); err != nil {
+			return fmt.Errorf("stored schedule %s: %w", st.Name, err)
+		}
+		want[st.Name] = sch
+	}
+	s.mu.RLock()
+	var add []Schedule
+	var drop []string
+	for name, sch := range want {
+		if cur, ok := s.schedules[name]; !ok || cur.Cron != sch.Cron && cur.CreatedBy != "" {
+			add = append(add, sch)
+		}
+	}
+	for name, cur := range s.schedules {
+		if _, ok := want[name]; !ok && cur.CreatedBy != "" {
+			drop = append(drop, name)
+		}
+	}
+	s.mu.RUnlock()
+	for _, name := range drop {
+		s.uninstall(name)
+	}
+	for _, sch := range add {
+		s.uninstall(sch.Name)
+		if err := s.install(sch); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Schedules lists the installed schedules by name.

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -121,5 +122,74 @@ func TestScheduleValidation(t *testing.T) {
 	}
 	if err := (Schedule{Name: "x", Cron: "0 3 * * *", Request: ok}).Validate(); err != nil {
 		t.Error(err)
+	}
+}
+
+// A schedule added at run time is stored: it ticks at once, survives a
+// restart (another Service on the same state database loads it), and is
+// removed for good; config schedules can be neither shadowed nor removed.
+func TestRuntimeSchedulesAreStored(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := store.Open(ctx, "sqlite://"+dir+"/ferry.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	bucket, _ := storage.Open(ctx, "file://"+dir+"/archives")
+	defer bucket.Close()
+	req := Request{Source: "fake", Plaintext: true}
+	newService := func() (*Service, func(context.Context) error) {
+		svc := &Service{Store: st, Storage: bucket, Owner: "t", PartSize: 16 << 10,
+			Open: func(context.Context, string) (source.Source, error) { return &sourcetest.Fake{Users: 20}, nil }}
+		if err := svc.SetSchedules([]Schedule{{Name: "nightly", Cron: "0 3 * * *", Request: req}}); err != nil {
+			t.Fatal(err)
+		}
+		stop, err := svc.Start(ctx, Config{FetchPollInterval: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc, stop
+	}
+	svc, stop := newService()
+	if err := svc.AddSchedule(ctx, Schedule{Name: "nightly", Cron: "@daily", Request: req, CreatedBy: "@admin:x"}); err == nil {
+		t.Error("a run-time schedule shadowed a config schedule")
+	}
+	if err := svc.AddSchedule(ctx, Schedule{Name: "often", Cron: "@every 1s", Keep: 1, Request: req, CreatedBy: "@admin:x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.RemoveSchedule(ctx, "nightly", "@admin:x"); err == nil || !strings.Contains(err.Error(), "config file") {
+		t.Errorf("removing a config schedule: %v", err)
+	}
+	// It ticks without a restart.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var n int
+		st.DB.QueryRowContext(ctx, `SELECT count(*) FROM ferry_exports WHERE requested_by = 'schedule:often'`).Scan(&n)
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the added schedule never ticked")
+		}
+	}
+	stop(ctx)
+
+	svc, stop = newService()
+	defer func() { stop(ctx) }()
+	var names []string
+	for _, s := range svc.Schedules() {
+		names = append(names, s.Name+"/"+s.CreatedBy)
+	}
+	if strings.Join(names, " ") != "nightly/ often/@admin:x" {
+		t.Errorf("after a restart: %v", names)
+	}
+	if err := svc.RemoveSchedule(ctx, "often", "@admin:x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.RemoveSchedule(ctx, "often", "@admin:x"); err == nil {
+		t.Error("removed twice")
+	}
+	if list, _ := st.Schedules(ctx); len(list) != 0 {
+		t.Errorf("stored after removal: %+v", list)
 	}
 }

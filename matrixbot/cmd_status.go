@@ -99,33 +99,3 @@ func (b *Bot) cmdExportCancel() *chatcmd.Command {
 			return fmt.Sprintf("Export `%s` is cancelled; its partial archive is removed.", exportID), nil
 		}}
 }
-
-// cmdScheduleList: !schedule list.
-func (b *Bot) cmdScheduleList() *chatcmd.Command {
-	return &chatcmd.Command{Path: []string{"schedule", "list"}, Admin: true, MaxArgs: 0,
-		Summary: "the scheduled backups and their retention",
-		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
-			list := b.jobs.Schedules()
-			if len(list) == 0 {
-				return "No scheduled backups. They are configured under `schedules:` in Ferry's config.", nil
-			}
-			last, _ := b.jobs.Store.LastScheduledSuccess(ctx)
-			var sb strings.Builder
-			sb.WriteString("Scheduled backups:")
-			for _, s := range list {
-				fmt.Fprintf(&sb, "\n`%s` cron `%s`", s.Name, s.Cron)
-				if s.Keep > 0 {
-					fmt.Fprintf(&sb, ", keep %d", s.Keep)
-				}
-				if s.MaxAge > 0 {
-					fmt.Fprintf(&sb, ", max age %s", s.MaxAge)
-				}
-				if t, ok := last[s.Name]; ok {
-					fmt.Fprintf(&sb, ", last success %s", t.UTC().Format("2006-01-02 15:04 UTC"))
-				} else {
-					sb.WriteString(", no successful run yet")
-				}
-			}
-			return sb.String(), nil
-		}}
-}

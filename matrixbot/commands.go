@@ -15,7 +15,7 @@ func (b *Bot) commandList() []*chatcmd.Command {
 		b.cmdHelp(),
 		b.cmdExportFull(), b.cmdExportPartial(),
 		b.cmdExportStatus(), b.cmdExportList(), b.cmdExportCancel(),
-		b.cmdScheduleList(),
+		b.cmdScheduleAdd(), b.cmdScheduleList(), b.cmdScheduleRemove(),
 	}
 }
 

@@ -357,6 +357,39 @@ func TestBotEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("schedule", func(t *testing.T) {
+		from := env.admin.count()
+		add, _ := env.admin.send(t, env.adminRoom, `!schedule add "@every 3s" full --keep 1 --media none --name often`)
+		if got := body(env.replyTo(t, env.admin, add)); !strings.Contains(got, "Schedule `often` added") || !strings.Contains(got, "keeping the newest 1") {
+			t.Fatalf("schedule add: %q", got)
+		}
+		botSays := func(what, text string) seen {
+			s, _ := env.admin.waitFor(t, what, 90*time.Second, from, func(s seen) bool {
+				return s.evt.Sender == env.botID && s.room == env.adminRoom && strings.Contains(body(s), text)
+			})
+			return s
+		}
+		botSays("the announced start", "Scheduled backup `often` started")
+		botSays("a scheduled run's completion notice", "is ready: `often-")
+		botSays("retention pruning the older archive", "Retention of `often` deleted `archives/often-")
+		ls, _ := env.admin.send(t, env.adminRoom, "!schedule list")
+		if got := body(env.replyTo(t, env.admin, ls)); !strings.Contains(got, "`often` cron `@every 3s`, keeping the newest 1, added by @admin:bot.test") {
+			t.Errorf("schedule list: %q", got)
+		}
+		rm, _ := env.admin.send(t, env.adminRoom, "!schedule remove often")
+		if got := body(env.replyTo(t, env.admin, rm)); !strings.Contains(got, "removed") {
+			t.Fatalf("schedule remove: %q", got)
+		}
+		time.Sleep(5 * time.Second) // a tick already queued may still run
+		n := env.admin.count()
+		time.Sleep(7 * time.Second)
+		for _, s := range env.admin.all()[n:] {
+			if strings.Contains(body(s), "Scheduled backup `often` started") {
+				t.Errorf("the removed schedule still runs: %q", body(s))
+			}
+		}
+	})
+
 	t.Run("refusals", func(t *testing.T) {
 		for _, tc := range []struct {
 			who  *watcher
