@@ -176,6 +176,7 @@ type validator struct {
 	rep        *ValidationReport
 	server     string
 	partial    bool
+	personal   bool // type "user": snapshots may name events the user may not see
 	seed       maphash.Seed
 	keys       map[[2]string]ed25519.PublicKey
 	rooms      map[string]*roomInfo
@@ -218,7 +219,7 @@ func newValidator(r *Reader) *validator {
 	m := r.Manifest()
 	return &validator{
 		r: r, rep: &ValidationReport{Counts: map[Check]int64{}, Omissions: map[string]int64{}},
-		server: m.Export.ServerName, partial: m.Export.Type != "full",
+		server: m.Export.ServerName, partial: m.Export.Type != "full", personal: m.Export.Type == "user",
 		seed: maphash.MakeSeed(), keys: map[[2]string]ed25519.PublicKey{}, rooms: map[string]*roomInfo{},
 		events: map[uint64]struct{}{}, members: map[uint64]string{}, snaps: map[uint64]*snapInfo{},
 		snapRefs: map[uint64]string{}, users: map[string]bool{}, userRefs: map[string]string{},
@@ -491,7 +492,11 @@ func (v *validator) finish() {
 	}
 	for _, p := range v.snapEvts {
 		if _, ok := v.events[v.hash(p.to)]; !ok {
-			v.rep.add(CheckSnapshotOutside, SeverityError, p.from, "names event %s, which is not in the archive", p.to)
+			sev := SeverityError
+			if v.personal {
+				sev = SeverityWarning // an event the user may not see
+			}
+			v.rep.add(CheckSnapshotOutside, sev, p.from, "names event %s, which is not in the archive", p.to)
 		}
 	}
 	for id, from := range v.snapRefs {

@@ -58,6 +58,9 @@ type Options struct {
 	// Resume continues after a checkpoint's cursor (from the checkpoint
 	// the writer was resumed with); nil starts from the beginning.
 	Resume []byte
+	// Personal, a user ID, makes a personal export of that user (archive
+	// type "user"; see personalStreams); Filter must then be empty.
+	Personal string
 	// OnProgress is called after every stream and at most every Interval.
 	OnProgress func(Progress)
 	Interval   time.Duration // default 1s
@@ -82,7 +85,16 @@ func Export(ctx context.Context, src source.Source, w *archive.Writer, opts Opti
 	if sopts.RedactedOriginals && !w.Encrypted() {
 		return Progress{}, fmt.Errorf("%w: redacted originals need an encrypted archive", archive.ErrSensitiveInPlaintext)
 	}
-	streams, err := src.Streams(ctx, opts.Filter, sopts)
+	var streams []source.Stream
+	var err error
+	if opts.Personal != "" {
+		if !opts.Filter.IsFull() {
+			return Progress{}, fmt.Errorf("a personal export of %s takes no filter", opts.Personal)
+		}
+		streams, err = personalStreams(ctx, src, opts.Personal, sopts)
+	} else {
+		streams, err = src.Streams(ctx, opts.Filter, sopts)
+	}
 	if err != nil {
 		return Progress{}, err
 	}

@@ -50,6 +50,9 @@ type Request struct {
 	Recipients []string       `json:"recipients,omitempty"` // age1... / ssh-ed25519 ...
 	Plaintext  bool           `json:"plaintext,omitempty"`
 	Name       string         `json:"name"` // the published archive's name
+	// Personal, a user ID, makes it that user's personal export (archive
+	// type "user", see exporter.Options.Personal); Filter stays empty.
+	Personal string `json:"personal,omitempty"`
 }
 
 // Validate checks a request before it is queued: every error here is the
@@ -68,6 +71,12 @@ func (r *Request) Validate() error {
 		if _, err := keywrap.ParseRecipients(r.Recipients); err != nil {
 			return err
 		}
+	}
+	if r.Personal != "" && !r.Filter.IsFull() {
+		return errors.New("a personal export takes no filter")
+	}
+	if r.Personal != "" && (r.Options != source.Options{}) {
+		return errors.New("a personal export takes no export options (no tokens, keys or redacted originals)")
 	}
 	if r.Plaintext && (r.Options.AccessTokens || r.Options.RedactedOriginals || r.Options.PrivateServerKey) {
 		return errors.New("access tokens, redacted originals and the private key need an encrypted archive")
@@ -313,11 +322,15 @@ func (s *Service) run(ctx context.Context, e *store.Export, token int64) error {
 	stage := s.Storage.Stage(archiveID)
 	sink := &fencedSink{Sink: stage, check: func(ctx context.Context) error { return s.Store.CheckLease(ctx, e.ID, token) }}
 	typ := "full"
-	if !req.Filter.IsFull() {
+	filters := req.Filter.Archive()
+	switch {
+	case req.Personal != "":
+		typ, filters = "user", &archive.Filters{Users: []string{req.Personal}, Media: source.MediaAll}
+	case !req.Filter.IsFull():
 		typ = "partial"
 	}
 	opts := archive.WriterOptions{ArchiveID: id, Key: key, PartSize: s.PartSize,
-		Export: archive.ExportInfo{ServerName: info.ServerName, Type: typ, Filters: req.Filter.Archive(), Options: req.Options.Archive(),
+		Export: archive.ExportInfo{ServerName: info.ServerName, Type: typ, Filters: filters, Options: req.Options.Archive(),
 			Source: archive.SourceInfo{Implementation: info.Implementation, Version: info.Version, SchemaVersion: info.SchemaVersion}},
 		Core: archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion},
 		OnCheckpoint: func(cp *archive.Checkpoint) error {
@@ -356,7 +369,7 @@ func (s *Service) run(ctx context.Context, e *store.Export, token int64) error {
 		}
 		resume = cp.Cursor
 	}
-	_, err = exporter.Export(ctx, src, w, exporter.Options{Filter: req.Filter, Source: req.Options, Resume: resume,
+	_, err = exporter.Export(ctx, src, w, exporter.Options{Filter: req.Filter, Source: req.Options, Resume: resume, Personal: req.Personal,
 		Interval: 2 * time.Second,
 		OnProgress: func(p exporter.Progress) {
 			pj := progressJSON(p)

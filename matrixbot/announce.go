@@ -23,7 +23,7 @@ func (b *Bot) Announce(e jobs.Event) {
 		switch e.Kind {
 		case "started":
 			b.send(ctx, room, "", fmt.Sprintf("Scheduled backup `%s` started (export `%s`).", e.Schedule, e.ExportID))
-			b.follow(room, "", e.ExportID, "scheduled "+e.Schedule)
+			b.follow(room, "", e.ExportID, "scheduled "+e.Schedule, "")
 		case "failed":
 			content := notice(fmt.Sprintf("🚨 Scheduled backup `%s` FAILED (export `%s`): %s\n%s: the next run is at its usual time; `!export status %s` shows the details.",
 				e.Schedule, e.ExportID, e.Detail, joinUsers(b.cfg.Admins.Users), e.ExportID))

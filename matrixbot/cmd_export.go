@@ -127,6 +127,6 @@ func (b *Bot) startExport(ctx context.Context, inv *chatcmd.Invocation, typ stri
 	} else if err != nil {
 		return err
 	}
-	b.follow(id.RoomID(inv.RoomID), id.EventID(inv.EventID), exportID, typ)
+	b.follow(id.RoomID(inv.RoomID), id.EventID(inv.EventID), exportID, typ, "")
 	return nil
 }

@@ -44,8 +44,8 @@ func (b *Bot) cmdExportStatus() *chatcmd.Command {
 			if e.Error != "" {
 				text += "\nlast error: " + e.Error
 			}
-			if e.Status == store.StatusCompleted {
-				text += "\n" + b.outcomeText(ctx, e)
+			if e.Status == store.StatusCompleted && exportType(e) != "user" {
+				text += "\n" + b.outcomeText(ctx, e, "")
 			}
 			return text, nil
 		}}
@@ -54,8 +54,13 @@ func (b *Bot) cmdExportStatus() *chatcmd.Command {
 // exportType reads "full" or "partial" from an export's stored request.
 func exportType(e *store.Export) string {
 	var req jobs.Request
-	if json.Unmarshal([]byte(e.Request), &req) == nil && !req.Filter.IsFull() {
-		return "partial"
+	if json.Unmarshal([]byte(e.Request), &req) == nil {
+		switch {
+		case req.Personal != "":
+			return "user"
+		case !req.Filter.IsFull():
+			return "partial"
+		}
 	}
 	return "full"
 }

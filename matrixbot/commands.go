@@ -16,6 +16,7 @@ func (b *Bot) commandList() []*chatcmd.Command {
 		b.cmdExportFull(), b.cmdExportPartial(),
 		b.cmdExportStatus(), b.cmdExportList(), b.cmdExportCancel(),
 		b.cmdScheduleAdd(), b.cmdScheduleList(), b.cmdScheduleRemove(),
+		b.cmdMydata(),
 	}
 }
 

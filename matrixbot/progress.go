@@ -20,18 +20,20 @@ import (
 // when the text changed — until the job ends; then it posts the
 // completion notice (size, SHA-256, expiring links) or the failure notice
 // (cause and next step). It runs in the background until the bot stops.
-func (b *Bot) follow(room id.RoomID, replyTo id.EventID, exportID, typ string) {
+//
+// reveal, for a personal export, is the one-time link to the user's key.
+func (b *Bot) follow(room id.RoomID, replyTo id.EventID, exportID, typ, reveal string) {
 	b.mu.Lock()
 	ctx := b.runCtx
 	b.mu.Unlock()
 	b.tracked.Add(1)
 	go func() {
 		defer b.tracked.Done()
-		b.track(ctx, room, replyTo, exportID, typ)
+		b.track(ctx, room, replyTo, exportID, typ, reveal)
 	}()
 }
 
-func (b *Bot) track(ctx context.Context, room id.RoomID, replyTo id.EventID, exportID, typ string) {
+func (b *Bot) track(ctx context.Context, room id.RoomID, replyTo id.EventID, exportID, typ, reveal string) {
 	log := b.log.With().Str("export", exportID).Logger()
 	e, err := b.jobs.Store.GetExport(ctx, exportID)
 	if err != nil {
@@ -65,7 +67,7 @@ func (b *Bot) track(ctx context.Context, room id.RoomID, replyTo id.EventID, exp
 			text, lastEdit = next, time.Now()
 		}
 		if ended {
-			b.send(ctx, room, msg, b.outcomeText(ctx, e))
+			b.send(ctx, room, msg, b.outcomeText(ctx, e, reveal))
 			return
 		}
 	}
@@ -111,8 +113,10 @@ func progressText(e *store.Export, typ string) string {
 // bar draws a 20-cell text progress bar.
 func bar(percent float64) string { return human.Bar(percent/100, 20, "█", "░") }
 
-// outcomeText is the notice at the end of an export.
-func (b *Bot) outcomeText(ctx context.Context, e *store.Export) string {
+// outcomeText is the notice at the end of an export. reveal is the
+// one-time key link of a personal export ("" for admins' exports, whose
+// key is wrapped to their own age/SSH key).
+func (b *Bot) outcomeText(ctx context.Context, e *store.Export, reveal string) string {
 	switch e.Status {
 	case store.StatusCompleted:
 		ttl := time.Duration(b.cfg.Storage.LinkLifetime)
@@ -124,10 +128,18 @@ func (b *Bot) outcomeText(ctx context.Context, e *store.Export) string {
 		}
 		keyURL, _, _ := b.links.Link(ctx, b.baseURL(), key+storage.KeyExt, ttl)
 		file := e.Name + storage.ArchiveExt
+		expires := exp.Format("2006-01-02 15:04 UTC")
+		if reveal != "" {
+			return fmt.Sprintf("✅ Your data is ready: `%s`, %s, SHA-256 `%s`.\n"+
+				"Archive: %s\nKey file: %s\n"+
+				"Your personal key, shown once: %s (open it, press the button and save what it shows as `mydata-key.txt`; nobody else ever sees it).\n"+
+				"The links expire %s. Open the archive with `bot archive extract --identity mydata-key.txt --key-file %s%s %s DIR`.",
+				file, human.Bytes(e.Size), e.SHA256, archiveURL, keyURL, reveal, expires, file, storage.KeyExt, file)
+		}
 		return fmt.Sprintf("✅ Export `%s` is ready: `%s`, %s, SHA-256 `%s`.\n"+
 			"Archive: %s\nKey (encrypted to your own key; Ferry can't read it): %s\n"+
 			"Both links expire %s. Check the download with `bot archive verify --identity YOUR-IDENTITY-FILE --key-file %s%s %s`.",
-			e.ID, file, human.Bytes(e.Size), e.SHA256, archiveURL, keyURL, exp.Format("2006-01-02 15:04 UTC"), file, storage.KeyExt, file)
+			e.ID, file, human.Bytes(e.Size), e.SHA256, archiveURL, keyURL, expires, file, storage.KeyExt, file)
 	case store.StatusCancelled:
 		return fmt.Sprintf("Export `%s` was cancelled (%s); nothing was published.", e.ID, strings.TrimPrefix(e.Error, "cancelled "))
 	case store.StatusFailed:

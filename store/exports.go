@@ -279,3 +279,12 @@ func (s *Store) LastScheduledSuccess(ctx context.Context) (map[string]time.Time,
 	}
 	return out, rows.Err()
 }
+
+// CountRequested counts the exports requestedBy asked for through via
+// since a time (rate limits).
+func (s *Store) CountRequested(ctx context.Context, requestedBy, via string, since time.Time) (int, error) {
+	var n int
+	err := s.DB.QueryRowContext(ctx, s.q(`SELECT count(*) FROM ferry_exports WHERE requested_by = ? AND via = ? AND created_at >= ?`),
+		requestedBy, via, since.UnixMilli()).Scan(&n)
+	return n, err
+}

@@ -126,7 +126,10 @@ func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.
 	}
 	a := &api.Server{Jobs: s.jobs, Tokens: tokens, Source: cfg.Homeserver.Implementation, Links: s.links,
 		BaseURL: cfg.API.PublicURL, LinkTTL: time.Duration(cfg.Storage.LinkLifetime), Rate: cfg.API.RatePerSecond, Burst: int(2 * cfg.API.RatePerSecond)}
-	s.handler = a.Handler()
+	mux := http.NewServeMux()
+	mux.Handle(links.RevealPath, &links.RevealHandler{Store: s.state})
+	mux.Handle("/", a.Handler())
+	s.handler = mux
 	return s, nil
 }
 

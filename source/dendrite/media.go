@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/source"
@@ -16,7 +17,8 @@ import (
 
 var safeName = regexp.MustCompile(`^[A-Za-z0-9_\-]{1,255}$`)
 
-// mediaStream exports local media with their files and thumbnails, from
+// mediaStream exports local media (with a user selection: the media
+// those users uploaded) with their files and thumbnails, from
 // media_api.base_path: <hash[0]>/<hash[1]>/<hash[2:]>/file and
 // .../thumbnail-<w>x<h>-<method>.
 func (s *Source) mediaStream(f source.Filter) source.Stream {
@@ -30,8 +32,16 @@ func (s *Source) mediaStream(f source.Filter) source.Stream {
 				hash  string
 			}
 			var items []item
+			// With a user selection, the media those users uploaded.
+			cond, args := "1=1", []any{s.info.ServerName}
+			if len(f.Users) > 0 {
+				cond = "user_id IN (" + strings.TrimSuffix(strings.Repeat("?,", len(f.Users)), ",") + ")"
+				for _, u := range f.Users {
+					args = append(args, u)
+				}
+			}
 			err := s.mediaapi.each(ctx, `SELECT media_id, media_origin, content_type, file_size_bytes, creation_ts, upload_name, base64hash, user_id
-				FROM mediaapi_media_repository WHERE media_origin = ? ORDER BY media_id`, []any{s.info.ServerName}, func(rows *sql.Rows) error {
+				FROM mediaapi_media_repository WHERE media_origin = ? AND `+cond+` ORDER BY media_id`, args, func(rows *sql.Rows) error {
 				var it item
 				m := &it.media
 				if err := rows.Scan(&m.MediaID, &m.Origin, &m.ContentType, &m.Size, &m.CreatedTS, &m.UploadName, &it.hash, &m.UserID); err != nil {
