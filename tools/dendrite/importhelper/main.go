@@ -27,6 +27,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -634,9 +635,13 @@ func (h *helper) backupSessions(ctx context.Context, req *Request, res *Response
 // drain waits until every JetStream consumer (the sync API's, the user
 // API's, ...) has processed everything published so far: the roomserver
 // answers an input when the roomserver tables are written, and the sync
-// API catches up from the output stream afterwards.
+// API catches up from the output stream afterwards. On a large import
+// the sync API trails the roomserver by tens of thousands of events, so
+// drain waits as long as the backlog shrinks, and gives up only when it
+// has not moved for stallLimit.
 func (h *helper) drain(ctx context.Context) error {
-	deadline := time.Now().Add(10 * time.Minute)
+	const stallLimit = 10 * time.Minute
+	best, since := uint64(math.MaxUint64), time.Now()
 	for {
 		pending, where := uint64(0), ""
 		for stream := range h.js.StreamNames(nats.Context(ctx)) {
@@ -650,10 +655,17 @@ func (h *helper) drain(ctx context.Context) error {
 		if pending == 0 {
 			return nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("Dendrite's consumers still have %d messages pending (e.g. %s) after 10 minutes", pending, where)
+		if pending < best {
+			best, since = pending, time.Now()
 		}
-		time.Sleep(100 * time.Millisecond)
+		if time.Since(since) > stallLimit {
+			return fmt.Errorf("Dendrite's consumers still have %d messages pending (e.g. %s) and made no progress for %s", pending, where, stallLimit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 
