@@ -14,7 +14,7 @@ func (b *Bot) commandList() []*chatcmd.Command {
 	return []*chatcmd.Command{
 		b.cmdHelp(),
 		b.cmdExportFull(), b.cmdExportPartial(),
-		b.cmdExportStatus(), b.cmdExportList(), b.cmdExportCancel(),
+		b.cmdExportStatus(), b.cmdExportList(), b.cmdExportCancel(), b.cmdExportVerify(),
 		b.cmdScheduleAdd(), b.cmdScheduleList(), b.cmdScheduleRemove(),
 		b.cmdMydata(),
 	}

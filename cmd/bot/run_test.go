@@ -339,6 +339,23 @@ func TestBotEndToEnd(t *testing.T) {
 		if b := body(env.replyTo(t, env.admin, ls)); !strings.Contains(b, exportID) || !strings.Contains(b, "completed") {
 			t.Errorf("list: %q", b)
 		}
+		vf, _ := env.admin.send(t, env.adminRoom, "!export verify "+exportID)
+		if b := body(env.replyTo(t, env.admin, vf)); !strings.Contains(b, "is intact") {
+			t.Errorf("verify: %q", b)
+		}
+		// Damage the stored archive: verify says so.
+		file := regexp.MustCompile("is ready: `([^`]+)`").FindStringSubmatch(text)[1]
+		stored := filepath.Join(filepath.Dir(env.cfgPath), "archives", "archives", file)
+		data, err := os.ReadFile(stored)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[len(data)/2] ^= 0xff
+		os.WriteFile(stored, data, 0o600)
+		vf, _ = env.admin.send(t, env.adminRoom, "!export verify "+exportID)
+		if b := body(env.replyTo(t, env.admin, vf)); !strings.Contains(b, "is damaged") {
+			t.Errorf("verify of a damaged archive: %q", b)
+		}
 		cn, _ := env.admin.send(t, env.adminRoom, "!export cancel "+exportID)
 		if b := body(env.replyTo(t, env.admin, cn)); !strings.Contains(b, "already ended") {
 			t.Errorf("cancel of a finished export: %q", b)
