@@ -1,7 +1,8 @@
 .PHONY: demo test bench
-# The main job on the embedded default: export the sample server, encrypted, then verify and inspect it.
+# The main job end to end: a real Dendrite (built once), Ferry's bot on its embedded defaults, an admin's
+# !export full in chat, progress, the download link, verification. `go run ./cmd/bot demo --sample` is the offline variant.
 demo:
-	go run ./cmd/bot demo
+	bash scripts/demo
 # Everything the tests need is brought up by scripts/test itself.
 test:
 	bash scripts/test

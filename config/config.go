@@ -272,8 +272,10 @@ func (c *Config) ValidateService() error {
 	if _, err := url.Parse(c.Storage.URL); err != nil || !strings.Contains(c.Storage.URL, "://") {
 		bad("storage.url", "%q is not a bucket URL (file:///path, s3://bucket?...)", c.Storage.URL)
 	}
-	if _, err := keywrap.ParseRecipients(c.Encryption.Recipients); err != nil {
-		bad("encryption.recipients", "%v", err)
+	if len(c.Encryption.Recipients) > 0 {
+		if _, err := keywrap.ParseRecipients(c.Encryption.Recipients); err != nil {
+			bad("encryption.recipients", "%v", err)
+		}
 	}
 	for admin, recips := range c.Encryption.AdminRecipients {
 		if _, err := keywrap.ParseRecipients(recips); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -15,16 +16,26 @@ import (
 	"github.com/ferry-matrix/ferry/archive/sample"
 )
 
-// runDemo is the main job on the embedded default: export the sample server
-// into an archive encrypted to a fresh age identity (write-only: the writer
-// only sees the public recipient), then open it with the identity, verify
-// every part, file and blob, and inspect it.
+// runDemo is the main job: by default the bot end to end on a real
+// Dendrite (runBotDemo); with --sample, offline, the embedded sample
+// server exported into an archive encrypted to a fresh age identity
+// (write-only: the writer only sees the public recipient), then opened
+// with the identity, every part, file and blob verified, and inspected.
 func runDemo(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	out := fs.String("out", "", "directory to write into (default: a new temporary directory)")
-	messages := fs.Int("messages", 200, "messages in the sample room")
+	sampleOnly := fs.Bool("sample", false, "export the embedded sample server instead (no homeserver needed)")
+	dendriteDir := fs.String("dendrite-dir", os.Getenv("FERRY_DENDRITE_DIR"), "directory with Dendrite v0.15.2's dendrite, generate-config and generate-keys (make demo builds them)")
+	keep := fs.Bool("keep", false, "keep the demo's directory (configs, databases, logs, archive)")
+	out := fs.String("out", "", "with --sample: directory to write into (default: a new temporary directory)")
+	messages := fs.Int("messages", 200, "with --sample: messages in the sample room")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if !*sampleOnly {
+		if *dendriteDir == "" {
+			return errors.New("the demo runs a real Dendrite: run `make demo` (it builds Dendrite once), pass --dendrite-dir, or use --sample for the offline archive demo")
+		}
+		return runBotDemo(ctx, *dendriteDir, *keep)
 	}
 	dir := *out
 	if dir == "" {

@@ -27,7 +27,8 @@ func main() {
 }
 
 const usage = `usage:
-  bot demo [--out DIR]                 export the embedded sample server into an encrypted archive, then verify and inspect it
+  bot demo [--dendrite-dir D] [--keep] a real Dendrite, the bot, an admin typing !export full, download and verify (make demo)
+  bot demo --sample [--out DIR]        offline: export the embedded sample server into an encrypted archive, verify and inspect it
   bot export --source synapse --db URL --signing-key F --to OUT [filters] (--recipient R | --passphrase-env V | --plaintext)
   bot export --source dendrite --config dendrite.yaml --to OUT [filters] (key delivery as above)
                                        export a homeserver (bot export -h for all options)

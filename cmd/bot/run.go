@@ -23,6 +23,7 @@ func runBot(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	path := fs.String("c", "config.yaml", "configuration file")
 	debug := fs.Bool("debug", false, "log debug messages")
+	logPath := fs.String("log", "", "log to this file instead of stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -37,7 +38,16 @@ func runBot(ctx context.Context, args []string) error {
 	if *debug {
 		level = zerolog.DebugLevel
 	}
-	log := zerolog.New(os.Stderr).Level(level).With().Timestamp().Logger()
+	out := os.Stderr
+	if *logPath != "" {
+		f, err := os.OpenFile(*logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		out = f
+	}
+	log := zerolog.New(out).Level(level).With().Timestamp().Logger()
 	var bot atomic.Pointer[matrixbot.Bot]
 	srv, err := newService(ctx, cfg, func(js *jobs.Service) {
 		js.Announce = func(e jobs.Event) {
