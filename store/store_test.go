@@ -152,3 +152,38 @@ func TestConcurrentStartsUpgradeOnce(t *testing.T) {
 		})
 	}
 }
+
+// A one-time secret is revealed once, never after it expires, and only
+// its token's hash is stored.
+func TestSecretsRevealOnce(t *testing.T) {
+	each(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		clock := time.Now()
+		s.now = func() time.Time { return clock }
+		if err := s.PutSecret(ctx, "token-a", "AGE-SECRET-KEY-1EXAMPLE", "mydata @bob:x", clock.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutSecret(ctx, "token-b", "other", "mydata @carol:x", clock.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		var stored int
+		s.DB.QueryRowContext(ctx, `SELECT count(*) FROM ferry_secrets WHERE token_hash IN ('token-a', 'token-b')`).Scan(&stored)
+		if stored != 0 {
+			t.Error("tokens stored in the clear")
+		}
+		if _, _, err := s.RevealSecret(ctx, "token-x"); !errors.Is(err, ErrGone) {
+			t.Errorf("unknown token: %v", err)
+		}
+		secret, purpose, err := s.RevealSecret(ctx, "token-a")
+		if err != nil || secret != "AGE-SECRET-KEY-1EXAMPLE" || purpose != "mydata @bob:x" {
+			t.Fatalf("reveal: %q %q %v", secret, purpose, err)
+		}
+		if _, _, err := s.RevealSecret(ctx, "token-a"); !errors.Is(err, ErrGone) {
+			t.Errorf("second reveal: %v", err)
+		}
+		clock = clock.Add(2 * time.Minute)
+		if _, _, err := s.RevealSecret(ctx, "token-b"); !errors.Is(err, ErrGone) {
+			t.Errorf("expired secret revealed: %v", err)
+		}
+	})
+}
