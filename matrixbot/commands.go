@@ -16,7 +16,7 @@ func (b *Bot) commandList() []*chatcmd.Command {
 		b.cmdExportFull(), b.cmdExportPartial(),
 		b.cmdExportStatus(), b.cmdExportList(), b.cmdExportCancel(), b.cmdExportVerify(),
 		b.cmdScheduleAdd(), b.cmdScheduleList(), b.cmdScheduleRemove(),
-		b.cmdMydata(),
+		b.cmdImport(), b.cmdMydata(),
 	}
 }
 

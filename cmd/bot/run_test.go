@@ -356,6 +356,20 @@ func TestBotEndToEnd(t *testing.T) {
 		if b := body(env.replyTo(t, env.admin, vf)); !strings.Contains(b, "is damaged") {
 			t.Errorf("verify of a damaged archive: %q", b)
 		}
+		// !import: an encrypted archive can't be previewed (no key in chat);
+		// a plaintext one is validated with the fidelity preview.
+		im, _ := env.admin.send(t, env.adminRoom, "!import "+exportID)
+		if b := body(env.replyTo(t, env.admin, im)); !strings.Contains(b, "is encrypted, and I hold no key") || !strings.Contains(b, "--dry-run") {
+			t.Errorf("!import of an encrypted archive: %q", b)
+		}
+		plain := filepath.Join(dir, "plain.ferry")
+		if err := run(ctx, []string{"export", "--source", "dendrite", "--config", env.d.Config(), "--plaintext", "--to", plain}); err != nil {
+			t.Fatal(err)
+		}
+		im, _ = env.admin.send(t, env.adminRoom, "!import file://"+plain)
+		if b := body(env.replyTo(t, env.admin, im)); !strings.Contains(b, "✅ valid full export of bot.test") || !strings.Contains(b, "What an import into Dendrite") {
+			t.Errorf("!import of a plaintext archive: %q", b)
+		}
 		cn, _ := env.admin.send(t, env.adminRoom, "!export cancel "+exportID)
 		if b := body(env.replyTo(t, env.admin, cn)); !strings.Contains(b, "already ended") {
 			t.Errorf("cancel of a finished export: %q", b)
