@@ -14,7 +14,8 @@ import (
 // A personal export (archive type "user", the bot's !mydata) holds one
 // user's own data and the room history they are entitled to see:
 //
-//   - their account, profile, threepids, devices (no access tokens), public
+//   - their account (without the password hash), profile, threepids,
+//     devices (no access tokens), public
 //     e2ee keys, key backups, pushers, filters, account data (tags, push
 //     rules) and the media they uploaded: the source's user-keyed streams
 //     with Filter{Users: [user], Media: all};
@@ -60,6 +61,10 @@ func personalStreams(ctx context.Context, src source.Source, user string, o sour
 	var out []source.Stream
 	for _, name := range personalUserStreams {
 		if s, ok := byName(mine, name); ok {
+			run := s.Run
+			s.Run = func(ctx context.Context, cursor []byte, sink source.Sink) error {
+				return run(ctx, cursor, noCredentials{sink})
+			}
 			out = append(out, s)
 		}
 	}
@@ -86,6 +91,24 @@ func personalStreams(ctx context.Context, src source.Source, user string, o sour
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// noCredentials drops the password hash and any access token from a
+// personal export: it is the user's data, not a way to log in.
+type noCredentials struct{ source.Sink }
+
+func (n noCredentials) Record(section string, rec any) error {
+	switch r := rec.(type) {
+	case *archive.User:
+		c := *r
+		c.PasswordHash = ""
+		rec = &c
+	case *archive.Device:
+		c := *r
+		c.AccessTokens = nil
+		rec = &c
+	}
+	return n.Sink.Record(section, rec)
 }
 
 // visibility is what the filter knows while the room streams pass.

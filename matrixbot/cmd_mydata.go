@@ -52,14 +52,16 @@ func (b *Bot) cmdMydata() *chatcmd.Command {
 			if err != nil {
 				return "", err
 			}
+			name := "mydata-" + sender.Localpart() + "-" + time.Now().UTC().Format("20060102-150405") + "-" + exportID[:6]
 			token := links.NewRevealToken()
 			expires := time.Now().Add(time.Duration(b.cfg.Storage.LinkLifetime))
-			if err := b.jobs.Store.PutSecret(ctx, token, identity.String(), "mydata "+inv.Sender, expires); err != nil {
+			// The purpose names the archive: revealing the key also shows
+			// the readable view of what it opens.
+			if err := b.jobs.Store.PutSecret(ctx, token, identity.String(), "mydata "+inv.Sender+" "+name, expires); err != nil {
 				return "", err
 			}
 			req := jobs.Request{Source: b.cfg.Homeserver.Implementation, Personal: inv.Sender,
-				Recipients: []string{identity.Recipient().String()},
-				Name:       "mydata-" + sender.Localpart() + "-" + time.Now().UTC().Format("20060102-150405") + "-" + exportID[:6]}
+				Recipients: []string{identity.Recipient().String()}, Name: name}
 			if _, err := b.jobs.Submit(ctx, exportID, req, inv.Sender, "mydata"); err != nil {
 				return "", fmt.Errorf("could not start your export: %w", err)
 			}

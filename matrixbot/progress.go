@@ -132,7 +132,7 @@ func (b *Bot) outcomeText(ctx context.Context, e *store.Export, reveal string) s
 		if reveal != "" {
 			return fmt.Sprintf("✅ Your data is ready: `%s`, %s, SHA-256 `%s`.\n"+
 				"Archive: %s\nKey file: %s\n"+
-				"Your personal key, shown once: %s (open it, press the button and save what it shows as `mydata-key.txt`; nobody else ever sees it).\n"+
+				"Your personal key and a readable view of your data, shown once: %s (open it, press the button, save the key line as `mydata-key.txt` and the page if you like; nobody else ever sees them).\n"+
 				"The links expire %s. Open the archive with `bot archive extract --identity mydata-key.txt --key-file %s%s %s DIR`.",
 				file, human.Bytes(e.Size), e.SHA256, archiveURL, keyURL, reveal, expires, file, storage.KeyExt, file)
 		}

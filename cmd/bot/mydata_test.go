@@ -125,9 +125,23 @@ func TestBotMydata(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, b
 	}
-	code, identityText := reveal()
-	if code != 200 || !bytes.HasPrefix(identityText, []byte("AGE-SECRET-KEY-")) {
-		t.Fatalf("reveal: %d %s", code, identityText)
+	code, revealed := reveal()
+	identityText := regexp.MustCompile(`AGE-SECRET-KEY-1[0-9A-Z]+`).Find(revealed)
+	if code != 200 || identityText == nil {
+		t.Fatalf("reveal: %d %s", code, revealed)
+	}
+	// The revealed page also shows the data readably: the messages bob
+	// may see (his own marked), not the others.
+	page2 := string(revealed)
+	for _, want := range []string{"r1 while bob joined", "@bob:bot.test (you)", "r4 early", "org.example.bob"} {
+		if !strings.Contains(page2, want) {
+			t.Errorf("the readable view lacks %q", want)
+		}
+	}
+	for _, hidden := range []string{"r1 before bob", "r2 secret", "r3 after ban", "alice-private"} {
+		if strings.Contains(page2, hidden) {
+			t.Errorf("the readable view shows %q", hidden)
+		}
 	}
 	if code, again := reveal(); code != http.StatusGone {
 		t.Fatalf("second reveal: %d %s", code, again)
@@ -210,6 +224,9 @@ func TestBotMydata(t *testing.T) {
 		if u.UserID != bob.UserID.String() {
 			t.Errorf("another user's account: %s", u.UserID)
 		}
+		if u.PasswordHash != "" {
+			t.Error("a personal export carries the password hash")
+		}
 		return nil
 	}))
 	var accountData []string
@@ -238,8 +255,8 @@ func TestBotMydata(t *testing.T) {
 		t.Errorf("media %v, want only bob's %s (not alice's %s)", media, bobMedia.ContentURI, aliceMedia.ContentURI)
 	}
 	must(nil, archive.ReadSection(ctx, r, archive.SectionDevices, func(d *archive.Device) error {
-		if d.UserID != bob.UserID.String() {
-			t.Errorf("%s's device", d.UserID)
+		if d.UserID != bob.UserID.String() || len(d.AccessTokens) > 0 {
+			t.Errorf("%s's device %s (tokens: %d)", d.UserID, d.DeviceID, len(d.AccessTokens))
 		}
 		return nil
 	}))

@@ -5,13 +5,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/ferry-matrix/ferry/api"
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/config"
+	"github.com/ferry-matrix/ferry/internal/personalview"
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/links"
 	"github.com/ferry-matrix/ferry/source"
@@ -127,10 +132,46 @@ func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.
 	a := &api.Server{Jobs: s.jobs, Tokens: tokens, Source: cfg.Homeserver.Implementation, Links: s.links,
 		BaseURL: cfg.API.PublicURL, LinkTTL: time.Duration(cfg.Storage.LinkLifetime), Rate: cfg.API.RatePerSecond, Burst: int(2 * cfg.API.RatePerSecond)}
 	mux := http.NewServeMux()
-	mux.Handle(links.RevealPath, &links.RevealHandler{Store: s.state})
+	mux.Handle(links.RevealPath, &links.RevealHandler{Store: s.state, Render: s.renderPersonal})
 	mux.Handle("/", a.Handler())
 	s.handler = mux
 	return s, nil
+}
+
+// renderPersonal is the readable view shown with a personal export's key
+// (purpose "mydata <user> <archive name>", secret the age identity): the
+// archive is opened with the key being revealed, once, and never stored
+// in the clear.
+func (s *service) renderPersonal(ctx context.Context, w io.Writer, purpose, secret string) error {
+	f := strings.Fields(purpose)
+	if len(f) != 3 || f[0] != "mydata" {
+		return nil
+	}
+	user, name := f[1], f[2]
+	ids, err := keywrap.ParseIdentities([]byte(secret))
+	if err != nil {
+		return err
+	}
+	kr, err := s.bucket.Range(ctx, storage.ArchiveKey(name)+storage.KeyExt, 0, -1)
+	if err != nil {
+		return fmt.Errorf("the archive's key file is gone: %w", err)
+	}
+	wrapped, err := io.ReadAll(io.LimitReader(kr, 1<<20))
+	kr.Close()
+	if err != nil {
+		return err
+	}
+	src, err := s.bucket.OpenArchive(ctx, name)
+	if err != nil {
+		return err
+	}
+	r, err := archive.Open(ctx, src, archive.OpenOptions{Identities: ids, KeyFile: wrapped})
+	if err != nil {
+		src.Close()
+		return err
+	}
+	defer r.Close()
+	return personalview.Render(ctx, w, r, user)
 }
 
 func (s *service) serve(ctx context.Context, l net.Listener) error {
