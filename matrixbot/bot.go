@@ -53,6 +53,7 @@ type Bot struct {
 	EditInterval, PollInterval time.Duration
 
 	seen    *recent
+	confirm confirmations
 	mu      sync.Mutex
 	dms     map[id.UserID]id.RoomID // unencrypted direct chats the bot opened
 	warned  map[id.UserID]time.Time // last encrypted-room explanation per user

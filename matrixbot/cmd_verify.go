@@ -68,3 +68,30 @@ func (b *Bot) cmdExportVerify() *chatcmd.Command {
 				key, human.Bytes(n), sum, e.Name+storage.ArchiveExt, storage.KeyExt, e.Name+storage.ArchiveExt), nil
 		}}
 }
+
+// cmdExportDelete: !export delete <id>, after !confirm.
+func (b *Bot) cmdExportDelete() *chatcmd.Command {
+	return &chatcmd.Command{Path: []string{"export", "delete"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "ID",
+		Summary: "delete a finished archive and its key file (asks for confirmation)",
+		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+			e, err := b.jobs.Store.GetExport(ctx, inv.Args[0])
+			if errors.Is(err, store.ErrNotFound) {
+				return "", fmt.Errorf("there is no export %q; `!export list` shows them", inv.Args[0])
+			} else if err != nil {
+				return "", err
+			}
+			if e.Status != store.StatusCompleted {
+				return "", fmt.Errorf("export %s is %s: there is no archive to delete (`!export cancel` stops a running one)", e.ID, e.Status)
+			}
+			key := storage.ArchiveKey(e.Name)
+			return b.ask(inv, fmt.Sprintf("deletes `%s` (%s) and its key file", key, human.Bytes(e.Size)), func(ctx context.Context) (string, error) {
+				if err := b.jobs.Storage.Delete(ctx, key); err != nil {
+					return "", fmt.Errorf("could not delete %s: %w", key, err)
+				}
+				b.jobs.Storage.Delete(ctx, key+storage.KeyExt)
+				b.jobs.Store.Finish(ctx, e.ID, store.StatusDeleted, 0, e.SHA256, "")
+				b.jobs.Store.Audit(ctx, store.AuditEntry{Actor: inv.Sender, Via: "room " + inv.RoomID, Action: "export.delete", Target: e.ID, Outcome: "ok", Detail: key})
+				return fmt.Sprintf("Deleted `%s` and its key file.", key), nil
+			}), nil
+		}}
+}

@@ -14,7 +14,7 @@ func (b *Bot) commandList() []*chatcmd.Command {
 	return []*chatcmd.Command{
 		b.cmdHelp(),
 		b.cmdExportFull(), b.cmdExportPartial(),
-		b.cmdExportStatus(), b.cmdExportList(), b.cmdExportCancel(), b.cmdExportVerify(),
+		b.cmdExportStatus(), b.cmdExportList(), b.cmdExportCancel(), b.cmdExportVerify(), b.cmdExportDelete(), b.cmdConfirm(),
 		b.cmdScheduleAdd(), b.cmdScheduleList(), b.cmdScheduleRemove(),
 		b.cmdImport(), b.cmdMydata(),
 	}

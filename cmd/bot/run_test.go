@@ -374,6 +374,23 @@ func TestBotEndToEnd(t *testing.T) {
 		if b := body(env.replyTo(t, env.admin, cn)); !strings.Contains(b, "already ended") {
 			t.Errorf("cancel of a finished export: %q", b)
 		}
+		// Deleting asks for confirmation, from the same admin in the same room.
+		del, _ := env.admin.send(t, env.adminRoom, "!export delete "+exportID)
+		ask := body(env.replyTo(t, env.admin, del))
+		m := regexp.MustCompile("`!confirm ([0-9a-f]+)`").FindStringSubmatch(ask)
+		if m == nil {
+			t.Fatalf("delete did not ask for confirmation: %q", ask)
+		}
+		wrong, _ := env.admin.send(t, env.adminRoom, "!confirm 000000")
+		if b := body(env.replyTo(t, env.admin, wrong)); !strings.Contains(b, "no step of yours waits") {
+			t.Errorf("wrong code: %q", b)
+		}
+		download(t, urls[0], filepath.Join(dir, "still-there"), http.StatusOK)
+		ok, _ := env.admin.send(t, env.adminRoom, "!confirm "+m[1])
+		if b := body(env.replyTo(t, env.admin, ok)); !strings.Contains(b, "Deleted") {
+			t.Errorf("confirm: %q", b)
+		}
+		download(t, urls[0], filepath.Join(dir, "gone"), http.StatusNotFound)
 	})
 
 	t.Run("partial export", func(t *testing.T) {
