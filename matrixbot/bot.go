@@ -110,6 +110,7 @@ func (b *Bot) Run(ctx context.Context) error {
 	}
 	b.as.Ready = true
 	b.log.Info().Stringer("user", b.me).Msg("bot ready")
+	b.resumeFollows(ctx)
 	for {
 		select {
 		case <-ctx.Done():

@@ -15,35 +15,81 @@ import (
 	"github.com/ferry-matrix/ferry/store"
 )
 
+// followState is what the bot keeps with an export it follows
+// (store.Export.Notify), so that a restarted bot picks it up again.
+type followState struct {
+	Room    id.RoomID  `json:"room"`
+	ReplyTo id.EventID `json:"reply_to,omitempty"`
+	Message id.EventID `json:"message,omitempty"` // the progress message
+	Type    string     `json:"type"`
+	Reveal  string     `json:"reveal,omitempty"` // a personal export's one-time key link
+	Done    bool       `json:"done,omitempty"`   // the outcome notice was posted
+}
+
 // follow posts one progress message for an export and edits it in place
 // (m.replace) as the job advances — at most every EditInterval, and only
 // when the text changed — until the job ends; then it posts the
 // completion notice (size, SHA-256, expiring links) or the failure notice
-// (cause and next step). It runs in the background until the bot stops.
+// (cause and next step). It runs in the background until the bot stops;
+// a restarted bot carries on (resumeFollows).
 //
 // reveal, for a personal export, is the one-time link to the user's key.
 func (b *Bot) follow(room id.RoomID, replyTo id.EventID, exportID, typ, reveal string) {
+	b.followWith(exportID, followState{Room: room, ReplyTo: replyTo, Type: typ, Reveal: reveal})
+}
+
+func (b *Bot) followWith(exportID string, f followState) {
 	b.mu.Lock()
 	ctx := b.runCtx
 	b.mu.Unlock()
 	b.tracked.Add(1)
 	go func() {
 		defer b.tracked.Done()
-		b.track(ctx, room, replyTo, exportID, typ, reveal)
+		b.track(ctx, exportID, f)
 	}()
 }
 
-func (b *Bot) track(ctx context.Context, room id.RoomID, replyTo id.EventID, exportID, typ, reveal string) {
+// resumeFollows picks up the exports a previous run of the bot was
+// following: running ones get their progress message edited again, ended
+// ones whose outcome was never posted get it now.
+func (b *Bot) resumeFollows(ctx context.Context) {
+	list, err := b.jobs.Store.ListExports(ctx, 1000)
+	if err != nil {
+		b.log.Warn().Err(err).Msg("cannot list exports to follow")
+		return
+	}
+	for _, e := range list {
+		var f followState
+		if e.Notify == "" || json.Unmarshal([]byte(e.Notify), &f) != nil || f.Done {
+			continue
+		}
+		b.log.Info().Str("export", e.ID).Msg("following again after a restart")
+		b.followWith(e.ID, f)
+	}
+}
+
+func (b *Bot) saveFollow(ctx context.Context, exportID string, f followState) {
+	raw, _ := json.Marshal(f)
+	if err := b.jobs.Store.SetNotify(context.WithoutCancel(ctx), exportID, string(raw)); err != nil {
+		b.log.Warn().Err(err).Str("export", exportID).Msg("cannot save where the export is followed")
+	}
+}
+
+func (b *Bot) track(ctx context.Context, exportID string, f followState) {
 	log := b.log.With().Str("export", exportID).Logger()
 	e, err := b.jobs.Store.GetExport(ctx, exportID)
 	if err != nil {
 		log.Warn().Err(err).Msg("cannot follow export")
 		return
 	}
-	text := progressText(e, typ)
-	msg := b.send(ctx, room, replyTo, text)
-	if msg == "" {
-		return
+	text := progressText(e, f.Type)
+	if f.Message == "" {
+		if f.Message = b.send(ctx, f.Room, f.ReplyTo, text); f.Message == "" {
+			return
+		}
+		b.saveFollow(ctx, exportID, f)
+	} else {
+		text = "" // edit at once: the message shows an older state
 	}
 	lastEdit := time.Now()
 	tick := time.NewTicker(b.PollInterval)
@@ -59,15 +105,18 @@ func (b *Bot) track(ctx context.Context, room id.RoomID, replyTo id.EventID, exp
 			continue
 		}
 		ended := e.Status != store.StatusQueued && e.Status != store.StatusProcessing
-		next := progressText(e, typ)
-		if next != text && (ended || time.Since(lastEdit) >= b.EditInterval) {
-			if err := b.edit(ctx, room, msg, next); err != nil {
+		next := progressText(e, f.Type)
+		if next != text && (ended || text == "" || time.Since(lastEdit) >= b.EditInterval) {
+			if err := b.edit(ctx, f.Room, f.Message, next); err != nil {
 				log.Warn().Err(err).Msg("could not edit the progress message")
 			}
 			text, lastEdit = next, time.Now()
 		}
 		if ended {
-			b.send(ctx, room, msg, b.outcomeText(ctx, e, reveal))
+			if b.send(ctx, f.Room, f.Message, b.outcomeText(ctx, e, f.Reveal)) != "" {
+				f.Done = true
+				b.saveFollow(ctx, exportID, f)
+			}
 			return
 		}
 	}

@@ -42,17 +42,20 @@ type Export struct {
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	FinishedAt  time.Time
+	// Notify is where the bot follows the export (its own JSON), kept
+	// so that a restarted bot picks the progress message up again.
+	Notify string
 }
 
 const exportColumns = `id, kind, status, requested_by, via, request, archive_id, name, COALESCE(archive_key, ''), checkpoint,
-	COALESCE(progress, ''), size, sha256, error, attempts, COALESCE(lease_owner, ''), lease_token, lease_until, created_at, updated_at, finished_at`
+	COALESCE(progress, ''), size, sha256, error, attempts, COALESCE(lease_owner, ''), lease_token, lease_until, created_at, updated_at, finished_at, notify`
 
 func scanExport(row interface{ Scan(...any) error }) (*Export, error) {
 	var e Export
 	var checkpoint sql.NullString
 	var leaseUntil, created, updated, finished int64
 	err := row.Scan(&e.ID, &e.Kind, &e.Status, &e.RequestedBy, &e.Via, &e.Request, &e.ArchiveID, &e.Name, &e.ArchiveKey, &checkpoint,
-		&e.Progress, &e.Size, &e.SHA256, &e.Error, &e.Attempts, &e.LeaseOwner, &e.LeaseToken, &leaseUntil, &created, &updated, &finished)
+		&e.Progress, &e.Size, &e.SHA256, &e.Error, &e.Attempts, &e.LeaseOwner, &e.LeaseToken, &leaseUntil, &created, &updated, &finished, &e.Notify)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -287,4 +290,10 @@ func (s *Store) CountRequested(ctx context.Context, requestedBy, via string, sin
 	err := s.DB.QueryRowContext(ctx, s.q(`SELECT count(*) FROM ferry_exports WHERE requested_by = ? AND via = ? AND created_at >= ?`),
 		requestedBy, via, since.UnixMilli()).Scan(&n)
 	return n, err
+}
+
+// SetNotify records where the bot follows an export.
+func (s *Store) SetNotify(ctx context.Context, id, notify string) error {
+	_, err := s.DB.ExecContext(ctx, s.q(`UPDATE ferry_exports SET notify = ? WHERE id = ?`), notify, id)
+	return err
 }

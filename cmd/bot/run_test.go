@@ -40,13 +40,14 @@ type botEnv struct {
 	admin, alice *watcher
 	botID        id.UserID
 	stopBot      func()
+	top          *testing.T // the bot runs until this test ends
 }
 
 func startBotEnv(t *testing.T) *botEnv {
 	t.Helper()
 	const domain = "bot.test"
 	dir := t.TempDir()
-	env := &botEnv{botID: id.NewUserID("ferry", domain)}
+	env := &botEnv{botID: id.NewUserID("ferry", domain), top: t}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -107,9 +108,11 @@ api: {public_url: "` + env.ferryURL + `"}
 	return env
 }
 
-// startBot runs `bot run` until stopBot (or the test's end).
+// startBot runs `bot run` until stopBot (or the end of the test that
+// made the environment, also when called from a subtest).
 func (env *botEnv) startBot(t *testing.T) {
 	t.Helper()
+	top := env.top
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"run", "-c", env.cfgPath}) }()
@@ -118,11 +121,11 @@ func (env *botEnv) startBot(t *testing.T) {
 		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
-				t.Errorf("bot run: %v", err)
+				top.Errorf("bot run: %v", err)
 			}
 		})
 	}
-	t.Cleanup(env.stopBot)
+	top.Cleanup(env.stopBot)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(env.ferryURL + "/_matrix/mau/ready")
@@ -581,6 +584,37 @@ func TestBotEndToEnd(t *testing.T) {
 		}
 		if err := env.alice.cli.StateEvent(ctx, dm, event.StateEncryption, "", &struct{}{}); err == nil {
 			t.Error("the explanation's direct chat is encrypted")
+		}
+	})
+
+	t.Run("restart", func(t *testing.T) {
+		cmd, _ := env.admin.send(t, env.adminRoom, "!export full --media none")
+		progress := env.replyTo(t, env.admin, cmd)
+		isOutcome := func(s seen) bool {
+			m := s.evt.Content.AsMessage()
+			return s.evt.Sender == env.botID && m != nil && m.RelatesTo != nil && m.RelatesTo.GetReplyTo() == progress.evt.ID
+		}
+		_, first := env.admin.waitFor(t, "the completion notice", 120*time.Second, 0, isOutcome)
+		env.stopBot()
+		// While the bot is down: a command (the homeserver redelivers it
+		// later), and, as if the bot had died before posting it, the
+		// outcome of the export marked as not yet posted.
+		late, _ := env.admin.send(t, env.adminRoom, "!export list")
+		st, err := store.Open(ctx, "sqlite://"+filepath.Join(filepath.Dir(env.cfgPath), "ferry.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		list, _ := st.ListExports(ctx, 1)
+		notify := strings.Replace(list[0].Notify, `"done":true`, `"done":false`, 1)
+		if notify == list[0].Notify {
+			t.Fatalf("the export's follow state was not saved as done: %q", notify)
+		}
+		st.SetNotify(ctx, list[0].ID, notify)
+		st.Close()
+		env.startBot(t)
+		env.admin.waitFor(t, "the outcome posted again by the restarted bot", 60*time.Second, first+1, isOutcome)
+		if b := body(env.replyTo(t, env.admin, late)); !strings.Contains(b, "did not run it late") {
+			t.Errorf("a command sent while the bot was down: %q", b)
 		}
 	})
 
