@@ -54,6 +54,7 @@ type Bot struct {
 
 	seen    *recent
 	confirm confirmations
+	unlock  unlocks
 	mu      sync.Mutex
 	dms     map[id.UserID]id.RoomID // unencrypted direct chats the bot opened
 	warned  map[id.UserID]time.Time // last encrypted-room explanation per user

@@ -117,6 +117,26 @@ func printJSON(v any) error {
 	return enc.Encode(v)
 }
 
+// runKey prints the key line of one archive (what `!import` asks for):
+// it opens that archive only, unlike the identity that unwrapped it.
+func runKey(ctx context.Context, args []string) error {
+	c := newArchiveCmd("archive key", "ARCHIVE", 1)
+	r, err := c.parseAndOpen(ctx, args)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if len(r.Key()) == 0 {
+		return errors.New("this archive is not encrypted: it has no key")
+	}
+	key, err := keywrap.FromBytes(r.Key())
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(key.Encode(r.Manifest().ArchiveID))
+	return err
+}
+
 func runInspect(ctx context.Context, args []string) error {
 	c := newArchiveCmd("archive inspect", "ARCHIVE", 1)
 	r, err := c.parseAndOpen(ctx, args)

@@ -42,6 +42,7 @@ const usage = `usage:
   bot archive inspect [key options] ARCHIVE
   bot archive verify  [key options] ARCHIVE   exit 0 only when every check passes
   bot archive pack    ARCHIVE OUT.ferry        stored form (directory/prefix) -> single file
+  bot archive key     [key options] ARCHIVE    print this archive's key line (opens it only; for !import previews)
   bot archive decrypt [key options] [--allow-secrets] ARCHIVE OUT   plaintext copy (OUT: directory, bucket URL or FILE.ferry)
   bot archive extract [key options] [--jsonl] ARCHIVE DIR          every file into a new directory
   bot archive diff    [key options] [--key-file-b F] A B           compare record by record; exit 1 when they differ
@@ -87,6 +88,8 @@ func run(ctx context.Context, args []string) error {
 			return runExtract(ctx, args[2:])
 		case "diff":
 			return runDiff(ctx, args[2:])
+		case "key":
+			return runKey(ctx, args[2:])
 		}
 		return fmt.Errorf("unknown archive subcommand %q\n%s", args[1], usage)
 	case "help", "-h", "--help":

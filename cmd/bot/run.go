@@ -67,6 +67,7 @@ func runBot(ctx context.Context, args []string) error {
 	bot.Store(b)
 	mux := http.NewServeMux()
 	mux.Handle("/_matrix/", b.Handler())
+	mux.Handle(matrixbot.UnlockPath, b.UnlockHandler())
 	mux.Handle("/", srv.handler)
 	srv.handler = mux
 	l, err := net.Listen("tcp", cfg.Appservice.Listen)

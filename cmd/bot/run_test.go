@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -22,6 +23,8 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/config"
 	"github.com/ferry-matrix/ferry/internal/testenv"
 	"github.com/ferry-matrix/ferry/store"
@@ -346,6 +349,44 @@ func TestBotEndToEnd(t *testing.T) {
 		if b := body(env.replyTo(t, env.admin, vf)); !strings.Contains(b, "is intact") {
 			t.Errorf("verify: %q", b)
 		}
+		// !import: an encrypted archive can't be previewed (no key in chat);
+		// a plaintext one is validated with the fidelity preview.
+		im, _ := env.admin.send(t, env.adminRoom, "!import "+exportID)
+		importAsk := env.replyTo(t, env.admin, im)
+		if b := body(importAsk); !strings.Contains(b, "is encrypted, and I hold no key") || !strings.Contains(b, "--dry-run") {
+			t.Errorf("!import of an encrypted archive: %q", b)
+		}
+		// The key of this one archive goes through the one-time form, not chat.
+		unlock := regexp.MustCompile(`https?://\S+/unlock/\S+`).FindString(body(importAsk))
+		if unlock == "" {
+			t.Fatalf("no key form link in %q", body(importAsk))
+		}
+		keyLine := archiveKeyLine(t, archiveFile, keyFile, env.identityFile)
+		resp, err := http.PostForm(unlock, url.Values{"key": {keyLine}})
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("key form: %v %v", resp, err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !bytes.Contains(page, []byte("Posted in the room")) || bytes.Contains(page, []byte("✗")) {
+			t.Fatalf("key form answer: %s", page)
+		}
+		env.admin.waitFor(t, "the preview after the key form", 60*time.Second, 0, func(s seen) bool {
+			m := s.evt.Content.AsMessage()
+			return s.evt.Sender == env.botID && m != nil && m.RelatesTo != nil && m.RelatesTo.GetReplyTo() == im &&
+				strings.Contains(m.Body, "✅ valid full export of bot.test") && strings.Contains(m.Body, "What an import into Dendrite")
+		})
+		if resp, _ := http.PostForm(unlock, url.Values{"key": {keyLine}}); resp == nil || resp.StatusCode != http.StatusGone {
+			t.Errorf("the key form worked twice: %v", resp)
+		}
+		plain := filepath.Join(dir, "plain.ferry")
+		if err := run(ctx, []string{"export", "--source", "dendrite", "--config", env.d.Config(), "--plaintext", "--to", plain}); err != nil {
+			t.Fatal(err)
+		}
+		im, _ = env.admin.send(t, env.adminRoom, "!import file://"+plain)
+		if b := body(env.replyTo(t, env.admin, im)); !strings.Contains(b, "✅ valid full export of bot.test") || !strings.Contains(b, "What an import into Dendrite") {
+			t.Errorf("!import of a plaintext archive: %q", b)
+		}
 		// Damage the stored archive: verify says so.
 		file := regexp.MustCompile("is ready: `([^`]+)`").FindStringSubmatch(text)[1]
 		stored := filepath.Join(filepath.Dir(env.cfgPath), "archives", "archives", file)
@@ -358,20 +399,6 @@ func TestBotEndToEnd(t *testing.T) {
 		vf, _ = env.admin.send(t, env.adminRoom, "!export verify "+exportID)
 		if b := body(env.replyTo(t, env.admin, vf)); !strings.Contains(b, "is damaged") {
 			t.Errorf("verify of a damaged archive: %q", b)
-		}
-		// !import: an encrypted archive can't be previewed (no key in chat);
-		// a plaintext one is validated with the fidelity preview.
-		im, _ := env.admin.send(t, env.adminRoom, "!import "+exportID)
-		if b := body(env.replyTo(t, env.admin, im)); !strings.Contains(b, "is encrypted, and I hold no key") || !strings.Contains(b, "--dry-run") {
-			t.Errorf("!import of an encrypted archive: %q", b)
-		}
-		plain := filepath.Join(dir, "plain.ferry")
-		if err := run(ctx, []string{"export", "--source", "dendrite", "--config", env.d.Config(), "--plaintext", "--to", plain}); err != nil {
-			t.Fatal(err)
-		}
-		im, _ = env.admin.send(t, env.adminRoom, "!import file://"+plain)
-		if b := body(env.replyTo(t, env.admin, im)); !strings.Contains(b, "✅ valid full export of bot.test") || !strings.Contains(b, "What an import into Dendrite") {
-			t.Errorf("!import of a plaintext archive: %q", b)
 		}
 		cn, _ := env.admin.send(t, env.adminRoom, "!export cancel "+exportID)
 		if b := body(env.replyTo(t, env.admin, cn)); !strings.Contains(b, "already ended") {
@@ -639,6 +666,27 @@ func TestBotEndToEnd(t *testing.T) {
 			}
 		}
 	}
+}
+
+// archiveKeyLine is what `bot archive key` prints for the archive.
+func archiveKeyLine(t *testing.T, archiveFile, keyFile, identityFile string) string {
+	t.Helper()
+	idText, _ := os.ReadFile(identityFile)
+	ids, err := keywrap.ParseIdentities(idText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped, _ := os.ReadFile(keyFile)
+	r, err := archive.OpenLocation(context.Background(), archiveFile, archive.OpenOptions{Identities: ids, KeyFile: wrapped})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	key, err := keywrap.FromBytes(r.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(key.Encode(r.Manifest().ArchiveID))
 }
 
 func download(t *testing.T, url, file string, want int) {
