@@ -13,7 +13,6 @@ import (
 	"github.com/ferry-matrix/ferry/chatcmd"
 	"github.com/ferry-matrix/ferry/fidelity"
 	"github.com/ferry-matrix/ferry/importer/dendrite"
-	"github.com/ferry-matrix/ferry/store"
 )
 
 // cmdImport: !import <export ID | archive URL>.
@@ -36,14 +35,9 @@ func (b *Bot) cmdImport() *chatcmd.Command {
 				open = func(ctx context.Context) (container.Source, error) { return container.Open(ctx, arg) }
 				label = arg
 			} else {
-				e, err := b.jobs.Store.GetExport(ctx, arg)
-				if errors.Is(err, store.ErrNotFound) {
-					return "", fmt.Errorf("there is no export %q; give an export ID from `!export list` or an archive URL (s3://..., file:///...)", arg)
-				} else if err != nil {
+				e, err := b.completedExport(ctx, arg, "import (or give an archive URL: s3://..., file:///...)")
+				if err != nil {
 					return "", err
-				}
-				if e.Status != store.StatusCompleted {
-					return "", fmt.Errorf("export %s is %s: only a completed export can be imported", e.ID, e.Status)
 				}
 				name := e.Name
 				open = func(ctx context.Context) (container.Source, error) { return b.jobs.Storage.OpenArchive(ctx, name) }

@@ -25,9 +25,7 @@ func (b *Bot) cmdExportStatus() *chatcmd.Command {
 			var e *store.Export
 			if len(inv.Args) == 1 {
 				var err error
-				if e, err = b.jobs.Store.GetExport(ctx, inv.Args[0]); errors.Is(err, store.ErrNotFound) {
-					return "", fmt.Errorf("there is no export %q; `!export list` shows them", inv.Args[0])
-				} else if err != nil {
+				if e, err = b.findExport(ctx, inv.Args[0]); err != nil {
 					return "", err
 				}
 			} else {
@@ -95,12 +93,35 @@ func (b *Bot) cmdExportCancel() *chatcmd.Command {
 		Summary: "stop a queued or running export; nothing is published",
 		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
 			exportID := inv.Args[0]
-			if _, err := b.jobs.Store.GetExport(ctx, exportID); errors.Is(err, store.ErrNotFound) {
-				return "", fmt.Errorf("there is no export %q; `!export list` shows them", exportID)
+			if _, err := b.findExport(ctx, exportID); err != nil {
+				return "", err
 			}
 			if err := b.jobs.Cancel(ctx, exportID, inv.Sender, "room "+inv.RoomID); err != nil {
 				return "", err
 			}
 			return fmt.Sprintf("Export `%s` is cancelled; its partial archive is removed.", exportID), nil
 		}}
+}
+
+// findExport reads the export a command names, with an error a person
+// can act on.
+func (b *Bot) findExport(ctx context.Context, exportID string) (*store.Export, error) {
+	e, err := b.jobs.Store.GetExport(ctx, exportID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("there is no export %q; `!export list` shows them", exportID)
+	}
+	return e, err
+}
+
+// completedExport is findExport for a command that needs the archive
+// (what: "verify", "delete", ...).
+func (b *Bot) completedExport(ctx context.Context, exportID, what string) (*store.Export, error) {
+	e, err := b.findExport(ctx, exportID)
+	if err != nil {
+		return nil, err
+	}
+	if e.Status != store.StatusCompleted {
+		return nil, fmt.Errorf("export %s is %s: only a completed export has an archive to %s", e.ID, e.Status, what)
+	}
+	return e, nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 
@@ -27,14 +26,9 @@ func (b *Bot) cmdExportVerify() *chatcmd.Command {
 	return &chatcmd.Command{Path: []string{"export", "verify"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "ID",
 		Summary: "check that a finished archive in storage is intact (size, SHA-256, key file)",
 		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
-			e, err := b.jobs.Store.GetExport(ctx, inv.Args[0])
-			if errors.Is(err, store.ErrNotFound) {
-				return "", fmt.Errorf("there is no export %q; `!export list` shows them", inv.Args[0])
-			} else if err != nil {
+			e, err := b.completedExport(ctx, inv.Args[0], "verify")
+			if err != nil {
 				return "", err
-			}
-			if e.Status != store.StatusCompleted {
-				return "", fmt.Errorf("export %s is %s: only a completed export has an archive to verify", e.ID, e.Status)
 			}
 			key := storage.ArchiveKey(e.Name)
 			r, err := b.jobs.Storage.Range(ctx, key, 0, -1)
@@ -74,14 +68,9 @@ func (b *Bot) cmdExportDelete() *chatcmd.Command {
 	return &chatcmd.Command{Path: []string{"export", "delete"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "ID",
 		Summary: "delete a finished archive and its key file (asks for confirmation)",
 		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
-			e, err := b.jobs.Store.GetExport(ctx, inv.Args[0])
-			if errors.Is(err, store.ErrNotFound) {
-				return "", fmt.Errorf("there is no export %q; `!export list` shows them", inv.Args[0])
-			} else if err != nil {
+			e, err := b.completedExport(ctx, inv.Args[0], "delete (`!export cancel` stops a running one)")
+			if err != nil {
 				return "", err
-			}
-			if e.Status != store.StatusCompleted {
-				return "", fmt.Errorf("export %s is %s: there is no archive to delete (`!export cancel` stops a running one)", e.ID, e.Status)
 			}
 			key := storage.ArchiveKey(e.Name)
 			return b.ask(inv, fmt.Sprintf("deletes `%s` (%s) and its key file", key, human.Bytes(e.Size)), func(ctx context.Context) (string, error) {
