@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ferry-matrix/ferry/internal/ratelimit"
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/links"
 	"github.com/ferry-matrix/ferry/source"
@@ -68,7 +69,7 @@ type Server struct {
 
 	once    sync.Once
 	mux     *http.ServeMux
-	limiter *limiter
+	limiter *ratelimit.Limiter
 	hashes  []tokenHash
 }
 
@@ -94,7 +95,7 @@ func (s *Server) init() {
 	if s.LinkTTL <= 0 {
 		s.LinkTTL = 24 * time.Hour
 	}
-	s.limiter = newLimiter(s.Rate, s.Burst)
+	s.limiter = ratelimit.New(s.Rate, s.Burst)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&storeCollector{s: s.Jobs.Store}, prometheus.NewGoCollector())
 	m := http.NewServeMux()
@@ -131,7 +132,7 @@ func (s *Server) auth(need string, h func(http.ResponseWriter, *http.Request, ca
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || bearer == "" {
-			if !s.limiter.allow("anon:" + clientIP(r)) {
+			if !s.limiter.Allow("anon:" + clientIP(r)) {
 				tooMany(w)
 				return
 			}
@@ -146,7 +147,7 @@ func (s *Server) auth(need string, h func(http.ResponseWriter, *http.Request, ca
 			}
 		}
 		if c == nil {
-			if !s.limiter.allow("anon:" + clientIP(r)) {
+			if !s.limiter.Allow("anon:" + clientIP(r)) {
 				tooMany(w)
 				return
 			}
@@ -154,7 +155,7 @@ func (s *Server) auth(need string, h func(http.ResponseWriter, *http.Request, ca
 			writeError(w, http.StatusUnauthorized, "M_UNKNOWN_TOKEN", "this API token is not valid")
 			return
 		}
-		if !s.limiter.allow("token:" + c.name) {
+		if !s.limiter.Allow("token:" + c.name) {
 			tooMany(w)
 			return
 		}
@@ -421,48 +422,6 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request, c caller) {
 	default:
 		writeError(w, http.StatusConflict, "M_CONFLICT", fmt.Sprintf("export %s has ended (%s); there is nothing to cancel or delete", id, e.Status))
 	}
-}
-
-// limiter is a token bucket per client key.
-type limiter struct {
-	mu      sync.Mutex
-	rate    float64
-	burst   float64
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newLimiter(rate float64, burst int) *limiter {
-	return &limiter{rate: rate, burst: float64(max(burst, 1)), buckets: map[string]*bucket{}}
-}
-
-func (l *limiter) allow(key string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	b, ok := l.buckets[key]
-	if !ok {
-		if len(l.buckets) > 10000 { // forget idle clients
-			for k, old := range l.buckets {
-				if now.Sub(old.last) > time.Minute {
-					delete(l.buckets, k)
-				}
-			}
-		}
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[key] = b
-	}
-	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }
 
 // storeCollector reports export metrics from the state database, so that

@@ -113,6 +113,8 @@ type Schedule struct {
 type Limits struct {
 	ConcurrentJobs int `yaml:"concurrent_jobs"`
 	MydataPerDay   int `yaml:"mydata_per_day"`
+	// CommandsPerMinute each user may send the bot (bursts of half).
+	CommandsPerMinute int `yaml:"commands_per_minute"`
 }
 
 // Secret is a string that never prints: tokens and database URLs with
@@ -160,6 +162,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Limits.MydataPerDay == 0 {
 		c.Limits.MydataPerDay = 2
+	}
+	if c.Limits.CommandsPerMinute == 0 {
+		c.Limits.CommandsPerMinute = 30
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 
 	"github.com/ferry-matrix/ferry/chatcmd"
 	"github.com/ferry-matrix/ferry/config"
+	"github.com/ferry-matrix/ferry/internal/ratelimit"
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/links"
 	"github.com/ferry-matrix/ferry/store"
@@ -55,6 +56,9 @@ type Bot struct {
 	seen    *recent
 	confirm confirmations
 	unlock  unlocks
+	// perUser limits each user's commands (limits.commands_per_minute):
+	// a loop or a script in a room can't queue work without end.
+	perUser *ratelimit.Limiter
 	mu      sync.Mutex
 	dms     map[id.UserID]id.RoomID // unencrypted direct chats the bot opened
 	warned  map[id.UserID]time.Time // last encrypted-room explanation per user
@@ -76,7 +80,7 @@ func New(cfg *config.Config, svc *jobs.Service, lh *links.Handler, log zerolog.L
 	as.Log = log.With().Str("component", "appservice").Logger()
 	b := &Bot{cfg: cfg, jobs: svc, links: lh, as: as, me: as.BotMXID(), log: log,
 		EditInterval: 3 * time.Second, PollInterval: time.Second, runCtx: context.Background(),
-		seen: newRecent(4096), dms: map[id.UserID]id.RoomID{}, warned: map[id.UserID]time.Time{}}
+		seen: newRecent(4096), perUser: ratelimit.New(float64(cfg.Limits.CommandsPerMinute)/60, max(cfg.Limits.CommandsPerMinute/2, 1)), dms: map[id.UserID]id.RoomID{}, warned: map[id.UserID]time.Time{}}
 	b.cli = as.BotClient()
 	b.commands.Add(b.commandList()...)
 	return b, nil
@@ -199,6 +203,11 @@ func (b *Bot) onCommand(ctx context.Context, evt *event.Event, body string, log 
 	if err != nil {
 		b.audit(ctx, evt.Sender, evt.RoomID, firstWord(body), "usage error", err.Error())
 		b.reply(ctx, evt, err.Error())
+		return
+	}
+	if !b.perUser.Allow(evt.Sender.String()) {
+		b.audit(ctx, evt.Sender, evt.RoomID, firstWord(body), "refused", "rate limited")
+		b.reply(ctx, evt, fmt.Sprintf("You are sending commands faster than I take them (%d a minute); wait a minute and send it again.", b.cfg.Limits.CommandsPerMinute))
 		return
 	}
 	inv.Sender, inv.RoomID, inv.EventID = evt.Sender.String(), evt.RoomID.String(), evt.ID.String()

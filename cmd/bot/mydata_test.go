@@ -32,7 +32,7 @@ import (
 // the events Dendrite's /messages shows him in each room, his own media,
 // account data and receipts, and nothing of alice's.
 func TestBotMydata(t *testing.T) {
-	env := startBotEnv(t)
+	env := startBotEnv(t, "limits: {commands_per_minute: 6}\n") // bursts of 3
 	ctx := context.Background()
 	admin, alice := env.admin.cli, env.alice.cli
 	bobW := newWatcher(t, env.d, "bob", false)
@@ -267,6 +267,21 @@ func TestBotMydata(t *testing.T) {
 		if i == 1 && !strings.Contains(reply, "the limit is 2") {
 			t.Errorf("third !mydata in a day: %q", reply)
 		}
+	}
+	// Commands beyond a user's rate are refused (6 a minute, bursts of 3);
+	// alice asks for help in her direct chat with the bot.
+	aliceDM, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{env.botID}})
+	must(aliceDM, err)
+	env.alice.waitFor(t, "the bot to join alice's direct chat", 30*time.Second, 0, func(s seen) bool {
+		return s.room == aliceDM.RoomID && s.evt.Type == event.StateMember && s.evt.GetStateKey() == env.botID.String() && s.evt.Content.AsMember().Membership == event.MembershipJoin
+	})
+	var replies []string
+	for range 4 {
+		evt, _ := env.alice.send(t, aliceDM.RoomID, "!help")
+		replies = append(replies, body(env.replyTo(t, env.alice, evt)))
+	}
+	if !strings.Contains(replies[3], "faster than I take them") || strings.Contains(replies[2], "faster") {
+		t.Errorf("rate limit: replies %q", replies)
 	}
 	// No key in any room bob is in.
 	for _, s := range bobW.all() {

@@ -46,7 +46,8 @@ type botEnv struct {
 	top          *testing.T // the bot runs until this test ends
 }
 
-func startBotEnv(t *testing.T) *botEnv {
+// startBotEnv starts it all; extra is appended to Ferry's config.
+func startBotEnv(t *testing.T, extra string) *botEnv {
 	t.Helper()
 	const domain = "bot.test"
 	dir := t.TempDir()
@@ -104,7 +105,7 @@ encryption:
   admin_recipients: {"@admin:` + domain + `": ["` + id.Recipient().String() + `"]}
 state: {database: "sqlite://` + filepath.Join(dir, "ferry.db") + `"}
 api: {public_url: "` + env.ferryURL + `"}
-`
+` + extra
 	env.cfgPath = filepath.Join(dir, "config.yaml")
 	os.WriteFile(env.cfgPath, []byte(yaml), 0o600)
 	env.startBot(t)
@@ -276,7 +277,7 @@ func body(s seen) string { return s.evt.Content.AsMessage().Body }
 // answered but not run; an encrypted message answered in a new
 // unencrypted direct chat; no key ever in a room. Logs the reply latency.
 func TestBotEndToEnd(t *testing.T) {
-	env := startBotEnv(t)
+	env := startBotEnv(t, "limits: {commands_per_minute: 6000}\n")
 	ctx := context.Background()
 	if _, err := env.admin.cli.InviteUser(ctx, env.adminRoom, &mautrix.ReqInviteUser{UserID: env.botID}); err != nil {
 		t.Fatal(err)
