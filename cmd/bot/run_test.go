@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -643,6 +644,65 @@ func TestBotEndToEnd(t *testing.T) {
 		env.admin.waitFor(t, "the outcome posted again by the restarted bot", 60*time.Second, first+1, isOutcome)
 		if b := body(env.replyTo(t, env.admin, late)); !strings.Contains(b, "did not run it late") {
 			t.Errorf("a command sent while the bot was down: %q", b)
+		}
+	})
+
+	t.Run("cancel a running export", func(t *testing.T) {
+		// A media file that never finishes reading (a FIFO in Dendrite's
+		// media directory) holds the export in its media stream.
+		data := []byte("a file the export will wait for")
+		up, err := env.admin.cli.UploadBytes(ctx, data, "text/plain")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored string
+		filepath.WalkDir(filepath.Join(env.d.Dir, "media"), func(p string, de os.DirEntry, err error) error {
+			if err == nil && de.Name() == "file" {
+				if b, _ := os.ReadFile(p); bytes.Equal(b, data) {
+					stored = p
+				}
+			}
+			return nil
+		})
+		if stored == "" {
+			t.Fatalf("uploaded %s, but found no file with its bytes under %s", up.ContentURI, filepath.Join(env.d.Dir, "media"))
+		}
+		os.Remove(stored)
+		if err := syscall.Mkfifo(stored, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			// Unblock the reader (EOF), then put the file back.
+			if f, err := os.OpenFile(stored, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+				f.Close()
+			}
+			os.Remove(stored)
+			os.WriteFile(stored, data, 0o600)
+		}()
+		cmd, _ := env.admin.send(t, env.adminRoom, "!export full")
+		progress := env.replyTo(t, env.admin, cmd)
+		exportID := regexp.MustCompile("Export `([0-9a-f]+)`").FindStringSubmatch(body(progress))[1]
+		// Wait until it runs (it then stays in the media stream for good).
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
+			st, _ := env.admin.send(t, env.adminRoom, "!export status "+exportID)
+			if strings.Contains(body(env.replyTo(t, env.admin, st)), ": exporting ") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the export never started")
+			}
+		}
+		time.Sleep(2 * time.Second) // past the other streams, into the FIFO
+		cn, _ := env.admin.send(t, env.adminRoom, "!export cancel "+exportID)
+		if b := body(env.replyTo(t, env.admin, cn)); !strings.Contains(b, "is cancelled") {
+			t.Fatalf("cancel: %q", b)
+		}
+		outcome, _ := env.admin.waitFor(t, "the cancellation notice", 30*time.Second, 0, func(s seen) bool {
+			m := s.evt.Content.AsMessage()
+			return s.evt.Sender == env.botID && m != nil && m.RelatesTo != nil && m.RelatesTo.GetReplyTo() == progress.evt.ID
+		})
+		if !strings.Contains(body(outcome), "was cancelled") || !strings.Contains(body(outcome), "nothing was published") {
+			t.Errorf("outcome: %q", body(outcome))
 		}
 	})
 
