@@ -32,7 +32,7 @@ import (
 // the events Dendrite's /messages shows him in each room, his own media,
 // account data and receipts, and nothing of alice's.
 func TestBotMydata(t *testing.T) {
-	env := startBotEnv(t, "limits: {commands_per_minute: 6}\n") // bursts of 3
+	env := startBotEnv(t, "1h", "limits: {commands_per_minute: 6}\n") // bursts of 3
 	ctx := context.Background()
 	admin, alice := env.admin.cli, env.alice.cli
 	bobW := newWatcher(t, env.d, "bob", false)

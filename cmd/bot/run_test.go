@@ -47,8 +47,9 @@ type botEnv struct {
 	top          *testing.T // the bot runs until this test ends
 }
 
-// startBotEnv starts it all; extra is appended to Ferry's config.
-func startBotEnv(t *testing.T, extra string) *botEnv {
+// startBotEnv starts it all; download links live linkLifetime, and extra
+// is appended to Ferry's config.
+func startBotEnv(t *testing.T, linkLifetime, extra string) *botEnv {
 	t.Helper()
 	const domain = "bot.test"
 	dir := t.TempDir()
@@ -100,7 +101,7 @@ func startBotEnv(t *testing.T, extra string) *botEnv {
 appservice: {address: "` + env.ferryURL + `", listen: "` + addr + `", as_token: "` + asToken + `", hs_token: "` + hsToken + `"}
 admins: {users: ["@admin:` + domain + `"], rooms: ["` + room.RoomID.String() + `"]}
 source: {dendrite_config: "` + env.d.Config() + `"}
-storage: {url: "file://` + filepath.Join(dir, "archives") + `", link_lifetime: 1h, link_secret_file: "` + filepath.Join(dir, "link.secret") + `"}
+storage: {url: "file://` + filepath.Join(dir, "archives") + `", link_lifetime: ` + linkLifetime + `, link_secret_file: "` + filepath.Join(dir, "link.secret") + `"}
 encryption:
   recipients: ["` + backup.Recipient().String() + `"]
   admin_recipients: {"@admin:` + domain + `": ["` + id.Recipient().String() + `"]}
@@ -278,7 +279,7 @@ func body(s seen) string { return s.evt.Content.AsMessage().Body }
 // answered but not run; an encrypted message answered in a new
 // unencrypted direct chat; no key ever in a room. Logs the reply latency.
 func TestBotEndToEnd(t *testing.T) {
-	env := startBotEnv(t, "limits: {commands_per_minute: 6000}\n")
+	env := startBotEnv(t, "1h", "limits: {commands_per_minute: 6000}\n")
 	ctx := context.Background()
 	if _, err := env.admin.cli.InviteUser(ctx, env.adminRoom, &mautrix.ReqInviteUser{UserID: env.botID}); err != nil {
 		t.Fatal(err)
@@ -776,4 +777,34 @@ func putTxn(t *testing.T, base, txnID, token string, body []byte) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// The links of a completion notice stop working when they expire: 403
+// with a body that says so.
+func TestBotLinksExpire(t *testing.T) {
+	env := startBotEnv(t, "4s", "")
+	ctx := context.Background()
+	if _, err := env.admin.cli.InviteUser(ctx, env.adminRoom, &mautrix.ReqInviteUser{UserID: env.botID}); err != nil {
+		t.Fatal(err)
+	}
+	env.admin.waitFor(t, "the bot to join the admin room", 30*time.Second, 0, func(s seen) bool {
+		return s.evt.Type == event.StateMember && s.evt.GetStateKey() == env.botID.String() && s.evt.Content.AsMember().Membership == event.MembershipJoin
+	})
+	cmd, _ := env.admin.send(t, env.adminRoom, "!export full --media none")
+	progress := env.replyTo(t, env.admin, cmd)
+	done, _ := env.admin.waitFor(t, "the completion notice", 120*time.Second, 0, func(s seen) bool {
+		m := s.evt.Content.AsMessage()
+		return s.evt.Sender == env.botID && m != nil && m.RelatesTo != nil && m.RelatesTo.GetReplyTo() == progress.evt.ID
+	})
+	link := regexp.MustCompile(`https?://\S+`).FindString(body(done))
+	time.Sleep(6 * time.Second) // past the 4 s lifetime, whatever the rounding to seconds
+	resp, err := http.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "expired") {
+		t.Errorf("an expired link: %d %s", resp.StatusCode, b)
+	}
 }
