@@ -54,8 +54,8 @@ type Bot struct {
 	EditInterval, PollInterval time.Duration
 
 	seen    *recent
-	confirm confirmations
-	unlock  unlocks
+	confirm pending[pendingAction]
+	unlock  pending[pendingUnlock]
 	// perUser limits each user's commands (limits.commands_per_minute):
 	// a loop or a script in a room can't queue work without end.
 	perUser *ratelimit.Limiter

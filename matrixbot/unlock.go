@@ -6,7 +6,6 @@ import (
 	"html"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -23,38 +22,21 @@ const UnlockPath = "/unlock/"
 
 const unlockWindow = 15 * time.Minute
 
-// unlocks are the !import previews waiting for an archive's key. The key
-// never travels through chat: the admin pastes this one archive's key
+// pendingUnlock is an !import preview waiting for an archive's key. The
+// key never travels through chat: the admin pastes this one archive's key
 // line (`bot archive key`) into a one-time HTTPS form; Ferry uses it for
 // the preview and forgets it.
-type unlocks struct {
-	mu      sync.Mutex
-	pending map[string]pendingUnlock
-}
-
 type pendingUnlock struct {
 	sender, label string
 	room          id.RoomID
 	replyTo       id.EventID
 	open          func(ctx context.Context) (container.Source, error)
-	expires       time.Time
 }
 
 // askKey registers a preview waiting for a key and returns its link.
 func (b *Bot) askKey(p pendingUnlock) string {
 	token := links.NewRevealToken()
-	p.expires = time.Now().Add(unlockWindow)
-	b.unlock.mu.Lock()
-	if b.unlock.pending == nil {
-		b.unlock.pending = map[string]pendingUnlock{}
-	}
-	for t, q := range b.unlock.pending {
-		if time.Now().After(q.expires) {
-			delete(b.unlock.pending, t)
-		}
-	}
-	b.unlock.pending[token] = p
-	b.unlock.mu.Unlock()
+	b.unlock.put(token, p, unlockWindow)
 	return b.baseURL() + UnlockPath + token
 }
 
@@ -66,13 +48,8 @@ func (b *Bot) UnlockHandler() http.Handler {
 		token := strings.TrimPrefix(r.URL.Path, UnlockPath)
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Referrer-Policy", "no-referrer")
-		b.unlock.mu.Lock()
-		p, ok := b.unlock.pending[token]
-		if ok && r.Method == http.MethodPost {
-			delete(b.unlock.pending, token)
-		}
-		b.unlock.mu.Unlock()
-		if !ok || time.Now().After(p.expires) {
+		p, ok := b.unlock.get(token, func(pendingUnlock) bool { return r.Method == http.MethodPost })
+		if !ok {
 			http.Error(w, "410: this link was already used or has expired. Send !import again for a new one.", http.StatusGone)
 			return
 		}

@@ -92,9 +92,7 @@ func TestBotMydata(t *testing.T) {
 	// bob asks in a direct chat with the bot.
 	dm, err := bob.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{env.botID}})
 	must(dm, err)
-	bobW.waitFor(t, "the bot to join bob's direct chat", 30*time.Second, 0, func(s seen) bool {
-		return s.room == dm.RoomID && s.evt.Type == event.StateMember && s.evt.GetStateKey() == env.botID.String() && s.evt.Content.AsMember().Membership == event.MembershipJoin
-	})
+	env.waitBotJoined(t, bobW, dm.RoomID, "bob's direct chat")
 	cmd, _ := bobW.send(t, dm.RoomID, "!mydata")
 	progress := env.replyTo(t, bobW, cmd)
 	done, _ := bobW.waitFor(t, "bob's data", 120*time.Second, 0, func(s seen) bool {
@@ -272,9 +270,7 @@ func TestBotMydata(t *testing.T) {
 	// alice asks for help in her direct chat with the bot.
 	aliceDM, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{env.botID}})
 	must(aliceDM, err)
-	env.alice.waitFor(t, "the bot to join alice's direct chat", 30*time.Second, 0, func(s seen) bool {
-		return s.room == aliceDM.RoomID && s.evt.Type == event.StateMember && s.evt.GetStateKey() == env.botID.String() && s.evt.Content.AsMember().Membership == event.MembershipJoin
-	})
+	env.waitBotJoined(t, env.alice, aliceDM.RoomID, "alice's direct chat")
 	var replies []string
 	for range 4 {
 		evt, _ := env.alice.send(t, aliceDM.RoomID, "!help")

@@ -246,6 +246,25 @@ func (w *watcher) all() []seen {
 	return slices.Clone(w.events)
 }
 
+// inviteBot has the admin invite the bot to the admin room, and waits
+// until it joins.
+func (env *botEnv) inviteBot(t *testing.T) {
+	t.Helper()
+	if _, err := env.admin.cli.InviteUser(context.Background(), env.adminRoom, &mautrix.ReqInviteUser{UserID: env.botID}); err != nil {
+		t.Fatal(err)
+	}
+	env.waitBotJoined(t, env.admin, env.adminRoom, "the admin room")
+}
+
+// waitBotJoined waits until w sees the bot join room (what names it).
+func (env *botEnv) waitBotJoined(t *testing.T, w *watcher, room id.RoomID, what string) {
+	t.Helper()
+	w.waitFor(t, "the bot to join "+what, 30*time.Second, 0, func(s seen) bool {
+		return s.room == room && s.evt.Type == event.StateMember && s.evt.GetStateKey() == env.botID.String() &&
+			s.evt.Content.AsMember().Membership == event.MembershipJoin
+	})
+}
+
 // send posts a command and returns its event ID and when it was sent.
 func (w *watcher) send(t *testing.T, room id.RoomID, body string) (id.EventID, time.Time) {
 	t.Helper()
@@ -281,12 +300,7 @@ func body(s seen) string { return s.evt.Content.AsMessage().Body }
 func TestBotEndToEnd(t *testing.T) {
 	env := startBotEnv(t, "1h", "limits: {commands_per_minute: 6000}\n")
 	ctx := context.Background()
-	if _, err := env.admin.cli.InviteUser(ctx, env.adminRoom, &mautrix.ReqInviteUser{UserID: env.botID}); err != nil {
-		t.Fatal(err)
-	}
-	env.admin.waitFor(t, "the bot to join the admin room", 30*time.Second, 0, func(s seen) bool {
-		return s.evt.Type == event.StateMember && s.evt.GetStateKey() == env.botID.String() && s.evt.Content.AsMember().Membership == event.MembershipJoin
-	})
+	env.inviteBot(t)
 
 	t.Run("export full", func(t *testing.T) {
 		cmd, _ := env.admin.send(t, env.adminRoom, "!export full")
@@ -502,9 +516,7 @@ func TestBotEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		env.admin.waitFor(t, "the bot to join the direct chat", 30*time.Second, 0, func(s seen) bool {
-			return s.room == dm.RoomID && s.evt.Type == event.StateMember && s.evt.GetStateKey() == env.botID.String() && s.evt.Content.AsMember().Membership == event.MembershipJoin
-		})
+		env.waitBotJoined(t, env.admin, dm.RoomID, "the direct chat")
 		evt, _ = env.admin.send(t, dm.RoomID, "!export full")
 		if got := body(env.replyTo(t, env.admin, evt)); !strings.Contains(got, "works only in an admin room") {
 			t.Errorf("admin command in a direct chat: %q", got)
@@ -783,13 +795,7 @@ func putTxn(t *testing.T, base, txnID, token string, body []byte) int {
 // with a body that says so.
 func TestBotLinksExpire(t *testing.T) {
 	env := startBotEnv(t, "4s", "")
-	ctx := context.Background()
-	if _, err := env.admin.cli.InviteUser(ctx, env.adminRoom, &mautrix.ReqInviteUser{UserID: env.botID}); err != nil {
-		t.Fatal(err)
-	}
-	env.admin.waitFor(t, "the bot to join the admin room", 30*time.Second, 0, func(s seen) bool {
-		return s.evt.Type == event.StateMember && s.evt.GetStateKey() == env.botID.String() && s.evt.Content.AsMember().Membership == event.MembershipJoin
-	})
+	env.inviteBot(t)
 	cmd, _ := env.admin.send(t, env.adminRoom, "!export full --media none")
 	progress := env.replyTo(t, env.admin, cmd)
 	done, _ := env.admin.waitFor(t, "the completion notice", 120*time.Second, 0, func(s seen) bool {
