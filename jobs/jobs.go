@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
 	"github.com/riverqueue/river"
 
 	"github.com/ferry-matrix/ferry/archive"
@@ -53,6 +54,9 @@ type Request struct {
 	// Personal, a user ID, makes it that user's personal export (archive
 	// type "user", see exporter.Options.Personal); Filter stays empty.
 	Personal string `json:"personal,omitempty"`
+	// Verify queues a verify job (VerifyStored) once the archive is
+	// published; its job ID is the export's with "-verify" appended.
+	Verify bool `json:"verify,omitempty"`
 }
 
 // Validate checks a request before it is queued: every error here is the
@@ -100,7 +104,14 @@ type Service struct {
 	PartSize int64
 	// Announce, if set, hears about scheduled runs: started, finished,
 	// failed, pruned (the bot posts them to the admin room).
-	Announce  func(Event)
+	Announce func(Event)
+	// Identities open archives for verify and import jobs (the config's
+	// encryption.identity_file). Without them, verify jobs check encrypted
+	// archives from the outside only, and imports of encrypted archives
+	// need the archive's key line.
+	Identities []age.Identity
+	// Import runs import jobs; nil: imports are not configured.
+	Import    Importer
 	runner    runner
 	mu        sync.RWMutex
 	schedules map[string]Schedule
@@ -139,7 +150,7 @@ func (s *Service) Submit(ctx context.Context, id string, req Request, requestedB
 	if err != nil {
 		return nil, err
 	}
-	e := &store.Export{ID: id, Kind: "export", RequestedBy: requestedBy, Via: via, Request: string(body), Name: req.Name}
+	e := &store.Export{ID: id, Kind: store.KindExport, RequestedBy: requestedBy, Via: via, Request: string(body), Name: req.Name}
 	if err := s.Store.CreateExport(ctx, e); err != nil {
 		return nil, err
 	}
@@ -170,22 +181,30 @@ func (s *Service) Cancel(ctx context.Context, id, actor, via string) error {
 			return err
 		}
 	}
-	s.Store.Audit(ctx, store.AuditEntry{Actor: actor, Via: via, Action: "export.cancel", Target: id, Outcome: "ok"})
+	s.Store.Audit(ctx, store.AuditEntry{Actor: actor, Via: via, Action: e.Kind + ".cancel", Target: id, Outcome: "ok"})
 	return nil
 }
 
-// ResumeOrphans queues again the exports whose runner died (their lease
-// expired while processing), so they resume from their last part without
+// ResumeOrphans queues again the jobs whose runner died (their lease
+// expired while processing), so they resume (an export from its last
+// part, an import where the target's marker says it stopped) without
 // waiting for River's stuck-job rescue.
 func (s *Service) ResumeOrphans(ctx context.Context) (int, error) {
-	list, err := s.Store.ListExports(ctx, 1000)
+	list, err := s.Store.ListJobs(ctx, "", 1000)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, e := range list {
 		if e.Status == store.StatusProcessing && time.Now().After(e.LeaseUntil) {
-			if _, err := s.runner.insert(ctx, ExportArgs{ExportID: e.ID}); err != nil {
+			var args river.JobArgs = ExportArgs{ExportID: e.ID}
+			switch e.Kind {
+			case store.KindImport:
+				args = ImportArgs{JobID: e.ID}
+			case store.KindVerify:
+				args = VerifyArgs{JobID: e.ID}
+			}
+			if _, err := s.runner.insert(ctx, args); err != nil {
 				return n, err
 			}
 			n++
@@ -215,34 +234,17 @@ func (w *exportWorker) Work(ctx context.Context, job *river.Job[ExportArgs]) err
 		return nil // already ended (cancelled, or finished by another run)
 	}
 	svc.Store.SetJob(ctx, id, job.ID)
-	ttl := svc.leaseTTL()
-	token, err := svc.Store.AcquireLease(ctx, id, svc.Owner, ttl)
+	l, err := svc.acquireLease(ctx, id)
 	if errors.Is(err, store.ErrLeaseHeld) {
-		return river.JobSnooze(ttl) // someone else runs it; look again later
+		return river.JobSnooze(svc.leaseTTL()) // someone else runs it; look again later
 	}
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	go func() {
-		t := time.NewTicker(ttl / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := svc.Store.Heartbeat(ctx, id, token, ttl); errors.Is(err, store.ErrLeaseLost) {
-					cancel(store.ErrLeaseLost)
-					return
-				}
-			}
-		}
-	}()
-	err = svc.run(ctx, e, token)
+	ctx = l.ctx
+	err = svc.run(ctx, e, l.token)
+	l.release(svc, id)
 	bg := context.WithoutCancel(ctx)
-	svc.Store.ReleaseLease(bg, id, token)
 	if err == nil {
 		if e.Via == "schedule" {
 			svc.announce(Event{Schedule: strings.TrimPrefix(e.RequestedBy, "schedule:"), ExportID: id, Kind: "finished", Detail: e.Name})
@@ -256,7 +258,7 @@ func (w *exportWorker) Work(ctx context.Context, job *river.Job[ExportArgs]) err
 			svc.Storage.Discard(bg, cur.ArchiveID)
 		}
 		return river.JobCancel(errors.New("cancelled"))
-	case errors.Is(context.Cause(ctx), store.ErrLeaseLost) || errors.Is(err, store.ErrLeaseLost):
+	case l.lost(err):
 		return river.JobCancel(fmt.Errorf("export %s: %w", id, store.ErrLeaseLost)) // the new owner carries on
 	case ctx.Err() != nil:
 		return err // shutting down: the job is worked again and resumes from its checkpoint
@@ -397,6 +399,11 @@ func (s *Service) run(ctx context.Context, e *store.Export, token int64) error {
 	}
 	s.Store.Audit(ctx, store.AuditEntry{Actor: e.RequestedBy, Via: e.Via, Action: "export.finish", Target: e.ID, Outcome: "completed",
 		Detail: fmt.Sprintf("%s, %d bytes, sha256 %s", storage.ArchiveKey(req.Name), obj.Size, obj.SHA256)})
+	if req.Verify {
+		if _, err := s.SubmitVerify(ctx, e.ID+"-verify", e.ID, e.RequestedBy, e.Via); err != nil {
+			s.Store.Audit(ctx, store.AuditEntry{Actor: e.RequestedBy, Via: e.Via, Action: "export.verify", Target: e.ID, Outcome: "failed", Detail: "could not queue: " + err.Error()})
+		}
+	}
 	return nil
 }
 
@@ -412,6 +419,8 @@ type Progress struct {
 	// EstimatedBytes is the archive size predicted before the export
 	// started (sources that implement source.Estimator).
 	EstimatedBytes int64 `json:"estimated_bytes,omitempty"`
+	// Result is an import's or verification's outcome for people.
+	Result string `json:"result,omitempty"`
 }
 
 func progressJSON(p exporter.Progress) Progress {

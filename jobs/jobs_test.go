@@ -29,6 +29,7 @@ type env struct {
 	svc      *Service
 	identity *age.X25519Identity
 	src      *sourcetest.Fake
+	bucket   string // the file:// bucket's directory
 }
 
 // each runs a test on both River drivers.
@@ -46,13 +47,14 @@ func each(t *testing.T, fn func(t *testing.T, e *env)) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { st.Close() })
-			bucket, err := storage.Open(ctx, "file://"+t.TempDir())
+			dir := t.TempDir()
+			bucket, err := storage.Open(ctx, "file://"+dir)
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { bucket.Close() })
 			id, _ := age.GenerateX25519Identity()
-			e := &env{identity: id, src: &sourcetest.Fake{Users: 3000}}
+			e := &env{identity: id, src: &sourcetest.Fake{Users: 3000}, bucket: dir}
 			e.svc = &Service{Store: st, Storage: bucket, Owner: "test-" + driver, LeaseTTL: 600 * time.Millisecond, PartSize: 16 << 10,
 				Open: func(ctx context.Context, name string) (source.Source, error) {
 					if name == "broken" {

@@ -73,6 +73,8 @@ func start[TTx any](ctx context.Context, s *Service, driver riverdriver.Driver[T
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &exportWorker{svc: s})
 	river.AddWorker(workers, &scheduleWorker{svc: s})
+	river.AddWorker(workers, &importWorker{svc: s})
+	river.AddWorker(workers, &verifyWorker{svc: s})
 	if s.schedules == nil {
 		s.schedules = map[string]Schedule{}
 	}

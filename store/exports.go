@@ -74,11 +74,17 @@ func scanExport(row interface{ Scan(...any) error }) (*Export, error) {
 	return &e, nil
 }
 
-// CreateExport records a new queued export.
+// CreateExport records a new queued job (an export, import or
+// verification). ArchiveKey, if set, is kept until the job ends (an
+// import's key line).
 func (s *Store) CreateExport(ctx context.Context, e *Export) error {
 	now := s.now().UnixMilli()
-	_, err := s.DB.ExecContext(ctx, s.q(`INSERT INTO ferry_exports (id, kind, status, requested_by, via, request, name, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`), e.ID, e.Kind, StatusQueued, e.RequestedBy, e.Via, e.Request, e.Name, now, now)
+	var key any
+	if e.ArchiveKey != "" {
+		key = e.ArchiveKey
+	}
+	_, err := s.DB.ExecContext(ctx, s.q(`INSERT INTO ferry_exports (id, kind, status, requested_by, via, request, name, archive_key, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`), e.ID, e.Kind, StatusQueued, e.RequestedBy, e.Via, e.Request, e.Name, key, now, now)
 	if err != nil {
 		return fmt.Errorf("record export %s: %w", e.ID, err)
 	}
@@ -91,9 +97,24 @@ func (s *Store) GetExport(ctx context.Context, id string) (*Export, error) {
 	return scanExport(s.DB.QueryRowContext(ctx, s.q(`SELECT `+exportColumns+` FROM ferry_exports WHERE id = ?`), id))
 }
 
-// ListExports returns the newest exports first.
+// Job kinds: the rows of ferry_exports are exports, imports and
+// verifications; they share statuses, leases and the audit trail.
+const (
+	KindExport = "export"
+	KindImport = "import"
+	KindVerify = "verify"
+)
+
+// ListExports returns the newest exports first (imports and
+// verifications are listed by ListJobs).
 func (s *Store) ListExports(ctx context.Context, limit int) ([]*Export, error) {
-	rows, err := s.DB.QueryContext(ctx, s.q(`SELECT `+exportColumns+` FROM ferry_exports ORDER BY created_at DESC, id LIMIT ?`), limit)
+	return s.ListJobs(ctx, KindExport, limit)
+}
+
+// ListJobs returns the newest jobs of a kind first ("" for every kind).
+func (s *Store) ListJobs(ctx context.Context, kind string, limit int) ([]*Export, error) {
+	rows, err := s.DB.QueryContext(ctx, s.q(`SELECT `+exportColumns+` FROM ferry_exports WHERE ? = '' OR kind = ?
+		ORDER BY created_at DESC, id LIMIT ?`), kind, kind, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -235,16 +256,18 @@ func (s *Store) RecordError(ctx context.Context, id string, errMsg string) error
 // StatusCount is how many exports are in a status, with their total size
 // and the summed run time of the finished ones.
 type StatusCount struct {
+	Kind    string
 	Status  string
 	Count   int64
 	Bytes   int64
 	Seconds float64
 }
 
-// CountByStatus summarises the exports for metrics.
+// CountByStatus summarises the jobs of every kind for metrics.
 func (s *Store) CountByStatus(ctx context.Context) ([]StatusCount, error) {
-	rows, err := s.DB.QueryContext(ctx, `SELECT status, count(*), COALESCE(sum(size), 0),
-		COALESCE(sum(CASE WHEN finished_at > 0 THEN finished_at - created_at ELSE 0 END), 0) FROM ferry_exports GROUP BY status ORDER BY status`)
+	rows, err := s.DB.QueryContext(ctx, `SELECT kind, status, count(*), COALESCE(sum(size), 0),
+		COALESCE(sum(CASE WHEN finished_at > 0 THEN finished_at - created_at ELSE 0 END), 0) FROM ferry_exports
+		GROUP BY kind, status ORDER BY kind, status`)
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +276,7 @@ func (s *Store) CountByStatus(ctx context.Context) ([]StatusCount, error) {
 	for rows.Next() {
 		var c StatusCount
 		var ms int64
-		if err := rows.Scan(&c.Status, &c.Count, &c.Bytes, &ms); err != nil {
+		if err := rows.Scan(&c.Kind, &c.Status, &c.Count, &c.Bytes, &ms); err != nil {
 			return nil, err
 		}
 		c.Seconds = float64(ms) / 1000
@@ -266,7 +289,7 @@ func (s *Store) CountByStatus(ctx context.Context) ([]StatusCount, error) {
 // export finished.
 func (s *Store) LastScheduledSuccess(ctx context.Context) (map[string]time.Time, error) {
 	rows, err := s.DB.QueryContext(ctx, s.q(`SELECT requested_by, max(finished_at) FROM ferry_exports
-		WHERE via = 'schedule' AND status IN (?, ?) GROUP BY requested_by`), StatusCompleted, StatusDeleted)
+		WHERE kind = 'export' AND via = 'schedule' AND status IN (?, ?) GROUP BY requested_by`), StatusCompleted, StatusDeleted)
 	if err != nil {
 		return nil, err
 	}

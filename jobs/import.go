@@ -1,0 +1,211 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/storage"
+	"github.com/ferry-matrix/ferry/store"
+)
+
+// ImportArgs is the River job of one import.
+type ImportArgs struct {
+	JobID string `json:"job_id"`
+}
+
+// Kind names the job kind in River's tables.
+func (ImportArgs) Kind() string { return "ferry.import" }
+
+// ImportRequest says what an import job does. The archive is a published
+// one, named directly or by the export that made it.
+type ImportRequest struct {
+	Export  string `json:"export,omitempty"`  // a completed export whose archive is imported
+	Archive string `json:"archive,omitempty"` // or a published archive's name
+	Target  string `json:"target"`            // a configured import target
+	// DryRun validates the archive and checks the target; nothing is written.
+	DryRun bool `json:"dry_run,omitempty"`
+	// Migration keeps devices and access tokens (encrypted archives exported with them).
+	Migration bool `json:"migration,omitempty"`
+	// AllowNonEmpty imports into a target that already has users or rooms.
+	AllowNonEmpty bool `json:"force_non_empty,omitempty"`
+	// Rooms limits the import to these rooms.
+	Rooms []string `json:"rooms,omitempty"`
+}
+
+// Importer imports an opened archive into the target req names, calling
+// progress with one line per phase, and returns its report for people
+// (what was imported, the fidelity report). It must check everything it
+// can before its first write, and a second run of the same archive must
+// continue where an interrupted one stopped: a crashed import job is run
+// again.
+type Importer func(ctx context.Context, r *archive.Reader, req ImportRequest, progress func(line string)) (report string, err error)
+
+// SubmitImport validates and queues an import. keyLine, for an encrypted
+// archive that none of the service's Identities opens, is the archive's
+// key line (`bot archive key`): it is kept in the job's row only until the
+// job ends, and never logged.
+func (s *Service) SubmitImport(ctx context.Context, id string, req ImportRequest, keyLine, requestedBy, via string) (*store.Export, error) {
+	if s.Import == nil {
+		return nil, errors.New("imports are not configured on this Ferry (add an import target to the config)")
+	}
+	name, err := s.importedArchive(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if req.Target == "" {
+		return nil, errors.New("name the import target (a configured target)")
+	}
+	if _, err := s.Storage.Stat(ctx, storage.ArchiveKey(name)); err != nil {
+		return nil, fmt.Errorf("archive %s: %w", name, err)
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	e := &store.Export{ID: id, Kind: store.KindImport, RequestedBy: requestedBy, Via: via, Request: string(body), Name: name, ArchiveKey: keyLine}
+	if err := s.Store.CreateExport(ctx, e); err != nil {
+		return nil, err
+	}
+	if _, err := s.runner.insert(ctx, ImportArgs{JobID: id}); err != nil {
+		s.Store.Finish(ctx, id, store.StatusFailed, 0, "", "could not queue: "+err.Error())
+		return nil, fmt.Errorf("queue import %s: %w", id, err)
+	}
+	detail := fmt.Sprintf("%s into %s", name, req.Target)
+	if req.DryRun {
+		detail += " (dry run)"
+	}
+	s.Store.Audit(ctx, store.AuditEntry{Actor: requestedBy, Via: via, Action: "import.create", Target: id, Outcome: "queued", Detail: detail})
+	return e, nil
+}
+
+// importedArchive resolves the archive name of an import request.
+func (s *Service) importedArchive(ctx context.Context, req ImportRequest) (string, error) {
+	switch {
+	case (req.Export == "") == (req.Archive == ""):
+		return "", errors.New("name either the export or the archive to import")
+	case req.Archive != "":
+		return req.Archive, storage.CheckName(req.Archive)
+	}
+	e, err := s.Store.GetExport(ctx, req.Export)
+	if err != nil {
+		return "", fmt.Errorf("export %s: %w", req.Export, err)
+	}
+	if e.Kind != store.KindExport || e.Status != store.StatusCompleted {
+		return "", fmt.Errorf("export %s is %s %s: only a completed export's archive can be imported", e.ID, e.Kind, e.Status)
+	}
+	return e.Name, nil
+}
+
+// importWorker runs ImportArgs.
+type importWorker struct {
+	river.WorkerDefaults[ImportArgs]
+	svc *Service
+}
+
+// Timeout: none; an import of a large server takes hours.
+func (w *importWorker) Timeout(*river.Job[ImportArgs]) time.Duration { return -1 }
+
+func (w *importWorker) Work(ctx context.Context, job *river.Job[ImportArgs]) error {
+	svc := w.svc
+	return svc.work(ctx, job.ID, job.Args.JobID, func(ctx context.Context, e *store.Export, token int64) (string, error) {
+		if svc.Import == nil {
+			return "", permanent(errors.New("imports are not configured on this instance"))
+		}
+		var req ImportRequest
+		if err := json.Unmarshal([]byte(e.Request), &req); err != nil {
+			return "", permanent(fmt.Errorf("stored request: %w", err))
+		}
+		src, err := svc.Storage.OpenArchive(ctx, e.Name)
+		if err != nil {
+			return "", err // storage: worth a retry
+		}
+		opts := archive.OpenOptions{Identities: svc.Identities}
+		if e.ArchiveKey != "" {
+			opts.KeyFile = []byte(e.ArchiveKey)
+		} else if kr, err := svc.Storage.Range(ctx, storage.ArchiveKey(e.Name)+storage.KeyExt, 0, -1); err == nil {
+			opts.KeyFile, err = io.ReadAll(io.LimitReader(kr, 1<<20))
+			kr.Close()
+			if err != nil {
+				return "", err
+			}
+		}
+		r, err := archive.Open(ctx, src, opts)
+		if err != nil {
+			return "", permanent(fmt.Errorf("import refused before any write: %w", err))
+		}
+		defer r.Close()
+		progress := func(line string) { svc.Store.SaveProgress(ctx, e.ID, token, mustJSON(Progress{Stream: line})) }
+		started := time.Now()
+		report, err := svc.Import(ctx, r, req, progress)
+		outcome := "completed"
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return report, err // shutting down or cancelled: not the importer's verdict
+		case err != nil:
+			// The importer checked what it could before writing; what
+			// fails now needs a person (a rerun continues where it stopped).
+			outcome, err = "failed", permanent(err)
+		}
+		bg := context.WithoutCancel(ctx)
+		svc.Store.Audit(bg, store.AuditEntry{Actor: e.RequestedBy, Via: e.Via, Action: "import.finish", Target: e.ID, Outcome: outcome,
+			Detail: fmt.Sprintf("%s into %s in %s%s", e.Name, req.Target, time.Since(started).Round(time.Second), map[bool]string{true: " (dry run)"}[req.DryRun])})
+		return report, err
+	})
+}
+
+// work runs one import or verify job under its lease. fn returns a
+// result for people, kept with the job. Its errors are classified as the
+// export worker's are: permanent ones end the job as failed, others are
+// retried with backoff; a cancelled job or a lost lease ends the run.
+func (s *Service) work(ctx context.Context, riverJobID int64, id string, fn func(ctx context.Context, e *store.Export, token int64) (string, error)) error {
+	e, err := s.Store.GetExport(ctx, id)
+	if err != nil {
+		return river.JobCancel(err)
+	}
+	if e.Status != store.StatusQueued && e.Status != store.StatusProcessing {
+		return nil // already ended
+	}
+	s.Store.SetJob(ctx, id, riverJobID)
+	l, err := s.acquireLease(ctx, id)
+	if errors.Is(err, store.ErrLeaseHeld) {
+		return river.JobSnooze(s.leaseTTL())
+	}
+	if err != nil {
+		return err
+	}
+	result, err := fn(l.ctx, e, l.token)
+	bg := context.WithoutCancel(ctx)
+	if result != "" {
+		p := Progress{Result: result}
+		if err == nil {
+			p.Percent = 100
+		}
+		s.Store.SaveProgress(bg, id, l.token, mustJSON(p))
+	}
+	l.release(s, id)
+	if err == nil {
+		return s.Store.Finish(bg, id, store.StatusCompleted, 0, "", "")
+	}
+	cur, gerr := s.Store.GetExport(bg, id)
+	switch {
+	case gerr == nil && cur.Status == store.StatusCancelled:
+		return river.JobCancel(errors.New("cancelled"))
+	case l.lost(err):
+		return river.JobCancel(fmt.Errorf("%s %s: %w", e.Kind, id, store.ErrLeaseLost))
+	case ctx.Err() != nil:
+		return err // shutting down: worked again later
+	case isPermanent(err):
+		s.Store.Finish(bg, id, store.StatusFailed, 0, "", err.Error())
+		return river.JobCancel(err)
+	default:
+		s.Store.RecordError(bg, id, err.Error())
+		return err
+	}
+}

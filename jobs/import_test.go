@@ -1,0 +1,207 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/archive/keywrap"
+	"github.com/ferry-matrix/ferry/storage"
+	"github.com/ferry-matrix/ferry/store"
+)
+
+// exported runs an export to completion and returns its record.
+func (e *env) exported(t *testing.T, id string, verify bool) *store.Export {
+	t.Helper()
+	req := e.request(id)
+	req.Verify = verify
+	if _, err := e.svc.Submit(context.Background(), id, req, "@admin:fake.test", "api"); err != nil {
+		t.Fatal(err)
+	}
+	ex := waitFor(t, e.svc.Store, id, store.StatusCompleted, store.StatusFailed)
+	if ex.Status != store.StatusCompleted {
+		t.Fatalf("export %+v", ex)
+	}
+	return ex
+}
+
+func result(t *testing.T, ex *store.Export) string {
+	t.Helper()
+	var p Progress
+	if err := json.Unmarshal([]byte(ex.Progress), &p); err != nil {
+		t.Fatalf("progress %q: %v", ex.Progress, err)
+	}
+	return p.Result
+}
+
+// An export asked to verify queues a verify job when it is published.
+// Without an identity the job checks the stored object and its key file
+// and says that the contents were not checked; with one it opens the
+// archive and validates every record.
+func TestVerifyJobAfterExport(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		e.exported(t, "v-1", true)
+		v := waitFor(t, e.svc.Store, "v-1-verify", store.StatusCompleted, store.StatusFailed)
+		if v.Status != store.StatusCompleted || v.Kind != store.KindVerify || !strings.Contains(result(t, v), "contents were not checked") {
+			t.Fatalf("verification without identity: %+v", v)
+		}
+
+		e.svc.Identities = []age.Identity{e.identity}
+		if _, err := e.svc.SubmitVerify(context.Background(), "v-2", "v-1", "@admin:fake.test", "api"); err != nil {
+			t.Fatal(err)
+		}
+		v = waitFor(t, e.svc.Store, "v-2", store.StatusCompleted, store.StatusFailed)
+		if v.Status != store.StatusCompleted || !strings.Contains(result(t, v), "contents checked: 3000 records") {
+			t.Fatalf("verification with identity: %+v %s", v, v.Progress)
+		}
+		if _, err := e.svc.SubmitVerify(context.Background(), "v-3", "nope", "@admin:fake.test", "api"); err == nil {
+			t.Error("verification of an unknown export queued")
+		}
+	})
+}
+
+// A damaged archive (one byte flipped in storage) or a missing key file
+// fails its verification at once, saying what is wrong, and is audited.
+func TestVerifyJobFindsDamage(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		e.exported(t, "d-1", false)
+		path := filepath.Join(e.bucket, storage.ArchiveKey("d-1"))
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 1
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.SubmitVerify(ctx, "d-1-check", "d-1", "@admin:fake.test", "api"); err != nil {
+			t.Fatal(err)
+		}
+		v := waitFor(t, e.svc.Store, "d-1-check", store.StatusCompleted, store.StatusFailed)
+		if v.Status != store.StatusFailed || v.Attempts != 1 || !strings.Contains(v.Error, "but was published with") {
+			t.Fatalf("damaged archive: %+v", v)
+		}
+
+		e.exported(t, "d-2", false)
+		if err := os.Remove(filepath.Join(e.bucket, storage.ArchiveKey("d-2")+storage.KeyExt)); err != nil {
+			t.Fatal(err)
+		}
+		e.svc.SubmitVerify(ctx, "d-2-check", "d-2", "@admin:fake.test", "api")
+		v = waitFor(t, e.svc.Store, "d-2-check", store.StatusCompleted, store.StatusFailed)
+		if v.Status != store.StatusFailed || !strings.Contains(v.Error, "key file") {
+			t.Fatalf("missing key file: %+v", v)
+		}
+		log, _ := e.svc.Store.AuditLog(ctx, 50)
+		failed := 0
+		for _, a := range log {
+			if a.Action == "export.verify" && a.Outcome == "failed" {
+				failed++
+			}
+		}
+		if failed != 2 {
+			t.Errorf("audit has %d failed verifications, want 2: %+v", failed, log)
+		}
+	})
+}
+
+// An import job opens the published archive (with the archive's key line
+// when the service holds no identity), hands it to the configured
+// importer, keeps its progress and report, and forgets the key at the end.
+func TestImportJob(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		ex := e.exported(t, "i-1", false)
+		var seen atomic.Value
+		e.svc.Import = func(ctx context.Context, r *archive.Reader, req ImportRequest, progress func(string)) (string, error) {
+			seen.Store(r.Manifest().ArchiveID)
+			progress("users: 3000")
+			if req.Target != "new" || !req.DryRun {
+				return "", errors.New("request lost on the way")
+			}
+			return "would import 3000 users", nil
+		}
+		// Without a key line and without an identity, the archive can't be opened.
+		if _, err := e.svc.SubmitImport(ctx, "imp-nokey", ImportRequest{Export: "i-1", Target: "new", DryRun: true}, "", "token:ops", "api"); err != nil {
+			t.Fatal(err)
+		}
+		j := waitFor(t, e.svc.Store, "imp-nokey", store.StatusCompleted, store.StatusFailed)
+		if j.Status != store.StatusFailed || j.Attempts != 1 || !strings.Contains(j.Error, "refused before any write") {
+			t.Fatalf("import without key: %+v", j)
+		}
+
+		rc, _ := e.svc.Storage.Range(ctx, storage.ArchiveKey("i-1")+storage.KeyExt, 0, -1)
+		wrapped := make([]byte, 4096)
+		n, _ := rc.Read(wrapped)
+		rc.Close()
+		key, err := keywrap.Unwrap(wrapped[:n], ex.ArchiveID, e.identity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.SubmitImport(ctx, "imp-1", ImportRequest{Export: "i-1", Target: "new", DryRun: true}, string(key.Encode(ex.ArchiveID)), "token:ops", "api"); err != nil {
+			t.Fatal(err)
+		}
+		j = waitFor(t, e.svc.Store, "imp-1", store.StatusCompleted, store.StatusFailed)
+		if j.Status != store.StatusCompleted || result(t, j) != "would import 3000 users" || seen.Load() != ex.ArchiveID || j.ArchiveKey != "" {
+			t.Fatalf("import: %+v", j)
+		}
+		if strings.Contains(j.Request, "ferry-key") || strings.Contains(j.Progress, string(key.Encode(ex.ArchiveID))) {
+			t.Errorf("the key line leaked into the job's record: %+v", j)
+		}
+
+		// A failing importer is reported, not retried: the target needs a person.
+		e.svc.Import = func(context.Context, *archive.Reader, ImportRequest, func(string)) (string, error) {
+			return "", errors.New("target is not empty: 3 users")
+		}
+		e.svc.Identities = []age.Identity{e.identity}
+		e.svc.SubmitImport(ctx, "imp-2", ImportRequest{Archive: "i-1", Target: "new"}, "", "token:ops", "api")
+		j = waitFor(t, e.svc.Store, "imp-2", store.StatusCompleted, store.StatusFailed)
+		if j.Status != store.StatusFailed || j.Attempts != 1 || !strings.Contains(j.Error, "target is not empty") {
+			t.Fatalf("failed import: %+v", j)
+		}
+
+		for _, bad := range []ImportRequest{{Target: "new"}, {Export: "i-1", Archive: "i-1", Target: "new"}, {Export: "i-1"}, {Archive: "missing", Target: "new"}, {Archive: "../x", Target: "new"}} {
+			if _, err := e.svc.SubmitImport(ctx, "bad", bad, "", "token:ops", "api"); err == nil {
+				t.Errorf("bad import request %+v queued", bad)
+			}
+		}
+	})
+}
+
+// Cancelling a running import stops the importer promptly.
+func TestCancelImport(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		e.exported(t, "c-1", false)
+		e.svc.Identities = []age.Identity{e.identity}
+		running, stopped := make(chan struct{}), make(chan struct{})
+		e.svc.Import = func(ctx context.Context, _ *archive.Reader, _ ImportRequest, progress func(string)) (string, error) {
+			close(running)
+			<-ctx.Done()
+			close(stopped)
+			return "", ctx.Err()
+		}
+		e.svc.SubmitImport(ctx, "imp-c", ImportRequest{Export: "c-1", Target: "new"}, "", "token:ops", "api")
+		<-running
+		if err := e.svc.Cancel(ctx, "imp-c", "token:ops", "api"); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-stopped:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the importer was not stopped")
+		}
+		if j, _ := e.svc.Store.GetExport(ctx, "imp-c"); j.Status != store.StatusCancelled {
+			t.Fatalf("cancelled import: %+v", j)
+		}
+	})
+}
