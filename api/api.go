@@ -4,6 +4,11 @@
 //	GET    /api/v1/exports        list exports (admin, reader)
 //	GET    /api/v1/exports/{id}   status, progress, size, checksum, link when done
 //	DELETE /api/v1/exports/{id}   cancel a running export, or delete a finished one's archive (admin)
+//	POST   /api/v1/exports/{id}/verify  queue a verification of a finished export's archive (admin)
+//	POST   /api/v1/imports        queue an import of a published archive into a configured target (admin)
+//	GET    /api/v1/jobs           list jobs of every kind (?kind=export|import|verify)
+//	GET    /api/v1/jobs/{id}      one job's status, progress and result
+//	DELETE /api/v1/jobs/{id}      cancel a queued or running job (admin)
 //	GET    /metrics               Prometheus metrics
 //	GET    /healthz               liveness (and the state database is reachable)
 //	GET    /download/...          signed download links (package links)
@@ -105,6 +110,11 @@ func (s *Server) init() {
 	m.Handle("GET /api/v1/exports", s.auth(RoleReader, s.list))
 	m.Handle("GET /api/v1/exports/{id}", s.auth(RoleReader, s.status))
 	m.Handle("DELETE /api/v1/exports/{id}", s.auth(RoleAdmin, s.remove))
+	m.Handle("POST /api/v1/exports/{id}/verify", s.auth(RoleAdmin, s.verify))
+	m.Handle("POST /api/v1/imports", s.auth(RoleAdmin, s.createImport))
+	m.Handle("GET /api/v1/jobs", s.auth(RoleReader, s.listJobs))
+	m.Handle("GET /api/v1/jobs/{id}", s.auth(RoleReader, s.jobStatus))
+	m.Handle("DELETE /api/v1/jobs/{id}", s.auth(RoleAdmin, s.cancelJob))
 	if s.Links != nil {
 		if s.Links.Audit == nil {
 			st := s.Jobs.Store
@@ -208,6 +218,8 @@ type ExportRequest struct {
 	Recipients []string      `json:"recipients"`
 	Plaintext  bool          `json:"plaintext"`
 	Name       string        `json:"name"`
+	// Verify queues a verification once the archive is published.
+	Verify bool `json:"verify"`
 }
 
 // ExportOptions of a request.
@@ -270,7 +282,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, c caller) {
 }
 
 func (s *Server) toJob(req ExportRequest) (jobs.Request, error) {
-	jr := jobs.Request{Source: s.Source, Recipients: req.Recipients, Plaintext: req.Plaintext, Name: req.Name}
+	jr := jobs.Request{Source: s.Source, Recipients: req.Recipients, Plaintext: req.Plaintext, Name: req.Name, Verify: req.Verify}
 	o := req.Options
 	f := source.Filter{Rooms: o.Rooms, Users: o.Users, Media: o.Media}
 	if o.DateRange != nil {
@@ -311,6 +323,8 @@ func newID() string {
 // ExportView is what the API returns for an export.
 type ExportView struct {
 	ExportID            string         `json:"export_id"`
+	Kind                string         `json:"kind"` // export | import | verify
+	Result              string         `json:"result,omitempty"`
 	Status              string         `json:"status"`
 	Name                string         `json:"name"`
 	Progress            float64        `json:"progress"` // percent
@@ -327,12 +341,12 @@ type ExportView struct {
 }
 
 func (s *Server) view(ctx context.Context, e *store.Export) ExportView {
-	v := ExportView{ExportID: e.ID, Status: e.Status, Name: e.Name, Size: e.Size, SHA256: e.SHA256, Error: e.Error,
+	v := ExportView{ExportID: e.ID, Kind: e.Kind, Status: e.Status, Name: e.Name, Size: e.Size, SHA256: e.SHA256, Error: e.Error,
 		RequestedBy: e.RequestedBy, CreatedAt: e.CreatedAt}
 	if e.Progress != "" {
 		var p jobs.Progress
 		if json.Unmarshal([]byte(e.Progress), &p) == nil {
-			v.Detail, v.Progress = &p, p.Percent
+			v.Detail, v.Progress, v.Result = &p, p.Percent, p.Result
 			if d, err := time.ParseDuration(p.ETA); err == nil && e.Status == store.StatusProcessing {
 				t := time.Now().Add(d).UTC().Truncate(time.Second)
 				v.EstimatedCompletion = &t
@@ -345,6 +359,8 @@ func (s *Server) view(ctx context.Context, e *store.Export) ExportView {
 	}
 	if e.Status == store.StatusCompleted {
 		v.Progress = 100
+	}
+	if e.Status == store.StatusCompleted && e.Kind == store.KindExport {
 		if s.Links != nil {
 			if u, exp, err := s.Links.Link(ctx, s.BaseURL, storage.ArchiveKey(e.Name), s.LinkTTL); err == nil {
 				v.Link, v.LinkExpires = u, &exp
@@ -377,7 +393,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, _ caller) {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request, _ caller) {
-	e, err := s.Jobs.Store.GetExport(r.Context(), r.PathValue("id"))
+	e, err := s.exportOnly(s.Jobs.Store.GetExport(r.Context(), r.PathValue("id")))
 	if errors.Is(err, store.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "no export "+r.PathValue("id"))
 		return
@@ -392,9 +408,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, _ caller) {
 func (s *Server) remove(w http.ResponseWriter, r *http.Request, c caller) {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	e, err := s.Jobs.Store.GetExport(ctx, id)
+	e, err := s.exportOnly(s.Jobs.Store.GetExport(ctx, id))
 	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "no export "+id)
+		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "no export "+id+" (imports and verifications are under /api/v1/jobs)")
 		return
 	}
 	if err != nil {
@@ -432,7 +448,10 @@ var (
 	descExports  = prometheus.NewDesc("ferry_exports", "Exports by status.", []string{"status"}, nil)
 	descBytes    = prometheus.NewDesc("ferry_export_bytes", "Bytes of published archives by status.", []string{"status"}, nil)
 	descDuration = prometheus.NewDesc("ferry_export_seconds_total", "Summed run time of finished exports by status.", []string{"status"}, nil)
-	descQueue    = prometheus.NewDesc("ferry_queue_depth", "Exports waiting or running.", nil, nil)
+	descQueue    = prometheus.NewDesc("ferry_queue_depth", "Jobs (exports, imports, verifications) waiting or running.", nil, nil)
+	descImports  = prometheus.NewDesc("ferry_imports", "Import jobs by status.", []string{"status"}, nil)
+	descImportS  = prometheus.NewDesc("ferry_import_seconds_total", "Summed run time of finished imports by status.", []string{"status"}, nil)
+	descVerifies = prometheus.NewDesc("ferry_verifications", "Verify jobs by status (failed: a damaged archive).", []string{"status"}, nil)
 	descLastOK   = prometheus.NewDesc("ferry_schedule_last_success_timestamp_seconds", "When each schedule's newest backup completed.", []string{"schedule"}, nil)
 )
 
@@ -441,6 +460,9 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descBytes
 	ch <- descDuration
 	ch <- descQueue
+	ch <- descImports
+	ch <- descImportS
+	ch <- descVerifies
 	ch <- descLastOK
 }
 
@@ -454,9 +476,17 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	var queue int64
 	for _, sc := range counts {
-		ch <- prometheus.MustNewConstMetric(descExports, prometheus.GaugeValue, float64(sc.Count), sc.Status)
-		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(sc.Bytes), sc.Status)
-		ch <- prometheus.MustNewConstMetric(descDuration, prometheus.CounterValue, sc.Seconds, sc.Status)
+		switch sc.Kind {
+		case store.KindExport:
+			ch <- prometheus.MustNewConstMetric(descExports, prometheus.GaugeValue, float64(sc.Count), sc.Status)
+			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(sc.Bytes), sc.Status)
+			ch <- prometheus.MustNewConstMetric(descDuration, prometheus.CounterValue, sc.Seconds, sc.Status)
+		case store.KindImport:
+			ch <- prometheus.MustNewConstMetric(descImports, prometheus.GaugeValue, float64(sc.Count), sc.Status)
+			ch <- prometheus.MustNewConstMetric(descImportS, prometheus.CounterValue, sc.Seconds, sc.Status)
+		case store.KindVerify:
+			ch <- prometheus.MustNewConstMetric(descVerifies, prometheus.GaugeValue, float64(sc.Count), sc.Status)
+		}
 		if sc.Status == store.StatusQueued || sc.Status == store.StatusProcessing {
 			queue += sc.Count
 		}

@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"filippo.io/age"
 
+	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/links"
 	"github.com/ferry-matrix/ferry/source"
@@ -236,5 +238,96 @@ func TestRateLimit(t *testing.T) {
 	// Another client is not affected.
 	if code, _ := e.do(t, "GET", "/api/v1/exports", adminToken, ""); code != 200 {
 		t.Errorf("other token limited too: %d", code)
+	}
+}
+
+func (e *apiEnv) waitJob(t *testing.T, id string) map[string]any {
+	t.Helper()
+	var out map[string]any
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		_, out = e.do(t, "GET", "/api/v1/jobs/"+id, readerToken, "")
+		if s := out["status"]; s == "completed" || s == "failed" || s == "cancelled" {
+			return out
+		}
+	}
+	t.Fatalf("job %s did not end: %v", id, out)
+	return nil
+}
+
+// Verify and import jobs: created over the API, listed and followed under
+// /api/v1/jobs, kept out of /api/v1/exports, and counted in /metrics.
+func TestVerifyAndImportJobs(t *testing.T) {
+	e := newEnv(t, 100, 100)
+	var imported atomic.Int64
+	e.svc.Import = func(_ context.Context, r *archive.Reader, req jobs.ImportRequest, progress func(string)) (string, error) {
+		if req.Target != "staging" {
+			return "", fmt.Errorf("no import target %q", req.Target)
+		}
+		imported.Add(1)
+		return "imported " + r.Manifest().ArchiveID, nil
+	}
+	_, out := e.do(t, "POST", "/api/v1/exports", adminToken, `{"type":"full","plaintext":true,"name":"api-v","verify":true}`)
+	id := out["export_id"].(string)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && out["status"] != "completed"; time.Sleep(50 * time.Millisecond) {
+		_, out = e.do(t, "GET", "/api/v1/exports/"+id, readerToken, "")
+	}
+	// "verify": true queued a verification; a plaintext archive is checked inside too.
+	v := e.waitJob(t, id+"-verify")
+	if v["status"] != "completed" || v["kind"] != "verify" || !strings.Contains(v["result"].(string), "contents checked: 2000 records") {
+		t.Fatalf("verification %v", v)
+	}
+	code, out := e.do(t, "POST", "/api/v1/exports/"+id+"/verify", adminToken, "")
+	if code != 202 || out["kind"] != "verify" {
+		t.Fatalf("verify: %d %v", code, out)
+	}
+	e.waitJob(t, out["export_id"].(string))
+	if code, out := e.do(t, "POST", "/api/v1/exports/nope/verify", adminToken, ""); code != 404 {
+		t.Errorf("verify of an unknown export: %d %v", code, out)
+	}
+	if code, _ := e.do(t, "POST", "/api/v1/exports/"+id+"/verify", readerToken, ""); code != 403 {
+		t.Errorf("a reader verified: %d", code)
+	}
+
+	code, out = e.do(t, "POST", "/api/v1/imports", adminToken, `{"export":"`+id+`","target":"staging","dry_run":true}`)
+	if code != 202 || out["kind"] != "import" {
+		t.Fatalf("import: %d %v", code, out)
+	}
+	imp := e.waitJob(t, out["export_id"].(string))
+	if imp["status"] != "completed" || !strings.HasPrefix(imp["result"].(string), "imported ") || imported.Load() != 1 {
+		t.Fatalf("import job %v", imp)
+	}
+	_, out = e.do(t, "POST", "/api/v1/imports", adminToken, `{"archive":"api-v","target":"elsewhere"}`)
+	if failed := e.waitJob(t, out["export_id"].(string)); failed["status"] != "failed" || !strings.Contains(failed["error"].(string), `no import target "elsewhere"`) {
+		t.Fatalf("failed import %v", failed)
+	}
+	for _, bad := range []string{`{"target":"staging"}`, `{"archive":"nope","target":"staging"}`, `{"export":"` + id + `"}`, `{"export":1}`, `{"exprot":"x"}`} {
+		if code, out := e.do(t, "POST", "/api/v1/imports", adminToken, bad); code != 400 || out["error"] == "" {
+			t.Errorf("bad import %s: %d %v", bad, code, out)
+		}
+	}
+	// An import job is not an export: /exports doesn't show or delete it.
+	if code, _ := e.do(t, "DELETE", "/api/v1/exports/"+imp["export_id"].(string), adminToken, ""); code != 404 {
+		t.Errorf("DELETE /exports/<import>: %d", code)
+	}
+	_, list := e.do(t, "GET", "/api/v1/jobs?kind=import", readerToken, "")
+	if n := len(list["jobs"].([]any)); n != 2 {
+		t.Errorf("%d import jobs listed, want 2", n)
+	}
+	_, list = e.do(t, "GET", "/api/v1/exports", readerToken, "")
+	if n := len(list["exports"].([]any)); n != 1 {
+		t.Errorf("%d exports listed, want 1", n)
+	}
+	if code, _ := e.do(t, "GET", "/api/v1/jobs?kind=backup", readerToken, ""); code != 400 {
+		t.Errorf("bad kind: %d", code)
+	}
+
+	resp, _ := http.Get(e.srv.URL + "/metrics")
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`ferry_imports{status="completed"} 1`, `ferry_imports{status="failed"} 1`, `ferry_import_seconds_total{status="completed"}`,
+		`ferry_verifications{status="completed"} 2`, `ferry_exports{status="completed"} 1`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 }

@@ -38,7 +38,7 @@ type VerifyRequest struct {
 // ErrDamaged: a stored archive is not what was published (or cannot be
 // opened, or holds invalid records). Retrying does not help; a new export
 // does.
-var ErrDamaged = errors.New("archive damaged")
+var ErrDamaged = errors.New("damaged")
 
 // StoredArchive is what CheckStored read back from storage.
 type StoredArchive struct {
@@ -60,7 +60,7 @@ func (s *Service) CheckStored(ctx context.Context, e *store.Export) (*StoredArch
 	}
 	key := storage.ArchiveKey(e.Name)
 	if _, err := s.Storage.Stat(ctx, key); errors.Is(err, storage.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %s is gone from storage (deleted by retention or by hand?)", ErrDamaged, key)
+		return nil, fmt.Errorf("%s is %w: it is gone from storage (deleted by retention or by hand?)", key, ErrDamaged)
 	}
 	r, err := s.Storage.Range(ctx, key, 0, -1)
 	if err != nil {
@@ -74,8 +74,8 @@ func (s *Service) CheckStored(ctx context.Context, e *store.Export) (*StoredArch
 	}
 	got := &StoredArchive{Key: key, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}
 	if got.Size != e.Size || got.SHA256 != e.SHA256 {
-		return got, fmt.Errorf("%w: %s has %s with SHA-256 %s, but was published with %s and %s; don't rely on it, run a new export",
-			ErrDamaged, key, human.Bytes(got.Size), got.SHA256, human.Bytes(e.Size), e.SHA256)
+		return got, fmt.Errorf("%s is %w: it has %s with SHA-256 %s, but was published with %s and %s; don't rely on it, run a new export",
+			key, ErrDamaged, human.Bytes(got.Size), got.SHA256, human.Bytes(e.Size), e.SHA256)
 	}
 	var req Request
 	if err := json.Unmarshal([]byte(e.Request), &req); err != nil {
@@ -86,7 +86,7 @@ func (s *Service) CheckStored(ctx context.Context, e *store.Export) (*StoredArch
 	}
 	kr, err := s.Storage.Range(ctx, key+storage.KeyExt, 0, -1)
 	if errors.Is(err, storage.ErrNotFound) {
-		return got, fmt.Errorf("%w: the archive is intact, but its key file %s%s is missing: without it nobody can open the archive", ErrDamaged, key, storage.KeyExt)
+		return got, fmt.Errorf("%s is %w: its key file %s is missing, and without it nobody can open the archive", key, ErrDamaged, key+storage.KeyExt)
 	}
 	if err != nil {
 		return got, fmt.Errorf("read %s%s: %w", key, storage.KeyExt, err)
@@ -97,7 +97,7 @@ func (s *Service) CheckStored(ctx context.Context, e *store.Export) (*StoredArch
 		return got, fmt.Errorf("read %s%s: %w", key, storage.KeyExt, err)
 	}
 	if !bytes.HasPrefix(got.KeyFile, []byte("age-encryption.org/v1\n")) {
-		return got, fmt.Errorf("%w: the archive is intact, but its key file %s%s is not an age file", ErrDamaged, key, storage.KeyExt)
+		return got, fmt.Errorf("%s is %w: its key file %s is not an age file", key, ErrDamaged, key+storage.KeyExt)
 	}
 	return got, nil
 }
@@ -129,7 +129,7 @@ func (s *Service) VerifyStored(ctx context.Context, e *store.Export) (string, er
 		if errors.Is(err, keywrap.ErrNoIdentity) {
 			return outside + "; its contents were not checked: the configured identity is not among its recipients.", nil
 		}
-		return "", fmt.Errorf("%w: %s cannot be opened: %w", ErrDamaged, got.Key, err)
+		return "", fmt.Errorf("%s is %w: it cannot be opened: %w", got.Key, ErrDamaged, err)
 	}
 	defer r.Close()
 	rep, err := archive.Validate(ctx, r)
@@ -137,7 +137,7 @@ func (s *Service) VerifyStored(ctx context.Context, e *store.Export) (string, er
 		if ctx.Err() != nil {
 			return "", err
 		}
-		return "", fmt.Errorf("%w: %s: %w", ErrDamaged, got.Key, err)
+		return "", fmt.Errorf("%s is %w: %w", got.Key, ErrDamaged, err)
 	}
 	if !rep.OK() {
 		var first []string
@@ -146,7 +146,7 @@ func (s *Service) VerifyStored(ctx context.Context, e *store.Export) (string, er
 				first = append(first, p.String())
 			}
 		}
-		return "", fmt.Errorf("%w: %s opens, but %d records are invalid, first: %s", ErrDamaged, got.Key, rep.Errors(), strings.Join(first, "; "))
+		return "", fmt.Errorf("%s is %w: it opens, but %d records are invalid, first: %s", got.Key, ErrDamaged, rep.Errors(), strings.Join(first, "; "))
 	}
 	return fmt.Sprintf("%s; contents checked: %d records in %d files, %d events (%d signatures valid), %d media files, no errors.",
 		outside, rep.Records, rep.Files, rep.Events, rep.Signatures.Valid, rep.Blobs), nil

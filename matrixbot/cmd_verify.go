@@ -1,15 +1,13 @@
 package matrixbot
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"fmt"
-	"io"
 
 	"github.com/ferry-matrix/ferry/chatcmd"
 	"github.com/ferry-matrix/ferry/internal/human"
+	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/storage"
 	"github.com/ferry-matrix/ferry/store"
 )
@@ -17,11 +15,12 @@ import (
 // cmdExportVerify: !export verify <id>.
 //
 // Ferry holds no key that opens a finished archive, so the bot checks
-// what it can without one: the stored archive still has the size and
-// SHA-256 recorded when it was published (storage corruption, truncation,
-// a replaced object), and its wrapped key is there and is an age file.
-// The reply gives the command that checks everything inside with the
-// admin's key.
+// what it can without one (jobs.CheckStored): the stored archive still has
+// the size and SHA-256 recorded when it was published (storage corruption,
+// truncation, a replaced object), and its wrapped key is there and is an
+// age file. The reply gives the command that checks everything inside
+// with the admin's key. (Verify jobs, from the API or a schedule's verify
+// option, also check the contents when Ferry is given an identity.)
 func (b *Bot) cmdExportVerify() *chatcmd.Command {
 	return &chatcmd.Command{Path: []string{"export", "verify"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "ID",
 		Summary: "check that a finished archive in storage is intact (size, SHA-256, key file)",
@@ -30,33 +29,16 @@ func (b *Bot) cmdExportVerify() *chatcmd.Command {
 			if err != nil {
 				return "", err
 			}
-			key := storage.ArchiveKey(e.Name)
-			r, err := b.jobs.Storage.Range(ctx, key, 0, -1)
+			got, err := b.jobs.CheckStored(ctx, e)
+			if errors.Is(err, jobs.ErrDamaged) {
+				b.jobs.Store.Audit(ctx, store.AuditEntry{Actor: inv.Sender, Via: "room " + inv.RoomID, Action: "export.verify", Target: e.ID, Outcome: "corrupt", Detail: err.Error()})
+				return fmt.Sprintf("❌ %v", err), nil
+			}
 			if err != nil {
-				return "", fmt.Errorf("the archive %s is gone from storage (deleted by retention or by hand?): %w", key, err)
+				return "", err
 			}
-			h := sha256.New()
-			n, err := io.Copy(h, r)
-			r.Close()
-			if err != nil {
-				return "", fmt.Errorf("reading %s failed after %s: %w", key, human.Bytes(n), err)
-			}
-			sum := hex.EncodeToString(h.Sum(nil))
-			if n != e.Size || sum != e.SHA256 {
-				b.jobs.Store.Audit(ctx, store.AuditEntry{Actor: inv.Sender, Via: "room " + inv.RoomID, Action: "export.verify", Target: e.ID, Outcome: "corrupt",
-					Detail: fmt.Sprintf("%d bytes sha256 %s, recorded %d bytes sha256 %s", n, sum, e.Size, e.SHA256)})
-				return fmt.Sprintf("❌ Archive `%s` is damaged: it has %s with SHA-256 `%s`, but was published with %s and `%s`. Don't rely on it; run a new export.",
-					key, human.Bytes(n), sum, human.Bytes(e.Size), e.SHA256), nil
-			}
-			kr, err := b.jobs.Storage.Range(ctx, key+storage.KeyExt, 0, 64)
-			if err != nil {
-				return "", fmt.Errorf("the archive is intact, but its key file %s%s is missing: without it nobody can open the archive", key, storage.KeyExt)
-			}
-			head, _ := io.ReadAll(kr)
-			kr.Close()
-			if !bytes.HasPrefix(head, []byte("age-encryption.org/v1")) {
-				return "", fmt.Errorf("the archive is intact, but its key file %s%s is not an age file", key, storage.KeyExt)
-			}
+			b.jobs.Store.Audit(ctx, store.AuditEntry{Actor: inv.Sender, Via: "room " + inv.RoomID, Action: "export.verify", Target: e.ID, Outcome: "ok", Detail: "size and SHA-256 as published"})
+			key, n, sum := got.Key, got.Size, got.SHA256
 			return fmt.Sprintf("✅ Archive `%s` is intact: %s, SHA-256 `%s` as published, key file present. "+
 				"I hold no key that opens it; to check every record and signature inside, run `bot archive verify --identity YOUR-IDENTITY-FILE --key-file %s%s %s` on a download.",
 				key, human.Bytes(n), sum, e.Name+storage.ArchiveExt, storage.KeyExt, e.Name+storage.ArchiveExt), nil

@@ -1,0 +1,125 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/ferry-matrix/ferry/jobs"
+	"github.com/ferry-matrix/ferry/store"
+)
+
+// exportOnly hides imports and verifications from the /exports endpoints,
+// whose DELETE would otherwise act on the archive a job only read.
+func (s *Server) exportOnly(e *store.Export, err error) (*store.Export, error) {
+	if err == nil && e.Kind != store.KindExport {
+		return nil, store.ErrNotFound
+	}
+	return e, err
+}
+
+// ImportRequest is the body of POST /api/v1/imports.
+type ImportRequest struct {
+	Export        string   `json:"export"`  // a completed export's ID
+	Archive       string   `json:"archive"` // or a published archive's name
+	Target        string   `json:"target"`  // a configured import target
+	DryRun        bool     `json:"dry_run"`
+	Migration     bool     `json:"migration"`
+	ForceNonEmpty bool     `json:"force_non_empty"`
+	Rooms         []string `json:"rooms"`
+	// Key is the archive's key line (`bot archive key`), for an encrypted
+	// archive that Ferry's own identity doesn't open. It is kept only until
+	// the job ends and never returned or logged.
+	Key string `json:"key"`
+}
+
+func (s *Server) createImport(w http.ResponseWriter, r *http.Request, c caller) {
+	var req ImportRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "M_BAD_JSON", "request body: "+err.Error())
+		return
+	}
+	jr := jobs.ImportRequest{Export: req.Export, Archive: req.Archive, Target: req.Target, DryRun: req.DryRun,
+		Migration: req.Migration, AllowNonEmpty: req.ForceNonEmpty, Rooms: req.Rooms}
+	e, err := s.Jobs.SubmitImport(r.Context(), "imp-"+newID(), jr, req.Key, "token:"+c.name, "api")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusAccepted, s.view(r.Context(), e))
+}
+
+func (s *Server) verify(w http.ResponseWriter, r *http.Request, c caller) {
+	id := r.PathValue("id")
+	if _, err := s.exportOnly(s.Jobs.Store.GetExport(r.Context(), id)); errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "no export "+id)
+		return
+	}
+	e, err := s.Jobs.SubmitVerify(r.Context(), "ver-"+newID(), id, "token:"+c.name, "api")
+	if err != nil {
+		writeError(w, http.StatusConflict, "M_CONFLICT", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusAccepted, s.view(r.Context(), e))
+}
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, _ caller) {
+	kind := r.URL.Query().Get("kind")
+	switch kind {
+	case "", store.KindExport, store.KindImport, store.KindVerify:
+	default:
+		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", fmt.Sprintf("kind %q: use export, import or verify", kind))
+		return
+	}
+	limit := 50
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", "limit must be a number from 1 to 1000")
+			return
+		}
+		limit = n
+	}
+	list, err := s.Jobs.Store.ListJobs(r.Context(), kind, limit)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not read the jobs")
+		return
+	}
+	out := make([]ExportView, 0, len(list))
+	for _, e := range list {
+		out = append(out, s.view(r.Context(), e))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": out})
+}
+
+func (s *Server) jobStatus(w http.ResponseWriter, r *http.Request, _ caller) {
+	e, err := s.Jobs.Store.GetExport(r.Context(), r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "no job "+r.PathValue("id"))
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not read the job")
+		return
+	}
+	writeJSON(w, http.StatusOK, s.view(r.Context(), e))
+}
+
+func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, c caller) {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	if _, err := s.Jobs.Store.GetExport(ctx, id); errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "no job "+id)
+		return
+	}
+	if err := s.Jobs.Cancel(ctx, id, "token:"+c.name, "api"); err != nil {
+		writeError(w, http.StatusConflict, "M_CONFLICT", err.Error())
+		return
+	}
+	e, _ := s.Jobs.Store.GetExport(ctx, id)
+	writeJSON(w, http.StatusOK, s.view(ctx, e))
+}
