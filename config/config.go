@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
 
 	"github.com/ferry-matrix/ferry/archive/keywrap"
@@ -33,8 +34,10 @@ type Config struct {
 	Encryption Encryption `yaml:"encryption"`
 	State      State      `yaml:"state"`
 	Schedules  []Schedule `yaml:"schedules"`
-	Limits     Limits     `yaml:"limits"`
-	API        API        `yaml:"api"`
+	// ImportTargets are the homeservers import jobs may write into.
+	ImportTargets []ImportTarget `yaml:"import_targets"`
+	Limits        Limits         `yaml:"limits"`
+	API           API            `yaml:"api"`
 }
 
 // API configures the HTTP API for admins' tooling.
@@ -96,6 +99,20 @@ type Storage struct {
 type Encryption struct {
 	Recipients      []string            `yaml:"recipients"`
 	AdminRecipients map[string][]string `yaml:"admin_recipients"`
+	// IdentityFile holds age identities (AGE-SECRET-KEY-1... lines) that
+	// verify and import jobs open archives with; its recipient belongs in
+	// Recipients. Optional: without it, verify jobs check encrypted
+	// archives from the outside only.
+	IdentityFile string `yaml:"identity_file"`
+}
+
+// ImportTarget is a homeserver that import jobs may write into. It must
+// be stopped while an import runs.
+type ImportTarget struct {
+	Name           string `yaml:"name"`
+	Implementation string `yaml:"implementation"` // dendrite
+	Config         string `yaml:"config"`         // the target's dendrite.yaml
+	Helper         string `yaml:"helper"`         // ferry-dendrite-import; empty: beside bot or on $PATH
 }
 
 type State struct {
@@ -105,9 +122,16 @@ type State struct {
 type Schedule struct {
 	Name   string   `yaml:"name"`
 	Cron   string   `yaml:"cron"`
-	Type   string   `yaml:"type"`
+	Type   string   `yaml:"type"` // full | partial
 	Keep   int      `yaml:"keep"`
 	MaxAge Duration `yaml:"max_age"`
+	// Rooms and Users select a partial export (at least one of them).
+	Rooms []string `yaml:"rooms"`
+	Users []string `yaml:"users"`
+	// Media: all | referenced | none (default: all for full, referenced for partial).
+	Media string `yaml:"media"`
+	// Verify each archive after it is published (a verify job).
+	Verify bool `yaml:"verify"`
 }
 
 type Limits struct {
@@ -292,11 +316,29 @@ func (c *Config) ValidateService() error {
 	}
 	for i, s := range c.Schedules {
 		key := fmt.Sprintf("schedules[%d]", i)
-		if len(strings.Fields(s.Cron)) != 5 {
-			bad(key+".cron", "%q needs 5 fields (minute hour day month weekday)", s.Cron)
+		if _, err := cron.ParseStandard(s.Cron); err != nil {
+			bad(key+".cron", "%q: use 5 fields (minute hour day month weekday) or @daily, @every 6h, ...: %v", s.Cron, err)
 		}
-		if s.Type != "full" && s.Type != "partial" {
+		switch {
+		case s.Type != "full" && s.Type != "partial":
 			bad(key+".type", "%q: use full or partial", s.Type)
+		case s.Type == "full" && (len(s.Rooms) > 0 || len(s.Users) > 0 || s.Media == "referenced"):
+			bad(key+".type", "a full export takes no rooms or users (and media all or none): use type partial")
+		case s.Type == "partial" && len(s.Rooms) == 0 && len(s.Users) == 0:
+			bad(key+".rooms", "a scheduled partial export needs rooms or users")
+		}
+		for j, r := range s.Rooms {
+			if !strings.HasPrefix(r, "!") || !strings.Contains(r, ":") {
+				bad(fmt.Sprintf("%s.rooms[%d]", key, j), "%q is not a room ID (!opaque:server)", r)
+			}
+		}
+		for j, u := range s.Users {
+			if !strings.HasPrefix(u, "@") || !strings.Contains(u, ":") {
+				bad(fmt.Sprintf("%s.users[%d]", key, j), "%q is not a user ID (@name:server)", u)
+			}
+		}
+		if s.Media != "" && s.Media != "all" && s.Media != "referenced" && s.Media != "none" {
+			bad(key+".media", "%q: use all, referenced or none", s.Media)
 		}
 		if s.Keep < 0 {
 			bad(key+".keep", "must not be negative")
@@ -324,6 +366,20 @@ func (c *Config) ValidateService() error {
 	for i, sch := range c.Schedules {
 		if sch.Name == "" {
 			bad(fmt.Sprintf("schedules[%d].name", i), "missing: archives are named after their schedule")
+		}
+	}
+	names := map[string]bool{}
+	for i, t := range c.ImportTargets {
+		key := fmt.Sprintf("import_targets[%d]", i)
+		if t.Name == "" || names[t.Name] {
+			bad(key+".name", "%q: every target needs a name of its own (import requests name it)", t.Name)
+		}
+		names[t.Name] = true
+		if t.Implementation != "dendrite" {
+			bad(key+".implementation", "%q: only dendrite can be imported into so far", t.Implementation)
+		}
+		if t.Config == "" {
+			bad(key+".config", "missing: the target's dendrite.yaml")
 		}
 	}
 	if c.Limits.ConcurrentJobs < 1 {

@@ -9,13 +9,17 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/ferry-matrix/ferry/api"
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/config"
+	idendrite "github.com/ferry-matrix/ferry/importer/dendrite"
 	"github.com/ferry-matrix/ferry/internal/personalview"
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/links"
@@ -78,6 +82,37 @@ func openSource(cfg *config.Config) jobs.SourceOpener {
 	}
 }
 
+// readIdentities reads an age identity file.
+func readIdentities(path string) ([]age.Identity, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := keywrap.ParseIdentities(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return ids, nil
+}
+
+// importInto runs import jobs into the configured targets.
+func importInto(targets []config.ImportTarget) jobs.Importer {
+	return func(ctx context.Context, r *archive.Reader, req jobs.ImportRequest, progress func(string)) (string, error) {
+		i := slices.IndexFunc(targets, func(t config.ImportTarget) bool { return t.Name == req.Target })
+		if i < 0 {
+			return "", fmt.Errorf("no import target %q is configured (import_targets in the config)", req.Target)
+		}
+		t := targets[i]
+		res, err := idendrite.Import(ctx, r, idendrite.Options{Config: t.Config, Helper: t.Helper, DryRun: req.DryRun, Migration: req.Migration,
+			Rooms: req.Rooms, AllowNonEmpty: req.AllowNonEmpty, Log: func(format string, a ...any) { progress(fmt.Sprintf(format, a...)) }})
+		var report strings.Builder
+		if res != nil {
+			printImport(&report, r.Manifest(), res, req.DryRun)
+		}
+		return report.String(), err
+	}
+}
+
 func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.Service)) (*service, error) {
 	s := &service{}
 	var err error
@@ -90,14 +125,20 @@ func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.
 	}
 	host, _ := os.Hostname()
 	s.jobs = &jobs.Service{Store: s.state, Storage: s.bucket, Owner: fmt.Sprintf("%s/%d", host, os.Getpid()), Open: openSource(cfg)}
+	if cfg.Encryption.IdentityFile != "" {
+		if s.jobs.Identities, err = readIdentities(cfg.Encryption.IdentityFile); err != nil {
+			s.close()
+			return nil, fmt.Errorf("encryption.identity_file: %w", err)
+		}
+	}
+	if len(cfg.ImportTargets) > 0 {
+		s.jobs.Import = importInto(cfg.ImportTargets)
+	}
 	var schedules []jobs.Schedule
 	for _, sc := range cfg.Schedules {
-		if sc.Type != "full" {
-			s.close()
-			return nil, fmt.Errorf("schedule %s: only full exports can be scheduled from the config so far", sc.Name)
-		}
 		schedules = append(schedules, jobs.Schedule{Name: sc.Name, Cron: sc.Cron, Keep: sc.Keep, MaxAge: time.Duration(sc.MaxAge),
-			Request: jobs.Request{Source: cfg.Homeserver.Implementation, Recipients: cfg.Encryption.Recipients}})
+			Request: jobs.Request{Source: cfg.Homeserver.Implementation, Recipients: cfg.Encryption.Recipients, Verify: sc.Verify,
+				Filter: source.Filter{Rooms: sc.Rooms, Users: sc.Users, Media: sc.Media}}})
 	}
 	if err := s.jobs.SetSchedules(schedules); err != nil {
 		s.close()

@@ -255,7 +255,9 @@ func (ix *stateIndex) snapshot(nid int64) (snapshotRow, bool) {
 func (s *Source) snapshotsStream(sel roomSet) source.Stream {
 	return source.Stream{Name: "state",
 		Run: func(ctx context.Context, _ []byte, sink source.Sink) error {
-			rooms, err := s.rooms(ctx, sel)
+			// Every room's NID, not only the selected ones': a snapshot of an
+			// unselected room must be recognised as such and left out.
+			rooms, err := s.rooms(ctx, nil)
 			if err != nil {
 				return err
 			}
@@ -279,8 +281,14 @@ func (s *Source) snapshotsStream(sel roomSet) source.Stream {
 						rec.RoomID = roomID[e.room]
 					}
 				}
-				if sel != nil && rec.RoomID != "" && !sel.has(rec.RoomID) {
-					continue
+				if rec.RoomID != "" && !sel.has(rec.RoomID) {
+					if len(rec.Set) > 0 {
+						continue // another room's
+					}
+					// The empty state (before a create event), which Dendrite
+					// shares between rooms: kept, without naming a room that
+					// was not selected.
+					rec.RoomID = ""
 				}
 				if err := sink.Record(archive.SectionStateSnapshots, rec); err != nil {
 					return err
