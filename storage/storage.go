@@ -127,13 +127,23 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (Object, error
 	n, err := io.Copy(io.MultiWriter(w, h), r)
 	if err != nil {
 		cancel() // aborts the upload: nothing is published
-		w.Close()
+		closeAborted(w)
 		return Object{}, fmt.Errorf("storage: write %s: %w", key, err)
 	}
 	if err := w.Close(); err != nil {
 		return Object{}, fmt.Errorf("storage: write %s: %w", key, err)
 	}
 	return Object{Key: key, Size: n, ModTime: time.Now(), SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// closeAborted closes a writer whose context was cancelled, which
+// discards the upload. gocloud.dev v0.47.0's azureblob writer panics
+// there (its upload goroutine sets the pipe reader to nil on the error
+// that Close then dereferences); the upload is discarded either way, so
+// that panic is contained here rather than taking Ferry down.
+func closeAborted(w *blob.Writer) {
+	defer func() { recover() }()
+	w.Close()
 }
 
 // Stat describes key.
