@@ -241,9 +241,9 @@ func (w *exportWorker) Work(ctx context.Context, job *river.Job[ExportArgs]) err
 	if err != nil {
 		return err
 	}
-	ctx = l.ctx
-	err = svc.run(ctx, e, l.token)
-	l.release(svc, id)
+	err = svc.run(l.ctx, e, l.token)
+	l.release(svc, id) // cancels l.ctx: from here on, ctx tells a shutdown apart
+
 	bg := context.WithoutCancel(ctx)
 	if err == nil {
 		if e.Via == "schedule" {
