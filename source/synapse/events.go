@@ -152,19 +152,41 @@ func (em *eventEmitter) finish() error {
 	return nil
 }
 
+// redactionJoin joins each event's first valid redaction (alias red).
+// A whole server gets one pass over all redactions; a selection looks up
+// each selected event's redactions by index (redactions.redacts), so that
+// its cost follows the selection and the rows keep their index order.
 func (p *plan) redactionJoin() string {
+	if p.selective() {
+		return `LEFT JOIN LATERAL (SELECT r.event_id AS id, re.sender, rj.internal_metadata AS meta FROM redactions r
+			JOIN events re ON re.event_id = r.event_id JOIN event_json rj ON rj.event_id = r.event_id
+			WHERE r.redacts = e.event_id AND ` + p.notRejected("re") + ` ORDER BY re.stream_ordering LIMIT 1) red ON true`
+	}
 	return `LEFT JOIN (SELECT DISTINCT ON (r.redacts) r.redacts, r.event_id AS id, re.sender, rj.internal_metadata AS meta FROM redactions r
 			JOIN events re ON re.event_id = r.event_id JOIN event_json rj ON rj.event_id = r.event_id
 			WHERE ` + p.notRejected("re") + ` ORDER BY r.redacts, re.stream_ordering) red ON red.redacts = e.event_id`
 }
 
+// stateGroup is the select expression of event e's state group. A whole
+// server joins event_to_state_groups (one hash join); a selection looks
+// each event's group up by index, so that its cost follows the selection
+// rather than the table (the planner otherwise scans all of
+// event_to_state_groups for a 1% room).
+func (p *plan) stateGroup() (expr, join string) {
+	if !p.selective() {
+		return `g.state_group`, `LEFT JOIN event_to_state_groups g ON g.event_id = e.event_id`
+	}
+	return `(SELECT g.state_group FROM event_to_state_groups g WHERE g.event_id = e.event_id)`, ``
+}
+
 // joinedEvents reads events after em.after with one joined query.
 func (p *plan) joinedEvents(ctx context.Context, em *eventEmitter) error {
 	args := len(p.eventArgs())
+	group, groupJoin := p.stateGroup()
 	query := `SELECT e.stream_ordering, e.event_id, e.room_id, e.state_key IS NOT NULL, e.outlier, ` + p.rejectionReason("e") + `,
-		g.state_group, red.id, red.sender, red.meta, j.json, j.internal_metadata
+		` + group + `, red.id, red.sender, red.meta, j.json, j.internal_metadata
 		FROM events e JOIN event_json j ON j.event_id = e.event_id
-		LEFT JOIN event_to_state_groups g ON g.event_id = e.event_id
+		` + groupJoin + `
 		` + p.redactionJoin() + `
 		WHERE ` + p.eventCond() + ` AND e.stream_ordering > $` + strconv.Itoa(args+1) + ` ORDER BY e.stream_ordering`
 	return p.s.each(ctx, query, append(p.eventArgs(), em.after), func(rows pgx.Rows) error {

