@@ -108,11 +108,27 @@ type Writer struct {
 	blobBytes int64
 	err       error
 	closed    bool
+
+	// A full chunk is hashed, compressed and encrypted into the part in the
+	// background while the next records are encoded (at most one at a
+	// time, so files keep their order). Everything else that touches the
+	// part, the file list or the error first waits for it (drain).
+	flushing     chan flushed  // nil when no chunk is in flight
+	inflight     int64         // tar bytes of the chunk in flight
+	plainAtFlush int64         // the part's plaintext bytes when it started
+	spare        *bytes.Buffer // a chunk buffer to swap in
 }
 
 type chunkBuf struct {
-	buf     bytes.Buffer
+	buf     *bytes.Buffer
 	records int64
+}
+
+// flushed is the outcome of a background chunk write.
+type flushed struct {
+	file FileEntry
+	buf  *bytes.Buffer // returned for reuse
+	err  error
 }
 
 // BlobDigest is a record of m.media/blob_index: the size and hash of every
@@ -264,15 +280,12 @@ func (w *Writer) add(sectionName string, rec any, raw []byte) error {
 	}
 	b := w.buffers[sectionName]
 	if b == nil {
-		b = &chunkBuf{}
-		// Sized once: a chunk closes at ChunkSize, so the buffer never
-		// needs to double (which would keep twice the memory per section).
-		b.buf.Grow(w.opts.ChunkSize + 64<<10)
+		b = &chunkBuf{buf: w.chunkBuffer()}
 		w.buffers[sectionName] = b
 	}
 	if raw != nil {
 		b.buf.Write(raw)
-	} else if err := w.codec.enc.NewEncoder(&b.buf).Encode(rec); err != nil {
+	} else if err := w.codec.enc.NewEncoder(b.buf).Encode(rec); err != nil {
 		return fmt.Errorf("encode %s record: %w", sectionName, err)
 	}
 	b.records++
@@ -282,22 +295,72 @@ func (w *Writer) add(sectionName string, rec any, raw []byte) error {
 	return nil
 }
 
+// chunkBuffer returns the spare chunk buffer or a new one. It is sized
+// once: a chunk closes at ChunkSize, so the buffer never needs to double
+// (which would keep twice the memory per section).
+func (w *Writer) chunkBuffer() *bytes.Buffer {
+	if b := w.spare; b != nil {
+		w.spare = nil
+		b.Reset()
+		return b
+	}
+	b := &bytes.Buffer{}
+	b.Grow(w.opts.ChunkSize + 64<<10)
+	return b
+}
+
+// flushChunk closes a section's chunk as a file of the current part. The
+// file is written in the background (see Writer.flushing); its entry joins
+// the file list, and its error the writer's, when drain collects it.
 func (w *Writer) flushChunk(sectionName string) error {
 	b := w.buffers[sectionName]
 	if b == nil || b.records == 0 {
 		return nil
 	}
-	w.chunks[sectionName]++
-	path := SectionFileName(sectionName, w.chunks[sectionName])
-	if err := w.writeFile(path, b.buf.Bytes(), b.records); err != nil {
+	if err := w.drain(); err != nil {
 		return err
 	}
-	b.buf.Reset()
-	b.records = 0
+	if err := w.ensurePart(); err != nil {
+		return err
+	}
+	w.chunks[sectionName]++
+	path := SectionFileName(sectionName, w.chunks[sectionName])
+	w.touchItem(ItemOf(path))
+	data, entry := b.buf, FileEntry{Path: path, Part: w.partIndex, Size: int64(b.buf.Len()), Records: b.records}
+	b.buf, b.records = w.chunkBuffer(), 0
+	part := w.part
+	done := make(chan flushed, 1)
+	// What PlainBytes will say once the file is in: a tar header and the
+	// data padded to 512 bytes (the names are short: no extended headers).
+	w.flushing, w.inflight, w.plainAtFlush = done, 512+(entry.Size+511)/512*512, part.PlainBytes()
+	go func() {
+		sum := sha256.Sum256(data.Bytes())
+		entry.SHA256 = hex.EncodeToString(sum[:])
+		err := part.Add(entry.Path, entry.Size, nil, bytes.NewReader(data.Bytes()))
+		done <- flushed{file: entry, buf: data, err: err}
+	}()
 	return nil
 }
 
+// drain waits for the chunk in flight, if any, and records its outcome.
+func (w *Writer) drain() error {
+	if w.flushing == nil {
+		return w.err
+	}
+	f := <-w.flushing
+	w.flushing, w.inflight = nil, 0
+	w.spare = f.buf
+	if f.err != nil {
+		return w.fail(f.err)
+	}
+	w.files = append(w.files, f.file)
+	return w.err
+}
+
 func (w *Writer) writeFile(path string, data []byte, records int64) error {
+	if err := w.drain(); err != nil {
+		return err
+	}
 	if err := w.ensurePart(); err != nil {
 		return err
 	}
@@ -362,6 +425,9 @@ func (w *Writer) AddBlob(path string, size int64, r io.Reader) (string, error) {
 	}
 	if !isBlobPath(path) || checkMemberPath(path) != nil {
 		return "", fmt.Errorf("blob path %q must be a clean path under %s", path, mediaBlobDir)
+	}
+	if err := w.drain(); err != nil {
+		return "", err
 	}
 	if err := w.ensurePart(); err != nil {
 		return "", err
@@ -429,6 +495,9 @@ func (w *Writer) endPart() error {
 			return err
 		}
 	}
+	if err := w.drain(); err != nil {
+		return err
+	}
 	if err := w.commitPart(); err != nil {
 		return err
 	}
@@ -463,6 +532,9 @@ func (w *Writer) openSections() []string {
 
 // PartBytes is the plaintext size of the part being written.
 func (w *Writer) PartBytes() int64 {
+	if w.flushing != nil {
+		return w.plainAtFlush + w.inflight // the part is being written to
+	}
 	if w.part == nil {
 		return 0
 	}
@@ -536,6 +608,7 @@ func (w *Writer) fail(err error) error {
 // Abort abandons the archive: the part being written is not committed.
 func (w *Writer) Abort() {
 	w.fail(errors.New("archive writer aborted"))
+	w.drain() // the chunk in flight stops on the cancelled part
 	w.closed = true
 }
 
