@@ -393,28 +393,40 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, _ caller) {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request, _ caller) {
-	e, err := s.exportOnly(s.Jobs.Store.GetExport(r.Context(), r.PathValue("id")))
+	if e, ok := s.lookup(w, r, store.KindExport); ok {
+		writeJSON(w, http.StatusOK, s.view(r.Context(), e))
+	}
+}
+
+// lookup reads the job of the request's {id} path value, of kind ("" for
+// any), or answers 404 or 500 and returns false.
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request, kind string) (*store.Export, bool) {
+	id := r.PathValue("id")
+	e, err := s.Jobs.Store.GetExport(r.Context(), id)
+	if err == nil && kind != "" && e.Kind != kind {
+		err = store.ErrNotFound // e.g. an import's ID under /exports, whose DELETE would remove the archive it read
+	}
+	what := map[string]string{"": "job", store.KindExport: "export"}[kind]
 	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "no export "+r.PathValue("id"))
-		return
+		hint := ""
+		if kind == store.KindExport {
+			hint = " (imports and verifications are under /api/v1/jobs)"
+		}
+		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "no "+what+" "+id+hint)
+		return nil, false
 	}
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not read the export")
-		return
+		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not read the "+what)
+		return nil, false
 	}
-	writeJSON(w, http.StatusOK, s.view(r.Context(), e))
+	return e, true
 }
 
 func (s *Server) remove(w http.ResponseWriter, r *http.Request, c caller) {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	e, err := s.exportOnly(s.Jobs.Store.GetExport(ctx, id))
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "no export "+id+" (imports and verifications are under /api/v1/jobs)")
-		return
-	}
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not read the export")
+	e, ok := s.lookup(w, r, store.KindExport)
+	if !ok {
 		return
 	}
 	switch e.Status {

@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -10,15 +9,6 @@ import (
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/store"
 )
-
-// exportOnly hides imports and verifications from the /exports endpoints,
-// whose DELETE would otherwise act on the archive a job only read.
-func (s *Server) exportOnly(e *store.Export, err error) (*store.Export, error) {
-	if err == nil && e.Kind != store.KindExport {
-		return nil, store.ErrNotFound
-	}
-	return e, err
-}
 
 // ImportRequest is the body of POST /api/v1/imports.
 type ImportRequest struct {
@@ -54,12 +44,10 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request, c caller) 
 }
 
 func (s *Server) verify(w http.ResponseWriter, r *http.Request, c caller) {
-	id := r.PathValue("id")
-	if _, err := s.exportOnly(s.Jobs.Store.GetExport(r.Context(), id)); errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "no export "+id)
+	if _, ok := s.lookup(w, r, store.KindExport); !ok {
 		return
 	}
-	e, err := s.Jobs.SubmitVerify(r.Context(), "ver-"+newID(), id, "token:"+c.name, "api")
+	e, err := s.Jobs.SubmitVerify(r.Context(), "ver-"+newID(), r.PathValue("id"), "token:"+c.name, "api")
 	if err != nil {
 		writeError(w, http.StatusConflict, "M_CONFLICT", err.Error())
 		return
@@ -97,23 +85,15 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, _ caller) {
 }
 
 func (s *Server) jobStatus(w http.ResponseWriter, r *http.Request, _ caller) {
-	e, err := s.Jobs.Store.GetExport(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "no job "+r.PathValue("id"))
-		return
+	if e, ok := s.lookup(w, r, ""); ok {
+		writeJSON(w, http.StatusOK, s.view(r.Context(), e))
 	}
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not read the job")
-		return
-	}
-	writeJSON(w, http.StatusOK, s.view(r.Context(), e))
 }
 
 func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, c caller) {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	if _, err := s.Jobs.Store.GetExport(ctx, id); errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "no job "+id)
+	if _, ok := s.lookup(w, r, ""); !ok {
 		return
 	}
 	if err := s.Jobs.Cancel(ctx, id, "token:"+c.name, "api"); err != nil {

@@ -70,12 +70,8 @@ func (s *Service) SubmitImport(ctx context.Context, id string, req ImportRequest
 		return nil, err
 	}
 	e := &store.Export{ID: id, Kind: store.KindImport, RequestedBy: requestedBy, Via: via, Request: string(body), Name: name, ArchiveKey: keyLine}
-	if err := s.Store.CreateExport(ctx, e); err != nil {
+	if err := s.enqueue(ctx, e, ImportArgs{JobID: id}); err != nil {
 		return nil, err
-	}
-	if _, err := s.runner.insert(ctx, ImportArgs{JobID: id}); err != nil {
-		s.Store.Finish(ctx, id, store.StatusFailed, 0, "", "could not queue: "+err.Error())
-		return nil, fmt.Errorf("queue import %s: %w", id, err)
 	}
 	detail := fmt.Sprintf("%s into %s", name, req.Target)
 	if req.DryRun {

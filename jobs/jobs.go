@@ -151,15 +151,24 @@ func (s *Service) Submit(ctx context.Context, id string, req Request, requestedB
 		return nil, err
 	}
 	e := &store.Export{ID: id, Kind: store.KindExport, RequestedBy: requestedBy, Via: via, Request: string(body), Name: req.Name}
-	if err := s.Store.CreateExport(ctx, e); err != nil {
+	if err := s.enqueue(ctx, e, ExportArgs{ExportID: id}); err != nil {
 		return nil, err
-	}
-	if _, err := s.runner.insert(ctx, ExportArgs{ExportID: id}); err != nil {
-		s.Store.Finish(ctx, id, store.StatusFailed, 0, "", "could not queue: "+err.Error())
-		return nil, fmt.Errorf("queue export %s: %w", id, err)
 	}
 	s.Store.Audit(ctx, store.AuditEntry{Actor: requestedBy, Via: via, Action: "export.create", Target: id, Outcome: "queued"})
 	return e, nil
+}
+
+// enqueue records a new job row and queues its River job; a row whose
+// job could not be queued is marked failed.
+func (s *Service) enqueue(ctx context.Context, e *store.Export, args river.JobArgs) error {
+	if err := s.Store.CreateExport(ctx, e); err != nil {
+		return err
+	}
+	if _, err := s.runner.insert(ctx, args); err != nil {
+		s.Store.Finish(ctx, e.ID, store.StatusFailed, 0, "", "could not queue: "+err.Error())
+		return fmt.Errorf("queue %s %s: %w", e.Kind, e.ID, err)
+	}
+	return nil
 }
 
 // Cancel stops an export: queued ones never start, running ones stop

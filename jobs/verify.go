@@ -163,12 +163,8 @@ func (s *Service) SubmitVerify(ctx context.Context, id, exportID, requestedBy, v
 	}
 	body, _ := json.Marshal(VerifyRequest{Export: exportID})
 	v := &store.Export{ID: id, Kind: store.KindVerify, RequestedBy: requestedBy, Via: via, Request: string(body), Name: e.Name}
-	if err := s.Store.CreateExport(ctx, v); err != nil {
+	if err := s.enqueue(ctx, v, VerifyArgs{JobID: id}); err != nil {
 		return nil, err
-	}
-	if _, err := s.runner.insert(ctx, VerifyArgs{JobID: id}); err != nil {
-		s.Store.Finish(ctx, id, store.StatusFailed, 0, "", "could not queue: "+err.Error())
-		return nil, fmt.Errorf("queue verification %s: %w", id, err)
 	}
 	s.Store.Audit(ctx, store.AuditEntry{Actor: requestedBy, Via: via, Action: "export.verify", Target: exportID, Outcome: "queued", Detail: "job " + id})
 	return v, nil

@@ -32,48 +32,16 @@ func TestServeExportsOverTheAPI(t *testing.T) {
 	db, media := synapseFixture(t)
 	dir := t.TempDir()
 	id, _ := age.GenerateX25519Identity()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + l.Addr().String()
-	token := strings.Repeat("t", 40)
-	yaml := `homeserver: {url: "http://127.0.0.1:8008", domain: fixture.test, implementation: synapse}
-appservice: {listen: "` + l.Addr().String() + `"}
+	_, call := served(t, ctx, func(listen, base, token string) string {
+		return `homeserver: {url: "http://127.0.0.1:8008", domain: fixture.test, implementation: synapse}
+appservice: {listen: "` + listen + `"}
 source: {database: "` + db + `", media_path: "` + media + `", signing_key: "` + fixtureDir + `fixture.test.signing.key", homeserver_config: "` + fixtureDir + `homeserver.yaml"}
 storage: {url: "file://` + filepath.Join(dir, "archives") + `", link_lifetime: 1h, link_secret_file: "` + filepath.Join(dir, "link.secret") + `"}
 encryption: {recipients: ["` + id.Recipient().String() + `"]}
 state: {database: "sqlite://` + filepath.Join(dir, "ferry.db") + `"}
 api: {public_url: "` + base + `", tokens: [{name: ops, role: admin, token: "` + token + `"}]}
 `
-	cfgPath := filepath.Join(dir, "config.yaml")
-	os.WriteFile(cfgPath, []byte(yaml), 0o600)
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.ValidateService(); err != nil {
-		t.Fatal(err)
-	}
-	svc, err := newService(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.close()
-	go svc.serve(ctx, l)
-
-	call := func(method, path, body string) map[string]any {
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		json.NewDecoder(resp.Body).Decode(&out)
-		return out
-	}
+	})
 	out := call("POST", "/api/v1/exports", `{"type":"full","recipients":["`+id.Recipient().String()+`"],"name":"fixture-full"}`)
 	exportID, _ := out["export_id"].(string)
 	if exportID == "" {
@@ -141,14 +109,9 @@ func TestServeScheduleVerifyAndImportJobs(t *testing.T) {
 	dir := t.TempDir()
 	id, _ := age.GenerateX25519Identity()
 	os.WriteFile(filepath.Join(dir, "verify.agekey"), []byte(id.String()+"\n"), 0o600)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + l.Addr().String()
-	token := strings.Repeat("t", 40)
-	yaml := `homeserver: {url: "http://127.0.0.1:8008", domain: ` + name + `, implementation: dendrite}
-appservice: {listen: "` + l.Addr().String() + `"}
+	base, call := served(t, ctx, func(listen, base, token string) string {
+		return `homeserver: {url: "http://127.0.0.1:8008", domain: ` + name + `, implementation: dendrite}
+appservice: {listen: "` + listen + `"}
 source: {dendrite_config: "` + src.Config() + `"}
 storage: {url: "file://` + filepath.Join(dir, "archives") + `", link_lifetime: 1h, link_secret_file: "` + filepath.Join(dir, "link.secret") + `"}
 encryption: {recipients: ["` + id.Recipient().String() + `"], identity_file: "` + filepath.Join(dir, "verify.agekey") + `"}
@@ -157,34 +120,7 @@ api: {public_url: "` + base + `", tokens: [{name: ops, role: admin, token: "` + 
 schedules: [{name: one-room, cron: "@every 3s", type: partial, rooms: ["` + room + `"], media: none, keep: 1, verify: true}]
 import_targets: [{name: fresh, implementation: dendrite, config: "` + target.Config() + `"}]
 `
-	cfgPath := filepath.Join(dir, "config.yaml")
-	os.WriteFile(cfgPath, []byte(yaml), 0o600)
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.ValidateService(); err != nil {
-		t.Fatal(err)
-	}
-	svc, err := newService(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.close()
-	go svc.serve(ctx, l)
-
-	call := func(method, path, body string) map[string]any {
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		json.NewDecoder(resp.Body).Decode(&out)
-		return out
-	}
+	})
 	wait := func(what string, limit time.Duration, done func() map[string]any) map[string]any {
 		t.Helper()
 		for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
@@ -264,4 +200,44 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// served starts bot serve (jobs, schedules, the API) on 127.0.0.1 with
+// the config yaml makes from its listen address, public URL and an admin
+// API token, and returns the URL and a caller of the API with that token.
+func served(t *testing.T, ctx context.Context, yaml func(listen, base, token string) string) (string, func(method, path, body string) map[string]any) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + l.Addr().String()
+	token := strings.Repeat("t", 40)
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(cfgPath, []byte(yaml(l.Addr().String(), base, token)), 0o600)
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.ValidateService(); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := newService(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.close)
+	go svc.serve(ctx, l)
+	return base, func(method, path, body string) map[string]any {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return out
+	}
 }

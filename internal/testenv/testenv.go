@@ -8,11 +8,9 @@ package testenv
 
 import (
 	"archive/tar"
-	"bytes"
 	"compress/gzip"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +18,6 @@ import (
 	"testing"
 
 	"github.com/ferry-matrix/ferry/internal/dendriteproc"
-	"time"
 )
 
 // need returns the path in environment variable env, or skips/fails.
@@ -79,31 +76,8 @@ func StartS3(t testing.TB) *S3 {
 	s := &S3{AccessKey: "ferrytestaccess", SecretKey: "ferrytestsecret0123456789", Dir: t.TempDir()}
 	port := FreePort(t)
 	s.Endpoint = "http://127.0.0.1:" + strconv.Itoa(port)
-	var logs bytes.Buffer
 	cmd := exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey, "--port", "127.0.0.1:"+strconv.Itoa(port), "posix", s.Dir)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("versitygw output:\n%s", logs.String())
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(s.Endpoint + "/")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("versitygw did not start: %v\n%s", err, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	startServer(t, "versitygw", cmd, answers(s.Endpoint+"/"))
 	t.Setenv("AWS_ACCESS_KEY_ID", s.AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", s.SecretKey)
 	t.Setenv("AWS_REGION", "us-east-1")
