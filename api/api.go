@@ -371,6 +371,12 @@ func (s *Server) view(ctx context.Context, e *store.Export) ExportView {
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request, _ caller) {
+	s.listKind(w, r, store.KindExport, "exports")
+}
+
+// listKind answers with the newest jobs of kind ("" for all) under key,
+// at most ?limit= of them (default 50).
+func (s *Server) listKind(w http.ResponseWriter, r *http.Request, kind, key string) {
 	limit := 50
 	if l := r.URL.Query().Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
@@ -380,16 +386,16 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, _ caller) {
 		}
 		limit = n
 	}
-	list, err := s.Jobs.Store.ListExports(r.Context(), limit)
+	list, err := s.Jobs.Store.ListJobs(r.Context(), kind, limit)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not read the exports")
+		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not read the "+key)
 		return
 	}
 	out := make([]ExportView, 0, len(list))
 	for _, e := range list {
 		out = append(out, s.view(r.Context(), e))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"exports": out})
+	writeJSON(w, http.StatusOK, map[string]any{key: out})
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request, _ caller) {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/store"
@@ -63,25 +62,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, _ caller) {
 		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", fmt.Sprintf("kind %q: use export, import or verify", kind))
 		return
 	}
-	limit := 50
-	if l := r.URL.Query().Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", "limit must be a number from 1 to 1000")
-			return
-		}
-		limit = n
-	}
-	list, err := s.Jobs.Store.ListJobs(r.Context(), kind, limit)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not read the jobs")
-		return
-	}
-	out := make([]ExportView, 0, len(list))
-	for _, e := range list {
-		out = append(out, s.view(r.Context(), e))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": out})
+	s.listKind(w, r, kind, "jobs")
 }
 
 func (s *Server) jobStatus(w http.ResponseWriter, r *http.Request, _ caller) {
