@@ -2,8 +2,12 @@ package matrixbot
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
+
+	"maunium.net/go/mautrix/id"
 
 	"github.com/ferry-matrix/ferry/chatcmd"
 	"github.com/ferry-matrix/ferry/internal/human"
@@ -39,10 +43,57 @@ func (b *Bot) cmdExportVerify() *chatcmd.Command {
 			}
 			b.jobs.Store.Audit(ctx, store.AuditEntry{Actor: inv.Sender, Via: "room " + inv.RoomID, Action: "export.verify", Target: e.ID, Outcome: "ok", Detail: "size and SHA-256 as published"})
 			key, n, sum := got.Key, got.Size, got.SHA256
+			if len(b.jobs.Identities) > 0 {
+				// Ferry was given an identity (encryption.identity_file):
+				// a verify job checks the contents, and its result is
+				// posted here when it ends.
+				v, err := b.jobs.SubmitVerify(ctx, "ver-"+jobID(inv.EventID), e.ID, inv.Sender, "room "+inv.RoomID)
+				if err != nil {
+					return "", err
+				}
+				go b.postWhenDone(id.RoomID(inv.RoomID), id.EventID(inv.EventID), v.ID)
+				return fmt.Sprintf("✅ Archive `%s` is intact: %s, SHA-256 `%s` as published, key file present. "+
+					"Now checking every record and signature inside (job `%s`); I'll post the result here.", key, human.Bytes(n), sum, v.ID), nil
+			}
 			return fmt.Sprintf("✅ Archive `%s` is intact: %s, SHA-256 `%s` as published, key file present. "+
 				"I hold no key that opens it; to check every record and signature inside, run `bot archive verify --identity YOUR-IDENTITY-FILE --key-file %s%s %s` on a download.",
 				key, human.Bytes(n), sum, e.Name+storage.ArchiveExt, storage.KeyExt, e.Name+storage.ArchiveExt), nil
 		}}
+}
+
+// postWhenDone waits for a verify job and replies with its outcome. The
+// wait is not kept across restarts; the outcome is in the audit log and
+// the API (GET /api/v1/jobs/ID) either way.
+func (b *Bot) postWhenDone(room id.RoomID, replyTo id.EventID, jobID string) {
+	b.mu.Lock()
+	ctx := b.runCtx
+	b.mu.Unlock()
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		j, err := b.jobs.Store.GetExport(ctx, jobID)
+		if err != nil {
+			continue
+		}
+		var p jobs.Progress
+		json.Unmarshal([]byte(j.Progress), &p)
+		switch j.Status {
+		case store.StatusCompleted:
+			b.send(ctx, room, replyTo, "✅ Verified: "+p.Result)
+			return
+		case store.StatusFailed:
+			b.send(ctx, room, replyTo, "❌ Verification failed: "+j.Error)
+			return
+		case store.StatusCancelled:
+			b.send(ctx, room, replyTo, "The verification `"+jobID+"` was cancelled.")
+			return
+		}
+	}
 }
 
 // cmdExportDelete: !export delete <id>, after !confirm.

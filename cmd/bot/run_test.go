@@ -97,6 +97,8 @@ func startBotEnv(t *testing.T, linkLifetime, extra string) *botEnv {
 	env.identityFile = filepath.Join(dir, "admin-identity.txt")
 	os.WriteFile(env.identityFile, []byte(id.String()+"\n"), 0o600)
 	backup, _ := age.GenerateX25519Identity() // the operator's backup key: every archive is also encrypted to it
+	// Ferry holds the backup key to verify archives' contents (!export verify).
+	os.WriteFile(filepath.Join(dir, "backup-identity.txt"), []byte(backup.String()+"\n"), 0o600)
 	yaml := `homeserver: {url: "` + env.d.URL + `", domain: ` + domain + `, implementation: dendrite}
 appservice: {address: "` + env.ferryURL + `", listen: "` + addr + `", as_token: "` + asToken + `", hs_token: "` + hsToken + `"}
 admins: {users: ["@admin:` + domain + `"], rooms: ["` + room.RoomID.String() + `"]}
@@ -105,6 +107,7 @@ storage: {url: "file://` + filepath.Join(dir, "archives") + `", link_lifetime: `
 encryption:
   recipients: ["` + backup.Recipient().String() + `"]
   admin_recipients: {"@admin:` + domain + `": ["` + id.Recipient().String() + `"]}
+  identity_file: "` + filepath.Join(dir, "backup-identity.txt") + `"
 state: {database: "sqlite://` + filepath.Join(dir, "ferry.db") + `"}
 api: {public_url: "` + env.ferryURL + `"}
 ` + extra
@@ -363,8 +366,16 @@ func TestBotEndToEnd(t *testing.T) {
 			t.Errorf("list: %q", b)
 		}
 		vf, _ := env.admin.send(t, env.adminRoom, "!export verify "+exportID)
-		if b := body(env.replyTo(t, env.admin, vf)); !strings.Contains(b, "is intact") {
+		if b := body(env.replyTo(t, env.admin, vf)); !strings.Contains(b, "is intact") || !strings.Contains(b, "Now checking every record") {
 			t.Errorf("verify: %q", b)
+		}
+		// Ferry holds the operator's backup key: a verify job reads the
+		// archive's contents and the result is posted in the room.
+		verified, _ := env.admin.waitFor(t, "the verification's result", 60*time.Second, 0, func(s seen) bool {
+			return strings.Contains(body(s), "Verified:") || strings.Contains(body(s), "Verification failed")
+		})
+		if b := body(verified); !strings.Contains(b, "contents checked") || !strings.Contains(b, "no errors") {
+			t.Errorf("verification result: %q", b)
 		}
 		// !import: an encrypted archive can't be previewed (no key in chat);
 		// a plaintext one is validated with the fidelity preview.
