@@ -153,11 +153,19 @@ func (em *eventEmitter) finish() error {
 }
 
 // redactionJoin joins each event's first valid redaction (alias red).
-// A whole server gets one pass over all redactions; a selection looks up
-// each selected event's redactions by index (redactions.redacts), so that
-// its cost follows the selection and the rows keep their index order.
+// A whole server gets one pass over all redactions. A room selection
+// looks for the rooms' redaction events through the rooms' events (a
+// redaction applies only within its room), which PostgreSQL reads for the
+// selection anyway; a time-range selection looks up each event's
+// redactions by index. Either way the cost follows the selection.
 func (p *plan) redactionJoin() string {
-	if p.selective() {
+	switch {
+	case p.rooms != nil:
+		return `LEFT JOIN (SELECT DISTINCT ON (r.redacts) r.redacts, r.event_id AS id, re.sender, rj.internal_metadata AS meta
+			FROM events re JOIN redactions r ON r.event_id = re.event_id JOIN event_json rj ON rj.event_id = r.event_id
+			WHERE re.room_id = ANY($1::text[]) AND re.type = 'm.room.redaction' AND ` + p.notRejected("re") + `
+			ORDER BY r.redacts, re.stream_ordering) red ON red.redacts = e.event_id`
+	case p.selective():
 		return `LEFT JOIN LATERAL (SELECT r.event_id AS id, re.sender, rj.internal_metadata AS meta FROM redactions r
 			JOIN events re ON re.event_id = r.event_id JOIN event_json rj ON rj.event_id = r.event_id
 			WHERE r.redacts = e.event_id AND ` + p.notRejected("re") + ` ORDER BY re.stream_ordering LIMIT 1) red ON true`

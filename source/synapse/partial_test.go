@@ -94,6 +94,42 @@ func TestPartialExports(t *testing.T) {
 		}
 	})
 
+	// A room export redacts the same events, the same way, as the full
+	// export: its redactions are found through the room's own events.
+	t.Run("redactions", func(t *testing.T) {
+		full := collect(t, cfg, source.Filter{})
+		byRoom := map[string]map[string]*archive.Event{}
+		for _, r := range full[archive.SectionEvents] {
+			if ev := r.(*archive.Event); ev.Redacted {
+				if byRoom[ev.RoomID] == nil {
+					byRoom[ev.RoomID] = map[string]*archive.Event{}
+				}
+				byRoom[ev.RoomID][ev.EventID] = ev
+			}
+		}
+		if len(byRoom) == 0 || len(truth.Redactions) == 0 {
+			t.Fatal("the fixture's full export has no redacted events")
+		}
+		for room, redacted := range byRoom {
+			recs := collect(t, cfg, source.Filter{Rooms: []string{room}, Media: source.MediaNone})
+			got := 0
+			for _, r := range recs[archive.SectionEvents] {
+				ev := r.(*archive.Event)
+				if want, ok := redacted[ev.EventID]; ok {
+					got++
+					if !ev.Redacted || string(ev.JSON) != string(want.JSON) {
+						t.Errorf("%s in a %s export: redacted=%v %s, want the full export's %s", ev.EventID, room, ev.Redacted, ev.JSON, want.JSON)
+					}
+				} else if ev.Redacted {
+					t.Errorf("%s is redacted in the %s export but not in the full one", ev.EventID, room)
+				}
+			}
+			if got != len(redacted) || len(recs[archive.SectionRedactions]) < len(redacted) {
+				t.Errorf("room %s: %d of %d redacted events, %d redaction records", room, got, len(redacted), len(recs[archive.SectionRedactions]))
+			}
+		}
+	})
+
 	t.Run("time range", func(t *testing.T) {
 		ts := eventTimes(t, cfg.Database, roomSquare)
 		since, until := ts[len(ts)/3], ts[2*len(ts)/3]
