@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -125,12 +124,10 @@ func (w *importWorker) Work(ctx context.Context, job *river.Job[ImportArgs]) err
 		opts := archive.OpenOptions{Identities: svc.Identities}
 		if e.ArchiveKey != "" {
 			opts.KeyFile = []byte(e.ArchiveKey)
-		} else if kr, err := svc.Storage.Range(ctx, storage.ArchiveKey(e.Name)+storage.KeyExt, 0, -1); err == nil {
-			opts.KeyFile, err = io.ReadAll(io.LimitReader(kr, 1<<20))
-			kr.Close()
-			if err != nil {
-				return "", err
-			}
+		} else if kf, err := svc.Storage.ArchiveKeyFile(ctx, e.Name); err == nil {
+			opts.KeyFile = kf
+		} else if !errors.Is(err, storage.ErrNotFound) { // none: a plaintext archive
+			return "", err
 		}
 		r, err := archive.Open(ctx, src, opts)
 		if err != nil {
@@ -156,25 +153,13 @@ func (w *importWorker) Work(ctx context.Context, job *river.Job[ImportArgs]) err
 	})
 }
 
-// work runs one import or verify job under its lease. fn returns a
-// result for people, kept with the job. Its errors are classified as the
-// export worker's are: permanent ones end the job as failed, others are
-// retried with backoff; a cancelled job or a lost lease ends the run.
+// work runs one import or verify job under its lease (claim). fn returns
+// a result for people, kept with the job; its errors are settled as an
+// export's are (settle).
 func (s *Service) work(ctx context.Context, riverJobID int64, id string, fn func(ctx context.Context, e *store.Export, token int64) (string, error)) error {
-	e, err := s.Store.GetExport(ctx, id)
-	if err != nil {
-		return river.JobCancel(err)
-	}
-	if e.Status != store.StatusQueued && e.Status != store.StatusProcessing {
-		return nil // already ended
-	}
-	s.Store.SetJob(ctx, id, riverJobID)
-	l, err := s.acquireLease(ctx, id)
-	if errors.Is(err, store.ErrLeaseHeld) {
-		return river.JobSnooze(s.leaseTTL())
-	}
-	if err != nil {
-		return err
+	e, l, res := s.claim(ctx, riverJobID, id)
+	if l == nil {
+		return res
 	}
 	result, err := fn(l.ctx, e, l.token)
 	bg := context.WithoutCancel(ctx)
@@ -189,19 +174,6 @@ func (s *Service) work(ctx context.Context, riverJobID int64, id string, fn func
 	if err == nil {
 		return s.Store.Finish(bg, id, store.StatusCompleted, 0, "", "")
 	}
-	cur, gerr := s.Store.GetExport(bg, id)
-	switch {
-	case gerr == nil && cur.Status == store.StatusCancelled:
-		return river.JobCancel(errors.New("cancelled"))
-	case l.lost(err):
-		return river.JobCancel(fmt.Errorf("%s %s: %w", e.Kind, id, store.ErrLeaseLost))
-	case ctx.Err() != nil:
-		return err // shutting down: worked again later
-	case isPermanent(err):
-		s.Store.Finish(bg, id, store.StatusFailed, 0, "", err.Error())
-		return river.JobCancel(err)
-	default:
-		s.Store.RecordError(bg, id, err.Error())
-		return err
-	}
+	_, res = s.settle(ctx, l, e, err)
+	return res
 }

@@ -235,56 +235,85 @@ func (w *exportWorker) Timeout(*river.Job[ExportArgs]) time.Duration { return -1
 func (w *exportWorker) Work(ctx context.Context, job *river.Job[ExportArgs]) error {
 	svc := w.svc
 	id := job.Args.ExportID
-	e, err := svc.Store.GetExport(ctx, id)
-	if err != nil {
-		return river.JobCancel(err)
+	e, l, res := svc.claim(ctx, job.ID, id)
+	if l == nil {
+		return res
 	}
-	if e.Status != store.StatusQueued && e.Status != store.StatusProcessing {
-		return nil // already ended (cancelled, or finished by another run)
-	}
-	svc.Store.SetJob(ctx, id, job.ID)
-	l, err := svc.acquireLease(ctx, id)
-	if errors.Is(err, store.ErrLeaseHeld) {
-		return river.JobSnooze(svc.leaseTTL()) // someone else runs it; look again later
-	}
-	if err != nil {
-		return err
-	}
-	err = svc.run(l.ctx, e, l.token)
+	err := svc.run(l.ctx, e, l.token)
 	l.release(svc, id) // cancels l.ctx: from here on, ctx tells a shutdown apart
-
-	bg := context.WithoutCancel(ctx)
 	if err == nil {
 		if e.Via == "schedule" {
 			svc.announce(Event{Schedule: strings.TrimPrefix(e.RequestedBy, "schedule:"), ExportID: id, Kind: "finished", Detail: e.Name})
 		}
 		return nil
 	}
-	cur, gerr := svc.Store.GetExport(bg, id)
-	switch {
-	case gerr == nil && cur.Status == store.StatusCancelled:
-		if cur.ArchiveID != "" {
-			svc.Storage.Discard(bg, cur.ArchiveID)
-		}
-		return river.JobCancel(errors.New("cancelled"))
-	case l.lost(err):
-		return river.JobCancel(fmt.Errorf("export %s: %w", id, store.ErrLeaseLost)) // the new owner carries on
-	case ctx.Err() != nil:
-		return err // shutting down: the job is worked again and resumes from its checkpoint
-	case isPermanent(err):
-		svc.Store.Finish(bg, id, store.StatusFailed, 0, "", err.Error())
+	status, res := svc.settle(ctx, l, e, err)
+	bg := context.WithoutCancel(ctx)
+	if status == store.StatusFailed {
 		if e.Via == "schedule" {
 			svc.announce(Event{Schedule: strings.TrimPrefix(e.RequestedBy, "schedule:"), ExportID: id, Kind: "failed", Detail: err.Error()})
 		}
 		svc.Store.Audit(bg, store.AuditEntry{Actor: e.RequestedBy, Via: e.Via, Action: "export.finish", Target: id, Outcome: "failed", Detail: err.Error()})
-		if gerr == nil && cur.ArchiveID != "" {
+	}
+	if status != "" { // ended for good: its staged parts will never be published
+		if cur, err := svc.Store.GetExport(bg, id); err == nil && cur.ArchiveID != "" {
 			svc.Storage.Discard(bg, cur.ArchiveID)
 		}
-		return river.JobCancel(err)
-	default:
-		svc.Store.RecordError(bg, id, err.Error())
-		return err // River retries with backoff
 	}
+	return res
+}
+
+// claim reads a job's row and takes its lease for this worker. A nil
+// lease means the job is not to run now, and res is River's result for
+// it: nil for a job that has already ended, a snooze while another worker
+// holds the lease, or the error.
+func (s *Service) claim(ctx context.Context, riverJobID int64, id string) (e *store.Export, l *lease, res error) {
+	e, err := s.Store.GetExport(ctx, id)
+	if err != nil {
+		return nil, nil, river.JobCancel(err)
+	}
+	if !e.Running() {
+		return nil, nil, nil // already ended (cancelled, or finished by another run)
+	}
+	s.Store.SetJob(ctx, id, riverJobID)
+	l, err = s.acquireLease(ctx, id)
+	if errors.Is(err, store.ErrLeaseHeld) {
+		return nil, nil, river.JobSnooze(s.leaseTTL()) // someone else runs it; look again later
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, l, nil
+}
+
+// settle turns the error of a run (whose lease l was released) into
+// River's result, the same way for every kind of job: a cancelled job
+// or a lost lease ends the run; while shutting down, the job is left to
+// be worked again (an export resumes from its checkpoint); a permanent
+// error ends the job as failed; anything else is retried with backoff.
+// status is the job's final status when it ended for good (cancelled or
+// failed), for the caller's clean-up; "" otherwise.
+func (s *Service) settle(ctx context.Context, l *lease, e *store.Export, err error) (status string, res error) {
+	bg := context.WithoutCancel(ctx)
+	switch {
+	case s.cancelled(bg, e.ID):
+		return store.StatusCancelled, river.JobCancel(errors.New("cancelled"))
+	case l.lost(err):
+		return "", river.JobCancel(fmt.Errorf("%s %s: %w", e.Kind, e.ID, store.ErrLeaseLost)) // the new owner carries on
+	case ctx.Err() != nil:
+		return "", err
+	case isPermanent(err):
+		s.Store.Finish(bg, e.ID, store.StatusFailed, 0, "", err.Error())
+		return store.StatusFailed, river.JobCancel(err)
+	default:
+		s.Store.RecordError(bg, e.ID, err.Error())
+		return "", err
+	}
+}
+
+func (s *Service) cancelled(ctx context.Context, id string) bool {
+	cur, err := s.Store.GetExport(ctx, id)
+	return err == nil && cur.Status == store.StatusCancelled
 }
 
 // run does (or resumes) one export and publishes it.

@@ -59,10 +59,10 @@ func (s *Service) CheckStored(ctx context.Context, e *store.Export) (*StoredArch
 		return nil, fmt.Errorf("export %s is %s: only a completed export has an archive to check", e.ID, e.Status)
 	}
 	key := storage.ArchiveKey(e.Name)
-	if _, err := s.Storage.Stat(ctx, key); errors.Is(err, storage.ErrNotFound) {
+	r, err := s.Storage.Range(ctx, key, 0, -1)
+	if errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("%s is %w: it is gone from storage (deleted by retention or by hand?)", key, ErrDamaged)
 	}
-	r, err := s.Storage.Range(ctx, key, 0, -1)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
@@ -84,15 +84,10 @@ func (s *Service) CheckStored(ctx context.Context, e *store.Export) (*StoredArch
 	if req.Plaintext {
 		return got, nil
 	}
-	kr, err := s.Storage.Range(ctx, key+storage.KeyExt, 0, -1)
+	got.KeyFile, err = s.Storage.ArchiveKeyFile(ctx, e.Name)
 	if errors.Is(err, storage.ErrNotFound) {
 		return got, fmt.Errorf("%s is %w: its key file %s is missing, and without it nobody can open the archive", key, ErrDamaged, key+storage.KeyExt)
 	}
-	if err != nil {
-		return got, fmt.Errorf("read %s%s: %w", key, storage.KeyExt, err)
-	}
-	got.KeyFile, err = io.ReadAll(io.LimitReader(kr, 1<<20))
-	kr.Close()
 	if err != nil {
 		return got, fmt.Errorf("read %s%s: %w", key, storage.KeyExt, err)
 	}

@@ -68,7 +68,7 @@ func (b *Bot) postWhenDone(room id.RoomID, replyTo id.EventID, jobID string) {
 	b.mu.Lock()
 	ctx := b.runCtx
 	b.mu.Unlock()
-	t := time.NewTicker(2 * time.Second)
+	t := time.NewTicker(b.PollInterval)
 	defer t.Stop()
 	for {
 		select {

@@ -104,7 +104,7 @@ func (b *Bot) track(ctx context.Context, exportID string, f followState) {
 		if err != nil {
 			continue
 		}
-		ended := e.Status != store.StatusQueued && e.Status != store.StatusProcessing
+		ended := !e.Running()
 		next := progressText(e, f.Type)
 		if next != text && (ended || text == "" || time.Since(lastEdit) >= b.EditInterval) {
 			if err := b.edit(ctx, f.Room, f.Message, next); err != nil {

@@ -312,6 +312,20 @@ func (s *Store) StagedArchives(ctx context.Context) (map[string]time.Time, error
 	return out, nil
 }
 
+// ArchiveKeyFile reads the wrapped key published beside archive name
+// (ErrNotFound for a plaintext archive, or one whose key file is gone).
+func (s *Store) ArchiveKeyFile(ctx context.Context, name string) ([]byte, error) {
+	if err := CheckName(name); err != nil {
+		return nil, err
+	}
+	r, err := s.Range(ctx, ArchiveKey(name)+KeyExt, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(io.LimitReader(r, 1<<20)) // a key file is a few hundred bytes
+}
+
 // OpenArchive opens a published archive for reading (range reads of the
 // single object).
 func (s *Store) OpenArchive(ctx context.Context, name string) (container.Source, error) {

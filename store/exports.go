@@ -47,6 +47,9 @@ type Export struct {
 	Notify string
 }
 
+// Running reports whether the job has not ended yet (queued or processing).
+func (e *Export) Running() bool { return e.Status == StatusQueued || e.Status == StatusProcessing }
+
 const exportColumns = `id, kind, status, requested_by, via, request, archive_id, name, COALESCE(archive_key, ''), checkpoint,
 	COALESCE(progress, ''), size, sha256, error, attempts, COALESCE(lease_owner, ''), lease_token, lease_until, created_at, updated_at, finished_at, notify`
 

@@ -193,14 +193,9 @@ func (s *service) renderPersonal(ctx context.Context, w io.Writer, purpose, secr
 	if err != nil {
 		return err
 	}
-	kr, err := s.bucket.Range(ctx, storage.ArchiveKey(name)+storage.KeyExt, 0, -1)
+	wrapped, err := s.bucket.ArchiveKeyFile(ctx, name)
 	if err != nil {
 		return fmt.Errorf("the archive's key file is gone: %w", err)
-	}
-	wrapped, err := io.ReadAll(io.LimitReader(kr, 1<<20))
-	kr.Close()
-	if err != nil {
-		return err
 	}
 	src, err := s.bucket.OpenArchive(ctx, name)
 	if err != nil {
