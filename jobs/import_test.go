@@ -203,5 +203,14 @@ func TestCancelImport(t *testing.T) {
 		if j, _ := e.svc.Store.GetExport(ctx, "imp-c"); j.Status != store.StatusCancelled {
 			t.Fatalf("cancelled import: %+v", j)
 		}
+		// An export whose archive was deleted has ended: it can't be
+		// "cancelled" (which once turned it into a cancelled export).
+		e.svc.Store.Finish(ctx, "c-1", store.StatusDeleted, 0, "", "")
+		if err := e.svc.Cancel(ctx, "c-1", "token:ops", "api"); err == nil {
+			t.Error("a deleted export was cancelled")
+		}
+		if j, _ := e.svc.Store.GetExport(ctx, "c-1"); j.Status != store.StatusDeleted {
+			t.Errorf("deleted export after cancel: %s", j.Status)
+		}
 	})
 }

@@ -178,9 +178,8 @@ func (s *Service) Cancel(ctx context.Context, id, actor, via string) error {
 	if err != nil {
 		return err
 	}
-	switch e.Status {
-	case store.StatusCompleted, store.StatusFailed, store.StatusCancelled:
-		return fmt.Errorf("export %s has already ended (%s)", id, e.Status)
+	if !e.Running() {
+		return fmt.Errorf("%s %s has already ended (%s)", e.Kind, id, e.Status)
 	}
 	if err := s.Store.Finish(ctx, id, store.StatusCancelled, 0, "", "cancelled by "+actor); err != nil {
 		return err
