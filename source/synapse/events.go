@@ -33,6 +33,20 @@ func (p *plan) eventCond() string {
 	return rooms + ` AND ` + times
 }
 
+// exported is the SQL condition that the event named by SQL expression id
+// is one the export writes, given that it belongs to room (an expression
+// naming a selected room): Synapse stored it (events and event_json), in
+// that room, and a time range does not leave it out. It takes no
+// parameters, so it fits into any query.
+func (p *plan) exported(id, room string) string {
+	times := ``
+	if p.since != 0 || p.until != 0 {
+		times = fmt.Sprintf(` AND (x.state_key IS NOT NULL OR ((%d = 0 OR x.origin_server_ts >= %[1]d) AND (%d = 0 OR x.origin_server_ts < %[2]d)))`, p.since, p.until)
+	}
+	return `EXISTS (SELECT 1 FROM events x JOIN event_json xj ON xj.event_id = x.event_id
+		WHERE x.event_id = ` + id + ` AND x.room_id = ` + room + times + `)`
+}
+
 func (p *plan) eventArgs() []any { return []any{p.rooms, p.since, p.until} }
 
 // notRejected is the SQL condition that event alias a was not rejected.

@@ -26,6 +26,9 @@ type plan struct {
 	roomVersion  map[string]string
 	roomOrdinal  map[string]uint64
 	since, until int64 // ms; 0: open
+	// absentReported holds the events Synapse never stored that state
+	// entries name and that were reported (omitAbsent).
+	absentReported map[string]bool
 }
 
 // Snapshot IDs: Synapse's state group IDs are used as they are; two more

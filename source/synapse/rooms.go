@@ -56,9 +56,12 @@ func (p *plan) roomsStream() source.Stream {
 // membershipsStream emits each member event of the rooms' current state.
 func (p *plan) membershipsStream() source.Stream {
 	s := p.s
+	// A member event Synapse never stored is left out of the current
+	// state, where it is reported; its membership goes with it.
 	query := `SELECT c.room_id, c.state_key, m.membership, c.event_id, m.sender FROM current_state_events c
 		JOIN room_memberships m ON m.event_id = c.event_id
 		WHERE c.type = 'm.room.member' AND ($1::text[] IS NULL OR c.room_id = ANY($1)) AND ($2::text[] IS NULL OR c.state_key = ANY($2))
+		AND ` + p.exported("c.event_id", "c.room_id") + `
 		AND (c.room_id, c.state_key) > ($3, $4) ORDER BY c.room_id, c.state_key`
 	return source.Stream{
 		Name: "memberships",
@@ -169,6 +172,32 @@ func (p *plan) snapshotsStream() source.Stream {
 	}
 }
 
+// keptGroups is the WITH clause of the state groups that exported events
+// reach: the group of each exported event that is not an outlier (its
+// state, or for a state event the state after it: the parent of its
+// before-snapshot), and their ancestors along delta chains. It uses the
+// parameters of eventCond.
+//
+// Synapse can leave groups that no event reaches: older versions stored a
+// state event's group while computing its context and then dropped the
+// event as a duplicate of the current state. Exporting them would only
+// carry entries naming events that are nowhere.
+func (p *plan) keptGroups() string {
+	rooms := `$1::text[] IS NULL`
+	if p.rooms != nil {
+		rooms = `sg.room_id = ANY($1::text[])`
+	}
+	return `WITH RECURSIVE kept(id) AS (
+		SELECT sg.id FROM state_groups sg WHERE ` + rooms + ` AND EXISTS (SELECT 1 FROM event_to_state_groups eg
+			JOIN events e ON e.event_id = eg.event_id JOIN event_json ej ON ej.event_id = eg.event_id
+			WHERE eg.state_group = sg.id AND NOT e.outlier AND ` + p.eventCond() + `)
+		UNION
+		SELECT ed.prev_state_group FROM state_group_edges ed JOIN kept k ON ed.state_group = k.id)`
+}
+
+// stateGroups emits the groups of keptGroups. An entry naming an event the
+// export does not hold (one Synapse never stored) is left out, so that the
+// key keeps its value from the parent group, and reported.
 func (p *plan) stateGroups(ctx context.Context, after int64, sink source.Sink) error {
 	var cur *archive.StateSnapshot
 	flush := func() error {
@@ -182,14 +211,17 @@ func (p *plan) stateGroups(ctx context.Context, after int64, sink source.Sink) e
 		cur = nil
 		return sink.Checkpoint(source.EncodeCursor(snapshotCursor{Phase: 0, After: id}))
 	}
-	err := p.s.each(ctx, `SELECT g.id, g.room_id, COALESCE(e.prev_state_group, 0), s.type, s.state_key, s.event_id
-		FROM state_groups g LEFT JOIN state_group_edges e ON e.state_group = g.id
+	args := append(p.eventArgs(), after)
+	err := p.s.each(ctx, p.keptGroups()+`
+		SELECT g.id, g.room_id, COALESCE(ed.prev_state_group, 0), s.type, s.state_key, s.event_id, `+p.exported("s.event_id", "g.room_id")+`
+		FROM state_groups g LEFT JOIN state_group_edges ed ON ed.state_group = g.id
 		LEFT JOIN state_groups_state s ON s.state_group = g.id
-		WHERE ($1::text[] IS NULL OR g.room_id = ANY($1)) AND g.id > $2 ORDER BY g.id, s.type, s.state_key`, []any{p.rooms, after}, func(rows pgx.Rows) error {
+		WHERE g.id IN (SELECT id FROM kept) AND g.id > $`+fmt.Sprint(len(args))+` ORDER BY g.id, s.type, s.state_key`, args, func(rows pgx.Rows) error {
 		var id, parent int64
 		var room string
 		var typ, key, ev *string
-		if err := rows.Scan(&id, &room, &parent, &typ, &key, &ev); err != nil {
+		var stored bool
+		if err := rows.Scan(&id, &room, &parent, &typ, &key, &ev, &stored); err != nil {
 			return err
 		}
 		if cur == nil || cur.ID != uint64(id) {
@@ -198,7 +230,15 @@ func (p *plan) stateGroups(ctx context.Context, after int64, sink source.Sink) e
 			}
 			cur = &archive.StateSnapshot{ID: uint64(id), RoomID: room, Parent: uint64(parent)}
 		}
-		if typ != nil {
+		switch {
+		case typ == nil:
+		case !stored:
+			effect := "the key is left out"
+			if parent != 0 {
+				effect = "the key keeps its value from the group before"
+			}
+			return p.omitAbsent(sink, *ev, fmt.Sprintf("state group %d of %s names it for (%s, %q); %s", id, room, *typ, *key, effect))
+		default:
 			cur.Set = append(cur.Set, archive.StateEntry{Type: *typ, StateKey: *key, EventID: *ev})
 		}
 		return nil
@@ -207,6 +247,26 @@ func (p *plan) stateGroups(ctx context.Context, after int64, sink source.Sink) e
 		return err
 	}
 	return flush()
+}
+
+// maxAbsentReported bounds the event IDs omitAbsent remembers to report
+// each absent event once; past it, an event is reported per entry.
+const maxAbsentReported = 10_000
+
+// omitAbsent reports a state entry naming an event Synapse never stored,
+// once per event ID.
+func (p *plan) omitAbsent(sink source.Sink, eventID, where string) error {
+	if p.absentReported[eventID] {
+		return nil
+	}
+	if p.absentReported == nil {
+		p.absentReported = map[string]bool{}
+	}
+	if len(p.absentReported) < maxAbsentReported {
+		p.absentReported[eventID] = true
+	}
+	return omit(sink, "source_missing", archive.SectionStateSnapshots, eventID,
+		where+": Synapse never stored the event (older versions kept the state group of an event they then dropped as a duplicate), so the entry is left out")
 }
 
 func (p *plan) beforeSnapshots(ctx context.Context, after int64, sink source.Sink) error {
@@ -220,13 +280,15 @@ func (p *plan) beforeSnapshots(ctx context.Context, after int64, sink source.Sin
 		byGroups = ` AND e.event_id IN (SELECT gs.event_id FROM state_groups sg JOIN state_groups_state gs ON gs.state_group = sg.id
 			WHERE sg.room_id = ANY($1::text[]))`
 	}
-	return p.s.each(ctx, `SELECT e.stream_ordering, e.room_id, e.type, e.state_key, g.state_group, j.json
+	return p.s.each(ctx, `SELECT e.stream_ordering, e.event_id, e.room_id, e.type, e.state_key, g.state_group, j.json,
+		`+p.exported(`(j.json::json -> 'unsigned' ->> 'replaces_state')`, "e.room_id")+`
 		FROM events e JOIN event_to_state_groups g ON g.event_id = e.event_id JOIN event_json j ON j.event_id = e.event_id
 		WHERE e.state_key IS NOT NULL AND NOT e.outlier AND `+p.notRejected("e")+` AND `+p.eventCond()+byGroups+`
 		AND e.stream_ordering > $`+fmt.Sprint(len(args))+` ORDER BY e.stream_ordering`, args, func(rows pgx.Rows) error {
 		var so, group int64
-		var room, typ, key, js string
-		if err := rows.Scan(&so, &room, &typ, &key, &group, &js); err != nil {
+		var id, room, typ, key, js string
+		var replacedStored bool
+		if err := rows.Scan(&so, &id, &room, &typ, &key, &group, &js, &replacedStored); err != nil {
 			return err
 		}
 		var ev struct {
@@ -238,10 +300,15 @@ func (p *plan) beforeSnapshots(ctx context.Context, after int64, sink source.Sin
 			return fmt.Errorf("state event at stream ordering %d: %w", so, err)
 		}
 		snap := &archive.StateSnapshot{ID: beforeSnapshotID(so), RoomID: room, Parent: uint64(group)}
-		if r := ev.Unsigned.ReplacesState; r != "" {
+		if r := ev.Unsigned.ReplacesState; r != "" && replacedStored {
 			snap.Set = []archive.StateEntry{{Type: typ, StateKey: key, EventID: r}}
 		} else {
 			snap.Remove = []archive.StateKey{{Type: typ, StateKey: key}}
+			if r != "" {
+				if err := p.omitAbsent(sink, r, fmt.Sprintf("state event %s of %s replaced it as (%s, %q); the state before %[1]s lacks the key", id, room, typ, key)); err != nil {
+					return err
+				}
+			}
 		}
 		if err := sink.Record(archive.SectionStateSnapshots, snap); err != nil {
 			return err
@@ -262,11 +329,12 @@ func (p *plan) currentState(ctx context.Context, sink source.Sink) error {
 		cur = nil
 		return err
 	}
-	err := p.s.each(ctx, `SELECT room_id, type, state_key, event_id FROM current_state_events
-		WHERE ($1::text[] IS NULL OR room_id = ANY($1)) ORDER BY room_id, type, state_key`, []any{p.rooms}, func(rows pgx.Rows) error {
+	err := p.s.each(ctx, `SELECT c.room_id, c.type, c.state_key, c.event_id, `+p.exported("c.event_id", "c.room_id")+` FROM current_state_events c
+		WHERE ($1::text[] IS NULL OR c.room_id = ANY($1)) ORDER BY c.room_id, c.type, c.state_key`, []any{p.rooms}, func(rows pgx.Rows) error {
 		var e archive.StateEntry
 		var room string
-		if err := rows.Scan(&room, &e.Type, &e.StateKey, &e.EventID); err != nil {
+		var stored bool
+		if err := rows.Scan(&room, &e.Type, &e.StateKey, &e.EventID, &stored); err != nil {
 			return err
 		}
 		if cur == nil || cur.RoomID != room {
@@ -278,6 +346,9 @@ func (p *plan) currentState(ctx context.Context, sink source.Sink) error {
 				return nil // state of a room without a rooms row: not exported
 			}
 			cur = &archive.StateSnapshot{ID: currentSnapshotBase | ord, RoomID: room}
+		}
+		if !stored {
+			return p.omitAbsent(sink, e.EventID, fmt.Sprintf("the current state of %s names it for (%s, %q); the key is left out", room, e.Type, e.StateKey))
 		}
 		cur.Set = append(cur.Set, e)
 		return nil
