@@ -2,7 +2,8 @@
 //
 //	POST   /api/v1/exports        create an export (role admin)
 //	GET    /api/v1/exports        list exports (admin, reader)
-//	GET    /api/v1/exports/{id}   status, progress, size, checksum, link when done
+//	GET    /api/v1/exports/{id}   status, progress, size, checksum (admin: and a download link when done)
+//	POST   /api/v1/exports/{id}/link  a fresh download link for a completed export (admin)
 //	DELETE /api/v1/exports/{id}   cancel a running export, or delete a finished one's archive (admin)
 //	POST   /api/v1/exports/{id}/verify  queue a verification of a finished export's archive (admin)
 //	POST   /api/v1/imports        queue an import of a published archive into a configured target (admin)
@@ -12,9 +13,13 @@
 //	GET    /metrics               Prometheus metrics
 //	GET    /healthz               liveness (and the state database is reachable)
 //	GET    /download/...          signed download links (package links)
+//	GET    /reveal/...            one-time secret links (package links)
 //
 // Requests carry "Authorization: Bearer <token>"; tokens come from the
-// config, each with a role. Every client is rate limited. Errors are JSON
+// config, each with a role. Every client is rate limited: API callers by
+// token, /download and /reveal by client address (X-Forwarded-For counts
+// only from TrustedProxies), and refusals of the latter are audited as one
+// row per address and minute. Errors are JSON
 // {"errcode": "...", "error": "what is wrong and what to do"}.
 package api
 
@@ -46,8 +51,16 @@ import (
 
 // Roles of API tokens.
 const (
-	RoleAdmin  = "admin"  // everything
-	RoleReader = "reader" // list and status
+	RoleAdmin  = "admin"  // everything, download links included
+	RoleReader = "reader" // list and status, without download links
+)
+
+// Limits of /download and /reveal per client address: linkBurst requests
+// at once, then linkRate a second. Enough for a download manager's
+// parallel ranges and a person's clicks; a flood gets 429.
+const (
+	linkRate  = 1
+	linkBurst = 20
 )
 
 // Token is an API token from the config.
@@ -68,14 +81,26 @@ type Server struct {
 	Links   *links.Handler
 	BaseURL string
 	LinkTTL time.Duration
+	// Reveal, if set, serves one-time secret links (links.RevealHandler).
+	Reveal http.Handler
 	// Rate limit per client: Rate requests per second, Burst at once.
 	Rate  float64
 	Burst int
+	// TrustedProxies are the addresses (or CIDR prefixes) of reverse
+	// proxies whose X-Forwarded-For names the client (api.trusted_proxies).
+	TrustedProxies []string
+	// RefusalWindow is how long refused /download and /reveal requests of
+	// one address are counted before their audit row is written (default a
+	// minute).
+	RefusalWindow time.Duration
 
-	once    sync.Once
-	mux     *http.ServeMux
-	limiter *ratelimit.Limiter
-	hashes  []tokenHash
+	once     sync.Once
+	mux      *http.ServeMux
+	limiter  *ratelimit.Limiter
+	links    *ratelimit.Limiter // /download and /reveal, per client address
+	refusals *ratelimit.Tally
+	clients  ratelimit.Clients
+	hashes   []tokenHash
 }
 
 type tokenHash struct {
@@ -101,6 +126,15 @@ func (s *Server) init() {
 		s.LinkTTL = 24 * time.Hour
 	}
 	s.limiter = ratelimit.New(s.Rate, s.Burst)
+	s.links = ratelimit.New(linkRate, linkBurst)
+	s.clients.Trusted, _ = ratelimit.ParsePrefixes(s.TrustedProxies) // config.Validate reports bad entries
+	st := s.Jobs.Store
+	s.refusals = &ratelimit.Tally{Window: s.RefusalWindow, Report: func(key string, n int, from, to time.Time) {
+		action, addr, _ := strings.Cut(key, " ")
+		st.Audit(context.Background(), store.AuditEntry{At: from, Actor: "link", Via: action + " " + addr, Action: action,
+			Outcome: "refused (429)", Detail: fmt.Sprintf("%d requests refused by the rate limit from %s to %s", n,
+				from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))})
+	}}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&storeCollector{s: s.Jobs.Store}, prometheus.NewGoCollector())
 	m := http.NewServeMux()
@@ -109,6 +143,7 @@ func (s *Server) init() {
 	m.Handle("POST /api/v1/exports", s.auth(RoleAdmin, s.create))
 	m.Handle("GET /api/v1/exports", s.auth(RoleReader, s.list))
 	m.Handle("GET /api/v1/exports/{id}", s.auth(RoleReader, s.status))
+	m.Handle("POST /api/v1/exports/{id}/link", s.auth(RoleAdmin, s.link))
 	m.Handle("DELETE /api/v1/exports/{id}", s.auth(RoleAdmin, s.remove))
 	m.Handle("POST /api/v1/exports/{id}/verify", s.auth(RoleAdmin, s.verify))
 	m.Handle("POST /api/v1/imports", s.auth(RoleAdmin, s.createImport))
@@ -117,7 +152,6 @@ func (s *Server) init() {
 	m.Handle("DELETE /api/v1/jobs/{id}", s.auth(RoleAdmin, s.cancelJob))
 	if s.Links != nil {
 		if s.Links.Audit == nil {
-			st := s.Jobs.Store
 			s.Links.Audit = func(d links.Download) {
 				outcome, detail := "ok", d.Range
 				if d.Err != nil {
@@ -127,7 +161,10 @@ func (s *Server) init() {
 					Action: "download", Target: d.Key, Outcome: fmt.Sprintf("%s (%d)", outcome, d.Status), Detail: detail})
 			}
 		}
-		m.Handle(links.Path, s.Links)
+		m.Handle(links.Path, s.limitLinks("download", s.Links))
+	}
+	if s.Reveal != nil {
+		m.Handle(links.RevealPath, s.limitLinks("secret.reveal", s.Reveal))
 	}
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "M_UNRECOGNIZED", fmt.Sprintf("no endpoint %s %s: see /api/v1/exports", r.Method, r.URL.Path))
@@ -142,7 +179,7 @@ func (s *Server) auth(need string, h func(http.ResponseWriter, *http.Request, ca
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || bearer == "" {
-			if !s.limiter.Allow("anon:" + clientIP(r)) {
+			if !s.limiter.Allow("anon:" + ratelimit.Key(s.clients.Addr(r))) {
 				tooMany(w)
 				return
 			}
@@ -157,11 +194,12 @@ func (s *Server) auth(need string, h func(http.ResponseWriter, *http.Request, ca
 			}
 		}
 		if c == nil {
-			if !s.limiter.Allow("anon:" + clientIP(r)) {
+			addr := s.clients.Addr(r)
+			if !s.limiter.Allow("anon:" + ratelimit.Key(addr)) {
 				tooMany(w)
 				return
 			}
-			s.Jobs.Store.Audit(r.Context(), store.AuditEntry{Actor: "unknown token", Via: "api " + clientIP(r), Action: r.Method + " " + r.URL.Path, Outcome: "refused", Detail: "unknown token"})
+			s.Jobs.Store.Audit(r.Context(), store.AuditEntry{Actor: "unknown token", Via: "api " + addr, Action: r.Method + " " + r.URL.Path, Outcome: "refused", Detail: "unknown token"})
 			writeError(w, http.StatusUnauthorized, "M_UNKNOWN_TOKEN", "this API token is not valid")
 			return
 		}
@@ -178,12 +216,23 @@ func (s *Server) auth(need string, h func(http.ResponseWriter, *http.Request, ca
 	})
 }
 
-func clientIP(r *http.Request) string {
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i > 0 {
-		host = host[:i]
-	}
-	return host
+// limitLinks rate-limits h (/download, /reveal) by client address. A
+// refused request gets 429 with Retry-After and is only counted: one audit
+// row per address and window says how many were refused. The requests let
+// through see the client address as RemoteAddr (their audit rows name it).
+func (s *Server) limitLinks(action string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		addr := s.clients.Addr(r)
+		if ok, wait := s.links.Take(action + " " + ratelimit.Key(addr)); !ok {
+			s.refusals.Add(action + " " + addr)
+			w.Header().Set("Retry-After", strconv.Itoa(int(max(1, wait.Round(time.Second)/time.Second))))
+			http.Error(w, "429 too many requests from your address: wait a moment and retry", http.StatusTooManyRequests)
+			return
+		}
+		r2 := r.WithContext(r.Context()) // a shallow copy
+		r2.RemoteAddr = addr
+		h.ServeHTTP(w, r2)
+	})
 }
 
 func tooMany(w http.ResponseWriter) {
@@ -278,7 +327,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, c caller) {
 		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusAccepted, s.view(r.Context(), e))
+	writeJSON(w, http.StatusAccepted, s.view(r.Context(), e, c))
 }
 
 func (s *Server) toJob(req ExportRequest) (jobs.Request, error) {
@@ -340,7 +389,9 @@ type ExportView struct {
 	FinishedAt          *time.Time     `json:"finished_at,omitempty"`
 }
 
-func (s *Server) view(ctx context.Context, e *store.Export) ExportView {
+// view is what c sees of e: a completed export's download link only if c
+// is an admin (a link opens the archive, a plaintext one to anybody).
+func (s *Server) view(ctx context.Context, e *store.Export, c caller) ExportView {
 	v := ExportView{ExportID: e.ID, Kind: e.Kind, Status: e.Status, Name: e.Name, Size: e.Size, SHA256: e.SHA256, Error: e.Error,
 		RequestedBy: e.RequestedBy, CreatedAt: e.CreatedAt}
 	if e.Progress != "" {
@@ -360,23 +411,45 @@ func (s *Server) view(ctx context.Context, e *store.Export) ExportView {
 	if e.Status == store.StatusCompleted {
 		v.Progress = 100
 	}
-	if e.Status == store.StatusCompleted && e.Kind == store.KindExport {
-		if s.Links != nil {
-			if u, exp, err := s.Links.Link(ctx, s.BaseURL, storage.ArchiveKey(e.Name), s.LinkTTL); err == nil {
-				v.Link, v.LinkExpires = u, &exp
-			}
+	if e.Status == store.StatusCompleted && e.Kind == store.KindExport && c.role == RoleAdmin && s.Links != nil {
+		if u, exp, err := s.Links.Link(ctx, s.BaseURL, storage.ArchiveKey(e.Name), s.LinkTTL); err == nil {
+			v.Link, v.LinkExpires = u, &exp
 		}
 	}
 	return v
 }
 
-func (s *Server) list(w http.ResponseWriter, r *http.Request, _ caller) {
-	s.listKind(w, r, store.KindExport, "exports")
+// link mints a fresh download link for a completed export (admin only).
+func (s *Server) link(w http.ResponseWriter, r *http.Request, c caller) {
+	e, ok := s.lookup(w, r, store.KindExport)
+	if !ok {
+		return
+	}
+	if e.Status != store.StatusCompleted {
+		writeError(w, http.StatusConflict, "M_CONFLICT", fmt.Sprintf("export %s is %s: only a completed export has an archive to link to", e.ID, e.Status))
+		return
+	}
+	if s.Links == nil {
+		writeError(w, http.StatusNotImplemented, "M_UNRECOGNIZED", "this Ferry serves no download links")
+		return
+	}
+	u, exp, err := s.Links.Link(r.Context(), s.BaseURL, storage.ArchiveKey(e.Name), s.LinkTTL)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", err.Error())
+		return
+	}
+	s.Jobs.Store.Audit(r.Context(), store.AuditEntry{Actor: "token:" + c.name, Via: "api", Action: "link.create", Target: e.ID, Outcome: "ok",
+		Detail: "expires " + exp.Format(time.RFC3339)})
+	writeJSON(w, http.StatusOK, map[string]any{"export_id": e.ID, "link": u, "link_expires": exp})
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, c caller) {
+	s.listKind(w, r, c, store.KindExport, "exports")
 }
 
 // listKind answers with the newest jobs of kind ("" for all) under key,
 // at most ?limit= of them (default 50).
-func (s *Server) listKind(w http.ResponseWriter, r *http.Request, kind, key string) {
+func (s *Server) listKind(w http.ResponseWriter, r *http.Request, c caller, kind, key string) {
 	limit := 50
 	if l := r.URL.Query().Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
@@ -393,14 +466,14 @@ func (s *Server) listKind(w http.ResponseWriter, r *http.Request, kind, key stri
 	}
 	out := make([]ExportView, 0, len(list))
 	for _, e := range list {
-		out = append(out, s.view(r.Context(), e))
+		out = append(out, s.view(r.Context(), e, c))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{key: out})
 }
 
-func (s *Server) status(w http.ResponseWriter, r *http.Request, _ caller) {
+func (s *Server) status(w http.ResponseWriter, r *http.Request, c caller) {
 	if e, ok := s.lookup(w, r, store.KindExport); ok {
-		writeJSON(w, http.StatusOK, s.view(r.Context(), e))
+		writeJSON(w, http.StatusOK, s.view(r.Context(), e, c))
 	}
 }
 
@@ -442,7 +515,7 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request, c caller) {
 			return
 		}
 		e, _ = s.Jobs.Store.GetExport(ctx, id)
-		writeJSON(w, http.StatusOK, s.view(ctx, e))
+		writeJSON(w, http.StatusOK, s.view(ctx, e, c))
 	case store.StatusCompleted:
 		key := storage.ArchiveKey(e.Name)
 		if err := s.Jobs.Storage.Delete(ctx, key); err != nil {

@@ -33,6 +33,7 @@ type apiEnv struct {
 	srv       *httptest.Server
 	fake      *sourcetest.Fake
 	svc       *jobs.Service
+	server    *Server
 	recipient string
 }
 
@@ -60,12 +61,12 @@ func newEnv(t testing.TB, rate float64, burst int) *apiEnv {
 	signer, _ := links.NewSigner(bytes.Repeat([]byte{9}, 32), nil)
 	s := &Server{Jobs: svc, Source: "fake", Rate: rate, Burst: burst,
 		Tokens: []Token{{Name: "ops", Role: RoleAdmin, Secret: adminToken}, {Name: "dash", Role: RoleReader, Secret: readerToken}},
-		Links:  &links.Handler{Store: bucket, Signer: signer}}
+		Links:  &links.Handler{Store: bucket, Signer: signer}, Reveal: &links.RevealHandler{Store: st}}
 	srv := httptest.NewServer(s.Handler())
 	s.BaseURL = srv.URL
 	t.Cleanup(srv.Close)
 	id, _ := age.GenerateX25519Identity()
-	return &apiEnv{srv: srv, fake: fake, svc: svc, recipient: id.Recipient().String()}
+	return &apiEnv{srv: srv, fake: fake, svc: svc, server: s, recipient: id.Recipient().String()}
 }
 
 func (e *apiEnv) do(t testing.TB, method, path, token, body string) (int, map[string]any) {
@@ -152,7 +153,7 @@ func TestExportLifecycle(t *testing.T) {
 	id := out["export_id"].(string)
 	var status map[string]any
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		_, status = e.do(t, "GET", "/api/v1/exports/"+id, readerToken, "")
+		_, status = e.do(t, "GET", "/api/v1/exports/"+id, adminToken, "")
 		if status["status"] == "completed" || status["status"] == "failed" {
 			break
 		}

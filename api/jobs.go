@@ -39,7 +39,7 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request, c caller) 
 		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusAccepted, s.view(r.Context(), e))
+	writeJSON(w, http.StatusAccepted, s.view(r.Context(), e, c))
 }
 
 func (s *Server) verify(w http.ResponseWriter, r *http.Request, c caller) {
@@ -51,10 +51,10 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request, c caller) {
 		writeError(w, http.StatusConflict, "M_CONFLICT", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusAccepted, s.view(r.Context(), e))
+	writeJSON(w, http.StatusAccepted, s.view(r.Context(), e, c))
 }
 
-func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, _ caller) {
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, c caller) {
 	kind := r.URL.Query().Get("kind")
 	switch kind {
 	case "", store.KindExport, store.KindImport, store.KindVerify:
@@ -62,12 +62,12 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, _ caller) {
 		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", fmt.Sprintf("kind %q: use export, import or verify", kind))
 		return
 	}
-	s.listKind(w, r, kind, "jobs")
+	s.listKind(w, r, c, kind, "jobs")
 }
 
-func (s *Server) jobStatus(w http.ResponseWriter, r *http.Request, _ caller) {
+func (s *Server) jobStatus(w http.ResponseWriter, r *http.Request, c caller) {
 	if e, ok := s.lookup(w, r, ""); ok {
-		writeJSON(w, http.StatusOK, s.view(r.Context(), e))
+		writeJSON(w, http.StatusOK, s.view(r.Context(), e, c))
 	}
 }
 
@@ -82,5 +82,5 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, c caller) {
 		return
 	}
 	e, _ := s.Jobs.Store.GetExport(ctx, id)
-	writeJSON(w, http.StatusOK, s.view(ctx, e))
+	writeJSON(w, http.StatusOK, s.view(ctx, e, c))
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/ferry-matrix/ferry/archive/keywrap"
+	"github.com/ferry-matrix/ferry/internal/ratelimit"
 )
 
 // Example is the commented example configuration.
@@ -47,6 +49,10 @@ type API struct {
 	Tokens    []APIToken `yaml:"tokens"`
 	// RatePerSecond each client may make (burst: twice that).
 	RatePerSecond float64 `yaml:"rate_per_second"`
+	// TrustedProxies are the reverse proxies (addresses or CIDR prefixes)
+	// whose X-Forwarded-For names the client; from anywhere else the
+	// header is ignored. Rate limits and the audit log use that address.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // APIToken is one bearer token with a role (admin or reader).
@@ -94,6 +100,9 @@ type Storage struct {
 	URL            string   `yaml:"url"`
 	LinkLifetime   Duration `yaml:"link_lifetime"`
 	LinkSecretFile string   `yaml:"link_secret_file"`
+	// ImportFrom are further bucket URLs (with their prefix) that the
+	// bot's `!import URL` may read archives from, beside URL itself.
+	ImportFrom []string `yaml:"import_from"`
 }
 
 type Encryption struct {
@@ -117,6 +126,12 @@ type ImportTarget struct {
 
 type State struct {
 	Database Secret `yaml:"database"`
+	// KeyFile holds the key that seals the secrets kept in the state
+	// database (key lines of running jobs, unrevealed personal-export
+	// keys); created (0600) if missing. Default: state.key beside
+	// storage.link_secret_file. Every instance sharing a database needs
+	// the same file.
+	KeyFile string `yaml:"key_file"`
 }
 
 type Schedule struct {
@@ -171,6 +186,9 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 func (c *Config) Defaults() {
 	if c.Storage.URL == "" {
 		c.Storage.URL = "file:///var/lib/ferry/archives"
+	}
+	if c.State.KeyFile == "" && c.Storage.LinkSecretFile != "" {
+		c.State.KeyFile = filepath.Join(filepath.Dir(c.Storage.LinkSecretFile), "state.key")
 	}
 	if c.Storage.LinkLifetime == 0 {
 		c.Storage.LinkLifetime = Duration(24 * time.Hour)
@@ -356,6 +374,14 @@ func (c *Config) ValidateService() error {
 			bad(key+".token", "still the example placeholder: use a long random value")
 		} else if len(t.Token) < 32 {
 			bad(key+".token", "too short to be secret (%d characters; use 32 or more)", len(t.Token))
+		}
+	}
+	if _, err := ratelimit.ParsePrefixes(c.API.TrustedProxies); err != nil {
+		bad("api.trusted_proxies", "%v", err)
+	}
+	for i, u := range c.Storage.ImportFrom {
+		if _, err := url.Parse(u); err != nil || !strings.Contains(u, "://") {
+			bad(fmt.Sprintf("storage.import_from[%d]", i), "%q is not a bucket URL (file:///path, s3://bucket/prefix?...)", u)
 		}
 	}
 	if c.API.PublicURL != "" {

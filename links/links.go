@@ -1,8 +1,8 @@
 // Package links makes download links that expire and cannot be forged, for
 // stores that cannot presign URLs themselves (file://, the embedded
 // default): Ferry serves /download/<token>/<file name> with HMAC-SHA256
-// signed, single-object tokens, Range requests (resumable and progressive
-// downloads) and an audit callback for every download.
+// signed, single-object tokens, Range requests of one range (resumable and
+// progressive downloads) and an audit callback for every download.
 package links
 
 import (
@@ -125,7 +125,7 @@ func (s *Signer) Verify(token string) (string, time.Time, error) {
 type Download struct {
 	Key        string
 	RemoteAddr string
-	Range      string
+	Range      string // as asked for, cut to maxRangeAudit bytes
 	Status     int
 	Err        error
 	At         time.Time
@@ -167,8 +167,19 @@ func (h *Handler) Link(ctx context.Context, baseURL, key string, ttl time.Durati
 	return u, exp, err
 }
 
+// maxRangeAudit is how much of a Range header the audit record keeps.
+const maxRangeAudit = 200
+
+// ServeHTTP serves one archive. A Range of one range is answered with 206
+// and that range; a Range of several ranges is ignored (RFC 9110 lets a
+// server do so) and answered with the whole archive, 200: net/http would
+// otherwise serve every part of a multipart answer, and 200,000 parts of
+// one byte cost seconds of CPU for one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := Download{RemoteAddr: r.RemoteAddr, Range: r.Header.Get("Range"), At: time.Now()}
+	if len(rec.Range) > maxRangeAudit {
+		rec.Range = rec.Range[:maxRangeAudit] + "…"
+	}
 	defer func() {
 		if h.Audit != nil {
 			h.Audit(rec)
@@ -196,6 +207,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", path.Base(key)))
 	w.Header().Set("Cache-Control", "private, no-store")
+	if strings.Contains(r.Header.Get("Range"), ",") {
+		r = r.Clone(r.Context())
+		r.Header.Del("Range")
+	}
 	rs := &objectReadSeeker{ctx: r.Context(), store: h.Store, key: key, size: obj.Size}
 	defer rs.Close()
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}

@@ -92,6 +92,7 @@ func (s *Store) CreateExport(ctx context.Context, e *Export) error {
 		return fmt.Errorf("record export %s: %w", e.ID, err)
 	}
 	e.Status = StatusQueued
+	e.CreatedAt, e.UpdatedAt = time.UnixMilli(now), time.UnixMilli(now)
 	return nil
 }
 

@@ -171,9 +171,9 @@ func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.
 		tokens = append(tokens, api.Token{Name: t.Name, Role: t.Role, Secret: string(t.Token)})
 	}
 	a := &api.Server{Jobs: s.jobs, Tokens: tokens, Source: cfg.Homeserver.Implementation, Links: s.links,
-		BaseURL: cfg.API.PublicURL, LinkTTL: time.Duration(cfg.Storage.LinkLifetime), Rate: cfg.API.RatePerSecond, Burst: int(2 * cfg.API.RatePerSecond)}
+		BaseURL: cfg.API.PublicURL, LinkTTL: time.Duration(cfg.Storage.LinkLifetime), Rate: cfg.API.RatePerSecond, Burst: int(2 * cfg.API.RatePerSecond),
+		TrustedProxies: cfg.API.TrustedProxies, Reveal: &links.RevealHandler{Store: s.state, Render: s.renderPersonal}}
 	mux := http.NewServeMux()
-	mux.Handle(links.RevealPath, &links.RevealHandler{Store: s.state, Render: s.renderPersonal})
 	mux.Handle("/", a.Handler())
 	s.handler = mux
 	return s, nil
