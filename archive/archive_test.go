@@ -95,7 +95,7 @@ func TestGoldenPlaintextIsDeterministic(t *testing.T) {
 	if !bytes.Equal(a, b) {
 		t.Fatal("same data gave different archive bytes")
 	}
-	golden := filepath.Join("testdata", "golden", "sample-v1-plain.ferry")
+	golden := filepath.Join("testdata", "golden", "sample-v1.1-plain.ferry")
 	if os.Getenv("FERRY_UPDATE_GOLDEN") != "" {
 		os.MkdirAll(filepath.Dir(golden), 0o755)
 		if err := os.WriteFile(golden, a, 0o644); err != nil {

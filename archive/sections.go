@@ -3,16 +3,18 @@ package archive
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 )
 
 // FormatVersion is the major version of the archive format this package
 // writes and the only one it reads. FormatRevision counts compatible
-// additions within it.
+// revisions within it: this package writes revision 1 and reads 0 and 1
+// (revision 0's media layout is mapped on reading, see upgradeBlobPath).
 const (
 	FormatVersion  = 1
-	FormatRevision = 0
+	FormatRevision = 1
 	FormatMagic    = "org.matrix.msc2783.archive"
 )
 
@@ -41,7 +43,8 @@ const (
 	SectionOmissions      = "m.omissions/omissions"
 	CoreFile              = "m.core.json"
 	ManifestFile          = "manifest.json"
-	mediaBlobDir          = "m.media/files/"
+	mediaFileDir          = "m.media/files/"
+	mediaThumbnailDir     = "m.media/thumbnails/"
 	sectionFileExt        = ".cbor"
 )
 
@@ -138,12 +141,58 @@ func parseSectionFile(path string) (name string, n int, ok bool) {
 	return base[:dot], n, true
 }
 
-// MediaBlobPath is where the file of a media item (or one of its thumbnails)
-// lives in the archive.
+// MediaBlobPath is where the file of a media item (thumbnail "") or one of
+// its thumbnails lives in the archive (format 1.1):
+// m.media/files/<origin>/<media_id> and
+// m.media/thumbnails/<origin>/<media_id>/<name>. Files and thumbnails live
+// in separate trees so that no blob path is a directory of another, and an
+// archive extracts onto a filesystem.
 func MediaBlobPath(origin, mediaID, thumbnail string) string {
-	p := mediaBlobDir + origin + "/" + mediaID
-	if thumbnail != "" {
-		p += "/thumbnails/" + thumbnail
+	if thumbnail == "" {
+		return mediaFileDir + origin + "/" + mediaID
+	}
+	return mediaThumbnailDir + origin + "/" + mediaID + "/" + thumbnail
+}
+
+// isBlobPath says whether p lies in one of the media blob trees.
+func isBlobPath(p string) bool {
+	return strings.HasPrefix(p, mediaFileDir) && len(p) > len(mediaFileDir) ||
+		strings.HasPrefix(p, mediaThumbnailDir) && len(p) > len(mediaThumbnailDir)
+}
+
+// checkBlobPath reports whether p has exactly the shape MediaBlobPath gives:
+// a file at files/<origin>/<media_id>, a thumbnail at
+// thumbnails/<origin>/<media_id>/<name>, every segment non-empty.
+func checkBlobPath(p string) error {
+	want, rest := 2, ""
+	switch {
+	case strings.HasPrefix(p, mediaFileDir):
+		rest = p[len(mediaFileDir):]
+	case strings.HasPrefix(p, mediaThumbnailDir):
+		want, rest = 3, p[len(mediaThumbnailDir):]
+	default:
+		return fmt.Errorf("blob path %q is not under %s or %s", p, mediaFileDir, mediaThumbnailDir)
+	}
+	segs := strings.Split(rest, "/")
+	if len(segs) != want || slices.Contains(segs, "") {
+		return fmt.Errorf("blob path %q is not %s<origin>/<media_id> or %s<origin>/<media_id>/<thumbnail>", p, mediaFileDir, mediaThumbnailDir)
+	}
+	return checkMemberPath(p)
+}
+
+// upgradeBlobPath maps a format 1.0 blob path to its 1.1 place. Revision 0
+// kept thumbnails inside the file's own path
+// (m.media/files/<origin>/<media_id>/thumbnails/<name>), which made the
+// file and the directory of its thumbnails collide on a filesystem; files
+// themselves did not move.
+func upgradeBlobPath(p string) string {
+	rest, ok := strings.CutPrefix(p, mediaFileDir)
+	if !ok {
+		return p
+	}
+	segs := strings.Split(rest, "/")
+	if len(segs) == 4 && segs[2] == "thumbnails" {
+		return MediaBlobPath(segs[0], segs[1], segs[3])
 	}
 	return p
 }

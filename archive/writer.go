@@ -423,8 +423,8 @@ func (w *Writer) AddBlob(path string, size int64, r io.Reader) (string, error) {
 	if w.err != nil {
 		return "", w.err
 	}
-	if !isBlobPath(path) || checkMemberPath(path) != nil {
-		return "", fmt.Errorf("blob path %q must be a clean path under %s", path, mediaBlobDir)
+	if err := checkBlobPath(path); err != nil {
+		return "", fmt.Errorf("%w (see MediaBlobPath)", err)
 	}
 	if err := w.drain(); err != nil {
 		return "", err
@@ -441,10 +441,6 @@ func (w *Writer) AddBlob(path string, size int64, r io.Reader) (string, error) {
 	w.blobBytes += size
 	w.touchItem("m.media")
 	return sum, nil
-}
-
-func isBlobPath(p string) bool {
-	return len(p) > len(mediaBlobDir) && p[:len(mediaBlobDir)] == mediaBlobDir
 }
 
 func (w *Writer) ensurePart() error {

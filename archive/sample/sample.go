@@ -56,8 +56,17 @@ func Write(w *archive.Writer, messages int) error {
 	if err != nil {
 		return err
 	}
+	// A thumbnail beside the file: the layout must keep the two apart.
+	thumb := bytes.Repeat([]byte("ferry sample thumbnail "), 10)
+	thumbName := "32-32-text-plain-crop"
+	thumbSum, err := w.AddBlob(archive.MediaBlobPath(ServerName, "avatarbob", thumbName), int64(len(thumb)), bytes.NewReader(thumb))
+	if err != nil {
+		return err
+	}
 	if err := add(archive.SectionMedia, &archive.Media{Origin: ServerName, MediaID: "avatarbob", ContentType: "text/plain",
-		Size: int64(len(avatar)), SHA256: sum, UserID: bob, Path: archive.MediaBlobPath(ServerName, "avatarbob", "")}); err != nil {
+		Size: int64(len(avatar)), SHA256: sum, UserID: bob, Path: archive.MediaBlobPath(ServerName, "avatarbob", ""),
+		Thumbnails: []archive.Thumbnail{{Width: 32, Height: 32, Method: "crop", ContentType: "text/plain", Size: int64(len(thumb)),
+			SHA256: thumbSum, Path: archive.MediaBlobPath(ServerName, "avatarbob", thumbName)}}}); err != nil {
 		return err
 	}
 
