@@ -4,11 +4,21 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"flag"
 	"io"
+	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	"filippo.io/age"
+	"github.com/fxamacker/cbor/v2"
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/archivetest"
@@ -16,38 +26,317 @@ import (
 	"github.com/ferry-matrix/ferry/archive/keywrap"
 )
 
+var update = flag.Bool("update", false, "rewrite the hostile archives under testdata/hostile")
+
+// A hostile archive: made by hand with archivetest's crafting helpers, kept
+// as a golden input under testdata/hostile (go test -run TestHostileArchives
+// -update rewrites them), and refused with a message naming the problem.
+type hostileCase struct {
+	name  string
+	build func(t testing.TB) *archivetest.Crafted
+	// want is a part of the error every reading path (open, validate,
+	// walk, extract) must give; "" for the one valid archive.
+	want string
+}
+
+const (
+	hostileServer = "hostile.test"
+	hostileUsers  = "m.users/users.1.cbor"
+	hostileBlob   = "m.media/files/hostile.test/blob"
+	hostileClaim  = 1 << 30 // what the big cases claim: 1 GiB of zeros
+)
+
+var hostileID = container.ArchiveID{0xf0, 0x0d}
+
+func hostileRecord(t testing.TB, v any) []byte {
+	b, err := cbor.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func hostileUser(t testing.TB) []byte {
+	return hostileRecord(t, archive.User{UserID: "@alice:" + hostileServer})
+}
+
+// hostile builds an archive of the given data parts, files (m.core.json is
+// added, in the final part) and parts table.
+func hostile(t testing.TB, parts [][]archivetest.RawEntry, files []archive.FileEntry, table []archive.PartEntry) *archivetest.Crafted {
+	core := []byte(`{"server_name":"` + hostileServer + `"}`)
+	items := map[string]archive.Item{"m.core": {V: archive.ItemVersion{1}}, "m.users": {V: archive.ItemVersion{1}}}
+	for _, f := range files {
+		items[archive.ItemOf(f.Path)] = archive.Item{V: archive.ItemVersion{1}}
+	}
+	return &archivetest.Crafted{ID: hostileID, Parts: parts, Core: core, Manifest: archive.Manifest{
+		Format: archive.FormatMagic, Version: archive.FormatVersion, ArchiveID: hostileID.String(),
+		CreatedAt: time.UnixMilli(1700000000000).UTC(), Encryption: archive.EncryptionNone,
+		Export: archive.ExportInfo{ServerName: hostileServer, Type: "full", Source: archive.SourceInfo{Implementation: "hostile"}},
+		Items:  items,
+		Files:  append(files, archivetest.Listed(archive.CoreFile, len(parts), core, 0)),
+		Parts:  table,
+	}}
+}
+
+// validHostile is the one valid archive of the family: one user in one part.
+func validHostile(t testing.TB) *archivetest.Crafted {
+	u := hostileUser(t)
+	return hostile(t, [][]archivetest.RawEntry{{archivetest.Bytes(hostileUsers, u)}},
+		[]archive.FileEntry{archivetest.Listed(hostileUsers, 0, u, 1)}, []archive.PartEntry{{Index: 0}})
+}
+
+// zeroFile lists hostileUsers as size zero bytes (its hash is not checked
+// before its size).
+func zeroFile(size int64) archive.FileEntry {
+	return archive.FileEntry{Path: hostileUsers, Part: 0, Size: size, Records: 1, SHA256: strings.Repeat("0", 64)}
+}
+
+// blobPart is a data part holding the blobs of digests (of zero bytes) and
+// their index, chunk n of the blob index.
+func blobPart(t testing.TB, part, n int, digests ...archive.BlobDigest) ([]archivetest.RawEntry, archive.FileEntry) {
+	var entries []archivetest.RawEntry
+	var index []byte
+	for _, d := range digests {
+		entries = append(entries, archivetest.Zeros(d.Path, d.Size))
+		index = append(index, hostileRecord(t, d)...)
+	}
+	path := archive.SectionFileName(archive.SectionBlobIndex, n)
+	return append(entries, archivetest.Bytes(path, index)), archivetest.Listed(path, part, index, int64(len(digests)))
+}
+
+func zeroDigest(path string, size int64) archive.BlobDigest {
+	h := sha256.New()
+	io.CopyN(h, zeros{}, size)
+	return archive.BlobDigest{Path: path, Size: size, SHA256: hex.EncodeToString(h.Sum(nil))}
+}
+
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
-// Hostile final parts: each must be refused with a message naming what is
-// wrong, without reading (or allocating) what the attacker announces.
-func TestHostileParts(t *testing.T) {
-	ctx := context.Background()
-	final := container.Header{ArchiveID: container.ArchiveID{7}, Index: 0, Last: true}
-	cases := []struct {
-		name    string
-		entries []archivetest.RawEntry
-		trailer io.Reader
-		want    string
-	}{
-		{"dot-dot entry", []archivetest.RawEntry{{Name: "../../etc/passwd", Size: 4, Body: strings.NewReader("root")}}, nil, `"../../etc/passwd"`},
-		{"absolute entry", []archivetest.RawEntry{{Name: "/etc/passwd", Size: 4, Body: strings.NewReader("root")}}, nil, "absolute path"},
-		{"symlink entry", []archivetest.RawEntry{{Name: "m.core.json", Typeflag: tar.TypeSymlink}}, nil, "not a regular file"},
-		{"zstd bomb in the manifest", []archivetest.RawEntry{{Name: archive.ManifestFile, Size: 512 << 20, Body: zeros{}}}, nil, "above the limit"},
-		{"zstd bomb after the tar end", nil, io.LimitReader(zeros{}, 256<<20), "unexpected data after the tar stream"},
+// withFinal is an archive of only a final part holding entries.
+func withFinal(entries []archivetest.RawEntry, trailer io.Reader) func(t testing.TB) *archivetest.Crafted {
+	return func(t testing.TB) *archivetest.Crafted {
+		return &archivetest.Crafted{ID: container.ArchiveID{7}, Final: entries, Trailer: trailer}
 	}
-	for _, c := range cases {
+}
+
+var hostileCases = []hostileCase{
+	{"valid", validHostile, ""},
+	// Sizes and counts the manifest claims, checked against the format before reading.
+	{"oversized-file", func(t testing.TB) *archivetest.Crafted {
+		return hostile(t, [][]archivetest.RawEntry{{archivetest.Zeros(hostileUsers, hostileClaim)}},
+			[]archive.FileEntry{zeroFile(hostileClaim)}, []archive.PartEntry{{Index: 0}})
+	}, `file "m.users/users.1.cbor" is 1073741824 bytes, above the format's limit`},
+	{"oversized-file-encrypted", func(t testing.TB) *archivetest.Crafted {
+		c := hostile(t, [][]archivetest.RawEntry{{archivetest.Zeros(hostileUsers, hostileClaim)}},
+			[]archive.FileEntry{zeroFile(hostileClaim)}, []archive.PartEntry{{Index: 0}})
+		c.Manifest.Encryption = archive.EncryptionStream
+		return c
+	}, `file "m.users/users.1.cbor" is 1073741824 bytes, above the format's limit`},
+	{"tar-size-disagrees", func(t testing.TB) *archivetest.Crafted {
+		return hostile(t, [][]archivetest.RawEntry{{archivetest.Zeros(hostileUsers, hostileClaim)}},
+			[]archive.FileEntry{zeroFile(10)}, []archive.PartEntry{{Index: 0}})
+	}, `m.users/users.1.cbor: tar entry is 1073741824 bytes, the manifest says 10`},
+	{"records-beyond-bytes", func(t testing.TB) *archivetest.Crafted {
+		c := validHostile(t)
+		c.Manifest.Files[0].Records = 1 << 40
+		return c
+	}, `claims 1099511627776 records in`},
+	{"blob-beyond-count", func(t testing.TB) *archivetest.Crafted {
+		c := validHostile(t)
+		c.Parts = append(c.Parts, []archivetest.RawEntry{archivetest.Zeros(hostileBlob, hostileClaim)})
+		c.Manifest.Parts = append(c.Manifest.Parts, archive.PartEntry{Index: 1})
+		c.Manifest.Files[1].Part = 2
+		return c
+	}, `blob "m.media/files/hostile.test/blob" is one more than the 0 blobs the manifest gives this part`},
+	{"blob-beyond-bytes", func(t testing.TB) *archivetest.Crafted {
+		c := validHostile(t)
+		entries, index := blobPart(t, 1, 1, archive.BlobDigest{Path: hostileBlob, Size: hostileClaim, SHA256: strings.Repeat("0", 64)})
+		c.Parts = append(c.Parts, entries)
+		c.Manifest.Parts = append(c.Manifest.Parts, archive.PartEntry{Index: 1, Blobs: 1, BlobBytes: 1024})
+		c.Manifest.Files = []archive.FileEntry{c.Manifest.Files[0], index, c.Manifest.Files[1]}
+		c.Manifest.Files[2].Part = 2
+		return c
+	}, `blob "m.media/files/hostile.test/blob" is 1073741824 bytes, past the 1024 blob bytes the manifest gives this part`},
+	// Names used twice, in one part or across parts.
+	{"duplicate-manifest", func(t testing.TB) *archivetest.Crafted {
+		c := validHostile(t)
+		m, _ := json.Marshal(c.Manifest)
+		c.Final = []archivetest.RawEntry{archivetest.Bytes(archive.CoreFile, c.Core), archivetest.Bytes(archive.ManifestFile, m), archivetest.Bytes(archive.ManifestFile, m)}
+		return c
+	}, `entry "manifest.json" appears twice`},
+	{"duplicate-core", func(t testing.TB) *archivetest.Crafted {
+		c := validHostile(t)
+		m, _ := json.Marshal(c.Manifest)
+		c.Final = []archivetest.RawEntry{archivetest.Bytes(archive.CoreFile, c.Core), archivetest.Bytes(archive.CoreFile, c.Core), archivetest.Bytes(archive.ManifestFile, m)}
+		return c
+	}, `entry "m.core.json" appears twice`},
+	{"duplicate-file-in-part", func(t testing.TB) *archivetest.Crafted {
+		c := validHostile(t)
+		c.Parts[0] = append(c.Parts[0], archivetest.Bytes(hostileUsers, hostileUser(t)))
+		return c
+	}, `entry "m.users/users.1.cbor" appears twice`},
+	{"duplicate-file-across-parts", func(t testing.TB) *archivetest.Crafted {
+		c := validHostile(t)
+		c.Parts = append(c.Parts, []archivetest.RawEntry{archivetest.Bytes(hostileUsers, hostileUser(t))})
+		c.Manifest.Parts = append(c.Manifest.Parts, archive.PartEntry{Index: 1})
+		c.Manifest.Files[1].Part = 2
+		return c
+	}, `entry "m.users/users.1.cbor" appears twice`},
+	{"duplicate-blob-across-parts", func(t testing.TB) *archivetest.Crafted {
+		c := validHostile(t)
+		d := zeroDigest(hostileBlob, 10)
+		p0, i0 := blobPart(t, 0, 1, d)
+		p1, i1 := blobPart(t, 1, 2, d)
+		c.Parts = [][]archivetest.RawEntry{append(c.Parts[0], p0...), p1}
+		c.Manifest.Parts = []archive.PartEntry{{Index: 0, Blobs: 1, BlobBytes: 10}, {Index: 1, Blobs: 1, BlobBytes: 10}}
+		c.Manifest.Files = []archive.FileEntry{c.Manifest.Files[0], i0, i1, c.Manifest.Files[1]}
+		c.Manifest.Files[3].Part = 2
+		return c
+	}, `entry "m.media/files/hostile.test/blob" appears twice`},
+	// Files listed where no reader looks for them.
+	{"file-listed-in-final-part", func(t testing.TB) *archivetest.Crafted {
+		c := validHostile(t)
+		c.Parts[0] = nil
+		c.Manifest.Files[0].Part = 1
+		return c
+	}, `lists "m.users/users.1.cbor" in the final part`},
+	{"blob-listed-as-file", func(t testing.TB) *archivetest.Crafted {
+		c := validHostile(t)
+		c.Parts[0] = append(c.Parts[0], archivetest.Bytes(hostileBlob, []byte("x")))
+		c.Manifest.Files = append([]archive.FileEntry{archivetest.Listed(hostileBlob, 0, []byte("x"), 0)}, c.Manifest.Files...)
+		return c
+	}, `file "m.media/files/hostile.test/blob" is `},
+	// Entry names and kinds, and zstd bombs, in the final part.
+	{"dot-dot-entry", withFinal([]archivetest.RawEntry{archivetest.Bytes("../../etc/passwd", []byte("root"))}, nil), `entry "../../etc/passwd"`},
+	{"absolute-entry", withFinal([]archivetest.RawEntry{archivetest.Bytes("/etc/passwd", []byte("root"))}, nil), "absolute path"},
+	{"symlink-entry", withFinal([]archivetest.RawEntry{{Name: archive.CoreFile, Typeflag: tar.TypeSymlink}}, nil), "not a regular file"},
+	{"zstd-bomb-in-manifest", withFinal([]archivetest.RawEntry{archivetest.Zeros(archive.ManifestFile, hostileClaim)}, nil), "manifest.json: 1073741824 bytes is above the limit"},
+	{"zstd-bomb-after-tar-end", withFinal(nil, io.LimitReader(zeros{}, hostileClaim)), "unexpected data after the tar stream"},
+}
+
+// hostileIdentity is the identity the encrypted hostile cases' keys are
+// wrapped to: what an attacker who knows the bot's public recipient makes.
+func hostileIdentity(t testing.TB) *age.X25519Identity {
+	path := filepath.Join("testdata", "hostile", "identity.txt")
+	if *update {
+		if _, err := os.Stat(path); err != nil {
+			id, _ := age.GenerateX25519Identity()
+			os.MkdirAll(filepath.Dir(path), 0o755)
+			if err := os.WriteFile(path, []byte(id.String()+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := keywrap.ParseIdentities(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids[0].(*age.X25519Identity)
+}
+
+// hostileArchive returns the packed golden archive of c and the options
+// that open it, writing it first under -update.
+func hostileArchive(t testing.TB, c hostileCase) (string, archive.OpenOptions) {
+	path := filepath.Join("testdata", "hostile", c.name+".ferry")
+	keyPath := path + ".key.age"
+	encrypted := strings.HasSuffix(c.name, "-encrypted")
+	if *update {
+		cr := c.build(t)
+		if encrypted {
+			key := keywrap.New()
+			cr.Key = key.Bytes()
+			wrapped, err := keywrap.Wrap(key, cr.ID.String(), hostileIdentity(t).Recipient())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(keyPath, wrapped, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.WriteFile(path, cr.Pack(t), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !encrypted {
+		return path, archive.OpenOptions{}
+	}
+	wrapped, err := os.ReadFile(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, archive.OpenOptions{KeyFile: wrapped, Identities: []age.Identity{hostileIdentity(t)}}
+}
+
+// Every hostile archive is refused by every reading path (open, validate as
+// `bot archive verify` does, walk as import does, extract) with a message
+// naming the problem, allocating a small fraction of what it claims, and
+// leaving nothing behind where extract wrote.
+func TestHostileArchives(t *testing.T) {
+	ctx := context.Background()
+	const maxAlloc = 32 << 20 // every claim above is 1 GiB
+	for _, c := range hostileCases {
 		t.Run(c.name, func(t *testing.T) {
-			dir := t.TempDir()
-			archivetest.CraftPart(t, filepath.Join(dir, container.PartName(0)), final, c.entries, c.trailer)
-			_, err := archive.OpenLocation(ctx, dir, archive.OpenOptions{})
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("error = %v, want one mentioning %s", err, c.want)
+			path, opts := hostileArchive(t, c)
+			out := filepath.Join(t.TempDir(), "out")
+			if err := os.Mkdir(out, 0o700); err != nil {
+				t.Fatal(err)
 			}
-			if !strings.Contains(err.Error(), "part-00000000") && !strings.Contains(err.Error(), archive.ManifestFile) {
-				t.Errorf("error does not say where: %v", err)
+			root, err := os.OpenRoot(out)
+			if err != nil {
+				t.Fatal(err)
 			}
+			defer root.Close()
+
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			var errs []string
+			check := func(stage string, err error) {
+				switch {
+				case c.want == "" && err != nil:
+					t.Errorf("%s of a valid archive: %v", stage, err)
+				case c.want != "" && err == nil:
+					t.Errorf("%s accepted it", stage)
+				case c.want != "" && !strings.Contains(err.Error(), c.want):
+					t.Errorf("%s: error = %v\nwant one saying %s", stage, err, c.want)
+				}
+				if err != nil {
+					errs = append(errs, stage+": "+err.Error())
+				}
+			}
+			r, err := archive.OpenLocation(ctx, path, opts)
+			if err != nil {
+				check("open", err)
+			} else {
+				rep, err := archive.Validate(ctx, r)
+				if err == nil && !rep.OK() {
+					err = errors.New(rep.Problems[0].String())
+				}
+				check("validate", err)
+				check("walk", r.Walk(ctx, func(*archive.File) error { return nil }))
+				_, err = archive.Extract(ctx, r, root, archive.ExtractOptions{JSONL: true})
+				check("extract", err)
+				r.Close()
+			}
+			runtime.ReadMemStats(&after)
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > maxAlloc {
+				t.Errorf("reading it allocated %d MiB (limit %d MiB)", alloc>>20, maxAlloc>>20)
+			}
+			left, _ := os.ReadDir(out)
+			if c.want != "" && len(left) > 0 {
+				t.Errorf("a failed extract left %d entries behind, the first %s", len(left), left[0].Name())
+			}
+			if c.want == "" && len(left) == 0 {
+				t.Error("extract of the valid archive wrote nothing")
+			}
+			t.Logf("%d KiB allocated; %s", (after.TotalAlloc-before.TotalAlloc)>>10, strings.Join(errs, "; "))
 		})
 	}
 }

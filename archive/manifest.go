@@ -188,6 +188,9 @@ func ParseManifest(data []byte) (*Manifest, error) {
 			return nil, formatErr(ManifestFile, -1, fmt.Sprintf("parts table entry %d says index %d", i, p.Index), nil)
 		}
 	}
+	if err := checkLimits(&m); err != nil {
+		return nil, err
+	}
 	return &m, nil
 }
 

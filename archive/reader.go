@@ -90,6 +90,9 @@ func Open(ctx context.Context, src container.Source, opts OpenOptions) (*Reader,
 		}
 		switch e.Name {
 		case CoreFile, ManifestFile:
+			if (e.Name == CoreFile && coreData != nil) || (e.Name == ManifestFile && manifestData != nil) {
+				return nil, duplicateErr(src.PartName(last), e.Name)
+			}
 			if e.Size > MaxFileSize {
 				return nil, formatErr(e.Name, -1, fmt.Sprintf("%d bytes is above the limit %d", e.Size, MaxFileSize), nil)
 			}
@@ -267,18 +270,24 @@ func (r *Reader) walk(ctx context.Context, parts []int, fn func(*File) error) er
 			parts = append(parts, i)
 		}
 	}
+	names := newNameSet()
 	for _, i := range parts {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := r.walkPart(ctx, i, fn); err != nil {
+		if err := r.walkPart(ctx, i, names, fn); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (r *Reader) walkPart(ctx context.Context, i int, fn func(*File) error) error {
+// walkPart reads data part i. Every entry name is added to names (a name
+// seen before, in this part or an earlier one, is refused), and every size
+// is checked against the manifest before the entry is read: a listed file's
+// tar size must be the manifest's (which is at most MaxFileSize), and each
+// blob must fit in what the part's manifest entry has left.
+func (r *Reader) walkPart(ctx context.Context, i int, names *nameSet, fn func(*File) error) error {
 	name := r.src.PartName(i)
 	rc, err := r.src.OpenPart(ctx, i)
 	if err != nil {
@@ -305,6 +314,7 @@ func (r *Reader) walkPart(ctx context.Context, i int, fn func(*File) error) erro
 	for _, f := range r.byPart[i] {
 		expected[f.Path] = f
 	}
+	budget := newPartBudget(name, r.manifest.Parts[i])
 	seenBlobs := map[string]BlobDigest{}
 	var index []BlobDigest
 	for {
@@ -314,6 +324,9 @@ func (r *Reader) walkPart(ctx context.Context, i int, fn func(*File) error) erro
 		}
 		if err != nil {
 			return err
+		}
+		if !names.add(e.Name) {
+			return duplicateErr(name, e.Name)
 		}
 		if f, ok := expected[e.Name]; ok {
 			delete(expected, e.Name)
@@ -341,8 +354,8 @@ func (r *Reader) walkPart(ctx context.Context, i int, fn func(*File) error) erro
 			continue
 		}
 		if isBlobPath(e.Name) {
-			if _, dup := seenBlobs[e.Name]; dup {
-				return formatErr(name, -1, fmt.Sprintf("blob %q appears twice", e.Name), nil)
+			if err := budget.charge(e.Name, e.Size); err != nil {
+				return err
 			}
 			hsh := sha256.New()
 			cr := &countReader{r: io.TeeReader(e, hsh)}

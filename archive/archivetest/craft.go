@@ -3,6 +3,9 @@ package archivetest
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"os"
@@ -10,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/tink-crypto/tink-go/v2/streamingaead/subtle"
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/container"
@@ -27,9 +31,33 @@ type RawEntry struct {
 // checks): header, then zstd(tar(entries) + trailer).
 func CraftPart(t testing.TB, path string, h container.Header, entries []RawEntry, trailer io.Reader) {
 	t.Helper()
+	if err := os.WriteFile(path, CraftPartBytes(t, h, nil, entries, trailer), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// CraftPartBytes returns a hand-made part: header, then zstd(tar(entries) +
+// trailer), sealed with key when it is set (the header's Encrypted flag
+// follows the key).
+func CraftPartBytes(t testing.TB, h container.Header, key []byte, entries []RawEntry, trailer io.Reader) []byte {
+	t.Helper()
+	h.Encrypted = key != nil
 	var buf bytes.Buffer
-	buf.Write(h.Marshal())
-	zw, _ := zstd.NewWriter(&buf, zstd.WithEncoderCRC(true))
+	hdr := h.Marshal()
+	buf.Write(hdr)
+	var body io.Writer = &buf
+	var seal io.WriteCloser
+	if key != nil {
+		aead, err := subtle.NewAESGCMHKDF(key, "SHA256", container.KeySize, container.SegmentSize, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seal, err = aead.NewEncryptingWriter(&buf, hdr); err != nil {
+			t.Fatal(err)
+		}
+		body = seal
+	}
+	zw, _ := zstd.NewWriter(body, zstd.WithEncoderCRC(true), zstd.WithEncoderLevel(zstd.SpeedBestCompression))
 	tw := tar.NewWriter(zw)
 	for _, e := range entries {
 		tf := e.Typeflag
@@ -50,9 +78,69 @@ func CraftPart(t testing.TB, path string, h container.Header, entries []RawEntry
 		io.Copy(zw, trailer)
 	}
 	zw.Close()
-	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
+	if seal != nil {
+		if err := seal.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
+	return buf.Bytes()
+}
+
+// Bytes is a RawEntry holding data.
+func Bytes(name string, data []byte) RawEntry {
+	return RawEntry{Name: name, Size: int64(len(data)), Body: bytes.NewReader(data)}
+}
+
+// Zeros is a RawEntry of size zero bytes: a few kilobytes once compressed,
+// whatever its size.
+func Zeros(name string, size int64) RawEntry {
+	return RawEntry{Name: name, Size: size, Body: io.LimitReader(zeroReader{}, size)}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// Listed is the manifest entry of a file holding data.
+func Listed(path string, part int, data []byte, records int64) archive.FileEntry {
+	sum := sha256.Sum256(data)
+	return archive.FileEntry{Path: path, Part: part, Size: int64(len(data)), Records: records, SHA256: hex.EncodeToString(sum[:])}
+}
+
+// Crafted is a hand-made archive, written as given, lies included: its data
+// parts, then a final part holding Core and Manifest (or Final, when set).
+type Crafted struct {
+	ID       container.ArchiveID
+	Key      []byte // seals every part when set
+	Parts    [][]RawEntry
+	Core     []byte
+	Manifest archive.Manifest
+	Final    []RawEntry
+	Trailer  io.Reader // bytes after the final part's tar stream
+}
+
+// Pack returns the archive in packed form. Entry bodies are consumed.
+func (c *Crafted) Pack(t testing.TB) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	buf.WriteString("FRYPACK1")
+	add := func(part []byte) {
+		buf.Write(binary.BigEndian.AppendUint64(nil, uint64(len(part))))
+		buf.Write(part)
+	}
+	for i, entries := range c.Parts {
+		add(CraftPartBytes(t, container.Header{ArchiveID: c.ID, Index: uint32(i)}, c.Key, entries, nil))
+	}
+	final := c.Final
+	if final == nil {
+		m, err := json.Marshal(c.Manifest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		final = []RawEntry{Bytes(archive.CoreFile, c.Core), Bytes(archive.ManifestFile, m)}
+	}
+	add(CraftPartBytes(t, container.Header{ArchiveID: c.ID, Index: uint32(len(c.Parts)), Last: true}, c.Key, final, c.Trailer))
+	return buf.Bytes()
 }
 
 // ReadFinalPart returns the manifest and m.core.json of a plaintext final

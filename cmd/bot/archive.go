@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"filippo.io/age"
-	"github.com/fxamacker/cbor/v2"
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/archivediff"
@@ -65,6 +64,17 @@ func (k *keyFlags) options() (archive.OpenOptions, error) {
 		o.Identities = append(o.Identities, []age.Identity{id}...)
 	}
 	return o, nil
+}
+
+// given names the key options given, for messages ("" when none was).
+func (k *keyFlags) given() string {
+	var flags []string
+	for _, f := range []struct{ flag, value string }{{"--key-file", k.keyFile}, {"--identity", k.identity}, {"--passphrase-env", k.passphraseEnv}} {
+		if f.value != "" {
+			flags = append(flags, f.flag)
+		}
+	}
+	return strings.Join(flags, ", ")
 }
 
 // archiveCmd is the shared shape of the archive subcommands: key flags,
@@ -221,25 +231,36 @@ func runVerify(ctx context.Context, args []string) error {
 		return fmt.Errorf("verify failed: %w", err)
 	}
 	preview := fidelity.Preview(r, rep, nil)
+	var warnings []string
+	if flags := c.keys.given(); flags != "" && r.Key() == nil {
+		warnings = append(warnings, fmt.Sprintf("the archive is not encrypted (encryption %q), yet a key was given (%s) and not used: "+
+			"this is not the encrypted archive the key is for. Check that it is the archive you meant; to verify a plaintext archive, give no key options", r.Manifest().Encryption, flags))
+	}
 	if *c.json {
 		if err := printJSON(struct {
 			OK         bool                      `json:"ok"`
+			Warnings   []string                  `json:"warnings,omitempty"`
 			Validation *archive.ValidationReport `json:"validation"`
 			Fidelity   *fidelity.Report          `json:"fidelity"`
-		}{rep.OK(), rep, preview}); err != nil {
+		}{rep.OK() && len(warnings) == 0, warnings, rep, preview}); err != nil {
 			return err
 		}
 	} else {
-		printValidation(os.Stdout, r.Manifest(), rep)
+		printValidation(os.Stdout, r.Manifest(), rep, warnings...)
 		fmt.Print(preview)
 	}
 	if !rep.OK() {
 		return fmt.Errorf("verify failed: %d errors (listed above)", rep.Errors())
 	}
+	if len(warnings) > 0 {
+		return fmt.Errorf("verify failed: %s", warnings[0])
+	}
 	return nil
 }
 
-func printValidation(w io.Writer, m *archive.Manifest, rep *archive.ValidationReport) {
+// printValidation prints a validation report, then warnings: "ok" only
+// when there are neither errors nor warnings.
+func printValidation(w io.Writer, m *archive.Manifest, rep *archive.ValidationReport, warnings ...string) {
 	s := rep.Signatures
 	fmt.Fprintf(w, "archive %s: %d parts, %d files, %d records, %d media blobs (%d bytes)\n",
 		m.ArchiveID, len(m.Parts)+1, rep.Files, rep.Records, rep.Blobs, rep.BlobBytes)
@@ -255,7 +276,10 @@ func printValidation(w io.Writer, m *archive.Manifest, rep *archive.ValidationRe
 	if total > int64(len(rep.Problems)) {
 		fmt.Fprintf(w, "  ... %d more problems (counts by check: %v)\n", total-int64(len(rep.Problems)), rep.Counts)
 	}
-	if rep.OK() {
+	for _, warning := range warnings {
+		fmt.Fprintln(w, "warning: "+warning)
+	}
+	if rep.OK() && len(warnings) == 0 {
 		fmt.Fprintln(w, "ok: every check passed")
 	}
 }
@@ -394,7 +418,8 @@ func writeArchive(ctx context.Context, out string, opts archive.WriterOptions, w
 }
 
 // runExtract writes every file of an archive into a new directory, as
-// stored (CBOR) or, with --jsonl, records as JSON lines.
+// stored (CBOR) or, with --jsonl, records as JSON lines. A failed extract
+// leaves nothing behind: not the files, nor a directory it created.
 func runExtract(ctx context.Context, args []string) error {
 	c := newArchiveCmd("archive extract", "ARCHIVE DIR", 2)
 	jsonl := c.fs.Bool("jsonl", false, "write record files as JSON lines (.jsonl) instead of CBOR")
@@ -407,6 +432,8 @@ func runExtract(ctx context.Context, args []string) error {
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return fmt.Errorf("%s is not empty: extract into a new directory", dir)
 	}
+	_, statErr := os.Stat(dir)
+	created := errors.Is(statErr, os.ErrNotExist)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -414,84 +441,16 @@ func runExtract(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer root.Close()
-	n, err := extract(ctx, r, root, *jsonl)
+	n, err := archive.Extract(ctx, r, root, archive.ExtractOptions{JSONL: *jsonl})
+	root.Close()
 	if err != nil {
-		return fmt.Errorf("extract stopped after %d files: %w", n, err)
-	}
-	for name, v := range map[string]any{archive.ManifestFile: r.Manifest(), archive.CoreFile: r.Core()} {
-		data, err := json.MarshalIndent(v, "", "  ")
-		if err != nil {
-			return err
+		if created {
+			os.Remove(dir) // Extract left it empty
 		}
-		if err := writeInRoot(root, name, func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
-			return err
-		}
+		return err
 	}
-	fmt.Printf("extracted %d files into %s\n", n+2, dir)
+	fmt.Printf("extracted %d files into %s\n", n, dir)
 	return nil
-}
-
-func extract(ctx context.Context, r *archive.Reader, root *os.Root, jsonl bool) (int, error) {
-	n := 0
-	err := r.Walk(ctx, func(f *archive.File) error {
-		n++
-		if f.Blob != nil {
-			return writeInRoot(root, f.BlobPath, func(w io.Writer) error { _, err := io.Copy(w, f.Blob); return err })
-		}
-		path := f.Entry.Path
-		if !jsonl || !f.Known || !strings.HasSuffix(path, ".cbor") {
-			return writeInRoot(root, path, func(w io.Writer) error { _, err := w.Write(f.Data); return err })
-		}
-		return writeInRoot(root, strings.TrimSuffix(path, ".cbor")+".jsonl", func(w io.Writer) error {
-			enc := json.NewEncoder(w)
-			return archive.RawRecords(r, f, func(raw cbor.RawMessage) error {
-				var v any
-				if err := r.DecodeRaw(raw, &v); err != nil {
-					return err
-				}
-				return enc.Encode(jsonView(v))
-			})
-		})
-	})
-	return n, err
-}
-
-// jsonView makes a decoded CBOR record printable as JSON: byte strings
-// holding JSON become JSON, other byte strings stay base64.
-func jsonView(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, x := range t {
-			t[k] = jsonView(x)
-		}
-	case []any:
-		for i, x := range t {
-			t[i] = jsonView(x)
-		}
-	case []byte:
-		if json.Valid(t) {
-			return json.RawMessage(t)
-		}
-	}
-	return v
-}
-
-func writeInRoot(root *os.Root, path string, write func(io.Writer) error) error {
-	if dir := filepath.Dir(path); dir != "." {
-		if err := root.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
-	}
-	f, err := root.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if err := write(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // errDiffer makes `archive diff` exit 1 after printing the differences.

@@ -114,3 +114,47 @@ func TestBadCommandsAreExplained(t *testing.T) {
 		}
 	}
 }
+
+// A key given to verify a plaintext archive is a mismatch: the report says
+// the archive is not encrypted and verify fails; without the key it passes.
+func TestVerifyWithKeyOfPlaintextArchive(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "plain")
+	keyFile := writeKey(t, dir, keywrap.New(), archivetest.WriteSample(t, src, keywrap.Key{}, 1))
+	for _, args := range [][]string{
+		{"archive", "verify", "--key-file", keyFile, src},
+		{"archive", "verify", "--json", "--key-file", keyFile, src},
+	} {
+		err := run(ctx, args)
+		if err == nil || !strings.Contains(err.Error(), "the archive is not encrypted") || !strings.Contains(err.Error(), "--key-file") {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+	if err := run(ctx, []string{"archive", "verify", src}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A failed extract removes what it wrote, and the directory it created:
+// here a blob the manifest does not allow, after a part it did extract.
+func TestFailedExtractLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	hostile := filepath.Join("..", "..", "archive", "testdata", "hostile", "blob-beyond-count.ferry")
+	out := filepath.Join(t.TempDir(), "out")
+	err := run(ctx, []string{"archive", "extract", hostile, out})
+	if err == nil || !strings.Contains(err.Error(), "one more than the 0 blobs") {
+		t.Fatalf("extract of a hostile archive: %v", err)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the failed extract left %s behind (%v)", out, err)
+	}
+	empty := filepath.Join(t.TempDir(), "empty")
+	os.Mkdir(empty, 0o700)
+	if err := run(ctx, []string{"archive", "extract", hostile, empty}); err == nil {
+		t.Fatal("extract of a hostile archive succeeded")
+	}
+	if left, err := os.ReadDir(empty); err != nil || len(left) > 0 {
+		t.Errorf("the failed extract left %d entries in the directory it was given (%v)", len(left), err)
+	}
+}
