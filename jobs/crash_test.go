@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -46,7 +47,7 @@ func TestCrashChild(t *testing.T) {
 func crashService(t *testing.T, dbURL, storageURL, owner string, delay time.Duration) *Service {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, dbURL)
+	st, err := store.Open(ctx, dbURL, crashKey(storageURL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +60,12 @@ func crashService(t *testing.T, dbURL, storageURL, owner string, delay time.Dura
 	src := &sourcetest.Fake{Users: 4000, OnUser: func(int) error { time.Sleep(delay); return nil }}
 	return &Service{Store: st, Storage: bucket, Owner: owner, LeaseTTL: time.Second, PartSize: 16 << 10,
 		Open: func(context.Context, string) (source.Source, error) { return src, nil }}
+}
+
+// crashKey is the state key file every process of the test shares (the
+// resumed export's key line is sealed with it).
+func crashKey(storageURL string) store.Option {
+	return store.KeyFile(filepath.Join(filepath.Dir(strings.TrimPrefix(storageURL, "file://")), "state.key"))
 }
 
 // kill -9 of the process running a long export; a new process resumes it
@@ -85,7 +92,7 @@ func TestCrashAndResume(t *testing.T) {
 			t.Cleanup(func() { child.Process.Kill(); child.Wait() })
 
 			// Wait until the child has committed a few parts, then kill it.
-			st, err := store.Open(ctx, dbURL)
+			st, err := store.Open(ctx, dbURL, crashKey(storageURL))
 			if err != nil {
 				t.Fatal(err)
 			}

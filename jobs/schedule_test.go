@@ -30,7 +30,7 @@ func TestScheduleRunsOnceAcrossInstancesAndPrunes(t *testing.T) {
 	var events []Event
 	var services []*Service
 	for i := 0; i < 2; i++ {
-		st, err := store.Open(ctx, dbURL)
+		st, err := store.Open(ctx, dbURL, store.KeyFile(strings.TrimPrefix(storageURL, "file://")+".key"))
 		if err != nil {
 			t.Fatal(err)
 		}

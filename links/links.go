@@ -8,7 +8,6 @@ package links
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -16,12 +15,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path"
 	"strings"
 	"time"
 
 	"github.com/ferry-matrix/ferry/storage"
+	"github.com/ferry-matrix/ferry/store"
 )
 
 // Errors of Verify.
@@ -53,29 +52,11 @@ func NewSigner(secret []byte, now func() time.Time) (*Signer, error) {
 // LoadOrCreateSecret reads the link secret at path, creating a random one
 // (mode 0600) when the file does not exist.
 func LoadOrCreateSecret(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
-	if err == nil {
-		if len(data) < MinSecret {
-			return nil, fmt.Errorf("link secret %s is %d bytes; delete it to have a new one made", path, len(data))
-		}
-		return data, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	secret, err := store.LoadOrCreateKey(path)
 	if err != nil {
-		return nil, fmt.Errorf("create link secret: %w", err)
+		return nil, fmt.Errorf("link secret: %w", err)
 	}
-	if _, err := f.Write(secret); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return secret, f.Close()
+	return secret, nil
 }
 
 // Token layout (base64url): version(1) expiry unix seconds(8) key length(2) key mac(32).

@@ -53,7 +53,7 @@ func (e *Export) Running() bool { return e.Status == StatusQueued || e.Status ==
 const exportColumns = `id, kind, status, requested_by, via, request, archive_id, name, COALESCE(archive_key, ''), checkpoint,
 	COALESCE(progress, ''), size, sha256, error, attempts, COALESCE(lease_owner, ''), lease_token, lease_until, created_at, updated_at, finished_at, notify`
 
-func scanExport(row interface{ Scan(...any) error }) (*Export, error) {
+func (s *Store) scanExport(row interface{ Scan(...any) error }) (*Export, error) {
 	var e Export
 	var checkpoint sql.NullString
 	var leaseUntil, created, updated, finished int64
@@ -64,6 +64,11 @@ func scanExport(row interface{ Scan(...any) error }) (*Export, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if e.ArchiveKey != "" {
+		if e.ArchiveKey, err = s.seal.open(e.ArchiveKey, exportKeyAAD(e.ID)); err != nil {
+			return nil, fmt.Errorf("export %s: its key line: %w", e.ID, err)
+		}
 	}
 	if checkpoint.Valid && checkpoint.String != "" {
 		if e.Checkpoint, err = decodeB64(checkpoint.String); err != nil {
@@ -78,13 +83,13 @@ func scanExport(row interface{ Scan(...any) error }) (*Export, error) {
 }
 
 // CreateExport records a new queued job (an export, import or
-// verification). ArchiveKey, if set, is kept until the job ends (an
-// import's key line).
+// verification). ArchiveKey, if set, is kept (sealed) until the job ends
+// (an import's key line). It sets e's Status and CreatedAt.
 func (s *Store) CreateExport(ctx context.Context, e *Export) error {
 	now := s.now().UnixMilli()
 	var key any
 	if e.ArchiveKey != "" {
-		key = e.ArchiveKey
+		key = s.seal.seal(e.ArchiveKey, exportKeyAAD(e.ID))
 	}
 	_, err := s.DB.ExecContext(ctx, s.q(`INSERT INTO ferry_exports (id, kind, status, requested_by, via, request, name, archive_key, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`), e.ID, e.Kind, StatusQueued, e.RequestedBy, e.Via, e.Request, e.Name, key, now, now)
@@ -98,7 +103,7 @@ func (s *Store) CreateExport(ctx context.Context, e *Export) error {
 
 // GetExport reads one export.
 func (s *Store) GetExport(ctx context.Context, id string) (*Export, error) {
-	return scanExport(s.DB.QueryRowContext(ctx, s.q(`SELECT `+exportColumns+` FROM ferry_exports WHERE id = ?`), id))
+	return s.scanExport(s.DB.QueryRowContext(ctx, s.q(`SELECT `+exportColumns+` FROM ferry_exports WHERE id = ?`), id))
 }
 
 // Job kinds: the rows of ferry_exports are exports, imports and
@@ -125,7 +130,7 @@ func (s *Store) ListJobs(ctx context.Context, kind string, limit int) ([]*Export
 	defer rows.Close()
 	var out []*Export
 	for rows.Next() {
-		e, err := scanExport(rows)
+		e, err := s.scanExport(rows)
 		if err != nil {
 			return nil, err
 		}
@@ -209,9 +214,13 @@ func (s *Store) fenced(ctx context.Context, id string, token int64, set string, 
 }
 
 // StartArchive records the archive ID and (for encrypted exports) the key
-// line needed to resume.
+// line needed to resume, sealed.
 func (s *Store) StartArchive(ctx context.Context, id string, token int64, archiveID, keyLine string) error {
-	return s.fenced(ctx, id, token, `archive_id = ?, archive_key = ?`, archiveID, keyLine)
+	var key any
+	if keyLine != "" {
+		key = s.seal.seal(keyLine, exportKeyAAD(id))
+	}
+	return s.fenced(ctx, id, token, `archive_id = ?, archive_key = ?`, archiveID, key)
 }
 
 // SaveCheckpoint stores the writer's checkpoint (fenced).

@@ -18,11 +18,12 @@ func tokenHash(token string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// PutSecret keeps secret until it is revealed with token or expires.
-// Only the token's hash is stored.
+// PutSecret keeps secret (sealed) until it is revealed with token or
+// expires. Only the token's hash is stored.
 func (s *Store) PutSecret(ctx context.Context, token, secret, purpose string, expires time.Time) error {
+	h := tokenHash(token)
 	_, err := s.DB.ExecContext(ctx, s.q(`INSERT INTO ferry_secrets (token_hash, secret, purpose, expires_at) VALUES (?, ?, ?, ?)`),
-		tokenHash(token), secret, purpose, expires.UnixMilli())
+		h, s.seal.seal(secret, secretAAD(h)), purpose, expires.UnixMilli())
 	return err
 }
 
@@ -34,10 +35,18 @@ func (s *Store) RevealSecret(ctx context.Context, token string) (secret, purpose
 	if _, err := s.DB.ExecContext(ctx, s.q(`DELETE FROM ferry_secrets WHERE expires_at <= ?`), now); err != nil {
 		return "", "", err
 	}
+	h := tokenHash(token)
+	var sealed string
 	err = s.DB.QueryRowContext(ctx, s.q(`DELETE FROM ferry_secrets WHERE token_hash = ? AND expires_at > ? RETURNING secret, purpose`),
-		tokenHash(token), now).Scan(&secret, &purpose)
+		h, now).Scan(&sealed, &purpose)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", "", ErrGone
 	}
-	return secret, purpose, err
+	if err != nil {
+		return "", "", err
+	}
+	if secret, err = s.seal.open(sealed, secretAAD(h)); err != nil {
+		return "", "", err
+	}
+	return secret, purpose, nil
 }

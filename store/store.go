@@ -45,18 +45,31 @@ type Store struct {
 	// Pool is the pgx pool (PostgreSQL only), for River's pgx driver.
 	Pool *pgxpool.Pool
 	now  func() time.Time
+	seal *sealer
 }
 
 // Open opens a state database by URL: sqlite:///path/to/ferry.db (created
 // if missing), sqlite://:memory: for tests, or postgres://... . It
-// applies pending upgrades.
-func Open(ctx context.Context, rawURL string) (*Store, error) {
+// applies pending upgrades and seals secrets an older Ferry left in the
+// clear (see KeyFile). A SQLite database and its -wal and -shm files are
+// made mode 0600, also when an older Ferry created them 0644: they hold
+// job requests, the audit log and (sealed) secrets.
+func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	s := &Store{now: time.Now}
+	dbPath := ""
 	switch {
 	case strings.HasPrefix(rawURL, "sqlite://"):
 		path := strings.TrimPrefix(rawURL, "sqlite://")
 		if path != ":memory:" {
+			dbPath = path
 			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				return nil, err
+			}
+			if err := privateFiles(path); err != nil {
 				return nil, err
 			}
 		}
@@ -87,6 +100,11 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("state database %q: use sqlite:///path/ferry.db or postgres://...", rawURL)
 	}
+	var err error
+	if s.seal, err = openSealer(o, dbPath); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if err := s.DB.PingContext(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("state database: %w", err)
@@ -95,7 +113,42 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.sealAtRest(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if dbPath != "" {
+		if err := privateFiles(dbPath); err != nil { // the -wal and -shm files SQLite just made
+			s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// privateFiles makes a SQLite database file (created empty if missing, so
+// that SQLite never creates it with the umask's mode) and its journal
+// files mode 0600. SQLite gives the -wal and -shm files it creates the
+// database file's mode.
+func privateFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("state database: %w", err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+		st, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err == nil && st.Mode().Perm()&0o077 != 0 {
+			err = os.Chmod(p, 0o600)
+		}
+		if err != nil {
+			return fmt.Errorf("state database file %s must be mode 0600 (it holds job requests and the audit log): %w; chown it to Ferry's user", p, err)
+		}
+	}
+	return nil
 }
 
 // Close closes the database.

@@ -116,7 +116,7 @@ func importInto(targets []config.ImportTarget) jobs.Importer {
 func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.Service)) (*service, error) {
 	s := &service{}
 	var err error
-	if s.state, err = store.Open(ctx, string(cfg.State.Database)); err != nil {
+	if s.state, err = store.Open(ctx, string(cfg.State.Database), store.KeyFile(cfg.State.KeyFile)); err != nil {
 		return nil, err
 	}
 	if s.bucket, err = storage.Open(ctx, cfg.Storage.URL); err != nil {
