@@ -5,9 +5,9 @@
 // extremities Synapse itself would have written. Verification of the
 // inflated archive therefore holds at scale.
 //
-// Room shares are skewed on purpose: the Vault room gets 1% of the new
-// events, so a one-room partial export of it can be compared with the
-// full export.
+// Room shares are skewed on purpose: rooms with 1%, 5% and 15% of the new
+// events (Vault, Mod, DM), so that room selections of those sizes can be
+// compared with the full export.
 package benchgen
 
 import (
@@ -28,7 +28,7 @@ import (
 
 // Version changes whenever the generated data would change, so that
 // cached databases are rebuilt.
-const Version = "1"
+const Version = "2"
 
 // Options of a run.
 type Options struct {
@@ -42,15 +42,19 @@ type Options struct {
 // Room shares of new timeline events (room ID -> weight).
 var roomShares = map[string]float64{
 	"!ogWeHYJmPRtxIzbUbr:fixture.test": 0.40, // square
-	"!JYqnrDtCzMrzFHaaea:fixture.test": 0.20, // oncall
-	"!ncVHMhTOeCGKwfUKBO:fixture.test": 0.20, // dm
+	"!JYqnrDtCzMrzFHaaea:fixture.test": 0.29, // oncall
+	"!ncVHMhTOeCGKwfUKBO:fixture.test": 0.15, // dm: the 15% room
 	"!FMxGcxhpztUDbEOnlZ:fixture.test": 0.10, // gov
-	"!jXsAyHRwxbXAilEItV:fixture.test": 0.09, // mod
+	"!jXsAyHRwxbXAilEItV:fixture.test": 0.05, // mod: the 5% room
 	"!MlLrapIPzsVLZJkYQO:fixture.test": 0.01, // vault: the 1% room
 }
 
-// OnePercentRoom is the room holding 1% of the generated events.
-const OnePercentRoom = "!MlLrapIPzsVLZJkYQO:fixture.test"
+// The rooms holding 1%, 5% and 15% of the generated events.
+const (
+	OnePercentRoom     = "!MlLrapIPzsVLZJkYQO:fixture.test"
+	FivePercentRoom    = "!jXsAyHRwxbXAilEItV:fixture.test"
+	FifteenPercentRoom = "!ncVHMhTOeCGKwfUKBO:fixture.test"
+)
 
 const server = "fixture.test"
 

@@ -49,6 +49,19 @@ func (p *plan) exported(id, room string) string {
 
 func (p *plan) eventArgs() []any { return []any{p.rooms, p.since, p.until} }
 
+// roomCond is eventCond without the time range (parameter $1 only).
+func (p *plan) roomCond() string {
+	if p.rooms != nil {
+		return `e.room_id = ANY($1::text[])`
+	}
+	return `$1::text[] IS NULL`
+}
+
+// inTimeRange is eventCond's time range, in Go.
+func (p *plan) inTimeRange(isState bool, ts int64) bool {
+	return isState || ((p.since == 0 || ts >= p.since) && (p.until == 0 || ts < p.until))
+}
+
 // notRejected is the SQL condition that event alias a was not rejected.
 func (p *plan) notRejected(a string) string {
 	if p.s.has("events", "rejection_reason") {
@@ -73,18 +86,22 @@ type eventCursor struct {
 // redaction_retention_period has passed, so the room version's redaction
 // algorithm is applied here).
 //
-// A whole-server export reads two streams at once, on two connections
-// sharing the snapshot: event metadata in stream order, and event_json in
-// its physical order (which is Synapse's insert order, close to stream
-// order), matched by event ID with a bounded look-ahead. That spares
-// PostgreSQL joining and sorting every event's JSON before the first row
-// (docs/SYNAPSE.md, Performance). When the look-ahead outgrows its bound,
-// or for selections and resumed exports, one joined query is used.
+// A whole-server export, or a selection of a large share of it (p.scan),
+// reads two streams at once, on two connections sharing the snapshot:
+// event metadata in stream order, and event_json in its physical order
+// (which is Synapse's insert order, close to stream order), matched by
+// event ID with a bounded look-ahead. That spares PostgreSQL joining and
+// sorting every event's JSON before the first row (docs/SYNAPSE.md,
+// Performance). When the look-ahead outgrows its bound, or for small
+// selections and resumed exports, one joined query is used.
 func (p *plan) eventsStream() source.Stream {
 	s := p.s
 	return source.Stream{
 		Name: "events",
 		Count: func(ctx context.Context) (int64, error) {
+			if p.selected >= 0 {
+				return p.selected, nil
+			}
 			return s.count(ctx, `SELECT count(*) FROM events e WHERE `+p.eventCond(), p.eventArgs()...)
 		},
 		Run: func(ctx context.Context, cursor []byte, sink source.Sink) error {
@@ -93,7 +110,7 @@ func (p *plan) eventsStream() source.Stream {
 				return err
 			}
 			em := &eventEmitter{p: p, sink: sink, after: c.After}
-			if len(cursor) == 0 && p.rooms == nil && p.since == 0 && p.until == 0 {
+			if len(cursor) == 0 && p.scan {
 				done, err := p.mergedEvents(ctx, em)
 				if err != nil {
 					return err
@@ -167,11 +184,12 @@ func (em *eventEmitter) finish() error {
 }
 
 // redactionJoin joins each event's first valid redaction (alias red).
-// A whole server gets one pass over all redactions. A room selection
-// looks for the rooms' redaction events through the rooms' events (a
-// redaction applies only within its room), which PostgreSQL reads for the
-// selection anyway; a time-range selection looks up each event's
-// redactions by index. Either way the cost follows the selection.
+// A whole server, and a large time-range selection, get one pass over all
+// redactions. A room selection looks for the rooms' redaction events
+// through the rooms' events (a redaction applies only within its room),
+// which PostgreSQL reads for the selection anyway; a small time-range
+// selection looks up each event's redactions by index. Either way the
+// cost follows the selection.
 func (p *plan) redactionJoin() string {
 	switch {
 	case p.rooms != nil:
@@ -179,7 +197,7 @@ func (p *plan) redactionJoin() string {
 			FROM events re JOIN redactions r ON r.event_id = re.event_id JOIN event_json rj ON rj.event_id = r.event_id
 			WHERE re.room_id = ANY($1::text[]) AND re.type = 'm.room.redaction' AND ` + p.notRejected("re") + `
 			ORDER BY r.redacts, re.stream_ordering) red ON red.redacts = e.event_id`
-	case p.selective():
+	case !p.scan:
 		return `LEFT JOIN LATERAL (SELECT r.event_id AS id, re.sender, rj.internal_metadata AS meta FROM redactions r
 			JOIN events re ON re.event_id = r.event_id JOIN event_json rj ON rj.event_id = r.event_id
 			WHERE r.redacts = e.event_id AND ` + p.notRejected("re") + ` ORDER BY re.stream_ordering LIMIT 1) red ON true`
@@ -190,12 +208,12 @@ func (p *plan) redactionJoin() string {
 }
 
 // stateGroup is the select expression of event e's state group. A whole
-// server joins event_to_state_groups (one hash join); a selection looks
-// each event's group up by index, so that its cost follows the selection
-// rather than the table (the planner otherwise scans all of
-// event_to_state_groups for a 1% room).
+// server, or a large selection, joins event_to_state_groups (one hash
+// join); a small selection looks each event's group up by index, so that
+// its cost follows the selection rather than the table (the planner
+// otherwise scans all of event_to_state_groups for a 1% room).
 func (p *plan) stateGroup() (expr, join string) {
-	if !p.selective() {
+	if p.scan {
 		return `g.state_group`, `LEFT JOIN event_to_state_groups g ON g.event_id = e.event_id`
 	}
 	return `(SELECT g.state_group FROM event_to_state_groups g WHERE g.event_id = e.event_id)`, ``
@@ -228,9 +246,11 @@ var (
 	maxAheadBytes = 96 << 20
 )
 
-// mergedEvents reads all events by matching metadata in stream order with
-// event_json in physical order. It returns false (having emitted a prefix)
-// when it gave up: no shared snapshot, or a look-ahead past its bounds.
+// mergedEvents reads the selected events by matching metadata in stream
+// order with event_json in physical order. Both read the selected rooms
+// whole (event_json has no other column to select by); a time range is
+// applied here. It returns false (having emitted a prefix) when it gave
+// up: no shared snapshot, or a look-ahead past its bounds.
 func (p *plan) mergedEvents(ctx context.Context, em *eventEmitter) (bool, error) {
 	s := p.s
 	hconn, htx, err := s.helper(ctx)
@@ -241,7 +261,16 @@ func (p *plan) mergedEvents(ctx context.Context, em *eventEmitter) (bool, error)
 		htx.Rollback(context.Background())
 		hconn.Close(context.Background())
 	}()
-	jrows, err := htx.Query(ctx, `SELECT event_id, json, internal_metadata FROM event_json`)
+	jquery, jargs := `SELECT event_id, json, internal_metadata FROM event_json`, []any(nil)
+	if p.rooms != nil {
+		// A sequential scan in physical order: parallel workers would
+		// return the rows out of it.
+		if _, err := htx.Exec(ctx, `SET LOCAL max_parallel_workers_per_gather = 0`); err != nil {
+			return false, err
+		}
+		jquery, jargs = jquery+` WHERE room_id = ANY($1::text[])`, []any{p.rooms}
+	}
+	jrows, err := htx.Query(ctx, jquery, jargs...)
 	if err != nil {
 		return false, err
 	}
@@ -273,22 +302,23 @@ func (p *plan) mergedEvents(ctx context.Context, em *eventEmitter) (bool, error)
 		return body{}, false, jrows.Err()
 	}
 	query := `SELECT e.stream_ordering, e.event_id, e.room_id, e.state_key IS NOT NULL, e.outlier, ` + p.rejectionReason("e") + `,
-		g.state_group, red.id, red.sender, red.meta
+		g.state_group, red.id, red.sender, red.meta, COALESCE(e.origin_server_ts, 0)
 		FROM events e LEFT JOIN event_to_state_groups g ON g.event_id = e.event_id
 		` + p.redactionJoin() + `
-		WHERE ` + p.eventCond() + ` ORDER BY e.stream_ordering`
-	err = s.each(ctx, query, p.eventArgs(), func(rows pgx.Rows) error {
+		WHERE ` + p.roomCond() + ` ORDER BY e.stream_ordering`
+	err = s.each(ctx, query, []any{p.rooms}, func(rows pgx.Rows) error {
 		var m eventMeta
+		var ts int64
 		if err := rows.Scan(&m.so, &m.ev.EventID, &m.ev.RoomID, &m.isState, &m.ev.Outlier, &m.ev.Rejected, &m.group,
-			&m.redID, &m.redSender, &m.redMeta); err != nil {
+			&m.redID, &m.redSender, &m.redMeta, &ts); err != nil {
 			return err
 		}
 		b, found, err := next(m.ev.EventID)
 		if err != nil {
 			return err
 		}
-		if !found {
-			return nil // no stored JSON: the joined query would not return it either
+		if !found || !p.inTimeRange(m.isState, ts) {
+			return nil // no stored JSON (the joined query would not return it either), or outside the time range
 		}
 		return em.emit(&m, b.json, b.meta)
 	})

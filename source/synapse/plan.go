@@ -26,6 +26,13 @@ type plan struct {
 	roomVersion  map[string]string
 	roomOrdinal  map[string]uint64
 	since, until int64 // ms; 0: open
+	// selected is the number of events a selection exports (counted once
+	// by choosePlan); -1 for a whole server, whose Count is its own.
+	selected int64
+	// scan: the events are read by passes over whole tables (hash joins,
+	// event_json in physical order), as for a whole server, rather than
+	// by per-event index lookups; see choosePlan.
+	scan bool
 	// absentReported holds the events Synapse never stored that state
 	// entries name and that were reported (omitAbsent).
 	absentReported map[string]bool
@@ -75,20 +82,8 @@ func (s *Source) Streams(ctx context.Context, f source.Filter, o source.Options)
 	if err := p.loadRooms(ctx); err != nil {
 		return nil, err
 	}
-	if p.selective() {
-		// A selection's queries are index lookups of a small share of the
-		// rows. PostgreSQL's parallel plans for them (workers started per
-		// query, a Gather Merge over their sorts) cost several times the
-		// lookups themselves: 0.83 s against 0.25 s for the events of a 1%
-		// room of a 1M-event server (docs/SYNAPSE.md, Performance). JIT
-		// compilation doesn't pay off for them either, and their sorts fit
-		// in memory with a little more than the default 4 MB. SET LOCAL
-		// lasts as long as the export's read-only transaction.
-		for _, set := range []string{`SET LOCAL max_parallel_workers_per_gather = 0`, `SET LOCAL jit = off`, `SET LOCAL work_mem = '64MB'`} {
-			if _, err := s.tx.Exec(ctx, set); err != nil {
-				return nil, err
-			}
-		}
+	if err := p.choosePlan(ctx); err != nil {
+		return nil, err
 	}
 	streams := []source.Stream{s.serverKeysStream(o)}
 	if len(f.Rooms) == 0 || p.users != nil { // a rooms-only selection carries no accounts
@@ -107,6 +102,52 @@ func (s *Source) Streams(ctx context.Context, f source.Filter, o source.Options)
 // of the selected users) or a time range, rather than reading every row
 // of the tables it reads (a full export, with or without media).
 func (p *plan) selective() bool { return p.rooms != nil || p.since != 0 || p.until != 0 }
+
+// scanShare is the share of the server's events from which a selection
+// reads its events the way a whole-server export does (event_json in its
+// physical order, each table in one pass, hash joins) instead of looking
+// each event up by index. Index lookups cost per event several times
+// what a pass costs per row, but a pass costs for the whole table; on
+// the benchmark servers the two meet between 2% and 4% (docs/SYNAPSE.md,
+// Performance).
+var scanShare = 0.03 // a variable for tests
+
+// choosePlan counts a selection's events, compares them with the
+// server's and picks the plan (p.scan) by that share, and settles the
+// transaction's planner settings.
+func (p *plan) choosePlan(ctx context.Context) error {
+	p.selected, p.scan = -1, true
+	if !p.selective() {
+		return nil
+	}
+	var total float64
+	err := p.s.tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM events e WHERE `+p.eventCond()+`),
+		(SELECT reltuples FROM pg_class WHERE oid = 'events'::regclass)`, p.eventArgs()...).Scan(&p.selected, &total)
+	if err != nil {
+		return fmt.Errorf("count the selected events: %w", err)
+	}
+	if total <= 0 { // never analysed: count
+		n, err := p.s.count(ctx, `SELECT count(*) FROM events`)
+		if err != nil {
+			return err
+		}
+		total = float64(n)
+	}
+	p.scan = float64(p.selected) >= scanShare*total
+	// PostgreSQL's parallel plans for a selection's queries (workers
+	// started per query, a Gather Merge over their sorts) cost several
+	// times the lookups themselves: 0.83 s against 0.25 s for the events
+	// of a 1% room of a 1M-event server. JIT compilation doesn't pay off
+	// for them either, and their sorts and hashes fit in memory with a
+	// little more than the default 4 MB. SET LOCAL lasts as long as the
+	// export's read-only transaction.
+	for _, set := range []string{`SET LOCAL max_parallel_workers_per_gather = 0`, `SET LOCAL jit = off`, `SET LOCAL work_mem = '64MB'`} {
+		if _, err := p.s.tx.Exec(ctx, set); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func nilIfEmpty(v []string) []string {
 	if len(v) == 0 {

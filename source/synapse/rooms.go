@@ -187,10 +187,14 @@ func (p *plan) keptGroups() string {
 	if p.rooms != nil {
 		rooms = `sg.room_id = ANY($1::text[])`
 	}
+	// OFFSET 0 keeps the EXISTS a probe per group (its first event
+	// usually answers): PostgreSQL would otherwise join all the selected
+	// events with event_json's whole index, though there are many fewer
+	// groups than events.
 	return `WITH RECURSIVE kept(id) AS (
 		SELECT sg.id FROM state_groups sg WHERE ` + rooms + ` AND EXISTS (SELECT 1 FROM event_to_state_groups eg
 			JOIN events e ON e.event_id = eg.event_id JOIN event_json ej ON ej.event_id = eg.event_id
-			WHERE eg.state_group = sg.id AND NOT e.outlier AND ` + p.eventCond() + `)
+			WHERE eg.state_group = sg.id AND NOT e.outlier AND ` + p.eventCond() + ` OFFSET 0)
 		UNION
 		SELECT ed.prev_state_group FROM state_group_edges ed JOIN kept k ON ed.state_group = k.id)`
 }
