@@ -15,7 +15,8 @@ func TestExampleParsesAndOnlyPlaceholdersFail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Homeserver.Domain != "example.org" || len(c.Schedules) != 1 || c.Schedules[0].Keep != 7 || c.Storage.LinkLifetime == 0 {
+	if c.Homeserver.Domain != "example.org" || len(c.Schedules) != 1 || c.Schedules[0].Keep != 7 || c.Storage.LinkLifetime == 0 ||
+		c.State.KeyFile != "/var/lib/ferry/state.key" || len(c.API.TrustedProxies) != 2 {
 		t.Fatalf("example decoded wrongly: %+v", c)
 	}
 	err = c.Validate()
@@ -50,6 +51,8 @@ encryption: {recipients: ["age1notakey"]}
 schedules: [{cron: "* *", type: weekly}, {name: a, cron: "@every 1h", type: partial}, {name: b, cron: "@daily", type: full, rooms: ["!r:x"]},
   {name: c, cron: "0 3 * * *", type: partial, rooms: ["#alias:x"], users: ["bob"], media: some}]
 import_targets: [{name: t, implementation: synapse}, {name: t, implementation: dendrite, config: d.yaml}]
+api: {trusted_proxies: [localhost]}
+storage: {import_from: ["/not/a/url"]}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +61,7 @@ import_targets: [{name: t, implementation: synapse}, {name: t, implementation: d
 	for _, key := range []string{"homeserver.url", "homeserver.domain", "homeserver.implementation", "appservice.as_token",
 		"admins.users", "admins.rooms", "encryption.recipients", "schedules[0].cron", "schedules[0].type",
 		"schedules[1].rooms", "schedules[2].type", "schedules[3].rooms[0]", "schedules[3].users[0]", "schedules[3].media",
-		"import_targets[0].implementation", "import_targets[0].config", "import_targets[1].name"} {
+		"import_targets[0].implementation", "import_targets[0].config", "import_targets[1].name", "api.trusted_proxies", "storage.import_from[0]"} {
 		if !strings.Contains(msg, key+":") {
 			t.Errorf("no problem reported for %s in:\n%s", key, msg)
 		}

@@ -15,7 +15,8 @@ import (
 	"github.com/ferry-matrix/ferry/importer/dendrite"
 )
 
-// cmdImport: !import <export ID | archive URL>.
+// cmdImport: !import <export ID | archive URL>. A URL must lie in Ferry's
+// storage or in storage.import_from (import_location.go).
 //
 // The bot never imports: an import needs a stopped target homeserver,
 // and the bot lives on a running one. It validates the archive and shows
@@ -32,7 +33,11 @@ func (b *Bot) cmdImport() *chatcmd.Command {
 			var open func(ctx context.Context) (container.Source, error)
 			var label string
 			if strings.Contains(arg, "://") {
-				open = func(ctx context.Context) (container.Source, error) { return container.Open(ctx, arg) }
+				loc, err := allowImport(arg, b.importLocations())
+				if err != nil {
+					return "", err
+				}
+				open = func(ctx context.Context) (container.Source, error) { return container.Open(ctx, loc) }
 				label = arg
 			} else {
 				e, err := b.completedExport(ctx, arg, "import (or give an archive URL: s3://..., file:///...)")

@@ -407,7 +407,7 @@ func TestBotEndToEnd(t *testing.T) {
 		if resp, _ := http.PostForm(unlock, url.Values{"key": {keyLine}}); resp == nil || resp.StatusCode != http.StatusGone {
 			t.Errorf("the key form worked twice: %v", resp)
 		}
-		plain := filepath.Join(dir, "plain.ferry")
+		plain := filepath.Join(filepath.Dir(env.cfgPath), "archives", "plain.ferry") // !import URL reads only from Ferry's storage (and storage.import_from)
 		if err := run(ctx, []string{"export", "--source", "dendrite", "--config", env.d.Config(), "--plaintext", "--to", plain}); err != nil {
 			t.Fatal(err)
 		}
