@@ -20,7 +20,7 @@ import (
 const HelperName = "ferry-dendrite-import"
 
 // helperVersion is the protocol version this Ferry speaks.
-const helperVersion = 1
+const helperVersion = 2
 
 // FindHelper locates the helper: an explicit path, then $FERRY_DENDRITE_IMPORT,
 // then beside the running binary, then $FERRY_DENDRITE_DIR, then $PATH.
@@ -117,6 +117,9 @@ type backupSession struct {
 }
 
 type response struct {
+	// Log lines come before a request's answer: progress and notes for
+	// the person running the import.
+	Log        string `json:"log"`
 	OK         bool   `json:"ok"`
 	Error      string `json:"error"`
 	Skipped    bool   `json:"skipped"`
@@ -139,9 +142,10 @@ type helper struct {
 	out    *bufio.Scanner
 	stderr *tailBuffer
 	waited chan error
+	logf   func(string, ...any)
 }
 
-func startHelper(ctx context.Context, bin, configPath string) (*helper, error) {
+func startHelper(ctx context.Context, bin, configPath string, logf func(string, ...any)) (*helper, error) {
 	args := []string{"-config", configPath}
 	if p := os.Getenv("FERRY_HELPER_CPUPROFILE"); p != "" { // investigations
 		args = append(args, "-cpuprofile", p)
@@ -155,7 +159,7 @@ func startHelper(ctx context.Context, bin, configPath string) (*helper, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &helper{cmd: cmd, in: in, enc: json.NewEncoder(in), out: bufio.NewScanner(out), stderr: &tailBuffer{max: 8 << 10}, waited: make(chan error, 1)}
+	h := &helper{cmd: cmd, in: in, enc: json.NewEncoder(in), out: bufio.NewScanner(out), stderr: &tailBuffer{max: 8 << 10}, waited: make(chan error, 1), logf: logf}
 	h.out.Buffer(make([]byte, 64<<10), 16<<20)
 	cmd.Stderr = h.stderr
 	if err := cmd.Start(); err != nil {
@@ -164,17 +168,25 @@ func startHelper(ctx context.Context, bin, configPath string) (*helper, error) {
 	return h, nil
 }
 
-// call sends one request and reads its answer.
+// call sends one request and reads its answer, passing the Log lines
+// before it on to logf.
 func (h *helper) call(req *request) (*response, error) {
 	if err := h.enc.Encode(req); err != nil {
 		return nil, h.died(err)
 	}
-	if !h.out.Scan() {
-		return nil, h.died(h.out.Err())
-	}
 	var res response
-	if err := json.Unmarshal(h.out.Bytes(), &res); err != nil {
-		return nil, fmt.Errorf("import helper: bad answer %q: %w", h.out.Text(), err)
+	for {
+		if !h.out.Scan() {
+			return nil, h.died(h.out.Err())
+		}
+		res = response{}
+		if err := json.Unmarshal(h.out.Bytes(), &res); err != nil {
+			return nil, fmt.Errorf("import helper: bad answer %q: %w", h.out.Text(), err)
+		}
+		if res.Log == "" {
+			break
+		}
+		h.logf("%s", res.Log)
 	}
 	if !res.OK {
 		return &res, errors.New(res.Error)

@@ -177,7 +177,7 @@ func Import(ctx context.Context, r *archive.Reader, opts Options) (*Result, erro
 		return res, err
 	}
 	logf("starting Dendrite's components (import helper)")
-	h, err := startHelper(ctx, bin, opts.Config)
+	h, err := startHelper(ctx, bin, opts.Config, logf)
 	if err != nil {
 		return res, err
 	}

@@ -1,7 +1,9 @@
 // Package dendriteproc runs a Dendrite homeserver (v0.15.2 binaries:
 // dendrite, generate-config, generate-keys) as a child process on
 // 127.0.0.1, with its config, key, SQLite files (or one PostgreSQL
-// database) and media in one directory and federation off. The tests'
+// database), JetStream store and media in one directory. The config is the
+// one an admin starts from: Dendrite's generated default (the shipped
+// sample), JetStream on disk, with the few changes New lists. The tests'
 // harness (internal/testenv) and `bot demo` use it.
 package dendriteproc
 
@@ -35,8 +37,15 @@ type Server struct {
 }
 
 // New generates a config (SQLite files under dir, or all components in
-// the PostgreSQL database dbURL) and a signing key for serverName in dir,
-// with open registration off and the shared-secret admin registration on.
+// the PostgreSQL database dbURL) and a signing key for serverName in dir.
+//
+// The config is Dendrite's default (generate-config without -ci, as the
+// shipped dendrite-sample.yaml): JetStream on disk (in_memory: false) under
+// dir, so that durable consumers and queued messages outlive a stop as they
+// do for an admin, bcrypt cost 10, presence off, no MSCs. Changed from it:
+// the shared-secret admin registration is on (a fixed secret), rate
+// limiting is off (the tests' clients do not back off on HTTP 429), and
+// Dendrite logs to stderr (its log file, LogPath) instead of a log directory.
 func New(bin, dir, serverName, dbURL string) (*Server, error) {
 	run := func(name string, args ...string) ([]byte, error) {
 		cmd := exec.Command(filepath.Join(bin, name), args...)
@@ -50,7 +59,7 @@ func New(bin, dir, serverName, dbURL string) (*Server, error) {
 	if _, err := run("generate-keys", "--private-key", filepath.Join(dir, "matrix_key.pem")); err != nil {
 		return nil, err
 	}
-	args := []string{"-ci", "-server", serverName, "-dir", dir}
+	args := []string{"-server", serverName, "-dir", dir}
 	if dbURL != "" {
 		args = append(args, "-db", dbURL)
 	}
@@ -59,9 +68,17 @@ func New(bin, dir, serverName, dbURL string) (*Server, error) {
 		return nil, err
 	}
 	d := &Server{ServerName: serverName, Dir: dir, Secret: "ferry-test-shared-secret-0123456789", bin: bin}
-	cfg = bytes.Replace(cfg, []byte("registration_disabled: false"), []byte("registration_disabled: true"), 1)
-	cfg = bytes.Replace(cfg, []byte("registration_shared_secret: complement"), []byte("registration_shared_secret: "+d.Secret), 1)
-	cfg = bytes.Replace(cfg, []byte("private_key: matrix_key.pem"), []byte("private_key: "+filepath.Join(dir, "matrix_key.pem")), 1)
+	for _, r := range []struct{ old, new string }{
+		{"registration_shared_secret: \"\"", "registration_shared_secret: " + d.Secret},
+		{"private_key: matrix_key.pem", "private_key: " + filepath.Join(dir, "matrix_key.pem")},
+		{"  rate_limiting:\n    enabled: true", "  rate_limiting:\n    enabled: false"},
+		{"logging:\n- type: file\n  level: info", "logging:\n- type: std\n  level: info"},
+	} {
+		if !bytes.Contains(cfg, []byte(r.old)) {
+			return nil, fmt.Errorf("generate-config wrote no %q to change (not Dendrite v0.15.2?)", r.old)
+		}
+		cfg = bytes.Replace(cfg, []byte(r.old), []byte(r.new), 1)
+	}
 	if err := os.WriteFile(d.Config(), cfg, 0o600); err != nil {
 		return nil, err
 	}

@@ -10,9 +10,11 @@ import (
 )
 
 // Dendrite is a Dendrite homeserver for a test (v0.15.2, built by
-// scripts/test into $FERRY_DENDRITE_DIR; see internal/dendriteproc): on
-// SQLite files (or one PostgreSQL database) in a temporary directory,
-// listening on 127.0.0.1 only, federation off, stopped when the test ends.
+// scripts/test into $FERRY_DENDRITE_DIR; see internal/dendriteproc),
+// configured as an admin would: Dendrite's default config, JetStream on
+// disk. Its SQLite files (or one PostgreSQL database), JetStream store and
+// media are in a temporary directory; it listens on 127.0.0.1 only and is
+// stopped when the test ends.
 type Dendrite struct {
 	*dendriteproc.Server
 }
@@ -26,9 +28,9 @@ func StartDendrite(t testing.TB, serverName string) *Dendrite {
 	return d
 }
 
-// NewDendrite generates a config (SQLite files, media and JetStream under
-// Dir) and a signing key for serverName, without starting Dendrite: an
-// import target, or a server to Start later.
+// NewDendrite generates a config (SQLite files, media and JetStream, on
+// disk, under Dir) and a signing key for serverName, without starting
+// Dendrite: an import target, or a server to Start later.
 func NewDendrite(t testing.TB, serverName string) *Dendrite {
 	t.Helper()
 	return newDendrite(t, serverName, "")

@@ -15,3 +15,9 @@ build_dendrite() {
   (cd tools/dendrite && go build -o "$dir/ferry-dendrite-import" ./importhelper)
   export FERRY_DENDRITE_DIR="$dir"
 }
+
+# Vets and tests the import helper (its drain against a real JetStream). Its
+# module is not reached by `go test ./...` from the repository root.
+test_dendrite_helper() {
+  (cd tools/dendrite && go vet ./importhelper && go test -count=1 ./importhelper)
+}

@@ -27,15 +27,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/element-hq/dendrite/appservice"
 	"github.com/element-hq/dendrite/federationapi"
 	"github.com/element-hq/dendrite/internal/caching"
 	"github.com/element-hq/dendrite/internal/httputil"
@@ -59,7 +58,7 @@ import (
 )
 
 // Version is the protocol version; Ferry refuses a helper of another one.
-const Version = 1
+const Version = 2
 
 // Request is one line on stdin. Op says which fields matter.
 type Request struct {
@@ -148,8 +147,11 @@ type BackupSession struct {
 	SessionData       json.RawMessage `json:"session_data"`
 }
 
-// Response is one line on stdout per request.
+// Response is one line on stdout per request. Before it, a request may
+// send lines that carry only Log: progress and notes for the person
+// running the import.
 type Response struct {
+	Log     string `json:"log,omitempty"`
 	OK      bool   `json:"ok"`
 	Error   string `json:"error,omitempty"`
 	Skipped bool   `json:"skipped,omitempty"` // already there (a rerun)
@@ -206,6 +208,10 @@ type helper struct {
 	keyDB   dbw
 	mediaDB dbw
 	name    spec.ServerName
+	// say sends a Log line before the current request's answer.
+	say func(string)
+	// notes are said with the answer to hello.
+	notes []string
 }
 
 func start(configPath string) (*helper, error) {
@@ -238,11 +244,18 @@ func start(configPath string) (*helper, error) {
 	if err := js.PurgeStream(cfg.Global.JetStream.Prefixed(jetstream.InputRoomEvent)); err != nil && !errors.Is(err, nats.ErrStreamNotFound) {
 		return nil, fmt.Errorf("clearing the roomserver's input queue: %w", err)
 	}
+	notes, err := dropUnrunConsumers(js, &cfg.Global.JetStream)
+	if err != nil {
+		return nil, err
+	}
 	rsAPI := roomserver.NewInternalAPI(processCtx, cfg, cm, &natsInstance, caches, caching.DisableMetrics)
 	fsAPI := federationapi.NewInternalAPI(processCtx, cfg, cm, &natsInstance, federationClient, rsAPI, caches, nil, false)
 	rsAPI.SetFederationAPI(fsAPI, fsAPI.KeyRing())
 	userAPI := newUserAPI(processCtx, cfg, cm, &natsInstance, rsAPI, federationClient, fsAPI.IsBlacklistedOrBackingOff)
-	asAPI := appservice.NewInternalAPI(processCtx, cfg, &natsInstance, userAPI, rsAPI)
+	asAPI, err := newAppserviceAPI(cfg, userAPI)
+	if err != nil {
+		return nil, err
+	}
 	rsAPI.SetAppserviceAPI(asAPI)
 	rsAPI.SetUserAPI(userAPI)
 	monolith := setup.Monolith{Config: cfg, Client: httpClient, FedClient: federationClient, KeyRing: fsAPI.KeyRing(),
@@ -272,7 +285,63 @@ func start(configPath string) (*helper, error) {
 		return nil, fmt.Errorf("media database: %w", err)
 	}
 	return &helper{cfg: cfg, keyDB: dbw{keyDB, keyW}, mediaDB: dbw{mediaDB, mediaW}, process: processCtx, rs: rsAPI, users: userAPI, media: media, js: js,
-		userDB: dbw{userDB, userW}, rsDB: rsDB, name: cfg.Global.ServerName}, nil
+		userDB: dbw{userDB, userW}, rsDB: rsDB, name: cfg.Global.ServerName, notes: notes, say: func(string) {}}, nil
+}
+
+// dropUnrunConsumers deletes the durable JetStream consumers of the
+// components this helper does not run: the user API's consumer of the
+// roomserver's output (see newUserAPI for why it does not run) and the
+// appservices' consumers (see newAppserviceAPI).
+//
+// With JetStream on disk (Dendrite's default, in_memory: false) a consumer
+// outlives the Dendrite that created it, and Dendrite's streams keep every
+// message until each of their consumers has acknowledged it (interest
+// retention): the import's output would be kept for readers that never
+// come in this process, and a drain would wait on them. Deleted, they get
+// nothing kept; Dendrite creates them again when it next starts, and they
+// read only what the streams still hold: nothing of the import once it has
+// drained.
+//
+// Messages pending for them from before the import (a Dendrite stopped
+// before these components caught up) are dropped with them, and said.
+func dropUnrunConsumers(js nats.JetStreamContext, cfg *config.JetStream) ([]string, error) {
+	userAPI := cfg.Durable("UserAPIRoomServerConsumer")
+	unrun := []struct {
+		stream, what string
+		names        func(stream string) []string
+	}{
+		// Dendrite's pull consumer, and its push consumer of before v0.13.
+		{jetstream.OutputRoomEvent, "push notification counts", func(string) []string { return []string{userAPI + "Pull", userAPI} }},
+		// Whatever appservices Dendrite knew, the current config's or not.
+		{jetstream.OutputAppserviceEvent, "events sent to appservices", func(stream string) []string {
+			var names []string
+			for name := range js.ConsumerNames(stream) {
+				names = append(names, name)
+			}
+			return names
+		}},
+	}
+	var notes []string
+	for _, u := range unrun {
+		stream := cfg.Prefixed(u.stream)
+		for _, name := range u.names(stream) {
+			info, err := js.ConsumerInfo(stream, name)
+			if errors.Is(err, nats.ErrConsumerNotFound) || errors.Is(err, nats.ErrStreamNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("reading Dendrite's JetStream consumer %s: %w", name, err)
+			}
+			if err := js.DeleteConsumer(stream, name); err != nil && !errors.Is(err, nats.ErrConsumerNotFound) {
+				return nil, fmt.Errorf("deleting Dendrite's JetStream consumer %s of %s (the import does not run it, and the stream would keep the import's messages for it): %w", name, stream, err)
+			}
+			if n := info.NumPending + uint64(info.NumAckPending); n > 0 {
+				notes = append(notes, fmt.Sprintf("Dendrite had %d messages from before the import not yet read by its JetStream consumer %s (%s); "+
+					"the import does not run it, so they are dropped with it", n, name, u.what))
+			}
+		}
+	}
+	return notes, nil
 }
 
 func (h *helper) stop() {
@@ -291,6 +360,10 @@ func (h *helper) serve(in io.Reader, out io.Writer) error {
 	w := bufio.NewWriter(out)
 	enc := json.NewEncoder(w)
 	ctx := context.Background()
+	h.say = func(line string) {
+		enc.Encode(&Response{Log: line})
+		w.Flush()
+	}
 	for sc.Scan() {
 		var req Request
 		var res Response
@@ -314,6 +387,9 @@ func (h *helper) serve(in io.Reader, out io.Writer) error {
 func (h *helper) handle(ctx context.Context, req *Request, res *Response) error {
 	switch req.Op {
 	case "hello":
+		for _, n := range h.notes {
+			h.say(n)
+		}
 		res.Version, res.ServerName = Version, string(h.name)
 		if err := h.userDB.QueryRowContext(ctx, "SELECT COUNT(*) FROM userapi_accounts WHERE localpart <> '_server'").Scan(&res.Users); err != nil {
 			return err
@@ -419,7 +495,7 @@ func (h *helper) handle(ctx context.Context, req *Request, res *Response) error 
 			VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, req.UserID, req.KeyID, req.TargetUserID, req.TargetKeyID, req.Signature)
 		return err
 	case "drain":
-		return h.drain(ctx)
+		return h.drain(ctx, defaultDrainLimits)
 	default:
 		return fmt.Errorf("unknown op %q (this helper speaks protocol version %d)", req.Op, Version)
 	}
@@ -632,39 +708,98 @@ func (h *helper) backupSessions(ctx context.Context, req *Request, res *Response
 	return err
 }
 
-// drain waits until every JetStream consumer (the sync API's, the user
-// API's, ...) has processed everything published so far: the roomserver
-// answers an input when the roomserver tables are written, and the sync
-// API catches up from the output stream afterwards. On a large import
-// the sync API trails the roomserver by tens of thousands of events, so
-// drain waits as long as the backlog shrinks, and gives up only when it
-// has not moved for stallLimit.
-func (h *helper) drain(ctx context.Context) error {
-	const stallLimit = 10 * time.Minute
-	best, since := uint64(math.MaxUint64), time.Now()
+// drainLimits bound a drain. A consumer that has messages but neither
+// pulls nor holds any for Idle has nobody behind it in this process:
+// waiting cannot help. One that holds messages without finishing any for
+// Busy is stuck. A consumer that moves (a message delivered or
+// acknowledged) is waited for as long as it takes: on a large import the
+// sync API trails the roomserver by tens of thousands of events.
+type drainLimits struct {
+	Idle, Busy, Progress time.Duration
+	Poll                 time.Duration
+}
+
+var defaultDrainLimits = drainLimits{Idle: 5 * time.Second, Busy: 60 * time.Second, Progress: 10 * time.Second, Poll: 200 * time.Millisecond}
+
+// consumerWatch is what drain remembers of one consumer.
+type consumerWatch struct {
+	delivered, acked, pending uint64
+	moved                     time.Time // when one of them last changed
+	idle                      time.Time // since when nothing was pulled or in flight (zero: busy)
+	reported                  uint64    // pending at the last progress line
+}
+
+// drain waits until every JetStream consumer (the sync API's, the
+// federation API's, the roomserver's per-room input, ...) has processed
+// everything published so far: the roomserver answers an input when the
+// roomserver tables are written, and the other components catch up from
+// its output stream afterwards. It reports progress every lim.Progress,
+// and fails within seconds, naming the consumer, when one cannot progress.
+func (h *helper) drain(ctx context.Context, lim drainLimits) error {
+	watch := map[string]*consumerWatch{}
+	started, lastReport := time.Now(), time.Now()
 	for {
-		pending, where := uint64(0), ""
+		now := time.Now()
+		var total uint64
+		var busy []string
 		for stream := range h.js.StreamNames(nats.Context(ctx)) {
 			for info := range h.js.ConsumersInfo(stream, nats.Context(ctx)) {
-				if n := info.NumPending + uint64(info.NumAckPending); n > 0 {
-					pending += n
-					where = stream + "/" + info.Name
+				key := stream + "/" + info.Name
+				n := info.NumPending + uint64(info.NumAckPending)
+				if n == 0 {
+					delete(watch, key)
+					continue
+				}
+				total += n
+				w := watch[key]
+				if w == nil {
+					w = &consumerWatch{moved: now, reported: n}
+					watch[key] = w
+				}
+				if info.Delivered.Stream != w.delivered || info.AckFloor.Stream != w.acked || n < w.pending {
+					w.moved = now
+				}
+				w.delivered, w.acked, w.pending = info.Delivered.Stream, info.AckFloor.Stream, n
+				// A pull consumer that a component runs always has a pull
+				// request waiting or a message in flight.
+				if info.Config.DeliverSubject == "" && info.NumWaiting == 0 && info.NumAckPending == 0 {
+					if w.idle.IsZero() {
+						w.idle = now
+					}
+				} else {
+					w.idle = time.Time{}
+				}
+				stalled := now.Sub(w.moved)
+				switch {
+				case !w.idle.IsZero() && now.Sub(w.idle) >= lim.Idle && stalled >= lim.Idle:
+					return fmt.Errorf("Dendrite's JetStream consumer %s (stream %s) has %d messages pending and nothing in this import reads them (no progress for %s): "+
+						"it belongs to a component the import helper does not run, and the stream keeps its messages until it reads them. "+
+						"Start Dendrite once so that this component catches up, stop it, and run the import again: it resumes where it stopped",
+						info.Name, stream, n, stalled.Round(time.Second))
+				case stalled >= lim.Busy:
+					return fmt.Errorf("Dendrite's JetStream consumer %s (stream %s) has %d messages pending and finished none for %s (%d in progress): "+
+						"the component is stuck. Run the import again: it resumes where it stopped; if it sticks again, start Dendrite on the target and read its log for this component",
+						info.Name, stream, n, stalled.Round(time.Second), info.NumAckPending)
+				}
+				if now.Sub(lastReport) >= lim.Progress {
+					busy = append(busy, fmt.Sprintf("%s %d (%d done in %s)", info.Name, n, int64(w.reported)-int64(n), now.Sub(lastReport).Round(time.Second)))
+					w.reported = n
 				}
 			}
 		}
-		if pending == 0 {
+		if total == 0 {
 			return nil
 		}
-		if pending < best {
-			best, since = pending, time.Now()
-		}
-		if time.Since(since) > stallLimit {
-			return fmt.Errorf("Dendrite's consumers still have %d messages pending (e.g. %s) and made no progress for %s", pending, where, stallLimit)
+		if len(busy) > 0 {
+			slices.Sort(busy)
+			h.say(fmt.Sprintf("waiting for Dendrite's components (%s so far): %d messages pending: %s",
+				now.Sub(started).Round(time.Second), total, strings.Join(busy, ", ")))
+			lastReport = now
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(lim.Poll):
 		}
 	}
 }

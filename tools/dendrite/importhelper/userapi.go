@@ -19,14 +19,20 @@ import (
 )
 
 // newUserAPI is Dendrite v0.15.2's userapi.NewInternalAPI without the
-// consumer of the roomserver's output, which evaluates every member's push
-// rules for every new event to count notifications. For imported history
-// that work is both wrong (every old message would count as an unread
-// notification) and the import's largest cost, growing with events times
-// local members. The roomserver's output stream keeps a message only while
-// an existing consumer has not acknowledged it (interest retention), so
-// the user API's consumer, created when Dendrite next starts, does not
-// replay the import either: imported history counts as read.
+// consumer of the roomserver's output (userapi/consumers/roomserver.go),
+// which evaluates every member's push rules for every new event to count
+// notifications and push them, and on a room upgrade copies the old room's
+// push rules, tags and m.direct entry to the new room. For imported history
+// all of it is wrong or done already: every old message would count as a
+// notification stamped with the import's time, and the account data the
+// archive carries already holds the copies (the consumer would append the
+// upgraded room's push rule a second time). It is also the import's largest
+// cost, growing with events times local members. The roomserver's output
+// stream keeps a message only while an existing consumer has not
+// acknowledged it (interest retention), so once dropUnrunConsumers has
+// deleted the durable consumer a previous start of Dendrite left (JetStream
+// on disk), the user API's consumer, created again when Dendrite next
+// starts, does not replay the import: imported history counts as read.
 func newUserAPI(
 	processContext *process.ProcessContext, dendriteCfg *config.Dendrite, cm *sqlutil.Connections,
 	natsInstance *jetstream.NATSInstance, rsAPI rsapi.UserRoomserverAPI, fedClient fedsenderapi.KeyserverFederationAPI,
