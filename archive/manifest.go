@@ -178,9 +178,22 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		if seen[f.Path] {
 			return nil, formatErr(ManifestFile, -1, fmt.Sprintf("file %q listed twice", f.Path), nil)
 		}
+		if isBlobPath(f.Path) || strings.HasPrefix(mediaFileDir, f.Path+"/") || strings.HasPrefix(mediaThumbnailDir, f.Path+"/") {
+			return nil, formatErr(ManifestFile, -1, fmt.Sprintf("file %q is a media blob path or the directory of one: blobs are not listed as files", f.Path), nil)
+		}
 		seen[f.Path] = true
 		if f.Part < 0 || f.Part > len(m.Parts) || f.Size < 0 || f.Records < 0 || len(f.SHA256) != 64 {
 			return nil, formatErr(ManifestFile, -1, fmt.Sprintf("file %q has an impossible part, size, count or hash", f.Path), nil)
+		}
+	}
+	// No member may be a directory of another, or the archive could not be
+	// extracted onto a filesystem (blob paths are kept apart by their shape,
+	// see checkBlobPath).
+	for p := range seen {
+		for i := strings.IndexByte(p, '/'); i >= 0; i = nextSlash(p, i) {
+			if seen[p[:i]] {
+				return nil, formatErr(ManifestFile, -1, fmt.Sprintf("file %q is listed and is also the directory of %q", p[:i], p), nil)
+			}
 		}
 	}
 	for i, p := range m.Parts {
@@ -192,6 +205,14 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		return nil, err
 	}
 	return &m, nil
+}
+
+// nextSlash is the index of the next '/' in p after i, or -1.
+func nextSlash(p string, i int) int {
+	if j := strings.IndexByte(p[i+1:], '/'); j >= 0 {
+		return i + 1 + j
+	}
+	return -1
 }
 
 // Marshal encodes the manifest deterministically (sorted keys, two-space

@@ -359,7 +359,14 @@ func (r *Reader) walkPart(ctx context.Context, i int, names *nameSet, fn func(*F
 			}
 			hsh := sha256.New()
 			cr := &countReader{r: io.TeeReader(e, hsh)}
-			if err := fn(&File{Blob: cr, BlobPath: e.Name, BlobSize: e.Size, Known: true}); err != nil {
+			blobPath, err := r.blobPath(e.Name)
+			if err != nil {
+				return formatErr(name, -1, err.Error(), nil)
+			}
+			if blobPath != e.Name && !names.add(blobPath) {
+				return duplicateErr(name, blobPath)
+			}
+			if err := fn(&File{Blob: cr, BlobPath: blobPath, BlobSize: e.Size, Known: true}); err != nil {
 				return err
 			}
 			if _, err := io.Copy(io.Discard, cr); err != nil {
@@ -435,6 +442,74 @@ func decodeRecords[T any](c codec, f FileEntry, data []byte, fn func(*T) error) 
 	return nil
 }
 
+// blobPath is the path a blob entry is handed to callers under: its 1.1
+// place (revision 0 archives are mapped, see upgradeBlobPath), checked to
+// have the shape MediaBlobPath gives, so that no blob is a directory of
+// another.
+func (r *Reader) blobPath(entry string) (string, error) {
+	p := entry
+	if r.manifest.Revision < 1 {
+		p = upgradeBlobPath(entry)
+	}
+	if err := checkBlobPath(p); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+// readRecords is decodeRecords as callers see it: media records of a
+// revision 0 archive come with their blob paths mapped to format 1.1
+// (upgradeBlobPath), like the blobs themselves.
+func readRecords[T any](r *Reader, f FileEntry, data []byte, fn func(*T) error) error {
+	if r.manifest.Revision >= 1 || sectionOfPath(f.Path) != SectionMedia {
+		return decodeRecords(r.codec, f, data, fn)
+	}
+	return decodeRecords(r.codec, f, data, func(rec *T) error {
+		if err := r.upgradeMediaRecord(rec); err != nil {
+			return formatErr(f.Path, -1, "media record", err)
+		}
+		return fn(rec)
+	})
+}
+
+// upgradeMediaRecord maps the blob paths of a revision 0 media record,
+// decoded (*Media) or raw (*cbor.RawMessage, re-encoded only when a path
+// changes), in place.
+func (r *Reader) upgradeMediaRecord(rec any) error {
+	switch m := rec.(type) {
+	case *Media:
+		upgradeMediaPaths(m)
+	case *cbor.RawMessage:
+		var md Media
+		if err := r.codec.dec.Unmarshal(*m, &md); err != nil {
+			return err
+		}
+		if !upgradeMediaPaths(&md) {
+			return nil
+		}
+		b, err := r.codec.enc.Marshal(&md)
+		if err != nil {
+			return err
+		}
+		*m = b
+	}
+	return nil
+}
+
+// upgradeMediaPaths maps a media record's blob paths with upgradeBlobPath
+// and says whether any changed.
+func upgradeMediaPaths(m *Media) (changed bool) {
+	for i, t := range m.Thumbnails {
+		if p := upgradeBlobPath(t.Path); p != t.Path {
+			m.Thumbnails[i].Path, changed = p, true
+		}
+	}
+	if p := upgradeBlobPath(m.Path); p != m.Path {
+		m.Path, changed = p, true
+	}
+	return changed
+}
+
 func (r *Reader) decodeRecords(f FileEntry, data []byte, fn func(*BlobDigest) error) error {
 	return decodeRecords(r.codec, f, data, fn)
 }
@@ -465,19 +540,19 @@ func ReadSection[T any](ctx context.Context, r *Reader, sectionName string, fn f
 		if file.Data == nil || sectionOfPath(file.Entry.Path) != sectionName {
 			return nil
 		}
-		return decodeRecords(r.codec, file.Entry, file.Data, fn)
+		return readRecords(r, file.Entry, file.Data, fn)
 	})
 }
 
 // DecodeRecords decodes the records of a file returned by Walk.
 func DecodeRecords[T any](r *Reader, f *File, fn func(*T) error) error {
-	return decodeRecords(r.codec, f.Entry, f.Data, fn)
+	return readRecords(r, f.Entry, f.Data, fn)
 }
 
 // RawRecords calls fn with each record of a file as raw CBOR, for tools that
 // handle any section generically (inspect, diff).
 func RawRecords(r *Reader, f *File, fn func(cbor.RawMessage) error) error {
-	return decodeRecords(r.codec, f.Entry, f.Data, func(m *cbor.RawMessage) error { return fn(*m) })
+	return readRecords(r, f.Entry, f.Data, func(m *cbor.RawMessage) error { return fn(*m) })
 }
 
 // DecodeRaw decodes one raw record into v with the strict decoder.
