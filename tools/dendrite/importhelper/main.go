@@ -552,19 +552,23 @@ func (h *helper) event(ctx context.Context, req *Request, res *Response) error {
 	if pdu.EventID() != req.EventID {
 		return fmt.Errorf("event %s: Dendrite computes its ID as %s", req.EventID, pdu.EventID())
 	}
-	// Already there? An outlier counts once stored. A timeline event only
-	// counts with its state: the roomserver stores an event and computes
-	// its state in separate transactions, so an import killed in between
-	// leaves it looking like an outlier, and it must go in again (Dendrite
-	// then completes it). One that Dendrite rejected goes in again too.
+	// Already there? An outlier counts once stored. A timeline event counts
+	// only once the roomserver has finished it, which it marks with
+	// sent_to_output in the transaction that also moves the room's forward
+	// extremities and current state and hands the event to the sync API.
+	// It stores the event, then its state before, then does that, in three
+	// transactions: an import killed in between leaves an event with a
+	// state but not in the room's DAG nor in any timeline. It must go in
+	// again (Dendrite then completes it: it skips what is done). One that
+	// Dendrite rejected or soft-failed goes in again too.
 	var snapshot int64
-	var rejected bool
-	err = h.rsDB.QueryRowContext(ctx, "SELECT state_snapshot_nid, is_rejected FROM roomserver_events WHERE event_id = $1", req.EventID).Scan(&snapshot, &rejected)
+	var rejected, sent bool
+	err = h.rsDB.QueryRowContext(ctx, "SELECT state_snapshot_nid, is_rejected, sent_to_output FROM roomserver_events WHERE event_id = $1", req.EventID).Scan(&snapshot, &rejected, &sent)
 	switch {
 	case err == sql.ErrNoRows:
 	case err != nil:
 		return err
-	case req.Kind == "outlier" || (snapshot != 0 && !rejected):
+	case req.Kind == "outlier" || (snapshot != 0 && !rejected && sent):
 		res.Skipped = true
 		return nil
 	}
