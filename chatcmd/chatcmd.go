@@ -102,6 +102,9 @@ func (r *Registry) Parse(body string) (*Invocation, error) {
 	if err != nil {
 		return nil, &UsageError{Message: err.Error()}
 	}
+	if len(words) == 0 {
+		return nil, ErrNotCommand
+	}
 	cmd := r.match(words)
 	if cmd == nil {
 		return nil, r.unknown(words)
@@ -227,8 +230,9 @@ func Split(s string) ([]string, error) {
 	if quote != 0 {
 		return nil, fmt.Errorf("unclosed %c quote", quote)
 	}
-	if escaped {
+	if escaped { // a backslash at the end stands for itself
 		cur.WriteRune('\\')
+		inWord = true
 	}
 	if inWord {
 		words = append(words, cur.String())
