@@ -12,7 +12,8 @@ import (
 //
 //   - every listed file is at most MaxFileSize bytes, and holds at most one
 //     record per byte (a CBOR record is at least one byte);
-//   - a listed file is never a media blob, nor manifest.json;
+//   - a listed file is never manifest.json (nor a blob path: ParseManifest
+//     refuses those with the other path rules);
 //   - m.core.json is listed in the final part, every other file in a data
 //     part (the final part holds m.core.json and manifest.json only);
 //   - a part's blob count and blob bytes are not negative, and a part
@@ -25,8 +26,6 @@ func checkLimits(m *Manifest) error {
 			return formatErr(ManifestFile, -1, fmt.Sprintf("file %q is %d bytes, above the format's limit of %d (64 MiB) for a record or JSON file", f.Path, f.Size, MaxFileSize), nil)
 		case f.Records > f.Size:
 			return formatErr(ManifestFile, -1, fmt.Sprintf("file %q claims %d records in %d bytes: a record takes at least one byte", f.Path, f.Records, f.Size), nil)
-		case isBlobPath(f.Path):
-			return formatErr(ManifestFile, -1, fmt.Sprintf("file %q is a media blob path: blobs are described by the parts table and media records, not listed as files", f.Path), nil)
 		case f.Path == ManifestFile:
 			return formatErr(ManifestFile, -1, "lists manifest.json as a file", nil)
 		case f.Path == CoreFile && f.Part != final:

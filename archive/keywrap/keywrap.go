@@ -171,6 +171,9 @@ func Unwrap(wrapped []byte, archiveID string, identities ...age.Identity) (Key, 
 		if errors.As(err, &noMatch) || strings.Contains(err.Error(), "incorrect passphrase") {
 			return Key{}, fmt.Errorf("%w: %v", ErrNoIdentity, err)
 		}
+		if strings.Contains(err.Error(), "work factor too large") {
+			return Key{}, fmt.Errorf("open wrapped archive key: %w (a passphrase-wrapped key may ask for work factor %d at most, what Ferry writes)", err, MaxWorkFactor)
+		}
 		return Key{}, fmt.Errorf("open wrapped archive key: %w", err)
 	}
 	line, err := io.ReadAll(io.LimitReader(r, 1024))
@@ -197,7 +200,19 @@ func ParseIdentities(data []byte) ([]age.Identity, error) {
 	return ids, nil
 }
 
-// PassphraseIdentity opens passphrase-wrapped keys.
+// MaxWorkFactor is the highest scrypt work factor (log2 of N) a
+// passphrase-wrapped key may ask for: what Ferry writes (18, age's default,
+// 256 MiB and about a second to open). age itself accepts up to 22 (4 GiB,
+// some 15 s), so a key file from anyone could cost that much to try.
+const MaxWorkFactor = 18
+
+// PassphraseIdentity opens passphrase-wrapped keys whose work factor is at
+// most MaxWorkFactor.
 func PassphraseIdentity(passphrase string) (age.Identity, error) {
-	return age.NewScryptIdentity(passphrase)
+	id, err := age.NewScryptIdentity(passphrase)
+	if err != nil {
+		return nil, err
+	}
+	id.SetMaxWorkFactor(MaxWorkFactor)
+	return id, nil
 }

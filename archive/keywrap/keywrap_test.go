@@ -73,3 +73,23 @@ func TestBadRecipientsAndKeysAreExplained(t *testing.T) {
 		t.Errorf("key printed: %s", s)
 	}
 }
+
+// A passphrase-wrapped key asking for more scrypt work than Ferry writes is
+// refused before the work is done (age alone would spend 4 GiB on one).
+func TestPassphraseWorkFactorIsBounded(t *testing.T) {
+	k := New()
+	id, err := PassphraseIdentity("correct horse battery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, _ := WrapPassphrase(k, archiveID, "correct horse battery", 10)
+	if got, err := Unwrap(ok, archiveID, id); err != nil || !bytes.Equal(got.Bytes(), k.Bytes()) {
+		t.Fatalf("work factor 10: %v", err)
+	}
+	// The work factor is read before the header's MAC is checked: a key file
+	// need not be genuine to make the reader do the work.
+	costly := bytes.Replace(ok, []byte(" 10\n"), fmt.Appendf(nil, " %d\n", MaxWorkFactor+1), 1)
+	if _, err := Unwrap(costly, archiveID, id); err == nil || !strings.Contains(err.Error(), "work factor") {
+		t.Fatalf("work factor %d: %v", MaxWorkFactor+1, err)
+	}
+}
