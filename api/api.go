@@ -223,8 +223,9 @@ func (s *Server) auth(need string, h func(http.ResponseWriter, *http.Request, ca
 func (s *Server) limitLinks(action string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		addr := s.clients.Addr(r)
-		if ok, wait := s.links.Take(action + " " + ratelimit.Key(addr)); !ok {
-			s.refusals.Add(action + " " + addr)
+		key := action + " " + ratelimit.Key(addr) // IPv6: the client's /64, for the limit and the count
+		if ok, wait := s.links.Take(key); !ok {
+			s.refusals.Add(key)
 			w.Header().Set("Retry-After", strconv.Itoa(int(max(1, wait.Round(time.Second)/time.Second))))
 			http.Error(w, "429 too many requests from your address: wait a moment and retry", http.StatusTooManyRequests)
 			return

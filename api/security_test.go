@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,53 @@ func TestLinkFloodIsLimitedAndAggregated(t *testing.T) {
 	}
 	if len(rows) > 2*linkBurst+10 || counted != n {
 		t.Errorf("%d requests left %d audit rows counting %d requests; want at most %d rows counting all %d", n, len(rows), counted, 2*linkBurst+10, n)
+	}
+}
+
+// Behind a trusted proxy, the limit is per client (X-Forwarded-For), not
+// per proxy; an IPv6 client is one client for its whole /64, so hopping
+// addresses in it gets neither more requests nor more audit rows.
+func TestLinkLimitPerClientBehindProxy(t *testing.T) {
+	e := newEnv(t, 100, 100)
+	ctx := context.Background()
+	s := &Server{Jobs: e.svc, Links: e.server.Links, TrustedProxies: []string{"127.0.0.1"}}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	get := func(client string) int {
+		req, _ := http.NewRequest("GET", srv.URL+"/download/bogus/x.ferry", nil)
+		req.Header.Set("X-Forwarded-For", client)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	before, _ := e.svc.Store.AuditLog(ctx, 100000)
+	limited := 0
+	for i := 0; i < 200; i++ {
+		if get(fmt.Sprintf("2001:db8:1:2::%x", i+1)) == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited < 150 {
+		t.Errorf("200 requests hopping addresses in one /64: %d limited", limited)
+	}
+	if code := get("198.51.100.7"); code != http.StatusForbidden {
+		t.Errorf("another client behind the same proxy: %d, want 403 (not limited)", code)
+	}
+	s.refusals.Flush()
+	after, _ := e.svc.Store.AuditLog(ctx, 100000)
+	refusalRows := 0
+	for _, r := range after[:len(after)-len(before)] {
+		if strings.HasPrefix(r.Outcome, "refused (429)") {
+			refusalRows++
+			if r.Via != "download 2001:db8:1:2::/64" {
+				t.Errorf("refusals counted for %q", r.Via)
+			}
+		}
+	}
+	if refusalRows != 1 {
+		t.Errorf("%d refusal rows, want 1", refusalRows)
 	}
 }
