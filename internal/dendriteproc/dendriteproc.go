@@ -9,10 +9,6 @@ package dendriteproc
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha1"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -21,8 +17,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/ferry-matrix/ferry/internal/matrixadmin"
 )
 
 // Server is one Dendrite, configured and possibly running.
@@ -181,57 +178,13 @@ func (d *Server) LogTail(n int) []byte {
 // API (which Dendrite implements as Synapse does) and returns its access
 // token.
 func (d *Server) Register(localpart, password string, admin bool) (string, error) {
-	var nonce struct {
-		Nonce string `json:"nonce"`
-	}
-	resp, err := http.Get(d.URL + "/_synapse/admin/v1/register")
-	if err != nil {
-		return "", err
-	}
-	json.NewDecoder(resp.Body).Decode(&nonce)
-	resp.Body.Close()
-	adminFlag := "notadmin"
-	if admin {
-		adminFlag = "admin"
-	}
-	mac := hmac.New(sha1.New, []byte(d.Secret))
-	mac.Write([]byte(strings.Join([]string{nonce.Nonce, localpart, password, adminFlag}, "\x00")))
-	body, _ := json.Marshal(map[string]any{"nonce": nonce.Nonce, "username": localpart, "password": password, "admin": admin,
-		"mac": hex.EncodeToString(mac.Sum(nil))})
-	resp, err = http.Post(d.URL+"/_synapse/admin/v1/register", "application/json", bytes.NewReader(body))
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var out struct {
-		AccessToken string `json:"access_token"`
-		Error       string `json:"error"`
-	}
-	json.NewDecoder(resp.Body).Decode(&out)
-	if resp.StatusCode != 200 || out.AccessToken == "" {
-		return "", fmt.Errorf("register %s: %d %s", localpart, resp.StatusCode, out.Error)
-	}
-	return out.AccessToken, nil
+	return matrixadmin.Register(d.URL, d.Secret, localpart, password, admin)
 }
 
 // Login logs a user in with a password and returns the access token, or
 // the HTTP status when it fails.
 func (d *Server) Login(localpart, password string) (string, int, error) {
-	body, _ := json.Marshal(map[string]any{"type": "m.login.password",
-		"identifier": map[string]string{"type": "m.id.user", "user": localpart}, "password": password})
-	resp, err := http.Post(d.URL+"/_matrix/client/v3/login", "application/json", bytes.NewReader(body))
-	if err != nil {
-		return "", 0, err
-	}
-	defer resp.Body.Close()
-	var out struct {
-		AccessToken string `json:"access_token"`
-	}
-	json.NewDecoder(resp.Body).Decode(&out)
-	if resp.StatusCode != 200 {
-		return "", resp.StatusCode, fmt.Errorf("login %s: HTTP %d", localpart, resp.StatusCode)
-	}
-	return out.AccessToken, 200, nil
+	return matrixadmin.Login(d.URL, localpart, password)
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
