@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -411,5 +412,64 @@ func TestCBORLengthBombs(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "m.users/users.1.cbor") {
 			t.Errorf("%s: error = %v", name, err)
 		}
+	}
+}
+
+// Archives whose structure is sound but whose records are many and tiny: an
+// empty map is one byte and zstd packs millions of them into a few hundred
+// bytes. Validate must not keep a Go value per record it cannot use.
+var emptyRecordCases = []hostileCase{
+	{"empty-memberships", func(t testing.TB) *archivetest.Crafted {
+		const n = 1 << 20 // records of one byte each: {}
+		c := validHostile(t)
+		data := bytes.Repeat([]byte{0xa0}, n)
+		path := archive.SectionFileName(archive.SectionMemberships, 1)
+		c.Parts[0] = append(c.Parts[0], archivetest.Bytes(path, data))
+		c.Manifest.Files = append([]archive.FileEntry{archivetest.Listed(path, 0, data, n)}, c.Manifest.Files...)
+		c.Manifest.Items["m.rooms"] = archive.Item{V: archive.ItemVersion{1}}
+		return c
+	}, "unknown_room"},
+	{"empty-thumbnails", func(t testing.TB) *archivetest.Crafted {
+		const records, thumbnails = 192, 1 << 14
+		c := validHostile(t)
+		var data []byte
+		for i := range records {
+			data = append(data, hostileRecord(t, map[string]any{"origin": hostileServer, "media_id": fmt.Sprint(i), "size": 0,
+				"thumbnails": make([]map[string]any, thumbnails)})...)
+		}
+		path := archive.SectionFileName(archive.SectionMedia, 1)
+		c.Parts[0] = append(c.Parts[0], archivetest.Bytes(path, data))
+		c.Manifest.Files = append([]archive.FileEntry{archivetest.Listed(path, 0, data, records)}, c.Manifest.Files...)
+		return c
+	}, ""},
+}
+
+// Validating the empty-record archives holds a small heap: it keeps nothing
+// of a record it cannot use (before, each one-byte membership of an unknown
+// room kept 80 bytes, and each empty thumbnail 88: 150 MiB from 1 KB).
+func TestValidateKeepsNoEmptyRecords(t *testing.T) {
+	ctx := context.Background()
+	const maxHeap = 32 << 20
+	for _, c := range emptyRecordCases {
+		t.Run(c.name, func(t *testing.T) {
+			path, opts := hostileArchive(t, c)
+			r := archivetest.Open(t, path, opts)
+			var rep *archive.ValidationReport
+			var err error
+			grew := peakHeap(func() { rep, err = archive.Validate(ctx, r) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.want != "" && rep.Counts[archive.Check(c.want)] == 0 {
+				t.Errorf("no %s problem: %v", c.want, rep.Problems)
+			}
+			if c.want == "" && !rep.OK() {
+				t.Errorf("problems: %v", rep.Problems)
+			}
+			if grew > maxHeap {
+				t.Errorf("the live heap grew by %d MiB while validating (limit %d MiB)", grew>>20, maxHeap>>20)
+			}
+			t.Logf("the live heap grew by %d KiB at most; %d records", grew>>10, rep.Records)
+		})
 	}
 }

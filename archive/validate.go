@@ -151,7 +151,10 @@ func (r *ValidationReport) add(c Check, sev Severity, where, format string, args
 //
 // Memory grows with the number of events (a 64-bit hash each, plus
 // references not yet resolved), rooms, users, media and member-state
-// entries, not with event sizes; no event body is kept.
+// entries, not with event sizes; no event body is kept, nor anything of a
+// record no check can use (a membership of a room without current state, a
+// thumbnail without a path): an archive may pack millions of those into a
+// few hundred bytes.
 func Validate(ctx context.Context, r *Reader) (*ValidationReport, error) {
 	v := newValidator(r)
 	if err := v.preload(ctx); err != nil || v.rep.Counts[CheckFile] > 0 {
@@ -190,9 +193,18 @@ type validator struct {
 	userRefs   map[string]string // local user -> first referrer
 	media      map[string]bool
 	mediaRef   map[string]string // "origin/id" -> first referring event
-	mediaFiles []Media
+	mediaFiles []mediaFile       // blob paths media records name, checked at the end
 	blobs      map[string]bool
-	mships     []Membership
+	mships     []membership // of rooms with a current state, checked at the end
+}
+
+// membership is what checkMemberships needs of a Membership record.
+type membership struct{ room, user, membership, event string }
+
+// mediaFile is one blob path a media record names.
+type mediaFile struct {
+	mxc, path string
+	thumbnail bool
 }
 
 type roomInfo struct {
@@ -305,7 +317,12 @@ func (v *validator) file(f *File) error {
 		return DecodeRecords(v.r, f, func(s *StateSnapshot) error { v.snapshot(s); return nil })
 	case SectionMemberships:
 		return DecodeRecords(v.r, f, func(m *Membership) error {
-			v.mships = append(v.mships, *m)
+			// Only memberships in rooms with a current state can be checked;
+			// keeping no others keeps records an archive may pack by the
+			// million (an empty map is one byte) from costing memory.
+			if room := v.rooms[m.RoomID]; room != nil && room.current != 0 {
+				v.mships = append(v.mships, membership{m.RoomID, m.UserID, m.Membership, m.EventID})
+			}
 			v.roomRef(m.RoomID, "membership of "+m.UserID)
 			v.userRef(m.UserID, "membership in "+m.RoomID)
 			return nil
@@ -325,8 +342,15 @@ func (v *validator) file(f *File) error {
 	case SectionMedia:
 		return DecodeRecords(v.r, f, func(m *Media) error {
 			v.media[m.Origin+"/"+m.MediaID] = true
-			if m.Path != "" || len(m.Thumbnails) > 0 {
-				v.mediaFiles = append(v.mediaFiles, Media{Origin: m.Origin, MediaID: m.MediaID, Path: m.Path, Thumbnails: m.Thumbnails})
+			// Only the paths are kept: a thumbnail without one costs nothing.
+			mxc := "mxc://" + m.Origin + "/" + m.MediaID
+			if m.Path != "" {
+				v.mediaFiles = append(v.mediaFiles, mediaFile{mxc: mxc, path: m.Path})
+			}
+			for _, t := range m.Thumbnails {
+				if t.Path != "" {
+					v.mediaFiles = append(v.mediaFiles, mediaFile{mxc: mxc, path: t.Path, thumbnail: true})
+				}
 			}
 			return nil
 		})
@@ -518,14 +542,14 @@ func (v *validator) finish() {
 		}
 	}
 	for _, m := range v.mediaFiles {
-		if m.Path != "" && !v.blobs[m.Path] {
-			v.rep.add(CheckMissingMediaFile, SeverityError, "mxc://"+m.Origin+"/"+m.MediaID, "file %s is not in the archive", m.Path)
+		if v.blobs[m.path] {
+			continue
 		}
-		for _, t := range m.Thumbnails {
-			if t.Path != "" && !v.blobs[t.Path] {
-				v.rep.add(CheckMissingMediaFile, SeverityError, "mxc://"+m.Origin+"/"+m.MediaID, "thumbnail %s is not in the archive", t.Path)
-			}
+		what := "file"
+		if m.thumbnail {
+			what = "thumbnail"
 		}
+		v.rep.add(CheckMissingMediaFile, SeverityError, m.mxc, "%s %s is not in the archive", what, m.path)
 	}
 	users := make([]string, 0, len(v.userRefs))
 	for u := range v.userRefs {
@@ -560,24 +584,24 @@ func (v *validator) checkMemberships() {
 		current[roomID] = v.memberState(room.current)
 	}
 	for _, m := range v.mships {
-		state, ok := current[m.RoomID]
+		state, ok := current[m.room]
 		if !ok {
 			continue
 		}
-		where := m.UserID + " in " + m.RoomID
-		evID := state[m.UserID]
+		where := m.user + " in " + m.room
+		evID := state[m.user]
 		if evID == "" {
-			v.rep.add(CheckMembershipMismatch, SeverityError, where, "membership %q but the current state has no member event for the user", m.Membership)
+			v.rep.add(CheckMembershipMismatch, SeverityError, where, "membership %q but the current state has no member event for the user", m.membership)
 			continue
 		}
-		if evID != m.EventID {
-			v.rep.add(CheckMembershipMismatch, SeverityError, where, "membership names event %s, the current state holds %s", m.EventID, evID)
+		if evID != m.event {
+			v.rep.add(CheckMembershipMismatch, SeverityError, where, "membership names event %s, the current state holds %s", m.event, evID)
 			continue
 		}
 		if info, ok := v.members[v.hash(evID)]; ok {
 			_, membership, _ := strings.Cut(info, "\x00")
-			if membership != m.Membership {
-				v.rep.add(CheckMembershipMismatch, SeverityError, where, "membership %q but member event %s says %q", m.Membership, evID, membership)
+			if membership != m.membership {
+				v.rep.add(CheckMembershipMismatch, SeverityError, where, "membership %q but member event %s says %q", m.membership, evID, membership)
 			}
 		}
 	}
