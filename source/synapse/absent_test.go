@@ -30,6 +30,7 @@ const (
 //   - a reachable delta group with an entry naming an absent event;
 //   - a current-state entry naming an absent event;
 //   - a state event whose unsigned.replaces_state names an absent event.
+//
 // It returns the orphan group's ID.
 func addAbsentEvents(t *testing.T, db string) int64 {
 	t.Helper()

@@ -231,9 +231,18 @@ func (p *plan) stateGroup() (expr, join string) {
 func (p *plan) joinedEvents(ctx context.Context, em *eventEmitter) error {
 	args := len(p.eventArgs())
 	group, groupJoin := p.stateGroup()
+	jsonJoin := `JOIN event_json j ON j.event_id = e.event_id`
+	if !p.scan {
+		// Index lookups, as the plan chose: near the threshold the planner
+		// would scan all of event_json and sort the joined rows before
+		// the first one (for the 5% room of 1M events, 9.9 s against 8.2 s
+		// for the lookups, on a loaded machine); OFFSET 0 keeps the
+		// subquery a lookup per event.
+		jsonJoin = `CROSS JOIN LATERAL (SELECT j.json, j.internal_metadata FROM event_json j WHERE j.event_id = e.event_id OFFSET 0) j`
+	}
 	query := `SELECT e.stream_ordering, e.event_id, e.room_id, e.state_key IS NOT NULL, e.outlier, ` + p.rejectionReason("e") + `,
 		` + group + `, red.id, red.sender, red.meta, j.json, j.internal_metadata
-		FROM events e JOIN event_json j ON j.event_id = e.event_id
+		FROM events e ` + jsonJoin + `
 		` + groupJoin + `
 		` + p.redactionJoin() + `
 		WHERE ` + p.eventCond() + ` AND e.stream_ordering > $` + strconv.Itoa(args+1) + ` ORDER BY e.stream_ordering`
