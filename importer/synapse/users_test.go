@@ -1,0 +1,125 @@
+package synapse
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/archive/container"
+	"github.com/ferry-matrix/ferry/archive/keywrap"
+	"github.com/ferry-matrix/ferry/exporter"
+	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/source"
+	ssource "github.com/ferry-matrix/ferry/source/synapse"
+)
+
+const testdata = "../../testdata/"
+
+// exportFixture writes a full, encrypted export of a real Synapse fixture
+// and opens it.
+func exportFixture(t *testing.T, fixture string) *archive.Reader {
+	t.Helper()
+	ctx := context.Background()
+	db, media := testenv.SynapseFixture(t, testdata, fixture)
+	src, err := ssource.Open(ctx, ssource.Config{Database: db, MediaStore: media,
+		SigningKey: testdata + "synapse-1.67/fixture.test.signing.key", HomeserverConfig: testdata + "synapse-1.67/homeserver.yaml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dir := t.TempDir()
+	store, err := container.Create(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, info := keywrap.New(), src.Info()
+	w, err := archive.NewWriter(ctx, store, archive.WriterOptions{Key: key,
+		Export: archive.ExportInfo{ServerName: info.ServerName, Type: "full", Source: archive.SourceInfo{Implementation: info.Implementation, SchemaVersion: info.SchemaVersion}},
+		Core:   archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exporter.Export(ctx, src, w, exporter.Options{Source: source.Options{}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	r, err := archive.OpenLocation(ctx, dir, archive.OpenOptions{Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// The users of a real Synapse 1.67 come back into Synapse 1.160: each logs
+// in with their old password, a wrong one is refused, and profiles show
+// the old display names.
+func TestRestoredUsersLogIn(t *testing.T) {
+	ctx := context.Background()
+	r := exportFixture(t, "synapse-1.67")
+	s := testenv.NewSynapse(t, r.Core().ServerName)
+	if _, err := Check(ctx, Target{Database: s.DB, HomeserverConfig: s.Config}, r.Core().ServerName); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, s.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := restoreUsers(ctx, tx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+
+	var users []archive.User
+	archive.ReadSection(ctx, r, archive.SectionUsers, func(u *archive.User) error { users = append(users, *u); return nil })
+	if n == 0 || n != int64(len(users)) {
+		t.Fatalf("restored %d users of %d", n, len(users))
+	}
+	s.Start(t)
+	loggedIn := 0
+	for _, u := range users {
+		localpart := strings.TrimPrefix(strings.SplitN(u.UserID, ":", 2)[0], "@")
+		if u.PasswordHash == "" || u.Deactivated {
+			continue
+		}
+		if _, code, err := s.Login(localpart, localpart+"-Fixtur3pw"); code != 200 {
+			t.Errorf("%s cannot log in with the old password: %d %v", u.UserID, code, err)
+		}
+		loggedIn++
+		resp, err := http.Get(s.URL + "/_matrix/client/v3/profile/" + url.PathEscape(u.UserID) + "/displayname")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct {
+			DisplayName string `json:"displayname"`
+		}
+		json.NewDecoder(resp.Body).Decode(&p)
+		resp.Body.Close()
+		if p.DisplayName != u.DisplayName {
+			t.Errorf("%s: display name %q, want %q", u.UserID, p.DisplayName, u.DisplayName)
+		}
+	}
+	if loggedIn < 5 {
+		t.Fatalf("only %d users with passwords to log in", loggedIn)
+	}
+	if _, code, _ := s.Login(strings.TrimPrefix(strings.SplitN(users[0].UserID, ":", 2)[0], "@"), "wrong"); code != 403 {
+		t.Errorf("a wrong password: %d", code)
+	}
+}
