@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -25,10 +27,16 @@ const testdata = "../../testdata/"
 // and opens it.
 func exportFixture(t *testing.T, fixture string) *archive.Reader {
 	t.Helper()
-	ctx := context.Background()
 	db, media := testenv.SynapseFixture(t, testdata, fixture)
-	src, err := ssource.Open(ctx, ssource.Config{Database: db, MediaStore: media,
+	return exportSynapse(t, ssource.Config{Database: db, MediaStore: media,
 		SigningKey: testdata + "synapse-1.67/fixture.test.signing.key", HomeserverConfig: testdata + "synapse-1.67/homeserver.yaml"})
+}
+
+// exportSynapse writes a full, encrypted export of a Synapse and opens it.
+func exportSynapse(t *testing.T, cfg ssource.Config) *archive.Reader {
+	t.Helper()
+	ctx := context.Background()
+	src, err := ssource.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,13 +68,11 @@ func exportFixture(t *testing.T, fixture string) *archive.Reader {
 	return r
 }
 
-// The users of a real Synapse 1.67 come back into Synapse 1.160: each logs
-// in with their old password, a wrong one is refused, and profiles show
-// the old display names.
-func TestRestoredUsersLogIn(t *testing.T) {
+// restoreSlices checks the target and runs each restore step in one
+// transaction; it returns what each step counted, by function name.
+func restoreSlices(t *testing.T, s *testenv.Synapse, r *archive.Reader, steps ...func(context.Context, pgx.Tx, *archive.Reader) (int64, error)) map[string]int64 {
+	t.Helper()
 	ctx := context.Background()
-	r := exportFixture(t, "synapse-1.67")
-	s := testenv.NewSynapse(t, r.Core().ServerName)
 	if _, err := Check(ctx, Target{Database: s.DB, HomeserverConfig: s.Config}, r.Core().ServerName); err != nil {
 		t.Fatal(err)
 	}
@@ -74,18 +80,34 @@ func TestRestoredUsersLogIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer conn.Close(ctx)
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := restoreUsers(ctx, tx, r)
-	if err != nil {
-		t.Fatal(err)
+	counts := map[string]int64{}
+	for _, step := range steps {
+		n, err := step(ctx, tx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := runtime.FuncForPC(reflect.ValueOf(step).Pointer()).Name()
+		counts[name[strings.LastIndexByte(name, '.')+1:]] = n
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	conn.Close(ctx)
+	return counts
+}
+
+// The users of a real Synapse 1.67 come back into Synapse 1.160: each logs
+// in with their old password, a wrong one is refused, and profiles show
+// the old display names.
+func TestRestoredUsersLogIn(t *testing.T) {
+	ctx := context.Background()
+	r := exportFixture(t, "synapse-1.67")
+	s := testenv.NewSynapse(t, r.Core().ServerName)
+	n := restoreSlices(t, s, r, restoreUsers)["restoreUsers"]
 
 	var users []archive.User
 	archive.ReadSection(ctx, r, archive.SectionUsers, func(u *archive.User) error { users = append(users, *u); return nil })

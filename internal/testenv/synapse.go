@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -11,6 +12,9 @@ import (
 	"github.com/ferry-matrix/ferry/internal/matrixadmin"
 	"github.com/ferry-matrix/ferry/internal/synapseproc"
 )
+
+// synapseCount numbers the Synapse databases of this test binary.
+var synapseCount atomic.Int64
 
 // Synapse is a Synapse homeserver (Debian's package in the chroot that
 // scripts/lib/synapse.sh builds, FERRY_SYNAPSE_CHROOT) on a fresh database
@@ -37,9 +41,10 @@ func NewSynapse(t testing.TB, serverName string, opts ...func(*synapseproc.Optio
 	}
 	pg := StartPostgres(t)
 	name := "synapse_" + strings.ToLower(strings.NewReplacer("/", "_", "-", "_", ".", "_", " ", "_").Replace(t.Name()))
-	if len(name) > 60 {
-		name = name[:60]
+	if len(name) > 50 {
+		name = name[:50]
 	}
+	name += fmt.Sprintf("_%d", synapseCount.Add(1)) // a test may run several
 	o := synapseproc.Options{Chroot: chroot, ServerName: serverName, Database: pg.CreateDatabase(t, name)}
 	for _, opt := range opts {
 		opt(&o)
