@@ -117,4 +117,3 @@ func SynapseSchemaVersion(ctx context.Context, dbURL string) (int, error) {
 	}
 	return v, nil
 }
-
