@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -59,14 +60,17 @@ func Extract(ctx context.Context, r *Reader, root *os.Root, opts ExtractOptions)
 			return writeInRoot(root, p, func(w io.Writer) error { _, err := w.Write(f.Data); return err })
 		}
 		return writeInRoot(root, strings.TrimSuffix(p, sectionFileExt)+".jsonl", func(w io.Writer) error {
-			enc := json.NewEncoder(w)
-			return RawRecords(r, f, func(raw cbor.RawMessage) error {
-				var v any
-				if err := r.DecodeRaw(raw, &v); err != nil {
-					return err
+			bw := bufio.NewWriter(w)
+			err := RawRecords(r, f, func(raw cbor.RawMessage) error {
+				if err := writeJSONLine(bw, raw); err != nil {
+					return formatErr(p, -1, "record has no JSON form", err)
 				}
-				return enc.Encode(jsonView(v))
+				return nil
 			})
+			if err != nil {
+				return err
+			}
+			return bw.Flush()
 		})
 	})
 	if err != nil {
@@ -105,26 +109,6 @@ func emptyRoot(root *os.Root) error {
 		}
 	}
 	return nil
-}
-
-// jsonView makes a decoded CBOR record printable as JSON: byte strings
-// holding JSON become JSON, other byte strings stay base64.
-func jsonView(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, x := range t {
-			t[k] = jsonView(x)
-		}
-	case []any:
-		for i, x := range t {
-			t[i] = jsonView(x)
-		}
-	case []byte:
-		if json.Valid(t) {
-			return json.RawMessage(t)
-		}
-	}
-	return v
 }
 
 func writeInRoot(root *os.Root, name string, write func(io.Writer) error) error {
