@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/source"
 	ssource "github.com/ferry-matrix/ferry/source/synapse"
 )
 
@@ -52,7 +53,7 @@ func canonical(t *testing.T, data []byte) string {
 // list is in force.
 func TestRestoredAccountData(t *testing.T) {
 	ctx := context.Background()
-	r := exportFixture(t, "synapse-1.67")
+	r := exportFixture(t, "synapse-1.67", source.Options{})
 	s := testenv.NewSynapse(t, r.Core().ServerName)
 	counts := restoreSlices(t, s, r, restoreUsers, restoreAccountData, restoreFilters)
 	s.Start(t)
@@ -149,7 +150,7 @@ func TestRestoredFiltersFromLiveSynapse(t *testing.T) {
 		t.Fatalf("no filter created: HTTP %d", resp.StatusCode)
 	}
 	src.Stop()
-	r := exportSynapse(t, ssource.Config{Database: src.DB, MediaStore: src.MediaStore, SigningKey: src.SigningKey, HomeserverConfig: src.Config})
+	r := exportSynapse(t, ssource.Config{Database: src.DB, MediaStore: src.MediaStore, SigningKey: src.SigningKey, HomeserverConfig: src.Config}, source.Options{})
 
 	dst := testenv.NewSynapse(t, server)
 	if n := restoreSlices(t, dst, r, restoreUsers, restoreFilters)["restoreFilters"]; n != 1 {

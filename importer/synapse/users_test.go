@@ -25,15 +25,15 @@ const testdata = "../../testdata/"
 
 // exportFixture writes a full, encrypted export of a real Synapse fixture
 // and opens it.
-func exportFixture(t *testing.T, fixture string) *archive.Reader {
+func exportFixture(t *testing.T, fixture string, opts source.Options) *archive.Reader {
 	t.Helper()
 	db, media := testenv.SynapseFixture(t, testdata, fixture)
 	return exportSynapse(t, ssource.Config{Database: db, MediaStore: media,
-		SigningKey: testdata + "synapse-1.67/fixture.test.signing.key", HomeserverConfig: testdata + "synapse-1.67/homeserver.yaml"})
+		SigningKey: testdata + "synapse-1.67/fixture.test.signing.key", HomeserverConfig: testdata + "synapse-1.67/homeserver.yaml"}, opts)
 }
 
 // exportSynapse writes a full, encrypted export of a Synapse and opens it.
-func exportSynapse(t *testing.T, cfg ssource.Config) *archive.Reader {
+func exportSynapse(t *testing.T, cfg ssource.Config, opts source.Options) *archive.Reader {
 	t.Helper()
 	ctx := context.Background()
 	src, err := ssource.Open(ctx, cfg)
@@ -48,12 +48,12 @@ func exportSynapse(t *testing.T, cfg ssource.Config) *archive.Reader {
 	}
 	key, info := keywrap.New(), src.Info()
 	w, err := archive.NewWriter(ctx, store, archive.WriterOptions{Key: key,
-		Export: archive.ExportInfo{ServerName: info.ServerName, Type: "full", Source: archive.SourceInfo{Implementation: info.Implementation, SchemaVersion: info.SchemaVersion}},
+		Export: archive.ExportInfo{ServerName: info.ServerName, Type: "full", Options: opts.Archive(), Source: archive.SourceInfo{Implementation: info.Implementation, SchemaVersion: info.SchemaVersion}},
 		Core:   archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := exporter.Export(ctx, src, w, exporter.Options{Source: source.Options{}}); err != nil {
+	if _, err := exporter.Export(ctx, src, w, exporter.Options{Source: opts}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w.Close(); err != nil {
@@ -105,7 +105,7 @@ func restoreSlices(t *testing.T, s *testenv.Synapse, r *archive.Reader, steps ..
 // the old display names.
 func TestRestoredUsersLogIn(t *testing.T) {
 	ctx := context.Background()
-	r := exportFixture(t, "synapse-1.67")
+	r := exportFixture(t, "synapse-1.67", source.Options{})
 	s := testenv.NewSynapse(t, r.Core().ServerName)
 	n := restoreSlices(t, s, r, restoreUsers)["restoreUsers"]
 
