@@ -15,7 +15,7 @@ step() {
 
 # fuzz PACKAGE TARGET: a bounded fuzz run of one target (FERRY_FUZZTIME each).
 fuzz() {
-  step "fuzz $2" go test -run '^$' -fuzz "^${2}\$" -fuzztime "${FERRY_FUZZTIME:-15s}" -fuzzminimizetime 2s "$1"
+  step "fuzz $2" go test -run '^$' -fuzz "^${2}\$" -fuzztime "${FERRY_FUZZTIME:-10s}" -fuzzminimizetime 2s "$1"
 }
 
 # steps_finish: exit 1 naming the failed steps, or say that all passed.
