@@ -143,3 +143,45 @@ func restoreFilters(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int64, e
 	}
 	return b.copied("user_filters"), nil
 }
+
+// restorePushers writes the users' pushers with IDs from pushers_sequence
+// (advanced past them). A pusher's last_stream_ordering is the highest
+// event stream ordering in the target when it is restored, so that
+// Synapse does not push the restored history: restore pushers after the
+// events. The access token a pusher was made with is not linked (the
+// archive does not say which).
+func restorePushers(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int64, error) {
+	var next, streamOrdering int64
+	if err := tx.QueryRow(ctx, `SELECT GREATEST(
+		(SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM pushers_sequence),
+		(SELECT COALESCE(max(id), 0) + 1 FROM pushers)), (SELECT COALESCE(max(stream_ordering), 0) FROM events)`).Scan(&next, &streamOrdering); err != nil {
+		return 0, fmt.Errorf("read pusher IDs: %w", err)
+	}
+	added := r.Manifest().CreatedAt.UnixMilli()
+	b := newBatcher(tx)
+	last := int64(0)
+	err := archive.ReadSection(ctx, r, archive.SectionPushers, func(p *archive.Pusher) error {
+		var data any
+		if len(p.Data) > 0 {
+			data = string(p.Data)
+		}
+		last = next
+		next++
+		return b.add(ctx, "pushers", []string{"id", "user_name", "profile_tag", "kind", "app_id", "app_display_name", "device_display_name",
+			"pushkey", "ts", "lang", "data", "last_stream_ordering", "enabled", "device_id"},
+			last, p.UserID, p.ProfileTag, p.Kind, p.AppID, p.AppDisplayName, p.DeviceDisplayName, p.PushKey, added, nullable(p.Lang), data,
+			streamOrdering, p.Enabled, nullable(p.DeviceID))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("restore pushers: %w", err)
+	}
+	if err := b.flush(ctx); err != nil {
+		return 0, fmt.Errorf("restore pushers: %w", err)
+	}
+	if last > 0 {
+		if _, err := tx.Exec(ctx, `SELECT setval('pushers_sequence', GREATEST($1::bigint, (SELECT last_value FROM pushers_sequence)))`, last); err != nil {
+			return 0, fmt.Errorf("advance pushers_sequence: %w", err)
+		}
+	}
+	return b.copied("pushers"), nil
+}

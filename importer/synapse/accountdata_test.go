@@ -128,9 +128,9 @@ func TestRestoredAccountData(t *testing.T) {
 	}
 }
 
-// A filter a client stored on a live Synapse 1.160 comes back under the
-// same ID (the fixtures hold none).
-func TestRestoredFiltersFromLiveSynapse(t *testing.T) {
+// A filter and a pusher a client stored on a live Synapse 1.160 come back
+// (the fixtures hold neither): the filter under the same ID.
+func TestRestoredFiltersAndPushersFromLiveSynapse(t *testing.T) {
 	const server = "live.ferry.test"
 	src := testenv.StartSynapse(t, server)
 	tok := src.Register(t, "alice", "alice-Fixtur3pw", false)
@@ -149,12 +149,18 @@ func TestRestoredFiltersFromLiveSynapse(t *testing.T) {
 	if created.FilterID == "" {
 		t.Fatalf("no filter created: HTTP %d", resp.StatusCode)
 	}
+	pusher := map[string]any{"kind": "http", "app_id": "org.example.app", "pushkey": "a-push-key", "app_display_name": "Example",
+		"device_display_name": "Alice's phone", "lang": "en", "data": map[string]any{"url": "http://127.0.0.1:9/_matrix/push/v1/notify", "format": "event_id_only"}}
+	if code := post(t, src, tok, "/_matrix/client/v3/pushers/set", pusher, nil); code != 200 {
+		t.Fatalf("set pusher: HTTP %d", code)
+	}
 	src.Stop()
 	r := exportSynapse(t, ssource.Config{Database: src.DB, MediaStore: src.MediaStore, SigningKey: src.SigningKey, HomeserverConfig: src.Config}, source.Options{})
 
 	dst := testenv.NewSynapse(t, server)
-	if n := restoreSlices(t, dst, r, restoreUsers, restoreFilters)["restoreFilters"]; n != 1 {
-		t.Fatalf("restored %d filters, want 1", n)
+	counts := restoreSlices(t, dst, r, restoreUsers, restoreFilters, restorePushers)
+	if counts["restoreFilters"] != 1 || counts["restorePushers"] != 1 {
+		t.Fatalf("restored %v, want a filter and a pusher", counts)
 	}
 	dst.Start(t)
 	tok, code, err := dst.Login("alice", "alice-Fixtur3pw")
@@ -167,5 +173,18 @@ func TestRestoredFiltersFromLiveSynapse(t *testing.T) {
 	}
 	if canonical(t, got) != canonical(t, []byte(filter)) {
 		t.Fatalf("filter %s", got)
+	}
+	var pushers struct {
+		Pushers []map[string]any `json:"pushers"`
+	}
+	if code := get(t, dst, tok, "/_matrix/client/v3/pushers", &pushers); code != 200 || len(pushers.Pushers) != 1 {
+		t.Fatalf("pushers: HTTP %d, %v", code, pushers)
+	}
+	for k, want := range pusher {
+		got, _ := json.Marshal(pushers.Pushers[0][k])
+		w, _ := json.Marshal(want)
+		if canonical(t, got) != canonical(t, w) {
+			t.Errorf("pusher %s: %s, want %s", k, got, w)
+		}
 	}
 }
