@@ -10,8 +10,10 @@ import (
 // then never reads (or allocates) more than the manifest allows, and the
 // manifest never allows more than the format does.
 //
-//   - every listed file is at most MaxFileSize bytes, and holds at most one
-//     record per byte (a CBOR record is at least one byte);
+//   - every listed file is at most MaxFileSize bytes, and a record file
+//     (<item>/<stream>.<N>.cbor) holds at most one record per byte (a CBOR
+//     record is at least one byte; what other files count as records is
+//     their item's business);
 //   - a listed file is never manifest.json (nor a blob path: ParseManifest
 //     refuses those with the other path rules);
 //   - m.core.json is listed in the final part, every other file in a data
@@ -24,7 +26,7 @@ func checkLimits(m *Manifest) error {
 		switch {
 		case f.Size > MaxFileSize:
 			return formatErr(ManifestFile, -1, fmt.Sprintf("file %q is %d bytes, above the format's limit of %d (64 MiB) for a record or JSON file", f.Path, f.Size, MaxFileSize), nil)
-		case f.Records > f.Size:
+		case f.Records > f.Size && isRecordFile(f.Path):
 			return formatErr(ManifestFile, -1, fmt.Sprintf("file %q claims %d records in %d bytes: a record takes at least one byte", f.Path, f.Records, f.Size), nil)
 		case f.Path == ManifestFile:
 			return formatErr(ManifestFile, -1, "lists manifest.json as a file", nil)
@@ -97,4 +99,10 @@ func (n *nameSet) add(name string) bool {
 
 func duplicateErr(part, name string) error {
 	return formatErr(part, -1, fmt.Sprintf("entry %q appears twice in the archive: a name may be used once", name), nil)
+}
+
+// isRecordFile says whether path names a chunk of a record section.
+func isRecordFile(path string) bool {
+	_, _, ok := parseSectionFile(path)
+	return ok
 }
