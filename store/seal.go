@@ -59,19 +59,32 @@ func LoadOrCreateKey(path string) ([]byte, error) {
 		}
 		key := make([]byte, KeySize)
 		rand.Read(key)
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if errors.Is(err, os.ErrExist) {
-			continue // another instance made it just now: read theirs
-		}
+		// The key appears whole or not at all: written to a temporary file,
+		// then linked to its name, which fails if another instance made it
+		// first. (Creating the name and then writing let a concurrent start
+		// read an empty key file.)
+		tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".new-*")
 		if err != nil {
 			return nil, fmt.Errorf("create key file: %w", err)
 		}
-		if _, err := f.Write(key); err != nil {
-			f.Close()
-			os.Remove(path)
-			return nil, fmt.Errorf("write key file %s: %w", path, err)
+		_, werr := tmp.Write(key)
+		if werr == nil {
+			werr = tmp.Sync()
 		}
-		return key, f.Close()
+		if cerr := tmp.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr == nil {
+			werr = os.Link(tmp.Name(), path)
+		}
+		os.Remove(tmp.Name())
+		if errors.Is(werr, os.ErrExist) {
+			continue // another instance made it just now: read theirs
+		}
+		if werr != nil {
+			return nil, fmt.Errorf("write key file %s: %w", path, werr)
+		}
+		return key, nil
 	}
 }
 
