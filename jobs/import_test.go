@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -211,6 +212,67 @@ func TestCancelImport(t *testing.T) {
 		}
 		if j, _ := e.svc.Store.GetExport(ctx, "c-1"); j.Status != store.StatusDeleted {
 			t.Errorf("deleted export after cancel: %s", j.Status)
+		}
+	})
+}
+
+// The export's lease ends when it is marked completed (Finish moves the
+// token on), and the heartbeat then cancels the run's context. The verify
+// job is queued after that, so it must not be queued under that context:
+// it was, and under load (or, here, with a heartbeat every millisecond)
+// the verification was lost or left queued without a River job.
+func TestVerifyQueuedAfterLeaseEnds(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		e.svc.LeaseTTL = 3 * time.Millisecond
+		e.src.Users = 50
+		for i := range 5 {
+			id := fmt.Sprintf("l-%d", i)
+			e.exported(t, id, true)
+			v := waitFor(t, e.svc.Store, id+"-verify", store.StatusCompleted, store.StatusFailed)
+			if v.Status != store.StatusCompleted {
+				t.Fatalf("verification of %s: %+v", id, v)
+			}
+		}
+		log, _ := e.svc.Store.AuditLog(context.Background(), 200)
+		for _, a := range log {
+			if strings.Contains(a.Detail, "could not queue") {
+				t.Errorf("audit: %+v", a)
+			}
+		}
+	})
+}
+
+// A crash between publishing an export and queueing its verification
+// (the export is completed, its verify job missing) is repaired at the
+// next start: ResumeOrphans queues the verification.
+func TestResumeOrphansQueuesMissingVerify(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		ex := e.exported(t, "o-1", false)
+		req := e.request("o-1")
+		req.Verify = true
+		body, _ := json.Marshal(req)
+		// o-2: o-1's archive, as an export that asked for a verification
+		// and crashed before queueing it.
+		o2 := &store.Export{ID: "o-2", Kind: store.KindExport, RequestedBy: "@admin:fake.test", Via: "api", Request: string(body), Name: "o-1"}
+		if err := e.svc.Store.CreateExport(ctx, o2); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.Store.Finish(ctx, "o-2", store.StatusCompleted, ex.Size, ex.SHA256, ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.ResumeOrphans(ctx); err != nil {
+			t.Fatal(err)
+		}
+		v := waitFor(t, e.svc.Store, "o-2-verify", store.StatusCompleted, store.StatusFailed)
+		if v.Status != store.StatusCompleted {
+			t.Fatalf("verification: %+v", v)
+		}
+		if _, err := e.svc.Store.GetExport(ctx, "o-1-verify"); err == nil {
+			t.Error("a verification queued for an export that did not ask for one")
+		}
+		if _, err := e.svc.ResumeOrphans(ctx); err != nil { // once only
+			t.Fatal(err)
 		}
 	})
 }

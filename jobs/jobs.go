@@ -165,7 +165,9 @@ func (s *Service) enqueue(ctx context.Context, e *store.Export, args river.JobAr
 		return err
 	}
 	if _, err := s.runner.insert(ctx, args); err != nil {
-		s.Store.Finish(ctx, e.ID, store.StatusFailed, 0, "", "could not queue: "+err.Error())
+		// Not under ctx, which may be what failed the insert: a row
+		// left queued without a River job would never run.
+		s.Store.Finish(context.WithoutCancel(ctx), e.ID, store.StatusFailed, 0, "", "could not queue: "+err.Error())
 		return fmt.Errorf("queue %s %s: %w", e.Kind, e.ID, err)
 	}
 	return nil
@@ -203,7 +205,15 @@ func (s *Service) ResumeOrphans(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n := 0
+	var verifyErr error
 	for _, e := range list {
+		if e.Kind == store.KindExport && e.Status == store.StatusCompleted {
+			// a crash between publishing and queueing its verification;
+			// a failure here must not keep the orphans below waiting
+			if err := s.queueVerify(ctx, e.ID); err != nil && verifyErr == nil {
+				verifyErr = err
+			}
+		}
 		if e.Status == store.StatusProcessing && time.Now().After(e.LeaseUntil) {
 			var args river.JobArgs = ExportArgs{ExportID: e.ID}
 			switch e.Kind {
@@ -218,7 +228,7 @@ func (s *Service) ResumeOrphans(ctx context.Context) (int, error) {
 			n++
 		}
 	}
-	return n, nil
+	return n, verifyErr
 }
 
 // exportWorker runs ExportArgs.
@@ -236,11 +246,21 @@ func (w *exportWorker) Work(ctx context.Context, job *river.Job[ExportArgs]) err
 	id := job.Args.ExportID
 	e, l, res := svc.claim(ctx, job.ID, id)
 	if l == nil {
+		if res == nil { // already ended: a completed export may still owe its verify job
+			return svc.queueVerify(context.WithoutCancel(ctx), id)
+		}
 		return res
 	}
 	err := svc.run(l.ctx, e, l.token)
 	l.release(svc, id) // cancels l.ctx: from here on, ctx tells a shutdown apart
 	if err == nil {
+		// Not under l.ctx: the lease ended with the export, and a
+		// shutdown must not cut the queueing in half either. An error is
+		// retried by River; the retry finds the export completed and
+		// queues the verification then (above).
+		if err := svc.queueVerify(context.WithoutCancel(ctx), id); err != nil {
+			return err
+		}
 		if e.Via == "schedule" {
 			svc.announce(Event{Schedule: strings.TrimPrefix(e.RequestedBy, "schedule:"), ExportID: id, Kind: "finished", Detail: e.Name})
 		}
@@ -431,15 +451,47 @@ func (s *Service) run(ctx context.Context, e *store.Export, token int64) error {
 	if err != nil {
 		return err
 	}
-	if err := s.Store.Finish(ctx, e.ID, store.StatusCompleted, obj.Size, obj.SHA256, ""); err != nil {
+	// Finish moves the lease token on: the heartbeat then finds the lease
+	// gone and cancels ctx, possibly while Finish's own call is still
+	// waiting for its answer (it would fail a committed export). So
+	// neither Finish nor anything after it runs under ctx; the verify job
+	// is queued by the worker, under its own context.
+	done := context.WithoutCancel(ctx)
+	if err := s.Store.Finish(done, e.ID, store.StatusCompleted, obj.Size, obj.SHA256, ""); err != nil {
 		return err
 	}
-	s.Store.Audit(ctx, store.AuditEntry{Actor: e.RequestedBy, Via: e.Via, Action: "export.finish", Target: e.ID, Outcome: "completed",
+	s.Store.Audit(done, store.AuditEntry{Actor: e.RequestedBy, Via: e.Via, Action: "export.finish", Target: e.ID, Outcome: "completed",
 		Detail: fmt.Sprintf("%s, %d bytes, sha256 %s", storage.ArchiveKey(req.Name), obj.Size, obj.SHA256)})
-	if req.Verify {
-		if _, err := s.SubmitVerify(ctx, e.ID+"-verify", e.ID, e.RequestedBy, e.Via); err != nil {
-			s.Store.Audit(ctx, store.AuditEntry{Actor: e.RequestedBy, Via: e.Via, Action: "export.verify", Target: e.ID, Outcome: "failed", Detail: "could not queue: " + err.Error()})
-		}
+	return nil
+}
+
+// queueVerify queues the verify job an export asked for ("-verify"
+// appended to its ID) once it is completed, unless it is queued already.
+// The export's River job calls it after a successful run and again on
+// every later attempt, and ResumeOrphans at start, so an error here
+// (returned for River to retry) or a crash between publishing and
+// queueing loses no verification.
+func (s *Service) queueVerify(ctx context.Context, id string) error {
+	e, err := s.Store.GetExport(ctx, id)
+	if err != nil {
+		return err
+	}
+	if e.Kind != store.KindExport || e.Status != store.StatusCompleted {
+		return nil
+	}
+	var req Request
+	if err := json.Unmarshal([]byte(e.Request), &req); err != nil || !req.Verify {
+		return nil
+	}
+	vid := id + "-verify"
+	if _, err := s.Store.GetExport(ctx, vid); err == nil {
+		return nil // queued already
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if _, err := s.SubmitVerify(ctx, vid, id, e.RequestedBy, e.Via); err != nil {
+		s.Store.Audit(ctx, store.AuditEntry{Actor: e.RequestedBy, Via: e.Via, Action: "export.verify", Target: id, Outcome: "retrying", Detail: "could not queue: " + err.Error()})
+		return fmt.Errorf("queue the verification of export %s: %w", id, err)
 	}
 	return nil
 }
