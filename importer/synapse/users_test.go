@@ -13,9 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ferry-matrix/ferry/archive"
-	"github.com/ferry-matrix/ferry/archive/container"
-	"github.com/ferry-matrix/ferry/archive/keywrap"
-	"github.com/ferry-matrix/ferry/exporter"
+	"github.com/ferry-matrix/ferry/internal/exporttest"
 	"github.com/ferry-matrix/ferry/internal/testenv"
 	"github.com/ferry-matrix/ferry/source"
 	ssource "github.com/ferry-matrix/ferry/source/synapse"
@@ -35,36 +33,12 @@ func exportFixture(t *testing.T, fixture string, opts source.Options) *archive.R
 // exportSynapse writes a full, encrypted export of a Synapse and opens it.
 func exportSynapse(t *testing.T, cfg ssource.Config, opts source.Options) *archive.Reader {
 	t.Helper()
-	ctx := context.Background()
-	src, err := ssource.Open(ctx, cfg)
+	src, err := ssource.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	dir := t.TempDir()
-	store, err := container.Create(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, info := keywrap.New(), src.Info()
-	w, err := archive.NewWriter(ctx, store, archive.WriterOptions{Key: key,
-		Export: archive.ExportInfo{ServerName: info.ServerName, Type: "full", Options: opts.Archive(), Source: archive.SourceInfo{Implementation: info.Implementation, SchemaVersion: info.SchemaVersion}},
-		Core:   archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := exporter.Export(ctx, src, w, exporter.Options{Source: opts}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	store.Close()
-	r, err := archive.OpenLocation(ctx, dir, archive.OpenOptions{Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
+	r, _ := exporttest.Export(t, src, source.Filter{}, opts)
 	return r
 }
 

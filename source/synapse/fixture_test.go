@@ -7,9 +7,8 @@ import (
 	"testing"
 
 	"github.com/ferry-matrix/ferry/archive"
-	"github.com/ferry-matrix/ferry/archive/container"
-	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/exporter"
+	"github.com/ferry-matrix/ferry/internal/exporttest"
 	"github.com/ferry-matrix/ferry/internal/testenv"
 	"github.com/ferry-matrix/ferry/source"
 )
@@ -28,50 +27,14 @@ func fixture(t *testing.T, name string) Config {
 // export runs a whole export of cfg into a new encrypted archive and opens it.
 func export(t *testing.T, cfg Config, f source.Filter, o source.Options) (*archive.Reader, exporter.Progress) {
 	t.Helper()
-	ctx := context.Background()
-	src, err := Open(ctx, cfg)
+	src, err := Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	dir := t.TempDir()
-	store, err := container.Create(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	key := keywrap.New()
-	info := src.Info()
-	w, err := archive.NewWriter(ctx, store, archive.WriterOptions{Key: key, PartSize: 256 << 10,
-		Export: archive.ExportInfo{ServerName: info.ServerName, Type: exportType(f),
-			Source:  archive.SourceInfo{Implementation: info.Implementation, SchemaVersion: info.SchemaVersion},
-			Filters: f.Archive(), Options: o.Archive()},
-		Core: archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog, err := exporter.Export(ctx, src, w, exporter.Options{Filter: f, Source: o})
-	if err != nil {
-		w.Abort()
-		t.Fatal(err)
-	}
-	if _, err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	r, err := archive.OpenLocation(ctx, dir, archive.OpenOptions{Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r, prog
+	return exporttest.Export(t, src, f, o)
 }
 
-func exportType(f source.Filter) string {
-	if f.IsFull() {
-		return "full"
-	}
-	return "partial"
-}
 
 func TestExportFixtureValidates(t *testing.T) {
 	for _, name := range []string{"synapse-1.67", "synapse-latest-schema"} {
