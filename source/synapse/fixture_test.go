@@ -35,7 +35,6 @@ func export(t *testing.T, cfg Config, f source.Filter, o source.Options) (*archi
 	return exporttest.Export(t, src, f, o)
 }
 
-
 func TestExportFixtureValidates(t *testing.T) {
 	for _, name := range []string{"synapse-1.67", "synapse-latest-schema"} {
 		t.Run(name, func(t *testing.T) {
