@@ -2,11 +2,7 @@ package synapse
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -17,22 +13,6 @@ import (
 	"github.com/ferry-matrix/ferry/internal/testenv"
 	"github.com/ferry-matrix/ferry/source"
 )
-
-// download fetches an authenticated media path and returns the SHA-256 of
-// the body.
-func download(t *testing.T, s *testenv.Synapse, token, path string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest("GET", s.URL+path, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	h := sha256.New()
-	io.Copy(h, resp.Body)
-	return resp.StatusCode, hex.EncodeToString(h.Sum(nil))
-}
 
 // The real fixture's media comes back into Synapse 1.160's media store:
 // every file and every pre-generated thumbnail is served byte for byte.
@@ -74,7 +54,7 @@ func TestRestoredMedia(t *testing.T) {
 		t.Fatal(err)
 	}
 	// INVENTORY.md: 31 thumbnails.
-	restored := counts["func1"] // the closure around restoreMedia
+	restored := counts[1]
 	if files == 0 || int64(files) != restored || thumbnails != 31 {
 		t.Fatalf("checked %d media files (restored %v) and %d thumbnails", files, counts, thumbnails)
 	}
