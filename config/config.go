@@ -5,7 +5,6 @@
 package config
 
 import (
-	_ "embed"
 	"errors"
 	"fmt"
 	"net/url"
@@ -17,14 +16,14 @@ import (
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
 
+	ferry "github.com/ferry-matrix/ferry"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/internal/ratelimit"
 )
 
-// Example is the commented example configuration.
-//
-//go:embed config.example.yaml
-var Example []byte
+// Example is the commented example configuration, config.example.yaml at
+// the top of the repository.
+var Example = ferry.ConfigExample
 
 // Config is the whole configuration.
 type Config struct {

@@ -11,9 +11,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ferry-matrix/ferry/bot"
 	"github.com/ferry-matrix/ferry/config"
 	"github.com/ferry-matrix/ferry/jobs"
-	"github.com/ferry-matrix/ferry/matrixbot"
 )
 
 // runBot is `bot run`: the Matrix bot with everything `bot serve` runs
@@ -48,10 +48,10 @@ func runBot(ctx context.Context, args []string) error {
 		out = f
 	}
 	log := zerolog.New(out).Level(level).With().Timestamp().Logger()
-	var bot atomic.Pointer[matrixbot.Bot]
+	var current atomic.Pointer[bot.Bot]
 	srv, err := newService(ctx, cfg, func(js *jobs.Service) {
 		js.Announce = func(e jobs.Event) {
-			if b := bot.Load(); b != nil {
+			if b := current.Load(); b != nil {
 				b.Announce(e)
 			}
 		}
@@ -60,14 +60,14 @@ func runBot(ctx context.Context, args []string) error {
 		return err
 	}
 	defer srv.close()
-	b, err := matrixbot.New(cfg, srv.jobs, srv.links, log)
+	b, err := bot.New(cfg, srv.jobs, srv.links, log)
 	if err != nil {
 		return err
 	}
-	bot.Store(b)
+	current.Store(b)
 	mux := http.NewServeMux()
 	mux.Handle("/_matrix/", b.Handler())
-	mux.Handle(matrixbot.UnlockPath, b.UnlockHandler())
+	mux.Handle(bot.UnlockPath, b.UnlockHandler())
 	mux.Handle("/", srv.handler)
 	srv.handler = mux
 	l, err := net.Listen("tcp", cfg.Appservice.Listen)

@@ -1,4 +1,4 @@
-package matrixbot
+package bot
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"filippo.io/age"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/ferry-matrix/ferry/chatcmd"
+	"github.com/ferry-matrix/ferry/commands"
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/links"
 	"github.com/ferry-matrix/ferry/store"
@@ -22,10 +22,10 @@ import (
 // homeserver stores room messages, and they would land in the next
 // export): it is kept in Ferry's state only until it is revealed, once,
 // through an expiring link in the user's direct chat.
-func (b *Bot) cmdMydata() *chatcmd.Command {
-	return &chatcmd.Command{Path: []string{"mydata"}, MaxArgs: 0,
+func (b *Bot) cmdMydata() *commands.Command {
+	return &commands.Command{Path: []string{"mydata"}, MaxArgs: 0,
 		Summary: "export your own data: profile, devices, account data, the messages you can see, your media (in a direct chat with me)",
-		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
 			sender, room := id.UserID(inv.Sender), id.RoomID(inv.RoomID)
 			if !b.isDirectWith(ctx, room, sender) {
 				dm, err := b.directChat(ctx, sender)

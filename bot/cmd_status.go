@@ -1,4 +1,4 @@
-package matrixbot
+package bot
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
-	"github.com/ferry-matrix/ferry/chatcmd"
+	"github.com/ferry-matrix/ferry/commands"
 	"github.com/ferry-matrix/ferry/internal/human"
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/store"
@@ -18,10 +18,10 @@ import (
 func userID(s string) id.UserID { return id.UserID(s) }
 
 // cmdExportStatus: !export status [id].
-func (b *Bot) cmdExportStatus() *chatcmd.Command {
-	return &chatcmd.Command{Path: []string{"export", "status"}, Admin: true, MaxArgs: 1, Usage: "[ID]",
+func (b *Bot) cmdExportStatus() *commands.Command {
+	return &commands.Command{Path: []string{"export", "status"}, Admin: true, MaxArgs: 1, Usage: "[ID]",
 		Summary: "the state of an export (default: the newest)",
-		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
 			var e *store.Export
 			if len(inv.Args) == 1 {
 				var err error
@@ -64,10 +64,10 @@ func exportType(e *store.Export) string {
 }
 
 // cmdExportList: !export list.
-func (b *Bot) cmdExportList() *chatcmd.Command {
-	return &chatcmd.Command{Path: []string{"export", "list"}, Admin: true, MaxArgs: 0,
+func (b *Bot) cmdExportList() *commands.Command {
+	return &commands.Command{Path: []string{"export", "list"}, Admin: true, MaxArgs: 0,
 		Summary: "the ten newest exports",
-		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
 			list, err := b.jobs.Store.ListExports(ctx, 10)
 			if err != nil {
 				return "", err
@@ -88,10 +88,10 @@ func (b *Bot) cmdExportList() *chatcmd.Command {
 }
 
 // cmdExportCancel: !export cancel <id>.
-func (b *Bot) cmdExportCancel() *chatcmd.Command {
-	return &chatcmd.Command{Path: []string{"export", "cancel"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "ID",
+func (b *Bot) cmdExportCancel() *commands.Command {
+	return &commands.Command{Path: []string{"export", "cancel"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "ID",
 		Summary: "stop a queued or running export; nothing is published",
-		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
 			exportID := inv.Args[0]
 			if _, err := b.findExport(ctx, exportID); err != nil {
 				return "", err

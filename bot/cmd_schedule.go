@@ -1,4 +1,4 @@
-package matrixbot
+package bot
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
-	"github.com/ferry-matrix/ferry/chatcmd"
+	"github.com/ferry-matrix/ferry/commands"
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/source"
 	"github.com/ferry-matrix/ferry/storage"
@@ -26,8 +26,8 @@ type scheduleOptions struct {
 }
 
 // cmdScheduleAdd: !schedule add "<cron>" full|partial [options].
-func (b *Bot) cmdScheduleAdd() *chatcmd.Command {
-	return &chatcmd.Command{Path: []string{"schedule", "add"}, Admin: true, MinArgs: 2, MaxArgs: 2,
+func (b *Bot) cmdScheduleAdd() *commands.Command {
+	return &commands.Command{Path: []string{"schedule", "add"}, Admin: true, MinArgs: 2, MaxArgs: 2,
 		Usage:   `"<cron>" full|partial [--rooms ...] [--users ...] [--media ...] [--keep N] [--max-age 30d] [--name NAME]`,
 		Summary: "a recurring export (cron: \"0 3 * * *\", @daily, @every 6h), announced here, encrypted to your key, with retention",
 		Flags: func(fs *flag.FlagSet) any {
@@ -40,7 +40,7 @@ func (b *Bot) cmdScheduleAdd() *chatcmd.Command {
 			fs.StringVar(&o.maxAge, "max-age", "", "delete archives older than this (30d, 12h)")
 			return o
 		},
-		Check: func(inv *chatcmd.Invocation) error {
+		Check: func(inv *commands.Invocation) error {
 			o := inv.Options.(*scheduleOptions)
 			if _, err := cron.ParseStandard(inv.Args[0]); err != nil {
 				return fmt.Errorf("%q is not a schedule (%v): use five cron fields in quotes (\"0 3 * * *\") or @daily, @every 6h", inv.Args[0], err)
@@ -75,7 +75,7 @@ func (b *Bot) cmdScheduleAdd() *chatcmd.Command {
 			}
 			return o.filter.Validate()
 		},
-		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
 			o := inv.Options.(*scheduleOptions)
 			recips, err := b.recipientsFor(inv.Sender)
 			if err != nil {
@@ -124,10 +124,10 @@ func retention(s jobs.Schedule) string {
 }
 
 // cmdScheduleRemove: !schedule remove <name>.
-func (b *Bot) cmdScheduleRemove() *chatcmd.Command {
-	return &chatcmd.Command{Path: []string{"schedule", "remove"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "NAME",
+func (b *Bot) cmdScheduleRemove() *commands.Command {
+	return &commands.Command{Path: []string{"schedule", "remove"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "NAME",
 		Summary: "stop a schedule added here (its archives stay)",
-		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
 			if err := b.jobs.RemoveSchedule(ctx, inv.Args[0], inv.Sender); err != nil {
 				return "", err
 			}
@@ -136,10 +136,10 @@ func (b *Bot) cmdScheduleRemove() *chatcmd.Command {
 }
 
 // cmdScheduleList: !schedule list.
-func (b *Bot) cmdScheduleList() *chatcmd.Command {
-	return &chatcmd.Command{Path: []string{"schedule", "list"}, Admin: true, MaxArgs: 0,
+func (b *Bot) cmdScheduleList() *commands.Command {
+	return &commands.Command{Path: []string{"schedule", "list"}, Admin: true, MaxArgs: 0,
 		Summary: "the scheduled backups and their retention",
-		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
 			list := b.jobs.Schedules()
 			if len(list) == 0 {
 				return "No scheduled backups. They are configured under `schedules:` in Ferry's config.", nil

@@ -1,4 +1,4 @@
-package matrixbot
+package bot
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/container"
-	"github.com/ferry-matrix/ferry/chatcmd"
+	"github.com/ferry-matrix/ferry/commands"
 	"github.com/ferry-matrix/ferry/fidelity"
 	"github.com/ferry-matrix/ferry/importer/dendrite"
 )
@@ -25,10 +25,10 @@ import (
 // dry run first. An encrypted archive needs its key, which must not go
 // through chat: the bot answers with a one-time HTTPS form (unlock.go)
 // for this one archive's key line and posts the preview when it gets it.
-func (b *Bot) cmdImport() *chatcmd.Command {
-	return &chatcmd.Command{Path: []string{"import"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "ID|URL",
+func (b *Bot) cmdImport() *commands.Command {
+	return &commands.Command{Path: []string{"import"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "ID|URL",
 		Summary: "check an archive and preview an import into Dendrite; prints the commands that import it",
-		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
 			arg := inv.Args[0]
 			var open func(ctx context.Context) (container.Source, error)
 			var label string

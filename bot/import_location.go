@@ -1,4 +1,4 @@
-package matrixbot
+package bot
 
 import (
 	"fmt"

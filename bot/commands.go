@@ -1,17 +1,17 @@
-package matrixbot
+package bot
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 
-	"github.com/ferry-matrix/ferry/chatcmd"
+	"github.com/ferry-matrix/ferry/commands"
 )
 
 // commandList is the one registration list of the bot's commands; each
 // command is declared in its own file (cmd_*.go).
-func (b *Bot) commandList() []*chatcmd.Command {
-	return []*chatcmd.Command{
+func (b *Bot) commandList() []*commands.Command {
+	return []*commands.Command{
 		b.cmdHelp(),
 		b.cmdExportFull(), b.cmdExportPartial(),
 		b.cmdExportStatus(), b.cmdExportList(), b.cmdExportCancel(), b.cmdExportVerify(), b.cmdExportDelete(), b.cmdConfirm(),
@@ -21,9 +21,9 @@ func (b *Bot) commandList() []*chatcmd.Command {
 }
 
 // cmdHelp: !help, generated from the declarations.
-func (b *Bot) cmdHelp() *chatcmd.Command {
-	return &chatcmd.Command{Path: []string{"help"}, Summary: "what I can do for you", MaxArgs: 0,
-		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+func (b *Bot) cmdHelp() *commands.Command {
+	return &commands.Command{Path: []string{"help"}, Summary: "what I can do for you", MaxArgs: 0,
+		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
 			head := "Ferry moves this homeserver's data out and back in. Commands:\n"
 			if !inv.Admin && b.isAdmin(userID(inv.Sender)) {
 				head = "You are an admin, but admin commands work only in an admin room. Here:\n"

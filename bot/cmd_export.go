@@ -1,4 +1,4 @@
-package matrixbot
+package bot
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
-	"github.com/ferry-matrix/ferry/chatcmd"
+	"github.com/ferry-matrix/ferry/commands"
 	"github.com/ferry-matrix/ferry/internal/flagvalue"
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/source"
@@ -27,8 +27,8 @@ type exportOptions struct {
 }
 
 // cmdExportFull: !export full.
-func (b *Bot) cmdExportFull() *chatcmd.Command {
-	return &chatcmd.Command{Path: []string{"export", "full"}, Admin: true, MaxArgs: 0,
+func (b *Bot) cmdExportFull() *commands.Command {
+	return &commands.Command{Path: []string{"export", "full"}, Admin: true, MaxArgs: 0,
 		Usage:   "[--media all|none] [--name NAME]",
 		Summary: "export the whole server into an archive encrypted to your key; I post progress and a download link",
 		Flags: func(fs *flag.FlagSet) any {
@@ -37,7 +37,7 @@ func (b *Bot) cmdExportFull() *chatcmd.Command {
 			fs.StringVar(&o.name, "name", "", "archive name")
 			return o
 		},
-		Check: func(inv *chatcmd.Invocation) error {
+		Check: func(inv *commands.Invocation) error {
 			o := inv.Options.(*exportOptions)
 			if o.media != source.MediaAll && o.media != source.MediaNone {
 				return fmt.Errorf("--media %q: a full export takes all or none (referenced is for partial exports)", o.media)
@@ -47,14 +47,14 @@ func (b *Bot) cmdExportFull() *chatcmd.Command {
 			}
 			return nil
 		},
-		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
 			return "", b.startExport(ctx, inv, "full", inv.Options.(*exportOptions))
 		}}
 }
 
 // cmdExportPartial: !export partial.
-func (b *Bot) cmdExportPartial() *chatcmd.Command {
-	return &chatcmd.Command{Path: []string{"export", "partial"}, Admin: true, MaxArgs: 0,
+func (b *Bot) cmdExportPartial() *commands.Command {
+	return &commands.Command{Path: []string{"export", "partial"}, Admin: true, MaxArgs: 0,
 		Usage:   "[--rooms !a:x,!b:x] [--users @u:x,...] [--since DATE] [--until DATE] [--media none|referenced|all] [--name NAME]",
 		Summary: "export some rooms, users or a time range (DATE: 2026-01-31 or RFC 3339)",
 		Flags: func(fs *flag.FlagSet) any {
@@ -67,7 +67,7 @@ func (b *Bot) cmdExportPartial() *chatcmd.Command {
 			fs.StringVar(&o.name, "name", "", "archive name")
 			return o
 		},
-		Check: func(inv *chatcmd.Invocation) error {
+		Check: func(inv *commands.Invocation) error {
 			o := inv.Options.(*exportOptions)
 			f := source.Filter{Rooms: o.rooms, Users: o.users, Since: o.since.T, Until: o.until.T, Media: o.media}
 			for _, r := range o.rooms {
@@ -89,7 +89,7 @@ func (b *Bot) cmdExportPartial() *chatcmd.Command {
 			o.filter = f
 			return nil
 		},
-		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
 			return "", b.startExport(ctx, inv, "partial", inv.Options.(*exportOptions))
 		}}
 }
@@ -109,7 +109,7 @@ func (b *Bot) recipientsFor(admin string) ([]string, error) {
 }
 
 // startExport submits the export and follows it in the room.
-func (b *Bot) startExport(ctx context.Context, inv *chatcmd.Invocation, typ string, o *exportOptions) error {
+func (b *Bot) startExport(ctx context.Context, inv *commands.Invocation, typ string, o *exportOptions) error {
 	recips, err := b.recipientsFor(inv.Sender)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package matrixbot
+package bot
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
-	"github.com/ferry-matrix/ferry/chatcmd"
+	"github.com/ferry-matrix/ferry/commands"
 	"github.com/ferry-matrix/ferry/internal/human"
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/storage"
@@ -25,10 +25,10 @@ import (
 // age file. The reply gives the command that checks everything inside
 // with the admin's key. (Verify jobs, from the API or a schedule's verify
 // option, also check the contents when Ferry is given an identity.)
-func (b *Bot) cmdExportVerify() *chatcmd.Command {
-	return &chatcmd.Command{Path: []string{"export", "verify"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "ID",
+func (b *Bot) cmdExportVerify() *commands.Command {
+	return &commands.Command{Path: []string{"export", "verify"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "ID",
 		Summary: "check that a finished archive in storage is intact (size, SHA-256, key file)",
-		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
 			e, err := b.completedExport(ctx, inv.Args[0], "verify")
 			if err != nil {
 				return "", err
@@ -97,10 +97,10 @@ func (b *Bot) postWhenDone(room id.RoomID, replyTo id.EventID, jobID string) {
 }
 
 // cmdExportDelete: !export delete <id>, after !confirm.
-func (b *Bot) cmdExportDelete() *chatcmd.Command {
-	return &chatcmd.Command{Path: []string{"export", "delete"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "ID",
+func (b *Bot) cmdExportDelete() *commands.Command {
+	return &commands.Command{Path: []string{"export", "delete"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "ID",
 		Summary: "delete a finished archive and its key file (asks for confirmation)",
-		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
 			e, err := b.completedExport(ctx, inv.Args[0], "delete (`!export cancel` stops a running one)")
 			if err != nil {
 				return "", err

@@ -1,4 +1,4 @@
-package matrixbot
+package bot
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ferry-matrix/ferry/chatcmd"
+	"github.com/ferry-matrix/ferry/commands"
 )
 
 // pendingAction is a destructive step waiting for `!confirm <code>`:
@@ -22,7 +22,7 @@ const confirmWindow = 5 * time.Minute
 
 // ask registers a destructive action and returns the reply that asks for
 // its confirmation.
-func (b *Bot) ask(inv *chatcmd.Invocation, what string, do func(ctx context.Context) (string, error)) string {
+func (b *Bot) ask(inv *commands.Invocation, what string, do func(ctx context.Context) (string, error)) string {
 	raw := make([]byte, 3)
 	rand.Read(raw)
 	code := hex.EncodeToString(raw)
@@ -31,10 +31,10 @@ func (b *Bot) ask(inv *chatcmd.Invocation, what string, do func(ctx context.Cont
 }
 
 // cmdConfirm: !confirm <code>.
-func (b *Bot) cmdConfirm() *chatcmd.Command {
-	return &chatcmd.Command{Path: []string{"confirm"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "CODE",
+func (b *Bot) cmdConfirm() *commands.Command {
+	return &commands.Command{Path: []string{"confirm"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "CODE",
 		Summary: "go ahead with a destructive step I asked you to confirm",
-		Run: func(ctx context.Context, inv *chatcmd.Invocation) (string, error) {
+		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
 			mine := func(p pendingAction) bool { return p.sender == inv.Sender && p.room == inv.RoomID }
 			p, ok := b.confirm.get(inv.Args[0], mine)
 			if !ok || !mine(p) {

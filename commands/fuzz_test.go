@@ -1,11 +1,11 @@
-package chatcmd_test
+package commands_test
 
 import (
 	"errors"
 	"strings"
 	"testing"
 
-	"github.com/ferry-matrix/ferry/chatcmd"
+	"github.com/ferry-matrix/ferry/commands"
 )
 
 // FuzzParse: any message body parses into a declared command with
@@ -27,8 +27,8 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body string) {
 		inv, err := r.Parse(body)
 		if err != nil {
-			var ue *chatcmd.UsageError
-			if !errors.Is(err, chatcmd.ErrNotCommand) && !(errors.As(err, &ue) && ue.Message != "") {
+			var ue *commands.UsageError
+			if !errors.Is(err, commands.ErrNotCommand) && !(errors.As(err, &ue) && ue.Message != "") {
 				t.Fatalf("Parse(%q): %T %v", body, err, err)
 			}
 			return
@@ -47,7 +47,7 @@ func FuzzSplit(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		words, err := chatcmd.Split(s)
+		words, err := commands.Split(s)
 		if err != nil {
 			return
 		}
@@ -64,7 +64,7 @@ func FuzzSplit(f *testing.F) {
 			b.WriteByte('"')
 			quoted = append(quoted, b.String())
 		}
-		again, err := chatcmd.Split(strings.Join(quoted, " "))
+		again, err := commands.Split(strings.Join(quoted, " "))
 		if err != nil || len(again) != len(words) {
 			t.Fatalf("Split(%q) = %q; quoted back: %q %v", s, words, again, err)
 		}

@@ -1,4 +1,4 @@
-package matrixbot
+package bot
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ferry-matrix/ferry/chatcmd"
+	"github.com/ferry-matrix/ferry/commands"
 	"github.com/ferry-matrix/ferry/config"
 )
 
@@ -37,7 +37,7 @@ func TestImportURLOnlyFromConfiguredLocations(t *testing.T) {
 	const s3 = "s3://ferry-archives/ferry?endpoint=http://127.0.0.1:9000&region=us-east-1&use_path_style=true"
 	b := &Bot{cfg: &config.Config{Storage: config.Storage{URL: "file://" + storageDir, ImportFrom: []string{"file://" + extraDir, s3}}}}
 	run := func(arg string) (string, error) {
-		return b.cmdImport().Run(context.Background(), &chatcmd.Invocation{Args: []string{arg}, Sender: "@admin:x", RoomID: "!r:x", EventID: "$e"})
+		return b.cmdImport().Run(context.Background(), &commands.Invocation{Args: []string{arg}, Sender: "@admin:x", RoomID: "!r:x", EventID: "$e"})
 	}
 	for _, loc := range []string{
 		"file:///etc/passwd",

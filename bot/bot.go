@@ -1,4 +1,4 @@
-// Package matrixbot is Ferry's Matrix appservice bot: it answers chat
+// Package bot is Ferry's Matrix appservice bot: it answers chat
 // commands in admin rooms and direct chats, and posts job progress and
 // schedule announcements. It holds no export logic of its own: every
 // command calls the same jobs service that the HTTP API and the CLI call.
@@ -9,7 +9,7 @@
 // event in two transactions), its own messages, and commands sent before
 // it started (the homeserver redelivers after downtime: an old command is
 // answered with a note, never run late).
-package matrixbot
+package bot
 
 import (
 	"context"
@@ -26,7 +26,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/ferry-matrix/ferry/chatcmd"
+	"github.com/ferry-matrix/ferry/commands"
 	"github.com/ferry-matrix/ferry/config"
 	"github.com/ferry-matrix/ferry/internal/ratelimit"
 	"github.com/ferry-matrix/ferry/jobs"
@@ -44,7 +44,7 @@ type Bot struct {
 	me    id.UserID
 	log   zerolog.Logger
 
-	commands chatcmd.Registry
+	commands commands.Registry
 	// started: commands sent before it are not run.
 	started time.Time
 
@@ -146,7 +146,7 @@ func (b *Bot) handle(ctx context.Context, evt *event.Event) {
 		if msg == nil || msg.RelatesTo != nil && msg.RelatesTo.GetReplaceID() != "" {
 			return // edits are not commands
 		}
-		if !strings.HasPrefix(strings.TrimSpace(msg.Body), chatcmd.Prefix) {
+		if !strings.HasPrefix(strings.TrimSpace(msg.Body), commands.Prefix) {
 			return
 		}
 		if sent := time.UnixMilli(evt.Timestamp); sent.Before(b.started) {
@@ -197,7 +197,7 @@ func (b *Bot) onMembership(ctx context.Context, evt *event.Event, log zerolog.Lo
 // onCommand parses, authorises and runs one command.
 func (b *Bot) onCommand(ctx context.Context, evt *event.Event, body string, log zerolog.Logger) {
 	inv, err := b.commands.Parse(body)
-	if errors.Is(err, chatcmd.ErrNotCommand) {
+	if errors.Is(err, commands.ErrNotCommand) {
 		return
 	}
 	if err != nil {
@@ -235,7 +235,7 @@ func (b *Bot) onCommand(ctx context.Context, evt *event.Event, body string, log 
 // authorise returns why inv may not run ("" when it may): admin commands
 // need a configured admin in a configured admin room; every command needs
 // a user of this homeserver.
-func (b *Bot) authorise(inv *chatcmd.Invocation) string {
+func (b *Bot) authorise(inv *commands.Invocation) string {
 	sender, room := id.UserID(inv.Sender), id.RoomID(inv.RoomID)
 	switch {
 	case !b.isLocal(sender):

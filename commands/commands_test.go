@@ -1,4 +1,4 @@
-package chatcmd_test
+package commands_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ferry-matrix/ferry/chatcmd"
+	"github.com/ferry-matrix/ferry/commands"
 )
 
 type partialOptions struct {
@@ -19,10 +19,10 @@ type scheduleOptions struct {
 }
 
 // registry declares commands the way the bot does: one value each.
-func registry() *chatcmd.Registry {
-	var r chatcmd.Registry
-	r.Add(&chatcmd.Command{Path: []string{"export", "full"}, Summary: "export the whole server", Admin: true},
-		&chatcmd.Command{Path: []string{"export", "partial"}, Usage: "[--rooms !a:x,!b:x] [--since DATE] [--media none|referenced|all]",
+func registry() *commands.Registry {
+	var r commands.Registry
+	r.Add(&commands.Command{Path: []string{"export", "full"}, Summary: "export the whole server", Admin: true},
+		&commands.Command{Path: []string{"export", "partial"}, Usage: "[--rooms !a:x,!b:x] [--since DATE] [--media none|referenced|all]",
 			Summary: "export some rooms or users", Admin: true,
 			Flags: func(fs *flag.FlagSet) any {
 				o := &partialOptions{}
@@ -31,19 +31,19 @@ func registry() *chatcmd.Registry {
 				fs.StringVar(&o.media, "media", "referenced", "")
 				return o
 			},
-			Check: func(inv *chatcmd.Invocation) error {
+			Check: func(inv *commands.Invocation) error {
 				if m := inv.Options.(*partialOptions).media; m != "none" && m != "referenced" && m != "all" {
 					return errors.New("--media is none, referenced or all")
 				}
 				return nil
 			}},
-		&chatcmd.Command{Path: []string{"export", "status"}, Usage: "[id]", MaxArgs: 1, Summary: "progress of exports", Admin: true},
-		&chatcmd.Command{Path: []string{"schedule", "add"}, Usage: `"<cron>" full|partial [--keep N]`, MinArgs: 2, MaxArgs: 2,
+		&commands.Command{Path: []string{"export", "status"}, Usage: "[id]", MaxArgs: 1, Summary: "progress of exports", Admin: true},
+		&commands.Command{Path: []string{"schedule", "add"}, Usage: `"<cron>" full|partial [--keep N]`, MinArgs: 2, MaxArgs: 2,
 			Summary: "add a scheduled export", Admin: true,
 			Flags: func(fs *flag.FlagSet) any { o := &scheduleOptions{}; fs.IntVar(&o.keep, "keep", 0, ""); return o }},
-		&chatcmd.Command{Path: []string{"mydata"}, Summary: "export your own data", MaxArgs: 0,
-			Run: func(context.Context, *chatcmd.Invocation) (string, error) { return "ok", nil }},
-		&chatcmd.Command{Path: []string{"help"}, Summary: "this list", MaxArgs: 0})
+		&commands.Command{Path: []string{"mydata"}, Summary: "export your own data", MaxArgs: 0,
+			Run: func(context.Context, *commands.Invocation) (string, error) { return "ok", nil }},
+		&commands.Command{Path: []string{"help"}, Summary: "this list", MaxArgs: 0})
 	return &r
 }
 
@@ -67,7 +67,7 @@ func TestParseCommands(t *testing.T) {
 	if inv, err = r.Parse("!EXPORT Status 42"); err != nil || inv.Args[0] != "42" {
 		t.Errorf("case-insensitive command words: %v %v", inv, err)
 	}
-	if _, err := r.Parse("hello there"); !errors.Is(err, chatcmd.ErrNotCommand) {
+	if _, err := r.Parse("hello there"); !errors.Is(err, commands.ErrNotCommand) {
 		t.Errorf("a plain message: %v", err)
 	}
 }
@@ -86,7 +86,7 @@ func TestUsageErrors(t *testing.T) {
 		`!schedule add "0 3 * * * full`:     {"unclosed \" quote"},
 	} {
 		_, err := r.Parse(in)
-		var ue *chatcmd.UsageError
+		var ue *commands.UsageError
 		if !errors.As(err, &ue) {
 			t.Errorf("%s: %v, want a usage error", in, err)
 			continue
@@ -123,7 +123,7 @@ func TestSplit(t *testing.T) {
 		`x=""`:            {"x="},
 		`""`:              {""},
 	} {
-		got, err := chatcmd.Split(in)
+		got, err := commands.Split(in)
 		if err != nil || strings.Join(got, "|") != strings.Join(want, "|") || len(got) != len(want) {
 			t.Errorf("Split(%q) = %q, %v; want %q", in, got, err, want)
 		}

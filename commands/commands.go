@@ -1,4 +1,4 @@
-// Package chatcmd parses the bot's chat commands ("!export partial --rooms
+// Package commands parses the bot's chat commands ("!export partial --rooms
 // !a:x --since 2026-01-01") against declared commands and generates !help
 // from the same declarations. Each command of the bot is one Command value
 // (one file each in the bot); this package holds no command of its own.
@@ -7,7 +7,7 @@
 // ("0 3 * * *" is one word), a backslash escapes the next character.
 // Options use Go's flag syntax (--name value or --name=value) and may come
 // before or after the positional arguments.
-package chatcmd
+package commands
 
 import (
 	"context"
