@@ -1,0 +1,188 @@
+// Package importer restores a Ferry archive into a homeserver: the twin of
+// package source. A Target is one homeserver implementation (Dendrite in
+// importer/dendrite, Synapse in importer/synapse); Run is the one import
+// pipeline every surface calls (the CLI's import and migrate, the jobs, the
+// bot's !import preview): validate the archive, preview what the target
+// cannot hold, check the target before any write, import, read back.
+//
+// importer/targettest is the conformance suite every Target passes.
+package importer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/fidelity"
+)
+
+// Target is a homeserver an archive can be restored into. Its constructor
+// (dendrite.NewTarget, synapse.NewTarget) takes where the target lives: its
+// config file, database and media store.
+//
+// The contract:
+//
+//   - Capabilities says what the target cannot hold, rebuilds itself, or
+//     which room versions it lacks; previews and fidelity reports come from
+//     it alone.
+//   - Check reads the target and writes nothing. It refuses (an error that
+//     errors.Is ErrRefused, saying what is wrong and what to do) a target
+//     that is unreachable, running, of another server_name, of a schema the
+//     target package does not support, or not empty, unless it is a rerun
+//     of the same archive (State.Resuming) or Options.AllowNonEmpty.
+//   - Import writes. It is called only after Check passed, never for a dry
+//     run. It is idempotent and resumable: run again after an interruption
+//     (a kill at any point) it completes, and the result is the same as an
+//     uninterrupted import's. It stops when ctx is cancelled and reports
+//     its phases and counts to Progress.
+//   - ReadBack counts, per archive section, what the target now holds, read
+//     with Ferry's own export of that implementation (never the importer's
+//     counters).
+type Target interface {
+	Capabilities() *fidelity.Target
+	Check(ctx context.Context, r *archive.Reader, opts Options) (*State, error)
+	Import(ctx context.Context, r *archive.Reader, opts Options, p Progress, res *Result) error
+	ReadBack(ctx context.Context, opts Options) (map[string]int64, error)
+}
+
+// Options select what an import writes. The same words as the CLI's flags.
+type Options struct {
+	// Rooms limits the import to these rooms. Server-wide data (users,
+	// media, keys) is still imported, unless the target's room mode says
+	// otherwise (Synapse's deleted-room restore).
+	Rooms []string
+	// Migration carries devices and access tokens, so clients stay logged
+	// in. Encrypted migration exports only.
+	Migration bool
+	// AllowNonEmpty lets the import write into a target that already holds
+	// users or rooms and was not started by an import of this archive.
+	AllowNonEmpty bool
+	// DryRun validates and checks, and reports what would be imported.
+	DryRun bool
+	// Unblock lets a room restore lift the target's block on the room.
+	Unblock bool
+}
+
+// State is what Check found in the target.
+type State struct {
+	// Name says what the target is, e.g. "Synapse 1.160.0 (schema 94)".
+	Name         string
+	Users, Rooms int64
+	// Resuming: an import of this same archive was started here before.
+	Resuming bool
+}
+
+// Result is what an import did.
+type Result struct {
+	Validation *archive.ValidationReport
+	// Report lists everything that does not arrive unchanged, with the
+	// format's reason codes: the preview's entries and the import's own.
+	Report *fidelity.Report
+	Target *State
+	// InArchive counts records per section of the archive (of the selected
+	// rooms); the target fills it. InTarget is ReadBack's count after the
+	// import (nil after a dry run).
+	InArchive map[string]int64
+	InTarget  map[string]int64
+	// Skipped counts items the target already had (a rerun).
+	Skipped int64
+	// Files lists the files the import wrote or replaced, one line each
+	// ("/etc/matrix/signing.key (the previous one saved as ...)").
+	Files []string
+	// ConfigAdvice is what to add to the target's config file by hand
+	// (retired signing keys, for instance); empty if nothing.
+	ConfigAdvice string
+	// Notes are things the admin must do or know after the import
+	// ("clients that synced past the archive must clear their cache").
+	Notes []string
+}
+
+// ErrRefused marks an import stopped before it wrote anything.
+var ErrRefused = errors.New("import refused")
+
+// Refuse returns an error that errors.Is ErrRefused.
+func Refuse(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...))
+}
+
+// Progress receives an import's phases and counts. Implementations must be
+// safe to call from the importing goroutine only; they must not block.
+type Progress interface {
+	// Phase starts a named phase ("events") of total items (0: unknown).
+	Phase(name string, total int64)
+	// Add counts n more items done in the current phase.
+	Add(n int64)
+}
+
+// NoProgress discards progress.
+var NoProgress Progress = noProgress{}
+
+type noProgress struct{}
+
+func (noProgress) Phase(string, int64) {}
+func (noProgress) Add(int64)           {}
+
+// Run imports r into t: it validates the archive, previews what t cannot
+// hold, checks t, and (unless opts.DryRun) imports and reads back. A
+// refusal leaves the target untouched and errors.Is ErrRefused; the Result
+// is returned with whatever was learned before the error.
+func Run(ctx context.Context, t Target, r *archive.Reader, opts Options, p Progress) (*Result, error) {
+	if p == nil {
+		p = NoProgress
+	}
+	m := r.Manifest()
+	if opts.Migration {
+		if m.Encryption == archive.EncryptionNone {
+			return nil, Refuse("--migration needs an encrypted archive (access tokens are secrets)")
+		}
+		if !m.Export.Options[archive.OptAccessTokens] {
+			return nil, Refuse("--migration needs an archive exported with access tokens (bot export --migration)")
+		}
+	}
+	p.Phase("validating the archive", 0)
+	v, err := archive.Validate(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Validation: v}
+	if fatal := FirstErrors(v, 3); fatal != "" {
+		return res, Refuse("the archive failed validation (%s); run `bot archive verify` on it for the full list", fatal)
+	}
+	res.Report = fidelity.Preview(r, v, t.Capabilities())
+	p.Phase("checking the target", 0)
+	state, err := t.Check(ctx, r, opts)
+	if err != nil {
+		return res, err
+	}
+	res.Target = state
+	if opts.DryRun {
+		return res, nil
+	}
+	if err := t.Import(ctx, r, opts, p, res); err != nil {
+		return res, err
+	}
+	p.Phase("reading the target back", 0)
+	res.InTarget, err = t.ReadBack(ctx, opts)
+	if err != nil {
+		return res, fmt.Errorf("reading the target back: %w", err)
+	}
+	return res, nil
+}
+
+// FirstErrors lists up to n validation errors that stop an import. A room
+// of a version this Ferry cannot check is not one: the target skips the
+// room and the preview reports it (room_version_unsupported).
+func FirstErrors(v *archive.ValidationReport, n int) string {
+	var out []string
+	for _, p := range v.Problems {
+		if p.Severity == archive.SeverityError && p.Check != archive.CheckUnsupportedRoomVersion {
+			out = append(out, fmt.Sprintf("%s: %s", p.Check, p.Message))
+			if len(out) == n {
+				break
+			}
+		}
+	}
+	return strings.Join(out, "; ")
+}
