@@ -181,8 +181,13 @@ func resolveKey(ctx context.Context, src container.Source, archiveID string, opt
 	if wrapped == nil {
 		return keywrap.Key{}, fmt.Errorf("%w: give the archive key (--key-file) or an age/SSH identity (--identity) or passphrase", container.ErrNeedKey)
 	}
-	if bytes.HasPrefix(wrapped, []byte("ferry-archive-key-v1 ")) {
+	switch keywrap.Classify(wrapped) {
+	case keywrap.KindKeyLine:
 		return keywrap.Decode(wrapped, archiveID)
+	case keywrap.KindIdentity:
+		return keywrap.Key{}, fmt.Errorf("%w: the key file holds an age or SSH identity (a secret key), not an archive key: give it as the identity (--identity)", keywrap.ErrNotKeyFile)
+	case keywrap.KindUnknown:
+		return keywrap.Key{}, fmt.Errorf("%w: the key file is neither a wrapped key (key.age, an age file) nor a key line (%q)", keywrap.ErrNotKeyFile, "ferry-archive-key-v1 ...")
 	}
 	if len(opts.Identities) == 0 {
 		return keywrap.Key{}, fmt.Errorf("%w: the key file is wrapped with age; give an identity (--identity) or passphrase", container.ErrNeedKey)

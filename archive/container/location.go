@@ -21,6 +21,11 @@ import (
 // archive (an age file; see package keywrap).
 const KeyObjectName = "key.age"
 
+// PackedKeySuffix follows a packed archive's name for its wrapped key
+// (backup.ferry and backup.ferry.key.age), as bot export writes it and a
+// download link names it.
+const PackedKeySuffix = ".key.age"
+
 var packMagic = []byte("FRYPACK1")
 
 // Sink receives the parts of an archive being written. CreatePart's writer
@@ -150,6 +155,8 @@ type packSource struct {
 	offs   []int64
 	lens   []int64
 	closer func() error
+	// openKey opens the key file beside the pack (nil: none can be).
+	openKey func(context.Context) (io.ReadCloser, error)
 }
 
 // OpenPack indexes a packed archive of the given size.
@@ -185,8 +192,11 @@ func (p *packSource) PartName(i int) string { return fmt.Sprintf("%s#%s", p.name
 func (p *packSource) OpenPart(_ context.Context, i int) (io.ReadCloser, error) {
 	return io.NopCloser(io.NewSectionReader(p.ra, p.offs[i], p.lens[i])), nil
 }
-func (p *packSource) OpenKey(context.Context) (io.ReadCloser, error) {
-	return nil, fmt.Errorf("a packed archive carries no key object: pass the key file beside it: %w", os.ErrNotExist)
+func (p *packSource) OpenKey(ctx context.Context) (io.ReadCloser, error) {
+	if p.openKey == nil {
+		return nil, fmt.Errorf("a packed archive carries no key object: pass the key file beside it: %w", os.ErrNotExist)
+	}
+	return p.openKey(ctx)
 }
 func (p *packSource) Close() error {
 	if p.closer != nil {
@@ -280,7 +290,17 @@ func OpenInBucket(ctx context.Context, b *blob.Bucket, key string) (Source, erro
 func openInBucket(ctx context.Context, b *blob.Bucket, key string, closer func() error) (Source, error) {
 	if key != "" {
 		if attrs, err := b.Attributes(ctx, key); err == nil {
-			return OpenPack(key, &blobReaderAt{ctx: ctx, b: b, key: key}, attrs.Size, closer)
+			src, err := OpenPack(key, &blobReaderAt{ctx: ctx, b: b, key: key}, attrs.Size, closer)
+			if err == nil {
+				src.(*packSource).openKey = func(ctx context.Context) (io.ReadCloser, error) {
+					rc, err := b.NewReader(ctx, key+PackedKeySuffix, nil)
+					if gcerrors.Code(err) == gcerrors.NotFound {
+						return nil, fmt.Errorf("no key file %s beside the packed archive: %w", key+PackedKeySuffix, os.ErrNotExist)
+					}
+					return rc, err
+				}
+			}
+			return src, err
 		}
 	}
 	prefix := key
@@ -314,7 +334,19 @@ func openLocal(ctx context.Context, path string) (Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open archive: %w", err)
 	}
-	return OpenPack(filepath.Base(path), f, st.Size(), f.Close)
+	src, err := OpenPack(filepath.Base(path), f, st.Size(), f.Close)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	src.(*packSource).openKey = func(context.Context) (io.ReadCloser, error) {
+		rc, err := os.Open(path + PackedKeySuffix)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no key file %s beside the packed archive: %w", path+PackedKeySuffix, os.ErrNotExist)
+		}
+		return rc, err
+	}
+	return src, nil
 }
 
 type blobReaderAt struct {

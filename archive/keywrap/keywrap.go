@@ -160,16 +160,94 @@ func WrapPassphrase(k Key, archiveID, passphrase string, logN int) ([]byte, erro
 	return Wrap(k, archiveID, r)
 }
 
-// ErrNoIdentity: none of the identities can open the wrapped key.
+// ErrNoIdentity: none of the identities can open the wrapped key. The
+// error Unwrap returns for it is a *NoIdentityError.
 var ErrNoIdentity = errors.New("none of the given identities or passphrases opens this archive key")
+
+// NoIdentityError says what a wrapped key that none of the given
+// identities opens is wrapped to, so that a message can say which key to
+// give instead. errors.Is(err, ErrNoIdentity) holds.
+type NoIdentityError struct {
+	// Passphrase: the key is wrapped to a passphrase (an scrypt stanza).
+	Passphrase bool
+	// Recipients counts the recipient stanzas (0 for a passphrase).
+	Recipients int
+	// GivenPassphrase and GivenIdentities say what was tried.
+	GivenPassphrase, GivenIdentities bool
+}
+
+func (e *NoIdentityError) Error() string {
+	switch {
+	case e.Passphrase && e.GivenPassphrase:
+		return ErrNoIdentity.Error() + ": the passphrase is wrong"
+	case e.Passphrase:
+		return ErrNoIdentity.Error() + ": it is wrapped to a passphrase, and none was given"
+	case e.GivenIdentities:
+		return fmt.Sprintf("%s: it is wrapped to %d age/SSH recipients, and the identities given are not among them", ErrNoIdentity, e.Recipients)
+	}
+	return fmt.Sprintf("%s: it is wrapped to %d age/SSH recipients, not to a passphrase; give an identity", ErrNoIdentity, e.Recipients)
+}
+
+func (e *NoIdentityError) Is(target error) bool { return target == ErrNoIdentity }
+
+// ErrNotKeyFile: what was given as a key file is neither a wrapped key
+// (an age file, key.age) nor a plain key line.
+var ErrNotKeyFile = errors.New("not an archive key file")
+
+// FileKind is what a file given as an archive key holds.
+type FileKind int
+
+const (
+	KindUnknown  FileKind = iota // none of the below
+	KindKeyLine                  // a plain key line (ferry-archive-key-v1 ...)
+	KindWrapped                  // an age file: a wrapped key (key.age)
+	KindIdentity                 // an age identity or an SSH private key: a secret key, not an archive key
+)
+
+// Classify tells what a file given as an archive key holds, from its
+// first bytes (nothing is decrypted).
+func Classify(data []byte) FileKind {
+	trimmed := bytes.TrimSpace(data)
+	switch {
+	case bytes.HasPrefix(trimmed, []byte(lineTag+" ")):
+		return KindKeyLine
+	case bytes.HasPrefix(data, []byte("age-encryption.org/")):
+		return KindWrapped
+	case bytes.Contains(data, []byte("AGE-SECRET-KEY-")) || bytes.Contains(data, []byte("PRIVATE KEY-----")):
+		return KindIdentity
+	}
+	return KindUnknown
+}
 
 // Unwrap opens a key.age with any of the identities.
 func Unwrap(wrapped []byte, archiveID string, identities ...age.Identity) (Key, error) {
+	if Classify(wrapped) != KindWrapped {
+		return Key{}, fmt.Errorf("%w: it is not an age file (key.age)", ErrNotKeyFile)
+	}
 	r, err := age.Decrypt(bytes.NewReader(wrapped), identities...)
 	if err != nil {
 		var noMatch *age.NoIdentityMatchError
 		if errors.As(err, &noMatch) || strings.Contains(err.Error(), "incorrect passphrase") {
-			return Key{}, fmt.Errorf("%w: %v", ErrNoIdentity, err)
+			e := &NoIdentityError{}
+			for _, id := range identities {
+				if _, ok := id.(*age.ScryptIdentity); ok {
+					e.GivenPassphrase = true
+				} else {
+					e.GivenIdentities = true
+				}
+			}
+			if noMatch != nil {
+				for _, typ := range noMatch.StanzaTypes {
+					if typ == "scrypt" {
+						e.Passphrase = true
+					} else {
+						e.Recipients++
+					}
+				}
+			} else {
+				e.Passphrase = true
+			}
+			return Key{}, e
 		}
 		if strings.Contains(err.Error(), "work factor too large") {
 			return Key{}, fmt.Errorf("open wrapped archive key: %w (a passphrase-wrapped key may ask for work factor %d at most, what Ferry writes)", err, MaxWorkFactor)

@@ -93,3 +93,49 @@ func TestPassphraseWorkFactorIsBounded(t *testing.T) {
 		t.Fatalf("work factor %d: %v", MaxWorkFactor+1, err)
 	}
 }
+
+// Unwrap says what a key is wrapped to when nothing given opens it, and
+// Classify tells a key line, a wrapped key and an identity apart.
+func TestUnwrapDiagnoses(t *testing.T) {
+	const archiveID = "01J00000000000000000000000"
+	k := New()
+	byPass, err := WrapPassphrase(k, archiveID, "the right passphrase", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _ := age.GenerateX25519Identity()
+	byRecipient, err := Wrap(k, archiveID, x.Recipient())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong, _ := PassphraseIdentity("the wrong passphrase")
+	stranger, _ := age.GenerateX25519Identity()
+	for _, tc := range []struct {
+		name    string
+		wrapped []byte
+		ids     []age.Identity
+		want    string
+	}{
+		{"wrong passphrase", byPass, []age.Identity{wrong}, "the passphrase is wrong"},
+		{"identity for a passphrase", byPass, []age.Identity{stranger}, "wrapped to a passphrase, and none was given"},
+		{"passphrase for recipients", byRecipient, []age.Identity{wrong}, "wrapped to 1 age/SSH recipients, not to a passphrase"},
+		{"stranger", byRecipient, []age.Identity{stranger}, "the identities given are not among them"},
+		{"not an age file", []byte("hello\n"), []age.Identity{stranger}, "not an archive key file"},
+	} {
+		_, err := Unwrap(tc.wrapped, archiveID, tc.ids...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+		if tc.name != "not an age file" && !errors.Is(err, ErrNoIdentity) {
+			t.Errorf("%s: %v is not ErrNoIdentity", tc.name, err)
+		}
+	}
+	for data, want := range map[string]FileKind{
+		string(k.Encode(archiveID)): KindKeyLine, string(byPass): KindWrapped, x.String() + "\n": KindIdentity,
+		"-----BEGIN OPENSSH PRIVATE KEY-----\n...": KindIdentity, "random bytes": KindUnknown,
+	} {
+		if got := Classify([]byte(data)); got != want {
+			t.Errorf("Classify(%.30q) = %d, want %d", data, got, want)
+		}
+	}
+}
