@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 	"time"
 
@@ -71,9 +72,9 @@ func Open(ctx context.Context, cfg Config) (*Source, error) {
 	if cfg.Database == "" {
 		return nil, errors.New("synapse: no database URL given (--db postgres://user@host/synapse)")
 	}
-	pcfg, err := pgx.ParseConfig(cfg.Database)
+	pcfg, err := parseDatabaseURL(cfg.Database)
 	if err != nil {
-		return nil, fmt.Errorf("synapse: database URL: %w", redactURLError(err))
+		return nil, fmt.Errorf("synapse: database URL: %w", err)
 	}
 	pcfg.RuntimeParams["application_name"] = "ferry-export"
 	// An export streams gigabytes from the server. pgx reads its socket
@@ -184,9 +185,63 @@ func (s *Source) helper(ctx context.Context) (*pgx.Conn, pgx.Tx, error) {
 	return conn, tx, nil
 }
 
-// redactURLError keeps a password in a malformed URL out of messages.
-func redactURLError(err error) error {
-	return errors.New(strings.SplitN(err.Error(), "://", 2)[0] + ": malformed database URL")
+// databaseURLForm is the form a database URL takes, for messages.
+const databaseURLForm = "expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, for example postgres://ferry_reader@db/synapse " +
+	"(a password is better kept in PGPASSWORD or ~/.pgpass), or PostgreSQL's key=value form (host=db user=ferry_reader dbname=synapse)"
+
+// parseDatabaseURL parses a PostgreSQL connection string. Its errors say
+// what is wrong and what form is expected, and never repeat a password;
+// the user and host are shown, being no secret and where mistakes are.
+func parseDatabaseURL(s string) (*pgx.ConnConfig, error) {
+	if !strings.Contains(s, "://") {
+		if !strings.Contains(s, "=") {
+			return nil, fmt.Errorf("%q is not a PostgreSQL database URL: %s", redactUserinfo(s), databaseURLForm)
+		}
+		cfg, err := pgx.ParseConfig(s)
+		if err != nil { // pgx's message would repeat the string, password= and all
+			return nil, fmt.Errorf("the key=value connection string does not parse: %s", databaseURLForm)
+		}
+		return cfg, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // without the URL, which may hold a password
+		}
+		return nil, fmt.Errorf("%s is not a valid URL (%v): %s", redactUserinfo(s), err, databaseURLForm)
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return nil, fmt.Errorf("%s is a %s:// URL, and Synapse's database must be PostgreSQL: %s", u.Redacted(), u.Scheme, databaseURLForm)
+	}
+	cfg, err := pgx.ParseConfig(s)
+	if err != nil {
+		return nil, fmt.Errorf("%s does not parse as a PostgreSQL URL (check the port and the parameters after ?): %s", u.Redacted(), databaseURLForm)
+	}
+	return cfg, nil
+}
+
+// redactUserinfo replaces the password of a URL-like string that net/url
+// cannot parse: "postgres://user:secret@host/db" -> "postgres://user:xxxxx@host/db".
+func redactUserinfo(s string) string {
+	start := 0
+	if i := strings.Index(s, "://"); i >= 0 {
+		start = i + 3
+	}
+	end := len(s)
+	if i := strings.IndexAny(s[start:], "/?#"); i >= 0 {
+		end = start + i
+	}
+	at := strings.LastIndex(s[start:end], "@")
+	if at < 0 {
+		return s
+	}
+	at += start
+	colon := strings.Index(s[start:at], ":")
+	if colon < 0 {
+		return s
+	}
+	return s[:start+colon+1] + "xxxxx" + s[at:]
 }
 
 func (s *Source) Info() source.Info { return s.info }
