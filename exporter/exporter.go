@@ -20,25 +20,39 @@ import (
 // Progress is a snapshot of a running export, safe to read from any
 // goroutine through Export's callback.
 type Progress struct {
-	Stream     string           // the stream running now
-	Streams    int              // how many streams in all
-	Done       int              // streams finished
-	Records    int64            // records written so far
-	Total      int64            // estimated records in all (from the streams' counts)
-	Blobs      int64            // media files written
-	BlobBytes  int64            // their bytes
-	PerStream  map[string]int64 // records per stream
-	Omissions  int64            // things left out (see the archive's m.omissions)
-	Started    time.Time
-	SnapshotAt time.Time // when the source's consistent view was taken
+	Stream  string // the stream running now
+	Streams int    // how many streams in all
+	Done    int    // streams finished
+	Records int64  // records written so far
+	// Total estimates the records in all, from the streams' counts; 0 when
+	// a stream has no count, so that no total is known (Synapse's events,
+	// for one, are not counted up front).
+	Total int64
+	// StreamRecords are the current stream's records so far, StreamTotal
+	// its count (0: unknown).
+	StreamRecords, StreamTotal int64
+	Blobs                      int64            // media files written
+	BlobBytes                  int64            // their bytes
+	PerStream                  map[string]int64 // records per stream
+	Omissions                  int64            // things left out (see the archive's m.omissions)
+	Started                    time.Time
+	SnapshotAt                 time.Time // when the source's consistent view was taken
 }
 
-// Fraction is the share done, from record counts (0..1).
+// Fraction is the share done (0..1): from record counts when every stream
+// has one, else from the streams done and the current stream's count.
 func (p Progress) Fraction() float64 {
-	if p.Total <= 0 {
+	if p.Total > 0 {
+		return min(1, float64(p.Records)/float64(p.Total))
+	}
+	if p.Streams <= 0 {
 		return 0
 	}
-	return min(1, float64(p.Records)/float64(p.Total))
+	f := float64(p.Done)
+	if p.StreamTotal > 0 && p.Done < p.Streams {
+		f += min(1, float64(p.StreamRecords)/float64(p.StreamTotal))
+	}
+	return min(1, f/float64(p.Streams))
 }
 
 // ETA estimates the time left from the rate so far.
@@ -112,15 +126,22 @@ func Export(ctx context.Context, src source.Source, w *archive.Writer, opts Opti
 	if e.opts.Interval <= 0 {
 		e.opts.Interval = time.Second
 	}
-	for _, s := range streams {
+	e.counts = make([]int64, len(streams))
+	uncounted := false
+	for i, s := range streams {
 		if s.Count == nil {
+			uncounted = true
 			continue
 		}
 		n, err := s.Count(ctx)
 		if err != nil {
 			return e.p, fmt.Errorf("count %s: %w", s.Name, err)
 		}
+		e.counts[i] = n
 		e.p.Total += n
+	}
+	if uncounted {
+		e.p.Total = 0 // a sum of some streams' counts is no total
 	}
 	for i := start.Stream; i < len(streams); i++ {
 		s := streams[i]
@@ -161,12 +182,14 @@ type run struct {
 	mu     sync.Mutex
 	p      Progress
 	stream int
+	counts []int64 // per stream (0: none)
 	last   time.Time
 }
 
 func (e *run) setStream(i int, name string) {
 	e.mu.Lock()
 	e.stream, e.p.Stream = i, name
+	e.p.StreamRecords, e.p.StreamTotal = 0, e.counts[i]
 	e.mu.Unlock()
 }
 
@@ -200,6 +223,7 @@ func (e *run) count(blob int64) {
 		e.p.BlobBytes += blob
 	} else {
 		e.p.Records++
+		e.p.StreamRecords++
 		e.p.PerStream[e.p.Stream]++
 	}
 	e.mu.Unlock()
