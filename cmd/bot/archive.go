@@ -251,7 +251,7 @@ func runInspect(ctx context.Context, args []string) error {
 func printInspect(w io.Writer, m *archive.Manifest, s *archive.Summary) error {
 	fmt.Fprintf(w, "archive    %s (format %s v%d.%d)\n", m.ArchiveID, m.Format, m.Version, m.Revision)
 	fmt.Fprintf(w, "created    %s\n", m.CreatedAt.Format("2006-01-02 15:04:05Z07:00"))
-	fmt.Fprintf(w, "server     %s (source %s %s, schema %d)\n", m.Export.ServerName, m.Export.Source.Implementation, m.Export.Source.Version, m.Export.Source.SchemaVersion)
+	fmt.Fprintf(w, "server     %s (source %s)\n", m.Export.ServerName, sourceName(m.Export.Source.Implementation, m.Export.Source.Version, m.Export.Source.SchemaVersion))
 	fmt.Fprintf(w, "export     %s\n", m.Export.Type)
 	fmt.Fprintf(w, "encryption %s\n", m.Encryption)
 	fmt.Fprintf(w, "parts      %d data + 1 final\n", len(m.Parts))

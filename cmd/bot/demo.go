@@ -25,7 +25,7 @@ func runDemo(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	sampleOnly := fs.Bool("sample", false, "export the embedded sample server instead (no homeserver needed)")
 	dendriteDir := fs.String("dendrite-dir", os.Getenv("FERRY_DENDRITE_DIR"), "directory with Dendrite v0.15.2's dendrite, generate-config and generate-keys (make demo builds them)")
-	keep := fs.Bool("keep", false, "keep the demo's directory (configs, databases, logs, archive)")
+	keep := fs.Bool("keep", false, "keep the demo's directory (configs, databases, logs, archive; with --sample the archive and its identity)")
 	out := fs.String("out", "", "with --sample: directory to write into (default: a new temporary directory)")
 	messages := fs.Int("messages", 200, "with --sample: messages in the sample room")
 	if err := fs.Parse(args); err != nil {
@@ -42,6 +42,15 @@ func runDemo(ctx context.Context, args []string) error {
 		var err error
 		if dir, err = os.MkdirTemp("", "ferry-demo-"); err != nil {
 			return err
+		}
+		if !*keep {
+			// The directory holds an identity (a secret key): nothing of the
+			// demo stays behind unless asked for.
+			defer func() {
+				if os.RemoveAll(dir) == nil {
+					fmt.Printf("\nremoved %s (the archive and the identity that opens it); --keep or --out DIR keeps them\n", dir)
+				}
+			}()
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -90,6 +99,9 @@ func runDemo(ctx context.Context, args []string) error {
 	if err := runInspect(ctx, []string{"--identity", idFile, archiveDir}); err != nil {
 		return err
 	}
-	fmt.Printf("\nthe stock age tool opens the key: age -d -i %s %s\n", idFile, filepath.Join(archiveDir, container.KeyObjectName))
+	if *keep || *out != "" {
+		fmt.Printf("\nkept in %s: the archive (archive/) and the identity that opens it (identity.txt, a secret key: delete it when done)\n", dir)
+		fmt.Printf("the stock age tool opens the key: age -d -i %s %s\n", idFile, filepath.Join(archiveDir, container.KeyObjectName))
+	}
 	return nil
 }

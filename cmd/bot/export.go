@@ -182,8 +182,8 @@ func (e *exportFlags) export(ctx context.Context, src source.Source, out string,
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "exported %s (%s, %s schema %d): %d records, %d media files (%s), %d omissions reported in the archive, in %s\n",
-		info.ServerName, typ, info.Implementation, info.SchemaVersion, final.Records, final.Blobs, human.Bytes(final.BlobBytes), final.Omissions,
+	fmt.Fprintf(os.Stderr, "exported %s (%s, from %s): %d records, %d media files (%s), %d omissions reported in the archive, in %s\n",
+		info.ServerName, typ, sourceName(info.Implementation, info.Version, info.SchemaVersion), final.Records, final.Blobs, human.Bytes(final.BlobBytes), final.Omissions,
 		time.Since(final.Started).Round(time.Millisecond))
 	return nil
 }
@@ -248,14 +248,44 @@ func (p *progressPrinter) print(pr exporter.Progress) {
 	if d := pr.ETA(now); d > 0 {
 		eta = " ETA " + d.Round(time.Second).String()
 	}
-	line := fmt.Sprintf("%s %5.1f%% %s: %d/%d records, %d files %s, snapshot age %s%s", human.Bar(frac, 24, "#", "."), frac*100,
-		pr.Stream, pr.Records, pr.Total, pr.Blobs, human.Bytes(pr.BlobBytes), now.Sub(pr.SnapshotAt).Round(time.Second), eta)
+	line := fmt.Sprintf("%s %5.1f%% %s", human.Bar(frac, 24, "#", "."), frac*100, progressText(pr))
+	line += fmt.Sprintf(", snapshot age %s%s", now.Sub(pr.SnapshotAt).Round(time.Second), eta)
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
 		p.drawn = true
 	} else {
 		fmt.Fprintln(p.w, line)
 	}
+}
+
+// progressText says where an export is: the stream and its records
+// (against its count, when the source gave one), then the whole so far.
+// Records and media files are counted apart: a media record describes a
+// file, and the files are what fills the archive.
+func progressText(pr exporter.Progress) string {
+	stream := fmt.Sprintf("%d records", pr.StreamRecords)
+	if pr.StreamTotal > 0 {
+		stream = fmt.Sprintf("%d of %d records", pr.StreamRecords, pr.StreamTotal)
+	}
+	if pr.Done >= pr.Streams {
+		stream = fmt.Sprintf("all %d streams done", pr.Streams)
+	} else {
+		stream = fmt.Sprintf("%s (stream %d of %d): %s", pr.Stream, pr.Done+1, pr.Streams, stream)
+	}
+	return fmt.Sprintf("%s; %d records and %d media files (%s) in all", stream, pr.Records, pr.Blobs, human.Bytes(pr.BlobBytes))
+}
+
+// sourceName names a source for summaries: "synapse 1.160, schema 94",
+// "dendrite v0.15.2"; a schema version only where the source has one.
+func sourceName(impl, version string, schema int) string {
+	s := impl
+	if version != "" {
+		s += " " + version
+	}
+	if schema > 0 {
+		s += fmt.Sprintf(", schema %d", schema)
+	}
+	return s
 }
 
 func (p *progressPrinter) done() {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferry-matrix/ferry/archive/archivetest"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
+	"github.com/ferry-matrix/ferry/exporter"
 )
 
 // packedSample writes the sample server as a packed archive dir/name and
@@ -122,5 +123,51 @@ func TestMessages(t *testing.T) {
 	}
 	if _, err := os.Stat("out"); err == nil {
 		t.Error("a refused export left output behind")
+	}
+}
+
+// Export progress counts a stream's records against that stream's count
+// only, and media files apart from records; summaries name a source
+// without a schema number it does not have.
+func TestProgressAndSummaryText(t *testing.T) {
+	got := progressText(exporter.Progress{Stream: "media", Streams: 13, Done: 12, Records: 53, StreamRecords: 4, Blobs: 4, BlobBytes: 2048})
+	if want := "media (stream 13 of 13): 4 records; 53 records and 4 media files (2.0 KiB) in all"; got != want {
+		t.Errorf("progress:\n got %s\nwant %s", got, want)
+	}
+	got = progressText(exporter.Progress{Stream: "media", Streams: 13, Done: 13, Records: 53, StreamRecords: 4, Blobs: 4, BlobBytes: 2048})
+	if want := "all 13 streams done; 53 records and 4 media files (2.0 KiB) in all"; got != want {
+		t.Errorf("progress:\n got %s\nwant %s", got, want)
+	}
+	got = progressText(exporter.Progress{Stream: "users", Streams: 13, Done: 1, Records: 3, StreamRecords: 2, StreamTotal: 3})
+	if want := "users (stream 2 of 13): 2 of 3 records; 3 records and 0 media files (0 B) in all"; got != want {
+		t.Errorf("progress:\n got %s\nwant %s", got, want)
+	}
+	for _, tc := range []struct {
+		impl, version string
+		schema        int
+		want          string
+	}{{"dendrite", "v0.15.2", 0, "dendrite v0.15.2"}, {"dendrite", "", 0, "dendrite"}, {"synapse", "", 94, "synapse, schema 94"}} {
+		if got := sourceName(tc.impl, tc.version, tc.schema); got != tc.want {
+			t.Errorf("sourceName(%q, %q, %d) = %q, want %q", tc.impl, tc.version, tc.schema, got, tc.want)
+		}
+	}
+}
+
+// bot demo --sample leaves nothing behind in the temporary directory (its
+// identity is a secret key), unless --keep asks for it.
+func TestSampleDemoLeavesNothing(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	if err := run(context.Background(), []string{"demo", "--sample", "--messages", "5"}); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Errorf("the demo left %s behind", left[0].Name())
+	}
+	if err := run(context.Background(), []string{"demo", "--sample", "--messages", "5", "--keep"}); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "ferry-demo-*", "identity.txt")); len(left) != 1 {
+		t.Errorf("--keep kept %v", left)
 	}
 }
