@@ -50,9 +50,15 @@ func SuggestConfig(ctx context.Context, r *archive.Reader) (string, error) {
 	}
 	used := map[string]bool{}
 	get := func(k string) (any, bool) { v, ok := cfg[k]; used[k] = true; return v, ok }
-	var global, client, media []string
+	var global, client, media, room, federation []string
 	if v, ok := get("server_name"); ok {
 		global = append(global, fmt.Sprintf("server_name: %v", v))
+	}
+	if v, ok := get("default_room_version"); ok {
+		room = append(room, fmt.Sprintf("default_room_version: %q", fmt.Sprint(v)))
+	}
+	if v, ok := get("trusted_key_servers"); ok {
+		federation = append(federation, keyPerspectives(v)...)
 	}
 	if v, ok := get("enable_registration"); ok {
 		client = append(client, fmt.Sprintf("registration_disabled: %v", v != true))
@@ -103,6 +109,8 @@ func SuggestConfig(ctx context.Context, r *archive.Reader) (string, error) {
 	section("global", global)
 	section("client_api", client)
 	section("media_api", media)
+	section("room_server", room)
+	section("federation_api", federation)
 	var none []string
 	for k := range cfg {
 		if !used[k] && !synapseDeployment[k] {
@@ -114,6 +122,46 @@ func SuggestConfig(ctx context.Context, r *archive.Reader) (string, error) {
 		fmt.Fprintf(&b, "Synapse settings with no counterpart here (decide by hand): %s\n", strings.Join(none, ", "))
 	}
 	return b.String(), nil
+}
+
+// matrixOrgKeys are matrix.org's notary keys, as Dendrite's generate-config
+// writes them: Synapse knows them without a verify_keys entry.
+var matrixOrgKeys = map[string]string{"ed25519:auto": "Noi6WqcDj0QmPxCNQqgezwTlBKrfqehY1u2FyWP9uYw", "ed25519:a_RXGa": "l8Hft5qXKn1vfHrg3p4+W8gELQVo8N13JkluMfmn2sQ"}
+
+// keyPerspectives turns Synapse's trusted_key_servers into Dendrite's
+// federation_api.key_perspectives (YAML lines).
+func keyPerspectives(v any) []string {
+	servers, _ := v.([]any)
+	if len(servers) == 0 {
+		return []string{"key_perspectives: []  # Synapse trusted no key server"}
+	}
+	lines := []string{"key_perspectives:"}
+	for _, s := range servers {
+		m, _ := s.(map[string]any)
+		name := fmt.Sprint(m["server_name"])
+		lines = append(lines, "  - server_name: "+name)
+		keys, _ := m["verify_keys"].(map[string]any)
+		if len(keys) == 0 && name == "matrix.org" {
+			keys = map[string]any{}
+			for id, k := range matrixOrgKeys {
+				keys[id] = k
+			}
+		}
+		if len(keys) == 0 {
+			lines = append(lines, "    keys: []  # Synapse had no verify_keys for it: add its key_id and public_key, which Dendrite needs")
+			continue
+		}
+		ids := make([]string, 0, len(keys))
+		for id := range keys {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		lines = append(lines, "    keys:")
+		for _, id := range ids {
+			lines = append(lines, "      - key_id: "+id, fmt.Sprintf("        public_key: %v", keys[id]))
+		}
+	}
+	return lines
 }
 
 // parseSize reads Synapse's sizes: "50M", "1G", "512K", or bytes.
