@@ -47,6 +47,16 @@ type Target interface {
 	ReadBack(ctx context.Context, opts Options) (map[string]int64, error)
 }
 
+// Planner is a Target that can say, writing nothing, what an import would
+// do: it fills Result.InArchive and adds to Result.Report what the target
+// will not take, as Import does before its first write, and refuses (an
+// ErrRefused) what Import would refuse then (a room not in the archive).
+// Run calls it after Check for a dry run, which then shows the same counts
+// and report as the import; a Target without it shows the preview only.
+type Planner interface {
+	Plan(ctx context.Context, r *archive.Reader, opts Options, res *Result) error
+}
+
 // Options select what an import writes. The same words as the CLI's flags.
 type Options struct {
 	// Rooms limits the import to these rooms. Server-wide data (users,
@@ -158,6 +168,11 @@ func Run(ctx context.Context, t Target, r *archive.Reader, opts Options, p Progr
 	}
 	res.Target = state
 	if opts.DryRun {
+		if pl, ok := t.(Planner); ok {
+			if err := pl.Plan(ctx, r, opts, res); err != nil {
+				return res, err
+			}
+		}
 		return res, nil
 	}
 	if err := t.Import(ctx, r, opts, p, res); err != nil {
