@@ -84,13 +84,26 @@ func Rewrite(t testing.TB, r *archive.Reader, edit archive.EditFunc, extra func(
 // RewriteAt is Rewrite into the directory dir.
 func RewriteAt(t testing.TB, dir string, r *archive.Reader, edit archive.EditFunc, extra func(w *archive.Writer)) (*archive.Reader, *archive.CopyReport) {
 	t.Helper()
+	return rewrite(t, dir, keywrap.Key{}, r, edit, extra)
+}
+
+// RewriteEncrypted is Rewrite into a new archive encrypted with key: the
+// copy of an archive holding secrets (password hashes, access tokens,
+// backed-up room keys), which a plaintext archive refuses.
+func RewriteEncrypted(t testing.TB, key keywrap.Key, r *archive.Reader, edit archive.EditFunc, extra func(w *archive.Writer)) (*archive.Reader, *archive.CopyReport) {
+	t.Helper()
+	return rewrite(t, t.TempDir(), key, r, edit, extra)
+}
+
+func rewrite(t testing.TB, dir string, key keywrap.Key, r *archive.Reader, edit archive.EditFunc, extra func(w *archive.Writer)) (*archive.Reader, *archive.CopyReport) {
+	t.Helper()
 	ctx := context.Background()
 	b, err := container.OpenDirBucket(dir, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	w, err := archive.NewWriter(ctx, &container.BucketStore{Bucket: b}, archive.WriterOptions{
+	w, err := archive.NewWriter(ctx, &container.BucketStore{Bucket: b}, archive.WriterOptions{Key: key,
 		Export: r.Manifest().Export, Core: r.Core(), PartSize: PartSize, ChunkSize: ChunkSize})
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +118,7 @@ func RewriteAt(t testing.TB, dir string, r *archive.Reader, edit archive.EditFun
 	if _, err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return Open(t, dir, archive.OpenOptions{}), rep
+	return Open(t, dir, archive.OpenOptions{Key: key}), rep
 }
 
 // Validate runs archive.Validate and fails the test on an I/O error.
