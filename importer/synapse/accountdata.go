@@ -64,8 +64,9 @@ type ignoredUsers struct {
 // global data in account_data, room data in room_account_data, m.tag as one
 // room_tags row per tag with a room_tags_revisions row, and
 // m.ignored_user_list also into ignored_users, which Synapse reads to hide
-// messages. Push rules (global m.push_rules) are not account data rows in
-// Synapse; they are restored with the push rules and skipped here. It
+// messages. Push rules (global m.push_rules, the effective rule set) are
+// not account data in Synapse: the user's own rules, changed defaults and
+// flags go to push_rules and push_rules_enable (pushRuleWriter). It
 // returns the number of records written.
 func restoreAccountData(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int64, error) {
 	stream, err := newAccountDataStream(ctx, tx)
@@ -73,6 +74,10 @@ func restoreAccountData(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int6
 		return 0, err
 	}
 	b := newBatcher(tx)
+	rules, err := newPushRuleWriter(ctx, b)
+	if err != nil {
+		return 0, err
+	}
 	var n int64
 	err = archive.ReadSection(ctx, r, archive.SectionAccountData, func(a *archive.AccountData) error {
 		if !json.Valid(a.Content) {
@@ -80,7 +85,8 @@ func restoreAccountData(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int6
 		}
 		switch {
 		case a.RoomID == "" && a.Type == "m.push_rules":
-			return nil
+			n++
+			return rules.write(ctx, a.UserID, a.Content)
 		case a.RoomID == "":
 			n++
 			if a.Type == "m.ignored_user_list" {

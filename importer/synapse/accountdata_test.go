@@ -13,6 +13,7 @@ import (
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/internal/testenv"
 	"github.com/ferry-matrix/ferry/source"
+	"github.com/ferry-matrix/ferry/source/pushrules"
 	ssource "github.com/ferry-matrix/ferry/source/synapse"
 )
 
@@ -49,9 +50,40 @@ func TestRestoredAccountData(t *testing.T) {
 		}
 		return tokens[userID]
 	}
-	checked := 0
+	checked, pushChecks := 0, 0
 	err := archive.ReadSection(ctx, r, archive.SectionAccountData, func(a *archive.AccountData) error {
 		if a.Type == "m.push_rules" {
+			// What the user changed (their own rules, changed defaults,
+			// flags), as Synapse serves it; Synapse's own defaults differ in
+			// form from the spec's, and are the target's to keep.
+			var rs pushrules.Ruleset
+			if err := json.Unmarshal(a.Content, &rs); err != nil {
+				return err
+			}
+			stored, enabled, err := pushrules.Changes(a.UserID, rs)
+			if err != nil {
+				return err
+			}
+			for _, rule := range stored {
+				var got pushrules.Rule
+				path := "/_matrix/client/v3/pushrules/global/" + rule.Kind + "/" + url.PathEscape(rule.RuleID)
+				if code := get(t, s, token(a.UserID), path, &got); code != 200 {
+					t.Errorf("push rule %s/%s of %s: HTTP %d", rule.Kind, rule.RuleID, a.UserID, code)
+				} else if canonical(t, mustMarshal(got.Actions)) != canonical(t, mustMarshal(rule.Actions)) {
+					t.Errorf("push rule %s/%s of %s: actions %s, want %s", rule.Kind, rule.RuleID, a.UserID, mustMarshal(got.Actions), mustMarshal(rule.Actions))
+				}
+				pushChecks++
+			}
+			for key, on := range enabled {
+				var got struct {
+					Enabled bool `json:"enabled"`
+				}
+				if code := get(t, s, token(a.UserID), "/_matrix/client/v3/pushrules/global/"+key+"/enabled", &got); code != 200 || got.Enabled != on {
+					t.Errorf("push rule %s of %s: HTTP %d, enabled %v, want %v", key, a.UserID, code, got.Enabled, on)
+				}
+				pushChecks++
+			}
+			checked++
 			return nil
 		}
 		uid := url.PathEscape(a.UserID)
@@ -87,8 +119,9 @@ func TestRestoredAccountData(t *testing.T) {
 		t.Fatal(err)
 	}
 	// INVENTORY.md: 7 global and more than 5 room account data items.
-	if checked < 12 || int64(checked) != counts[1] {
-		t.Fatalf("checked %d account data records, restored %d", checked, counts[1])
+	// The fixture's users made 5 push rules and changed 1 flag (ground_truth.json).
+	if checked < 12 || int64(checked) != counts[1] || pushChecks != 6 {
+		t.Fatalf("checked %d account data records (%d push rule changes), restored %d", checked, pushChecks, counts[1])
 	}
 
 	filters := 0
@@ -166,4 +199,9 @@ func TestRestoredFiltersAndPushersFromLiveSynapse(t *testing.T) {
 			t.Errorf("pusher %s: %s, want %s", k, got, w)
 		}
 	}
+}
+
+func mustMarshal(v any) []byte {
+	data, _ := json.Marshal(v)
+	return data
 }

@@ -29,13 +29,22 @@ func refuse(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...))
 }
 
-// Target names the Synapse to restore into.
-type Target struct {
+// Config names the Synapse to restore into.
+type Config struct {
 	// Database is the PostgreSQL URL of Synapse's database.
 	Database string
-	// HomeserverConfig is the path of homeserver.yaml: its server_name and
-	// pid_file are checked.
+	// HomeserverConfig is the path of homeserver.yaml: its server_name,
+	// pid_file and signing_key_path are used.
 	HomeserverConfig string
+	// MediaStore is media_store_path, the directory of Synapse's media.
+	MediaStore string
+	// SigningKey is where the signing key goes; empty: homeserver.yaml's
+	// signing_key_path.
+	SigningKey string
+	// RunBackgroundUpdates, if set, runs Synapse's background updates
+	// (update_synapse_database --run-background-updates) after the restore;
+	// nil leaves them to Synapse's start.
+	RunBackgroundUpdates func(ctx context.Context) error
 }
 
 // Preflight is what Check found.
@@ -60,7 +69,7 @@ type homeserverYAML struct {
 // Check inspects a target without writing to it and refuses, with what to
 // do, a target that is running, not initialised by Synapse at
 // SupportedSchema, for another server than serverName, or not empty.
-func Check(ctx context.Context, t Target, serverName string) (*Preflight, error) {
+func Check(ctx context.Context, t Config, serverName string) (*Preflight, error) {
 	data, err := os.ReadFile(t.HomeserverConfig)
 	if err != nil {
 		return nil, refuse("read the target's homeserver.yaml: %v", err)

@@ -19,7 +19,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 const serverName = "restore.ferry.test"
 
 // refused asserts that Check refuses with a message containing every want.
-func refused(t *testing.T, target Target, server string, want ...string) {
+func refused(t *testing.T, target Config, server string, want ...string) {
 	t.Helper()
 	_, err := Check(context.Background(), target, server)
 	if !errors.Is(err, ErrRefused) {
@@ -38,7 +38,7 @@ func refused(t *testing.T, target Target, server string, want ...string) {
 func TestCheckTarget(t *testing.T) {
 	ctx := context.Background()
 	s := testenv.NewSynapse(t, serverName)
-	target := Target{Database: s.DB, HomeserverConfig: s.Config}
+	target := Config{Database: s.DB, HomeserverConfig: s.Config}
 	p, err := Check(ctx, target, serverName)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +64,7 @@ func TestCheckRefusesLivePidFile(t *testing.T) {
 	os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
 	cfg := filepath.Join(dir, "homeserver.yaml")
 	os.WriteFile(cfg, []byte("server_name: "+serverName+"\npid_file: "+pidFile+"\n"), 0o644)
-	refused(t, Target{Database: s.DB, HomeserverConfig: cfg}, serverName, "running", pidFile)
+	refused(t, Config{Database: s.DB, HomeserverConfig: cfg}, serverName, "running", pidFile)
 }
 
 // A database Synapse never initialised, or initialised at another schema,
@@ -73,7 +73,7 @@ func TestCheckRefusesUninitialisedOrOtherSchema(t *testing.T) {
 	ctx := context.Background()
 	s := testenv.NewSynapse(t, serverName)
 	bare := testenv.StartPostgres(t).CreateDatabase(t, "bare_"+strings.ToLower(t.Name()[:20]))
-	refused(t, Target{Database: bare, HomeserverConfig: s.Config}, serverName, "not initialised by Synapse", "update_synapse_database")
+	refused(t, Config{Database: bare, HomeserverConfig: s.Config}, serverName, "not initialised by Synapse", "update_synapse_database")
 
 	conn, err := pgx.Connect(ctx, s.DB)
 	if err != nil {
@@ -83,5 +83,5 @@ func TestCheckRefusesUninitialisedOrOtherSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close(ctx)
-	refused(t, Target{Database: s.DB, HomeserverConfig: s.Config}, serverName, "schema 93", "schema 94")
+	refused(t, Config{Database: s.DB, HomeserverConfig: s.Config}, serverName, "schema 93", "schema 94")
 }

@@ -143,6 +143,24 @@ func place(staged, final, mediaStore string, owner fs.FileInfo) error {
 	if err := os.Rename(staged, final); err != nil {
 		return err
 	}
+	return chownUpTo(final, mediaStore, owner)
+}
+
+// chownLike gives path to the owner of dir (when Ferry runs as root).
+func chownLike(path, dir string) error {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	return chownUpTo(path, path, info)
+}
+
+// chownUpTo gives path and its parents below top to owner's owner (when
+// Ferry runs as root; otherwise the files are Ferry's user's already).
+func chownUpTo(final, mediaStore string, owner fs.FileInfo) error {
+	if final == mediaStore {
+		mediaStore = filepath.Dir(final)
+	}
 	if st, ok := owner.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
 		for p := final; p != mediaStore && strings.HasPrefix(p, mediaStore); p = filepath.Dir(p) {
 			if err := os.Chown(p, int(st.Uid), int(st.Gid)); err != nil {

@@ -41,7 +41,8 @@ func (b *batcher) add(ctx context.Context, table string, columns []string, row .
 	}
 	p.rows = append(p.rows, row)
 	if len(p.rows) >= copyBatch {
-		return b.flushTable(ctx, table)
+		// Tables used earlier are parents (foreign keys): flush them first.
+		return b.flush(ctx)
 	}
 	return nil
 }

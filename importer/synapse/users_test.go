@@ -45,7 +45,7 @@ func exportSynapse(t *testing.T, cfg ssource.Config, opts source.Options) *archi
 func restoreSlices(t *testing.T, s *testenv.Synapse, r *archive.Reader, steps ...func(context.Context, pgx.Tx, *archive.Reader) (int64, error)) []int64 {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := Check(ctx, Target{Database: s.DB, HomeserverConfig: s.Config}, r.Core().ServerName); err != nil {
+	if _, err := Check(ctx, Config{Database: s.DB, HomeserverConfig: s.Config}, r.Core().ServerName); err != nil {
 		t.Fatal(err)
 	}
 	conn, err := pgx.Connect(ctx, s.DB)

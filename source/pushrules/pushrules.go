@@ -136,3 +136,82 @@ func sortByPriority(in []Stored) []Stored {
 	}
 	return out
 }
+
+// Changes is Effective's inverse: from the rule set a client sees, it
+// returns the user's own rules (Priority from the order within each kind,
+// the first highest), the server-default rules whose actions differ from
+// the defaults (Default set), and the enabled flags that differ from the
+// defaults (a user's own rules are enabled unless a flag says otherwise).
+// Effective(userID, Changes(rs)) is rs again. The conditions of content,
+// room and sender rules are not in rs: RuleConditions rebuilds them.
+func Changes(userID string, rs Ruleset) ([]Stored, map[string]bool, error) {
+	defaults, err := Defaults(userID)
+	if err != nil {
+		return nil, nil, err
+	}
+	var stored []Stored
+	enabled := map[string]bool{}
+	for _, kind := range Kinds {
+		base := map[string]Rule{}
+		for _, r := range defaults[kind] {
+			base[r.RuleID] = r
+		}
+		rules := rs.Global[kind]
+		for i, r := range rules {
+			key := kind + "/" + r.RuleID
+			if d, ok := base[r.RuleID]; ok {
+				if !sameActions(d.Actions, r.Actions) {
+					stored = append(stored, Stored{Kind: kind, RuleID: r.RuleID, Actions: r.Actions, Default: true})
+				}
+				if d.Enabled != r.Enabled {
+					enabled[key] = r.Enabled
+				}
+				continue
+			}
+			if strings.HasPrefix(r.RuleID, ".") {
+				continue // a default rule of another server version: not ours to keep
+			}
+			stored = append(stored, Stored{Kind: kind, RuleID: r.RuleID, Priority: len(rules) - i,
+				Conditions: r.Conditions, Actions: r.Actions, Pattern: r.Pattern})
+			if !r.Enabled {
+				enabled[key] = false
+			}
+		}
+	}
+	return stored, enabled, nil
+}
+
+// RuleConditions returns the conditions a server keeps for a user's rule
+// of a kind whose conditions the client-server API does not show (content:
+// the pattern on the body; room and sender: the rule ID), or the rule's
+// own conditions.
+func RuleConditions(s Stored) []json.RawMessage {
+	cond := func(key, pattern string) []json.RawMessage {
+		data, _ := json.Marshal(map[string]string{"kind": "event_match", "key": key, "pattern": pattern})
+		return []json.RawMessage{data}
+	}
+	switch s.Kind {
+	case "content":
+		return cond("content.body", s.Pattern)
+	case "room":
+		return cond("room_id", s.RuleID)
+	case "sender":
+		return cond("user_id", s.RuleID)
+	}
+	if s.Conditions == nil {
+		return []json.RawMessage{}
+	}
+	return s.Conditions
+}
+
+func sameActions(a, b []json.RawMessage) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	var u, v any
+	if json.Unmarshal(x, &u) != nil || json.Unmarshal(y, &v) != nil {
+		return false
+	}
+	x, _ = json.Marshal(u)
+	y, _ = json.Marshal(v)
+	return string(x) == string(y)
+}

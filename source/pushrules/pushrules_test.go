@@ -2,6 +2,7 @@ package pushrules
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -80,5 +81,42 @@ func TestDefaultsParse(t *testing.T) {
 	}
 	if len(d["override"]) < 10 || len(d["underride"]) != 5 || len(d["content"]) != 1 {
 		t.Errorf("defaults %v", d)
+	}
+}
+
+// Changes undoes Effective: a user's own rules in each kind, a default
+// rule with other actions, and flags that differ from the defaults.
+func TestChangesInvertsEffective(t *testing.T) {
+	user := "@nina:example.org"
+	stored := []Stored{
+		{Kind: "content", RuleID: "kiln", Priority: 2, Pattern: "kiln", Actions: raw(`["notify"]`)},
+		{Kind: "content", RuleID: "glaze", Priority: 1, Pattern: "glaze", Actions: raw(`["notify"]`)},
+		{Kind: "room", RuleID: "!r:example.org", Actions: raw(`["dont_notify"]`)},
+		{Kind: "override", RuleID: "mute_bots", Conditions: raw(`[{"kind":"event_match","key":"sender","pattern":"@bot*"}]`), Actions: raw(`["dont_notify"]`)},
+		{Kind: "underride", RuleID: ".m.rule.message", Default: true, Actions: raw(`["dont_notify"]`)},
+	}
+	enabled := map[string]bool{"override/.m.rule.roomnotif": false, "content/glaze": false}
+	rs, err := Effective(user, stored, enabled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotStored, gotEnabled, err := Changes(user, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Effective(user, gotStored, gotEnabled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := json.Marshal(rs)
+	b, _ := json.Marshal(again)
+	if string(a) != string(b) {
+		t.Errorf("Effective(Changes(rs)) differs from rs:\n%s\n%s", a, b)
+	}
+	if len(gotStored) != len(stored) || len(gotEnabled) != len(enabled) {
+		t.Errorf("Changes found %d rules and %d flags, want %d and %d: %+v %v", len(gotStored), len(gotEnabled), len(stored), len(enabled), gotStored, gotEnabled)
+	}
+	if c := RuleConditions(gotStored[1]); gotStored[1].Kind != "content" || len(c) != 1 || !strings.Contains(string(c[0]), `"content.body"`) {
+		t.Errorf("content rule conditions: %s", c)
 	}
 }

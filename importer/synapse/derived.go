@@ -1,0 +1,200 @@
+package synapse
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ferry-matrix/ferry/archive"
+)
+
+// stageCurrentState creates the temporary table writeGroups stages each
+// room's current state in; deriveRoomTables turns it into
+// current_state_events once the events (and their stream orderings) are in.
+func stageCurrentState(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `CREATE TEMP TABLE ferry_current_state (room_id text, type text, state_key text, event_id text) ON COMMIT DROP`)
+	return err
+}
+
+// deriveRoomTables writes, from what the events pass loaded, the tables
+// Synapse keeps beside the events and no background update fills:
+// current_state_events and local_current_membership (stream orderings
+// equal to the events'), participation, threads, censored redactions,
+// extremities and room depth. All of it is SQL over the loaded rows, so
+// memory stays flat.
+func deriveRoomTables(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[string]*roomPlan, serverName string) error {
+	ids := sortedKeys(rooms)
+	steps := []struct{ what, sql string }{
+		{"current_state_events", `INSERT INTO current_state_events (event_id, room_id, type, state_key, membership, event_stream_ordering)
+			SELECT c.event_id, c.room_id, c.type, c.state_key, m.membership, e.stream_ordering
+			FROM ferry_current_state c JOIN events e ON e.event_id = c.event_id LEFT JOIN room_memberships m ON m.event_id = c.event_id`},
+		{"local_current_membership", `INSERT INTO local_current_membership (room_id, user_id, event_id, membership, event_stream_ordering)
+			SELECT c.room_id, c.state_key, c.event_id, c.membership, c.event_stream_ordering FROM current_state_events c
+			WHERE c.type = 'm.room.member' AND c.room_id = ANY($1) AND c.state_key LIKE '%:' || $2 AND c.membership IS NOT NULL`},
+		{"room_memberships.participant", `UPDATE room_memberships m SET participant = true WHERE m.room_id = ANY($1) AND EXISTS (
+			SELECT 1 FROM events e WHERE e.room_id = m.room_id AND e.sender = m.user_id AND e.type IN ('m.room.message', 'm.room.encrypted')
+			AND e.rejection_reason IS NULL)`},
+		{"threads", `INSERT INTO threads (room_id, thread_id, latest_event_id, topological_ordering, stream_ordering)
+			SELECT DISTINCT ON (e.room_id, r.relates_to_id) e.room_id, r.relates_to_id, e.event_id, e.topological_ordering, e.stream_ordering
+			FROM event_relations r JOIN events e ON e.event_id = r.event_id
+			WHERE r.relation_type = 'm.thread' AND e.room_id = ANY($1) AND NOT e.outlier
+			ORDER BY e.room_id, r.relates_to_id, e.topological_ordering DESC, e.stream_ordering DESC`},
+		{"room_depth", `INSERT INTO room_depth (room_id, min_depth) SELECT room_id, min(depth) FROM events
+			WHERE room_id = ANY($1) AND NOT outlier GROUP BY room_id`},
+	}
+	for _, s := range steps {
+		var args []any
+		switch s.what {
+		case "current_state_events":
+		case "local_current_membership":
+			args = []any{ids, serverName}
+		default:
+			args = []any{ids}
+		}
+		if _, err := tx.Exec(ctx, s.sql, args...); err != nil {
+			return fmt.Errorf("derive %s: %w", s.what, err)
+		}
+	}
+	if err := markCensored(ctx, tx, r, rooms); err != nil {
+		return err
+	}
+	return writeExtremities(ctx, tx, rooms)
+}
+
+// markCensored sets have_censored on the redactions whose target the
+// archive holds in its pruned form: Synapse would otherwise look for the
+// original to censor.
+func markCensored(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[string]*roomPlan) error {
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE ferry_redacted (event_id text, redacted_by text) ON COMMIT DROP`); err != nil {
+		return err
+	}
+	b := newBatcher(tx)
+	err := archive.ReadSection(ctx, r, archive.SectionRedactions, func(rd *archive.Redaction) error {
+		if rooms[rd.RoomID] == nil {
+			return nil
+		}
+		return b.add(ctx, "ferry_redacted", []string{"event_id", "redacted_by"}, rd.EventID, rd.RedactedBy)
+	})
+	if err == nil {
+		err = b.flush(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("read redactions: %w", err)
+	}
+	_, err = tx.Exec(ctx, `UPDATE redactions r SET have_censored = true FROM ferry_redacted x
+		JOIN event_json j ON j.event_id = x.event_id
+		WHERE r.redacts = x.event_id AND r.event_id = x.redacted_by`)
+	if err != nil {
+		return fmt.Errorf("mark censored redactions: %w", err)
+	}
+	return nil
+}
+
+// writeExtremities writes the rooms' forward and backward extremities as
+// the archive has them, and stream_ordering_to_exterm rows for the forward
+// ones at the room's highest stream ordering.
+func writeExtremities(ctx context.Context, tx pgx.Tx, rooms map[string]*roomPlan) error {
+	b := newBatcher(tx)
+	for _, id := range sortedKeys(rooms) {
+		room := rooms[id].room
+		for _, e := range room.ForwardExtremities {
+			if err := b.add(ctx, "event_forward_extremities", []string{"event_id", "room_id"}, e, id); err != nil {
+				return err
+			}
+		}
+		for _, e := range room.BackwardExtremities {
+			if err := b.add(ctx, "event_backward_extremities", []string{"event_id", "room_id"}, e, id); err != nil {
+				return err
+			}
+		}
+	}
+	if err := b.flush(ctx); err != nil {
+		return fmt.Errorf("restore extremities: %w", err)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO stream_ordering_to_exterm (stream_ordering, room_id, event_id)
+		SELECT (SELECT max(e.stream_ordering) FROM events e WHERE e.room_id = x.room_id), x.room_id, x.event_id
+		FROM event_forward_extremities x WHERE x.room_id = ANY($1)`, sortedKeys(rooms))
+	if err != nil {
+		return fmt.Errorf("restore stream_ordering_to_exterm: %w", err)
+	}
+	return nil
+}
+
+// setPositions moves Synapse's event streams past the restored events:
+// the sequences (never lowered, never stream_positions by hand), and the
+// positions from which Synapse sends events to appservices and over
+// federation, so that the first new event does not push the whole
+// restored history to every bridge and every other server.
+func setPositions(ctx context.Context, tx pgx.Tx, ord *orderings, groups *groupAllocator) error {
+	if err := advanceSequence(ctx, tx, "events_stream_seq", ord.max); err != nil {
+		return err
+	}
+	if err := advanceSequence(ctx, tx, "events_backfill_stream_seq", -ord.min); err != nil {
+		return err
+	}
+	if err := advanceSequence(ctx, tx, "state_group_id_seq", groups.next); err != nil {
+		return err
+	}
+	if ord.max <= 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `UPDATE appservice_stream_position SET stream_ordering = GREATEST(COALESCE(stream_ordering, 0), $1)`, ord.max); err != nil {
+		return fmt.Errorf("set appservice_stream_position: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE federation_stream_position SET stream_id = GREATEST(stream_id, $1) WHERE type = 'events'`, ord.max); err != nil {
+		return fmt.Errorf("set federation_stream_position: %w", err)
+	}
+	return nil
+}
+
+// backgroundUpdate is a rebuild Synapse runs itself after a restore.
+type backgroundUpdate struct {
+	name, dependsOn string
+	progress        any
+}
+
+// queueRebuilds queues the background updates that rebuild what Synapse
+// can derive (the search index, the auth chain cover, the user directory,
+// room stats, the sliding-sync tables), re-queueing any this database had
+// finished, in dependency order. It also drops the update that would mark
+// restored state groups unreferenced, as synapse_port_db does.
+func queueRebuilds(ctx context.Context, tx pgx.Tx, ord *orderings) error {
+	updates := []backgroundUpdate{
+		{name: "event_search", progress: map[string]int64{"target_min_stream_id_inclusive": ord.min, "max_stream_id_exclusive": ord.max + 1, "rows_inserted": 0}},
+		{name: "chain_cover"},
+		{name: "populate_user_directory_createtables"},
+		{name: "populate_user_directory_process_rooms", dependsOn: "populate_user_directory_createtables"},
+		{name: "populate_user_directory_process_users", dependsOn: "populate_user_directory_process_rooms"},
+		{name: "populate_user_directory_cleanup", dependsOn: "populate_user_directory_process_users"},
+		{name: "populate_stats_process_rooms"},
+		{name: "populate_stats_process_users"},
+		{name: "sliding_sync_prefill_joined_rooms_to_recalculate_table_bg_update"},
+		{name: "sliding_sync_joined_rooms_bg_update", dependsOn: "sliding_sync_prefill_joined_rooms_to_recalculate_table_bg_update"},
+		{name: "sliding_sync_membership_snapshots_bg_update"},
+	}
+	for i, u := range updates {
+		progress := "{}"
+		if u.progress != nil {
+			data, _ := json.Marshal(u.progress)
+			progress = string(data)
+		}
+		var dep any
+		if u.dependsOn != "" {
+			dep = u.dependsOn
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO background_updates (update_name, progress_json, depends_on, ordering) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (update_name) DO UPDATE SET progress_json = EXCLUDED.progress_json`, u.name, progress, dep, 9000+i); err != nil {
+			return fmt.Errorf("queue background update %s: %w", u.name, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM background_updates WHERE update_name = 'mark_unreferenced_state_groups_for_deletion_bg_update'`); err != nil {
+		return fmt.Errorf("drop mark_unreferenced_state_groups_for_deletion_bg_update: %w", err)
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

@@ -1,0 +1,439 @@
+package synapse
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/importer"
+	"github.com/ferry-matrix/ferry/matrixevent"
+)
+
+// maxDeltaHops is Synapse's limit on a state group's delta chain
+// (MAX_STATE_DELTA_HOPS): a longer chain is still read, only slowly.
+const maxDeltaHops = 100
+
+// The archive holds the state *before* each event; Synapse maps an
+// accepted state event to the group *after* it, a rejected event and a
+// non-state event to the group before it, and an outlier to no group.
+//
+// The restore reads the snapshots twice and the events twice, keeping in
+// memory one small record per snapshot and the IDs of the snapshots that
+// become groups (never the state itself):
+//
+//  1. snapshots, light: each one's parent, and for a snapshot that changes
+//     one key of its parent, which key. Synapse archives write the state
+//     before a state event that way, as the group after it (the parent)
+//     less the event; so the parent is the after-group, and no new group is
+//     needed.
+//  2. events, light: which snapshots events stand on, and so which become
+//     groups (with their ancestors, for delta chains).
+//  3. snapshots: each needed one becomes a state group, a delta on its
+//     parent's group, with an ID from state_group_id_seq (archive IDs can
+//     be far larger than Synapse's).
+//  4. events: the tables per event; a state event whose after-state is not
+//     a snapshot gets a new one-row delta group on its before-group.
+type statePlan struct {
+	snaps  map[uint64]*snapInfo
+	groups map[uint64]group // needed snapshot -> its group, once written
+	// current holds each room's current-state snapshot ID.
+	current map[uint64]string
+	// shortcut: the archive is Synapse's, whose one-key snapshot before a
+	// state event is the group after it less the event; expect lists, per
+	// such after-group, the entries it must set (checked as it is written).
+	shortcut bool
+	expect   map[uint64][]archive.StateEntry
+}
+
+type snapInfo struct {
+	parent  uint64
+	oneKey  *archive.StateKey // the one key this snapshot changes, if one
+	removes bool
+	needed  bool
+}
+
+type group struct {
+	id   int64
+	hops int
+}
+
+// afterSnapshot says whether the state after accepted state event ev is a
+// snapshot of the archive already (the parent of its one-key
+// before-snapshot), and which.
+func (sp *statePlan) afterSnapshot(ev *archive.Event, f *matrixevent.Fields) (uint64, bool) {
+	s := sp.snaps[ev.StateBefore]
+	if !sp.shortcut || s == nil || s.parent == 0 || s.oneKey == nil || f.StateKey == nil {
+		return 0, false
+	}
+	if s.oneKey.Type != f.Type || s.oneKey.StateKey != *f.StateKey {
+		return 0, false
+	}
+	return s.parent, true
+}
+
+// planState runs passes 1 and 2.
+func planState(ctx context.Context, r *archive.Reader, rooms map[string]*roomPlan) (*statePlan, error) {
+	sp := &statePlan{snaps: map[uint64]*snapInfo{}, groups: map[uint64]group{}, current: map[uint64]string{},
+		shortcut: r.Manifest().Export.Source.Implementation == "synapse", expect: map[uint64][]archive.StateEntry{}}
+	for id, rp := range rooms {
+		if rp.room.CurrentState != 0 {
+			sp.current[rp.room.CurrentState] = id
+		}
+	}
+	err := archive.ReadSection(ctx, r, archive.SectionStateSnapshots, func(s *archive.StateSnapshot) error {
+		if rooms[s.RoomID] == nil {
+			return nil
+		}
+		info := &snapInfo{parent: s.Parent, removes: len(s.Remove) > 0}
+		if s.Parent != 0 && len(s.Set)+len(s.Remove) == 1 {
+			if len(s.Set) == 1 {
+				info.oneKey = &archive.StateKey{Type: s.Set[0].Type, StateKey: s.Set[0].StateKey}
+			} else {
+				k := s.Remove[0]
+				info.oneKey = &k
+			}
+		}
+		sp.snaps[s.ID] = info
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read state snapshots: %w", err)
+	}
+	need := func(id uint64, what string) error {
+		for id != 0 {
+			s := sp.snaps[id]
+			if s == nil {
+				return fmt.Errorf("%s stands on state snapshot %d, which the archive lacks", what, id)
+			}
+			if s.needed {
+				return nil
+			}
+			s.needed = true
+			id = s.parent
+		}
+		return nil
+	}
+	err = archive.ReadSection(ctx, r, archive.SectionEvents, func(ev *archive.Event) error {
+		if rooms[ev.RoomID] == nil || ev.Outlier || ev.StateBefore == 0 {
+			return nil
+		}
+		if ev.Rejected == "" {
+			f, err := matrixevent.Parse(ev.JSON)
+			if err != nil {
+				return fmt.Errorf("event %s: %w", ev.EventID, err)
+			}
+			if after, ok := sp.afterSnapshot(ev, f); ok {
+				sp.expect[after] = append(sp.expect[after], archive.StateEntry{Type: f.Type, StateKey: *f.StateKey, EventID: ev.EventID})
+				return need(after, "event "+ev.EventID)
+			}
+		}
+		return need(ev.StateBefore, "event "+ev.EventID)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("plan state groups: %w", err)
+	}
+	for id, s := range sp.snaps {
+		if s.needed && s.removes {
+			// Synapse's deltas can only add or replace keys.
+			return nil, fmt.Errorf("state snapshot %d removes keys from its parent and is the state of an event: this Ferry cannot restore such archives into Synapse yet", id)
+		}
+	}
+	return sp, nil
+}
+
+var (
+	stateGroupsColumns      = []string{"id", "room_id", "event_id"}
+	stateGroupEdgesColumns  = []string{"state_group", "prev_state_group"}
+	stateGroupsStateColumns = []string{"state_group", "room_id", "type", "state_key", "event_id"}
+	currentStagingColumns   = []string{"room_id", "type", "state_key", "event_id"}
+)
+
+// groupAllocator hands out state group IDs above the target's highest.
+type groupAllocator struct{ next int64 }
+
+func newGroupAllocator(ctx context.Context, tx pgx.Tx) (*groupAllocator, error) {
+	var last int64
+	err := tx.QueryRow(ctx, `SELECT GREATEST((SELECT last_value FROM state_group_id_seq), COALESCE((SELECT max(id) FROM state_groups), 0))`).Scan(&last)
+	if err != nil {
+		return nil, fmt.Errorf("read state_group_id_seq: %w", err)
+	}
+	return &groupAllocator{next: last}, nil
+}
+
+func (g *groupAllocator) allocate() int64 { g.next++; return g.next }
+
+// writeGroups runs pass 3: the needed snapshots become state groups, and
+// each room's current state is staged for current_state_events.
+func (sp *statePlan) writeGroups(ctx context.Context, b *batcher, r *archive.Reader, rooms map[string]*roomPlan, alloc *groupAllocator) error {
+	err := archive.ReadSection(ctx, r, archive.SectionStateSnapshots, func(s *archive.StateSnapshot) error {
+		if rooms[s.RoomID] == nil {
+			return nil
+		}
+		if room, ok := sp.current[s.ID]; ok {
+			if s.Parent != 0 || len(s.Remove) > 0 {
+				return fmt.Errorf("the current state of %s is a delta snapshot: this Ferry restores full current-state snapshots only", room)
+			}
+			for _, e := range s.Set {
+				if err := b.add(ctx, "ferry_current_state", currentStagingColumns, room, e.Type, e.StateKey, e.EventID); err != nil {
+					return err
+				}
+			}
+		}
+		info := sp.snaps[s.ID]
+		if info == nil || !info.needed {
+			return nil
+		}
+		for _, want := range sp.expect[s.ID] {
+			if !slices.Contains(s.Set, want) {
+				return fmt.Errorf("state snapshot %d should be the state after %s but does not set it: the archive's snapshots are not shaped as Synapse writes them", s.ID, want.EventID)
+			}
+		}
+		delete(sp.expect, s.ID)
+		var parent group
+		if s.Parent != 0 {
+			var ok bool
+			if parent, ok = sp.groups[s.Parent]; !ok {
+				return fmt.Errorf("state snapshot %d comes before its parent %d", s.ID, s.Parent)
+			}
+		}
+		creator := ""
+		if len(s.Set) > 0 {
+			creator = s.Set[len(s.Set)-1].EventID
+		}
+		g, err := sp.writeGroup(ctx, b, alloc, s.RoomID, creator, parent, s.Parent != 0, s.Set)
+		if err != nil {
+			return err
+		}
+		sp.groups[s.ID] = g
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restore state groups: %w", err)
+	}
+	return nil
+}
+
+// writeGroup writes one group: a delta on parent when hasParent, else a
+// full group.
+func (sp *statePlan) writeGroup(ctx context.Context, b *batcher, alloc *groupAllocator, room, eventID string, parent group, hasParent bool, set []archive.StateEntry) (group, error) {
+	g := group{id: alloc.allocate()}
+	if err := b.add(ctx, "state_groups", stateGroupsColumns, g.id, room, eventID); err != nil {
+		return g, err
+	}
+	if hasParent {
+		g.hops = parent.hops + 1
+		if g.hops > maxDeltaHops {
+			return g, fmt.Errorf("state group chain of %s longer than Synapse's %d hops: this Ferry cannot flatten chains yet", room, maxDeltaHops)
+		}
+		if err := b.add(ctx, "state_group_edges", stateGroupEdgesColumns, g.id, parent.id); err != nil {
+			return g, err
+		}
+	}
+	for _, e := range set {
+		if err := b.add(ctx, "state_groups_state", stateGroupsStateColumns, g.id, room, e.Type, e.StateKey, e.EventID); err != nil {
+			return g, err
+		}
+	}
+	return g, nil
+}
+
+var (
+	eventsColumns = []string{"topological_ordering", "event_id", "type", "room_id", "processed", "outlier", "depth",
+		"origin_server_ts", "received_ts", "sender", "contains_url", "instance_name", "stream_ordering", "state_key", "rejection_reason"}
+	eventJSONColumns         = []string{"event_id", "room_id", "internal_metadata", "json", "format_version"}
+	stateEventsColumns       = []string{"event_id", "room_id", "type", "state_key"}
+	eventToStateGroupColumns = []string{"event_id", "state_group"}
+	eventEdgesColumns        = []string{"event_id", "prev_event_id", "room_id", "is_state"}
+	eventAuthColumns         = []string{"event_id", "auth_id", "room_id"}
+	rejectionsColumns        = []string{"event_id", "reason", "last_check"}
+	redactionsColumns        = []string{"event_id", "redacts", "have_censored", "received_ts", "recheck"}
+	relationsColumns         = []string{"event_id", "relates_to_id", "relation_type", "aggregation_key"}
+	membershipsColumns       = []string{"event_id", "user_id", "sender", "room_id", "membership", "display_name", "avatar_url", "event_stream_ordering"}
+)
+
+// eventExtras are the fields of an event's JSON the tables need beyond
+// matrixevent.Fields.
+type eventExtras struct {
+	Depth   int64 `json:"depth"`
+	Content struct {
+		URL         any    `json:"url"`
+		Membership  any    `json:"membership"`
+		DisplayName any    `json:"displayname"`
+		AvatarURL   any    `json:"avatar_url"`
+		RelatesTo   any    `json:"m.relates_to"`
+		Redacts     string `json:"redacts"`
+	} `json:"content"`
+}
+
+type relatesTo struct {
+	RelType string `json:"rel_type"`
+	EventID string `json:"event_id"`
+	Key     any    `json:"key"`
+}
+
+// orderings hands out stream orderings: the source's, when the archive is
+// Synapse's own and restored whole (clients' sync tokens stay meaningful),
+// otherwise new ones above the target's highest, in archive order (which
+// is topological within each room).
+type orderings struct {
+	keep     bool
+	next     int64
+	min, max int64
+}
+
+func (o *orderings) of(ev *archive.Event) int64 {
+	so := ev.StreamOrdering
+	if !o.keep || so == 0 {
+		o.next++
+		so = o.next
+	}
+	o.min, o.max = min(o.min, so), max(o.max, so)
+	return so
+}
+
+// writeEvents runs pass 4. It returns the number of events written.
+func (sp *statePlan) writeEvents(ctx context.Context, b *batcher, r *archive.Reader, rooms map[string]*roomPlan, alloc *groupAllocator, ord *orderings, p importer.Progress) (int64, error) {
+	var n int64
+	err := archive.ReadSection(ctx, r, archive.SectionEvents, func(ev *archive.Event) error {
+		rp := rooms[ev.RoomID]
+		if rp == nil {
+			return nil
+		}
+		if err := sp.writeEvent(ctx, b, ev, rp, alloc, ord.of(ev)); err != nil {
+			return fmt.Errorf("event %s: %w", ev.EventID, err)
+		}
+		n++
+		p.Add(1)
+		return nil
+	})
+	return n, err
+}
+
+func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Event, rp *roomPlan, alloc *groupAllocator, so int64) error {
+	f, err := matrixevent.Parse(ev.JSON)
+	if err != nil {
+		return err
+	}
+	var x eventExtras
+	if err := json.Unmarshal(ev.JSON, &x); err != nil {
+		return fmt.Errorf("event JSON: %w", err)
+	}
+	_, hasURL := x.Content.URL.(string)
+	meta := map[string]any{}
+	if ev.Outlier {
+		meta["outlier"] = true
+	}
+	if ev.SoftFailed {
+		meta["soft_failed"] = true
+	}
+	metaJSON, _ := json.Marshal(meta)
+	var stateKey, rejection any
+	if f.StateKey != nil {
+		stateKey = *f.StateKey
+	}
+	if ev.Rejected != "" {
+		rejection = ev.Rejected
+	}
+	accepted := ev.Rejected == ""
+	if err := b.add(ctx, "events", eventsColumns, x.Depth, ev.EventID, f.Type, ev.RoomID, true, ev.Outlier, x.Depth,
+		f.OriginServerTS, f.OriginServerTS, f.Sender, hasURL, "master", so, stateKey, rejection); err != nil {
+		return err
+	}
+	if err := b.add(ctx, "event_json", eventJSONColumns, ev.EventID, ev.RoomID, string(metaJSON), string(ev.JSON), rp.formatVersion); err != nil {
+		return err
+	}
+	if f.StateKey != nil {
+		if err := b.add(ctx, "state_events", stateEventsColumns, ev.EventID, ev.RoomID, f.Type, *f.StateKey); err != nil {
+			return err
+		}
+	}
+	if !accepted {
+		if err := b.add(ctx, "rejections", rejectionsColumns, ev.EventID, ev.Rejected, "ferry-restore"); err != nil {
+			return err
+		}
+	}
+	if !ev.Outlier {
+		if err := sp.mapToGroup(ctx, b, ev, f, alloc, accepted); err != nil {
+			return err
+		}
+		if accepted {
+			for _, prev := range f.PrevEvents {
+				if err := b.add(ctx, "event_edges", eventEdgesColumns, ev.EventID, prev, ev.RoomID, false); err != nil {
+					return err
+				}
+			}
+			if f.StateKey != nil {
+				for _, auth := range f.AuthEvents {
+					if err := b.add(ctx, "event_auth", eventAuthColumns, ev.EventID, auth, ev.RoomID); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	if !accepted {
+		return nil
+	}
+	if f.Type == "m.room.member" && f.StateKey != nil {
+		membership, _ := x.Content.Membership.(string)
+		if err := b.add(ctx, "room_memberships", membershipsColumns, ev.EventID, *f.StateKey, f.Sender, ev.RoomID, membership,
+			stringOrNil(x.Content.DisplayName), stringOrNil(x.Content.AvatarURL), so); err != nil {
+			return err
+		}
+	}
+	if f.Type == "m.room.redaction" && f.Redacts != "" {
+		if err := b.add(ctx, "redactions", redactionsColumns, ev.EventID, f.Redacts, false, f.OriginServerTS, false); err != nil {
+			return err
+		}
+	}
+	if rel, ok := x.Content.RelatesTo.(map[string]any); ok {
+		typ, _ := rel["rel_type"].(string)
+		parent, _ := rel["event_id"].(string)
+		if typ != "" && parent != "" {
+			var key any
+			if k, ok := rel["key"].(string); ok && typ == "m.annotation" {
+				key = k
+			}
+			if err := b.add(ctx, "event_relations", relationsColumns, ev.EventID, parent, typ, key); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// mapToGroup writes the event's event_to_state_groups row, and the group
+// after an accepted state event when the archive has no snapshot of it.
+func (sp *statePlan) mapToGroup(ctx context.Context, b *batcher, ev *archive.Event, f *matrixevent.Fields, alloc *groupAllocator, accepted bool) error {
+	if accepted && f.StateKey != nil {
+		if after, ok := sp.afterSnapshot(ev, f); ok {
+			return b.add(ctx, "event_to_state_groups", eventToStateGroupColumns, ev.EventID, sp.groups[after].id)
+		}
+		before, hasBefore := sp.groups[ev.StateBefore]
+		if ev.StateBefore != 0 && !hasBefore {
+			return fmt.Errorf("its state snapshot %d was not restored", ev.StateBefore)
+		}
+		g, err := sp.writeGroup(ctx, b, alloc, ev.RoomID, ev.EventID, before, ev.StateBefore != 0,
+			[]archive.StateEntry{{Type: f.Type, StateKey: *f.StateKey, EventID: ev.EventID}})
+		if err != nil {
+			return err
+		}
+		return b.add(ctx, "event_to_state_groups", eventToStateGroupColumns, ev.EventID, g.id)
+	}
+	g, ok := sp.groups[ev.StateBefore]
+	if !ok {
+		return fmt.Errorf("its state snapshot %d was not restored", ev.StateBefore)
+	}
+	return b.add(ctx, "event_to_state_groups", eventToStateGroupColumns, ev.EventID, g.id)
+}
+
+func stringOrNil(v any) any {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return nil
+}

@@ -1,0 +1,370 @@
+package synapse
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"gopkg.in/yaml.v3"
+
+	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/fidelity"
+	"github.com/ferry-matrix/ferry/importer"
+	"github.com/ferry-matrix/ferry/source"
+	ssource "github.com/ferry-matrix/ferry/source/synapse"
+)
+
+// RestoreTarget is a stopped Synapse as an importer.Target.
+//
+// The restore runs in phases, each one transaction that also records the
+// phase as done in the target's ferry_restore table: accounts (users,
+// account data, devices, keys, backups), rooms (rooms, state groups,
+// events and the tables derived from them, receipts, pushers, stream
+// positions, queued rebuilds), media, and the signing key. A killed
+// restore leaves its current phase rolled back; run again, it skips the
+// finished phases and redoes that one, so nothing half-written looks
+// complete. Then, when Config.RunBackgroundUpdates is set, Synapse's own
+// background updates rebuild the search index, auth chains, user
+// directory, room stats and sliding-sync tables, as a separately timed
+// phase.
+type RestoreTarget struct {
+	cfg Config
+}
+
+// NewTarget returns the Synapse cfg describes as an import target.
+func NewTarget(cfg Config) *RestoreTarget { return &RestoreTarget{cfg: cfg} }
+
+// capabilities: what a Synapse restore does not carry over as it is.
+var capabilities = &fidelity.Target{
+	Name:         "Synapse " + SupportedVersion,
+	RoomVersions: sortedKeys(formatVersions),
+	Namespaces:   []string{ssource.VendorItem},
+}
+
+// SupportedVersion is the Synapse release a restore writes for.
+const SupportedVersion = "1.160.0"
+
+func (t *RestoreTarget) Capabilities() *fidelity.Target { return capabilities }
+
+// progressTable records, in the target, which phases of which archive's
+// restore are done.
+const progressTable = `CREATE TABLE IF NOT EXISTS ferry_restore (archive_id text NOT NULL, phase text NOT NULL,
+	finished_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (archive_id, phase))`
+
+func (t *RestoreTarget) Check(ctx context.Context, r *archive.Reader, opts importer.Options) (*importer.State, error) {
+	if len(opts.Rooms) > 0 {
+		return nil, importer.Refuse("restoring single rooms into an existing Synapse is not available yet: restore the whole archive into a fresh database")
+	}
+	p, err := Check(ctx, t.cfg, r.Core().ServerName)
+	state := &importer.State{Name: fmt.Sprintf("Synapse %s (schema %d)", SupportedVersion, SupportedSchema)}
+	if p != nil {
+		state.Users, state.Rooms = p.NonEmpty["users"], p.NonEmpty["rooms"]
+	}
+	if err == nil {
+		return state, nil
+	}
+	if p == nil || !errors.Is(err, ErrRefused) {
+		return nil, err
+	}
+	// Not empty: a rerun of this archive's restore may continue.
+	resuming, other, rerr := t.restoreOf(ctx, r.Manifest().ArchiveID)
+	switch {
+	case rerr != nil:
+		return nil, rerr
+	case resuming:
+		state.Resuming = true
+		return state, nil
+	case other != "":
+		return nil, importer.Refuse("the target holds a restore of another archive (%s): restore into a fresh database", other)
+	case opts.AllowNonEmpty:
+		return state, nil
+	}
+	return nil, fmt.Errorf("%w: %w", importer.ErrRefused, err)
+}
+
+// restoreOf says whether the target's ferry_restore table names this
+// archive, or else which archive it names.
+func (t *RestoreTarget) restoreOf(ctx context.Context, archiveID string) (bool, string, error) {
+	conn, err := pgx.Connect(ctx, t.cfg.Database)
+	if err != nil {
+		return false, "", importer.Refuse("cannot reach the target database: %v", err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('ferry_restore') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return false, "", err
+	}
+	var ids []string
+	rows, err := conn.Query(ctx, `SELECT DISTINCT archive_id FROM ferry_restore ORDER BY 1`)
+	if err == nil {
+		ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil {
+		return false, "", err
+	}
+	for _, id := range ids {
+		if id == archiveID {
+			return true, "", nil
+		}
+	}
+	return false, strings.Join(ids, ", "), nil
+}
+
+// phase is one transaction of the restore.
+type phase struct {
+	name string
+	run  func(ctx context.Context, tx pgx.Tx) error
+}
+
+func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts importer.Options, p importer.Progress, res *importer.Result) error {
+	conn, err := pgx.Connect(ctx, t.cfg.Database)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, progressTable); err != nil {
+		return fmt.Errorf("create the restore's progress table: %w", err)
+	}
+	archiveID := r.Manifest().ArchiveID
+	serverName := r.Core().ServerName
+	rooms, skipped, err := readRooms(ctx, r, opts.Rooms)
+	if err != nil {
+		return err
+	}
+	for id, why := range skipped {
+		res.Report.Add(fidelity.RoomVersionUnsupported, archive.SectionRooms, id, why)
+	}
+	res.InArchive = map[string]int64{archive.SectionRooms: int64(len(rooms))}
+	for _, s := range []string{archive.SectionUsers, archive.SectionDevices, archive.SectionAccountData, archive.SectionE2EEKeys,
+		archive.SectionBackupVersions, archive.SectionBackupSessions, archive.SectionMedia, archive.SectionPushers, archive.SectionFilters,
+		archive.SectionEvents, archive.SectionReceipts, archive.SectionStateSnapshots} {
+		res.InArchive[s] = r.Manifest().Records(s)
+	}
+	steps := func(fns ...func(context.Context, pgx.Tx, *archive.Reader) (int64, error)) func(context.Context, pgx.Tx) error {
+		return func(ctx context.Context, tx pgx.Tx) error {
+			for _, fn := range fns {
+				if _, err := fn(ctx, tx, r); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	accounts := []func(context.Context, pgx.Tx, *archive.Reader) (int64, error){restoreUsers, restoreAccountData, restoreFilters, restoreKeyBackups}
+	if opts.Migration {
+		accounts = append(accounts, restoreDevices, restoreE2EEKeys)
+	} else if n := r.Manifest().Records(archive.SectionDevices); n > 0 {
+		res.Report.AddN(fidelity.TargetRebuilds, archive.SectionDevices, "",
+			"devices and their keys are created again when users log in; restore a migration export with --migration to keep them", n)
+	}
+	phases := []phase{
+		{"accounts", steps(accounts...)},
+		{"rooms", func(ctx context.Context, tx pgx.Tx) error { return restoreRoomData(ctx, tx, r, rooms, serverName, p) }},
+		{"media", func(ctx context.Context, tx pgx.Tx) error {
+			_, err := restoreMedia(ctx, tx, r, t.cfg.MediaStore)
+			return err
+		}},
+	}
+	for _, ph := range phases {
+		done, err := phaseDone(ctx, conn, archiveID, ph.name)
+		if err != nil {
+			return err
+		}
+		if done {
+			p.Phase(ph.name+" (done by an earlier run)", 0)
+			continue
+		}
+		p.Phase(ph.name, 0)
+		if err := runPhase(ctx, conn, archiveID, ph); err != nil {
+			return fmt.Errorf("restore phase %s: %w", ph.name, err)
+		}
+	}
+	if err := t.installSigningKey(ctx, r, res); err != nil {
+		return err
+	}
+	res.Report.Add(fidelity.TargetRebuilds, archive.SectionEvents+"#notifications", "",
+		"Synapse counts unread notifications from events it receives after the restore; restored history counts as read")
+	res.Notes = append(res.Notes,
+		"Stream positions are the source's: clients that synced after the archive was made must clear their cache (log out and in, or Element's \"Clear cache and reload\").",
+		"With workers: flush Redis before starting them (its caches are keyed by state group IDs).")
+	if t.cfg.RunBackgroundUpdates != nil {
+		p.Phase("background updates (search, auth chains, user directory, stats)", 0)
+		start := time.Now()
+		if err := t.cfg.RunBackgroundUpdates(ctx); err != nil {
+			return fmt.Errorf("Synapse's background updates: %w", err)
+		}
+		res.Notes = append(res.Notes, fmt.Sprintf("Synapse's background updates ran in %s.", time.Since(start).Round(time.Second)))
+	} else {
+		res.Notes = append(res.Notes, "Synapse rebuilds the search index, auth chains, user directory and room stats in the background when it starts; rooms of version 12 accept new events only once the auth chains are done.")
+	}
+	return nil
+}
+
+// restoreRoomData is the rooms phase.
+func restoreRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[string]*roomPlan, serverName string, p importer.Progress) error {
+	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+		return err
+	}
+	sp, err := planState(ctx, r, rooms)
+	if err != nil {
+		return err
+	}
+	if _, err := restoreRooms(ctx, tx, rooms, serverName); err != nil {
+		return err
+	}
+	if err := stageCurrentState(ctx, tx); err != nil {
+		return err
+	}
+	alloc, err := newGroupAllocator(ctx, tx)
+	if err != nil {
+		return err
+	}
+	ord := &orderings{keep: r.Manifest().Export.Source.Implementation == "synapse"}
+	if err := tx.QueryRow(ctx, `SELECT COALESCE(max(stream_ordering), 0) FROM events`).Scan(&ord.next); err != nil {
+		return err
+	}
+	b := newBatcher(tx)
+	if err := sp.writeGroups(ctx, b, r, rooms, alloc); err != nil {
+		return err
+	}
+	p.Phase("events", r.Manifest().Records(archive.SectionEvents))
+	if _, err := sp.writeEvents(ctx, b, r, rooms, alloc, ord, p); err != nil {
+		return err
+	}
+	if err := b.flush(ctx); err != nil {
+		return err
+	}
+	if err := deriveRoomTables(ctx, tx, r, rooms, serverName); err != nil {
+		return err
+	}
+	if _, err := restoreReceipts(ctx, tx, r, rooms); err != nil {
+		return err
+	}
+	if err := setPositions(ctx, tx, ord, alloc); err != nil {
+		return err
+	}
+	if _, err := restorePushers(ctx, tx, r); err != nil {
+		return err
+	}
+	return queueRebuilds(ctx, tx, ord)
+}
+
+func phaseDone(ctx context.Context, conn *pgx.Conn, archiveID, name string) (bool, error) {
+	var done bool
+	err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ferry_restore WHERE archive_id = $1 AND phase = $2)`, archiveID, name).Scan(&done)
+	return done, err
+}
+
+func runPhase(ctx context.Context, conn *pgx.Conn, archiveID string, ph phase) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if err := ph.run(ctx, tx); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO ferry_restore (archive_id, phase) VALUES ($1, $2)`, archiveID, ph.name); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// installSigningKey writes the archive's signing key where homeserver.yaml
+// says (signing_key_path), keeping a different existing key beside it, and
+// says which files it wrote; retired keys go to old_signing_keys, which
+// the admin adds to homeserver.yaml (Ferry does not rewrite their file).
+func (t *RestoreTarget) installSigningKey(ctx context.Context, r *archive.Reader, res *importer.Result) error {
+	own, old, err := importer.SigningKeys(ctx, r)
+	if err != nil {
+		return err
+	}
+	if len(old) > 0 {
+		var b strings.Builder
+		b.WriteString("old_signing_keys:\n")
+		for _, k := range old {
+			fmt.Fprintf(&b, "  %q: {key: %q, expired_ts: %d}\n", k.KeyID, k.PublicKey, k.ExpiredTS)
+		}
+		res.ConfigAdvice = b.String()
+	}
+	if own == nil || len(own.PrivateKey) != ed25519.SeedSize {
+		res.Report.Add(fidelity.ExcludedByDefault, archive.SectionServerKeys, r.Core().ServerName,
+			"the archive holds no private signing key (export a full encrypted archive to carry it); the target keeps its own key, and other servers must learn it")
+		return nil
+	}
+	path, err := t.signingKeyPath()
+	if err != nil {
+		return err
+	}
+	version := strings.TrimPrefix(own.KeyID, "ed25519:")
+	data := []byte(fmt.Sprintf("ed25519 %s %s\n", version, base64.RawStdEncoding.EncodeToString(own.PrivateKey)))
+	cur, err := os.ReadFile(path)
+	switch {
+	case err == nil && string(cur) == string(data):
+		res.Files = append(res.Files, path+" (the archive's signing key, already in place)")
+		return nil
+	case err == nil:
+		if err := os.WriteFile(path+".before-ferry", cur, 0o600); err != nil {
+			return err
+		}
+		res.Files = append(res.Files, path+".before-ferry (the target's previous signing key)")
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	if err := chownLike(tmp, filepath.Dir(path)); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	res.Files = append(res.Files, path+" (the archive's signing key "+own.KeyID+")")
+	return nil
+}
+
+func (t *RestoreTarget) signingKeyPath() (string, error) {
+	if t.cfg.SigningKey != "" {
+		return t.cfg.SigningKey, nil
+	}
+	data, err := os.ReadFile(t.cfg.HomeserverConfig)
+	if err != nil {
+		return "", err
+	}
+	var hs struct {
+		SigningKeyPath string `yaml:"signing_key_path"`
+	}
+	if err := yaml.Unmarshal(data, &hs); err != nil {
+		return "", err
+	}
+	if hs.SigningKeyPath == "" {
+		return "", fmt.Errorf("%s has no signing_key_path: set it, then restore again", t.cfg.HomeserverConfig)
+	}
+	if !filepath.IsAbs(hs.SigningKeyPath) {
+		return filepath.Join(filepath.Dir(t.cfg.HomeserverConfig), hs.SigningKeyPath), nil
+	}
+	return hs.SigningKeyPath, nil
+}
+
+// ReadBack counts what the target holds with Ferry's own Synapse export.
+func (t *RestoreTarget) ReadBack(ctx context.Context, opts importer.Options) (map[string]int64, error) {
+	src, err := ssource.Open(ctx, ssource.Config{Database: t.cfg.Database, MediaStore: t.cfg.MediaStore, HomeserverConfig: t.cfg.HomeserverConfig})
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	streams, err := src.Streams(ctx, source.Filter{Rooms: opts.Rooms}, source.Options{AccessTokens: opts.Migration, Encrypted: true})
+	if err != nil {
+		return nil, err
+	}
+	return importer.CountRecords(ctx, streams)
+}
