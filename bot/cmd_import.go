@@ -12,6 +12,7 @@ import (
 	"github.com/ferry-matrix/ferry/archive/container"
 	"github.com/ferry-matrix/ferry/commands"
 	"github.com/ferry-matrix/ferry/fidelity"
+	"github.com/ferry-matrix/ferry/importer"
 	"github.com/ferry-matrix/ferry/importer/dendrite"
 )
 
@@ -75,6 +76,11 @@ func importCommands(label string) string {
 		"then the same without `--dry-run`. Add `--migration` to keep access tokens (encrypted archives only).", label)
 }
 
+// previewTarget is the target the bot previews imports into: a Dendrite
+// nowhere in particular (the bot never imports, and reads no target; the
+// preview needs the implementation's capabilities only).
+func previewTarget() importer.Target { return dendrite.NewTarget(dendrite.Config{}) }
+
 // preview validates an open archive and previews an import into Dendrite.
 func (b *Bot) preview(ctx context.Context, r *archive.Reader, label string) (string, error) {
 	rep, err := archive.Validate(ctx, r)
@@ -86,12 +92,13 @@ func (b *Bot) preview(ctx context.Context, r *archive.Reader, label string) (str
 	if !rep.OK() {
 		verdict = fmt.Sprintf("❌ %d errors (an import would refuse it)", rep.Errors())
 	}
-	preview := fidelity.Preview(r, rep, dendrite.Target).String()
+	caps := previewTarget().Capabilities()
+	preview := fidelity.Preview(r, rep, caps).String()
 	if len(preview) > 3000 {
 		preview = preview[:3000] + "\n…(cut; `bot archive verify` shows it all)"
 	}
 	return fmt.Sprintf("`%s`: %s %s export of %s from %s %s: %d records, %d events in %d rooms, %d media files.\n"+
-		"What an import into Dendrite v0.15.2 would carry and lose:\n%s\n%s",
+		"What an import into %s would carry and lose:\n%s\n%s",
 		label, verdict, m.Export.Type, m.Export.ServerName, m.Export.Source.Implementation, m.Export.Source.Version,
-		rep.Records, rep.Events, len(rep.Rooms), rep.Blobs, preview, importCommands(label)), nil
+		rep.Records, rep.Events, len(rep.Rooms), rep.Blobs, caps.Name, preview, importCommands(label)), nil
 }

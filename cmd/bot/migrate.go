@@ -9,6 +9,7 @@ import (
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
+	"github.com/ferry-matrix/ferry/importer"
 	idendrite "github.com/ferry-matrix/ferry/importer/dendrite"
 )
 
@@ -26,9 +27,10 @@ func runMigrate(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	var e exportFlags
 	e.register(fs, false)
-	var opts idendrite.Options
-	fs.StringVar(&opts.Config, "config", "", "the target's dendrite.yaml")
-	fs.StringVar(&opts.Helper, "helper", "", "the ferry-dendrite-import helper binary")
+	var where targetFlags
+	fs.StringVar(&where.config, "config", "", "the target's dendrite.yaml")
+	fs.StringVar(&where.helper, "helper", "", "the ferry-dendrite-import helper binary")
+	var opts importer.Options
 	fs.BoolVar(&opts.DryRun, "dry-run", false, "export and validate, check the target, report what would be imported; write nothing into the target")
 	fs.BoolVar(&opts.AllowNonEmpty, "force-non-empty", false, "import into a target that already has users or rooms")
 	keep := fs.String("archive", "", "keep the archive here (a new directory, bucket URL or FILE.ferry)")
@@ -41,7 +43,7 @@ func runMigrate(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %v\n%s", fs.Args(), migrateUsage)
 	}
-	if opts.Config == "" || e.synapse.Database == "" {
+	if where.config == "" || e.synapse.Database == "" {
 		return fmt.Errorf("--db (the Synapse database) and --config (the target's dendrite.yaml) are required\n%s", migrateUsage)
 	}
 	if len(e.rooms) > 0 || len(e.users) > 0 || !e.since.T.IsZero() || !e.until.T.IsZero() {
@@ -72,6 +74,11 @@ func runMigrate(ctx context.Context, args []string) error {
 	if err := e.resolve(true); err != nil {
 		return err
 	}
+	progress := newImportProgress(os.Stderr, e.quiet)
+	target, err := newImportTarget("dendrite", where, progress.logf)
+	if err != nil {
+		return err
+	}
 	src, err := e.open(ctx)
 	if err != nil {
 		return err
@@ -88,10 +95,8 @@ func runMigrate(ctx context.Context, args []string) error {
 		return err
 	}
 	defer r.Close()
-	if !e.quiet {
-		opts.Log = func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
-	}
-	res, err := idendrite.Import(ctx, r, opts)
+	res, err := importer.Run(ctx, target, r, opts, progress)
+	progress.end()
 	if res != nil && (err == nil || res.Validation != nil && !res.Validation.OK()) {
 		printImport(os.Stdout, r.Manifest(), res, opts.DryRun)
 	}

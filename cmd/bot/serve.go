@@ -19,7 +19,7 @@ import (
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/config"
-	idendrite "github.com/ferry-matrix/ferry/importer/dendrite"
+	"github.com/ferry-matrix/ferry/importer"
 	"github.com/ferry-matrix/ferry/internal/personalview"
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/links"
@@ -103,8 +103,14 @@ func importInto(targets []config.ImportTarget) jobs.Importer {
 			return "", fmt.Errorf("no import target %q is configured (import_targets in the config)", req.Target)
 		}
 		t := targets[i]
-		res, err := idendrite.Import(ctx, r, idendrite.Options{Config: t.Config, Helper: t.Helper, DryRun: req.DryRun, Migration: req.Migration,
-			Rooms: req.Rooms, AllowNonEmpty: req.AllowNonEmpty, Log: func(format string, a ...any) { progress(fmt.Sprintf(format, a...)) }})
+		p := &importProgress{out: func(line string, _ bool) { progress(line) }}
+		target, err := newImportTarget(t.Implementation, targetFlags{config: t.Config, helper: t.Helper}, p.logf)
+		if err != nil {
+			return "", err
+		}
+		res, err := importer.Run(ctx, target, r, importer.Options{DryRun: req.DryRun, Migration: req.Migration,
+			Rooms: req.Rooms, AllowNonEmpty: req.AllowNonEmpty}, p)
+		p.end()
 		var report strings.Builder
 		if res != nil {
 			printImport(&report, r.Manifest(), res, req.DryRun)

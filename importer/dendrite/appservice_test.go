@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	idendrite "github.com/ferry-matrix/ferry/importer/dendrite"
+	"github.com/ferry-matrix/ferry/importer"
 	"github.com/ferry-matrix/ferry/internal/clientview"
 	"github.com/ferry-matrix/ferry/internal/seed"
 	"github.com/ferry-matrix/ferry/internal/testenv"
@@ -70,7 +70,7 @@ namespaces:
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	// The appservice's sender account makes the target non-empty.
-	if _, err := idendrite.Import(ctx, openArchive(t, dir, key), idendrite.Options{Config: to.Config(), Migration: true, AllowNonEmpty: true, Log: t.Logf}); err != nil {
+	if _, err := importInto(ctx, t, to, openArchive(t, dir, key), importer.Options{Migration: true, AllowNonEmpty: true}); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()

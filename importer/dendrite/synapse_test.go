@@ -8,12 +8,12 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/fidelity"
+	"github.com/ferry-matrix/ferry/importer"
 	idendrite "github.com/ferry-matrix/ferry/importer/dendrite"
 	"github.com/ferry-matrix/ferry/internal/testenv"
 	"github.com/ferry-matrix/ferry/source/synapse"
@@ -86,9 +86,7 @@ func TestSynapseFixtureIntoDendrite(t *testing.T) {
 	to := testenv.NewDendrite(t, "fixture.test")
 	to.Start(t)
 	to.Stop()
-	start := time.Now()
-	res, err := idendrite.Import(ctx, openArchive(t, dir, key), idendrite.Options{Config: to.Config(), Migration: true,
-		Log: func(f string, a ...any) { t.Logf("%6.1fs "+f, append([]any{time.Since(start).Seconds()}, a...)...) }})
+	res, err := importInto(ctx, t, to, openArchive(t, dir, key), importer.Options{Migration: true})
 	if res != nil && res.Report != nil {
 		t.Logf("report:\n%s", res.Report)
 		t.Logf("archive %v\ntarget %v", res.InArchive, res.InTarget)

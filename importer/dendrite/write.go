@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/fidelity"
+	"github.com/ferry-matrix/ferry/importer"
 	"github.com/ferry-matrix/ferry/matrixevent"
 	dsource "github.com/ferry-matrix/ferry/source/dendrite"
 )
@@ -24,7 +25,7 @@ type importPlan struct {
 
 // plan reads the rooms, decides which to import, counts what the archive
 // holds of them, and adds to the report what Dendrite will not take.
-func plan(ctx context.Context, r *archive.Reader, opts Options, res *Result) (*importPlan, error) {
+func plan(ctx context.Context, r *archive.Reader, opts importer.Options, res *importer.Result) (*importPlan, error) {
 	p := &importPlan{rooms: map[string]*archive.Room{}}
 	res.InArchive = map[string]int64{}
 	err := archive.ReadSection(ctx, r, archive.SectionRooms, func(room *archive.Room) error {
@@ -98,26 +99,25 @@ func countIf(p *importPlan, room string, fn func()) {
 	}
 }
 
-// writer sends the archive to the helper, section by section.
+// writer sends the archive to the helper, section by section, and counts
+// each item done (sent, or left out and reported) to p.
 type writer struct {
 	ctx  context.Context
 	r    *archive.Reader
 	h    *helper
-	opts Options
+	opts importer.Options
 	cfg  *dsource.Config
-	res  *Result
+	res  *importer.Result
 	plan *importPlan
-	logf func(string, ...any)
+	p    importer.Progress
 	gaps int64 // events imported with an explicit state (after a gap)
+	// stage is the media staging directory; staged maps the archive's
+	// blob paths to their files there.
+	stage  string
+	staged map[string]string
 }
 
-// testHookCall, when set (tests only), sees every request before it is sent.
-var testHookCall func(op string)
-
 func (w *writer) call(req *request) (*response, error) {
-	if testHookCall != nil {
-		testHookCall(req.Op)
-	}
 	res, err := w.h.call(req)
 	if err == nil && res.Skipped {
 		w.res.Skipped++
@@ -125,26 +125,61 @@ func (w *writer) call(req *request) (*response, error) {
 	return res, err
 }
 
+// counted wraps a per-record function: each record it finishes counts
+// one item of the current phase.
+func counted[T any](w *writer, fn func(*T) error) func(*T) error {
+	return func(rec *T) error {
+		if err := fn(rec); err != nil {
+			return err
+		}
+		w.p.Add(1)
+		return nil
+	}
+}
+
 func (w *writer) run() error {
+	m := w.r.Manifest()
+	devices := m.Records(archive.SectionDevices)
+	if !w.opts.Migration {
+		devices = -1 // not imported: no phase
+	}
+	media, blobs := m.Records(archive.SectionMedia), int64(0)
+	for _, part := range m.Parts {
+		blobs += part.Blobs
+	}
+	if media == 0 {
+		media, blobs = -1, -1
+	}
+	defer func() {
+		if w.stage != "" {
+			os.RemoveAll(w.stage)
+		}
+	}()
 	for _, step := range []struct {
-		name string
-		fn   func() error
+		name  string
+		total int64
+		fn    func() error
 	}{
-		{"users", w.users},
-		{"devices", w.devices},
-		{"account data", w.accountData},
-		{"end-to-end keys", w.e2eeKeys},
-		{"key backups", w.keyBackups},
-		{"rooms and events", w.rooms},
-		{"receipts", w.receipts},
-		{"media", w.media},
+		{"users", m.Records(archive.SectionUsers), w.users},
+		{"devices", devices, w.devices},
+		{"account data", m.Records(archive.SectionAccountData), w.accountData},
+		{"end-to-end keys", m.Records(archive.SectionE2EEKeys), w.e2eeKeys},
+		{"key backups", m.Records(archive.SectionBackupVersions) + m.Records(archive.SectionBackupSessions), w.keyBackups},
+		{"events", w.res.InArchive[archive.SectionEvents], w.events},
+		{"rooms", int64(len(w.plan.rooms)), w.rooms},
+		{"receipts", w.res.InArchive[archive.SectionReceipts], w.receipts},
+		{"media files", blobs, w.stageMedia},
+		{"media", media, w.media},
 	} {
-		w.logf("importing %s", step.name)
+		if step.total < 0 {
+			continue
+		}
+		w.p.Phase("importing "+step.name, step.total)
 		if err := step.fn(); err != nil {
 			return fmt.Errorf("importing %s: %w", step.name, err)
 		}
 	}
-	w.logf("waiting for Dendrite's sync API to catch up")
+	w.p.Phase("waiting for Dendrite's sync API to catch up", 0)
 	_, err := w.call(&request{Op: "drain"})
 	return err
 }
@@ -158,7 +193,7 @@ const (
 )
 
 func (w *writer) users() error {
-	return archive.ReadSection(w.ctx, w.r, archive.SectionUsers, func(u *archive.User) error {
+	return archive.ReadSection(w.ctx, w.r, archive.SectionUsers, counted(w, func(u *archive.User) error {
 		kind := accountUser
 		switch {
 		case u.AppserviceID != "":
@@ -198,14 +233,14 @@ func (w *writer) users() error {
 		}
 		w.res.Report.Add(fidelity.PasswordUnusable, archive.SectionUsers, u.UserID, "the password hash is not bcrypt, which Dendrite checks: the user must reset their password")
 		return nil
-	})
+	}))
 }
 
 func (w *writer) devices() error {
 	if !w.opts.Migration {
 		return nil
 	}
-	return archive.ReadSection(w.ctx, w.r, archive.SectionDevices, func(d *archive.Device) error {
+	return archive.ReadSection(w.ctx, w.r, archive.SectionDevices, counted(w, func(d *archive.Device) error {
 		if len(d.AccessTokens) == 0 {
 			w.res.Report.Add(fidelity.ExcludedByDefault, archive.SectionDevices, d.UserID+" "+d.DeviceID, "no access token in the archive: the device is not kept")
 			return nil
@@ -221,7 +256,7 @@ func (w *writer) devices() error {
 			}
 		}
 		return nil
-	})
+	}))
 }
 
 // e2eeKeys imports cross-signing keys and signatures, and (with the
@@ -240,7 +275,7 @@ func (w *writer) e2eeKeys() error {
 			TargetUserID: target, TargetKeyID: targetKeyID, Signature: sig})
 		return err
 	}
-	return archive.ReadSection(w.ctx, w.r, archive.SectionE2EEKeys, func(k *archive.E2EEKey) error {
+	return archive.ReadSection(w.ctx, w.r, archive.SectionE2EEKeys, counted(w, func(k *archive.E2EEKey) error {
 		switch k.Kind {
 		case archive.KeyKindDevice:
 			if !w.opts.Migration {
@@ -281,17 +316,17 @@ func (w *writer) e2eeKeys() error {
 				"the device uploads new "+strings.ReplaceAll(k.Kind, "_", "-")+" keys when it next syncs")
 		}
 		return nil
-	})
+	}))
 }
 
 func (w *writer) accountData() error {
-	return archive.ReadSection(w.ctx, w.r, archive.SectionAccountData, func(a *archive.AccountData) error {
+	return archive.ReadSection(w.ctx, w.r, archive.SectionAccountData, counted(w, func(a *archive.AccountData) error {
 		if a.RoomID != "" && len(w.opts.Rooms) > 0 && w.plan.rooms[a.RoomID] == nil {
 			return nil
 		}
 		_, err := w.call(&request{Op: "account_data", UserID: a.UserID, RoomID: a.RoomID, Type: a.Type, Content: a.Content})
 		return err
-	})
+	}))
 }
 
 // keyBackups creates the backup versions in numeric order, deleted ones
@@ -328,8 +363,9 @@ func (w *writer) keyBackups() error {
 		if !b.Deleted {
 			current[b.UserID], target[b.UserID] = b.Version, res.BackupVersion
 		}
+		w.p.Add(1)
 	}
-	return archive.ReadSection(w.ctx, w.r, archive.SectionBackupSessions, func(s *archive.KeyBackupSession) error {
+	return archive.ReadSection(w.ctx, w.r, archive.SectionBackupSessions, counted(w, func(s *archive.KeyBackupSession) error {
 		if current[s.UserID] != s.Version {
 			w.res.Report.Add(fidelity.TargetNoPlace, archive.SectionBackupSessions, s.UserID+" "+s.Version+" "+s.SessionID,
 				"a session of an older backup version: Dendrite keeps sessions of the current version only")
@@ -339,10 +375,10 @@ func (w *writer) keyBackups() error {
 			RoomID: s.RoomID, SessionID: s.SessionID, FirstMessageIndex: s.FirstMessageIndex, ForwardedCount: s.ForwardedCount,
 			IsVerified: s.IsVerified, SessionData: s.SessionData}}})
 		return err
-	})
+	}))
 }
 
-// rooms feeds the events: first every outlier (and every event the source
+// events feeds the events: first every outlier (and every event the source
 // rejected or soft-failed, which must not join the timeline), then the
 // rest in the archive's topological order.
 //
@@ -354,9 +390,10 @@ func (w *writer) keyBackups() error {
 // room's backward extremities (not in the archive) or was fed as an
 // outlier. Timeline events are queued (Dendrite's asynchronous input,
 // processed in order per room) so that the roomserver and the components
-// consuming its output work at the same time; the final drain waits for
-// all of it.
-func (w *writer) rooms() error {
+// consuming its output work at the same time; a drain waits for all of it
+// (aliases, the directory and receipts refer to rooms and events the
+// roomserver must have processed).
+func (w *writer) events() error {
 	var states *snapshots // loaded at the first gap, if there is one
 	sidelined := map[string]bool{}
 	for _, room := range w.plan.rooms {
@@ -366,11 +403,16 @@ func (w *writer) rooms() error {
 	}
 	isSidelined := func(e *archive.Event) bool { return e.Outlier || e.Rejected != "" || e.SoftFailed }
 	feed := func(outliers bool) error {
-		return archive.ReadSection(w.ctx, w.r, archive.SectionEvents, func(e *archive.Event) error {
+		return archive.ReadSection(w.ctx, w.r, archive.SectionEvents, func(e *archive.Event) (err error) {
 			room := w.plan.rooms[e.RoomID]
 			if room == nil || isSidelined(e) != outliers {
 				return nil
 			}
+			defer func() {
+				if err == nil {
+					w.p.Add(1)
+				}
+			}()
 			req := &request{Op: "event", Kind: "new", RoomID: e.RoomID, RoomVersion: room.Version, EventID: e.EventID,
 				Event: e.JSON, Redacted: e.Redacted}
 			if outliers {
@@ -415,12 +457,13 @@ func (w *writer) rooms() error {
 	if err := feed(false); err != nil {
 		return err
 	}
-	// Aliases, the directory and receipts refer to rooms and events the
-	// roomserver must have processed.
-	w.logf("waiting for Dendrite's roomserver to process the events")
-	if _, err := w.call(&request{Op: "drain"}); err != nil {
-		return err
-	}
+	w.p.Phase("waiting for Dendrite's roomserver to process the events", 0)
+	_, err := w.call(&request{Op: "drain"})
+	return err
+}
+
+// rooms adds the rooms' aliases and publishes the public ones.
+func (w *writer) rooms() error {
 	for _, id := range sortedKeys(w.plan.rooms) {
 		room := w.plan.rooms[id]
 		for _, alias := range room.Aliases {
@@ -436,6 +479,7 @@ func (w *writer) rooms() error {
 		if room.Blocked {
 			w.res.Report.Add(fidelity.TargetNoPlace, archive.SectionRooms, id, "the room is blocked on the source; Dendrite has no room blocking")
 		}
+		w.p.Add(1)
 	}
 	return nil
 }
@@ -447,34 +491,28 @@ func (w *writer) receipts() error {
 		}
 		if rc.ThreadID != "" {
 			w.res.Report.Add(fidelity.TargetNoPlace, archive.SectionReceipts, rc.UserID+" "+rc.EventID, "a threaded receipt ("+rc.ThreadID+"): Dendrite keeps unthreaded receipts only")
-			return nil
+		} else if _, err := w.call(&request{Op: "receipt", RoomID: rc.RoomID, UserID: rc.UserID, Type: rc.Type, EventID: rc.EventID, TS: rc.TS}); err != nil {
+			return err
 		}
-		_, err := w.call(&request{Op: "receipt", RoomID: rc.RoomID, UserID: rc.UserID, Type: rc.Type, EventID: rc.EventID, TS: rc.TS})
-		return err
+		w.p.Add(1)
+		return nil
 	})
 }
 
-// media unpacks the archive's media blobs into a staging directory inside
-// Dendrite's media store (so the helper moves them into place with a
-// rename), then records each file with its thumbnails.
-func (w *writer) media() error {
-	if w.r.Manifest().Records(archive.SectionMedia) == 0 {
-		return nil
-	}
-	base := w.cfg.MediaPath()
-	stage := filepath.Join(base, "ferry-import-staging")
-	if err := os.MkdirAll(stage, 0o700); err != nil {
+// stageMedia unpacks the archive's media blobs into a staging directory
+// inside Dendrite's media store, so that the helper moves them into place
+// with a rename (media then records each file with its thumbnails).
+func (w *writer) stageMedia() error {
+	w.stage = filepath.Join(w.cfg.MediaPath(), "ferry-import-staging")
+	if err := os.MkdirAll(w.stage, 0o700); err != nil {
 		return err
 	}
-	defer os.RemoveAll(stage)
-	staged := map[string]string{}
-	n := 0
-	err := w.r.Walk(w.ctx, func(f *archive.File) error {
+	w.staged = map[string]string{}
+	return w.r.Walk(w.ctx, func(f *archive.File) error {
 		if f.Blob == nil {
 			return nil
 		}
-		n++
-		path := filepath.Join(stage, fmt.Sprintf("blob-%d", n))
+		path := filepath.Join(w.stage, fmt.Sprintf("blob-%d", len(w.staged)+1))
 		out, err := os.Create(path)
 		if err != nil {
 			return err
@@ -486,27 +524,28 @@ func (w *writer) media() error {
 		if err := out.Close(); err != nil {
 			return fmt.Errorf("writing %s: %w", path, err)
 		}
-		staged[f.BlobPath] = path
+		w.staged[f.BlobPath] = path
+		w.p.Add(1)
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	return archive.ReadSection(w.ctx, w.r, archive.SectionMedia, func(m *archive.Media) error {
-		file := staged[m.Path]
+}
+
+func (w *writer) media() error {
+	return archive.ReadSection(w.ctx, w.r, archive.SectionMedia, counted(w, func(m *archive.Media) error {
+		file := w.staged[m.Path]
 		if m.Path == "" || file == "" {
 			return nil // the exporter's omission record already says why
 		}
 		req := &request{Op: "media", Origin: m.Origin, MediaID: m.MediaID, ContentType: m.ContentType, Size: m.Size,
 			SHA256: m.SHA256, UploadName: m.UploadName, UserID: m.UserID, TS: m.CreatedTS, File: file}
 		for _, t := range m.Thumbnails {
-			if tf := staged[t.Path]; tf != "" {
+			if tf := w.staged[t.Path]; tf != "" {
 				req.Thumbnails = append(req.Thumbnails, thumbnail{Width: t.Width, Height: t.Height, Method: t.Method, ContentType: t.ContentType, Size: t.Size, File: tf})
 			}
 		}
 		_, err := w.call(req)
 		return err
-	})
+	}))
 }
 
 // snapshots resolves the archive's delta-encoded state snapshots into the
@@ -596,7 +635,7 @@ var vendorRowID = map[string][]string{
 // archive (tables exported as JSON rows into org.matrix.synapse/), so an
 // admin sees by ID what stays behind. Registration tokens are secrets:
 // they are named by position, not by value.
-func reportVendorItems(ctx context.Context, r *archive.Reader, res *Result) error {
+func reportVendorItems(ctx context.Context, r *archive.Reader, res *importer.Result) error {
 	var paths []string
 	for _, f := range r.Manifest().Files {
 		if archive.ItemOf(f.Path) == synapseVendor {
