@@ -27,7 +27,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -241,13 +240,7 @@ func (t *Target) ReadBack(ctx context.Context, opts importer.Options) (map[strin
 	if err != nil {
 		return nil, err
 	}
-	c := countingSink{}
-	for _, s := range streams {
-		if err := s.Run(ctx, nil, c); err != nil {
-			return nil, fmt.Errorf("%s: %w", s.Name, err)
-		}
-	}
-	return c, nil
+	return importer.CountRecords(ctx, streams)
 }
 
 func readMarker(path string) (*marker, error) {
@@ -274,18 +267,7 @@ func writeMarker(path string, m *marker) error {
 // Retired keys of the archive cannot be added to dendrite.yaml without
 // rewriting the admin's file, so res.ConfigAdvice carries the lines to add.
 func installSigningKey(ctx context.Context, cfg *dsource.Config, r *archive.Reader, res *importer.Result) error {
-	var own *archive.ServerKey
-	var old []archive.ServerKey
-	err := archive.ReadSection(ctx, r, archive.SectionServerKeys, func(k *archive.ServerKey) error {
-		switch k.Kind {
-		case "own":
-			c := *k
-			own = &c
-		case "own_old":
-			old = append(old, *k)
-		}
-		return nil
-	})
+	own, old, err := importer.SigningKeys(ctx, r)
 	if err != nil {
 		return err
 	}
@@ -333,18 +315,6 @@ func installSigningKey(ctx context.Context, cfg *dsource.Config, r *archive.Read
 	res.Files = append(res.Files, line+")")
 	return nil
 }
-
-type countingSink map[string]int64
-
-func (c countingSink) Record(section string, _ any) error { c[section]++; return nil }
-func (c countingSink) Blob(path string, size int64, r io.Reader) (string, error) {
-	c["blobs"]++
-	_, err := io.Copy(io.Discard, r)
-	return "", err
-}
-func (c countingSink) File(string, []byte, int64, []string) error { return nil }
-func (c countingSink) Omit(archive.Omission) error                { return nil }
-func (c countingSink) Checkpoint([]byte) error                    { return nil }
 
 // sortedKeys is for stable output.
 func sortedKeys[V any](m map[string]V) []string {
