@@ -2,8 +2,11 @@ package synapse
 
 import (
 	"context"
+	"slices"
 	"testing"
+	"time"
 
+	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/importer"
 	"github.com/ferry-matrix/ferry/internal/clientview"
 	"github.com/ferry-matrix/ferry/internal/fixturecheck"
@@ -36,4 +39,41 @@ func TestRestoreFixtureIntoSynapse(t *testing.T) {
 	fixturecheck.Rooms(t, c, truth, tokens, fixturecheck.ArchiveEvents(t, r))
 	fixturecheck.Users(t, c, truth, tokens)
 	fixturecheck.CrossSigning(t, c, truth, tokens)
+
+	// A new message reaches the other members over /sync: the restored
+	// stream positions and extremities take new events.
+	const square = "!ogWeHYJmPRtxIzbUbr:fixture.test"
+	id, err := c.Send(ctx, tokens["@nina:fixture.test"], square, "after-restore", "hello from the restored Synapse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A new login: Synapse answers a repeated initial sync of the same
+	// device from its response cache for a while.
+	oliver, err := c.Login(ctx, "oliver", "oliver-Fixtur3pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := false
+	for try := 0; try < 100 && !got; try++ {
+		tl, err := c.SyncTimelineIDs(ctx, oliver)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = slices.Contains(tl[square], id)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !got {
+		t.Errorf("oliver never received %s via /sync", id)
+	}
+
+	// The same archive again: recognised as this restore, nothing written.
+	s.Stop()
+	again, err := importer.Run(ctx, target, r, importer.Options{Migration: true}, nil)
+	if err != nil {
+		t.Fatalf("the same archive again: %v", err)
+	}
+	if !again.Target.Resuming || again.InTarget[archive.SectionEvents] != res.InTarget[archive.SectionEvents]+1 {
+		t.Errorf("rerun: resuming %v, %d events in the target (first run %d, plus the new message)", again.Target.Resuming,
+			again.InTarget[archive.SectionEvents], res.InTarget[archive.SectionEvents])
+	}
 }
