@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"filippo.io/age"
+	"github.com/spf13/cobra"
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/archivediff"
@@ -22,197 +21,63 @@ import (
 	"github.com/ferry-matrix/ferry/fidelity"
 )
 
-type keyFlags struct {
-	keyFile, identity, passphraseEnv string
+// newArchiveCmd groups the commands that work on archives.
+func newArchiveCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "archive",
+		Short: "Inspect, verify, decrypt, extract, compare and pack archives",
+		Long: `The archive commands read any archive: a directory (stored form), a packed FILE.ferry, or a bucket
+URL. An encrypted archive opens with its key: --identity (the age or SSH identity the export was
+encrypted to; the key file key.age, or FILE.ferry.key.age beside a packed file, is found by itself),
+--key-file (the wrapped key elsewhere, or a key line from bot archive key) or --passphrase-env.`,
+		Example: `  bot archive verify --identity id.txt download.ferry
+  bot archive inspect --identity id.txt --json s3://backups/2026-11-23?endpoint=http://127.0.0.1:7070&use_path_style=true`,
+		RunE: groupRunE,
+	}
+	cmd.AddCommand(newInspectCmd(), newVerifyCmd(), newKeyCmd(), newDecryptCmd(), newExtractCmd(), newDiffCmd(), newPackCmd())
+	return cmd
 }
 
-func (k *keyFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&k.keyFile, "key-file", "", "wrapped key (key.age) or plain key file")
-	fs.StringVar(&k.identity, "identity", "", "age identity file or SSH private key that opens key.age")
-	fs.StringVar(&k.passphraseEnv, "passphrase-env", "", "environment variable holding the age passphrase")
-}
-
-func (k *keyFlags) options() (archive.OpenOptions, error) {
-	var o archive.OpenOptions
-	if k.keyFile != "" {
-		data, err := os.ReadFile(k.keyFile)
-		if err != nil {
-			return o, fmt.Errorf("read the key file (--key-file): %w", err)
-		}
-		switch keywrap.Classify(data) {
-		case keywrap.KindIdentity:
-			return o, fmt.Errorf("--key-file %s holds an age or SSH identity (a secret key), not an archive's key file: "+
-				"pass it as --identity %s, and leave --key-file out when the key file (ARCHIVE.key.age) lies beside the archive, or name that file with --key-file",
-				k.keyFile, k.keyFile)
-		case keywrap.KindUnknown:
-			return o, fmt.Errorf("--key-file %s is not an archive key: expected the wrapped key that came with the archive (key.age, or FILE.ferry.key.age beside a packed FILE.ferry) "+
-				"or a key line as `bot archive key` prints it (ferry-archive-key-v1 ...). Check that you named the right file", k.keyFile)
-		}
-		o.KeyFile = data
-	}
-	if k.identity != "" {
-		data, err := os.ReadFile(k.identity)
-		if err != nil {
-			return o, fmt.Errorf("read the identity (--identity): %w", err)
-		}
-		if kind := keywrap.Classify(data); kind == keywrap.KindWrapped || kind == keywrap.KindKeyLine {
-			return o, fmt.Errorf("--identity %s is an archive's key file, not an identity: pass it as --key-file %s, and as --identity the age or SSH private key the archive was encrypted to",
-				k.identity, k.identity)
-		}
-		ids, err := keywrap.ParseIdentities(data)
-		if err != nil {
-			return o, fmt.Errorf("--identity %s: %w (expected an age identity file, AGE-SECRET-KEY-1..., or an unencrypted SSH private key)", k.identity, err)
-		}
-		o.Identities = append(o.Identities, ids...)
-	}
-	if k.passphraseEnv != "" {
-		p := os.Getenv(k.passphraseEnv)
-		if p == "" {
-			return o, fmt.Errorf("environment variable %s is empty: set it to the archive's passphrase (--passphrase-env names the variable, not the passphrase)", k.passphraseEnv)
-		}
-		id, err := keywrap.PassphraseIdentity(p)
-		if err != nil {
-			return o, err
-		}
-		o.Identities = append(o.Identities, []age.Identity{id}...)
-	}
-	return o, nil
-}
-
-// open opens the archive at loc with the key options. A key problem is
-// explained in terms of the options: which one is wrong and what to give
-// instead.
-func (k *keyFlags) open(ctx context.Context, loc string) (*archive.Reader, error) {
-	opts, err := k.options()
-	if err != nil {
-		return nil, err
-	}
-	r, err := archive.OpenLocation(ctx, loc, opts)
-	if err != nil {
-		return nil, k.explain(loc, err)
-	}
-	return r, nil
-}
-
-// explain rewrites an error of opening loc that is about its key.
-func (k *keyFlags) explain(loc string, err error) error {
-	keyFile := k.keyFile
-	if keyFile == "" {
-		keyFile = "the key file"
-		if besideKeyFile(loc) != "" {
-			keyFile = besideKeyFile(loc)
-		}
-	}
-	var noID *keywrap.NoIdentityError
-	switch {
-	case errors.As(err, &noID) && noID.Passphrase && noID.GivenPassphrase:
-		return fmt.Errorf("the passphrase in $%s does not open %s: wrong passphrase. Set %s to the passphrase the export was made with", k.passphraseEnv, keyFile, k.passphraseEnv)
-	case errors.As(err, &noID) && noID.Passphrase:
-		return fmt.Errorf("%s is wrapped to a passphrase, and the identity %s is not one: pass --passphrase-env VAR, VAR holding the passphrase the export was made with", keyFile, k.identity)
-	case errors.As(err, &noID) && noID.GivenIdentities:
-		return fmt.Errorf("the identity %s does not open %s: the key is wrapped to %s. Use the identity whose public key (age1... or ssh-...) the export was encrypted to",
-			k.identity, keyFile, plural(int64(noID.Recipients), "other age/SSH recipient"))
-	case errors.As(err, &noID):
-		return fmt.Errorf("%s is wrapped to %s, not to a passphrase: pass --identity FILE, the age or SSH private key whose public key the export was encrypted to",
-			keyFile, plural(int64(noID.Recipients), "age/SSH recipient"))
-	case errors.Is(err, keywrap.ErrWrongArchive):
-		return fmt.Errorf("%s is the key of another archive (%w): give the key file that came with %s", keyFile, err, loc)
-	case errors.Is(err, keywrap.ErrNotKeyFile):
-		return fmt.Errorf("%s is not an archive key (%w): give the key file that came with %s with --key-file", keyFile, err, loc)
-	case errors.Is(err, os.ErrNotExist) && k.keyFile == "" && besideKeyFile(loc) != "":
-		return fmt.Errorf("%s is a packed archive whose key file is not beside it (looked for %s): pass the key file that came with it (the .key.age download) with --key-file FILE", loc, besideKeyFile(loc))
-	case errors.Is(err, container.ErrNeedKey) && k.given() == "":
-		return fmt.Errorf("%s is encrypted and no key was given: pass --identity FILE (the age or SSH identity the export was encrypted to; "+
-			"a packed archive's key file, FILE.ferry.key.age, is found beside it or named with --key-file), --key-file FILE with a key line, or --passphrase-env VAR", loc)
-	case errors.Is(err, container.ErrNeedKey) && k.keyFile != "":
-		return fmt.Errorf("--key-file %s is a wrapped key (key.age): it opens with the identity or passphrase it was wrapped to. Add --identity FILE or --passphrase-env VAR", k.keyFile)
-	}
-	return err
-}
-
-// besideKeyFile is where the key file of a packed archive in a local file
-// lies ("" when loc is not a local file).
-func besideKeyFile(loc string) string {
-	path := strings.TrimPrefix(loc, "file://")
-	if strings.Contains(path, "://") {
-		return ""
-	}
-	if st, err := os.Stat(path); err != nil || st.IsDir() {
-		return ""
-	}
-	return path + container.PackedKeySuffix
-}
-
-// given names the key options given, for messages ("" when none was).
-func (k *keyFlags) given() string {
-	var flags []string
-	for _, f := range []struct{ flag, value string }{{"--key-file", k.keyFile}, {"--identity", k.identity}, {"--passphrase-env", k.passphraseEnv}} {
-		if f.value != "" {
-			flags = append(flags, f.flag)
-		}
-	}
-	return strings.Join(flags, ", ")
-}
-
-// archiveCmd is the shared shape of the archive subcommands: key flags,
-// optional --json, and a fixed number of positional arguments.
-type archiveCmd struct {
-	name  string
-	args  string // positional arguments, for messages
-	nargs int
-	fs    *flag.FlagSet
-	keys  keyFlags
-	json  *bool
-}
-
-func newArchiveCmd(name, args string, nargs int) *archiveCmd {
-	c := &archiveCmd{name: name, args: args, nargs: nargs, fs: flag.NewFlagSet(name, flag.ContinueOnError)}
-	c.keys.register(c.fs)
-	c.json = c.fs.Bool("json", false, "print JSON")
-	return c
-}
-
-func (c *archiveCmd) parse(args []string) error {
-	if err := c.fs.Parse(args); err != nil {
-		return err
-	}
-	if c.fs.NArg() != c.nargs {
-		return fmt.Errorf("%s takes %s\n%s", c.name, c.args, usage)
-	}
-	return nil
-}
-
-// parseAndOpen parses the arguments and opens the first as an archive.
-func (c *archiveCmd) parseAndOpen(ctx context.Context, args []string) (*archive.Reader, error) {
-	if err := c.parse(args); err != nil {
-		return nil, err
-	}
-	return c.open(ctx, c.fs.Arg(0))
-}
-
-func (c *archiveCmd) open(ctx context.Context, loc string) (*archive.Reader, error) {
-	return c.keys.open(ctx, loc)
-}
-
-// plural is "1 error", "2 errors".
-func plural(n int64, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
-}
-
-func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
+// writeJSON prints v as indented JSON.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
 
-// runKey prints the key line of one archive (what `!import` asks for):
-// it opens that archive only, unlike the identity that unwrapped it.
-func runKey(ctx context.Context, args []string) error {
-	c := newArchiveCmd("archive key", "ARCHIVE", 1)
-	r, err := c.parseAndOpen(ctx, args)
+// printJSON prints v as indented JSON on stdout.
+func printJSON(v any) error { return writeJSON(os.Stdout, v) }
+
+// oneArchiveCmd completes cmd as an archive command that reads one
+// ARCHIVE with the key options, printing JSON when jsonUsage names --json.
+func oneArchiveCmd(cmd *cobra.Command, jsonUsage string, run func(ctx context.Context, out io.Writer, keys *keyFlags, asJSON bool, loc string) error) *cobra.Command {
+	var keys keyFlags
+	var asJSON bool
+	cmd.Args = takes(1, "ARCHIVE")
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		return run(c.Context(), c.OutOrStdout(), &keys, asJSON, args[0])
+	}
+	keys.addFlags(cmd.Flags())
+	if jsonUsage != "" {
+		cmd.Flags().BoolVar(&asJSON, "json", false, jsonUsage)
+	}
+	return cmd
+}
+
+func newKeyCmd() *cobra.Command {
+	return oneArchiveCmd(&cobra.Command{
+		Use:   "key ARCHIVE",
+		Short: "Print this archive's key line (for !import previews)",
+		Long: `Key opens the archive with the key options and prints its key line (ferry-archive-key-v1 ...).
+The line opens this one archive only, unlike the identity that unwrapped it: give it where one
+archive must be opened (the bot's !import form, an import job's key).`,
+		Example: `  bot archive key --identity id.txt download.ferry > download.key.txt`,
+	}, "", runKey)
+}
+
+// runKey prints the key line of one archive.
+func runKey(ctx context.Context, out io.Writer, keys *keyFlags, _ bool, loc string) error {
+	r, err := keys.open(ctx, loc)
 	if err != nil {
 		return err
 	}
@@ -224,13 +89,24 @@ func runKey(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	_, err = os.Stdout.Write(key.Encode(r.Manifest().ArchiveID))
+	_, err = out.Write(key.Encode(r.Manifest().ArchiveID))
 	return err
 }
 
-func runInspect(ctx context.Context, args []string) error {
-	c := newArchiveCmd("archive inspect", "ARCHIVE", 1)
-	r, err := c.parseAndOpen(ctx, args)
+func newInspectCmd() *cobra.Command {
+	return oneArchiveCmd(&cobra.Command{
+		Use:   "inspect ARCHIVE",
+		Short: "Show the manifest and what the archive holds",
+		Long: `Inspect prints the manifest (archive ID, server, source, export type, encryption, parts) and counts:
+records per section and namespace, events per room and type, media, the sections this reader does
+not know, and the sensitive fields the archive holds.`,
+		Example: `  bot archive inspect --identity id.txt download.ferry
+  bot archive inspect --json plain-archive/ | jq .summary.sections`,
+	}, "print the manifest and the counts as JSON", runInspect)
+}
+
+func runInspect(ctx context.Context, out io.Writer, keys *keyFlags, asJSON bool, loc string) error {
+	r, err := keys.open(ctx, loc)
 	if err != nil {
 		return err
 	}
@@ -239,13 +115,21 @@ func runInspect(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *c.json {
-		return printJSON(struct {
+	if asJSON {
+		return writeJSON(out, struct {
 			Manifest *archive.Manifest `json:"manifest"`
 			Summary  *archive.Summary  `json:"summary"`
 		}{r.Manifest(), sum})
 	}
-	return printInspect(os.Stdout, r.Manifest(), sum)
+	return printInspect(out, r.Manifest(), sum)
+}
+
+// plural is "1 error", "2 errors".
+func plural(n int64, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func printInspect(w io.Writer, m *archive.Manifest, s *archive.Summary) error {
@@ -298,11 +182,24 @@ func printCounts(w io.Writer, counts map[string]int64) {
 	}
 }
 
+func newVerifyCmd() *cobra.Command {
+	return oneArchiveCmd(&cobra.Command{
+		Use:   "verify ARCHIVE",
+		Short: "Check every file, hash, signature and reference; exit 0 only when all pass",
+		Long: `Verify reads the whole archive and checks every part, file, hash, record count, event signature and
+reference (docs/FORMAT.md lists the checks), then previews what a target keeps (fidelity). It exits
+0 only when every check passes; a key given for a plaintext archive fails it too (a mismatch).`,
+		Example: `  bot archive verify --identity id.txt download.ferry       # download.ferry.key.age beside it
+  bot archive verify --identity id.txt --key-file elsewhere/download.ferry.key.age download.ferry
+  FERRY_PASS=... bot archive verify --passphrase-env FERRY_PASS backup.ferry
+  bot archive verify --json plain-archive/`,
+	}, "print the result as JSON: ok, warnings, the validation report and the fidelity preview", runVerify)
+}
+
 // runVerify checks everything Validate checks and previews fidelity; it
 // fails (exit 1) when any error-level problem is found.
-func runVerify(ctx context.Context, args []string) error {
-	c := newArchiveCmd("archive verify", "ARCHIVE", 1)
-	r, err := c.parseAndOpen(ctx, args)
+func runVerify(ctx context.Context, out io.Writer, keys *keyFlags, asJSON bool, loc string) error {
+	r, err := keys.open(ctx, loc)
 	if err != nil {
 		return fmt.Errorf("verify failed: %w", err)
 	}
@@ -318,12 +215,12 @@ func runVerify(ctx context.Context, args []string) error {
 		preview = fidelity.Preview(r, rep, nil)
 	}
 	var warnings []string
-	if flags := c.keys.given(); flags != "" && r.Key() == nil {
+	if flags := keys.given(); flags != "" && r.Key() == nil {
 		warnings = append(warnings, fmt.Sprintf("the archive is not encrypted (encryption %q), yet a key was given (%s) and not used: "+
 			"this is not the encrypted archive the key is for. Check that it is the archive you meant; to verify a plaintext archive, give no key options", r.Manifest().Encryption, flags))
 	}
-	if *c.json {
-		if err := printJSON(struct {
+	if asJSON {
+		if err := writeJSON(out, struct {
 			OK         bool                      `json:"ok"`
 			Warnings   []string                  `json:"warnings,omitempty"`
 			Validation *archive.ValidationReport `json:"validation"`
@@ -332,11 +229,11 @@ func runVerify(ctx context.Context, args []string) error {
 			return err
 		}
 	} else {
-		printValidation(os.Stdout, r.Manifest(), rep, warnings...)
+		printValidation(out, r.Manifest(), rep, warnings...)
 		if preview != nil {
-			fmt.Print(preview)
+			fmt.Fprint(out, preview)
 		} else {
-			fmt.Println("Fidelity: not previewed, since the archive failed verification.")
+			fmt.Fprintln(out, "Fidelity: not previewed, since the archive failed verification.")
 		}
 	}
 	if !rep.OK() {
@@ -374,19 +271,28 @@ func printValidation(w io.Writer, m *archive.Manifest, rep *archive.ValidationRe
 	}
 }
 
-func runPack(ctx context.Context, args []string) error {
-	if len(args) != 2 {
-		return fmt.Errorf("archive pack takes ARCHIVE OUT.ferry\n%s", usage)
+func newPackCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "pack ARCHIVE OUT.ferry",
+		Short: "Write an archive's stored form (directory or prefix) as one file",
+		Long: `Pack writes the parts of an archive in stored form (a directory or bucket prefix) into one new file,
+as a download serves it. Nothing is decrypted: the key file stays as it is (copy key.age to
+OUT.ferry.key.age to keep it beside the packed file).`,
+		Example: `  bot archive pack backups/2026-11-23 backup.ferry && cp backups/2026-11-23/key.age backup.ferry.key.age`,
+		Args:    takes(2, "ARCHIVE OUT.ferry"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			src, err := container.Open(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			return writeNewFile(args[1], func(out io.Writer) error {
+				_, err := container.Pack(ctx, src, out)
+				return err
+			})
+		},
 	}
-	src, err := container.Open(ctx, args[0])
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	return writeNewFile(args[1], func(out io.Writer) error {
-		_, err := container.Pack(ctx, src, out)
-		return err
-	})
 }
 
 // writeNewFile creates path (which must not exist) and removes it again
@@ -408,27 +314,45 @@ func writeNewFile(path string, write func(io.Writer) error) error {
 	return nil
 }
 
+func newDecryptCmd() *cobra.Command {
+	var keys keyFlags
+	var allow bool
+	cmd := &cobra.Command{
+		Use:   "decrypt ARCHIVE OUT",
+		Short: "Write a plaintext copy (a directory, bucket URL or FILE.ferry)",
+		Long: `Decrypt rewrites an encrypted archive as a plaintext one with the same archive ID and records, into
+OUT: a new directory, a bucket URL, or a new FILE.ferry. An archive that holds secrets (password
+hashes, access tokens, private keys) is refused unless --allow-secrets says you mean it.`,
+		Example: `  bot archive decrypt --identity id.txt download.ferry plain.ferry`,
+		Args:    takes(2, "ARCHIVE OUT (a directory, bucket URL, or a file ending in .ferry)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDecrypt(cmd.Context(), &keys, allow, args[0], args[1])
+		},
+	}
+	keys.addFlags(cmd.Flags())
+	cmd.Flags().BoolVar(&allow, "allow-secrets", false, "write secrets (password hashes, tokens, private keys) in plaintext")
+	return cmd
+}
+
 // runDecrypt rewrites an encrypted archive as a plaintext one with the same
-// archive ID and records. Secrets need --allow-secrets.
-func runDecrypt(ctx context.Context, args []string) error {
-	c := newArchiveCmd("archive decrypt", "ARCHIVE OUT (a directory, bucket URL, or a file ending in .ferry)", 2)
-	allow := c.fs.Bool("allow-secrets", false, "write secrets (password hashes, tokens, private keys) in plaintext")
-	r, err := c.parseAndOpen(ctx, args)
+// archive ID and records. Secrets need allow.
+func runDecrypt(ctx context.Context, keys *keyFlags, allow bool, loc, out string) error {
+	r, err := keys.open(ctx, loc)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 	m := r.Manifest()
-	if len(m.Sensitive) > 0 && !*allow {
+	if len(m.Sensitive) > 0 && !allow {
 		return fmt.Errorf("the archive holds secrets (%s); a plaintext copy would expose them. Pass --allow-secrets if you mean it", strings.Join(m.Sensitive, ", "))
 	}
 	id, err := container.ParseArchiveID(m.ArchiveID)
 	if err != nil {
 		return err
 	}
-	opts := archive.WriterOptions{ArchiveID: id, Export: m.Export, Core: r.Core(), AllowPlaintextSecrets: *allow,
+	opts := archive.WriterOptions{ArchiveID: id, Export: m.Export, Core: r.Core(), AllowPlaintextSecrets: allow,
 		Now: func() time.Time { return m.CreatedAt }}
-	return writeArchive(ctx, c.fs.Arg(1), opts, nil, func(w *archive.Writer) error {
+	return writeArchive(ctx, out, opts, nil, func(w *archive.Writer) error {
 		_, err := archive.Copy(ctx, r, w, nil)
 		return err
 	})
@@ -507,18 +431,34 @@ func writeArchive(ctx context.Context, out string, opts archive.WriterOptions, w
 	return nil
 }
 
+func newExtractCmd() *cobra.Command {
+	var keys keyFlags
+	var jsonl bool
+	cmd := &cobra.Command{
+		Use:   "extract ARCHIVE DIR",
+		Short: "Write every file of an archive into a new directory",
+		Long: `Extract writes every file of the archive into DIR (new, or empty): records as stored (CBOR), or as
+JSON lines with --jsonl, and media files under m.media/. A failed extract leaves nothing behind.`,
+		Example: `  bot archive extract --identity mydata-key.txt --key-file export.ferry.key.age --jsonl export.ferry mydata/`,
+		Args:    takes(2, "ARCHIVE DIR"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runExtract(cmd.Context(), cmd.OutOrStdout(), &keys, jsonl, args[0], args[1])
+		},
+	}
+	keys.addFlags(cmd.Flags())
+	cmd.Flags().BoolVar(&jsonl, "jsonl", false, "write record files as JSON lines (.jsonl) instead of CBOR")
+	return cmd
+}
+
 // runExtract writes every file of an archive into a new directory, as
-// stored (CBOR) or, with --jsonl, records as JSON lines. A failed extract
+// stored (CBOR) or, with jsonl, records as JSON lines. A failed extract
 // leaves nothing behind: not the files, nor a directory it created.
-func runExtract(ctx context.Context, args []string) error {
-	c := newArchiveCmd("archive extract", "ARCHIVE DIR", 2)
-	jsonl := c.fs.Bool("jsonl", false, "write record files as JSON lines (.jsonl) instead of CBOR")
-	r, err := c.parseAndOpen(ctx, args)
+func runExtract(ctx context.Context, stdout io.Writer, keys *keyFlags, jsonl bool, loc, dir string) error {
+	r, err := keys.open(ctx, loc)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	dir := c.fs.Arg(1)
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return fmt.Errorf("%s is not empty: extract into a new directory", dir)
 	}
@@ -531,7 +471,7 @@ func runExtract(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	n, err := archive.Extract(ctx, r, root, archive.ExtractOptions{JSONL: *jsonl})
+	n, err := archive.Extract(ctx, r, root, archive.ExtractOptions{JSONL: jsonl})
 	root.Close()
 	if err != nil {
 		if created {
@@ -539,30 +479,48 @@ func runExtract(ctx context.Context, args []string) error {
 		}
 		return err
 	}
-	fmt.Printf("extracted %d files into %s\n", n, dir)
+	fmt.Fprintf(stdout, "extracted %d files into %s\n", n, dir)
 	return nil
 }
 
 // errDiffer makes `archive diff` exit 1 after printing the differences.
 var errDiffer = errors.New("archives differ")
 
-func runDiff(ctx context.Context, args []string) error {
-	c := newArchiveCmd("archive diff", "A B", 2)
-	var keysB keyFlags
-	c.fs.StringVar(&keysB.keyFile, "key-file-b", "", "key file for archive B (default: the same key options as A)")
-	c.fs.StringVar(&keysB.identity, "identity-b", "", "age identity for archive B")
-	if err := c.parse(args); err != nil {
-		return err
+func newDiffCmd() *cobra.Command {
+	var keys, keysB keyFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "diff A B",
+		Short: "Compare two archives record by record; exit 1 when they differ",
+		Long: `Diff compares two archives record by record, by each record's natural key (a user ID, an event ID,
+...), and prints the differences. It exits 0 when the archives hold the same records, 1 when they
+differ. Archive B opens with the key options of A unless --key-file-b or --identity-b is given.`,
+		Example: `  bot archive diff --identity id.txt before.ferry after.ferry
+  bot archive diff --key-file a.key.txt --key-file-b b.key.txt a/ b/`,
+		Args: takes(2, "A B"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDiff(cmd.Context(), cmd.OutOrStdout(), &keys, &keysB, asJSON, args[0], args[1])
+		},
 	}
-	a, err := c.open(ctx, c.fs.Arg(0))
+	keys.addFlags(cmd.Flags())
+	cmd.Flags().StringVar(&keysB.keyFile, "key-file-b", "", "key `FILE` for archive B (default: the same key options as A)")
+	cmd.Flags().StringVar(&keysB.identity, "identity-b", "", "age or SSH identity `FILE` for archive B (default: the same key options as A)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the differences as JSON")
+	return cmd
+}
+
+func runDiff(ctx context.Context, out io.Writer, keys, keysB *keyFlags, asJSON bool, locA, locB string) error {
+	a, err := keys.open(ctx, locA)
 	if err != nil {
 		return fmt.Errorf("archive A: %w", err)
 	}
 	defer a.Close()
 	if keysB.keyFile != "" || keysB.identity != "" {
-		c.keys.keyFile, c.keys.identity = keysB.keyFile, keysB.identity
+		keysB.passphraseEnv = keys.passphraseEnv
+	} else {
+		keysB = keys
 	}
-	b, err := c.open(ctx, c.fs.Arg(1))
+	b, err := keysB.open(ctx, locB)
 	if err != nil {
 		return fmt.Errorf("archive B: %w", err)
 	}
@@ -571,21 +529,21 @@ func runDiff(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *c.json {
-		if err := printJSON(res); err != nil {
+	if asJSON {
+		if err := writeJSON(out, res); err != nil {
 			return err
 		}
 	} else {
 		for _, d := range res.Differences {
-			fmt.Println(d)
+			fmt.Fprintln(out, d)
 		}
 		if res.Total > int64(len(res.Differences)) {
-			fmt.Printf("... and %d more differences\n", res.Total-int64(len(res.Differences)))
+			fmt.Fprintf(out, "... and %d more differences\n", res.Total-int64(len(res.Differences)))
 		}
 	}
 	if !res.Equal() {
 		return fmt.Errorf("%w: %d differences in %d records compared", errDiffer, res.Total, res.Compared)
 	}
-	fmt.Printf("equal: %d records compared\n", res.Compared)
+	fmt.Fprintf(out, "equal: %d records compared\n", res.Compared)
 	return nil
 }

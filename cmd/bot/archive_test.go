@@ -107,9 +107,9 @@ func TestDecryptRefusesSecretsWithoutFlag(t *testing.T) {
 
 func TestBadCommandsAreExplained(t *testing.T) {
 	ctx := context.Background()
-	for _, args := range [][]string{{}, {"archive"}, {"archive", "bogus"}, {"archive", "verify"}, {"frobnicate"}} {
+	for _, args := range [][]string{{}, {"archive"}, {"archive", "bogus"}, {"archive", "verify"}, {"frobnicate"}, {"export", "--bogus"}} {
 		err := run(ctx, args)
-		if err == nil || !strings.Contains(err.Error(), "usage:") {
+		if err == nil || !strings.Contains(err.Error(), "--help") {
 			t.Errorf("%v: %v", args, err)
 		}
 	}

@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
 	"filippo.io/age"
+	"github.com/spf13/cobra"
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/container"
@@ -16,39 +17,66 @@ import (
 	"github.com/ferry-matrix/ferry/archive/sample"
 )
 
-// runDemo is the main job: by default the bot end to end on a real
+// newDemoCmd is the main job: by default the bot end to end on a real
 // Dendrite (runBotDemo); with --sample, offline, the embedded sample
 // server exported into an archive encrypted to a fresh age identity
 // (write-only: the writer only sees the public recipient), then opened
 // with the identity, every part, file and blob verified, and inspected.
-func runDemo(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	sampleOnly := fs.Bool("sample", false, "export the embedded sample server instead (no homeserver needed)")
-	dendriteDir := fs.String("dendrite-dir", os.Getenv("FERRY_DENDRITE_DIR"), "directory with Dendrite v0.15.2's dendrite, generate-config and generate-keys (make demo builds them)")
-	keep := fs.Bool("keep", false, "keep the demo's directory (configs, databases, logs, archive; with --sample the archive and its identity)")
-	out := fs.String("out", "", "with --sample: directory to write into (default: a new temporary directory)")
-	messages := fs.Int("messages", 200, "with --sample: messages in the sample room")
-	if err := fs.Parse(args); err != nil {
-		return err
+func newDemoCmd() *cobra.Command {
+	var d demoFlags
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Show Ferry end to end: a real Dendrite, the bot, !export full, download and verify",
+		Long: `Demo runs the main job end to end (what make demo runs): Dendrite v0.15.2 on SQLite, Ferry's bot on
+its embedded defaults, an admin who types !export full in a room, the progress message, the download
+through the expiring link, and the verification with the admin's own key. Everything is removed at
+the end unless --keep.
+
+With --sample it needs no homeserver: the embedded sample server is exported into an archive
+encrypted to a fresh age identity, then verified and inspected.`,
+		Example: `  make demo                                  # builds Dendrite once, then runs bot demo --dendrite-dir ...
+  bot demo --dendrite-dir ~/.cache/ferry/dendrite-v0.15.2
+  bot demo --sample                          # offline
+  bot demo --sample --out /tmp/sample        # keep the archive and its identity`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return d.run(cmd.Context(), cmd.OutOrStdout()) },
 	}
-	if !*sampleOnly {
-		if *dendriteDir == "" {
+	cmd.Flags().BoolVar(&d.sample, "sample", false, "export the embedded sample server instead (no homeserver needed)")
+	cmd.Flags().StringVar(&d.dendriteDir, "dendrite-dir", "", "`DIR` with Dendrite v0.15.2's dendrite, generate-config and generate-keys (make demo builds them; default $FERRY_DENDRITE_DIR)")
+	cmd.Flags().BoolVar(&d.keep, "keep", false, "keep the demo's directory (configs, databases, logs, archive; with --sample the archive and its identity)")
+	cmd.Flags().StringVar(&d.out, "out", "", "with --sample: `DIR` to write into, kept (default: a new temporary directory, removed)")
+	cmd.Flags().IntVar(&d.messages, "messages", 200, "with --sample: `N` messages in the sample room")
+	return cmd
+}
+
+type demoFlags struct {
+	sample, keep     bool
+	dendriteDir, out string
+	messages         int
+}
+
+func (d *demoFlags) run(ctx context.Context, stdout io.Writer) error {
+	if !d.sample {
+		if d.dendriteDir == "" {
+			d.dendriteDir = os.Getenv("FERRY_DENDRITE_DIR")
+		}
+		if d.dendriteDir == "" {
 			return errors.New("the demo runs a real Dendrite: run `make demo` (it builds Dendrite once), pass --dendrite-dir, or use --sample for the offline archive demo")
 		}
-		return runBotDemo(ctx, *dendriteDir, *keep)
+		return runBotDemo(ctx, d.dendriteDir, d.keep)
 	}
-	dir := *out
+	dir := d.out
 	if dir == "" {
 		var err error
 		if dir, err = os.MkdirTemp("", "ferry-demo-"); err != nil {
 			return err
 		}
-		if !*keep {
+		if !d.keep {
 			// The directory holds an identity (a secret key): nothing of the
 			// demo stays behind unless asked for.
 			defer func() {
 				if os.RemoveAll(dir) == nil {
-					fmt.Printf("\nremoved %s (the archive and the identity that opens it); --keep or --out DIR keeps them\n", dir)
+					fmt.Fprintf(stdout, "\nremoved %s (the archive and the identity that opens it); --keep or --out DIR keeps them\n", dir)
 				}
 			}()
 		}
@@ -84,24 +112,25 @@ func runDemo(ctx context.Context, args []string) error {
 	if err := store.WriteKey(ctx, wrapped); err != nil {
 		return err
 	}
-	if err := sample.Write(w, *messages); err != nil {
+	if err := sample.Write(w, d.messages); err != nil {
 		w.Abort()
 		return fmt.Errorf("export sample server: %w", err)
 	}
 	if _, err := w.Close(); err != nil {
 		return err
 	}
-	fmt.Printf("exported the sample server to %s (key wrapped to %s)\n\n", archiveDir, recipient)
-	if err := runVerify(ctx, []string{"--identity", idFile, archiveDir}); err != nil {
+	fmt.Fprintf(stdout, "exported the sample server to %s (key wrapped to %s)\n\n", archiveDir, recipient)
+	keys := &keyFlags{identity: idFile}
+	if err := runVerify(ctx, stdout, keys, false, archiveDir); err != nil {
 		return err
 	}
-	fmt.Println()
-	if err := runInspect(ctx, []string{"--identity", idFile, archiveDir}); err != nil {
+	fmt.Fprintln(stdout)
+	if err := runInspect(ctx, stdout, keys, false, archiveDir); err != nil {
 		return err
 	}
-	if *keep || *out != "" {
-		fmt.Printf("\nkept in %s: the archive (archive/) and the identity that opens it (identity.txt, a secret key: delete it when done)\n", dir)
-		fmt.Printf("the stock age tool opens the key: age -d -i %s %s\n", idFile, filepath.Join(archiveDir, container.KeyObjectName))
+	if d.keep || d.out != "" {
+		fmt.Fprintf(stdout, "\nkept in %s: the archive (archive/) and the identity that opens it (identity.txt, a secret key: delete it when done)\n", dir)
+		fmt.Fprintf(stdout, "the stock age tool opens the key: age -d -i %s %s\n", idFile, filepath.Join(archiveDir, container.KeyObjectName))
 	}
 	return nil
 }

@@ -116,7 +116,7 @@ state: {database: "sqlite://%s"}
 	botDone := make(chan struct{})
 	var botErr error
 	go func() {
-		botErr = runBot(botCtx, []string{"-c", cfgPath, "-log", filepath.Join(dir, "ferry.log")})
+		botErr = runBot(botCtx, cfgPath, false, filepath.Join(dir, "ferry.log"))
 		close(botDone)
 	}()
 	defer func() { stopBot(); <-botDone }()
@@ -192,7 +192,7 @@ func demoDownload(ctx context.Context, notice, dir, idFile string, step func(str
 		step("downloaded %s (%d bytes) through the expiring link", filepath.Base(f), n)
 	}
 	step("verifying with the admin's own key: bot archive verify --identity %s --key-file %s %s", idFile, keyFile, archiveFile)
-	if err := runVerify(ctx, []string{"--identity", idFile, "--key-file", keyFile, archiveFile}); err != nil {
+	if err := runVerify(ctx, os.Stdout, &keyFlags{identity: idFile, keyFile: keyFile}, false, archiveFile); err != nil {
 		return err
 	}
 	step("done: the admin asked in chat, watched the progress, and holds a verified, encrypted archive of the server")

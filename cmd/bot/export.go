@@ -8,12 +8,16 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/archive/container"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/internal/flagvalue"
@@ -31,12 +35,16 @@ type keyChoice struct {
 	plaintext     bool
 }
 
-func (k *keyChoice) register(fs *flag.FlagSet) {
-	fs.Var(&k.recipients, "recipient", "age recipient (age1...) or SSH public key (ssh-ed25519 ...) that can open the archive; repeatable")
-	fs.StringVar(&k.recipientFile, "recipients-file", "", "file of recipients, one per line")
-	fs.StringVar(&k.passphraseEnv, "passphrase-env", "", "environment variable holding a passphrase that opens the archive")
+func (k *keyChoice) addFlags(fs *pflag.FlagSet) {
+	fs.Var(&k.recipients, "recipient", "age recipient (age1...) or SSH public key (ssh-ed25519 ...) that can open the archive (`RECIPIENT`); repeatable, or comma-separated")
+	fs.StringVar(&k.recipientFile, "recipients-file", "", "`FILE` of recipients, one per line")
+	fs.StringVar(&k.passphraseEnv, "passphrase-env", "", "name of the environment variable (`VAR`) holding a passphrase that opens the archive (12 characters at least)")
 	fs.BoolVar(&k.plaintext, "plaintext", false, "write an unencrypted archive (no secrets in it); for tests and pipelines")
 }
+
+// register adds the key delivery options to a Go flag set (bot migrate's,
+// until it moves to cobra).
+func (k *keyChoice) register(fs *flag.FlagSet) { goFlags(fs, k.addFlags) }
 
 // resolve returns the archive key and the function that wraps it, or a
 // zero key for --plaintext.
@@ -79,15 +87,6 @@ func (k *keyChoice) resolve() (keywrap.Key, func(string) ([]byte, error), error)
 	return keywrap.Key{}, nil, errors.New("no key delivery chosen: pass --recipient age1... (or ssh-ed25519 ...), --passphrase-env VAR, or --plaintext")
 }
 
-const exportUsage = `usage: bot export --source synapse --db postgres://... --signing-key FILE --to OUT
-   or: bot export --source dendrite --config dendrite.yaml --to OUT   (databases, media and key from Dendrite's config)
-         [--media-store DIR|URL] [--synapse-config homeserver.yaml]
-         [--rooms !a:x,!b:x] [--users @u:x,...] [--since 2026-01-01] [--until 2026-02-01] [--media none|referenced|all]
-         (--recipient age1...|ssh-ed25519 ... | --recipients-file F | --passphrase-env VAR | --plaintext)
-         [--access-tokens] [--one-time-keys] [--redacted-originals] [--private-server-key]
-         [--migration]  (= --access-tokens --private-server-key: what bot import --migration needs)
-OUT is a new directory, a bucket URL (s3://bucket/prefix?...), or FILE.ferry (key beside it in FILE.ferry.key.age).`
-
 // exportFlags are the flags that choose a source and what to export, shared
 // by bot export and bot migrate.
 type exportFlags struct {
@@ -99,30 +98,44 @@ type exportFlags struct {
 	since, until         flagvalue.Time
 	o                    source.Options
 	quiet                bool
+	result               *exportResult // of the last export
 }
 
-func (e *exportFlags) register(fs *flag.FlagSet, dendriteSource bool) {
+func (e *exportFlags) addFlags(fs *pflag.FlagSet, dendriteSource bool) {
 	if dendriteSource {
 		fs.StringVar(&e.impl, "source", "synapse", "homeserver implementation: synapse or dendrite")
-		fs.StringVar(&e.dendriteConfig, "config", "", "dendrite.yaml (--source dendrite)")
+		fs.StringVar(&e.dendriteConfig, "config", "", "the server's `dendrite.yaml`, for --source dendrite (its databases, media and key are read from it)")
 	} else {
 		e.impl = "synapse"
 	}
-	fs.BoolVar(&e.migration, "migration", false, "a migration export: --access-tokens and --private-server-key")
-	fs.StringVar(&e.synapse.Database, "db", "", "PostgreSQL URL of the homeserver's database (a read-only role is enough)")
-	fs.StringVar(&e.synapse.MediaStore, "media-store", "", "media store: a directory (media_store_path) or a bucket URL")
-	fs.StringVar(&e.synapse.SigningKey, "signing-key", "", "the server's signing key file")
-	fs.StringVar(&e.synapse.HomeserverConfig, "synapse-config", "", "homeserver.yaml (exported with secrets handled; old keys and pepper are read from it)")
-	fs.Var(&e.rooms, "rooms", "export only these rooms (comma-separated room IDs)")
-	fs.Var(&e.users, "users", "export only these users' data (and, without --rooms, their rooms)")
-	fs.Var(&e.since, "since", "events at or after this time")
-	fs.Var(&e.until, "until", "events before this time")
-	fs.StringVar(&e.f.Media, "media", "", "media: all, referenced (only what exported events use) or none; default all for full exports, referenced for partial ones")
+	fs.BoolVar(&e.migration, "migration", false, "a migration export: --access-tokens and --private-server-key, what bot import --migration needs")
+	fs.StringVar(&e.synapse.Database, "db", "", "PostgreSQL `URL` of the Synapse database, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (a read-only role is enough)")
+	fs.StringVar(&e.synapse.MediaStore, "media-store", "", "Synapse's media store: a directory (media_store_path) or a bucket URL (`DIR|URL`)")
+	fs.StringVar(&e.synapse.SigningKey, "signing-key", "", "the server's signing key `FILE` (signing_key_path)")
+	fs.StringVar(&e.synapse.HomeserverConfig, "synapse-config", "", "Synapse's `homeserver.yaml` (exported with secrets handled; old keys and pepper are read from it)")
+	fs.Var(&e.rooms, "rooms", "export only these rooms (comma-separated room `IDs`; repeatable)")
+	fs.Var(&e.users, "users", "export only these users' data (comma-separated user `IDs`; and, without --rooms, their rooms)")
+	fs.Var(&e.since, "since", "events at or after this `TIME`: a date (2026-11-23) or RFC 3339")
+	fs.Var(&e.until, "until", "events before this `TIME`: a date (2026-11-23) or RFC 3339")
+	fs.StringVar(&e.f.Media, "media", "", "which media files (`MODE`): all, referenced (only what exported events use) or none; default all for full exports, referenced for partial ones")
 	fs.BoolVar(&e.o.AccessTokens, "access-tokens", false, "include device access tokens (migrations; encrypted archives only)")
 	fs.BoolVar(&e.o.OneTimeKeys, "one-time-keys", false, "include unclaimed e2ee one-time keys")
 	fs.BoolVar(&e.o.RedactedOriginals, "redacted-originals", false, "include the original content of redacted events (admin only; encrypted archives only)")
 	fs.BoolVar(&e.o.PrivateServerKey, "private-server-key", false, "include the server's private signing key (encrypted archives only)")
 	fs.BoolVar(&e.quiet, "quiet", false, "no progress output")
+}
+
+// register adds the export options to a Go flag set (bot migrate's, until
+// it moves to cobra).
+func (e *exportFlags) register(fs *flag.FlagSet, dendriteSource bool) {
+	goFlags(fs, func(p *pflag.FlagSet) { e.addFlags(p, dendriteSource) })
+}
+
+// completions completes the values of the export options that have a
+// fixed set.
+func (e *exportFlags) completions(cmd *cobra.Command) {
+	cmd.RegisterFlagCompletionFunc("source", noFiles("synapse", "dendrite"))
+	cmd.RegisterFlagCompletionFunc("media", noFiles("all", "referenced", "none"))
 }
 
 // resolve completes the filter and options from the flags.
@@ -145,16 +158,16 @@ func (e *exportFlags) open(ctx context.Context) (source.Source, error) {
 	switch e.impl {
 	case "synapse":
 		if e.synapse.Database == "" {
-			return nil, fmt.Errorf("--db is required for a Synapse source\n%s", exportUsage)
+			return nil, errors.New("--db is required for a Synapse source: the URL of its PostgreSQL database, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
 		}
 		return synapse.Open(ctx, e.synapse)
 	case "dendrite":
 		if e.dendriteConfig == "" {
-			return nil, fmt.Errorf("--config (dendrite.yaml) is required for --source dendrite\n%s", exportUsage)
+			return nil, errors.New("--config (the server's dendrite.yaml) is required for --source dendrite")
 		}
 		return dendrite.Open(ctx, e.dendriteConfig)
 	}
-	return nil, fmt.Errorf("--source %q: synapse or dendrite", e.impl)
+	return nil, fmt.Errorf("--source %q: the sources are synapse and dendrite", e.impl)
 }
 
 // export writes src into a new archive at out (see writeArchive).
@@ -173,7 +186,9 @@ func (e *exportFlags) export(ctx context.Context, src source.Source, out string,
 		Core: archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion}}
 	bar := newProgressPrinter(os.Stderr, e.quiet)
 	var final exporter.Progress
+	var archiveID string
 	err := writeArchive(ctx, out, wopts, wrap, func(w *archive.Writer) error {
+		archiveID = w.ArchiveID()
 		var err error
 		final, err = exporter.Export(ctx, src, w, exporter.Options{Filter: e.f, Source: e.o, OnProgress: bar.print})
 		return err
@@ -182,28 +197,80 @@ func (e *exportFlags) export(ctx context.Context, src source.Source, out string,
 	if err != nil {
 		return err
 	}
+	took := time.Since(final.Started)
+	e.result = &exportResult{Archive: out, ArchiveID: archiveID, ServerName: info.ServerName, Type: typ,
+		Source:  archive.SourceInfo{Implementation: info.Implementation, Version: info.Version, SchemaVersion: info.SchemaVersion},
+		Records: final.Records, MediaFiles: final.Blobs, MediaBytes: final.BlobBytes, Omissions: final.Omissions, Seconds: took.Seconds()}
+	if wrap != nil && strings.HasSuffix(out, ".ferry") && !strings.Contains(out, "://") {
+		e.result.KeyFile = out + container.PackedKeySuffix
+	}
 	fmt.Fprintf(os.Stderr, "exported %s (%s, from %s): %d records, %d media files (%s), %d omissions reported in the archive, in %s\n",
 		info.ServerName, typ, sourceName(info.Implementation, info.Version, info.SchemaVersion), final.Records, final.Blobs, human.Bytes(final.BlobBytes), final.Omissions,
-		time.Since(final.Started).Round(time.Millisecond))
+		took.Round(time.Millisecond))
 	return nil
 }
 
-func runExport(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+// exportResult is what bot export --json prints.
+type exportResult struct {
+	Archive    string             `json:"archive"`
+	KeyFile    string             `json:"key_file,omitempty"`
+	ArchiveID  string             `json:"archive_id"`
+	ServerName string             `json:"server_name"`
+	Type       string             `json:"type"`
+	Source     archive.SourceInfo `json:"source"`
+	Records    int64              `json:"records"`
+	MediaFiles int64              `json:"media_files"`
+	MediaBytes int64              `json:"media_bytes"`
+	Omissions  int64              `json:"omissions"`
+	Seconds    float64            `json:"seconds"`
+}
+
+func newExportCmd() *cobra.Command {
 	var e exportFlags
-	e.register(fs, true)
-	to := fs.String("to", "", "where to write the archive")
 	var kc keyChoice
-	kc.register(fs)
-	fs.Usage = func() { fmt.Fprintln(os.Stderr, exportUsage) }
-	if err := fs.Parse(args); err != nil {
-		return err
+	var to string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "export --to OUT (--recipient R | --recipients-file F | --passphrase-env VAR | --plaintext)",
+		Short: "Export a homeserver (Synapse or Dendrite) into a new encrypted archive",
+		Long: `Export reads a homeserver's data from a consistent snapshot and writes it into a new archive at OUT:
+a new directory, a bucket URL (s3://bucket/prefix?...), or FILE.ferry (one file, its key beside it
+in FILE.ferry.key.age). A Synapse source is its PostgreSQL database (--db), media store, signing key
+and homeserver.yaml; a Dendrite source is its dendrite.yaml (--config).
+
+The archive key is wrapped to age or SSH recipients (the writer only needs public keys), or to a
+passphrase; --plaintext writes none, and no secrets. --rooms, --users, --since and --until make a
+partial export; --migration adds what a move to another server needs (access tokens, the private
+signing key). Progress goes to stderr; --json prints the result on stdout.`,
+		Example: `  bot export --source synapse --db postgres://ferry_reader@db/synapse --media-store /var/lib/synapse/media_store \
+    --signing-key /etc/synapse/example.org.signing.key --synapse-config /etc/synapse/homeserver.yaml \
+    --recipient age1... --to backup.ferry
+  bot export --source dendrite --config /etc/dendrite/dendrite.yaml --migration --recipient age1... --to move.ferry
+  bot export --db postgres://ferry_reader@db/synapse --signing-key example.org.signing.key \
+    --rooms '!abc:example.org' --since 2026-01-01 --media referenced --passphrase-env FERRY_PASS --to room.ferry`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := e.run(cmd.Context(), &kc, to); err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), e.result)
+			}
+			return nil
+		},
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %v\n%s", fs.Args(), exportUsage)
-	}
-	if *to == "" {
-		return fmt.Errorf("--to is required\n%s", exportUsage)
+	e.addFlags(cmd.Flags(), true)
+	cmd.Flags().StringVar(&to, "to", "", "where to write the archive (`OUT`): a new directory, a bucket URL, or FILE.ferry")
+	kc.addFlags(cmd.Flags())
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result (archive, key file, archive ID, counts) as JSON on stdout")
+	e.completions(cmd)
+	return cmd
+}
+
+// run is bot export: a new archive at to from the chosen source.
+func (e *exportFlags) run(ctx context.Context, kc *keyChoice, to string) error {
+	if to == "" {
+		return errors.New("--to is required: a new directory, a bucket URL, or FILE.ferry (bot export --help shows the options)")
 	}
 	key, wrap, err := kc.resolve()
 	if err != nil {
@@ -217,7 +284,7 @@ func runExport(ctx context.Context, args []string) error {
 		return err
 	}
 	defer src.Close()
-	return e.export(ctx, src, *to, key, wrap)
+	return e.export(ctx, src, to, key, wrap)
 }
 
 // progressPrinter draws a live bar on a terminal and plain lines elsewhere.

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,10 +39,20 @@ func TestExportCommand(t *testing.T) {
 	out := filepath.Join(dir, "full.ferry")
 	args := []string{"export", "--quiet", "--db", db, "--media-store", media, "--signing-key", fixtureDir + "fixture.test.signing.key",
 		"--synapse-config", fixtureDir + "homeserver.yaml", "--passphrase-env", "FERRY_TEST_PASS", "--to", out}
-	if err := run(ctx, args); err != nil {
+	var stdout bytes.Buffer
+	if err := execute(ctx, append(args, "--json"), &stdout, os.Stderr); err != nil {
 		t.Fatal(err)
 	}
+	var res exportResult
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil || res.Archive != out || res.KeyFile != out+".key.age" || res.ArchiveID == "" ||
+		res.ServerName != "fixture.test" || res.Records == 0 || res.MediaFiles == 0 || res.Source.Implementation != "synapse" {
+		t.Fatalf("export --json: %+v (%v)\n%s", res, err, stdout.String())
+	}
 	if err := run(ctx, []string{"archive", "verify", "--key-file", out + ".key.age", "--passphrase-env", "FERRY_TEST_PASS", out}); err != nil {
+		t.Fatal(err)
+	}
+	// The key file beside the packed archive is found without --key-file.
+	if err := run(ctx, []string{"archive", "verify", "--passphrase-env", "FERRY_TEST_PASS", out}); err != nil {
 		t.Fatal(err)
 	}
 	if err := run(ctx, args); err == nil || !strings.Contains(err.Error(), "exists") {

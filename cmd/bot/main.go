@@ -1,13 +1,18 @@
-// Command bot is Ferry's CLI: archive tools and, for now, a demo export.
+// Command bot is Ferry's CLI: export, import and migrate homeservers, the
+// archive tools, and the Matrix bot with its job service.
 package main
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
 )
 
 func main() {
@@ -26,75 +31,157 @@ func main() {
 	}
 }
 
-const usage = `usage:
-  bot demo [--dendrite-dir D] [--keep] a real Dendrite, the bot, an admin typing !export full, download and verify (make demo)
-  bot demo --sample [--out DIR]        offline: export the embedded sample server into an encrypted archive, verify and inspect it
-  bot export --source synapse --db URL --signing-key F --to OUT [filters] (--recipient R | --passphrase-env V | --plaintext)
-  bot export --source dendrite --config dendrite.yaml --to OUT [filters] (key delivery as above)
-                                       export a homeserver (bot export -h for all options)
-  bot import --target dendrite --config dendrite.yaml [key options] [--dry-run] [--migration] ARCHIVE
-                                       import into a stopped, empty Dendrite (bot import -h)
-  bot migrate --db URL --signing-key F [--media-store D] [--synapse-config Y] --config dendrite.yaml [--migration]
-                                       Synapse -> Dendrite in one step: export, validate, import, report (bot migrate -h)
-  bot run -c config.yaml               the Matrix bot (appservice) with everything serve runs
-  bot serve -c config.yaml             job workers, schedules, the HTTP API (/api/v1/exports), /metrics, /download
-  bot generate-registration -c config.yaml [-o registration.yaml]   (or bot -g) the appservice registration for the homeserver
-  bot archive inspect [key options] ARCHIVE
-  bot archive verify  [key options] ARCHIVE   exit 0 only when every check passes
-  bot archive pack    ARCHIVE OUT.ferry        stored form (directory/prefix) -> single file
-  bot archive key     [key options] ARCHIVE    print this archive's key line (opens it only; for !import previews)
-  bot archive decrypt [key options] [--allow-secrets] ARCHIVE OUT   plaintext copy (OUT: directory, bucket URL or FILE.ferry)
-  bot archive extract [key options] [--jsonl] ARCHIVE DIR          every file into a new directory
-  bot archive diff    [key options] [--key-file-b F] A B           compare record by record; exit 1 when they differ
-(inspect, verify and diff take --json)
-
-ARCHIVE is a directory, a packed file, or a bucket URL (s3://bucket/path?endpoint=...).
-key options: --key-file FILE (key.age or plain key line), --identity FILE (age or SSH identity),
-             --passphrase-env VAR (age passphrase from an environment variable)`
-
+// run runs one command line (without the program's name), printing on
+// the process's stdout and stderr.
 func run(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return fmt.Errorf("no command given\n%s", usage)
+	return execute(ctx, args, os.Stdout, os.Stderr)
+}
+
+// execute runs one command line with the given outputs.
+func execute(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	root := newRootCmd()
+	if len(args) > 0 && args[0] == "-g" { // the mautrix bridges' short form, kept
+		args = append([]string{"generate-registration"}, args[1:]...)
 	}
-	switch args[0] {
-	case "demo":
-		return runDemo(ctx, args[1:])
-	case "export":
-		return runExport(ctx, args[1:])
-	case "serve":
-		return runServe(ctx, args[1:])
-	case "run":
-		return runBot(ctx, args[1:])
-	case "import":
-		return runImport(ctx, args[1:])
-	case "migrate":
-		return runMigrate(ctx, args[1:])
-	case "generate-registration", "-g":
-		return runGenerateRegistration(ctx, args[1:])
-	case "archive":
-		if len(args) < 2 {
-			return fmt.Errorf("archive needs a subcommand\n%s", usage)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	return root.ExecuteContext(ctx)
+}
+
+// newRootCmd is the command tree: every command, registered here once.
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "bot",
+		Short: "Ferry: a Matrix homeserver's data out, safely, and back in, anywhere",
+		Long: `Ferry exports a Matrix homeserver (Synapse or Dendrite) into a versioned, streaming, encrypted
+archive, verifies and inspects archives, imports them into a stopped Dendrite, migrates Synapse to
+Dendrite in one step, and runs the export, import and verify jobs with an HTTP API and a Matrix bot.
+
+ARCHIVE, wherever a command takes one, is a directory (the stored form: part-00000000, ...,
+key.age), a packed single file (FILE.ferry, its key file FILE.ferry.key.age beside it), or a
+bucket URL (s3://bucket/prefix?endpoint=...&use_path_style=true&region=..., file:///path).`,
+		Example: `  bot export --source synapse --db postgres://ferry_reader@db/synapse --signing-key /etc/synapse/example.org.signing.key \
+    --recipient age1... --to backup.ferry
+  bot archive verify --identity id.txt backup.ferry
+  bot completion bash > /etc/bash_completion.d/bot`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args:          cobra.ArbitraryArgs, // groupRunE explains an unknown command
+		RunE:          groupRunE,
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetHelpCommand(newHelpCmd())
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return fmt.Errorf("%w (%s --help shows the options)", err, cmd.CommandPath())
+	})
+	root.AddCommand(newDemoCmd(), newExportCmd(), newImportCmd(), newMigrateCmd(), newRunCmd(), newServeCmd(),
+		newGenerateRegistrationCmd(), newArchiveCmd(), newCompletionCmd())
+	return root
+}
+
+// commandList names the subcommands of cmd, for a message that says what
+// to type instead.
+func commandList(cmd *cobra.Command) string {
+	var names []string
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() && c.Name() != "help" {
+			names = append(names, c.Name())
 		}
-		switch args[1] {
-		case "inspect":
-			return runInspect(ctx, args[2:])
-		case "verify":
-			return runVerify(ctx, args[2:])
-		case "pack":
-			return runPack(ctx, args[2:])
-		case "decrypt":
-			return runDecrypt(ctx, args[2:])
-		case "extract":
-			return runExtract(ctx, args[2:])
-		case "diff":
-			return runDiff(ctx, args[2:])
-		case "key":
-			return runKey(ctx, args[2:])
+	}
+	return fmt.Sprintf("%s takes one of the commands %s (%s --help describes them)", cmd.CommandPath(), strings.Join(names, ", "), cmd.CommandPath())
+}
+
+// groupRunE is the RunE of a command that only groups others: it names
+// them, and refuses an unknown one.
+func groupRunE(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		cmd.SuggestionsMinimumDistance = 2
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			return fmt.Errorf("unknown command %q (did you mean %s?): %s", args[0], strings.Join(s, " or "), commandList(cmd))
 		}
-		return fmt.Errorf("unknown archive subcommand %q\n%s", args[1], usage)
-	case "help", "-h", "--help":
-		fmt.Println(usage)
+		return fmt.Errorf("unknown command %q: %s", args[0], commandList(cmd))
+	}
+	return fmt.Errorf("no command given: %s", commandList(cmd))
+}
+
+// takes checks a command's positional arguments: n of them, named in
+// names for the message.
+func takes(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return fmt.Errorf("%s takes %s, and was given %d arguments (%s --help shows the usage)", cmd.CommandPath(), names, len(args), cmd.CommandPath())
+		}
 		return nil
 	}
-	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+}
+
+// newHelpCmd is cobra's help command with an example.
+func newHelpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "help [command]",
+		Short:   "Help about any command",
+		Long:    "Help prints the description, flags and examples of any command (as COMMAND --help does).",
+		Example: "  bot help archive verify",
+		Args:    cobra.ArbitraryArgs,
+		ValidArgsFunction: func(c *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+			cmd, _, err := c.Root().Find(args)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var names []string
+			for _, sub := range cmd.Commands() {
+				if sub.IsAvailableCommand() && strings.HasPrefix(sub.Name(), toComplete) {
+					names = append(names, sub.Name()+"\t"+sub.Short)
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil || len(rest) > 0 {
+				return fmt.Errorf("no help for %q: %s", strings.Join(args, " "), commandList(c.Root()))
+			}
+			cmd.InitDefaultHelpFlag()
+			return cmd.Help()
+		},
+	}
+}
+
+// newCompletionCmd prints the shell completion scripts.
+func newCompletionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "completion bash|zsh|fish",
+		Short: "Print the shell completion script for bash, zsh or fish",
+		Long: `Completion prints a script that completes bot's commands, flags and their values (--source,
+--media, --target) in bash, zsh or fish. Load it in the current shell, or install it once.`,
+		Example: `  source <(bot completion bash)                       # this bash session
+  bot completion bash > /etc/bash_completion.d/bot     # every bash session (bash-completion)
+  bot completion zsh > "${fpath[1]}/_bot"              # zsh (compinit)
+  bot completion fish > ~/.config/fish/completions/bot.fish`,
+		ValidArgs: []string{"bash", "zsh", "fish"},
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 || (args[0] != "bash" && args[0] != "zsh" && args[0] != "fish") {
+				return fmt.Errorf("%s takes one shell: bash, zsh or fish", cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			root, out := cmd.Root(), cmd.OutOrStdout()
+			switch args[0] {
+			case "bash":
+				return root.GenBashCompletionV2(out, true)
+			case "zsh":
+				return root.GenZshCompletion(out)
+			}
+			return root.GenFishCompletion(out, true)
+		},
+	}
+}
+
+// noFiles completes a flag's value from a fixed list.
+func noFiles(values ...string) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return values, cobra.ShellCompDirectiveNoFileComp
+	}
 }

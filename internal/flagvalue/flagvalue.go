@@ -1,4 +1,4 @@
-// Package flagvalue holds flag.Value types shared by the CLI and the
+// Package flagvalue holds flag.Value (and pflag.Value) types shared by the CLI and the
 // bot's chat commands, so both accept the same spellings.
 package flagvalue
 
@@ -13,6 +13,9 @@ import (
 type List []string
 
 func (l *List) String() string { return strings.Join(*l, ",") }
+
+// Type names the value in command-line help (pflag.Value).
+func (l *List) Type() string { return "list" }
 
 // Set adds the comma-separated values of v.
 func (l *List) Set(v string) error {
@@ -34,6 +37,9 @@ func (f *Time) String() string {
 	}
 	return f.T.Format(time.RFC3339)
 }
+
+// Type names the value in command-line help (pflag.Value).
+func (f *Time) Type() string { return "time" }
 
 // Set parses v.
 func (f *Time) Set(v string) error {
