@@ -12,6 +12,7 @@ package fidelity
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -168,7 +169,13 @@ func (r *Report) String() string {
 	b.WriteString("Fidelity report:\n")
 	for _, c := range codes {
 		info, _ := Lookup(c)
-		fmt.Fprintf(&b, "  %-26s %-8s %6d  %s\n", c, info.Outcome, totals[c], info.Meaning)
+		meaning := info.Meaning
+		if c == ExcludedByDefault {
+			// The general meaning names every such option; a migration's
+			// report left out none but, say, one-time keys.
+			meaning = "left out unless an export option asks for it: " + strings.Join(r.items(c), ", ")
+		}
+		fmt.Fprintf(&b, "  %-26s %-8s %6d  %s\n", c, info.Outcome, totals[c], meaning)
 	}
 	b.WriteString("Details:\n")
 	for _, e := range r.Entries {
@@ -185,6 +192,17 @@ func (r *Report) String() string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// items lists the distinct items of a code's entries, in order.
+func (r *Report) items(c Code) []string {
+	var out []string
+	for _, e := range r.Entries {
+		if e.Code == c && !slices.Contains(out, e.Item) {
+			out = append(out, e.Item)
+		}
+	}
+	return out
 }
 
 func order(c Code) int {

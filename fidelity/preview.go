@@ -33,6 +33,29 @@ type Target struct {
 	// Itemized are vendor namespaces the importer reports item by item
 	// itself (Preview then leaves out its one entry for the namespace).
 	Itemized []string
+	// Notes say, per section, how the target comes by what it does not
+	// import as is, and so why its count may differ from the archive's
+	// ("clients register their pushers again", "one snapshot per distinct
+	// state"): the preview's detail and an import's section table show it.
+	Notes map[string]string
+}
+
+// CountNote says why the target's count of a section's records may differ
+// from the archive's ("" when it should not).
+func (t *Target) CountNote(section string) string {
+	if t == nil {
+		return ""
+	}
+	if n := t.Notes[section]; n != "" {
+		return n
+	}
+	switch t.handling(section) {
+	case Rebuilds:
+		return "derived by the target"
+	case NoPlace:
+		return "no place in the target"
+	}
+	return ""
 }
 
 func (t *Target) handling(section string) Handling {
@@ -114,7 +137,11 @@ func Preview(r *archive.Reader, v *archive.ValidationReport, t *Target) *Report 
 		case NoPlace:
 			rep.AddN(TargetNoPlace, s, "", fmt.Sprintf("%s has no place for these records", targetName(t)), sections[s])
 		case Rebuilds:
-			rep.AddN(TargetRebuilds, s, "", fmt.Sprintf("%s derives these itself", targetName(t)), sections[s])
+			detail := fmt.Sprintf("%s derives these itself", targetName(t))
+			if n := t.Notes[s]; n != "" {
+				detail = fmt.Sprintf("%s: %s", targetName(t), n)
+			}
+			rep.AddN(TargetRebuilds, s, "", detail, sections[s])
 		}
 	}
 	return rep

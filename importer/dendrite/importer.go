@@ -88,6 +88,11 @@ func (t *Target) Capabilities() *fidelity.Target {
 			archive.SectionMemberships: fidelity.Rebuilds, // derived from room state
 			archive.SectionRedactions:  fidelity.Rebuilds, // derived from the redaction events
 		},
+		Notes: map[string]string{
+			archive.SectionPushers:        "none kept: clients register their pushers again when they next start",
+			archive.SectionFilters:        "none kept: clients upload their filters again",
+			archive.SectionStateSnapshots: "Dendrite keeps each distinct room state once (Synapse's state groups repeat some)",
+		},
 	}
 }
 
