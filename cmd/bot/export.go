@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -41,10 +40,6 @@ func (k *keyChoice) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&k.passphraseEnv, "passphrase-env", "", "name of the environment variable (`VAR`) holding a passphrase that opens the archive (12 characters at least)")
 	fs.BoolVar(&k.plaintext, "plaintext", false, "write an unencrypted archive (no secrets in it); for tests and pipelines")
 }
-
-// register adds the key delivery options to a Go flag set (bot migrate's,
-// until it moves to cobra).
-func (k *keyChoice) register(fs *flag.FlagSet) { goFlags(fs, k.addFlags) }
 
 // resolve returns the archive key and the function that wraps it, or a
 // zero key for --plaintext.
@@ -123,12 +118,6 @@ func (e *exportFlags) addFlags(fs *pflag.FlagSet, dendriteSource bool) {
 	fs.BoolVar(&e.o.RedactedOriginals, "redacted-originals", false, "include the original content of redacted events (admin only; encrypted archives only)")
 	fs.BoolVar(&e.o.PrivateServerKey, "private-server-key", false, "include the server's private signing key (encrypted archives only)")
 	fs.BoolVar(&e.quiet, "quiet", false, "no progress output")
-}
-
-// register adds the export options to a Go flag set (bot migrate's, until
-// it moves to cobra).
-func (e *exportFlags) register(fs *flag.FlagSet, dendriteSource bool) {
-	goFlags(fs, func(p *pflag.FlagSet) { e.addFlags(p, dendriteSource) })
 }
 
 // completions completes the values of the export options that have a

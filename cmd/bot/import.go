@@ -2,61 +2,68 @@ package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/fidelity"
 	"github.com/ferry-matrix/ferry/importer"
 	idendrite "github.com/ferry-matrix/ferry/importer/dendrite"
 	"github.com/ferry-matrix/ferry/internal/flagvalue"
 )
 
-const importUsage = `usage: bot import --target dendrite --config dendrite.yaml [key options] [--dry-run] [--rooms !a:x,...]
-         [--migration] [--force-non-empty] [--helper PATH] [--json] ARCHIVE
-Imports ARCHIVE into a stopped Dendrite v0.15.2 whose databases Dendrite has initialised (start it
-once, then stop it) and that has no users or rooms. Everything is checked before the first write;
-an interrupted import run again continues where it stopped. --dry-run checks and reports only.
---migration (encrypted migration exports only) keeps devices and access tokens: clients stay logged in.
-key options: --key-file FILE, --identity FILE, --passphrase-env VAR (as for bot archive).`
-
-func runImport(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("import", flag.ContinueOnError)
-	kind := fs.String("target", "dendrite", "homeserver implementation to import into: dendrite")
+func newImportCmd() *cobra.Command {
+	var kind string
 	var where targetFlags
-	fs.StringVar(&where.config, "config", "", "the target's dendrite.yaml")
-	fs.StringVar(&where.helper, "helper", "", "the ferry-dendrite-import helper binary (default: beside bot, $FERRY_DENDRITE_IMPORT, or $PATH)")
 	var opts importer.Options
+	var rooms flagvalue.List
+	var keys keyFlags
+	var asJSON, quiet bool
+	cmd := &cobra.Command{
+		Use:   "import --target dendrite --config dendrite.yaml ARCHIVE",
+		Short: "Import an archive into a stopped, empty Dendrite",
+		Long: `Import writes ARCHIVE into a stopped Dendrite v0.15.2 whose databases Dendrite has initialised (start
+it once, then stop it) and that has no users or rooms. Everything is checked before the first write:
+the archive is validated, the target checked, and what the target cannot hold is previewed. An
+interrupted import run again continues where it stopped; --dry-run checks and reports only.
+--migration (encrypted migration exports only) keeps devices and access tokens: clients stay logged
+in. The key options are those of bot archive.`,
+		Example: `  bot import --target dendrite --config /etc/dendrite/dendrite.yaml --identity id.txt --dry-run move.ferry
+  bot import --target dendrite --config /etc/dendrite/dendrite.yaml --identity id.txt --migration move.ferry`,
+		Args: takes(1, "ARCHIVE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Rooms = rooms
+			return runImport(cmd.Context(), cmd.OutOrStdout(), kind, where, opts, &keys, asJSON, quiet, args[0])
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&kind, "target", "dendrite", "homeserver implementation to import into: dendrite")
+	where.addFlags(fs)
 	fs.BoolVar(&opts.DryRun, "dry-run", false, "validate the archive, check the target and report what would be imported; write nothing")
 	fs.BoolVar(&opts.Migration, "migration", false, "keep devices and access tokens (encrypted archives exported with access tokens)")
 	fs.BoolVar(&opts.AllowNonEmpty, "force-non-empty", false, "import into a target that already has users or rooms")
-	var rooms flagvalue.List
-	fs.Var(&rooms, "rooms", "import only these rooms (users, account data and media are still imported)")
-	var keys keyFlags
-	keys.register(fs)
-	asJSON := fs.Bool("json", false, "print the result as JSON")
-	quiet := fs.Bool("quiet", false, "no progress lines")
-	fs.Usage = func() { fmt.Fprintln(os.Stderr, importUsage) }
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return fmt.Errorf("import takes one ARCHIVE\n%s", importUsage)
-	}
-	opts.Rooms = rooms
-	progress := newImportProgress(os.Stderr, *quiet)
-	target, err := newImportTarget(*kind, where, progress.logf)
+	fs.Var(&rooms, "rooms", "import only these rooms (comma-separated room `IDs`; users, account data and media are still imported)")
+	keys.addFlags(fs)
+	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	fs.BoolVar(&quiet, "quiet", false, "no progress lines")
+	cmd.RegisterFlagCompletionFunc("target", noFiles("dendrite"))
+	return cmd
+}
+
+func runImport(ctx context.Context, out io.Writer, kind string, where targetFlags, opts importer.Options, keys *keyFlags, asJSON, quiet bool, loc string) error {
+	progress := newImportProgress(os.Stderr, quiet)
+	target, err := newImportTarget(kind, where, progress.logf)
 	if err != nil {
 		return err
 	}
-	oo, err := keys.options()
-	if err != nil {
-		return err
-	}
-	r, err := archive.OpenLocation(ctx, fs.Arg(0), oo)
+	r, err := keys.open(ctx, loc)
 	if err != nil {
 		return fmt.Errorf("import refused before any write: %w", err)
 	}
@@ -64,12 +71,12 @@ func runImport(ctx context.Context, args []string) error {
 	res, err := importer.Run(ctx, target, r, opts, progress)
 	progress.end()
 	if res != nil && (err == nil || res.Validation != nil && !res.Validation.OK()) {
-		if *asJSON {
-			if perr := printJSON(res); perr != nil && err == nil {
+		if asJSON {
+			if perr := writeJSON(out, res); perr != nil && err == nil {
 				err = perr
 			}
 		} else {
-			printImport(os.Stdout, r.Manifest(), res, opts.DryRun)
+			printImport(out, r.Manifest(), res, target.Capabilities(), opts.DryRun)
 		}
 	}
 	return err
@@ -82,6 +89,11 @@ type targetFlags struct {
 	helper string // Dendrite: the ferry-dendrite-import binary
 }
 
+func (t *targetFlags) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&t.config, "config", "", "the target's `dendrite.yaml`")
+	fs.StringVar(&t.helper, "helper", "", "the ferry-dendrite-import helper binary (`PATH`; default: beside bot, $FERRY_DENDRITE_IMPORT, or $PATH)")
+}
+
 // newImportTarget makes the import target of implementation kind: the one
 // place that names the implementations (a new one is a new case). log
 // receives the target's own lines (its helper's, for Dendrite).
@@ -89,14 +101,17 @@ func newImportTarget(kind string, where targetFlags, log func(string, ...any)) (
 	switch kind {
 	case "dendrite":
 		if where.config == "" {
-			return nil, fmt.Errorf("--config (the target's dendrite.yaml) is required\n%s", importUsage)
+			return nil, errors.New("--config (the target's dendrite.yaml) is required")
 		}
 		return idendrite.NewTarget(idendrite.Config{ConfigPath: where.config, Helper: where.helper, Log: log}), nil
 	}
 	return nil, fmt.Errorf("--target %q: only dendrite is supported", kind)
 }
 
-func printImport(w io.Writer, m *archive.Manifest, res *importer.Result, dry bool) {
+// printImport prints an import's result: the section table (with a note
+// where the target's count differs from the archive's), the fidelity
+// report, the files written, advice and notes.
+func printImport(w io.Writer, m *archive.Manifest, res *importer.Result, caps *fidelity.Target, dry bool) {
 	if res.Validation != nil && !res.Validation.OK() {
 		printValidation(w, m, res.Validation)
 	}
@@ -114,11 +129,18 @@ func printImport(w io.Writer, m *archive.Manifest, res *importer.Result, dry boo
 	}
 	fmt.Fprintf(w, "%-32s %12s %12s\n", "section", "in archive", map[bool]string{true: "", false: "in target"}[dry])
 	for _, s := range sortedSections(res.InArchive) {
-		target := ""
+		target, note := "", ""
 		if res.InTarget != nil {
 			target = fmt.Sprint(res.InTarget[s])
+			if res.InTarget[s] != res.InArchive[s] {
+				note = caps.CountNote(s)
+			}
 		}
-		fmt.Fprintf(w, "%-32s %12d %12s\n", s, res.InArchive[s], target)
+		line := fmt.Sprintf("%-32s %12d %12s", s, res.InArchive[s], target)
+		if note != "" {
+			line += "  " + note
+		}
+		fmt.Fprintln(w, line)
 	}
 	if res.Skipped > 0 {
 		fmt.Fprintf(w, "%d items were already in the target (a rerun) and were skipped\n", res.Skipped)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -25,17 +24,6 @@ func (k *keyFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&k.keyFile, "key-file", "", "`FILE` holding the archive's wrapped key (key.age; FILE.ferry.key.age beside a packed FILE.ferry is found without it) or a key line from bot archive key")
 	fs.StringVar(&k.identity, "identity", "", "age identity `FILE` (AGE-SECRET-KEY-1...) or SSH private key that opens the wrapped key")
 	fs.StringVar(&k.passphraseEnv, "passphrase-env", "", "name of the environment variable (`VAR`) holding the passphrase that opens the wrapped key")
-}
-
-// register adds the key options to a Go flag set (bot import's, until it
-// moves to cobra).
-func (k *keyFlags) register(fs *flag.FlagSet) { goFlags(fs, k.addFlags) }
-
-// goFlags registers flags defined for cobra on a Go flag set.
-func goFlags(fs *flag.FlagSet, add func(*pflag.FlagSet)) {
-	p := pflag.NewFlagSet(fs.Name(), pflag.ContinueOnError)
-	add(p)
-	p.VisitAll(func(f *pflag.Flag) { fs.Var(f.Value, f.Name, f.Usage) })
 }
 
 func (k *keyFlags) options() (archive.OpenOptions, error) {

@@ -9,9 +9,12 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/archivetest"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/exporter"
+	"github.com/ferry-matrix/ferry/importer"
+	idendrite "github.com/ferry-matrix/ferry/importer/dendrite"
 )
 
 // packedSample writes the sample server as a packed archive dir/name and
@@ -170,4 +173,38 @@ func TestSampleDemoLeavesNothing(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(tmp, "ferry-demo-*", "identity.txt")); len(left) != 1 {
 		t.Errorf("--keep kept %v", left)
 	}
+}
+
+// bot migrate's refusals say which side is at fault and point at no
+// archive that is gone.
+func TestMigrateRefusals(t *testing.T) {
+	invalid := &importer.Result{Validation: &archive.ValidationReport{Problems: []archive.Problem{
+		{Check: archive.CheckMissingAuthEvent, Severity: archive.SeverityError, Where: "$abc", Message: "auth event $def is not in the archive"}}}}
+	valid := &importer.Result{Validation: &archive.ValidationReport{}}
+	for _, tc := range []struct {
+		name string
+		keep string
+		res  *importer.Result
+		err  error
+	}{
+		{"migrate-source-invalid", "", invalid, importer.Refuse("the archive failed validation")},
+		{"migrate-source-invalid-kept", "move.ferry", invalid, importer.Refuse("the archive failed validation")},
+		{"migrate-target-refused", "", valid, importer.Refuse("the target Dendrite is not empty (1 users, 0 rooms)")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &migrateFlags{keep: tc.keep, where: targetFlags{config: "/etc/dendrite/dendrite.yaml"}}
+			golden(t, "messages/"+tc.name, errorText(m.refusal(tc.res, tc.err), "/nowhere"))
+		})
+	}
+}
+
+// The section table of an import says why a count in the target differs
+// from the archive's, so that it does not read as data loss.
+func TestImportSectionTable(t *testing.T) {
+	res := &importer.Result{Validation: &archive.ValidationReport{}, Target: &importer.State{Name: "Dendrite v0.15.2"},
+		InArchive: map[string]int64{archive.SectionStateSnapshots: 274, archive.SectionPushers: 1, archive.SectionFilters: 1, archive.SectionUsers: 12},
+		InTarget:  map[string]int64{archive.SectionStateSnapshots: 129, archive.SectionPushers: 0, archive.SectionFilters: 0, archive.SectionUsers: 12}}
+	var out strings.Builder
+	printImport(&out, &archive.Manifest{ArchiveID: "ARCHIVE-ID"}, res, idendrite.NewTarget(idendrite.Config{}).Capabilities(), false)
+	golden(t, "messages/import-section-table", out.String())
 }

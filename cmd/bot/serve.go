@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/spf13/cobra"
 
 	"github.com/ferry-matrix/ferry/api"
 	"github.com/ferry-matrix/ferry/archive"
@@ -30,20 +30,33 @@ import (
 	"github.com/ferry-matrix/ferry/store"
 )
 
+func newServeCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the job workers, schedules, the HTTP API, /metrics and /download",
+		Long: `Serve runs the export, import and verify jobs (durable: an interrupted export resumes), the
+configured schedules with their retention, and the HTTP API (/api/v1/exports, ...; docs/JOBS.md),
+/metrics and the signed /download links, on appservice.listen: what an admin's tooling talks to.
+bot run runs the same with the Matrix bot.`,
+		Example: `  bot serve -c config.yaml
+  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:29331/api/v1/exports`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runServe(cmd.Context(), path) },
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "config.yaml", "Ferry's configuration `FILE` (config.example.yaml is the commented example)")
+	return cmd
+}
+
 // runServe runs the job workers, schedules and the HTTP API (the Matrix
 // bot joins them in `bot run`): what an admin's tooling talks to.
-func runServe(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	path := fs.String("c", "config.yaml", "configuration file")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := config.Load(*path)
+func runServe(ctx context.Context, path string) error {
+	cfg, err := config.Load(path)
 	if err != nil {
 		return err
 	}
 	if err := cfg.ValidateService(); err != nil {
-		return fmt.Errorf("%s: config problems:\n%w", *path, err)
+		return fmt.Errorf("%s: config problems:\n%w", path, err)
 	}
 	srv, err := newService(ctx, cfg, nil)
 	if err != nil {
@@ -113,7 +126,7 @@ func importInto(targets []config.ImportTarget) jobs.Importer {
 		p.end()
 		var report strings.Builder
 		if res != nil {
-			printImport(&report, r.Manifest(), res, req.DryRun)
+			printImport(&report, r.Manifest(), res, target.Capabilities(), req.DryRun)
 		}
 		return report.String(), err
 	}
