@@ -163,7 +163,7 @@ func printImport(w io.Writer, m *archive.Manifest, res *importer.Result, caps *f
 	if !dry && res.InTarget != nil {
 		name := "the homeserver"
 		if res.Target != nil && res.Target.Name != "" {
-			name = res.Target.Name
+			name = strings.Fields(res.Target.Name)[0] // "Dendrite v0.15.2": Dendrite
 		}
 		fmt.Fprintf(w, "%s %s; start %s on it\n", verb, m.ArchiveID, name)
 	}
