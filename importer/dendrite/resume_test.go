@@ -18,7 +18,8 @@ import (
 // event that looked imported; the rerun skipped it, so the room's DAG and
 // timelines lacked it. When that event was a room's create event, the room
 // stayed a stub and Dendrite rejected every later event of it ("room does
-// not exist"): TestInterruptedImportCompletes/event_30 failed so, now and
+// not exist"): TestInterruptedImportCompletes/event_30 (now
+// TestTargetConformance/interrupted/importing_events_29) failed so, now and
 // then, under load.
 //
 // Here the kill is made exact: after a complete import, the last event of
