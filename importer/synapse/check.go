@@ -15,6 +15,8 @@ import (
 	"syscall"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/ferry-matrix/ferry/importer"
 	"gopkg.in/yaml.v3"
 )
 
@@ -23,7 +25,8 @@ import (
 const SupportedSchema = 94
 
 // ErrRefused marks a target that must not be written: nothing was written.
-var ErrRefused = errors.New("restore refused")
+// It is importer.ErrRefused, as every target's refusals are.
+var ErrRefused = importer.ErrRefused
 
 func refuse(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...))

@@ -67,13 +67,11 @@ func (t *RestoreTarget) Check(ctx context.Context, r *archive.Reader, opts impor
 	if p != nil {
 		state.Users, state.Rooms = p.NonEmpty["users"], p.NonEmpty["rooms"]
 	}
-	if err == nil {
-		return state, nil
+	if err != nil && (p == nil || !errors.Is(err, ErrRefused)) {
+		return nil, err // unreachable, running, another server or schema
 	}
-	if p == nil || !errors.Is(err, ErrRefused) {
-		return nil, err
-	}
-	// Not empty: a rerun of this archive's restore may continue.
+	// A restore started here (even one killed before it wrote a row)
+	// recorded its archive in ferry_restore.
 	resuming, other, rerr := t.restoreOf(ctx, r.Manifest().ArchiveID)
 	switch {
 	case rerr != nil:
@@ -83,10 +81,10 @@ func (t *RestoreTarget) Check(ctx context.Context, r *archive.Reader, opts impor
 		return state, nil
 	case other != "":
 		return nil, importer.Refuse("the target holds a restore of another archive (%s): restore into a fresh database", other)
-	case opts.AllowNonEmpty:
+	case err == nil, opts.AllowNonEmpty:
 		return state, nil
 	}
-	return nil, fmt.Errorf("%w: %w", importer.ErrRefused, err)
+	return nil, err
 }
 
 // restoreOf says whether the target's ferry_restore table names this
@@ -121,6 +119,8 @@ func (t *RestoreTarget) restoreOf(ctx context.Context, archiveID string) (bool, 
 type phase struct {
 	name string
 	run  func(ctx context.Context, tx pgx.Tx) error
+	// sections are what the phase writes: a rerun counts them as skipped.
+	sections []string
 }
 
 func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts importer.Options, p importer.Progress, res *importer.Result) error {
@@ -129,23 +129,17 @@ func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts impo
 		return err
 	}
 	defer conn.Close(ctx)
+	archiveID := r.Manifest().ArchiveID
 	if _, err := conn.Exec(ctx, progressTable); err != nil {
 		return fmt.Errorf("create the restore's progress table: %w", err)
 	}
-	archiveID := r.Manifest().ArchiveID
+	if _, err := conn.Exec(ctx, `INSERT INTO ferry_restore (archive_id, phase) VALUES ($1, 'started') ON CONFLICT DO NOTHING`, archiveID); err != nil {
+		return fmt.Errorf("record the restore: %w", err)
+	}
 	serverName := r.Core().ServerName
-	rooms, skipped, err := readRooms(ctx, r, opts.Rooms)
+	rooms, err := t.plan(ctx, r, opts, res)
 	if err != nil {
 		return err
-	}
-	for id, why := range skipped {
-		res.Report.Add(fidelity.RoomVersionUnsupported, archive.SectionRooms, id, why)
-	}
-	res.InArchive = map[string]int64{archive.SectionRooms: int64(len(rooms))}
-	for _, s := range []string{archive.SectionUsers, archive.SectionDevices, archive.SectionAccountData, archive.SectionE2EEKeys,
-		archive.SectionBackupVersions, archive.SectionBackupSessions, archive.SectionMedia, archive.SectionPushers, archive.SectionFilters,
-		archive.SectionEvents, archive.SectionReceipts, archive.SectionStateSnapshots} {
-		res.InArchive[s] = r.Manifest().Records(s)
 	}
 	steps := func(fns ...func(context.Context, pgx.Tx, *archive.Reader) (int64, error)) func(context.Context, pgx.Tx) error {
 		return func(ctx context.Context, tx pgx.Tx) error {
@@ -160,17 +154,16 @@ func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts impo
 	accounts := []func(context.Context, pgx.Tx, *archive.Reader) (int64, error){restoreUsers, restoreAccountData, restoreFilters, restoreKeyBackups}
 	if opts.Migration {
 		accounts = append(accounts, restoreDevices, restoreE2EEKeys)
-	} else if n := r.Manifest().Records(archive.SectionDevices); n > 0 {
-		res.Report.AddN(fidelity.TargetRebuilds, archive.SectionDevices, "",
-			"devices and their keys are created again when users log in; restore a migration export with --migration to keep them", n)
 	}
 	phases := []phase{
-		{"accounts", steps(accounts...)},
-		{"rooms", func(ctx context.Context, tx pgx.Tx) error { return restoreRoomData(ctx, tx, r, rooms, serverName, p) }},
+		{"accounts", steps(accounts...), []string{archive.SectionUsers, archive.SectionAccountData, archive.SectionFilters,
+			archive.SectionBackupVersions, archive.SectionBackupSessions, archive.SectionDevices, archive.SectionE2EEKeys}},
+		{"rooms", func(ctx context.Context, tx pgx.Tx) error { return restoreRoomData(ctx, tx, r, rooms, serverName, p) },
+			[]string{archive.SectionRooms, archive.SectionEvents, archive.SectionReceipts, archive.SectionPushers}},
 		{"media", func(ctx context.Context, tx pgx.Tx) error {
 			_, err := restoreMedia(ctx, tx, r, t.cfg.MediaStore)
 			return err
-		}},
+		}, []string{archive.SectionMedia}},
 	}
 	for _, ph := range phases {
 		done, err := phaseDone(ctx, conn, archiveID, ph.name)
@@ -179,6 +172,9 @@ func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts impo
 		}
 		if done {
 			p.Phase(ph.name+" (done by an earlier run)", 0)
+			for _, section := range ph.sections {
+				res.Skipped += res.InArchive[section]
+			}
 			continue
 		}
 		p.Phase(ph.name, 0)
@@ -189,8 +185,6 @@ func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts impo
 	if err := t.installSigningKey(ctx, r, res); err != nil {
 		return err
 	}
-	res.Report.Add(fidelity.TargetRebuilds, archive.SectionEvents+"#notifications", "",
-		"Synapse counts unread notifications from events it receives after the restore; restored history counts as read")
 	res.Notes = append(res.Notes,
 		"Stream positions are the source's: clients that synced after the archive was made must clear their cache (log out and in, or Element's \"Clear cache and reload\").",
 		"With workers: flush Redis before starting them (its caches are keyed by state group IDs).")
@@ -205,6 +199,38 @@ func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts impo
 		res.Notes = append(res.Notes, "Synapse rebuilds the search index, auth chains, user directory and room stats in the background when it starts; rooms of version 12 accept new events only once the auth chains are done.")
 	}
 	return nil
+}
+
+// Plan says what a restore would write (a dry run), writing nothing.
+func (t *RestoreTarget) Plan(ctx context.Context, r *archive.Reader, opts importer.Options, res *importer.Result) error {
+	_, err := t.plan(ctx, r, opts, res)
+	return err
+}
+
+// plan reads the rooms to restore, counts what the archive holds, and
+// reports what the restore will not carry over as it is.
+func (t *RestoreTarget) plan(ctx context.Context, r *archive.Reader, opts importer.Options, res *importer.Result) (map[string]*roomPlan, error) {
+	// Rooms of versions Synapse does not store are skipped; the preview
+	// reports them (capabilities.RoomVersions).
+	rooms, _, err := readRooms(ctx, r, opts.Rooms)
+	if err != nil {
+		return nil, err
+	}
+	res.InArchive = map[string]int64{archive.SectionRooms: int64(len(rooms))}
+	for _, s := range []string{archive.SectionUsers, archive.SectionDevices, archive.SectionAccountData, archive.SectionE2EEKeys,
+		archive.SectionBackupVersions, archive.SectionBackupSessions, archive.SectionMedia, archive.SectionPushers, archive.SectionFilters,
+		archive.SectionEvents, archive.SectionReceipts, archive.SectionStateSnapshots} {
+		res.InArchive[s] = r.Manifest().Records(s)
+	}
+	if n := r.Manifest().Records(archive.SectionDevices); n > 0 && !opts.Migration {
+		res.Report.AddN(fidelity.TargetRebuilds, archive.SectionDevices, "",
+			"devices and their keys are created again when users log in; restore a migration export with --migration to keep them", n)
+	}
+	if res.InArchive[archive.SectionEvents] > 0 {
+		res.Report.Add(fidelity.TargetRebuilds, archive.SectionEvents+"#notifications", "",
+			"Synapse counts unread notifications from events it receives after the restore; restored history counts as read")
+	}
+	return rooms, nil
 }
 
 // restoreRoomData is the rooms phase.

@@ -20,6 +20,14 @@ import (
 // exporter's final progress. The archive is closed when the test ends.
 func Export(t testing.TB, src source.Source, f source.Filter, o source.Options) (*archive.Reader, exporter.Progress) {
 	t.Helper()
+	dir, key, prog := ExportDir(t, src, f, o)
+	return Open(t, dir, key), prog
+}
+
+// ExportDir is Export without opening: it returns the archive's directory
+// and key, for tests that open the same archive many times (Open).
+func ExportDir(t testing.TB, src source.Source, f source.Filter, o source.Options) (string, keywrap.Key, exporter.Progress) {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	store, err := container.Create(ctx, dir)
@@ -48,10 +56,16 @@ func Export(t testing.TB, src source.Source, f source.Filter, o source.Options) 
 	if _, err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r, err := archive.OpenLocation(ctx, dir, archive.OpenOptions{Key: key})
+	return dir, key, prog
+}
+
+// Open opens the archive in dir with key; it is closed when the test ends.
+func Open(t testing.TB, dir string, key keywrap.Key) *archive.Reader {
+	t.Helper()
+	r, err := archive.OpenLocation(context.Background(), dir, archive.OpenOptions{Key: key})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	return r, prog
+	return r
 }
