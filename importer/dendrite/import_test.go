@@ -16,11 +16,11 @@ import (
 	"github.com/ferry-matrix/ferry/importer"
 	idendrite "github.com/ferry-matrix/ferry/importer/dendrite"
 	"github.com/ferry-matrix/ferry/internal/clientview"
+	"github.com/ferry-matrix/ferry/internal/fixturecheck"
 	"github.com/ferry-matrix/ferry/internal/seed"
 	"github.com/ferry-matrix/ferry/internal/testenv"
 	"github.com/ferry-matrix/ferry/source"
 	sdendrite "github.com/ferry-matrix/ferry/source/dendrite"
-	"github.com/ferry-matrix/ferry/source/sourcetest"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -114,30 +114,6 @@ func openArchive(t *testing.T, dir string, key keywrap.Key) *archive.Reader {
 	return r
 }
 
-// logins are the seeded users with their passwords and account data types.
-func logins(truth *sourcetest.GroundTruth) []clientview.Login {
-	var out []clientview.Login
-	for _, u := range truth.Users {
-		local := strings.TrimPrefix(strings.SplitN(u.UserID, ":", 2)[0], "@")
-		l := clientview.Login{Localpart: local, Password: seed.Password(local)}
-		for _, a := range truth.AccountData {
-			if a.UserID == u.UserID {
-				l.AccountDataTypes = append(l.AccountDataTypes, a.Type)
-			}
-		}
-		out = append(out, l)
-	}
-	return out
-}
-
-func mediaURIs(truth *sourcetest.GroundTruth) []string {
-	var out []string
-	for _, m := range truth.Media {
-		out = append(out, "mxc://"+truth.ServerName+"/"+m.MediaID)
-	}
-	return out
-}
-
 // The acceptance check of the Dendrite importer: a live Dendrite seeded
 // through the client-server API is exported, imported into a fresh Dendrite
 // of the same name, and started; through the client-server API only, every
@@ -171,7 +147,7 @@ func roundTrip(t *testing.T, backend string) {
 		t.Fatal(err)
 	}
 	before := &clientview.Client{URL: from.URL, ServerName: name}
-	want, err := before.Capture(ctx, logins(truth), mediaURIs(truth))
+	want, err := before.Capture(ctx, fixturecheck.Logins(truth), fixturecheck.MediaURIs(truth))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +185,7 @@ func roundTrip(t *testing.T, backend string) {
 
 	to.Start(t)
 	after := &clientview.Client{URL: to.URL, ServerName: name}
-	got, err := after.Capture(ctx, logins(truth), mediaURIs(truth))
+	got, err := after.Capture(ctx, fixturecheck.Logins(truth), fixturecheck.MediaURIs(truth))
 	if err != nil {
 		t.Fatal(err)
 	}

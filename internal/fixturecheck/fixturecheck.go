@@ -18,6 +18,7 @@ import (
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/internal/clientview"
+	"github.com/ferry-matrix/ferry/internal/seed"
 	"github.com/ferry-matrix/ferry/source/sourcetest"
 )
 
@@ -40,6 +41,32 @@ func Login(t *testing.T, c *clientview.Client, truth *sourcetest.GroundTruth) ma
 		tokens[u.UserID] = tok
 	}
 	return tokens
+}
+
+// Logins are the ground truth's users with the seed's passwords and their
+// account data types: what clientview.Capture looks through.
+func Logins(truth *sourcetest.GroundTruth) []clientview.Login {
+	var out []clientview.Login
+	for _, u := range truth.Users {
+		local := strings.TrimPrefix(strings.SplitN(u.UserID, ":", 2)[0], "@")
+		l := clientview.Login{Localpart: local, Password: seed.Password(local)}
+		for _, a := range truth.AccountData {
+			if a.UserID == u.UserID {
+				l.AccountDataTypes = append(l.AccountDataTypes, a.Type)
+			}
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// MediaURIs are the ground truth's media as mxc:// URIs.
+func MediaURIs(truth *sourcetest.GroundTruth) []string {
+	var out []string
+	for _, m := range truth.Media {
+		out = append(out, "mxc://"+truth.ServerName+"/"+m.MediaID)
+	}
+	return out
 }
 
 // ArchiveEvents reads the timeline events of each room from the archive,
