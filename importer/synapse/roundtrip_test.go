@@ -2,7 +2,11 @@ package synapse
 
 import (
 	"context"
+	"encoding/json"
+	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferry-matrix/ferry/importer"
 	"github.com/ferry-matrix/ferry/internal/clientview"
@@ -32,6 +36,7 @@ func TestLiveSynapseRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := capture(t, from.URL, truth)
+	keysBefore, dirBefore := keysAndDirectories(t, from.URL, truth, before)
 	from.Stop()
 
 	src, err := ssource.Open(ctx, ssource.Config{Database: from.DB, MediaStore: from.MediaStore, SigningKey: from.SigningKey, HomeserverConfig: from.Config})
@@ -52,10 +57,52 @@ func TestLiveSynapseRoundTrip(t *testing.T) {
 	for _, d := range clientview.Diff(before, after) {
 		t.Errorf("after the restore: %s", d)
 	}
+	keysAfter, dirAfter := keysAndDirectories(t, to.URL, truth, after)
+	if string(keysAfter) != string(keysBefore) {
+		t.Errorf("/keys/query after the restore:\n%s\nbefore:\n%s", keysAfter, keysBefore)
+	}
+	if !reflect.DeepEqual(dirAfter, dirBefore) || len(dirBefore.PublicRooms) == 0 || len(dirBefore.Users["alice"]) == 0 {
+		t.Errorf("directories after the restore: %+v, before: %+v", dirAfter, dirBefore)
+	}
 	c := &clientview.Client{URL: to.URL, ServerName: name}
 	tokens := fixturecheck.Login(t, c, truth)
 	fixturecheck.Rooms(t, c, truth, tokens, fixturecheck.ArchiveEvents(t, exporttest.Open(t, dir, key)))
 	fixturecheck.Users(t, c, truth, tokens)
+}
+
+// keysAndDirectories reads, as the first seeded user, /keys/query for
+// every user, the public room directory and a user directory search for
+// each user's localpart.
+func keysAndDirectories(t *testing.T, url string, truth *sourcetest.GroundTruth, v *clientview.View) (json.RawMessage, *clientview.Directory) {
+	t.Helper()
+	ctx := context.Background()
+	c := &clientview.Client{URL: url, ServerName: truth.ServerName}
+	var users, terms []string
+	for _, u := range truth.Users {
+		users = append(users, u.UserID)
+		terms = append(terms, strings.TrimPrefix(strings.SplitN(u.UserID, ":", 2)[0], "@"))
+	}
+	tok := v.Users[truth.Users[0].UserID].Token
+	keys, err := c.KeysQuery(ctx, tok, users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := 0
+	for _, r := range truth.Rooms {
+		if r.InDirectory {
+			listed++
+		}
+	}
+	// Synapse fills the room directory from its room stats, which a live
+	// server updates a moment after the room's events.
+	var dir *clientview.Directory
+	for try := 0; try < 40 && (dir == nil || len(dir.PublicRooms) != listed); try++ {
+		if dir, err = c.Directories(ctx, tok, terms...); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return keys, dir
 }
 
 // capture records what the seeded users see.

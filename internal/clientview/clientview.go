@@ -458,3 +458,52 @@ func (c *Client) StateContent(ctx context.Context, tok, room, typ, key string) (
 func (c *Client) Get(ctx context.Context, tok, path string, out any) error {
 	return c.do(ctx, "GET", path, tok, nil, out)
 }
+
+// Post sends body as JSON to a client-server API path and decodes the
+// answer into out.
+func (c *Client) Post(ctx context.Context, tok, path string, body, out any) error {
+	return c.do(ctx, "POST", path, tok, body, out)
+}
+
+// Directory is what a user finds in the server's directories: the public
+// room directory's room IDs and, per search term, the user directory's
+// user IDs, each sorted.
+type Directory struct {
+	PublicRooms []string
+	Users       map[string][]string
+}
+
+// Directories reads the room directory and searches the user directory for
+// each term.
+func (c *Client) Directories(ctx context.Context, tok string, terms ...string) (*Directory, error) {
+	d := &Directory{Users: map[string][]string{}}
+	var rooms struct {
+		Chunk []struct {
+			RoomID string `json:"room_id"`
+		} `json:"chunk"`
+	}
+	if err := c.Get(ctx, tok, "/_matrix/client/v3/publicRooms", &rooms); err != nil {
+		return nil, err
+	}
+	for _, r := range rooms.Chunk {
+		d.PublicRooms = append(d.PublicRooms, r.RoomID)
+	}
+	sort.Strings(d.PublicRooms)
+	for _, term := range terms {
+		var found struct {
+			Results []struct {
+				UserID string `json:"user_id"`
+			} `json:"results"`
+		}
+		if err := c.Post(ctx, tok, "/_matrix/client/v3/user_directory/search", map[string]any{"search_term": term, "limit": 50}, &found); err != nil {
+			return nil, err
+		}
+		ids := []string{}
+		for _, u := range found.Results {
+			ids = append(ids, u.UserID)
+		}
+		sort.Strings(ids)
+		d.Users[term] = ids
+	}
+	return d, nil
+}

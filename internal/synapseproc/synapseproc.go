@@ -315,6 +315,9 @@ report_stats: false
 trusted_key_servers: []
 suppress_key_server_warning: true
 enable_registration: false
+# Any user may publish rooms in the directory (Synapse's default: admins only).
+room_list_publication_rules:
+  - action: allow
 rc_message:
   per_second: 1000
   burst_count: 1000
