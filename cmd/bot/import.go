@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/ferry-matrix/ferry/fidelity"
 	"github.com/ferry-matrix/ferry/importer"
 	idendrite "github.com/ferry-matrix/ferry/importer/dendrite"
+	isynapse "github.com/ferry-matrix/ferry/importer/synapse"
 	"github.com/ferry-matrix/ferry/internal/flagvalue"
 )
 
@@ -27,16 +29,24 @@ func newImportCmd() *cobra.Command {
 	var keys keyFlags
 	var asJSON, quiet bool
 	cmd := &cobra.Command{
-		Use:   "import --target dendrite --config dendrite.yaml ARCHIVE",
-		Short: "Import an archive into a stopped, empty Dendrite",
-		Long: `Import writes ARCHIVE into a stopped Dendrite v0.15.2 whose databases Dendrite has initialised (start
-it once, then stop it) and that has no users or rooms. Everything is checked before the first write:
-the archive is validated, the target checked, and what the target cannot hold is previewed. An
-interrupted import run again continues where it stopped; --dry-run checks and reports only.
---migration (encrypted migration exports only) keeps devices and access tokens: clients stay logged
-in. The key options are those of bot archive.`,
+		Use:   "import --target dendrite|synapse [target options] ARCHIVE",
+		Short: "Import an archive into a stopped, empty Dendrite or Synapse",
+		Long: `Import writes ARCHIVE into a stopped homeserver of the archive's server_name that has no users or
+rooms. Everything is checked before the first write: the archive is validated, the target checked,
+and what the target cannot hold is previewed. An interrupted import run again continues where it
+stopped; --dry-run checks and reports only. --migration (encrypted migration exports only) keeps
+devices and access tokens: clients stay logged in. The key options are those of bot archive.
+
+Dendrite v0.15.2 (--config): its databases initialised by Dendrite (start it once, then stop it).
+Synapse 1.160 (--db, --media-store, --synapse-config): a database that Synapse's
+update_synapse_database --database-config homeserver.yaml initialised and no Synapse has served;
+the restore writes the tables directly and Synapse rebuilds its search index, auth chains, user
+directory and room stats (--update-synapse-database runs that before Synapse starts). This is
+disaster recovery: a whole server back from its archive.`,
 		Example: `  bot import --target dendrite --config /etc/dendrite/dendrite.yaml --identity id.txt --dry-run move.ferry
-  bot import --target dendrite --config /etc/dendrite/dendrite.yaml --identity id.txt --migration move.ferry`,
+  bot import --target dendrite --config /etc/dendrite/dendrite.yaml --identity id.txt --migration move.ferry
+  bot import --target synapse --db postgres://synapse@localhost/synapse --media-store /var/lib/synapse/media_store \
+    --synapse-config /etc/matrix-synapse/homeserver.yaml --identity id.txt --migration backup.ferry`,
 		Args: takes(1, "ARCHIVE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Rooms = rooms
@@ -44,8 +54,9 @@ in. The key options are those of bot archive.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&kind, "target", "dendrite", "homeserver implementation to import into: dendrite")
+	fs.StringVar(&kind, "target", "dendrite", "homeserver implementation to import into: dendrite or synapse")
 	where.addFlags(fs)
+	where.addSynapseFlags(fs)
 	fs.BoolVar(&opts.DryRun, "dry-run", false, "validate the archive, check the target and report what would be imported; write nothing")
 	fs.BoolVar(&opts.Migration, "migration", false, "keep devices and access tokens (encrypted archives exported with access tokens)")
 	fs.BoolVar(&opts.AllowNonEmpty, "force-non-empty", false, "import into a target that already has users or rooms")
@@ -53,7 +64,7 @@ in. The key options are those of bot archive.`,
 	keys.addFlags(fs)
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&quiet, "quiet", false, "no progress lines")
-	cmd.RegisterFlagCompletionFunc("target", noFiles("dendrite"))
+	cmd.RegisterFlagCompletionFunc("target", noFiles("dendrite", "synapse"))
 	return cmd
 }
 
@@ -87,11 +98,24 @@ func runImport(ctx context.Context, out io.Writer, kind string, where targetFlag
 type targetFlags struct {
 	config string // the target's config file (dendrite.yaml)
 	helper string // Dendrite: the ferry-dendrite-import binary
+	// Synapse: its database, media store, homeserver.yaml, and the
+	// update_synapse_database that runs its background updates.
+	db, mediaStore, synapseConfig, signingKey, updateSynapseDatabase string
 }
 
 func (t *targetFlags) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&t.config, "config", "", "the target's `dendrite.yaml`")
-	fs.StringVar(&t.helper, "helper", "", "the ferry-dendrite-import helper binary (`PATH`; default: beside bot, $FERRY_DENDRITE_IMPORT, or $PATH)")
+	fs.StringVar(&t.config, "config", "", "Dendrite: the target's `dendrite.yaml`")
+	fs.StringVar(&t.helper, "helper", "", "Dendrite: the ferry-dendrite-import helper binary (`PATH`; default: beside bot, $FERRY_DENDRITE_IMPORT, or $PATH)")
+}
+
+// addSynapseFlags adds the Synapse target's flags (bot import only: bot
+// migrate's --db and --media-store name its Synapse source).
+func (t *targetFlags) addSynapseFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&t.db, "db", "", "Synapse: PostgreSQL `URL` of the target database, initialised by Synapse 1.160 (update_synapse_database) and never served")
+	fs.StringVar(&t.mediaStore, "media-store", "", "Synapse: the target's media store `DIR` (media_store_path)")
+	fs.StringVar(&t.synapseConfig, "synapse-config", "", "Synapse: the target's `homeserver.yaml` (server_name, pid_file and signing_key_path are used)")
+	fs.StringVar(&t.signingKey, "signing-key-file", "", "Synapse: where to write the archive's signing key (`FILE`; default: signing_key_path of --synapse-config, which is a path inside the container when Synapse runs in one)")
+	fs.StringVar(&t.updateSynapseDatabase, "update-synapse-database", "", "Synapse: run this `update_synapse_database` with --run-background-updates after the restore, as its own phase (default: Synapse runs them when it starts)")
 }
 
 // newImportTarget makes the import target of implementation kind: the one
@@ -104,8 +128,31 @@ func newImportTarget(kind string, where targetFlags, log func(string, ...any)) (
 			return nil, errors.New("--config (the target's dendrite.yaml) is required")
 		}
 		return idendrite.NewTarget(idendrite.Config{ConfigPath: where.config, Helper: where.helper, Log: log}), nil
+	case "synapse":
+		if where.db == "" || where.mediaStore == "" || where.synapseConfig == "" {
+			return nil, errors.New("--db (the target database), --media-store and --synapse-config (its homeserver.yaml) are required for --target synapse")
+		}
+		cfg := isynapse.Config{Database: where.db, MediaStore: where.mediaStore, HomeserverConfig: where.synapseConfig, SigningKey: where.signingKey}
+		if bin := where.updateSynapseDatabase; bin != "" {
+			cfg.RunBackgroundUpdates = func(ctx context.Context) error {
+				out, err := exec.CommandContext(ctx, bin, "--database-config", where.synapseConfig, "--run-background-updates").CombinedOutput()
+				if err != nil {
+					return fmt.Errorf("%s --run-background-updates: %w\n%s", bin, err, tail(out, 2000))
+				}
+				return nil
+			}
+		}
+		return isynapse.NewTarget(cfg), nil
 	}
-	return nil, fmt.Errorf("--target %q: only dendrite is supported", kind)
+	return nil, fmt.Errorf("--target %q: dendrite and synapse are supported", kind)
+}
+
+// tail is the last n bytes of out.
+func tail(out []byte, n int) []byte {
+	if len(out) > n {
+		return out[len(out)-n:]
+	}
+	return out
 }
 
 // printImport prints an import's result: the section table (with a note

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ferry-matrix/ferry/importer"
+	ssource "github.com/ferry-matrix/ferry/source/synapse"
 	"gopkg.in/yaml.v3"
 )
 
@@ -88,9 +89,9 @@ func Check(ctx context.Context, t Config, serverName string) (*Preflight, error)
 	if pid, alive := pidFileAlive(hs.PidFile); alive {
 		return nil, refuse("Synapse is running (pid_file %s names process %d): stop it (and its workers) before restoring", hs.PidFile, pid)
 	}
-	cfg, err := pgx.ParseConfig(t.Database)
+	cfg, err := ssource.ParseDatabaseURL(t.Database)
 	if err != nil {
-		return nil, refuse("the target database URL: %v", err)
+		return nil, refuse("the target database: %v", err)
 	}
 	cfg.RuntimeParams["application_name"] = "ferry-restore-check"
 	cfg.RuntimeParams["default_transaction_read_only"] = "on"
