@@ -72,6 +72,15 @@ func NewSynapse(t testing.TB, serverName string, opts ...func(*synapseproc.Optio
 	return s
 }
 
+// WithAppservice registers an appservice with the Synapse NewSynapse makes:
+// the registration file is copied into Synapse's work directory and listed
+// in app_service_config_files as Synapse sees it (inside the chroot).
+// Synapse shares the host's network: it reaches an appservice listening on
+// 127.0.0.1.
+func WithAppservice(registrationFile string) func(*synapseproc.Options) {
+	return func(o *synapseproc.Options) { o.AppServices = append(o.AppServices, registrationFile) }
+}
+
 // StartSynapse is NewSynapse, then Start.
 func StartSynapse(t testing.TB, serverName string, opts ...func(*synapseproc.Options)) *Synapse {
 	t.Helper()
