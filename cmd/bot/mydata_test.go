@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,18 +25,26 @@ import (
 	"github.com/ferry-matrix/ferry/internal/clientview"
 )
 
-// !mydata end to end: bob's history in four rooms (one whose visibility
-// changed to joined and which he left, an invite he rejected, a room he
-// was banned from, a world-readable room he joined late), his and
-// alice's media and account data; bob asks in a direct chat, reveals his
-// key once through the link, and the archive he downloads holds exactly
-// the events Dendrite's /messages shows him in each room, his own media,
-// account data and receipts, and nothing of alice's.
+// !mydata end to end on Dendrite (TestBotSynapse runs it on Synapse),
+// then a user's command rate limit.
 func TestBotMydata(t *testing.T) {
-	env := startBotEnv(t, "1h", "limits: {commands_per_minute: 6}\n") // bursts of 3
+	env := startBotEnv(t, onDendrite, "1h", "limits: {commands_per_minute: 6}\n") // bursts of 3
+	env.mydata(t)
+	env.commandRateLimit(t)
+}
+
+// mydata: bob's history in four rooms (one whose visibility changed to
+// joined and which he left, an invite he rejected, a room he was banned
+// from, a world-readable room he joined late), his and alice's media and
+// account data; bob asks in a direct chat, reveals his key once through
+// the link, and the archive he downloads holds exactly the events the
+// homeserver's /messages shows him in each room, his own media, account
+// data and receipts, and nothing of alice's. A third !mydata in a day is
+// refused. bob sends three commands at once.
+func (env *botEnv) mydata(t *testing.T) {
 	ctx := context.Background()
 	admin, alice := env.admin.cli, env.alice.cli
-	bobW := newWatcher(t, env.d, "bob", false)
+	bobW := newWatcher(t, env.hs, "bob", false)
 	bob := bobW.cli
 	must := func(_ any, err error) {
 		t.Helper()
@@ -128,15 +137,25 @@ func TestBotMydata(t *testing.T) {
 	if code != 200 || identityText == nil {
 		t.Fatalf("reveal: %d %s", code, revealed)
 	}
+	// What bob may see. Shared history from before he joined r1 (which he
+	// left), and r2's before he rejected its invite: Synapse shows it to a
+	// former member too, Dendrite only to one who is joined now.
+	visible := []string{"r1 while bob joined", "r1 bob speaks", "r1 joined-only while bob in", "r3 hello", "r4 early", "r4 later"}
+	hidden := []string{"r1 after bob left", "r2 after reject", "r3 after ban"}
+	if env.hs.sharedHistoryToFormerMembers() {
+		visible = append(visible, "r1 before bob", "r2 secret")
+	} else {
+		hidden = append(hidden, "r1 before bob", "r2 secret")
+	}
 	// The revealed page also shows the data readably: the messages bob
 	// may see (his own marked), not the others.
 	page2 := string(revealed)
-	for _, want := range []string{"r1 while bob joined", "@bob:bot.test (you)", "r4 early", "org.example.bob"} {
+	for _, want := range append([]string{"@bob:bot.test (you)", "org.example.bob"}, visible...) {
 		if !strings.Contains(page2, want) {
 			t.Errorf("the readable view lacks %q", want)
 		}
 	}
-	for _, hidden := range []string{"r1 before bob", "r2 secret", "r3 after ban", "alice-private"} {
+	for _, hidden := range append([]string{"alice-private"}, hidden...) {
 		if strings.Contains(page2, hidden) {
 			t.Errorf("the readable view shows %q", hidden)
 		}
@@ -166,16 +185,33 @@ func TestBotMydata(t *testing.T) {
 	// Events per room against what /messages shows bob.
 	got := map[string][]string{}
 	bodies := map[string]string{}
+	what := map[string]string{} // event ID -> type, state key, body: for a failure's message
+	describe := func(eventID, typ string, stateKey *string, body string) {
+		d := typ
+		if stateKey != nil && *stateKey != "" {
+			d += " " + *stateKey
+		}
+		if body != "" {
+			d += " " + strconv.Quote(body)
+		}
+		what[eventID] = d
+	}
 	must(nil, archive.ReadSection(ctx, r, archive.SectionEvents, func(e *archive.Event) error {
 		got[e.RoomID] = append(got[e.RoomID], e.EventID)
 		var ev struct {
-			Content struct{ Body string } `json:"content"`
+			Type     string  `json:"type"`
+			StateKey *string `json:"state_key"`
+			Content  struct {
+				Body       string `json:"body"`
+				Membership string `json:"membership"`
+			} `json:"content"`
 		}
 		json.Unmarshal(e.JSON, &ev)
 		bodies[e.EventID] = ev.Content.Body
+		describe(e.EventID, ev.Type, ev.StateKey, ev.Content.Body+ev.Content.Membership)
 		return nil
 	}))
-	cv := &clientview.Client{URL: env.d.URL, ServerName: env.d.ServerName}
+	cv := &clientview.Client{URL: env.hs.clientURL(), ServerName: env.hs.domain()}
 	for name, room := range map[string]id.RoomID{"r1": r1.RoomID, "r2": r2.RoomID, "r3": r3.RoomID, "r4": r4.RoomID} {
 		tl, err := cv.Timeline(ctx, bob.AccessToken, room.String())
 		var want []string
@@ -185,6 +221,9 @@ func TestBotMydata(t *testing.T) {
 		}
 		for _, e := range tl {
 			want = append(want, e.EventID)
+			var c struct{ Body, Membership string }
+			json.Unmarshal(e.Content, &c)
+			describe(e.EventID, e.Type, e.StateKey, c.Body+c.Membership)
 		}
 		t.Logf("%s: /messages shows bob %d events, his archive holds %d", name, len(want), len(got[room.String()]))
 		if len(want) == 0 {
@@ -194,7 +233,18 @@ func TestBotMydata(t *testing.T) {
 		sort.Strings(g)
 		sort.Strings(want)
 		if !slices.Equal(g, want) {
-			t.Errorf("%s: archive has %d events, /messages shows bob %d:\narchive  %v\nmessages %v", name, len(g), len(want), g, want)
+			var only []string
+			for _, e := range g {
+				if !slices.Contains(want, e) {
+					only = append(only, "only in the archive: "+what[e])
+				}
+			}
+			for _, e := range want {
+				if !slices.Contains(g, e) {
+					only = append(only, "only in /messages: "+what[e])
+				}
+			}
+			t.Errorf("%s: archive has %d events, /messages shows bob %d:\n%s", name, len(g), len(want), strings.Join(only, "\n"))
 		}
 	}
 	var texts []string
@@ -203,12 +253,12 @@ func TestBotMydata(t *testing.T) {
 			texts = append(texts, b)
 		}
 	}
-	for _, must := range []string{"r1 while bob joined", "r1 bob speaks", "r1 joined-only while bob in", "r3 hello", "r4 early", "r4 later"} {
+	for _, must := range visible {
 		if !slices.Contains(texts, must) {
 			t.Errorf("bob's archive lacks %q (has %q)", must, texts)
 		}
 	}
-	for _, mustNot := range []string{"r1 before bob", "r1 after bob left", "r2 secret", "r2 after reject", "r3 after ban"} {
+	for _, mustNot := range hidden {
 		if slices.Contains(texts, mustNot) {
 			t.Errorf("bob's archive holds %q, which he may not see", mustNot)
 		}
@@ -266,10 +316,25 @@ func TestBotMydata(t *testing.T) {
 			t.Errorf("third !mydata in a day: %q", reply)
 		}
 	}
-	// Commands beyond a user's rate are refused (6 a minute, bursts of 3);
-	// alice asks for help in her direct chat with the bot.
+	// No key in any room bob is in.
+	for _, s := range bobW.all() {
+		raw, _ := json.Marshal(s.evt.Content.Raw)
+		if bytes.Contains(raw, bytes.TrimSpace(identityText)) || bytes.Contains(raw, []byte("AGE-SECRET-KEY")) {
+			t.Errorf("a key in room %s: %s", s.room, raw)
+		}
+	}
+}
+
+// commandRateLimit: commands beyond a user's rate are refused (with
+// limits.commands_per_minute 6: bursts of 3); alice asks for help in her
+// direct chat with the bot.
+func (env *botEnv) commandRateLimit(t *testing.T) {
+	ctx := context.Background()
+	alice := env.alice.cli
 	aliceDM, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{env.botID}})
-	must(aliceDM, err)
+	if err != nil {
+		t.Fatal(err)
+	}
 	env.waitBotJoined(t, env.alice, aliceDM.RoomID, "alice's direct chat")
 	var replies []string
 	for range 4 {
@@ -278,12 +343,5 @@ func TestBotMydata(t *testing.T) {
 	}
 	if !strings.Contains(replies[3], "faster than I take them") || strings.Contains(replies[2], "faster") {
 		t.Errorf("rate limit: replies %q", replies)
-	}
-	// No key in any room bob is in.
-	for _, s := range bobW.all() {
-		raw, _ := json.Marshal(s.evt.Content.Raw)
-		if bytes.Contains(raw, bytes.TrimSpace(identityText)) || bytes.Contains(raw, []byte("AGE-SECRET-KEY")) {
-			t.Errorf("a key in room %s: %s", s.room, raw)
-		}
 	}
 }
