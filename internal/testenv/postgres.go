@@ -5,12 +5,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,18 +15,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/ferry-matrix/ferry/internal/pgproc"
 )
 
-// Postgres is a private PostgreSQL cluster in a temporary directory,
-// listening on 127.0.0.1 on a free port. One cluster serves a whole test
-// binary (see Main); each test makes its own database in it.
+// Postgres is a private PostgreSQL cluster (internal/pgproc) in a
+// temporary directory, listening on 127.0.0.1 on a free port. One cluster
+// serves a whole test binary (see Main); each test makes its own database
+// in it.
 type Postgres struct {
-	bin     string
-	dir     string
-	Port    int
-	runAs   *user.User // when running as root: the postgres user
-	stopped bool
+	*pgproc.Cluster
 }
 
 var (
@@ -44,29 +38,10 @@ var (
 func Main(m *testing.M) {
 	mainRuns = true
 	code := m.Run()
-	if pg != nil {
-		pg.stop()
+	if pg != nil && pg.Cluster != nil {
+		pg.Stop()
 	}
 	os.Exit(code)
-}
-
-// pgBinDir finds initdb/pg_ctl: $FERRY_PG_BIN, then PATH, then Debian's
-// /usr/lib/postgresql/<version>/bin.
-func pgBinDir() (string, error) {
-	if d := os.Getenv("FERRY_PG_BIN"); d != "" {
-		return d, nil
-	}
-	if p, err := exec.LookPath("initdb"); err == nil {
-		if real, err := filepath.EvalSymlinks(p); err == nil {
-			return filepath.Dir(real), nil
-		}
-		return filepath.Dir(p), nil
-	}
-	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
-	if len(matches) > 0 {
-		return filepath.Dir(matches[len(matches)-1]), nil
-	}
-	return "", fmt.Errorf("PostgreSQL's initdb was not found: install Debian's postgresql package (scripts/test does) or set FERRY_PG_BIN")
 }
 
 // StartPostgres returns the test binary's PostgreSQL cluster, starting it
@@ -76,7 +51,10 @@ func StartPostgres(t testing.TB) *Postgres {
 	if !mainRuns {
 		t.Fatal("testenv.StartPostgres needs func TestMain(m *testing.M) { testenv.Main(m) } in the package, which stops the cluster when the tests end")
 	}
-	pgOnce.Do(func() { pg, pgErr = startPostgres() })
+	pgOnce.Do(func() {
+		c, err := pgproc.Start()
+		pg, pgErr = &Postgres{Cluster: c}, err
+	})
 	if pgErr != nil {
 		if os.Getenv("FERRY_REQUIRE_SERVICES") == "1" {
 			t.Fatal(pgErr)
@@ -84,61 +62,6 @@ func StartPostgres(t testing.TB) *Postgres {
 		t.Skip(pgErr)
 	}
 	return pg
-}
-
-func startPostgres() (*Postgres, error) {
-	bin, err := pgBinDir()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "ferry-pg-")
-	if err != nil {
-		return nil, err
-	}
-	p := &Postgres{bin: bin, dir: dir}
-	if os.Geteuid() == 0 {
-		// initdb refuses to run as root: run the cluster as "postgres".
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			return nil, fmt.Errorf("running as root needs a postgres user to own the test cluster: %w", err)
-		}
-		p.runAs = u
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chmod(dir, 0o755); err != nil {
-			return nil, err
-		}
-		if err := os.Chown(dir, uid, gid); err != nil {
-			return nil, err
-		}
-	}
-	data := filepath.Join(dir, "data")
-	if out, err := p.run("initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
-		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
-	}
-	for attempt := 0; attempt < 5; attempt++ {
-		p.Port = freePort()
-		opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -c port=%d -c unix_socket_directories=%s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-			p.Port, dir)
-		out, err := p.run("pg_ctl", "-D", data, "-l", filepath.Join(dir, "log"), "-o", opts, "-w", "-t", "60", "start")
-		if err == nil {
-			return p, nil
-		}
-		log, _ := os.ReadFile(filepath.Join(dir, "log"))
-		if !bytes.Contains(log, []byte("could not bind")) {
-			return nil, fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, log)
-		}
-	}
-	return nil, fmt.Errorf("PostgreSQL could not find a free port")
-}
-
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // restrictFilter drops pg_dump 15.14+'s \restrict and \unrestrict lines,
@@ -170,51 +93,16 @@ func (f *restrictFilter) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (p *Postgres) run(tool string, args ...string) ([]byte, error) {
-	cmd := exec.Command(filepath.Join(p.bin, tool), args...)
-	if p.runAs != nil {
-		cmd = exec.Command("runuser", append([]string{"-u", p.runAs.Username, "--", filepath.Join(p.bin, tool)}, args...)...)
-	}
-	cmd.Dir = p.dir
-	return cmd.CombinedOutput()
-}
-
-func (p *Postgres) stop() {
-	if p.stopped {
-		return
-	}
-	p.stopped = true
-	p.run("pg_ctl", "-D", filepath.Join(p.dir, "data"), "-m", "immediate", "-w", "stop")
-	os.RemoveAll(p.dir)
-}
-
-// URL is the connection URL of database db as user.
-func (p *Postgres) URL(db, user string) string {
-	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", user, p.Port, db)
-}
-
 // CreateDatabase makes a fresh database (UTF8, C collation, as Synapse
 // requires) and drops it when the test ends.
 func (p *Postgres) CreateDatabase(t testing.TB, name string) string {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, p.URL("postgres", "postgres"))
+	url, err := p.Cluster.CreateDatabase(context.Background(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %q ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`, name)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), p.URL("postgres", "postgres"))
-		if err != nil {
-			return
-		}
-		defer c.Close(context.Background())
-		c.Exec(context.Background(), fmt.Sprintf(`DROP DATABASE IF EXISTS %q WITH (FORCE)`, name))
-	})
-	return p.URL(name, "postgres")
+	t.Cleanup(func() { p.DropDatabase(context.Background(), name) })
+	return url
 }
 
 // Restore loads a plain-SQL dump (gzip-compressed when the name ends in
@@ -235,7 +123,7 @@ func (p *Postgres) Restore(t testing.TB, name, dumpPath string) {
 		r = gz
 	}
 	start := time.Now()
-	cmd := exec.Command(filepath.Join(p.bin, "psql"), "-q", "-v", "ON_ERROR_STOP=1", "-X", "-h", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-U", "postgres", "-d", name)
+	cmd := exec.Command(filepath.Join(p.Bin, "psql"), "-q", "-v", "ON_ERROR_STOP=1", "-X", "-h", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-U", "postgres", "-d", name)
 	cmd.Stdin = &restrictFilter{r: r}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
