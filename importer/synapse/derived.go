@@ -16,8 +16,34 @@ import (
 // room's current state in; deriveRoomTables turns it into
 // current_state_events once the events (and their stream orderings) are in.
 func stageCurrentState(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, `CREATE TEMP TABLE ferry_current_state (room_id text, type text, state_key text, event_id text) ON COMMIT DROP`)
+	_, err := tx.Exec(ctx, `CREATE TEMP TABLE ferry_current_state (room_id text, type text, state_key text, event_id text) ON COMMIT DROP;
+		CREATE TEMP TABLE ferry_replaces (event_id text, before_group bigint, type text, state_key text) ON COMMIT DROP`)
 	return err
+}
+
+// setReplacesState adds unsigned.replaces_state to the staged state events
+// (ferry_replaces): the event that held the key in the state before, found
+// along the before-group's delta chain. Events that set a key for the
+// first time get none, as Synapse writes them.
+func setReplacesState(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `WITH RECURSIVE walk (event_id, g, type, state_key, depth) AS (
+			SELECT event_id, before_group, type, state_key, 0 FROM ferry_replaces
+			UNION ALL
+			SELECT w.event_id, e.prev_state_group, w.type, w.state_key, w.depth + 1 FROM walk w
+			JOIN state_group_edges e ON e.state_group = w.g
+			WHERE NOT EXISTS (SELECT 1 FROM state_groups_state s WHERE s.state_group = w.g AND s.type = w.type AND s.state_key = w.state_key)
+		), prev AS (
+			SELECT DISTINCT ON (w.event_id) w.event_id, s.event_id AS replaces FROM walk w
+			JOIN state_groups_state s ON s.state_group = w.g AND s.type = w.type AND s.state_key = w.state_key
+			ORDER BY w.event_id, w.depth
+		)
+		UPDATE event_json j SET json = jsonb_set(j.json::jsonb, '{unsigned}',
+			COALESCE(j.json::jsonb -> 'unsigned', '{}'::jsonb) || jsonb_build_object('replaces_state', p.replaces))::text
+		FROM prev p WHERE j.event_id = p.event_id`)
+	if err != nil {
+		return fmt.Errorf("set unsigned.replaces_state: %w", err)
+	}
+	return nil
 }
 
 // deriveRoomTables writes, from what the events pass loaded, the tables
@@ -58,6 +84,9 @@ func deriveRoomTables(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms m
 		if _, err := tx.Exec(ctx, s.sql, args...); err != nil {
 			return fmt.Errorf("derive %s: %w", s.what, err)
 		}
+	}
+	if err := setReplacesState(ctx, tx); err != nil {
+		return err
 	}
 	if err := markCensored(ctx, tx, r, rooms); err != nil {
 		return err

@@ -146,6 +146,7 @@ func planState(ctx context.Context, r *archive.Reader, rooms map[string]*roomPla
 }
 
 var (
+	replacesColumns         = []string{"event_id", "before_group", "type", "state_key"}
 	stateGroupsColumns      = []string{"id", "room_id", "event_id"}
 	stateGroupEdgesColumns  = []string{"state_group", "prev_state_group"}
 	stateGroupsStateColumns = []string{"state_group", "room_id", "type", "state_key", "event_id"}
@@ -173,6 +174,9 @@ func (sp *statePlan) writeGroups(ctx context.Context, b *batcher, r *archive.Rea
 		if rooms[s.RoomID] == nil {
 			return nil
 		}
+		// Dendrite's snapshots can name a key twice (its state blocks
+		// overlap); as in Dendrite, the later entry holds.
+		s.Set = lastPerKey(s.Set)
 		if room, ok := sp.current[s.ID]; ok {
 			if s.Parent != 0 || len(s.Remove) > 0 {
 				return fmt.Errorf("the current state of %s is a delta snapshot: this Ferry restores full current-state snapshots only", room)
@@ -258,7 +262,10 @@ var (
 // eventExtras are the fields of an event's JSON the tables need beyond
 // matrixevent.Fields.
 type eventExtras struct {
-	Depth   int64 `json:"depth"`
+	Depth    int64 `json:"depth"`
+	Unsigned struct {
+		ReplacesState *string `json:"replaces_state"`
+	} `json:"unsigned"`
 	Content struct {
 		URL         any    `json:"url"`
 		Membership  any    `json:"membership"`
@@ -357,7 +364,7 @@ func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Eve
 		}
 	}
 	if !ev.Outlier {
-		if err := sp.mapToGroup(ctx, b, ev, f, alloc, accepted); err != nil {
+		if err := sp.mapToGroup(ctx, b, ev, f, alloc, accepted, x.Unsigned.ReplacesState == nil); err != nil {
 			return err
 		}
 		if accepted {
@@ -408,7 +415,12 @@ func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Eve
 
 // mapToGroup writes the event's event_to_state_groups row, and the group
 // after an accepted state event when the archive has no snapshot of it.
-func (sp *statePlan) mapToGroup(ctx context.Context, b *batcher, ev *archive.Event, f *matrixevent.Fields, alloc *groupAllocator, accepted bool) error {
+//
+// A state event whose JSON lacks unsigned.replaces_state (archives of other
+// implementations store the event without it) is staged for
+// setReplacesState: without it Synapse sends no prev_content, and a
+// display-name change reads as a join.
+func (sp *statePlan) mapToGroup(ctx context.Context, b *batcher, ev *archive.Event, f *matrixevent.Fields, alloc *groupAllocator, accepted, lacksReplaces bool) error {
 	if accepted && f.StateKey != nil {
 		if after, ok := sp.afterSnapshot(ev, f); ok {
 			return b.add(ctx, "event_to_state_groups", eventToStateGroupColumns, ev.EventID, sp.groups[after].id)
@@ -421,6 +433,11 @@ func (sp *statePlan) mapToGroup(ctx context.Context, b *batcher, ev *archive.Eve
 			[]archive.StateEntry{{Type: f.Type, StateKey: *f.StateKey, EventID: ev.EventID}})
 		if err != nil {
 			return err
+		}
+		if lacksReplaces && ev.StateBefore != 0 {
+			if err := b.add(ctx, "ferry_replaces", replacesColumns, ev.EventID, before.id, f.Type, *f.StateKey); err != nil {
+				return err
+			}
 		}
 		return b.add(ctx, "event_to_state_groups", eventToStateGroupColumns, ev.EventID, g.id)
 	}
@@ -436,4 +453,22 @@ func stringOrNil(v any) any {
 		return s
 	}
 	return nil
+}
+
+// lastPerKey keeps, of entries naming the same key, the last.
+func lastPerKey(set []archive.StateEntry) []archive.StateEntry {
+	last := make(map[archive.StateKey]int, len(set))
+	for i, e := range set {
+		last[archive.StateKey{Type: e.Type, StateKey: e.StateKey}] = i
+	}
+	if len(last) == len(set) {
+		return set
+	}
+	out := make([]archive.StateEntry, 0, len(last))
+	for i, e := range set {
+		if last[archive.StateKey{Type: e.Type, StateKey: e.StateKey}] == i {
+			out = append(out, e)
+		}
+	}
+	return out
 }

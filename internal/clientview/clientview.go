@@ -57,6 +57,12 @@ type TimelineEvent struct {
 	StateKey *string         `json:"state_key,omitempty"`
 	Content  json.RawMessage `json:"content"`
 	TS       int64           `json:"origin_server_ts"`
+	// PrevContent is a state event's unsigned.prev_content: the content it
+	// replaced, without which a display-name change reads as a join.
+	PrevContent json.RawMessage `json:"prev_content,omitempty"`
+	Unsigned    *struct {
+		PrevContent json.RawMessage `json:"prev_content"`
+	} `json:"unsigned,omitempty"`
 }
 
 // Client calls one homeserver.
@@ -241,6 +247,10 @@ func (c *Client) Timeline(ctx context.Context, tok, room string) ([]TimelineEven
 			}
 			seen[e.EventID] = true
 			e.Content = canonical(e.Content)
+			if e.Unsigned != nil && len(e.Unsigned.PrevContent) > 0 {
+				e.PrevContent = canonical(e.Unsigned.PrevContent)
+			}
+			e.Unsigned = nil
 			out = append(out, e)
 			fresh++
 		}
@@ -364,6 +374,10 @@ func Diff(want, got *View) []string {
 			a, b := w[i], g[i]
 			if a.EventID != b.EventID || a.Type != b.Type || a.Sender != b.Sender || !bytes.Equal(a.Content, b.Content) || a.TS != b.TS {
 				add("room %s: timeline event %d is %s %s %s, want %s %s %s", room, i, b.EventID, b.Type, b.Content, a.EventID, a.Type, a.Content)
+				break
+			}
+			if !bytes.Equal(a.PrevContent, b.PrevContent) {
+				add("room %s: timeline event %d (%s %s) has prev_content %s, want %s", room, i, b.EventID, b.Type, b.PrevContent, a.PrevContent)
 				break
 			}
 		}
@@ -506,4 +520,52 @@ func (c *Client) Directories(ctx context.Context, tok string, terms ...string) (
 		d.Users[term] = ids
 	}
 	return d, nil
+}
+
+// Portable returns a copy of v without what two homeserver implementations
+// show differently for the same data, to compare views across a move
+// between them: a room without tags reads as {"tags":{}} (Dendrite shows
+// null), and of the push rules only the users' own rules remain (each
+// server serves its own default rules, in its own form).
+func Portable(v *View) *View {
+	out := &View{Users: map[string]*UserView{}, Media: v.Media, Rooms: v.Rooms}
+	for uid, u := range v.Users {
+		c := *u
+		c.Tags = map[string]json.RawMessage{}
+		for room, tags := range u.Tags {
+			var t struct {
+				Tags map[string]json.RawMessage `json:"tags"`
+			}
+			if json.Unmarshal(tags, &t) == nil && len(t.Tags) == 0 {
+				tags = json.RawMessage(`{"tags":{}}`)
+			}
+			c.Tags[room] = tags
+		}
+		c.PushRules = ownPushRules(u.PushRules)
+		out.Users[uid] = &c
+	}
+	return out
+}
+
+// ownPushRules keeps the rules whose IDs do not start with "." (the
+// server's defaults do).
+func ownPushRules(rules json.RawMessage) json.RawMessage {
+	var rs struct {
+		Global map[string][]map[string]json.RawMessage `json:"global"`
+	}
+	if json.Unmarshal(rules, &rs) != nil {
+		return rules
+	}
+	own := map[string][]map[string]json.RawMessage{}
+	for kind, list := range rs.Global {
+		for _, r := range list {
+			var id string
+			if json.Unmarshal(r["rule_id"], &id) == nil && !strings.HasPrefix(id, ".") {
+				delete(r, "default")
+				own[kind] = append(own[kind], r)
+			}
+		}
+	}
+	data, _ := json.Marshal(own)
+	return canonical(data)
 }

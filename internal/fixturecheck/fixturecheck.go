@@ -165,7 +165,7 @@ func Rooms(t *testing.T, c *clientview.Client, truth *sourcetest.GroundTruth, to
 				Content json.RawMessage `json:"content"`
 			}
 			json.Unmarshal(want[i].JSON, &w)
-			if e.EventID != want[i].EventID || e.Type != w.Type || !sameJSON(clientContent(e), w.Content) {
+			if e.EventID != want[i].EventID || e.Type != w.Type || !sameJSON(clientContent(e.Content, e.Type), clientContent(w.Content, w.Type)) {
 				t.Errorf("room %s: event %d is %s %s %s, the archive has %s %s %s", room.RoomID, i, e.EventID, e.Type, e.Content, want[i].EventID, w.Type, w.Content)
 				break
 			}
@@ -179,17 +179,16 @@ func Rooms(t *testing.T, c *clientview.Client, truth *sourcetest.GroundTruth, to
 	}
 }
 
-// clientContent is an event's content less what a server adds for clients:
-// Synapse copies a redaction's top-level "redacts" into its content in
-// every room version (MSC2174's form), which the stored event lacks before
-// room version 11.
-func clientContent(e clientview.TimelineEvent) json.RawMessage {
-	if e.Type != "m.room.redaction" {
-		return e.Content
+// clientContent is an event's content less "redacts", which Synapse copies
+// into a redaction's content in every room version (MSC2174's form) and
+// which a client may or may not have put there itself.
+func clientContent(content json.RawMessage, typ string) json.RawMessage {
+	if typ != "m.room.redaction" {
+		return content
 	}
 	var c map[string]json.RawMessage
-	if json.Unmarshal(e.Content, &c) != nil {
-		return e.Content
+	if json.Unmarshal(content, &c) != nil {
+		return content
 	}
 	delete(c, "redacts")
 	out, _ := json.Marshal(c)
