@@ -26,6 +26,9 @@ func (f *fakeSource) Info() source.Info {
 	return source.Info{ServerName: "fake.test", Implementation: "fake"}
 }
 func (f *fakeSource) Close() error { return nil }
+func (f *fakeSource) Capabilities() source.Capabilities {
+	return source.Capabilities{Implementation: "fake"}
+}
 func (f *fakeSource) Streams(context.Context, source.Filter, source.Options) ([]source.Stream, error) {
 	return []source.Stream{{
 		Name:  "users",

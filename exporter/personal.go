@@ -37,8 +37,9 @@ import (
 // (memberships first: the filter must know the user's rooms before the
 // room records).
 var (
-	personalUserStreams = []string{"server_keys", "users", "devices", "e2ee_keys", "key_backups", "pushers", "filters", "account_data", "media"}
-	personalRoomStreams = []string{"memberships", "rooms", "receipts", "state", "events", "redactions"}
+	personalUserStreams = []string{source.StreamServerKeys, source.StreamUsers, source.StreamDevices, source.StreamE2EEKeys, source.StreamKeyBackups,
+		source.StreamPushers, source.StreamFilters, source.StreamAccountData, source.StreamMedia}
+	personalRoomStreams = []string{source.StreamMemberships, source.StreamRooms, source.StreamReceipts, source.StreamState, source.StreamEvents, source.StreamRedactions}
 )
 
 // personalStreams builds the stream list of a personal export of user.
@@ -68,7 +69,7 @@ func personalStreams(ctx context.Context, src source.Source, user string, o sour
 			out = append(out, s)
 		}
 	}
-	memberships, ok := byName(all, "memberships")
+	memberships, ok := byName(all, source.StreamMemberships)
 	if !ok {
 		return nil, fmt.Errorf("personal export: the %s source has no memberships stream", src.Info().Implementation)
 	}

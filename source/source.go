@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ferry-matrix/ferry/archive"
@@ -43,19 +44,50 @@ const (
 )
 
 // Filter selects a partial export; the zero Filter selects everything.
-// Filters combine: an event is exported when its room is selected, it lies
-// in the time range, and (with Users) its sender is selected.
+// Every adapter reads it the same way, and the conformance suite
+// (sourcetest) checks each part on every adapter whose Capabilities
+// declare it:
+//
+//   - Rooms selects rooms by ID: their room records, state snapshots,
+//     events (of every sender), memberships, receipts and redactions, and
+//     the room account data of exported users in them. A room that does
+//     not exist is an error naming it. Rooms alone carry no accounts: no
+//     users, devices, keys, key backups, pushers, filters or global
+//     account data.
+//   - Users selects users by ID: their accounts, profiles, devices, e2ee
+//     keys, key backups, pushers, filters and account data, and of the
+//     rooms only their own memberships and receipts. Without Rooms, the
+//     rooms are those the users have a current membership in (joined,
+//     invited, left or banned), with every sender's events; with Rooms,
+//     those rooms only. Users never narrow events to their senders.
+//   - Since and Until select timeline events by origin_server_ts, Since
+//     included, Until excluded; every state event of a selected room is
+//     kept whatever its time, so the room's state stays whole. They
+//     combine with Rooms and Users.
+//   - Media (see MediaMode for the default): MediaAll exports every local
+//     media file, or with Users only the files those users uploaded;
+//     MediaReferenced the local files and cached remote copies whose
+//     mxc:// URI appears in an exported, unredacted event's content or in
+//     an exported user's avatar, whoever uploaded them; MediaNone no
+//     media at all.
+//
+// A source that cannot export part of a selection exactly so says it in
+// its Capabilities and refuses it with ErrUnsupported, never with an
+// approximation.
 type Filter struct {
 	Rooms []string  // room IDs; empty: all rooms
-	Users []string  // user IDs: their accounts, devices, keys and account data, and their events; empty: all
-	Since time.Time // events at or after (origin_server_ts); zero: open
-	Until time.Time // events before; zero: open
+	Users []string  // user IDs; empty: all users
+	Since time.Time // timeline events at or after (origin_server_ts); zero: open
+	Until time.Time // timeline events before; zero: open
 	Media string    // MediaAll, MediaReferenced or MediaNone; default: all for a full export, referenced for a partial one
 }
 
+// HasTimeRange reports whether f selects events by time.
+func (f Filter) HasTimeRange() bool { return !f.Since.IsZero() || !f.Until.IsZero() }
+
 // IsFull reports whether f selects the whole server.
 func (f Filter) IsFull() bool {
-	return len(f.Rooms) == 0 && len(f.Users) == 0 && f.Since.IsZero() && f.Until.IsZero() && (f.Media == "" || f.Media == MediaAll)
+	return len(f.Rooms) == 0 && len(f.Users) == 0 && !f.HasTimeRange() && (f.Media == "" || f.Media == MediaAll)
 }
 
 // MediaMode returns the media choice with its default: all media for a
@@ -64,7 +96,7 @@ func (f Filter) MediaMode() string {
 	switch {
 	case f.Media != "":
 		return f.Media
-	case len(f.Rooms) == 0 && len(f.Users) == 0 && f.Since.IsZero() && f.Until.IsZero():
+	case len(f.Rooms) == 0 && len(f.Users) == 0 && !f.HasTimeRange():
 		return MediaAll
 	}
 	return MediaReferenced
@@ -141,9 +173,32 @@ type Sink interface {
 	Checkpoint(cursor []byte) error
 }
 
+// Stream names: stable, they key resume cursors (a checkpoint names its
+// stream) and the personal export picks streams by them. A source emits
+// the streams it has in this order; a vendor stream (its own files) is
+// named after the implementation ("synapse") and comes last.
+const (
+	StreamServerKeys  = "server_keys"
+	StreamUsers       = "users"
+	StreamDevices     = "devices"
+	StreamE2EEKeys    = "e2ee_keys"
+	StreamKeyBackups  = "key_backups"
+	StreamPushers     = "pushers"
+	StreamFilters     = "filters"
+	StreamAccountData = "account_data"
+	StreamRooms       = "rooms"
+	StreamMemberships = "memberships"
+	StreamReceipts    = "receipts"
+	StreamState       = "state"
+	StreamEvents      = "events"
+	StreamRedactions  = "redactions"
+	StreamMedia       = "media"
+)
+
 // Stream is one record stream of a Source.
 type Stream struct {
-	// Name is short and stable ("users", "events"); it keys resume cursors.
+	// Name is short and stable (a Stream* constant, or the implementation's
+	// name for its vendor stream); it keys resume cursors.
 	Name string
 	// Count estimates how many records Run will emit, for progress. It may
 	// be approximate and is called before Run.
@@ -156,12 +211,62 @@ type Stream struct {
 // Source is a server's data as streams.
 type Source interface {
 	Info() Info
+	// Capabilities says which parts of a Filter the source exports; the
+	// same for every Source of an implementation, so that a selection can
+	// be checked before a source is opened (Capabilities.Check).
+	Capabilities() Capabilities
 	// Streams returns the streams of an export with filter f and options o,
-	// in the order an exporter should run them.
+	// in the order an exporter should run them. A filter the capabilities
+	// do not cover fails with ErrUnsupported.
 	Streams(ctx context.Context, f Filter, o Options) ([]Stream, error)
 	// Close ends the snapshot and releases connections.
 	Close() error
 }
+
+// Capabilities are the parts of a Filter a source exports exactly as
+// Filter's documentation says. A whole-server export is always supported.
+type Capabilities struct {
+	// Implementation names the source in refusals ("synapse", "dendrite").
+	Implementation string
+	Rooms          bool // Filter.Rooms
+	Users          bool // Filter.Users
+	TimeRange      bool // Filter.Since and Filter.Until
+	// ReferencedMedia: MediaReferenced. MediaAll and MediaNone are always
+	// supported.
+	ReferencedMedia bool
+}
+
+// Check refuses, with ErrUnsupported, a filter whose parts the source
+// cannot export. Every surface calls it when a selection is submitted (so
+// chat, the API and the CLI refuse with the same message), and Streams
+// again (a refusal at run time is as permanent).
+func (c Capabilities) Check(f Filter) error {
+	name := c.Implementation
+	if name == "" {
+		name = "this"
+	}
+	var refused []string
+	if len(f.Rooms) > 0 && !c.Rooms {
+		refused = append(refused, "a room selection (rooms): export the whole server instead")
+	}
+	if len(f.Users) > 0 && !c.Users {
+		refused = append(refused, "a user selection (users): export the whole server instead")
+	}
+	if f.HasTimeRange() && !c.TimeRange {
+		refused = append(refused, "a time range (since, until): export whole rooms or users without one instead")
+	}
+	if f.MediaMode() == MediaReferenced && !c.ReferencedMedia {
+		refused = append(refused, "only referenced media: choose media all or none instead")
+	}
+	if len(refused) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: the %s source cannot export %s", ErrUnsupported, name, strings.Join(refused, "; nor "))
+}
+
+// ErrUnsupported means a source cannot export a selection (Capabilities).
+// It is permanent: retrying the same selection fails the same way.
+var ErrUnsupported = errors.New("selection not supported")
 
 // Estimator is implemented by sources that can predict the size of an
 // export's archive before it starts (for progress and disk planning).

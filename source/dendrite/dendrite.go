@@ -7,9 +7,10 @@
 // devices, account data (push rules and tags are account data in Dendrite
 // already), the server's keys, rooms, state snapshots, events (stored
 // JSON, redacted ones already redacted by Dendrite), memberships and
-// redactions, receipts, local media with files and thumbnails, e2ee keys
-// and key backups. Not yet: invites of remote users, referenced-media and
-// time-range filters, resume cursors, progress counts.
+// redactions, receipts, media with files and thumbnails, e2ee keys and key
+// backups; selections by rooms, users and referenced media as
+// source.Filter says. Not yet: invites of remote users, time-range
+// selections (refused: Caps), resume cursors, progress counts.
 //
 // Consistency: each Dendrite component has its own database, so there is
 // no single snapshot of the whole server. Each component database is read
@@ -312,24 +313,88 @@ const (
 	accountAppservice = 4
 )
 
-// Streams returns the streams this package implements so far.
+// Caps are the Dendrite source's capabilities: rooms, users and
+// referenced media as source.Filter says, no time range (Ferry does not
+// read Dendrite's events by time yet).
+func Caps() source.Capabilities {
+	return source.Capabilities{Implementation: "dendrite", Rooms: true, Users: true, ReferencedMedia: true}
+}
+
+// Capabilities implements source.Source (Caps).
+func (s *Source) Capabilities() source.Capabilities { return Caps() }
+
+// Streams returns the export's streams in order.
 func (s *Source) Streams(ctx context.Context, f source.Filter, o source.Options) ([]source.Stream, error) {
 	if err := f.Validate(); err != nil {
 		return nil, err
 	}
-	users := f.Users
-	if !f.Since.IsZero() || !f.Until.IsZero() {
-		return nil, errors.New("dendrite: time-range exports are not implemented yet")
+	if err := Caps().Check(f); err != nil {
+		return nil, err
 	}
-	sel := newRoomSet(f.Rooms)
-	return []source.Stream{s.serverKeysStream(o), s.usersStream(users, o), s.devicesStream(users, o), s.e2eeStream(users, o),
-		s.backupsStream(users, o), s.accountDataStream(users, f.Rooms),
-		s.roomsStream(sel), s.membershipsStream(sel), s.receiptsStream(sel), s.snapshotsStream(sel), s.eventsStream(sel, o), s.redactionsStream(sel),
-		s.mediaStream(f)}, nil
+	rooms, err := s.selectedRooms(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	sel := newRoomSet(rooms)
+	var streams []source.Stream
+	if len(f.Rooms) == 0 || len(f.Users) > 0 { // a rooms-only selection carries no accounts
+		streams = append(streams, s.serverKeysStream(o), s.usersStream(f.Users, o), s.devicesStream(f.Users, o), s.e2eeStream(f.Users, o),
+			s.backupsStream(f.Users, o), s.accountDataStream(f.Users, rooms))
+	} else {
+		streams = append(streams, s.serverKeysStream(o))
+	}
+	return append(streams, s.roomsStream(sel), s.membershipsStream(sel, f.Users), s.receiptsStream(sel, f.Users), s.snapshotsStream(sel),
+		s.eventsStream(sel, o), s.redactionsStream(sel), s.mediaStream(f, sel)), nil
+}
+
+// selectedRooms returns the rooms a filter selects (nil: all): its rooms,
+// which must exist, or without them those its users have a membership in.
+func (s *Source) selectedRooms(ctx context.Context, f source.Filter) ([]string, error) {
+	switch {
+	case len(f.Rooms) > 0:
+		known := map[string]bool{}
+		err := s.roomserver.each(ctx, `SELECT room_id FROM roomserver_rooms`, nil, func(rows *sql.Rows) error {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			known[id] = true
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range f.Rooms {
+			if !known[r] {
+				return nil, fmt.Errorf("room %s is not on this server (check the room ID, e.g. with the admin API)", r)
+			}
+		}
+		return f.Rooms, nil
+	case len(f.Users) > 0:
+		rooms := []string{} // none: select nothing, not everything
+		ph := strings.TrimSuffix(strings.Repeat("?,", len(f.Users)), ",")
+		args := make([]any, len(f.Users))
+		for i, u := range f.Users {
+			args[i] = u
+		}
+		err := s.roomserver.each(ctx, `SELECT DISTINCT r.room_id FROM roomserver_membership m
+			JOIN roomserver_rooms r ON r.room_nid = m.room_nid
+			JOIN roomserver_event_state_keys k ON k.event_state_key_nid = m.target_nid
+			WHERE k.event_state_key IN (`+ph+`) ORDER BY r.room_id`, args, func(rows *sql.Rows) error {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			rooms = append(rooms, id)
+			return nil
+		})
+		return rooms, err
+	}
+	return nil, nil
 }
 
 func (s *Source) serverKeysStream(o source.Options) source.Stream {
-	return source.Stream{Name: "server_keys",
+	return source.Stream{Name: source.StreamServerKeys,
 		Count: func(context.Context) (int64, error) { return 1 + int64(len(s.cfg.Global.OldPrivateKeys)), nil },
 		Run: func(ctx context.Context, _ []byte, sink source.Sink) error {
 			rec := &archive.ServerKey{ServerName: s.info.ServerName, KeyID: s.keyID, Kind: "own",
@@ -378,7 +443,7 @@ func (s *Source) usersStream(users []string, o source.Options) source.Stream {
 		a.account_type, COALESCE(p.display_name, ''), COALESCE(p.avatar_url, '')
 		FROM userapi_accounts a LEFT JOIN userapi_profiles p ON p.localpart = a.localpart AND p.server_name = a.server_name
 		WHERE a.server_name = ? AND ` + cond + ` ORDER BY a.localpart`
-	return source.Stream{Name: "users",
+	return source.Stream{Name: source.StreamUsers,
 		Count: func(ctx context.Context) (int64, error) {
 			var n int64
 			err := s.userapi.queryRow(ctx, `SELECT count(*) FROM userapi_accounts a WHERE a.server_name = ? AND `+cond,
@@ -427,7 +492,7 @@ func (s *Source) devicesStream(users []string, o source.Options) source.Stream {
 	query := `SELECT a.localpart, a.device_id, COALESCE(a.display_name, ''), COALESCE(a.last_seen_ts, 0), COALESCE(a.ip, ''),
 		COALESCE(a.user_agent, ''), a.access_token FROM userapi_devices a
 		WHERE a.server_name = ? AND a.localpart <> '_server' AND ` + cond + ` ORDER BY a.localpart, a.device_id`
-	return source.Stream{Name: "devices",
+	return source.Stream{Name: source.StreamDevices,
 		Run: func(ctx context.Context, _ []byte, sink source.Sink) error {
 			left := 0
 			err := s.userapi.each(ctx, query, append([]any{s.info.ServerName}, args...), func(rows *sql.Rows) error {
@@ -461,7 +526,7 @@ func (s *Source) accountDataStream(users, rooms []string) source.Stream {
 	cond, args := s.userFilter(users)
 	query := `SELECT a.localpart, COALESCE(a.room_id, ''), a.type, a.content FROM userapi_account_datas a
 		WHERE a.server_name = ? AND a.localpart <> '_server' AND ` + cond + ` ORDER BY a.localpart, a.room_id, a.type`
-	return source.Stream{Name: "account_data",
+	return source.Stream{Name: source.StreamAccountData,
 		Run: func(ctx context.Context, _ []byte, sink source.Sink) error {
 			return s.userapi.each(ctx, query, append([]any{s.info.ServerName}, args...), func(rows *sql.Rows) error {
 				var a archive.AccountData

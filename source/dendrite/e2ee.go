@@ -22,7 +22,7 @@ func (s *Source) wantUser(users []string, userID string) bool {
 // signatures, and (with the option) one-time keys; otherwise one omission
 // per device with its count.
 func (s *Source) e2eeStream(users []string, o source.Options) source.Stream {
-	return source.Stream{Name: "e2ee_keys",
+	return source.Stream{Name: source.StreamE2EEKeys,
 		Run: func(ctx context.Context, _ []byte, sink source.Sink) error {
 			emit := func(k *archive.E2EEKey) error {
 				if !s.wantUser(users, k.UserID) || !strings.HasSuffix(k.UserID, ":"+s.info.ServerName) {
@@ -131,7 +131,7 @@ func (s *Source) backupsStream(users []string, o source.Options) source.Stream {
 		}
 		return "@" + u + ":" + s.info.ServerName
 	}
-	return source.Stream{Name: "key_backups",
+	return source.Stream{Name: source.StreamKeyBackups,
 		Run: func(ctx context.Context, _ []byte, sink source.Sink) error {
 			err := s.userapi.each(ctx, `SELECT user_id, version, algorithm, auth_data, etag, deleted FROM userapi_key_backup_versions ORDER BY user_id, version`, nil,
 				func(rows *sql.Rows) error {

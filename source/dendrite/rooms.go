@@ -16,8 +16,9 @@ import (
 // roomSet selects rooms by ID (nil: all).
 type roomSet map[string]bool
 
+// newRoomSet selects rooms (nil: all; empty: none).
 func newRoomSet(rooms []string) roomSet {
-	if len(rooms) == 0 {
+	if rooms == nil {
 		return nil
 	}
 	m := roomSet{}
@@ -85,7 +86,7 @@ func (s *Source) eventIDs(ctx context.Context, nids []int64) (map[int64]string, 
 }
 
 func (s *Source) roomsStream(sel roomSet) source.Stream {
-	return source.Stream{Name: "rooms",
+	return source.Stream{Name: source.StreamRooms,
 		Run: func(ctx context.Context, _ []byte, sink source.Sink) error {
 			rooms, err := s.rooms(ctx, sel)
 			if err != nil {
@@ -253,7 +254,7 @@ func (ix *stateIndex) snapshot(nid int64) (snapshotRow, bool) {
 // blocks, each a set of state events) as full portable snapshots with the
 // same IDs.
 func (s *Source) snapshotsStream(sel roomSet) source.Stream {
-	return source.Stream{Name: "state",
+	return source.Stream{Name: source.StreamState,
 		Run: func(ctx context.Context, _ []byte, sink source.Sink) error {
 			// Every room's NID, not only the selected ones': a snapshot of an
 			// unselected room must be recognised as such and left out.
@@ -302,7 +303,7 @@ func (s *Source) snapshotsStream(sel roomSet) source.Stream {
 // stored JSON; Dendrite keeps redacted events in redacted form already,
 // so the original of a redacted event cannot be exported.
 func (s *Source) eventsStream(sel roomSet, o source.Options) source.Stream {
-	return source.Stream{Name: "events",
+	return source.Stream{Name: source.StreamEvents,
 		Run: func(ctx context.Context, _ []byte, sink source.Sink) error {
 			if o.RedactedOriginals {
 				if err := sink.Omit(archive.Omission{Code: "source_missing", Item: archive.SectionEvents + "#original_json",
@@ -352,9 +353,10 @@ func (s *Source) eventsStream(sel roomSet, o source.Options) source.Stream {
 		}}
 }
 
-// membershipsStream derives memberships from each room's current state.
-func (s *Source) membershipsStream(sel roomSet) source.Stream {
-	return source.Stream{Name: "memberships",
+// membershipsStream derives memberships from each room's current state
+// (with users, only theirs).
+func (s *Source) membershipsStream(sel roomSet, users []string) source.Stream {
+	return source.Stream{Name: source.StreamMemberships,
 		Run: func(ctx context.Context, _ []byte, sink source.Sink) error {
 			rooms, err := s.rooms(ctx, sel)
 			if err != nil {
@@ -408,7 +410,7 @@ func (s *Source) membershipsStream(sel roomSet) source.Stream {
 				}
 			}
 			for _, m := range out {
-				if current[[2]string{m.RoomID, m.UserID}] == m.EventID {
+				if current[[2]string{m.RoomID, m.UserID}] == m.EventID && s.wantUser(users, m.UserID) {
 					if err := sink.Record(archive.SectionMemberships, &m); err != nil {
 						return err
 					}
@@ -420,7 +422,7 @@ func (s *Source) membershipsStream(sel roomSet) source.Stream {
 
 // redactionsStream exports validated redactions.
 func (s *Source) redactionsStream(sel roomSet) source.Stream {
-	return source.Stream{Name: "redactions",
+	return source.Stream{Name: source.StreamRedactions,
 		Run: func(ctx context.Context, _ []byte, sink source.Sink) error {
 			return s.roomserver.each(ctx, `SELECT x.redacts_event_id, x.redaction_event_id, r.room_id FROM roomserver_redactions x
 				JOIN roomserver_events e ON e.event_id = x.redaction_event_id JOIN roomserver_rooms r ON r.room_nid = e.room_nid

@@ -20,6 +20,10 @@ type Fake struct {
 	// FailRun makes run number FailRun (from 1) fail after 300 users with a
 	// transient-looking error.
 	FailRun int
+	// Caps are the capabilities it declares (Implementation "fake" when
+	// unset). Its streams ignore the filter; a filter Caps do not cover is
+	// refused with source.ErrUnsupported, as a real source does.
+	Caps source.Capabilities
 
 	mu     sync.Mutex
 	runs   int
@@ -38,13 +42,25 @@ func (f *Fake) Info() source.Info {
 }
 func (f *Fake) Close() error { return nil }
 
-func (f *Fake) Streams(context.Context, source.Filter, source.Options) ([]source.Stream, error) {
+// Capabilities returns Caps.
+func (f *Fake) Capabilities() source.Capabilities {
+	c := f.Caps
+	if c.Implementation == "" {
+		c.Implementation = "fake"
+	}
+	return c
+}
+
+func (f *Fake) Streams(_ context.Context, filter source.Filter, _ source.Options) ([]source.Stream, error) {
+	if err := f.Capabilities().Check(filter); err != nil {
+		return nil, err
+	}
 	f.mu.Lock()
 	f.runs++
 	run := f.runs
 	f.mu.Unlock()
 	return []source.Stream{{
-		Name:  "users",
+		Name:  source.StreamUsers,
 		Count: func(context.Context) (int64, error) { return int64(f.Users), nil },
 		Run: func(ctx context.Context, cursor []byte, sink source.Sink) error {
 			start := 0

@@ -109,6 +109,7 @@ func (s Suite) Run(t *testing.T) {
 			t.Errorf("%d redacted originals exported with the option, want %d", originals, len(s.Truth.Redactions))
 		}
 	})
+	t.Run("selection", s.runSelections)
 }
 
 // collector is an in-memory Sink.

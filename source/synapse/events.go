@@ -97,7 +97,7 @@ type eventCursor struct {
 func (p *plan) eventsStream() source.Stream {
 	s := p.s
 	return source.Stream{
-		Name: "events",
+		Name: source.StreamEvents,
 		Count: func(ctx context.Context) (int64, error) {
 			if p.selected >= 0 {
 				return p.selected, nil
@@ -407,7 +407,7 @@ func (p *plan) redactionsStream() source.Stream {
 		JOIN events re ON re.event_id = r.event_id JOIN event_json rj ON rj.event_id = r.event_id
 		WHERE ` + p.eventCond() + ` AND ` + p.notRejected("re") + ` ORDER BY re.stream_ordering`
 	return source.Stream{
-		Name: "redactions",
+		Name: source.StreamRedactions,
 		Count: func(ctx context.Context) (int64, error) {
 			return s.count(ctx, `SELECT count(*) FROM redactions r JOIN events e ON e.event_id = r.redacts WHERE `+p.eventCond(), p.eventArgs()...)
 		},

@@ -89,7 +89,7 @@ func (ks *signingKeys) addOld(old map[string]oldKey) error {
 // the option), its old keys, and the cache of remote servers' keys.
 func (s *Source) serverKeysStream(o source.Options) source.Stream {
 	return source.Stream{
-		Name: "server_keys",
+		Name: source.StreamServerKeys,
 		Count: func(ctx context.Context) (int64, error) {
 			n := int64(len(s.keys.current) + len(s.keys.old))
 			if s.cols["server_keys_json"] != nil {

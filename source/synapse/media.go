@@ -61,7 +61,7 @@ func remoteThumbnailPath(origin, fsid string, t mediaThumb) string {
 func (p *plan) mediaStream() source.Stream {
 	s := p.s
 	return source.Stream{
-		Name: "media",
+		Name: source.StreamMedia,
 		Count: func(ctx context.Context) (int64, error) {
 			if p.f.MediaMode() != source.MediaAll {
 				return 0, nil // unknown until referenced media are found
@@ -88,7 +88,7 @@ func (p *plan) mediaStream() source.Stream {
 }
 
 // referencedMedia finds the mxc:// URIs in the exported events (as
-// exported: redacted content does not count) and the selected users'
+// exported: redacted content does not count) and the exported users'
 // profiles.
 func (p *plan) referencedMedia(ctx context.Context) (local []string, remote map[string][]string, err error) {
 	s := p.s
@@ -123,9 +123,9 @@ func (p *plan) referencedMedia(ctx context.Context) (local []string, remote map[
 	if err != nil {
 		return nil, nil, err
 	}
-	if p.users != nil {
+	if p.users != nil || len(p.f.Rooms) == 0 { // the exported users' avatars
 		avatars, err := s.strings(ctx, `SELECT avatar_url FROM profiles pr JOIN users u ON pr.user_id = `+localpartSQL+`
-			WHERE u.name = ANY($1) AND avatar_url IS NOT NULL`, p.users)
+			WHERE ($1::text[] IS NULL OR u.name = ANY($1)) AND avatar_url IS NOT NULL`, p.users)
 		if err != nil {
 			return nil, nil, err
 		}

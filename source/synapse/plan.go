@@ -52,9 +52,20 @@ func beforeSnapshotID(streamOrdering int64) uint64 {
 	return beforeSnapshotBase | (uint64(streamOrdering) & (beforeSnapshotBase - 1))
 }
 
+// Caps are the Synapse source's capabilities: every part of a filter.
+func Caps() source.Capabilities {
+	return source.Capabilities{Implementation: "synapse", Rooms: true, Users: true, TimeRange: true, ReferencedMedia: true}
+}
+
+// Capabilities implements source.Source (Caps).
+func (s *Source) Capabilities() source.Capabilities { return Caps() }
+
 // Streams returns the export's streams in order.
 func (s *Source) Streams(ctx context.Context, f source.Filter, o source.Options) ([]source.Stream, error) {
 	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	if err := Caps().Check(f); err != nil {
 		return nil, err
 	}
 	if o.PrivateServerKey && (!f.IsFull() || !o.Encrypted) {

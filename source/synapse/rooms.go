@@ -27,7 +27,7 @@ func (p *plan) roomsStream() source.Stream {
 		EXISTS (SELECT 1 FROM current_state_events c WHERE c.room_id = r.room_id)
 		FROM rooms r WHERE ($1::text[] IS NULL OR r.room_id = ANY($1)) AND r.room_id > $2 ORDER BY r.room_id`
 	return source.Stream{
-		Name:  "rooms",
+		Name:  source.StreamRooms,
 		Count: func(context.Context) (int64, error) { return int64(len(p.roomVersion)), nil },
 		Run: func(ctx context.Context, cursor []byte, sink source.Sink) error {
 			var c roomCursor
@@ -64,7 +64,7 @@ func (p *plan) membershipsStream() source.Stream {
 		AND ` + p.exported("c.event_id", "c.room_id") + `
 		AND (c.room_id, c.state_key) > ($3, $4) ORDER BY c.room_id, c.state_key`
 	return source.Stream{
-		Name: "memberships",
+		Name: source.StreamMemberships,
 		Count: func(ctx context.Context) (int64, error) {
 			return s.count(ctx, `SELECT count(*) FROM current_state_events c WHERE c.type = 'm.room.member'
 				AND ($1::text[] IS NULL OR c.room_id = ANY($1)) AND ($2::text[] IS NULL OR c.state_key = ANY($2))`, p.rooms, p.users)
@@ -93,7 +93,7 @@ func (p *plan) receiptsStream() source.Stream {
 	s := p.s
 	thread := s.optional("receipts_linearized", "thread_id", "COALESCE(thread_id, '')", "''")
 	return source.Stream{
-		Name: "receipts",
+		Name: source.StreamReceipts,
 		Count: func(ctx context.Context) (int64, error) {
 			return s.count(ctx, `SELECT count(*) FROM receipts_linearized WHERE ($1::text[] IS NULL OR room_id = ANY($1))
 				AND ($2::text[] IS NULL OR user_id = ANY($2))`, p.rooms, p.users)
@@ -134,7 +134,7 @@ type snapshotCursor struct {
 func (p *plan) snapshotsStream() source.Stream {
 	s := p.s
 	return source.Stream{
-		Name: "state",
+		Name: source.StreamState,
 		Count: func(ctx context.Context) (int64, error) {
 			n, err := s.count(ctx, `SELECT count(*) FROM state_groups WHERE ($1::text[] IS NULL OR room_id = ANY($1))`, p.rooms)
 			if err != nil {

@@ -41,7 +41,7 @@ func (p *plan) usersStream() source.Stream {
 		LEFT JOIN profiles pr ON pr.user_id = ` + localpartSQL + `
 		WHERE ($1::text[] IS NULL OR u.name = ANY($1)) AND u.name > $2 ORDER BY u.name`
 	return source.Stream{
-		Name: "users",
+		Name: source.StreamUsers,
 		Count: func(ctx context.Context) (int64, error) {
 			return s.count(ctx, `SELECT count(*) FROM users u WHERE ($1::text[] IS NULL OR u.name = ANY($1))`, p.users)
 		},
@@ -111,7 +111,7 @@ func (p *plan) devicesStream() source.Stream {
 		FROM devices d WHERE ` + hidden + ` AND ($1::text[] IS NULL OR d.user_id = ANY($1)) AND (d.user_id, d.device_id) > ($2, $3)
 		ORDER BY d.user_id, d.device_id`
 	return source.Stream{
-		Name: "devices",
+		Name: source.StreamDevices,
 		Count: func(ctx context.Context) (int64, error) {
 			return s.count(ctx, `SELECT count(*) FROM devices d WHERE `+hidden+` AND ($1::text[] IS NULL OR d.user_id = ANY($1))`, p.users)
 		},
@@ -159,7 +159,7 @@ func (p *plan) devicesStream() source.Stream {
 func (p *plan) e2eeStream() source.Stream {
 	s := p.s
 	return source.Stream{
-		Name: "e2ee_keys",
+		Name: source.StreamE2EEKeys,
 		Count: func(ctx context.Context) (int64, error) {
 			return s.count(ctx, `SELECT (SELECT count(*) FROM e2e_device_keys_json WHERE ($1::text[] IS NULL OR user_id = ANY($1)))
 				+ (SELECT count(*) FROM e2e_cross_signing_signatures WHERE ($1::text[] IS NULL OR user_id = ANY($1)))
@@ -266,7 +266,7 @@ func (p *plan) e2eeStream() source.Stream {
 func (p *plan) backupsStream() source.Stream {
 	s := p.s
 	return source.Stream{
-		Name: "key_backups",
+		Name: source.StreamKeyBackups,
 		Count: func(ctx context.Context) (int64, error) {
 			return s.count(ctx, `SELECT (SELECT count(*) FROM e2e_room_keys_versions WHERE ($1::text[] IS NULL OR user_id = ANY($1)))
 				+ (SELECT count(*) FROM e2e_room_keys WHERE ($1::text[] IS NULL OR user_id = ANY($1)))`, p.users)
@@ -318,7 +318,7 @@ func (p *plan) pushersStream() source.Stream {
 	enabled := s.optional("pushers", "enabled", "COALESCE(enabled, true)", "true")
 	deviceID := s.optional("pushers", "device_id", "COALESCE(device_id, '')", "''")
 	return source.Stream{
-		Name: "pushers",
+		Name: source.StreamPushers,
 		Count: func(ctx context.Context) (int64, error) {
 			return s.count(ctx, `SELECT count(*) FROM pushers WHERE ($1::text[] IS NULL OR user_name = ANY($1))`, p.users)
 		},
@@ -345,7 +345,7 @@ func (p *plan) filtersStream() source.Stream {
 	s := p.s
 	userExpr := `'@' || f.user_id || ':' || $2`
 	return source.Stream{
-		Name: "filters",
+		Name: source.StreamFilters,
 		Count: func(ctx context.Context) (int64, error) {
 			return s.count(ctx, `SELECT count(*) FROM user_filters f WHERE ($1::text[] IS NULL OR `+userExpr+` = ANY($1))`, p.users, s.info.ServerName)
 		},
@@ -368,7 +368,7 @@ func (p *plan) filtersStream() source.Stream {
 func (p *plan) accountDataStream() source.Stream {
 	s := p.s
 	return source.Stream{
-		Name: "account_data",
+		Name: source.StreamAccountData,
 		Count: func(ctx context.Context) (int64, error) {
 			return s.count(ctx, `SELECT (SELECT count(*) FROM account_data WHERE ($1::text[] IS NULL OR user_id = ANY($1)))
 				+ (SELECT count(*) FROM room_account_data WHERE ($1::text[] IS NULL OR user_id = ANY($1)))
