@@ -192,7 +192,7 @@ func TestMigrateRefusals(t *testing.T) {
 		{"migrate-target-refused", "", valid, importer.Refuse("the target Dendrite is not empty (1 users, 0 rooms)")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := &migrateFlags{keep: tc.keep, where: targetFlags{config: "/etc/dendrite/dendrite.yaml"}}
+			m := &migrateFlags{keep: tc.keep, from: "synapse", to: "dendrite", where: targetFlags{config: "/etc/dendrite/dendrite.yaml"}}
 			golden(t, "messages/"+tc.name, errorText(m.refusal(tc.res, tc.err), "/nowhere"))
 		})
 	}

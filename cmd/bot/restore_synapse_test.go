@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferry-matrix/ferry/internal/clientview"
 	"github.com/ferry-matrix/ferry/internal/fixturecheck"
+	"github.com/ferry-matrix/ferry/internal/seed"
 	"github.com/ferry-matrix/ferry/internal/testenv"
 	"github.com/ferry-matrix/ferry/source/sourcetest"
 )
@@ -34,12 +35,7 @@ func TestImportIntoSynapse(t *testing.T) {
 	}
 
 	s := testenv.NewSynapse(t, truth.ServerName)
-	updater := filepath.Join(t.TempDir(), "update_synapse_database")
-	// What an admin's update_synapse_database is: here, the chroot's.
-	script := "#!/bin/sh\nexec chroot " + os.Getenv("FERRY_SYNAPSE_CHROOT") + " update_synapse_database --database-config " + s.Inside(s.Config) + " --run-background-updates\n"
-	if err := os.WriteFile(updater, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	updater := updateSynapseDatabase(t, s)
 	target := []string{"import", "--quiet", "--target", "synapse", "--db", s.DB, "--media-store", s.MediaStore, "--synapse-config", s.Config,
 		"--signing-key-file", s.SigningKey, "--passphrase-env", "FERRY_TEST_PASS"}
 
@@ -71,4 +67,47 @@ func TestImportIntoSynapse(t *testing.T) {
 	c := &clientview.Client{URL: s.URL, ServerName: truth.ServerName}
 	tokens := fixturecheck.Login(t, c, truth)
 	fixturecheck.Rooms(t, c, truth, tokens, archiveEvents(t, backup))
+}
+
+// updateSynapseDatabase writes what an admin's update_synapse_database is
+// to Ferry, for the test Synapse s: the chroot's, run on s's config.
+func updateSynapseDatabase(t *testing.T, s *testenv.Synapse) string {
+	t.Helper()
+	updater := filepath.Join(t.TempDir(), "update_synapse_database")
+	script := "#!/bin/sh\nexec chroot " + os.Getenv("FERRY_SYNAPSE_CHROOT") + " update_synapse_database --database-config " + s.Inside(s.Config) + " --run-background-updates\n"
+	if err := os.WriteFile(updater, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return updater
+}
+
+// Dendrite -> Synapse in one step: bot migrate --from dendrite --to synapse
+// of a seeded live Dendrite, then Synapse starts and every user finds their
+// rooms, timelines, profiles and account data; the suggested homeserver.yaml
+// section names the server.
+func TestMigrateDendriteToSynapse(t *testing.T) {
+	ctx := context.Background()
+	const name = "move.ferry.test"
+	from := testenv.StartDendrite(t, name)
+	truth, err := seed.Run(ctx, seed.Server{URL: from.URL, ServerName: name,
+		Register: func(local, pw string, admin bool) (string, error) { return from.Register(t, local, pw, admin), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from.Stop()
+	to := testenv.NewSynapse(t, name)
+	var out bytes.Buffer
+	if err := execute(ctx, []string{"migrate", "--quiet", "--from", "dendrite", "--from-config", from.Config(), "--to", "synapse",
+		"--to-db", to.DB, "--to-media-store", to.MediaStore, "--to-synapse-config", to.Config, "--to-signing-key-file", to.SigningKey,
+		"--update-synapse-database", updateSynapseDatabase(t, to), "--migration"}, &out, os.Stderr); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out.String())
+	}
+	t.Logf("bot migrate --from dendrite --to synapse:\n%s", out.String())
+	if !strings.Contains(out.String(), `server_name: "`+name+`"`) {
+		t.Errorf("no suggested homeserver.yaml section in the output")
+	}
+	to.Start(t)
+	c := &clientview.Client{URL: to.URL, ServerName: name}
+	tokens := fixturecheck.Login(t, c, truth)
+	fixturecheck.Users(t, c, truth, tokens)
 }

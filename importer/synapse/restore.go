@@ -46,6 +46,9 @@ var capabilities = &fidelity.Target{
 	Name:         "Synapse " + SupportedVersion,
 	RoomVersions: sortedKeys(formatVersions),
 	Namespaces:   []string{ssource.VendorItem},
+	Notes: map[string]string{
+		archive.SectionStateSnapshots: "read back as Synapse keeps state: a group per state change, and the state before each state event and each room's current state",
+	},
 }
 
 // SupportedVersion is the Synapse release a restore writes for.
@@ -185,9 +188,12 @@ func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts impo
 	if err := t.installSigningKey(ctx, r, res); err != nil {
 		return err
 	}
-	res.Notes = append(res.Notes,
-		"Stream positions are the source's: clients that synced after the archive was made must clear their cache (log out and in, or Element's \"Clear cache and reload\").",
-		"With workers: flush Redis before starting them (its caches are keyed by state group IDs).")
+	if r.Manifest().Export.Source.Implementation == "synapse" {
+		res.Notes = append(res.Notes, "Stream positions are the source's: clients that synced after the archive was made must clear their cache (log out and in, or Element's \"Clear cache and reload\").")
+	} else {
+		res.Notes = append(res.Notes, "Clients of the old server must log in again or clear their cache (Element: \"Clear cache and reload\"): their sync positions mean nothing to Synapse.")
+	}
+	res.Notes = append(res.Notes, "With workers: flush Redis before starting them (its caches are keyed by state group IDs).")
 	if t.cfg.RunBackgroundUpdates != nil {
 		p.Phase("background updates (search, auth chains, user directory, stats)", 0)
 		start := time.Now()
