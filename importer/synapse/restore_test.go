@@ -15,16 +15,23 @@ import (
 	"github.com/ferry-matrix/ferry/source/sourcetest"
 )
 
-// The real Synapse 1.67 fixture, exported and restored whole into a fresh
-// Synapse 1.160: Synapse starts on it, and what its users see through the
+// The real Synapse fixtures (1.67 at schema 72, and the same data upgraded
+// to today's schema), exported and restored whole into a fresh Synapse
+// 1.160: Synapse starts on it, and what its users see through the
 // client-server API is the ground truth.
 func TestRestoreFixtureIntoSynapse(t *testing.T) {
+	for _, fixture := range []string{"synapse-1.67", "synapse-latest-schema"} {
+		t.Run(fixture, func(t *testing.T) { restoreFixture(t, fixture) })
+	}
+}
+
+func restoreFixture(t *testing.T, fixture string) {
 	ctx := context.Background()
 	truth, err := sourcetest.LoadGroundTruth(testdata + "synapse-1.67/ground_truth.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := exportFixture(t, "synapse-1.67", source.Options{AccessTokens: true, PrivateServerKey: true, Encrypted: true})
+	r := exportFixture(t, fixture, source.Options{AccessTokens: true, PrivateServerKey: true, Encrypted: true})
 	s := testenv.NewSynapse(t, truth.ServerName)
 	target := NewTarget(Config{Database: s.DB, HomeserverConfig: s.Config, MediaStore: s.MediaStore, SigningKey: s.SigningKey,
 		RunBackgroundUpdates: s.RunBackgroundUpdates})
