@@ -18,7 +18,8 @@ import (
 )
 
 // newDemoCmd is the main job: by default the bot end to end on a real
-// Dendrite (runBotDemo); with --sample, offline, the embedded sample
+// Dendrite, or with --homeserver synapse on a real Synapse (runBotDemo);
+// with --sample, offline, the embedded sample
 // server exported into an archive encrypted to a fresh age identity
 // (write-only: the writer only sees the public recipient), then opened
 // with the identity, every part, file and blob verified, and inspected.
@@ -32,16 +33,23 @@ its embedded defaults, an admin who types !export full in a room, the progress m
 through the expiring link, and the verification with the admin's own key. Everything is removed at
 the end unless --keep.
 
+With --homeserver synapse (make demo HOMESERVER=synapse) the same story runs on Synapse 1.160 from
+the chroot scripts/lib/synapse.sh installs (as root), on a private PostgreSQL cluster.
+
 With --sample it needs no homeserver: the embedded sample server is exported into an archive
 encrypted to a fresh age identity, then verified and inspected.`,
 		Example: `  make demo                                  # builds Dendrite once, then runs bot demo --dendrite-dir ...
   bot demo --dendrite-dir ~/.cache/ferry/dendrite-v0.15.2
+  make demo HOMESERVER=synapse               # installs Synapse once, then runs bot demo --homeserver synapse ...
+  bot demo --homeserver synapse --synapse-chroot ~/.cache/ferry/synapse-1.160.0
   bot demo --sample                          # offline
   bot demo --sample --out /tmp/sample        # keep the archive and its identity`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return d.run(cmd.Context(), cmd.OutOrStdout()) },
 	}
 	cmd.Flags().BoolVar(&d.sample, "sample", false, "export the embedded sample server instead (no homeserver needed)")
+	cmd.Flags().StringVar(&d.homeserver, "homeserver", "dendrite", "`NAME` of the homeserver to run the story on: dendrite or synapse")
+	cmd.Flags().StringVar(&d.synapseChroot, "synapse-chroot", "", "`DIR`: the chroot with Synapse 1.160 (make demo HOMESERVER=synapse builds it; default $FERRY_SYNAPSE_CHROOT)")
 	cmd.Flags().StringVar(&d.dendriteDir, "dendrite-dir", "", "`DIR` with Dendrite v0.15.2's dendrite, generate-config and generate-keys (make demo builds them; default $FERRY_DENDRITE_DIR)")
 	cmd.Flags().BoolVar(&d.keep, "keep", false, "keep the demo's directory (configs, databases, logs, archive; with --sample the archive and its identity)")
 	cmd.Flags().StringVar(&d.out, "out", "", "with --sample: `DIR` to write into, kept (default: a new temporary directory, removed)")
@@ -50,20 +58,37 @@ encrypted to a fresh age identity, then verified and inspected.`,
 }
 
 type demoFlags struct {
-	sample, keep     bool
-	dendriteDir, out string
-	messages         int
+	sample, keep                                bool
+	homeserver, dendriteDir, synapseChroot, out string
+	messages                                    int
+}
+
+// demoHomeservers are the homeservers the demo runs on: the environment
+// variable naming their files when the flag does not, what to say when
+// neither does, and how one starts.
+var demoHomeservers = map[string]struct {
+	env, missing string
+	start        func(path string) startDemoHomeserver
+}{
+	"dendrite": {"FERRY_DENDRITE_DIR", "the demo runs a real Dendrite: run `make demo` (it builds Dendrite once), pass --dendrite-dir", demoDendrite},
+	"synapse": {"FERRY_SYNAPSE_CHROOT", "the demo runs a real Synapse: run `make demo HOMESERVER=synapse` (it installs Synapse in a chroot once, as root), pass --synapse-chroot",
+		demoSynapse},
 }
 
 func (d *demoFlags) run(ctx context.Context, stdout io.Writer) error {
 	if !d.sample {
-		if d.dendriteDir == "" {
-			d.dendriteDir = os.Getenv("FERRY_DENDRITE_DIR")
+		hs, ok := demoHomeservers[d.homeserver]
+		if !ok {
+			return fmt.Errorf("--homeserver %q: the demo runs on dendrite or synapse", d.homeserver)
 		}
-		if d.dendriteDir == "" {
-			return errors.New("the demo runs a real Dendrite: run `make demo` (it builds Dendrite once), pass --dendrite-dir, or use --sample for the offline archive demo")
+		path := map[string]string{"dendrite": d.dendriteDir, "synapse": d.synapseChroot}[d.homeserver]
+		if path == "" {
+			path = os.Getenv(hs.env)
 		}
-		return runBotDemo(ctx, d.dendriteDir, d.keep)
+		if path == "" {
+			return errors.New(hs.missing + ", or use --sample for the offline archive demo")
+		}
+		return runBotDemo(ctx, hs.start(path), d.keep)
 	}
 	dir := d.out
 	if dir == "" {

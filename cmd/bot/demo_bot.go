@@ -24,12 +24,14 @@ import (
 )
 
 // runBotDemo is the main job end to end on the embedded defaults: a real
-// Dendrite on one SQLite file, Ferry's bot with its SQLite job store and
-// file:// storage, an admin with a room of history who types
-// `!export full`, watches the progress message, downloads the archive
-// through the link and verifies it with their own key. Everything lives
-// in one temporary directory, removed at the end (unless keep).
-func runBotDemo(ctx context.Context, dendriteBin string, keep bool) (err error) {
+// homeserver (Dendrite on one SQLite file, or Synapse on a private
+// PostgreSQL cluster), Ferry's bot with its SQLite job store and file://
+// storage, an admin with a room of history who types `!export full`,
+// watches the progress message, downloads the archive through the link
+// and verifies it with their own key. Everything lives in one temporary
+// directory (Synapse's files in the chroot's /tmp), removed at the end
+// (unless keep).
+func runBotDemo(ctx context.Context, start startDemoHomeserver, keep bool) (err error) {
 	dir, err := os.MkdirTemp("", "ferry-demo-")
 	if err != nil {
 		return err
@@ -58,26 +60,17 @@ func runBotDemo(ctx context.Context, dendriteBin string, keep bool) (err error) 
 	if err := os.WriteFile(regFile, reg, 0o600); err != nil {
 		return err
 	}
-	dendriteDir := filepath.Join(dir, "dendrite")
-	os.MkdirAll(dendriteDir, 0o700)
-	d, err := dendriteproc.New(dendriteBin, dendriteDir, domain, "")
+	hs, err := start(ctx, dir, domain, regFile, step)
 	if err != nil {
 		return err
 	}
-	if err := d.AddAppservice(regFile); err != nil {
-		return err
-	}
-	step("starting Dendrite v0.15.2 for %s on one SQLite file set (%s)", domain, dendriteDir)
-	if err := d.Start(0); err != nil {
-		return err
-	}
-	defer d.Stop()
+	defer func() { hs.stop(keep || err != nil) }()
 	password := randomHex()[:20]
-	tok, err := d.Register("admin", password, true)
+	tok, err := hs.register("admin", password, true)
 	if err != nil {
 		return err
 	}
-	admin, err := mautrix.NewClient(d.URL, id.NewUserID("admin", domain), tok)
+	admin, err := mautrix.NewClient(hs.url, id.NewUserID("admin", domain), tok)
 	if err != nil {
 		return err
 	}
@@ -98,14 +91,14 @@ func runBotDemo(ctx context.Context, dendriteBin string, keep bool) (err error) 
 	}
 	idFile := filepath.Join(dir, "admin-identity.txt")
 	os.WriteFile(idFile, []byte(identity.String()+"\n"), 0o600)
-	yaml := fmt.Sprintf(`homeserver: {url: %q, domain: %s, implementation: dendrite}
+	yaml := fmt.Sprintf(`homeserver: {url: %q, domain: %s, implementation: %s}
 appservice: {address: %q, listen: "127.0.0.1:%d", as_token: %q, hs_token: %q}
 admins: {users: ["@admin:%s"], rooms: [%q]}
-source: {dendrite_config: %q}
+%s
 storage: {url: "file://%s", link_lifetime: 1h, link_secret_file: %q}
 encryption: {admin_recipients: {"@admin:%s": [%q]}}
 state: {database: "sqlite://%s"}
-`, d.URL, domain, ferryURL, ferryPort, string(cfg.Appservice.ASToken), string(cfg.Appservice.HSToken), domain, room.RoomID, d.Config(),
+`, hs.url, domain, hs.implementation, ferryURL, ferryPort, string(cfg.Appservice.ASToken), string(cfg.Appservice.HSToken), domain, room.RoomID, hs.sourceYAML,
 		filepath.Join(dir, "archives"), filepath.Join(dir, "link.secret"), domain, identity.Recipient(), filepath.Join(dir, "ferry.db"))
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
