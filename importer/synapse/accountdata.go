@@ -69,6 +69,12 @@ type ignoredUsers struct {
 // flags go to push_rules and push_rules_enable (pushRuleWriter). It
 // returns the number of records written.
 func restoreAccountData(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int64, error) {
+	return writeAccountData(ctx, tx, r, nil)
+}
+
+// writeAccountData is restoreAccountData of the records keep accepts (nil:
+// all).
+func writeAccountData(ctx context.Context, tx pgx.Tx, r *archive.Reader, keep func(*archive.AccountData) (bool, error)) (int64, error) {
 	stream, err := newAccountDataStream(ctx, tx)
 	if err != nil {
 		return 0, err
@@ -80,6 +86,11 @@ func restoreAccountData(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int6
 	}
 	var n int64
 	err = archive.ReadSection(ctx, r, archive.SectionAccountData, func(a *archive.AccountData) error {
+		if keep != nil {
+			if ok, err := keep(a); err != nil || !ok {
+				return err
+			}
+		}
 		if !json.Valid(a.Content) {
 			return fmt.Errorf("account data %s of %s is not JSON", a.Type, a.UserID)
 		}

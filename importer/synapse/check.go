@@ -17,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ferry-matrix/ferry/importer"
-	ssource "github.com/ferry-matrix/ferry/source/synapse"
 	"gopkg.in/yaml.v3"
 )
 
@@ -89,15 +88,9 @@ func Check(ctx context.Context, t Config, serverName string) (*Preflight, error)
 	if pid, alive := pidFileAlive(hs.PidFile); alive {
 		return nil, refuse("Synapse is running (pid_file %s names process %d): stop it (and its workers) before restoring", hs.PidFile, pid)
 	}
-	cfg, err := ssource.ParseDatabaseURL(t.Database)
+	conn, err := connectReadOnly(ctx, t.Database)
 	if err != nil {
-		return nil, refuse("the target database: %v", err)
-	}
-	cfg.RuntimeParams["application_name"] = "ferry-restore-check"
-	cfg.RuntimeParams["default_transaction_read_only"] = "on"
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, refuse("cannot reach the target database on %s: %v", cfg.Host, err)
+		return nil, err
 	}
 	defer conn.Close(ctx)
 

@@ -62,9 +62,6 @@ const progressTable = `CREATE TABLE IF NOT EXISTS ferry_restore (archive_id text
 	finished_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (archive_id, phase))`
 
 func (t *RestoreTarget) Check(ctx context.Context, r *archive.Reader, opts importer.Options) (*importer.State, error) {
-	if len(opts.Rooms) > 0 {
-		return nil, importer.Refuse("restoring single rooms into an existing Synapse is not available yet: restore the whole archive into a fresh database")
-	}
 	p, err := Check(ctx, t.cfg, r.Core().ServerName)
 	state := &importer.State{Name: fmt.Sprintf("Synapse %s (schema %d)", SupportedVersion, SupportedSchema)}
 	if p != nil {
@@ -72,6 +69,18 @@ func (t *RestoreTarget) Check(ctx context.Context, r *archive.Reader, opts impor
 	}
 	if err != nil && (p == nil || !errors.Is(err, ErrRefused)) {
 		return nil, err // unreachable, running, another server or schema
+	}
+	if len(opts.Rooms) > 0 {
+		// A room restore goes into a server that holds other data.
+		done, derr := t.roomPhaseDone(ctx, r, opts)
+		switch {
+		case derr != nil:
+			return nil, derr
+		case done:
+			state.Resuming = true
+			return state, nil
+		}
+		return state, t.checkRooms(ctx, r, opts)
 	}
 	// A restore started here (even one killed before it wrote a row)
 	// recorded its archive in ferry_restore.
@@ -133,6 +142,9 @@ func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts impo
 	}
 	defer conn.Close(ctx)
 	archiveID := r.Manifest().ArchiveID
+	if len(opts.Rooms) > 0 {
+		return t.importRooms(ctx, conn, r, opts, p, res)
+	}
 	if _, err := conn.Exec(ctx, progressTable); err != nil {
 		return fmt.Errorf("create the restore's progress table: %w", err)
 	}
@@ -207,6 +219,48 @@ func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts impo
 	return nil
 }
 
+// roomPhase names a room restore's phase in ferry_restore.
+func roomPhase(rooms []string) string { return "rooms " + strings.Join(rooms, ",") }
+
+// roomPhaseDone says whether this room restore of this archive finished.
+func (t *RestoreTarget) roomPhaseDone(ctx context.Context, r *archive.Reader, opts importer.Options) (bool, error) {
+	conn, err := connectReadOnly(ctx, t.cfg.Database)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('ferry_restore') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return false, err
+	}
+	return phaseDone(ctx, conn, r.Manifest().ArchiveID, roomPhase(opts.Rooms))
+}
+
+// importRooms runs a room restore as one phase.
+func (t *RestoreTarget) importRooms(ctx context.Context, conn *pgx.Conn, r *archive.Reader, opts importer.Options, p importer.Progress, res *importer.Result) error {
+	rooms, err := t.plan(ctx, r, opts, res)
+	if err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, progressTable); err != nil {
+		return fmt.Errorf("create the restore's progress table: %w", err)
+	}
+	ph := phase{name: roomPhase(opts.Rooms), run: func(ctx context.Context, tx pgx.Tx) error {
+		return restoreDeletedRooms(ctx, tx, r, rooms, opts, p, res)
+	}, sections: []string{archive.SectionRooms, archive.SectionEvents, archive.SectionReceipts}}
+	archiveID := r.Manifest().ArchiveID
+	done, err := phaseDone(ctx, conn, archiveID, ph.name)
+	if err != nil || done {
+		return err
+	}
+	p.Phase(ph.name, 0)
+	if err := runPhase(ctx, conn, archiveID, ph); err != nil {
+		return fmt.Errorf("restore %s: %w", ph.name, err)
+	}
+	res.Notes = append(res.Notes, "Synapse brings the restored rooms' stats, user directory and search index up to date in the background when it starts.")
+	return nil
+}
+
 // Plan says what a restore would write (a dry run), writing nothing.
 func (t *RestoreTarget) Plan(ctx context.Context, r *archive.Reader, opts importer.Options, res *importer.Result) error {
 	_, err := t.plan(ctx, r, opts, res)
@@ -223,6 +277,24 @@ func (t *RestoreTarget) plan(ctx context.Context, r *archive.Reader, opts import
 		return nil, err
 	}
 	res.InArchive = map[string]int64{archive.SectionRooms: int64(len(rooms))}
+	if len(opts.Rooms) > 0 {
+		// A room restore: what the archive holds of these rooms.
+		err := archive.ReadSection(ctx, r, archive.SectionEvents, func(e *archive.Event) error {
+			if rooms[e.RoomID] != nil {
+				res.InArchive[archive.SectionEvents]++
+			}
+			return nil
+		})
+		if err == nil {
+			err = archive.ReadSection(ctx, r, archive.SectionReceipts, func(rc *archive.Receipt) error {
+				if rooms[rc.RoomID] != nil {
+					res.InArchive[archive.SectionReceipts]++
+				}
+				return nil
+			})
+		}
+		return rooms, err
+	}
 	for _, s := range []string{archive.SectionUsers, archive.SectionDevices, archive.SectionAccountData, archive.SectionE2EEKeys,
 		archive.SectionBackupVersions, archive.SectionBackupSessions, archive.SectionMedia, archive.SectionPushers, archive.SectionFilters,
 		archive.SectionEvents, archive.SectionReceipts, archive.SectionStateSnapshots} {

@@ -569,3 +569,9 @@ func ownPushRules(rules json.RawMessage) json.RawMessage {
 	data, _ := json.Marshal(own)
 	return canonical(data)
 }
+
+// Do sends a request with an optional JSON body (the admin API's DELETE,
+// for instance) and decodes the answer into out.
+func (c *Client) Do(ctx context.Context, method, path, tok string, body, out any) error {
+	return c.do(ctx, method, path, tok, body, out)
+}

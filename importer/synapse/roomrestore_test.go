@@ -1,0 +1,136 @@
+package synapse
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ferry-matrix/ferry/importer"
+	"github.com/ferry-matrix/ferry/internal/clientview"
+	"github.com/ferry-matrix/ferry/internal/exporttest"
+	"github.com/ferry-matrix/ferry/internal/seed"
+	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/source"
+	ssource "github.com/ferry-matrix/ferry/source/synapse"
+)
+
+// A room deleted with Synapse's delete-room admin API comes back from last
+// night's full archive into the same (stopped) Synapse: its members see it
+// again with its whole history, and its alias points at it. Before that,
+// each refusal rule holds: a room the server still has, a room a scheduled
+// task would purge again, a blocked room without --unblock.
+func TestRestoreDeletedRoom(t *testing.T) {
+	ctx := context.Background()
+	const name = "rooms.ferry.test"
+	s := testenv.StartSynapse(t, name)
+	truth, err := seed.Run(ctx, seed.Server{URL: s.URL, ServerName: name,
+		Register: func(local, pw string, admin bool) (string, error) { return s.Register(t, local, pw, admin), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var general, ops string
+	for _, r := range truth.Rooms {
+		switch r.Label {
+		case "general":
+			general = r.RoomID
+		case "ops":
+			ops = r.RoomID
+		}
+	}
+	before := capture(t, s.URL, truth)
+	s.Stop()
+	src, err := ssource.Open(ctx, ssource.Config{Database: s.DB, MediaStore: s.MediaStore, SigningKey: s.SigningKey, HomeserverConfig: s.Config})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, key, _ := exporttest.ExportDir(t, src, source.Filter{}, source.Options{AccessTokens: true, PrivateServerKey: true})
+	src.Close()
+
+	// The accident: an admin deletes #general (purging its history).
+	s.Start(t)
+	alice := before.Users["@alice:"+name].Token
+	c := &clientview.Client{URL: s.URL, ServerName: name}
+	var deleted map[string]any
+	if err := c.Do(ctx, http.MethodDelete, "/_synapse/admin/v1/rooms/"+general, alice, map[string]any{"purge": true}, &deleted); err != nil {
+		t.Fatalf("delete %s: %v", general, err)
+	}
+	s.Stop()
+
+	target := NewTarget(Config{Database: s.DB, HomeserverConfig: s.Config, MediaStore: s.MediaStore, SigningKey: s.SigningKey})
+	restore := func(opts importer.Options) (*importer.Result, error) {
+		return importer.Run(ctx, target, exporttest.Open(t, dir, key), opts, nil)
+	}
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, s.DB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, sql, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused := func(opts importer.Options, want string) {
+		t.Helper()
+		_, err := restore(opts)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("restore %v: %v, want a refusal saying %q", opts.Rooms, err, want)
+		}
+	}
+	refused(importer.Options{Rooms: []string{ops}}, "still in the target")
+	exec(`INSERT INTO scheduled_tasks (id, action, status, timestamp, resource_id) VALUES ('t1', 'purge_room', 'scheduled', 0, $1)`, general)
+	refused(importer.Options{Rooms: []string{general}}, "scheduled task t1")
+	exec(`DELETE FROM scheduled_tasks WHERE id = 't1'`)
+	exec(`INSERT INTO blocked_rooms (room_id, user_id) VALUES ($1, '@alice:`+name+`') ON CONFLICT DO NOTHING`, general)
+	refused(importer.Options{Rooms: []string{general}}, "--unblock")
+
+	res, err := restore(importer.Options{Rooms: []string{general}, Unblock: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report:\n%s\nnotes: %v\nin archive %v, in target %v", res.Report, res.Notes, res.InArchive, res.InTarget)
+	again, err := restore(importer.Options{Rooms: []string{general}, Unblock: true})
+	if err != nil || !again.Target.Resuming {
+		t.Errorf("the same room restore again: %v (%+v)", err, again)
+	}
+
+	s.Start(t)
+	after := capture(t, s.URL, truth)
+	for uid, want := range before.Users {
+		got := after.Users[uid]
+		if slices.Contains(want.Joined, general) != slices.Contains(got.Joined, general) {
+			t.Errorf("%s: joined %v after the restore, before the deletion %v", uid, got.Joined, want.Joined)
+		}
+		if !slices.Equal(want.State[general], got.State[general]) {
+			t.Errorf("%s: the state of %s differs after the restore", uid, general)
+		}
+	}
+	if d := clientview.Diff(&clientview.View{Rooms: map[string][]clientview.TimelineEvent{general: before.Rooms[general]}},
+		&clientview.View{Rooms: map[string][]clientview.TimelineEvent{general: after.Rooms[general]}}); len(d) > 0 {
+		t.Errorf("the timeline of %s after the restore: %v", general, d)
+	}
+	var alias struct {
+		RoomID string `json:"room_id"`
+	}
+	if err := c.Get(ctx, alice, "/_matrix/client/v3/directory/room/%23general:"+name, &alias); err != nil || alias.RoomID != general {
+		t.Errorf("#general points at %q (%v), want %s", alias.RoomID, err, general)
+	}
+	// A new message in the restored room reaches another member.
+	bob, err := c.Login(ctx, "bob", seed.Password("bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.Send(ctx, alice, general, "after-room-restore", "the room is back")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := c.SyncTimelineIDs(ctx, bob)
+	if err != nil || !slices.Contains(tl[general], id) {
+		t.Errorf("bob's /sync lacks %s in %s (%v)", id, general, err)
+	}
+}
