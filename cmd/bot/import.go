@@ -42,11 +42,15 @@ Synapse 1.160 (--db, --media-store, --synapse-config): a database that Synapse's
 update_synapse_database --database-config homeserver.yaml initialised and no Synapse has served;
 the restore writes the tables directly and Synapse rebuilds its search index, auth chains, user
 directory and room stats (--update-synapse-database runs that before Synapse starts). This is
-disaster recovery: a whole server back from its archive.`,
+disaster recovery: a whole server back from its archive. With --rooms, rooms deleted from a Synapse
+(the delete-room admin API) come back from a full archive into that same Synapse, stopped, which
+keeps everything else it holds.`,
 		Example: `  bot import --target dendrite --config /etc/dendrite/dendrite.yaml --identity id.txt --dry-run move.ferry
   bot import --target dendrite --config /etc/dendrite/dendrite.yaml --identity id.txt --migration move.ferry
   bot import --target synapse --db postgres://synapse@localhost/synapse --media-store /var/lib/synapse/media_store \
-    --synapse-config /etc/matrix-synapse/homeserver.yaml --identity id.txt --migration backup.ferry`,
+    --synapse-config /etc/matrix-synapse/homeserver.yaml --identity id.txt --migration backup.ferry
+  bot import --target synapse --db postgres://synapse@localhost/synapse --media-store /var/lib/synapse/media_store \
+    --synapse-config /etc/matrix-synapse/homeserver.yaml --identity id.txt --rooms '!abc:example.org' last-night.ferry`,
 		Args: takes(1, "ARCHIVE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Rooms = rooms
@@ -60,7 +64,8 @@ disaster recovery: a whole server back from its archive.`,
 	fs.BoolVar(&opts.DryRun, "dry-run", false, "validate the archive, check the target and report what would be imported; write nothing")
 	fs.BoolVar(&opts.Migration, "migration", false, "keep devices and access tokens (encrypted archives exported with access tokens)")
 	fs.BoolVar(&opts.AllowNonEmpty, "force-non-empty", false, "import into a target that already has users or rooms")
-	fs.Var(&rooms, "rooms", "import only these rooms (comma-separated room `IDs`; users, account data and media are still imported)")
+	fs.Var(&rooms, "rooms", "import only these rooms (comma-separated room `IDs`). Dendrite: users, account data and media are still imported. Synapse: restores rooms deleted from an existing, stopped Synapse, from a full archive (docs/SYNAPSE-RESTORE.md)")
+	fs.BoolVar(&opts.Unblock, "unblock", false, "Synapse, with --rooms: lift the target's block on a room being restored")
 	keys.addFlags(fs)
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&quiet, "quiet", false, "no progress lines")
