@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,7 +81,8 @@ func TestREADMEExamples(t *testing.T) {
 	}
 	source.Stop()
 	importTarget := emptyDendrite(t, name)
-	migrateTarget := emptyDendrite(t, "fixture.test") // the fixture's server name
+	restoreTarget := testenv.NewSynapse(t, "fixture.test") // backup.ferry is the fixture's
+	migrateTarget := emptyDendrite(t, "fixture.test")      // the fixture's server name
 
 	dir := t.TempDir()
 	t.Chdir(dir)
@@ -122,6 +124,7 @@ state: {database: "sqlite://`+filepath.Join(dir, "ferry.db")+`"}
 		if args[0] == "archive" {
 			verb = "archive " + args[1]
 		}
+		synapseTarget := verb == "import" && slices.Contains(args, "synapse")
 		for i, a := range args {
 			prev := ""
 			if i > 0 {
@@ -130,6 +133,12 @@ state: {database: "sqlite://`+filepath.Join(dir, "ferry.db")+`"}
 			switch {
 			case a == "age1...":
 				args[i] = identity.Recipient().String()
+			case strings.HasPrefix(a, "postgres://") && synapseTarget:
+				args[i] = restoreTarget.DB
+			case a == "/var/lib/matrix-synapse/media":
+				args[i] = restoreTarget.MediaStore
+			case a == "/etc/matrix-synapse/homeserver.yaml":
+				args[i] = restoreTarget.Config
 			case strings.HasPrefix(a, "postgres://"):
 				args[i] = db
 			case a == "/var/lib/synapse/media_store" || prev == "--media-store" && a == "...":
@@ -149,6 +158,11 @@ state: {database: "sqlite://`+filepath.Join(dir, "ferry.db")+`"}
 			case a == "A" || a == "B":
 				args[i] = "plain.ferry"
 			}
+		}
+		if synapseTarget {
+			// The test Synapse runs in a chroot: its signing_key_path is a
+			// path inside it.
+			args = append([]string{args[0], "--signing-key-file", restoreTarget.SigningKey}, args[1:]...)
 		}
 		t.Logf("bot %s", strings.Join(args, " "))
 		var stdout bytes.Buffer
