@@ -2,19 +2,12 @@ package dendrite_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ferry-matrix/ferry/importer"
 	"github.com/ferry-matrix/ferry/internal/clientview"
+	"github.com/ferry-matrix/ferry/internal/fixturecheck"
 	"github.com/ferry-matrix/ferry/internal/seed"
 	"github.com/ferry-matrix/ferry/internal/testenv"
 )
@@ -28,42 +21,9 @@ func TestImportSendsNoHistoryToAppservices(t *testing.T) {
 	const name = "appservice.ferry.test"
 	dir, key := seededArchive(t, name)
 
-	var mu sync.Mutex
-	var got []string // event IDs the appservice received
-	as := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var txn struct {
-			Events []struct {
-				EventID string `json:"event_id"`
-			} `json:"events"`
-		}
-		if r.Method == http.MethodPut && json.NewDecoder(r.Body).Decode(&txn) == nil {
-			mu.Lock()
-			for _, e := range txn.Events {
-				got = append(got, e.EventID)
-			}
-			mu.Unlock()
-		}
-		w.Write([]byte("{}"))
-	}))
-	defer as.Close()
-	reg := filepath.Join(t.TempDir(), "recorder.yaml")
-	if err := os.WriteFile(reg, []byte(fmt.Sprintf(`id: recorder
-url: %s
-as_token: recorder-as-token-0123456789
-hs_token: recorder-hs-token-0123456789
-sender_localpart: recorder
-rate_limited: false
-namespaces:
-  users: []
-  aliases: []
-  rooms:
-  - exclusive: false
-    regex: "!.*"
-`, as.URL)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rec := fixturecheck.NewRecorder(t)
 	to := testenv.NewDendrite(t, name)
-	to.AddAppservice(t, reg)
+	to.AddAppservice(t, rec.Registration)
 	to.Start(t) // creates the appservice's JetStream consumer, on disk, and its sender account
 	to.Stop()
 
@@ -73,10 +33,7 @@ namespaces:
 	if _, err := importInto(ctx, t, to, openArchive(t, dir, key), importer.Options{Migration: true, AllowNonEmpty: true}); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	during := len(got)
-	mu.Unlock()
-	if during > 0 {
+	if during := len(rec.Received()); during > 0 {
 		t.Errorf("the appservice was sent %d imported events during the import", during)
 	}
 
@@ -99,21 +56,5 @@ namespaces:
 	if err != nil {
 		t.Fatal(err)
 	}
-	for try := 0; try < 300; try++ {
-		mu.Lock()
-		done := slices.Contains(got, id)
-		mu.Unlock()
-		if done {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if !slices.Contains(got, id) {
-		t.Errorf("the appservice did not receive the message sent after the import (%s); it received %v", id, got)
-	}
-	if len(got) != 1 {
-		t.Errorf("the appservice received %d events, want only the new one: %v", len(got), got)
-	}
+	rec.ExpectOnly(t, id)
 }

@@ -25,7 +25,8 @@ import (
 // with edits, reactions, threads and redactions; account data, tags, keys,
 // a key backup, media), exported and restored into a fresh Synapse: what
 // every user sees through the client-server API is what they saw before,
-// and the seed's ground truth.
+// and the seed's ground truth; an appservice registered on the restored
+// server is sent the first new event and none of the restored history.
 func TestLiveSynapseRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	const name = "roundtrip.ferry.test"
@@ -45,7 +46,8 @@ func TestLiveSynapseRoundTrip(t *testing.T) {
 	}
 	defer src.Close()
 	dir, key, _ := exporttest.ExportDir(t, src, source.Filter{}, source.Options{AccessTokens: true, PrivateServerKey: true})
-	to := testenv.NewSynapse(t, name)
+	rec := fixturecheck.NewRecorder(t) // a bridge registered on the restored server
+	to := testenv.NewSynapse(t, name, testenv.WithAppservice(rec.Registration))
 	res, err := importer.Run(ctx, NewTarget(Config{Database: to.DB, HomeserverConfig: to.Config, MediaStore: to.MediaStore,
 		SigningKey: to.SigningKey, RunBackgroundUpdates: to.RunBackgroundUpdates}), exporttest.Open(t, dir, key), importer.Options{Migration: true}, nil)
 	if err != nil {
@@ -68,6 +70,19 @@ func TestLiveSynapseRoundTrip(t *testing.T) {
 	tokens := fixturecheck.Login(t, c, truth)
 	fixturecheck.Rooms(t, c, truth, tokens, fixturecheck.ArchiveEvents(t, exporttest.Open(t, dir, key)))
 	fixturecheck.Users(t, c, truth, tokens)
+	// The appservice is sent the first new event, and none of the history.
+	alice := tokens["@alice:"+name]
+	var general string
+	for _, r := range truth.Rooms {
+		if r.Label == "general" {
+			general = r.RoomID
+		}
+	}
+	id, err := c.Send(ctx, alice, general, "after-restore", "sent after the restore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.ExpectOnly(t, id)
 }
 
 // keysAndDirectories reads, as the first seeded user, /keys/query for
