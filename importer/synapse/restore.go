@@ -277,6 +277,12 @@ func (t *RestoreTarget) plan(ctx context.Context, r *archive.Reader, opts import
 		return nil, err
 	}
 	res.InArchive = map[string]int64{archive.SectionRooms: int64(len(rooms))}
+	for _, id := range sortedKeys(rooms) {
+		if rooms[id].room.PartialState {
+			res.Report.Add(fidelity.MissingEvent, archive.SectionRooms+"#partial_state", id,
+				"the source had joined this room over federation with partial state and not finished resyncing; the archive lacks what the resync needs, so the room is restored with the state the source had, as a complete room, and Synapse does not resync it")
+		}
+	}
 	if len(opts.Rooms) > 0 {
 		// A room restore: what the archive holds of these rooms.
 		err := archive.ReadSection(ctx, r, archive.SectionEvents, func(e *archive.Event) error {
