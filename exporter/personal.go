@@ -22,8 +22,9 @@ import (
 //   - of the rooms they have a membership in (joined, left, invited,
 //     banned): the room records, memberships, state snapshots, their own
 //     receipts, and the timeline events the homeserver's /messages shows
-//     them, by the spec's history visibility rules as Dendrite applies
-//     them (see visible); redacted events only in redacted form;
+//     them, by the spec's history visibility rules as the source's
+//     implementation applies them (Dendrite or Synapse, see visible);
+//     redacted events only in redacted form;
 //   - nothing else: no other user's account data, devices, receipts or
 //     media, no vendor files, no private server key.
 //
@@ -74,7 +75,8 @@ func personalStreams(ctx context.Context, src source.Source, user string, o sour
 		return nil, fmt.Errorf("personal export: the %s source has no memberships stream", src.Info().Implementation)
 	}
 	v := &visibility{user: user, rooms: map[string]string{}, snapshots: map[uint64]snapshotVis{},
-		values: map[string]string{}, redacted: map[string]bool{}}
+		values: map[string]string{}, redacted: map[string]bool{},
+		synapse: src.Info().Implementation == "synapse", left: map[string]string{}, closed: map[string]bool{}}
 	// First pass: the user's rooms and current memberships.
 	if err := memberships.Run(ctx, nil, &membershipScan{v: v}); err != nil {
 		return nil, fmt.Errorf("personal export: find %s's rooms: %w", user, err)
@@ -124,6 +126,12 @@ type visibility struct {
 	values map[string]string
 	// redacted events kept (their redaction records are kept too).
 	redacted map[string]bool
+	// synapse: the rules as Synapse applies them (visibleSynapse), with
+	// left, the leave event of each room the user has left, and closed,
+	// the rooms whose leave event has passed.
+	synapse bool
+	left    map[string]string
+	closed  map[string]bool
 }
 
 type snapshotVis struct{ member, historyVisibility string }
@@ -134,6 +142,9 @@ type membershipScan struct{ v *visibility }
 func (m *membershipScan) Record(section string, rec any) error {
 	if mem, ok := rec.(*archive.Membership); ok && mem.UserID == m.v.user {
 		m.v.rooms[mem.RoomID] = mem.Membership
+		if mem.Membership == "leave" {
+			m.v.left[mem.RoomID] = mem.EventID
+		}
 	}
 	return nil
 }
@@ -244,6 +255,9 @@ func (v *visibility) visible(e *archive.Event) bool {
 	if e.Outlier || e.SoftFailed {
 		return false
 	}
+	if v.synapse {
+		return v.visibleSynapse(e, &f)
+	}
 	if ownMembership {
 		return true
 	}
@@ -268,6 +282,70 @@ func (v *visibility) visible(e *archive.Event) bool {
 		return at == "join" || at == "invite"
 	case "joined":
 		return at == "join"
+	}
+	return false
+}
+
+// membershipRank orders memberships from most to least joined (Synapse's
+// MEMBERSHIP_PRIORITY).
+var membershipRank = map[string]int{"join": 0, "invite": 1, "knock": 2, "leave": 3, "ban": 4}
+
+// visibleSynapse applies the rules as Synapse 1.160's /messages does
+// (synapse/handlers/pagination.py, synapse/visibility.py), where they
+// differ from Dendrite's:
+//   - a user who has left a room sees its timeline up to their leave
+//     event, nothing after it (the pagination token is clamped there);
+//   - shared history is shown to every user with a membership event in the
+//     room who is not peeking, that is who is joined now or has left (a
+//     rejected invite included), not only to one joined now; a user who is
+//     invited, knocking or banned now is peeking: /messages refuses them
+//     (unless the room is world readable), and Ferry gives them what they
+//     could see at the time, as for Dendrite;
+//   - the user's own membership event: a leave after a join or an invite
+//     is always shown; otherwise the more joined of the old and new
+//     membership counts as theirs at the event.
+//
+// Otherwise as visible: the visibility in force (for a change, the less
+// restrictive of old and new); world_readable: always; joined then:
+// always; invited: invited then; an unknown visibility: only joined then.
+func (v *visibility) visibleSynapse(e *archive.Event, f *eventFields) bool {
+	if v.closed[e.RoomID] {
+		return false
+	}
+	if e.EventID == v.left[e.RoomID] {
+		v.closed[e.RoomID] = true
+	}
+	before := v.snapshots[e.StateBefore]
+	hv := v.values[before.historyVisibility]
+	if hv == "" {
+		hv = "shared"
+	}
+	isState := f.StateKey != nil
+	if next, ok := historyVisibilityRank[f.Content.HistoryVisibility]; isState && f.Type == "m.room.history_visibility" && *f.StateKey == "" && ok && next < historyVisibilityRank[hv] {
+		hv = f.Content.HistoryVisibility
+	}
+	at := v.values[before.member]
+	if _, ok := membershipRank[at]; !ok {
+		at = "leave"
+	}
+	if isState && f.Type == "m.room.member" && *f.StateKey == v.user {
+		now := f.Content.Membership
+		if _, ok := membershipRank[now]; !ok {
+			now = "leave"
+		}
+		if now == "leave" && (at == "join" || at == "invite") {
+			return true
+		}
+		if membershipRank[now] < membershipRank[at] {
+			at = now
+		}
+	}
+	peeking := v.rooms[e.RoomID] != "join" && v.rooms[e.RoomID] != "leave"
+	switch {
+	case hv == "world_readable", hv == "shared" && !peeking, at == "join":
+		return true
+	case hv == "invited":
+		return at == "invite"
 	}
 	return false
 }

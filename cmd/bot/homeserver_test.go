@@ -100,10 +100,8 @@ func storedMedia(t *testing.T, hs botHomeserver, data []byte) string {
 // The bot on a real Synapse 1.160, registered through
 // app_service_config_files: the scenarios of TestBotEndToEnd that a
 // homeserver's behaviour shapes (invites, transactions, edits, replies,
-// redelivery after downtime), no key ever in a room, and the reply
-// latency. "mydata" joins them when the personal export applies Synapse's
-// history visibility on a Synapse source (shared history is shown to
-// former members too: see sharedHistoryToFormerMembers).
+// redelivery after downtime, history visibility in !mydata), no key ever
+// in a room, and the reply latency.
 func TestBotSynapse(t *testing.T) {
-	runScenarios(t, onSynapse, "export full", "cancel a running export", "schedule", "refusals", "encrypted message", "restart", "latency")
+	runScenarios(t, onSynapse, "export full", "cancel a running export", "schedule", "refusals", "encrypted message", "restart", "mydata", "latency")
 }
