@@ -41,6 +41,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/internal/ratelimit"
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/links"
@@ -263,7 +264,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 
 // ExportRequest is the body of POST /api/v1/exports.
 type ExportRequest struct {
-	Type       string        `json:"type"` // full | partial
+	Type       string        `json:"type"` // full | partial (default: partial when options select rooms, users or a date range)
 	Options    ExportOptions `json:"options"`
 	Recipients []string      `json:"recipients"`
 	Plaintext  bool          `json:"plaintext"`
@@ -331,36 +332,20 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, c caller) {
 	writeJSON(w, http.StatusAccepted, s.view(r.Context(), e, c))
 }
 
+// toJob turns a request into the job's: its options become the
+// exporter's Selection, validated there (include_media false is media
+// none; true leaves the default to the selection).
 func (s *Server) toJob(req ExportRequest) (jobs.Request, error) {
-	jr := jobs.Request{Source: s.Source, Recipients: req.Recipients, Plaintext: req.Plaintext, Name: req.Name, Verify: req.Verify}
 	o := req.Options
-	f := source.Filter{Rooms: o.Rooms, Users: o.Users, Media: o.Media}
+	sel := exporter.Selection{Type: req.Type, Rooms: o.Rooms, Users: o.Users, Media: o.Media}
 	if o.DateRange != nil {
-		f.Since, f.Until = o.DateRange.Start.Time, o.DateRange.End.Time
+		sel.Since, sel.Until = o.DateRange.Start.Time, o.DateRange.End.Time
 	}
-	if f.Media == "" && o.IncludeMedia != nil {
-		f.Media = source.MediaNone
-		if *o.IncludeMedia {
-			f.Media = source.MediaReferenced
-			if len(f.Rooms) == 0 && len(f.Users) == 0 && o.DateRange == nil {
-				f.Media = source.MediaAll
-			}
-		}
+	if sel.Media == "" && o.IncludeMedia != nil && !*o.IncludeMedia {
+		sel.Media = source.MediaNone
 	}
-	switch req.Type {
-	case "full":
-		if len(f.Rooms) > 0 || len(f.Users) > 0 || o.DateRange != nil {
-			return jr, errors.New(`a "full" export takes no rooms, users or date_range: use type "partial"`)
-		}
-	case "partial":
-		if len(f.Rooms) == 0 && len(f.Users) == 0 && o.DateRange == nil {
-			return jr, errors.New(`a "partial" export needs rooms, users or a date_range`)
-		}
-	default:
-		return jr, fmt.Errorf(`type %q: use "full" or "partial"`, req.Type)
-	}
-	jr.Filter = f
-	jr.Options = source.Options{AccessTokens: o.AccessTokens, OneTimeKeys: o.OneTimeKeys}
+	jr := jobs.Request{Source: s.Source, Selection: sel, Recipients: req.Recipients, Plaintext: req.Plaintext, Name: req.Name, Verify: req.Verify,
+		Options: source.Options{AccessTokens: o.AccessTokens, OneTimeKeys: o.OneTimeKeys}}
 	return jr, jr.Validate()
 }
 

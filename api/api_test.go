@@ -16,9 +16,11 @@ import (
 	"filippo.io/age"
 
 	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/links"
 	"github.com/ferry-matrix/ferry/source"
+	"github.com/ferry-matrix/ferry/source/sources"
 	"github.com/ferry-matrix/ferry/source/sourcetest"
 	"github.com/ferry-matrix/ferry/storage"
 	"github.com/ferry-matrix/ferry/store"
@@ -121,7 +123,7 @@ func TestBadRequestsAreExplained(t *testing.T) {
 		`not json`: "request body",
 		`{"type":"full","plaintext":true,"frobnicate":1}`:               "unknown field",
 		`{"type":"weekly","plaintext":true}`:                            `use "full" or "partial"`,
-		`{"type":"partial","plaintext":true}`:                           "needs rooms, users or a date_range",
+		`{"type":"partial","plaintext":true}`:                           "needs rooms, users or a time range",
 		`{"type":"full","options":{"rooms":["!a:x"]},"plaintext":true}`: `use type "partial"`,
 		`{"type":"full"}`: "recipients",
 		`{"type":"full","recipients":["age1nope"]}`:                                          "age1",
@@ -330,5 +332,27 @@ func TestVerifyAndImportJobs(t *testing.T) {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+}
+
+// A time range on a Dendrite source is refused when the export is
+// requested, with the message chat and the CLI give (the selection's
+// check against the source's capabilities), and nothing is queued.
+func TestUnsupportedSelectionIsRefusedAtSubmit(t *testing.T) {
+	e := newEnv(t, 100, 100)
+	caps, err := sources.Capabilities(sources.Dendrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Capabilities = func(string) (source.Capabilities, error) { return caps, nil }
+	since := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	want := exporter.Selection{Type: exporter.TypePartial, Since: since}.Check(caps)
+	code, out := e.do(t, "POST", "/api/v1/exports", adminToken,
+		`{"type":"partial","plaintext":true,"options":{"date_range":{"start":"2026-01-01T00:00:00Z"}}}`)
+	if code != 400 || out["error"] != want.Error() {
+		t.Fatalf("%d %v, want 400 with %q", code, out, want)
+	}
+	if list, _ := e.svc.Store.ListJobs(context.Background(), "", 10); len(list) != 0 {
+		t.Errorf("%d jobs queued", len(list))
 	}
 }

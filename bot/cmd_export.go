@@ -5,12 +5,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"strings"
 	"time"
 
 	"maunium.net/go/mautrix/id"
 
 	"github.com/ferry-matrix/ferry/commands"
+	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/internal/flagvalue"
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/source"
@@ -23,7 +23,7 @@ type exportOptions struct {
 	since, until flagvalue.Time
 	media        string
 	name         string
-	filter       source.Filter
+	sel          exporter.Selection
 }
 
 // cmdExportFull: !export full.
@@ -39,13 +39,8 @@ func (b *Bot) cmdExportFull() *commands.Command {
 		},
 		Check: func(inv *commands.Invocation) error {
 			o := inv.Options.(*exportOptions)
-			if o.media != source.MediaAll && o.media != source.MediaNone {
-				return fmt.Errorf("--media %q: a full export takes all or none (referenced is for partial exports)", o.media)
-			}
-			if o.media == source.MediaNone {
-				o.filter.Media = source.MediaNone
-			}
-			return nil
+			o.sel = exporter.Selection{Type: exporter.TypeFull, Media: o.media}
+			return o.sel.Validate()
 		},
 		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
 			return "", b.startExport(ctx, inv, "full", inv.Options.(*exportOptions))
@@ -69,25 +64,8 @@ func (b *Bot) cmdExportPartial() *commands.Command {
 		},
 		Check: func(inv *commands.Invocation) error {
 			o := inv.Options.(*exportOptions)
-			f := source.Filter{Rooms: o.rooms, Users: o.users, Since: o.since.T, Until: o.until.T, Media: o.media}
-			for _, r := range o.rooms {
-				if !strings.HasPrefix(r, "!") || !strings.Contains(r, ":") {
-					return fmt.Errorf("--rooms: %q is not a room ID (!id:server)", r)
-				}
-			}
-			for _, u := range o.users {
-				if _, _, err := id.UserID(u).Parse(); err != nil || !strings.HasPrefix(u, "@") {
-					return fmt.Errorf("--users: %q is not a user ID (@name:server)", u)
-				}
-			}
-			if len(f.Rooms) == 0 && len(f.Users) == 0 && f.Since.IsZero() && f.Until.IsZero() {
-				return errors.New("say what to export: --rooms, --users, --since or --until (or use !export full)")
-			}
-			if err := f.Validate(); err != nil {
-				return err
-			}
-			o.filter = f
-			return nil
+			o.sel = exporter.Selection{Type: exporter.TypePartial, Rooms: o.rooms, Users: o.users, Since: o.since.T, Until: o.until.T, Media: o.media}
+			return o.sel.Validate()
 		},
 		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
 			return "", b.startExport(ctx, inv, "partial", inv.Options.(*exportOptions))
@@ -119,7 +97,7 @@ func (b *Bot) startExport(ctx context.Context, inv *commands.Invocation, typ str
 	if name == "" {
 		name = typ + "-" + time.Now().UTC().Format("20060102-150405") + "-" + exportID[:6]
 	}
-	req := jobs.Request{Source: b.cfg.Homeserver.Implementation, Filter: o.filter, Recipients: recips, Name: name}
+	req := jobs.Request{Source: b.cfg.Homeserver.Implementation, Selection: o.sel, Recipients: recips, Name: name}
 	if _, err := b.jobs.Store.GetExport(ctx, exportID); errors.Is(err, store.ErrNotFound) {
 		if _, err := b.jobs.Submit(ctx, exportID, req, inv.Sender, "room "+inv.RoomID); err != nil {
 			return fmt.Errorf("could not start the export: %w", err)

@@ -12,8 +12,8 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/ferry-matrix/ferry/commands"
+	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/jobs"
-	"github.com/ferry-matrix/ferry/source"
 	"github.com/ferry-matrix/ferry/storage"
 )
 
@@ -45,18 +45,9 @@ func (b *Bot) cmdScheduleAdd() *commands.Command {
 			if _, err := cron.ParseStandard(inv.Args[0]); err != nil {
 				return fmt.Errorf("%q is not a schedule (%v): use five cron fields in quotes (\"0 3 * * *\") or @daily, @every 6h", inv.Args[0], err)
 			}
-			o.filter = source.Filter{Rooms: o.rooms, Users: o.users, Media: o.media}
-			switch inv.Args[1] {
-			case "full":
-				if len(o.rooms) > 0 || len(o.users) > 0 || o.media == source.MediaReferenced {
-					return errors.New("a full export takes no --rooms or --users (and --media all or none): use partial")
-				}
-			case "partial":
-				if len(o.rooms) == 0 && len(o.users) == 0 {
-					return errors.New("a scheduled partial export needs --rooms or --users")
-				}
-			default:
-				return fmt.Errorf("%q: say full or partial", inv.Args[1])
+			o.sel = exporter.Selection{Type: inv.Args[1], Rooms: o.rooms, Users: o.users, Media: o.media}
+			if err := o.sel.Validate(); err != nil {
+				return err
 			}
 			if o.keep < 0 {
 				return errors.New("--keep must not be negative")
@@ -73,7 +64,7 @@ func (b *Bot) cmdScheduleAdd() *commands.Command {
 					return fmt.Errorf("--name: %w", err)
 				}
 			}
-			return o.filter.Validate()
+			return nil
 		},
 		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
 			o := inv.Options.(*scheduleOptions)
@@ -86,7 +77,7 @@ func (b *Bot) cmdScheduleAdd() *commands.Command {
 				name = "schedule-" + jobID(inv.EventID)[:6]
 			}
 			sch := jobs.Schedule{Name: name, Cron: inv.Args[0], Keep: o.keep, MaxAge: o.age, CreatedBy: inv.Sender,
-				Request: jobs.Request{Source: b.cfg.Homeserver.Implementation, Filter: o.filter, Recipients: recips}}
+				Request: jobs.Request{Source: b.cfg.Homeserver.Implementation, Selection: o.sel, Recipients: recips}}
 			if err := b.jobs.AddSchedule(ctx, sch); err != nil {
 				return "", err
 			}

@@ -49,16 +49,12 @@ func (b *Bot) cmdExportStatus() *commands.Command {
 		}}
 }
 
-// exportType reads "full" or "partial" from an export's stored request.
+// exportType reads "full", "partial" or "user" from an export's stored
+// request.
 func exportType(e *store.Export) string {
 	var req jobs.Request
 	if json.Unmarshal([]byte(e.Request), &req) == nil {
-		switch {
-		case req.Personal != "":
-			return "user"
-		case !req.Filter.IsFull():
-			return "partial"
-		}
+		return req.ArchiveType()
 	}
 	return "full"
 }

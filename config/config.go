@@ -18,6 +18,7 @@ import (
 
 	ferry "github.com/ferry-matrix/ferry"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
+	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/internal/ratelimit"
 )
 
@@ -336,26 +337,18 @@ func (c *Config) ValidateService() error {
 		if _, err := cron.ParseStandard(s.Cron); err != nil {
 			bad(key+".cron", "%q: use 5 fields (minute hour day month weekday) or @daily, @every 6h, ...: %v", s.Cron, err)
 		}
-		switch {
-		case s.Type != "full" && s.Type != "partial":
-			bad(key+".type", "%q: use full or partial", s.Type)
-		case s.Type == "full" && (len(s.Rooms) > 0 || len(s.Users) > 0 || s.Media == "referenced"):
-			bad(key+".type", "a full export takes no rooms or users (and media all or none): use type partial")
-		case s.Type == "partial" && len(s.Rooms) == 0 && len(s.Users) == 0:
-			bad(key+".rooms", "a scheduled partial export needs rooms or users")
+		if s.Type == "" {
+			bad(key+".type", "missing: use full or partial")
 		}
-		for j, r := range s.Rooms {
-			if !strings.HasPrefix(r, "!") || !strings.Contains(r, ":") {
-				bad(fmt.Sprintf("%s.rooms[%d]", key, j), "%q is not a room ID (!opaque:server)", r)
+		// The selection is checked where chat's and the API's are.
+		var problems interface{ Unwrap() []error }
+		if errors.As(exporter.Selection{Type: s.Type, Rooms: s.Rooms, Users: s.Users, Media: s.Media}.Validate(), &problems) {
+			for _, err := range problems.Unwrap() {
+				var se *exporter.SelectionError
+				if errors.As(err, &se) {
+					bad(key+"."+se.Field, "%s", se.Reason)
+				}
 			}
-		}
-		for j, u := range s.Users {
-			if !strings.HasPrefix(u, "@") || !strings.Contains(u, ":") {
-				bad(fmt.Sprintf("%s.users[%d]", key, j), "%q is not a user ID (@name:server)", u)
-			}
-		}
-		if s.Media != "" && s.Media != "all" && s.Media != "referenced" && s.Media != "none" {
-			bad(key+".media", "%q: use all, referenced or none", s.Media)
 		}
 		if s.Keep < 0 {
 			bad(key+".keep", "must not be negative")

@@ -9,8 +9,9 @@
 // workers never write the same archive. A resumed export continues from
 // its last complete part (the writer's checkpoint, kept in the store).
 // Transient errors (storage, network) are retried with backoff; permanent
-// ones (bad request, unsupported schema, secrets in a plaintext archive)
-// fail at once and are reported.
+// ones (bad request, unsupported schema or selection, secrets in a
+// plaintext archive) fail at once and are reported. A selection the
+// source cannot export is refused before it is queued (Capabilities).
 package jobs
 
 import (
@@ -45,19 +46,25 @@ func (ExportArgs) Kind() string { return "ferry.export" }
 
 // Request says what an export does; it is stored with the export.
 type Request struct {
-	Source     string         `json:"source"` // a configured source name
-	Filter     source.Filter  `json:"filter"`
-	Options    source.Options `json:"options"`
-	Recipients []string       `json:"recipients,omitempty"` // age1... / ssh-ed25519 ...
-	Plaintext  bool           `json:"plaintext,omitempty"`
-	Name       string         `json:"name"` // the published archive's name
+	Source string `json:"source"` // a configured source name
+	// Selection is what to export (stored as "filter", the name it had as a
+	// source.Filter, whose fields it shares).
+	Selection  exporter.Selection `json:"filter"`
+	Options    source.Options     `json:"options"`
+	Recipients []string           `json:"recipients,omitempty"` // age1... / ssh-ed25519 ...
+	Plaintext  bool               `json:"plaintext,omitempty"`
+	Name       string             `json:"name"` // the published archive's name
 	// Personal, a user ID, makes it that user's personal export (archive
-	// type "user", see exporter.Options.Personal); Filter stays empty.
+	// type "user", see exporter.Options.Personal); Selection stays empty.
 	Personal string `json:"personal,omitempty"`
 	// Verify queues a verify job (VerifyStored) once the archive is
 	// published; its job ID is the export's with "-verify" appended.
 	Verify bool `json:"verify,omitempty"`
 }
+
+// ArchiveType is the type of the archive the request makes
+// (exporter.ArchiveType).
+func (r *Request) ArchiveType() string { return exporter.ArchiveType(r.Selection, r.Personal) }
 
 // Validate checks a request before it is queued: every error here is the
 // caller's to fix.
@@ -65,7 +72,7 @@ func (r *Request) Validate() error {
 	if err := storage.CheckName(r.Name); err != nil {
 		return err
 	}
-	if err := r.Filter.Validate(); err != nil {
+	if err := r.Selection.Validate(); err != nil {
 		return err
 	}
 	if r.Plaintext == (len(r.Recipients) > 0) {
@@ -76,7 +83,7 @@ func (r *Request) Validate() error {
 			return err
 		}
 	}
-	if r.Personal != "" && !r.Filter.IsFull() {
+	if r.Personal != "" && !r.Selection.IsFull() {
 		return errors.New("a personal export takes no filter")
 	}
 	if r.Personal != "" && (r.Options != source.Options{}) {
@@ -91,14 +98,23 @@ func (r *Request) Validate() error {
 // SourceOpener opens a configured source by name.
 type SourceOpener func(ctx context.Context, name string) (source.Source, error)
 
+// SourceCapabilities returns the capabilities of a configured source by
+// name, without opening it.
+type SourceCapabilities func(name string) (source.Capabilities, error)
+
 // Service is what the CLI, the HTTP API and the bot call: submit, watch,
 // cancel. It holds no River client of its own type; see Runner.
 type Service struct {
-	Store    *store.Store
-	Storage  *storage.Store
-	Open     SourceOpener
-	Owner    string        // this instance's name in leases
-	LeaseTTL time.Duration // default 1 minute
+	Store   *store.Store
+	Storage *storage.Store
+	Open    SourceOpener
+	// Capabilities, if set, checks every request and schedule against
+	// its source's capabilities when it is submitted or installed, so a
+	// selection the source cannot export is refused before it is queued
+	// (without it, the run refuses it: source.ErrUnsupported, permanent).
+	Capabilities SourceCapabilities
+	Owner        string        // this instance's name in leases
+	LeaseTTL     time.Duration // default 1 minute
 	// PartSize of archives (default archive.DefaultPartSize): each part is
 	// a resume point.
 	PartSize int64
@@ -138,12 +154,29 @@ var ErrPermanent = errors.New("permanent")
 func permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err) }
 
 func isPermanent(err error) bool {
-	return errors.Is(err, ErrPermanent) || errors.Is(err, source.ErrSchema) || errors.Is(err, archive.ErrSensitiveInPlaintext)
+	return errors.Is(err, ErrPermanent) || errors.Is(err, source.ErrSchema) || errors.Is(err, source.ErrUnsupported) ||
+		errors.Is(err, archive.ErrSensitiveInPlaintext)
+}
+
+// supports checks a request against its source's capabilities, when the
+// service knows them.
+func (s *Service) supports(req Request) error {
+	if s.Capabilities == nil {
+		return nil
+	}
+	caps, err := s.Capabilities(req.Source)
+	if err != nil {
+		return err
+	}
+	return req.Selection.Check(caps)
 }
 
 // Submit records and queues an export.
 func (s *Service) Submit(ctx context.Context, id string, req Request, requestedBy, via string) (*store.Export, error) {
 	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.supports(req); err != nil {
 		return nil, err
 	}
 	body, err := json.Marshal(req)
@@ -349,7 +382,7 @@ func (s *Service) run(ctx context.Context, e *store.Export, token int64) error {
 	info := src.Info()
 	var estimate int64
 	if est, ok := src.(source.Estimator); ok {
-		if n, err := est.EstimateSize(ctx, req.Filter, req.Options); err == nil {
+		if n, err := est.EstimateSize(ctx, req.Selection.Filter(), req.Options); err == nil {
 			estimate = n
 			b, _ := json.Marshal(Progress{EstimatedBytes: n})
 			s.Store.SaveProgress(ctx, e.ID, token, string(b))
@@ -380,18 +413,9 @@ func (s *Service) run(ctx context.Context, e *store.Export, token int64) error {
 	}
 	stage := s.Storage.Stage(archiveID)
 	sink := &fencedSink{Sink: stage, check: func(ctx context.Context) error { return s.Store.CheckLease(ctx, e.ID, token) }}
-	typ := "full"
-	filters := req.Filter.Archive()
-	switch {
-	case req.Personal != "":
-		typ, filters = "user", &archive.Filters{Users: []string{req.Personal}, Media: source.MediaAll}
-	case !req.Filter.IsFull():
-		typ = "partial"
-	}
 	opts := archive.WriterOptions{ArchiveID: id, Key: key, PartSize: s.PartSize,
-		Export: archive.ExportInfo{ServerName: info.ServerName, Type: typ, Filters: filters, Options: req.Options.Archive(),
-			Source: archive.SourceInfo{Implementation: info.Implementation, Version: info.Version, SchemaVersion: info.SchemaVersion}},
-		Core: archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion},
+		Export: exporter.ExportInfo(info, req.Selection, req.Options, req.Personal),
+		Core:   archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion},
 		OnCheckpoint: func(cp *archive.Checkpoint) error {
 			b, err := archive.MarshalCheckpoint(cp)
 			if err != nil {
@@ -428,7 +452,7 @@ func (s *Service) run(ctx context.Context, e *store.Export, token int64) error {
 		}
 		resume = cp.Cursor
 	}
-	_, err = exporter.Export(ctx, src, w, exporter.Options{Filter: req.Filter, Source: req.Options, Resume: resume, Personal: req.Personal,
+	_, err = exporter.Export(ctx, src, w, exporter.Options{Filter: req.Selection.Filter(), Source: req.Options, Resume: resume, Personal: req.Personal,
 		Interval: 2 * time.Second,
 		OnProgress: func(p exporter.Progress) {
 			pj := progressJSON(p)

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/internal/testenv"
 	"github.com/ferry-matrix/ferry/source"
 	"github.com/ferry-matrix/ferry/source/sourcetest"
@@ -179,6 +182,37 @@ func TestPermanentFailureIsReportedNotRetried(t *testing.T) {
 		}
 		if _, err := e.svc.Submit(context.Background(), "bad-1", Request{Source: "fake", Name: "../x", Plaintext: true}, "@a:x", "api"); err == nil {
 			t.Error("bad request queued")
+		}
+	})
+}
+
+// A selection its source cannot export is refused at submit time when the
+// service knows the source's capabilities; one that slips through (no
+// capabilities wired) fails at once at run time, never retried:
+// source.ErrUnsupported is permanent.
+func TestUnsupportedSelection(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		req := e.request("since-1")
+		req.Selection = exporter.Selection{Type: exporter.TypePartial, Since: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+		want := req.Selection.Check(e.src.Capabilities())
+		if !errors.Is(want, source.ErrUnsupported) {
+			t.Fatalf("the fake supports a time range: %v", want)
+		}
+		e.svc.Capabilities = func(string) (source.Capabilities, error) { return e.src.Capabilities(), nil }
+		if _, err := e.svc.Submit(ctx, "since-0", req, "@admin:fake.test", "api"); err == nil || err.Error() != want.Error() {
+			t.Fatalf("submit: %v, want %v", err, want)
+		}
+		if _, err := e.svc.Store.GetExport(ctx, "since-0"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("a refused export was recorded: %v", err)
+		}
+		e.svc.Capabilities = nil
+		if _, err := e.svc.Submit(ctx, "since-1", req, "@admin:fake.test", "api"); err != nil {
+			t.Fatal(err)
+		}
+		ex := waitFor(t, e.svc.Store, "since-1", store.StatusFailed, store.StatusCompleted)
+		if ex.Status != store.StatusFailed || ex.Attempts != 1 || !strings.Contains(ex.Error, want.Error()) {
+			t.Fatalf("record %+v", ex)
 		}
 	})
 }

@@ -45,6 +45,19 @@ func (s Schedule) Validate() error {
 	return r.Validate()
 }
 
+// checkSchedule validates a schedule and checks its request against the
+// source's capabilities (Service.supports): a schedule its source cannot
+// run is refused when it is added, not at every tick.
+func (s *Service) checkSchedule(sch Schedule) error {
+	if err := sch.Validate(); err != nil {
+		return err
+	}
+	if err := s.supports(sch.Request); err != nil {
+		return fmt.Errorf("schedule %s: %w", sch.Name, err)
+	}
+	return nil
+}
+
 // ScheduleArgs is the River job of one scheduled run.
 type ScheduleArgs struct {
 	Schedule string    `json:"schedule"`
@@ -181,7 +194,7 @@ func (s *Service) AddSchedule(ctx context.Context, sch Schedule) error {
 	if sch.CreatedBy == "" {
 		return errors.New("AddSchedule: CreatedBy is required")
 	}
-	if err := sch.Validate(); err != nil {
+	if err := s.checkSchedule(sch); err != nil {
 		return err
 	}
 	s.mu.RLock()
@@ -306,7 +319,7 @@ func (s *Service) Schedules() []Schedule {
 func (s *Service) SetSchedules(list []Schedule) error {
 	m := map[string]Schedule{}
 	for _, sch := range list {
-		if err := sch.Validate(); err != nil {
+		if err := s.checkSchedule(sch); err != nil {
 			return err
 		}
 		if _, dup := m[sch.Name]; dup {

@@ -22,7 +22,7 @@ import (
 	"github.com/ferry-matrix/ferry/internal/flagvalue"
 	"github.com/ferry-matrix/ferry/internal/human"
 	"github.com/ferry-matrix/ferry/source"
-	"github.com/ferry-matrix/ferry/source/dendrite"
+	"github.com/ferry-matrix/ferry/source/sources"
 	"github.com/ferry-matrix/ferry/source/synapse"
 )
 
@@ -88,7 +88,8 @@ type exportFlags struct {
 	impl, dendriteConfig string
 	synapse              synapse.Config
 	migration            bool
-	f                    source.Filter
+	media                string
+	sel                  exporter.Selection // resolve's
 	rooms, users         flagvalue.List
 	since, until         flagvalue.Time
 	o                    source.Options
@@ -112,7 +113,7 @@ func (e *exportFlags) addFlags(fs *pflag.FlagSet, dendriteSource bool) {
 	fs.Var(&e.users, "users", "export only these users' data (comma-separated user `IDs`; and, without --rooms, their rooms)")
 	fs.Var(&e.since, "since", "events at or after this `TIME`: a date (2026-11-23) or RFC 3339")
 	fs.Var(&e.until, "until", "events before this `TIME`: a date (2026-11-23) or RFC 3339")
-	fs.StringVar(&e.f.Media, "media", "", "which media files (`MODE`): all, referenced (only what exported events use) or none; default all for full exports, referenced for partial ones")
+	fs.StringVar(&e.media, "media", "", "which media files (`MODE`): all, referenced (only what exported events use) or none; default all for full exports, referenced for partial ones")
 	fs.BoolVar(&e.o.AccessTokens, "access-tokens", false, "include device access tokens (migrations; encrypted archives only)")
 	fs.BoolVar(&e.o.OneTimeKeys, "one-time-keys", false, "include unclaimed e2ee one-time keys")
 	fs.BoolVar(&e.o.RedactedOriginals, "redacted-originals", false, "include the original content of redacted events (admin only; encrypted archives only)")
@@ -127,13 +128,22 @@ func (e *exportFlags) completions(cmd *cobra.Command) {
 	cmd.RegisterFlagCompletionFunc("media", noFiles("all", "referenced", "none"))
 }
 
-// resolve completes the filter and options from the flags.
+// resolve completes the selection and options from the flags, and
+// refuses up front, with the message chat and the API give, a selection
+// the source cannot export.
 func (e *exportFlags) resolve(encrypted bool) error {
 	if e.migration {
 		e.o.AccessTokens, e.o.PrivateServerKey = true, true
 	}
-	e.f.Rooms, e.f.Users, e.f.Since, e.f.Until = e.rooms, e.users, e.since.T, e.until.T
-	if err := e.f.Validate(); err != nil {
+	e.sel = exporter.Selection{Rooms: e.rooms, Users: e.users, Since: e.since.T, Until: e.until.T, Media: e.media}
+	if err := e.sel.Validate(); err != nil {
+		return err
+	}
+	caps, err := sources.Capabilities(e.impl)
+	if err != nil {
+		return fmt.Errorf("--%w", err)
+	}
+	if err := e.sel.Check(caps); err != nil {
 		return err
 	}
 	if !encrypted && (e.o.AccessTokens || e.o.RedactedOriginals || e.o.PrivateServerKey) {
@@ -142,21 +152,15 @@ func (e *exportFlags) resolve(encrypted bool) error {
 	return nil
 }
 
-// open opens the chosen source.
+// open opens the chosen source (resolve has checked its name).
 func (e *exportFlags) open(ctx context.Context) (source.Source, error) {
-	switch e.impl {
-	case "synapse":
-		if e.synapse.Database == "" {
-			return nil, errors.New("--db is required for a Synapse source: the URL of its PostgreSQL database, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
-		}
-		return synapse.Open(ctx, e.synapse)
-	case "dendrite":
-		if e.dendriteConfig == "" {
-			return nil, errors.New("--config (the server's dendrite.yaml) is required for --source dendrite")
-		}
-		return dendrite.Open(ctx, e.dendriteConfig)
+	switch {
+	case e.impl == sources.Synapse && e.synapse.Database == "":
+		return nil, errors.New("--db is required for a Synapse source: the URL of its PostgreSQL database, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
+	case e.impl == sources.Dendrite && e.dendriteConfig == "":
+		return nil, errors.New("--config (the server's dendrite.yaml) is required for --source dendrite")
 	}
-	return nil, fmt.Errorf("--source %q: the sources are synapse and dendrite", e.impl)
+	return sources.Open(ctx, sources.Config{Implementation: e.impl, Synapse: e.synapse, DendriteConfig: e.dendriteConfig})
 }
 
 // export writes src into a new archive at out (see writeArchive).
@@ -165,13 +169,9 @@ func (e *exportFlags) export(ctx context.Context, src source.Source, out string,
 	for _, w := range info.Warnings {
 		fmt.Fprintln(os.Stderr, "warning:", w)
 	}
-	typ := "full"
-	if !e.f.IsFull() {
-		typ = "partial"
-	}
-	wopts := archive.WriterOptions{Key: key, Concurrency: runtime.GOMAXPROCS(0), Level: zstd.SpeedFastest,
-		Export: archive.ExportInfo{ServerName: info.ServerName, Type: typ, Filters: e.f.Archive(), Options: e.o.Archive(),
-			Source: archive.SourceInfo{Implementation: info.Implementation, Version: info.Version, SchemaVersion: info.SchemaVersion}},
+	export := exporter.ExportInfo(info, e.sel, e.o, "")
+	typ := export.Type
+	wopts := archive.WriterOptions{Key: key, Concurrency: runtime.GOMAXPROCS(0), Level: zstd.SpeedFastest, Export: export,
 		Core: archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion}}
 	bar := newProgressPrinter(os.Stderr, e.quiet)
 	var final exporter.Progress
@@ -179,7 +179,7 @@ func (e *exportFlags) export(ctx context.Context, src source.Source, out string,
 	err := writeArchive(ctx, out, wopts, wrap, func(w *archive.Writer) error {
 		archiveID = w.ArchiveID()
 		var err error
-		final, err = exporter.Export(ctx, src, w, exporter.Options{Filter: e.f, Source: e.o, OnProgress: bar.print})
+		final, err = exporter.Export(ctx, src, w, exporter.Options{Filter: e.sel.Filter(), Source: e.o, OnProgress: bar.print})
 		return err
 	})
 	bar.done()

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/source/sources"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -80,6 +82,26 @@ func TestExportCommand(t *testing.T) {
 		t.Fatal("access tokens in a plaintext export accepted")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "y")); err == nil {
+		t.Error("a refused export left output behind")
+	}
+}
+
+// A time range on a Dendrite source is refused before the source is
+// opened (the dendrite.yaml here does not even exist), with the message
+// chat and the API give.
+func TestExportRefusesUnsupportedSelection(t *testing.T) {
+	caps, err := sources.Capabilities(sources.Dendrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := exporter.Selection{Since: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}.Check(caps)
+	out := filepath.Join(t.TempDir(), "x.ferry")
+	err = run(context.Background(), []string{"export", "--source", "dendrite", "--config", "/nonexistent/dendrite.yaml",
+		"--since", "2026-01-01", "--plaintext", "--to", out})
+	if err == nil || err.Error() != want.Error() {
+		t.Fatalf("export --since from Dendrite: %v, want %v", err, want)
+	}
+	if _, err := os.Stat(out); err == nil {
 		t.Error("a refused export left output behind")
 	}
 }

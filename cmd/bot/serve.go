@@ -19,12 +19,13 @@ import (
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/config"
+	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/importer"
 	"github.com/ferry-matrix/ferry/internal/personalview"
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/links"
 	"github.com/ferry-matrix/ferry/source"
-	"github.com/ferry-matrix/ferry/source/dendrite"
+	"github.com/ferry-matrix/ferry/source/sources"
 	"github.com/ferry-matrix/ferry/source/synapse"
 	"github.com/ferry-matrix/ferry/storage"
 	"github.com/ferry-matrix/ferry/store"
@@ -85,14 +86,15 @@ type service struct {
 // openSource opens the configured homeserver's data for an export.
 func openSource(cfg *config.Config) jobs.SourceOpener {
 	return func(ctx context.Context, name string) (source.Source, error) {
-		switch cfg.Homeserver.Implementation {
-		case "dendrite":
-			return dendrite.Open(ctx, cfg.Source.DendriteConfig)
-		default:
-			return synapse.Open(ctx, synapse.Config{Database: string(cfg.Source.Database), MediaStore: cfg.Source.MediaPath,
-				SigningKey: cfg.Source.SigningKey, HomeserverConfig: cfg.Source.HomeserverConfig})
-		}
+		return sources.Open(ctx, sources.Config{Implementation: cfg.Homeserver.Implementation, DendriteConfig: cfg.Source.DendriteConfig,
+			Synapse: synapse.Config{Database: string(cfg.Source.Database), MediaStore: cfg.Source.MediaPath,
+				SigningKey: cfg.Source.SigningKey, HomeserverConfig: cfg.Source.HomeserverConfig}})
 	}
+}
+
+// sourceCapabilities are the configured homeserver's (sources.Capabilities).
+func sourceCapabilities(cfg *config.Config) jobs.SourceCapabilities {
+	return func(string) (source.Capabilities, error) { return sources.Capabilities(cfg.Homeserver.Implementation) }
 }
 
 // readIdentities reads an age identity file.
@@ -143,7 +145,8 @@ func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.
 		return nil, err
 	}
 	host, _ := os.Hostname()
-	s.jobs = &jobs.Service{Store: s.state, Storage: s.bucket, Owner: fmt.Sprintf("%s/%d", host, os.Getpid()), Open: openSource(cfg)}
+	s.jobs = &jobs.Service{Store: s.state, Storage: s.bucket, Owner: fmt.Sprintf("%s/%d", host, os.Getpid()),
+		Open: openSource(cfg), Capabilities: sourceCapabilities(cfg)}
 	if cfg.Encryption.IdentityFile != "" {
 		if s.jobs.Identities, err = readIdentities(cfg.Encryption.IdentityFile); err != nil {
 			s.close()
@@ -157,7 +160,7 @@ func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.
 	for _, sc := range cfg.Schedules {
 		schedules = append(schedules, jobs.Schedule{Name: sc.Name, Cron: sc.Cron, Keep: sc.Keep, MaxAge: time.Duration(sc.MaxAge),
 			Request: jobs.Request{Source: cfg.Homeserver.Implementation, Recipients: cfg.Encryption.Recipients, Verify: sc.Verify,
-				Filter: source.Filter{Rooms: sc.Rooms, Users: sc.Users, Media: sc.Media}}})
+				Selection: exporter.Selection{Type: sc.Type, Rooms: sc.Rooms, Users: sc.Users, Media: sc.Media}}})
 	}
 	if err := s.jobs.SetSchedules(schedules); err != nil {
 		s.close()
