@@ -326,6 +326,10 @@ func restoreRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms ma
 	if err != nil {
 		return err
 	}
+	deferred, err := deferIndexes(ctx, tx, r.Manifest().ArchiveID)
+	if err != nil {
+		return err
+	}
 	if _, err := restoreRooms(ctx, tx, rooms, serverName); err != nil {
 		return err
 	}
@@ -349,6 +353,10 @@ func restoreRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms ma
 		return err
 	}
 	if err := b.flush(ctx); err != nil {
+		return err
+	}
+	p.Phase("indexes, constraints and triggers", 0)
+	if err := deferred.recreate(ctx, tx); err != nil {
 		return err
 	}
 	if err := deriveRoomTables(ctx, tx, r, rooms, serverName); err != nil {

@@ -1,0 +1,220 @@
+package synapse
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// A fresh target's bulk tables are loaded without their secondary indexes,
+// unique constraints, foreign keys and triggers, which are rebuilt once
+// the events are in: maintaining them row by row costs more than the COPY
+// itself (check_event_stream_ordering alone looks up the event of every
+// room_memberships row), and one sorted build each is what pg_restore
+// does.
+//
+// The drops happen inside the rooms phase's transaction, so a killed
+// restore rolls them back with the rows. Their definitions (pg_get_indexdef,
+// pg_get_constraintdef, pg_get_triggerdef) are also saved, committed,
+// before the first drop, in ferry_restore_deferred: a rerun first creates
+// again any saved item the database lacks, and only then defers again. The
+// rows go when the rebuild commits with the phase.
+//
+// Primary keys are deferred too: no step of the load relies on one (it
+// uses no ON CONFLICT on these tables). Check constraints stay (cheap).
+
+// deferredTables are the tables the events pass fills in bulk. Foreign keys
+// of other tables that reference them are deferred with them (they hang on
+// the unique indexes that are dropped). The tables the derived-data steps
+// write afterwards (current_state_events, local_current_membership,
+// threads, extremities, receipts...) keep theirs: those steps join the
+// loaded tables through their indexes, which are back by then, and write
+// a row per room, per current state entry or per receipt, not per event.
+var deferredTables = []string{"events", "event_json", "state_events", "event_edges", "event_auth", "event_to_state_groups",
+	"state_groups", "state_group_edges", "state_groups_state", "rejections", "room_memberships", "redactions", "event_relations"}
+
+// deferredSchema is where the definitions of a restore's dropped items are
+// kept until their rebuild commits.
+const deferredSchema = `CREATE TABLE IF NOT EXISTS ferry_restore_deferred (archive_id text NOT NULL, position int NOT NULL,
+	kind text NOT NULL, table_name text NOT NULL, name text NOT NULL, definition text NOT NULL,
+	PRIMARY KEY (archive_id, position))`
+
+// Kinds of deferred items, in the order they are dropped (the reverse of
+// the order they are created in).
+const (
+	kindTrigger    = "trigger"
+	kindForeignKey = "foreign key"
+	kindConstraint = "constraint" // primary key, unique or exclusion: its index comes with it
+	kindIndex      = "index"
+)
+
+// deferredItem is one index, constraint or trigger of a bulk table.
+type deferredItem struct {
+	kind, table, name, definition string
+}
+
+// catalogItems lists the deferred tables' items, in drop order. table is
+// as regclass prints it (quoted where needed); name is the bare name.
+const catalogItems = `WITH t AS (SELECT unnest($1::text[])::regclass AS oid)
+	SELECT 'trigger', g.tgrelid::regclass::text, g.tgname::text, pg_get_triggerdef(g.oid)
+		FROM pg_trigger g WHERE NOT g.tgisinternal AND g.tgrelid IN (SELECT oid FROM t)
+	UNION ALL
+	SELECT 'foreign key', c.conrelid::regclass::text, c.conname::text, pg_get_constraintdef(c.oid)
+		FROM pg_constraint c WHERE c.contype = 'f' AND (c.conrelid IN (SELECT oid FROM t) OR c.confrelid IN (SELECT oid FROM t))
+	UNION ALL
+	SELECT 'constraint', c.conrelid::regclass::text, c.conname::text, pg_get_constraintdef(c.oid)
+		FROM pg_constraint c WHERE c.contype IN ('p', 'u', 'x') AND c.conrelid IN (SELECT oid FROM t)
+	UNION ALL
+	SELECT 'index', i.indrelid::regclass::text, x.relname::text, pg_get_indexdef(i.indexrelid)
+		FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid WHERE i.indrelid IN (SELECT oid FROM t)
+		AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = i.indrelid AND c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x'))`
+
+// deferral is what one restore dropped, to be created again.
+type deferral struct {
+	archiveID string
+	items     []deferredItem // in drop order
+}
+
+// deferIndexes drops the deferred tables' items when the target holds no
+// events (a fresh database, or the rerun of a restore whose rooms phase
+// rolled back), after saving their definitions; otherwise it drops
+// nothing. Either way it first creates again what an earlier run saved
+// and the database lacks.
+func deferIndexes(ctx context.Context, tx pgx.Tx, archiveID string) (*deferral, error) {
+	// The definitions are committed on a connection of their own, so that
+	// they outlive the phase's transaction.
+	conn, err := pgx.ConnectConfig(ctx, tx.Conn().Config().Copy())
+	if err != nil {
+		return nil, fmt.Errorf("save the deferred indexes: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, deferredSchema); err != nil {
+		return nil, fmt.Errorf("create ferry_restore_deferred: %w", err)
+	}
+	if err := restoreSaved(ctx, tx, archiveID); err != nil {
+		return nil, err
+	}
+	d := &deferral{archiveID: archiveID}
+	var fresh bool
+	if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM events)`).Scan(&fresh); err != nil || !fresh {
+		return d, err
+	}
+	rows, err := tx.Query(ctx, catalogItems, deferredTables)
+	if err != nil {
+		return nil, fmt.Errorf("read the bulk tables' indexes: %w", err)
+	}
+	if d.items, err = pgx.CollectRows(rows, scanItem); err != nil {
+		return nil, fmt.Errorf("read the bulk tables' indexes: %w", err)
+	}
+	err = pgx.BeginFunc(ctx, conn, func(s pgx.Tx) error {
+		if _, err := s.Exec(ctx, `DELETE FROM ferry_restore_deferred WHERE archive_id = $1`, archiveID); err != nil {
+			return err
+		}
+		var b pgx.Batch
+		for i, it := range d.items {
+			b.Queue(`INSERT INTO ferry_restore_deferred (archive_id, position, kind, table_name, name, definition) VALUES ($1, $2, $3, $4, $5, $6)`,
+				archiveID, i, it.kind, it.table, it.name, it.definition)
+		}
+		return s.SendBatch(ctx, &b).Close()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("save the deferred indexes: %w", err)
+	}
+	for _, it := range d.items {
+		if _, err := tx.Exec(ctx, it.dropSQL()); err != nil {
+			return nil, fmt.Errorf("defer %s %s of %s: %w", it.kind, it.name, it.table, err)
+		}
+	}
+	return d, nil
+}
+
+func scanItem(row pgx.CollectableRow) (deferredItem, error) {
+	var it deferredItem
+	err := row.Scan(&it.kind, &it.table, &it.name, &it.definition)
+	return it, err
+}
+
+// recreate creates the dropped items again, indexes first and triggers
+// last, and forgets their saved definitions (in the phase's transaction,
+// so both commit together).
+func (d *deferral) recreate(ctx context.Context, tx pgx.Tx) error {
+	if len(d.items) == 0 {
+		return nil
+	}
+	// One sorted build per index: as much memory as pg_restore would
+	// want, for this transaction only.
+	if _, err := tx.Exec(ctx, `SET LOCAL maintenance_work_mem = '512MB'`); err != nil {
+		return err
+	}
+	for i := len(d.items) - 1; i >= 0; i-- {
+		it := d.items[i]
+		if _, err := tx.Exec(ctx, it.createSQL()); err != nil {
+			return fmt.Errorf("create %s %s of %s again: %w", it.kind, it.name, it.table, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM ferry_restore_deferred WHERE archive_id = $1`, d.archiveID); err != nil {
+		return fmt.Errorf("forget the deferred indexes: %w", err)
+	}
+	return nil
+}
+
+// restoreSaved creates again, in tx, the saved items of an earlier run
+// that the database lacks.
+func restoreSaved(ctx context.Context, tx pgx.Tx, archiveID string) error {
+	rows, err := tx.Query(ctx, `SELECT kind, table_name, name, definition FROM ferry_restore_deferred
+		WHERE archive_id = $1 ORDER BY position DESC`, archiveID)
+	if err != nil {
+		return fmt.Errorf("read ferry_restore_deferred: %w", err)
+	}
+	saved, err := pgx.CollectRows(rows, scanItem)
+	if err != nil {
+		return fmt.Errorf("read ferry_restore_deferred: %w", err)
+	}
+	for _, it := range saved {
+		var exists bool
+		if err := tx.QueryRow(ctx, it.existsSQL(), it.table, it.name).Scan(&exists); err != nil {
+			return fmt.Errorf("look for %s %s of %s: %w", it.kind, it.name, it.table, err)
+		}
+		if exists {
+			continue
+		}
+		if _, err := tx.Exec(ctx, it.createSQL()); err != nil {
+			return fmt.Errorf("create %s %s of %s again (dropped by an earlier, interrupted restore): %w", it.kind, it.name, it.table, err)
+		}
+	}
+	return nil
+}
+
+func (it deferredItem) dropSQL() string {
+	name := pgx.Identifier{it.name}.Sanitize()
+	switch it.kind {
+	case kindTrigger:
+		return fmt.Sprintf("DROP TRIGGER %s ON %s", name, it.table)
+	case kindIndex:
+		return "DROP INDEX " + name
+	default:
+		return fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT %s", it.table, name)
+	}
+}
+
+func (it deferredItem) createSQL() string {
+	switch it.kind {
+	case kindTrigger, kindIndex:
+		return it.definition
+	default:
+		return fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", it.table, pgx.Identifier{it.name}.Sanitize(), it.definition)
+	}
+}
+
+// existsSQL asks whether the item is in the catalog ($1 table, $2 name).
+func (it deferredItem) existsSQL() string {
+	switch it.kind {
+	case kindTrigger:
+		return `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2)`
+	case kindIndex:
+		return `SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid WHERE i.indrelid = $1::regclass AND x.relname = $2)`
+	default:
+		return `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = $1::regclass AND conname = $2)`
+	}
+}
