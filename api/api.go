@@ -25,10 +25,8 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,13 +39,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ferry-matrix/ferry/app"
 	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/internal/ratelimit"
-	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/links"
 	"github.com/ferry-matrix/ferry/source"
-	"github.com/ferry-matrix/ferry/storage"
-	"github.com/ferry-matrix/ferry/store"
 )
 
 // Roles of API tokens.
@@ -71,17 +67,30 @@ type Token struct {
 	Secret string
 }
 
+// Service is what the API needs of Ferry's application layer
+// (app.Service): its verbs, which write their own audit entries.
+type Service interface {
+	Submit(ctx context.Context, r app.ExportRequest) (*app.View, error)
+	SubmitImport(ctx context.Context, id string, req app.ImportRequest, keyLine string, by app.Actor) (*app.View, error)
+	Verify(ctx context.Context, id, export string, by app.Actor) (*app.View, error)
+	Cancel(ctx context.Context, id string, by app.Actor) (*app.View, error)
+	Delete(ctx context.Context, id string, by app.Actor) (*app.View, error)
+	Get(ctx context.Context, id string) (*app.View, error)
+	List(ctx context.Context, kind string, limit int) ([]*app.View, error)
+	DownloadLinks(ctx context.Context, v *app.View) (*app.Links, error)
+	IssueLink(ctx context.Context, id string, by app.Actor) (*app.Links, error)
+	Audit(ctx context.Context, e app.AuditEntry) error
+	Stats(ctx context.Context) (*app.Stats, error)
+	Ping(ctx context.Context) error
+}
+
 // Server serves the API.
 type Server struct {
-	Jobs   *jobs.Service
+	Svc    Service
 	Tokens []Token
-	// Source is the configured source name exports read from.
-	Source string
-	// Links serves /download for stores without presigned URLs; BaseURL is
-	// Ferry's public URL for links, LinkTTL their lifetime.
-	Links   *links.Handler
-	BaseURL string
-	LinkTTL time.Duration
+	// Links serves /download for stores without presigned URLs (the
+	// service mints the links).
+	Links *links.Handler
 	// Reveal, if set, serves one-time secret links (links.RevealHandler).
 	Reveal http.Handler
 	// Rate limit per client: Rate requests per second, Burst at once.
@@ -123,21 +132,17 @@ func (s *Server) init() {
 	if s.Rate <= 0 {
 		s.Rate, s.Burst = 20, 40
 	}
-	if s.LinkTTL <= 0 {
-		s.LinkTTL = 24 * time.Hour
-	}
 	s.limiter = ratelimit.New(s.Rate, s.Burst)
 	s.links = ratelimit.New(linkRate, linkBurst)
 	s.clients.Trusted, _ = ratelimit.ParsePrefixes(s.TrustedProxies) // config.Validate reports bad entries
-	st := s.Jobs.Store
 	s.refusals = &ratelimit.Tally{Window: s.RefusalWindow, Report: func(key string, n int, from, to time.Time) {
 		action, addr, _ := strings.Cut(key, " ")
-		st.Audit(context.Background(), store.AuditEntry{At: from, Actor: "link", Via: action + " " + addr, Action: action,
+		s.Svc.Audit(context.Background(), app.AuditEntry{At: from, Actor: "link", Via: action + " " + addr, Action: action,
 			Outcome: "refused (429)", Detail: fmt.Sprintf("%d requests refused by the rate limit from %s to %s", n,
 				from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))})
 	}}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&storeCollector{s: s.Jobs.Store}, prometheus.NewGoCollector())
+	reg.MustRegister(&statsCollector{svc: s.Svc}, prometheus.NewGoCollector())
 	m := http.NewServeMux()
 	m.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	m.HandleFunc("GET /healthz", s.healthz)
@@ -158,7 +163,7 @@ func (s *Server) init() {
 				if d.Err != nil {
 					outcome, detail = "refused", d.Err.Error()
 				}
-				st.Audit(context.Background(), store.AuditEntry{At: d.At, Actor: "link", Via: "download " + d.RemoteAddr,
+				s.Svc.Audit(context.Background(), app.AuditEntry{At: d.At, Actor: "link", Via: "download " + d.RemoteAddr,
 					Action: "download", Target: d.Key, Outcome: fmt.Sprintf("%s (%d)", outcome, d.Status), Detail: detail})
 			}
 		}
@@ -175,6 +180,9 @@ func (s *Server) init() {
 
 // caller is the authenticated token.
 type caller struct{ name, role string }
+
+// actor is the caller as the verbs record it.
+func (c caller) actor() app.Actor { return app.Actor{Name: "token:" + c.name, Via: "api"} }
 
 func (s *Server) auth(need string, h func(http.ResponseWriter, *http.Request, caller)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -200,7 +208,7 @@ func (s *Server) auth(need string, h func(http.ResponseWriter, *http.Request, ca
 				tooMany(w)
 				return
 			}
-			s.Jobs.Store.Audit(r.Context(), store.AuditEntry{Actor: "unknown token", Via: "api " + addr, Action: r.Method + " " + r.URL.Path, Outcome: "refused", Detail: "unknown token"})
+			s.Svc.Audit(r.Context(), app.AuditEntry{Actor: "unknown token", Via: "api " + addr, Action: r.Method + " " + r.URL.Path, Outcome: "refused", Detail: "unknown token"})
 			writeError(w, http.StatusUnauthorized, "M_UNKNOWN_TOKEN", "this API token is not valid")
 			return
 		}
@@ -209,7 +217,7 @@ func (s *Server) auth(need string, h func(http.ResponseWriter, *http.Request, ca
 			return
 		}
 		if need == RoleAdmin && c.role != RoleAdmin {
-			s.Jobs.Store.Audit(r.Context(), store.AuditEntry{Actor: "token:" + c.name, Via: "api", Action: r.Method + " " + r.URL.Path, Outcome: "refused", Detail: "role " + c.role})
+			s.Svc.Audit(r.Context(), app.AuditEntry{Actor: "token:" + c.name, Via: "api", Action: r.Method + " " + r.URL.Path, Outcome: "refused", Detail: "role " + c.role})
 			writeError(w, http.StatusForbidden, "M_FORBIDDEN", fmt.Sprintf("token %q has role %s; this needs %s", c.name, c.role, RoleAdmin))
 			return
 		}
@@ -255,7 +263,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.Jobs.Store.DB.PingContext(ctx); err != nil {
+	if err := s.Svc.Ping(ctx); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "M_UNAVAILABLE", "state database unreachable")
 		return
 	}
@@ -315,27 +323,18 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, c caller) {
 		writeError(w, http.StatusBadRequest, "M_BAD_JSON", "request body: "+err.Error())
 		return
 	}
-	id := newID()
-	if req.Name == "" {
-		req.Name = "export-" + time.Now().UTC().Format("20060102-150405") + "-" + id[:6]
-	}
-	jr, err := s.toJob(req)
+	v, err := s.Svc.Submit(r.Context(), exportRequest(req, c))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", err.Error())
 		return
 	}
-	e, err := s.Jobs.Submit(r.Context(), id, jr, "token:"+c.name, "api")
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", err.Error())
-		return
-	}
-	writeJSON(w, http.StatusAccepted, s.view(r.Context(), e, c))
+	writeJSON(w, http.StatusAccepted, s.view(r.Context(), v, c))
 }
 
-// toJob turns a request into the job's: its options become the
-// exporter's Selection, validated there (include_media false is media
-// none; true leaves the default to the selection).
-func (s *Server) toJob(req ExportRequest) (jobs.Request, error) {
+// exportRequest turns a request into the verb's: its options are the
+// exporter's Selection, which the verb validates (include_media false is
+// media none; true leaves the default to the selection).
+func exportRequest(req ExportRequest, c caller) app.ExportRequest {
 	o := req.Options
 	sel := exporter.Selection{Type: req.Type, Rooms: o.Rooms, Users: o.Users, Media: o.Media}
 	if o.DateRange != nil {
@@ -344,62 +343,52 @@ func (s *Server) toJob(req ExportRequest) (jobs.Request, error) {
 	if sel.Media == "" && o.IncludeMedia != nil && !*o.IncludeMedia {
 		sel.Media = source.MediaNone
 	}
-	jr := jobs.Request{Source: s.Source, Selection: sel, Recipients: req.Recipients, Plaintext: req.Plaintext, Name: req.Name, Verify: req.Verify,
-		Options: source.Options{AccessTokens: o.AccessTokens, OneTimeKeys: o.OneTimeKeys}}
-	return jr, jr.Validate()
-}
-
-func newID() string {
-	b := make([]byte, 12)
-	rand.Read(b)
-	return hex.EncodeToString(b)
+	return app.ExportRequest{Selection: sel, Options: source.Options{AccessTokens: o.AccessTokens, OneTimeKeys: o.OneTimeKeys},
+		Recipients: req.Recipients, Plaintext: req.Plaintext, Name: req.Name, Verify: req.Verify, By: c.actor()}
 }
 
 // ExportView is what the API returns for an export.
 type ExportView struct {
-	ExportID            string         `json:"export_id"`
-	Kind                string         `json:"kind"` // export | import | verify
-	Result              string         `json:"result,omitempty"`
-	Status              string         `json:"status"`
-	Name                string         `json:"name"`
-	Progress            float64        `json:"progress"` // percent
-	Detail              *jobs.Progress `json:"detail,omitempty"`
-	EstimatedCompletion *time.Time     `json:"estimated_completion,omitempty"`
-	Size                int64          `json:"size,omitempty"`
-	SHA256              string         `json:"checksum,omitempty"`
-	Link                string         `json:"link,omitempty"`
-	LinkExpires         *time.Time     `json:"link_expires,omitempty"`
-	Error               string         `json:"error,omitempty"`
-	RequestedBy         string         `json:"requested_by"`
-	CreatedAt           time.Time      `json:"created_at"`
-	FinishedAt          *time.Time     `json:"finished_at,omitempty"`
+	ExportID            string        `json:"export_id"`
+	Kind                string        `json:"kind"` // export | import | verify
+	Result              string        `json:"result,omitempty"`
+	Status              string        `json:"status"`
+	Name                string        `json:"name"`
+	Progress            float64       `json:"progress"` // percent
+	Detail              *app.Progress `json:"detail,omitempty"`
+	EstimatedCompletion *time.Time    `json:"estimated_completion,omitempty"`
+	Size                int64         `json:"size,omitempty"`
+	SHA256              string        `json:"checksum,omitempty"`
+	Link                string        `json:"link,omitempty"`
+	LinkExpires         *time.Time    `json:"link_expires,omitempty"`
+	Error               string        `json:"error,omitempty"`
+	RequestedBy         string        `json:"requested_by"`
+	CreatedAt           time.Time     `json:"created_at"`
+	FinishedAt          *time.Time    `json:"finished_at,omitempty"`
 }
 
-// view is what c sees of e: a completed export's download link only if c
-// is an admin (a link opens the archive, a plaintext one to anybody).
-func (s *Server) view(ctx context.Context, e *store.Export, c caller) ExportView {
-	v := ExportView{ExportID: e.ID, Kind: e.Kind, Status: e.Status, Name: e.Name, Size: e.Size, SHA256: e.SHA256, Error: e.Error,
-		RequestedBy: e.RequestedBy, CreatedAt: e.CreatedAt}
-	if e.Progress != "" {
-		var p jobs.Progress
-		if json.Unmarshal([]byte(e.Progress), &p) == nil {
-			v.Detail, v.Progress, v.Result = &p, p.Percent, p.Result
-			if d, err := time.ParseDuration(p.ETA); err == nil && e.Status == store.StatusProcessing {
-				t := time.Now().Add(d).UTC().Truncate(time.Second)
-				v.EstimatedCompletion = &t
-			}
+// view is what c sees of a job: a completed export's download link only
+// if c is an admin (a link opens the archive, a plaintext one to anybody).
+func (s *Server) view(ctx context.Context, j *app.View, c caller) ExportView {
+	v := ExportView{ExportID: j.ID, Kind: j.Kind, Status: j.Status, Name: j.Name, Size: j.Size, SHA256: j.SHA256, Error: j.Error,
+		RequestedBy: j.RequestedBy, CreatedAt: j.CreatedAt}
+	if p := j.Progress; p != (app.Progress{}) {
+		v.Detail, v.Progress, v.Result = &p, p.Percent, p.Result
+		if d, err := time.ParseDuration(p.ETA); err == nil && j.Status == app.StatusProcessing {
+			t := time.Now().Add(d).UTC().Truncate(time.Second)
+			v.EstimatedCompletion = &t
 		}
 	}
-	if !e.FinishedAt.IsZero() {
-		t := e.FinishedAt
+	if !j.FinishedAt.IsZero() {
+		t := j.FinishedAt
 		v.FinishedAt = &t
 	}
-	if e.Status == store.StatusCompleted {
+	if j.Status == app.StatusCompleted {
 		v.Progress = 100
 	}
-	if e.Status == store.StatusCompleted && e.Kind == store.KindExport && c.role == RoleAdmin && s.Links != nil {
-		if u, exp, err := s.Links.Link(ctx, s.BaseURL, storage.ArchiveKey(e.Name), s.LinkTTL); err == nil {
-			v.Link, v.LinkExpires = u, &exp
+	if j.Status == app.StatusCompleted && j.Kind == app.KindExport && c.role == RoleAdmin && s.Links != nil {
+		if l, err := s.Svc.DownloadLinks(ctx, j); err == nil {
+			v.Link, v.LinkExpires = l.Archive, &l.Expires
 		}
 	}
 	return v
@@ -407,30 +396,37 @@ func (s *Server) view(ctx context.Context, e *store.Export, c caller) ExportView
 
 // link mints a fresh download link for a completed export (admin only).
 func (s *Server) link(w http.ResponseWriter, r *http.Request, c caller) {
-	e, ok := s.lookup(w, r, store.KindExport)
+	j, ok := s.lookup(w, r, app.KindExport)
 	if !ok {
-		return
-	}
-	if e.Status != store.StatusCompleted {
-		writeError(w, http.StatusConflict, "M_CONFLICT", fmt.Sprintf("export %s is %s: only a completed export has an archive to link to", e.ID, e.Status))
 		return
 	}
 	if s.Links == nil {
 		writeError(w, http.StatusNotImplemented, "M_UNRECOGNIZED", "this Ferry serves no download links")
 		return
 	}
-	u, exp, err := s.Links.Link(r.Context(), s.BaseURL, storage.ArchiveKey(e.Name), s.LinkTTL)
+	l, err := s.Svc.IssueLink(r.Context(), j.ID, c.actor())
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", err.Error())
+		writeVerbError(w, err)
 		return
 	}
-	s.Jobs.Store.Audit(r.Context(), store.AuditEntry{Actor: "token:" + c.name, Via: "api", Action: "link.create", Target: e.ID, Outcome: "ok",
-		Detail: "expires " + exp.Format(time.RFC3339)})
-	writeJSON(w, http.StatusOK, map[string]any{"export_id": e.ID, "link": u, "link_expires": exp})
+	writeJSON(w, http.StatusOK, map[string]any{"export_id": j.ID, "link": l.Archive, "link_expires": l.Expires})
+}
+
+// writeVerbError answers a verb's error: 404 for ErrNotFound, 409 for
+// ErrConflict, 500 otherwise; the message is the verb's.
+func writeVerbError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, app.ErrNotFound):
+		writeError(w, http.StatusNotFound, "M_NOT_FOUND", err.Error())
+	case errors.Is(err, app.ErrConflict):
+		writeError(w, http.StatusConflict, "M_CONFLICT", err.Error())
+	default:
+		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", err.Error())
+	}
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request, c caller) {
-	s.listKind(w, r, c, store.KindExport, "exports")
+	s.listKind(w, r, c, app.KindExport, "exports")
 }
 
 // listKind answers with the newest jobs of kind ("" for all) under key,
@@ -445,36 +441,36 @@ func (s *Server) listKind(w http.ResponseWriter, r *http.Request, c caller, kind
 		}
 		limit = n
 	}
-	list, err := s.Jobs.Store.ListJobs(r.Context(), kind, limit)
+	list, err := s.Svc.List(r.Context(), kind, limit)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not read the "+key)
 		return
 	}
 	out := make([]ExportView, 0, len(list))
-	for _, e := range list {
-		out = append(out, s.view(r.Context(), e, c))
+	for _, j := range list {
+		out = append(out, s.view(r.Context(), j, c))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{key: out})
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request, c caller) {
-	if e, ok := s.lookup(w, r, store.KindExport); ok {
-		writeJSON(w, http.StatusOK, s.view(r.Context(), e, c))
+	if j, ok := s.lookup(w, r, app.KindExport); ok {
+		writeJSON(w, http.StatusOK, s.view(r.Context(), j, c))
 	}
 }
 
 // lookup reads the job of the request's {id} path value, of kind ("" for
 // any), or answers 404 or 500 and returns false.
-func (s *Server) lookup(w http.ResponseWriter, r *http.Request, kind string) (*store.Export, bool) {
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request, kind string) (*app.View, bool) {
 	id := r.PathValue("id")
-	e, err := s.Jobs.Store.GetExport(r.Context(), id)
-	if err == nil && kind != "" && e.Kind != kind {
-		err = store.ErrNotFound // e.g. an import's ID under /exports, whose DELETE would remove the archive it read
+	j, err := s.Svc.Get(r.Context(), id)
+	if err == nil && kind != "" && j.Kind != kind {
+		err = app.ErrNotFound // e.g. an import's ID under /exports, whose DELETE would remove the archive it read
 	}
-	what := map[string]string{"": "job", store.KindExport: "export"}[kind]
-	if errors.Is(err, store.ErrNotFound) {
+	what := map[string]string{"": "job", app.KindExport: "export"}[kind]
+	if errors.Is(err, app.ErrNotFound) {
 		hint := ""
-		if kind == store.KindExport {
+		if kind == app.KindExport {
 			hint = " (imports and verifications are under /api/v1/jobs)"
 		}
 		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "no "+what+" "+id+hint)
@@ -484,42 +480,38 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request, kind string) (*s
 		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not read the "+what)
 		return nil, false
 	}
-	return e, true
+	return j, true
 }
 
+// remove cancels a running export, or deletes a completed one's archive.
 func (s *Server) remove(w http.ResponseWriter, r *http.Request, c caller) {
-	ctx := r.Context()
-	id := r.PathValue("id")
-	e, ok := s.lookup(w, r, store.KindExport)
+	j, ok := s.lookup(w, r, app.KindExport)
 	if !ok {
 		return
 	}
-	switch e.Status {
-	case store.StatusQueued, store.StatusProcessing:
-		if err := s.Jobs.Cancel(ctx, id, "token:"+c.name, "api"); err != nil {
+	switch {
+	case j.Running():
+		v, err := s.Svc.Cancel(r.Context(), j.ID, c.actor())
+		if err != nil {
 			writeError(w, http.StatusConflict, "M_CONFLICT", err.Error())
 			return
 		}
-		e, _ = s.Jobs.Store.GetExport(ctx, id)
-		writeJSON(w, http.StatusOK, s.view(ctx, e, c))
-	case store.StatusCompleted:
-		key := storage.ArchiveKey(e.Name)
-		if err := s.Jobs.Storage.Delete(ctx, key); err != nil {
-			writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not delete the archive: "+err.Error())
+		writeJSON(w, http.StatusOK, s.view(r.Context(), v, c))
+	case j.Status == app.StatusCompleted:
+		if _, err := s.Svc.Delete(r.Context(), j.ID, c.actor()); err != nil {
+			writeVerbError(w, err)
 			return
 		}
-		s.Jobs.Storage.Delete(ctx, key+storage.KeyExt)
-		s.Jobs.Store.Finish(ctx, id, store.StatusDeleted, 0, e.SHA256, "")
-		s.Jobs.Store.Audit(ctx, store.AuditEntry{Actor: "token:" + c.name, Via: "api", Action: "export.delete", Target: id, Outcome: "ok", Detail: key})
 		w.WriteHeader(http.StatusNoContent)
 	default:
-		writeError(w, http.StatusConflict, "M_CONFLICT", fmt.Sprintf("export %s has ended (%s); there is nothing to cancel or delete", id, e.Status))
+		writeError(w, http.StatusConflict, "M_CONFLICT", fmt.Sprintf("export %s has ended (%s); there is nothing to cancel or delete", j.ID, j.Status))
 	}
 }
 
-// storeCollector reports export metrics from the state database, so that
-// they are right across restarts and several instances.
-type storeCollector struct{ s *store.Store }
+// statsCollector reports job metrics from the state database (through
+// the service), so that they are right across restarts and several
+// instances.
+type statsCollector struct{ svc Service }
 
 var (
 	descExports  = prometheus.NewDesc("ferry_exports", "Exports by status.", []string{"status"}, nil)
@@ -532,7 +524,7 @@ var (
 	descLastOK   = prometheus.NewDesc("ferry_schedule_last_success_timestamp_seconds", "When each schedule's newest backup completed.", []string{"schedule"}, nil)
 )
 
-func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descExports
 	ch <- descBytes
 	ch <- descDuration
@@ -543,38 +535,33 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descLastOK
 }
 
-func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	counts, err := c.s.CountByStatus(ctx)
+	stats, err := c.svc.Stats(ctx)
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(descExports, err)
 		return
 	}
 	var queue int64
-	for _, sc := range counts {
+	for _, sc := range stats.Counts {
 		switch sc.Kind {
-		case store.KindExport:
+		case app.KindExport:
 			ch <- prometheus.MustNewConstMetric(descExports, prometheus.GaugeValue, float64(sc.Count), sc.Status)
 			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(sc.Bytes), sc.Status)
 			ch <- prometheus.MustNewConstMetric(descDuration, prometheus.CounterValue, sc.Seconds, sc.Status)
-		case store.KindImport:
+		case app.KindImport:
 			ch <- prometheus.MustNewConstMetric(descImports, prometheus.GaugeValue, float64(sc.Count), sc.Status)
 			ch <- prometheus.MustNewConstMetric(descImportS, prometheus.CounterValue, sc.Seconds, sc.Status)
-		case store.KindVerify:
+		case app.KindVerify:
 			ch <- prometheus.MustNewConstMetric(descVerifies, prometheus.GaugeValue, float64(sc.Count), sc.Status)
 		}
-		if sc.Status == store.StatusQueued || sc.Status == store.StatusProcessing {
+		if sc.Status == app.StatusQueued || sc.Status == app.StatusProcessing {
 			queue += sc.Count
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(queue))
-	last, err := c.s.LastScheduledSuccess(ctx)
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(descLastOK, err)
-		return
-	}
-	for name, at := range last {
+	for name, at := range stats.LastSuccess {
 		ch <- prometheus.MustNewConstMetric(descLastOK, prometheus.GaugeValue, float64(at.UnixMilli())/1000, name)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/ferry-matrix/ferry/app"
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/jobs"
@@ -35,6 +36,7 @@ type apiEnv struct {
 	srv       *httptest.Server
 	fake      *sourcetest.Fake
 	svc       *jobs.Service
+	app       *app.Service
 	server    *Server
 	recipient string
 }
@@ -61,19 +63,28 @@ func newEnv(t testing.TB, rate float64, burst int) *apiEnv {
 	}
 	t.Cleanup(func() { stop(context.Background()) })
 	signer, _ := links.NewSigner(bytes.Repeat([]byte{9}, 32), nil)
-	s := &Server{Jobs: svc, Source: "fake", Rate: rate, Burst: burst,
-		Tokens: []Token{{Name: "ops", Role: RoleAdmin, Secret: adminToken}, {Name: "dash", Role: RoleReader, Secret: readerToken}},
-		Links:  &links.Handler{Store: bucket, Signer: signer}, Reveal: &links.RevealHandler{Store: st}}
-	srv := httptest.NewServer(s.Handler())
-	s.BaseURL = srv.URL
+	lh := &links.Handler{Store: bucket, Signer: signer}
+	var handler http.Handler
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(srv.Close)
+	a := app.New(svc, lh, app.Config{Source: "fake", BaseURL: srv.URL})
+	s := &Server{Svc: a, Rate: rate, Burst: burst,
+		Tokens: []Token{{Name: "ops", Role: RoleAdmin, Secret: adminToken}, {Name: "dash", Role: RoleReader, Secret: readerToken}},
+		Links:  lh, Reveal: a.RevealHandler()}
+	handler = s.Handler()
 	id, _ := age.GenerateX25519Identity()
-	return &apiEnv{srv: srv, fake: fake, svc: svc, server: s, recipient: id.Recipient().String()}
+	return &apiEnv{srv: srv, fake: fake, svc: svc, app: a, server: s, recipient: id.Recipient().String()}
 }
 
 func (e *apiEnv) do(t testing.TB, method, path, token, body string) (int, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+	return call(t, e.srv.URL, method, path, token, body)
+}
+
+// call makes one API request and decodes its JSON answer.
+func call(t testing.TB, base, method, path, token, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

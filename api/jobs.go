@@ -5,8 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/ferry-matrix/ferry/jobs"
-	"github.com/ferry-matrix/ferry/store"
+	"github.com/ferry-matrix/ferry/app"
 )
 
 // ImportRequest is the body of POST /api/v1/imports.
@@ -32,32 +31,33 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request, c caller) 
 		writeError(w, http.StatusBadRequest, "M_BAD_JSON", "request body: "+err.Error())
 		return
 	}
-	jr := jobs.ImportRequest{Export: req.Export, Archive: req.Archive, Target: req.Target, DryRun: req.DryRun,
+	jr := app.ImportRequest{Export: req.Export, Archive: req.Archive, Target: req.Target, DryRun: req.DryRun,
 		Migration: req.Migration, AllowNonEmpty: req.ForceNonEmpty, Rooms: req.Rooms}
-	e, err := s.Jobs.SubmitImport(r.Context(), "imp-"+newID(), jr, req.Key, "token:"+c.name, "api")
+	v, err := s.Svc.SubmitImport(r.Context(), "", jr, req.Key, c.actor())
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusAccepted, s.view(r.Context(), e, c))
+	writeJSON(w, http.StatusAccepted, s.view(r.Context(), v, c))
 }
 
 func (s *Server) verify(w http.ResponseWriter, r *http.Request, c caller) {
-	if _, ok := s.lookup(w, r, store.KindExport); !ok {
+	j, ok := s.lookup(w, r, app.KindExport)
+	if !ok {
 		return
 	}
-	e, err := s.Jobs.SubmitVerify(r.Context(), "ver-"+newID(), r.PathValue("id"), "token:"+c.name, "api")
+	v, err := s.Svc.Verify(r.Context(), "", j.ID, c.actor())
 	if err != nil {
 		writeError(w, http.StatusConflict, "M_CONFLICT", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusAccepted, s.view(r.Context(), e, c))
+	writeJSON(w, http.StatusAccepted, s.view(r.Context(), v, c))
 }
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, c caller) {
 	kind := r.URL.Query().Get("kind")
 	switch kind {
-	case "", store.KindExport, store.KindImport, store.KindVerify:
+	case "", app.KindExport, app.KindImport, app.KindVerify:
 	default:
 		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", fmt.Sprintf("kind %q: use export, import or verify", kind))
 		return
@@ -66,21 +66,20 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, c caller) {
 }
 
 func (s *Server) jobStatus(w http.ResponseWriter, r *http.Request, c caller) {
-	if e, ok := s.lookup(w, r, ""); ok {
-		writeJSON(w, http.StatusOK, s.view(r.Context(), e, c))
+	if j, ok := s.lookup(w, r, ""); ok {
+		writeJSON(w, http.StatusOK, s.view(r.Context(), j, c))
 	}
 }
 
 func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, c caller) {
-	ctx := r.Context()
-	id := r.PathValue("id")
-	if _, ok := s.lookup(w, r, ""); !ok {
+	j, ok := s.lookup(w, r, "")
+	if !ok {
 		return
 	}
-	if err := s.Jobs.Cancel(ctx, id, "token:"+c.name, "api"); err != nil {
+	v, err := s.Svc.Cancel(r.Context(), j.ID, c.actor())
+	if err != nil {
 		writeError(w, http.StatusConflict, "M_CONFLICT", err.Error())
 		return
 	}
-	e, _ := s.Jobs.Store.GetExport(ctx, id)
-	writeJSON(w, http.StatusOK, s.view(ctx, e, c))
+	writeJSON(w, http.StatusOK, s.view(r.Context(), v, c))
 }

@@ -133,7 +133,7 @@ func TestLinkFloodIsLimitedAndAggregated(t *testing.T) {
 func TestLinkLimitPerClientBehindProxy(t *testing.T) {
 	e := newEnv(t, 100, 100)
 	ctx := context.Background()
-	s := &Server{Jobs: e.svc, Links: e.server.Links, TrustedProxies: []string{"127.0.0.1"}}
+	s := &Server{Svc: e.app, Links: e.server.Links, TrustedProxies: []string{"127.0.0.1"}}
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
 	get := func(client string) int {

@@ -7,7 +7,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/ferry-matrix/ferry/jobs"
+	"github.com/ferry-matrix/ferry/app"
 )
 
 // Announce is the jobs service's hook for scheduled runs: it posts them
@@ -15,7 +15,7 @@ import (
 // export (progress message, then the completion notice with links); a
 // failure, of the run or of its verification, is posted as a loud m.text
 // naming the admins; pruned archives and passed verifications are listed.
-func (b *Bot) Announce(e jobs.Event) {
+func (b *Bot) Announce(e app.Event) {
 	b.mu.Lock()
 	ctx := b.runCtx
 	b.mu.Unlock()

@@ -1,7 +1,9 @@
 // Package bot is Ferry's Matrix appservice bot: it answers chat
 // commands in admin rooms and direct chats, and posts job progress and
 // schedule announcements. It holds no export logic of its own: every
-// command calls the same jobs service that the HTTP API and the CLI call.
+// command parses, authorises, calls one verb of the application layer
+// (Service, app.Service: the verbs the HTTP API calls too) and formats
+// the reply.
 //
 // Events arrive as appservice transactions (mautrix's appservice package
 // authenticates them with hs_token and drops a transaction ID seen
@@ -26,23 +28,20 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/ferry-matrix/ferry/app"
 	"github.com/ferry-matrix/ferry/commands"
 	"github.com/ferry-matrix/ferry/config"
 	"github.com/ferry-matrix/ferry/internal/ratelimit"
-	"github.com/ferry-matrix/ferry/jobs"
-	"github.com/ferry-matrix/ferry/links"
-	"github.com/ferry-matrix/ferry/store"
 )
 
 // Bot is one running appservice bot.
 type Bot struct {
-	cfg   *config.Config
-	jobs  *jobs.Service
-	links *links.Handler
-	as    *appservice.AppService
-	cli   *mautrix.Client
-	me    id.UserID
-	log   zerolog.Logger
+	cfg *config.Config
+	svc Service
+	as  *appservice.AppService
+	cli *mautrix.Client
+	me  id.UserID
+	log zerolog.Logger
 
 	commands commands.Registry
 	// started: commands sent before it are not run.
@@ -66,9 +65,9 @@ type Bot struct {
 	tracked sync.WaitGroup
 }
 
-// New builds the bot from Ferry's configuration (validated) and the job
-// service and link handler it shares with the HTTP API.
-func New(cfg *config.Config, svc *jobs.Service, lh *links.Handler, log zerolog.Logger) (*Bot, error) {
+// New builds the bot from Ferry's configuration (validated) and the
+// application service it shares with the HTTP API.
+func New(cfg *config.Config, svc Service, log zerolog.Logger) (*Bot, error) {
 	reg := &appservice.Registration{ID: cfg.Appservice.ID, URL: cfg.Appservice.Address,
 		AppToken: string(cfg.Appservice.ASToken), ServerToken: string(cfg.Appservice.HSToken),
 		SenderLocalpart: cfg.Appservice.BotLocalpart}
@@ -78,7 +77,7 @@ func New(cfg *config.Config, svc *jobs.Service, lh *links.Handler, log zerolog.L
 		return nil, fmt.Errorf("appservice: %w", err)
 	}
 	as.Log = log.With().Str("component", "appservice").Logger()
-	b := &Bot{cfg: cfg, jobs: svc, links: lh, as: as, me: as.BotMXID(), log: log,
+	b := &Bot{cfg: cfg, svc: svc, as: as, me: as.BotMXID(), log: log,
 		EditInterval: 3 * time.Second, PollInterval: time.Second, runCtx: context.Background(),
 		seen: newRecent(4096), perUser: ratelimit.New(float64(cfg.Limits.CommandsPerMinute)/60, max(cfg.Limits.CommandsPerMinute/2, 1)), dms: map[id.UserID]id.RoomID{}, warned: map[id.UserID]time.Time{}}
 	b.cli = as.BotClient()
@@ -315,12 +314,18 @@ func (b *Bot) directChat(ctx context.Context, u id.UserID) (id.RoomID, error) {
 	return resp.RoomID, nil
 }
 
-// audit records a command, refusal or membership decision.
+// audit records a command, refusal or membership decision (a failed
+// write is logged: the event it records has happened).
 func (b *Bot) audit(ctx context.Context, sender id.UserID, room id.RoomID, action, outcome, detail string) {
-	if err := b.jobs.Store.Audit(context.WithoutCancel(ctx), store.AuditEntry{Actor: sender.String(), Via: "room " + room.String(),
+	if err := b.svc.Audit(ctx, app.AuditEntry{Actor: sender.String(), Via: "room " + room.String(),
 		Action: "command " + action, Outcome: outcome, Detail: detail}); err != nil {
-		b.log.Warn().Err(err).Msg("audit log write failed")
+		b.log.Error().Err(err).Msg("audit log write failed")
 	}
+}
+
+// actor is who runs a command, as the verbs record it.
+func actor(inv *commands.Invocation) app.Actor {
+	return app.Actor{Name: inv.Sender, Via: "room " + inv.RoomID}
 }
 
 func firstWord(s string) string {

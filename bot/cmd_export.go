@@ -2,19 +2,16 @@ package bot
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"time"
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/ferry-matrix/ferry/app"
 	"github.com/ferry-matrix/ferry/commands"
 	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/internal/flagvalue"
-	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/source"
-	"github.com/ferry-matrix/ferry/store"
 )
 
 // exportOptions are the options of !export full and !export partial.
@@ -86,25 +83,18 @@ func (b *Bot) recipientsFor(admin string) ([]string, error) {
 	return append(append([]string{}, own...), b.cfg.Encryption.Recipients...), nil
 }
 
-// startExport submits the export and follows it in the room.
+// startExport submits the export (its ID derived from the command's
+// event, so a redelivered command finds the job it started) and follows
+// it in the room.
 func (b *Bot) startExport(ctx context.Context, inv *commands.Invocation, typ string, o *exportOptions) error {
 	recips, err := b.recipientsFor(inv.Sender)
 	if err != nil {
 		return err
 	}
-	exportID := jobID(inv.EventID)
-	name := o.name
-	if name == "" {
-		name = typ + "-" + time.Now().UTC().Format("20060102-150405") + "-" + exportID[:6]
-	}
-	req := jobs.Request{Source: b.cfg.Homeserver.Implementation, Selection: o.sel, Recipients: recips, Name: name}
-	if _, err := b.jobs.Store.GetExport(ctx, exportID); errors.Is(err, store.ErrNotFound) {
-		if _, err := b.jobs.Submit(ctx, exportID, req, inv.Sender, "room "+inv.RoomID); err != nil {
-			return fmt.Errorf("could not start the export: %w", err)
-		}
-	} else if err != nil {
+	v, err := b.svc.Submit(ctx, app.ExportRequest{ID: jobID(inv.EventID), Selection: o.sel, Recipients: recips, Name: o.name, By: actor(inv)})
+	if err != nil {
 		return err
 	}
-	b.follow(id.RoomID(inv.RoomID), id.EventID(inv.EventID), exportID, typ, "")
+	b.follow(id.RoomID(inv.RoomID), id.EventID(inv.EventID), v.ID, typ, "")
 	return nil
 }

@@ -11,9 +11,9 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/ferry-matrix/ferry/app"
 	"github.com/ferry-matrix/ferry/commands"
 	"github.com/ferry-matrix/ferry/exporter"
-	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/storage"
 )
 
@@ -76,9 +76,9 @@ func (b *Bot) cmdScheduleAdd() *commands.Command {
 			if name == "" {
 				name = "schedule-" + jobID(inv.EventID)[:6]
 			}
-			sch := jobs.Schedule{Name: name, Cron: inv.Args[0], Keep: o.keep, MaxAge: o.age, CreatedBy: inv.Sender,
-				Request: jobs.Request{Source: b.cfg.Homeserver.Implementation, Selection: o.sel, Recipients: recips}}
-			if err := b.jobs.AddSchedule(ctx, sch); err != nil {
+			sch, err := b.svc.AddSchedule(ctx, app.ScheduleRequest{Name: name, Cron: inv.Args[0], Selection: o.sel, Recipients: recips,
+				Keep: o.keep, MaxAge: o.age, By: actor(inv)})
+			if err != nil {
 				return "", err
 			}
 			return fmt.Sprintf("Schedule `%s` added: %s export, cron `%s`%s. I'll announce each run here; `!schedule remove %s` stops it.",
@@ -100,7 +100,7 @@ func parseAge(v string) (time.Duration, error) {
 }
 
 // retention describes a schedule's retention for a reply.
-func retention(s jobs.Schedule) string {
+func retention(s app.Schedule) string {
 	var parts []string
 	if s.Keep > 0 {
 		parts = append(parts, fmt.Sprintf("keeping the newest %d", s.Keep))
@@ -119,7 +119,7 @@ func (b *Bot) cmdScheduleRemove() *commands.Command {
 	return &commands.Command{Path: []string{"schedule", "remove"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "NAME",
 		Summary: "stop a schedule added here (its archives stay)",
 		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
-			if err := b.jobs.RemoveSchedule(ctx, inv.Args[0], inv.Sender); err != nil {
+			if err := b.svc.RemoveSchedule(ctx, inv.Args[0], actor(inv)); err != nil {
 				return "", err
 			}
 			return fmt.Sprintf("Schedule `%s` removed; its archives stay until you delete them.", inv.Args[0]), nil
@@ -131,11 +131,13 @@ func (b *Bot) cmdScheduleList() *commands.Command {
 	return &commands.Command{Path: []string{"schedule", "list"}, Admin: true, MaxArgs: 0,
 		Summary: "the scheduled backups and their retention",
 		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
-			list := b.jobs.Schedules()
+			list, err := b.svc.Schedules(ctx)
+			if err != nil {
+				return "", err
+			}
 			if len(list) == 0 {
 				return "No scheduled backups. They are configured under `schedules:` in Ferry's config.", nil
 			}
-			last, _ := b.jobs.Store.LastScheduledSuccess(ctx)
 			var sb strings.Builder
 			sb.WriteString("Scheduled backups:")
 			for _, s := range list {
@@ -143,8 +145,8 @@ func (b *Bot) cmdScheduleList() *commands.Command {
 				if s.CreatedBy != "" {
 					origin = "added by " + s.CreatedBy
 				}
-				fmt.Fprintf(&sb, "\n`%s` cron `%s`%s, %s", s.Name, s.Cron, retention(s), origin)
-				if t, ok := last[s.Name]; ok {
+				fmt.Fprintf(&sb, "\n`%s` cron `%s`%s, %s", s.Name, s.Cron, retention(s.Schedule), origin)
+				if t := s.LastSuccess; !t.IsZero() {
 					fmt.Fprintf(&sb, ", last success %s", t.UTC().Format("2006-01-02 15:04 UTC"))
 				} else {
 					sb.WriteString(", no successful run yet")

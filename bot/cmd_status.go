@@ -2,17 +2,16 @@ package bot
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/ferry-matrix/ferry/app"
 	"github.com/ferry-matrix/ferry/commands"
+	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/internal/human"
-	"github.com/ferry-matrix/ferry/jobs"
-	"github.com/ferry-matrix/ferry/store"
 )
 
 func userID(s string) id.UserID { return id.UserID(s) }
@@ -22,41 +21,31 @@ func (b *Bot) cmdExportStatus() *commands.Command {
 	return &commands.Command{Path: []string{"export", "status"}, Admin: true, MaxArgs: 1, Usage: "[ID]",
 		Summary: "the state of an export (default: the newest)",
 		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
-			var e *store.Export
+			var v *app.View
 			if len(inv.Args) == 1 {
 				var err error
-				if e, err = b.findExport(ctx, inv.Args[0]); err != nil {
+				if v, err = b.findExport(ctx, inv.Args[0]); err != nil {
 					return "", err
 				}
 			} else {
-				list, err := b.jobs.Store.ListExports(ctx, 1)
+				list, err := b.svc.List(ctx, app.KindExport, 1)
 				if err != nil {
 					return "", err
 				}
 				if len(list) == 0 {
 					return "No exports yet. `!export full` starts one.", nil
 				}
-				e = list[0]
+				v = list[0]
 			}
-			text := progressText(e, exportType(e)) + fmt.Sprintf("\nrequested by %s via %s at %s", e.RequestedBy, e.Via, e.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"))
-			if e.Error != "" {
-				text += "\nlast error: " + e.Error
+			text := progressText(v, v.Type) + fmt.Sprintf("\nrequested by %s via %s at %s", v.RequestedBy, v.Via, v.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"))
+			if v.Error != "" {
+				text += "\nlast error: " + v.Error
 			}
-			if e.Status == store.StatusCompleted && exportType(e) != "user" {
-				text += "\n" + b.outcomeText(ctx, e, "")
+			if v.Status == app.StatusCompleted && v.Type != exporter.TypeUser {
+				text += "\n" + b.outcomeText(ctx, v, "")
 			}
 			return text, nil
 		}}
-}
-
-// exportType reads "full", "partial" or "user" from an export's stored
-// request.
-func exportType(e *store.Export) string {
-	var req jobs.Request
-	if json.Unmarshal([]byte(e.Request), &req) == nil {
-		return req.ArchiveType()
-	}
-	return "full"
 }
 
 // cmdExportList: !export list.
@@ -64,7 +53,7 @@ func (b *Bot) cmdExportList() *commands.Command {
 	return &commands.Command{Path: []string{"export", "list"}, Admin: true, MaxArgs: 0,
 		Summary: "the ten newest exports",
 		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
-			list, err := b.jobs.Store.ListExports(ctx, 10)
+			list, err := b.svc.List(ctx, app.KindExport, 10)
 			if err != nil {
 				return "", err
 			}
@@ -73,10 +62,10 @@ func (b *Bot) cmdExportList() *commands.Command {
 			}
 			var sb strings.Builder
 			sb.WriteString("Newest exports:")
-			for _, e := range list {
-				fmt.Fprintf(&sb, "\n`%s` %s %s, %s, by %s at %s", e.ID, exportType(e), e.Status, e.Name, e.RequestedBy, e.CreatedAt.UTC().Format("2006-01-02 15:04"))
-				if e.Status == store.StatusCompleted {
-					fmt.Fprintf(&sb, ", %s", human.Bytes(e.Size))
+			for _, v := range list {
+				fmt.Fprintf(&sb, "\n`%s` %s %s, %s, by %s at %s", v.ID, v.Type, v.Status, v.Name, v.RequestedBy, v.CreatedAt.UTC().Format("2006-01-02 15:04"))
+				if v.Status == app.StatusCompleted {
+					fmt.Fprintf(&sb, ", %s", human.Bytes(v.Size))
 				}
 			}
 			return sb.String(), nil
@@ -88,36 +77,39 @@ func (b *Bot) cmdExportCancel() *commands.Command {
 	return &commands.Command{Path: []string{"export", "cancel"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "ID",
 		Summary: "stop a queued or running export; nothing is published",
 		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
-			exportID := inv.Args[0]
-			if _, err := b.findExport(ctx, exportID); err != nil {
+			v, err := b.findExport(ctx, inv.Args[0])
+			if err != nil {
 				return "", err
 			}
-			if err := b.jobs.Cancel(ctx, exportID, inv.Sender, "room "+inv.RoomID); err != nil {
+			if _, err := b.svc.Cancel(ctx, v.ID, actor(inv)); err != nil {
 				return "", err
 			}
-			return fmt.Sprintf("Export `%s` is cancelled; its partial archive is removed.", exportID), nil
+			return fmt.Sprintf("Export `%s` is cancelled; its partial archive is removed.", v.ID), nil
 		}}
 }
 
 // findExport reads the export a command names, with an error a person
 // can act on.
-func (b *Bot) findExport(ctx context.Context, exportID string) (*store.Export, error) {
-	e, err := b.jobs.Store.GetExport(ctx, exportID)
-	if errors.Is(err, store.ErrNotFound) {
+func (b *Bot) findExport(ctx context.Context, exportID string) (*app.View, error) {
+	v, err := b.svc.Get(ctx, exportID)
+	if err == nil && v.Kind != app.KindExport {
+		err = app.ErrNotFound // an import's or verification's ID
+	}
+	if errors.Is(err, app.ErrNotFound) {
 		return nil, fmt.Errorf("there is no export %q; `!export list` shows them", exportID)
 	}
-	return e, err
+	return v, err
 }
 
 // completedExport is findExport for a command that needs the archive
 // (what: "verify", "delete", ...).
-func (b *Bot) completedExport(ctx context.Context, exportID, what string) (*store.Export, error) {
-	e, err := b.findExport(ctx, exportID)
+func (b *Bot) completedExport(ctx context.Context, exportID, what string) (*app.View, error) {
+	v, err := b.findExport(ctx, exportID)
 	if err != nil {
 		return nil, err
 	}
-	if e.Status != store.StatusCompleted {
-		return nil, fmt.Errorf("export %s is %s: only a completed export has an archive to %s", e.ID, e.Status, what)
+	if v.Status != app.StatusCompleted {
+		return nil, fmt.Errorf("export %s is %s: only a completed export has an archive to %s", v.ID, v.Status, what)
 	}
-	return e, nil
+	return v, nil
 }

@@ -2,29 +2,27 @@ package bot
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/ferry-matrix/ferry/app"
 	"github.com/ferry-matrix/ferry/commands"
 	"github.com/ferry-matrix/ferry/internal/human"
-	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/storage"
-	"github.com/ferry-matrix/ferry/store"
 )
 
 // cmdExportVerify: !export verify <id>.
 //
-// Ferry holds no key that opens a finished archive, so the bot checks
-// what it can without one (jobs.CheckStored): the stored archive still has
-// the size and SHA-256 recorded when it was published (storage corruption,
-// truncation, a replaced object), and its wrapped key is there and is an
-// age file. The reply gives the command that checks everything inside
-// with the admin's key. (Verify jobs, from the API or a schedule's verify
-// option, also check the contents when Ferry is given an identity.)
+// The bot checks at once what it can without a key (app CheckStored):
+// the stored archive still has the size and SHA-256 recorded when it was
+// published (storage corruption, truncation, a replaced object), and its
+// wrapped key is there and is an age file. When Ferry holds an identity
+// that opens archives, a verify job then checks every record and
+// signature inside, and its result is posted here; otherwise the reply
+// gives the command that checks everything inside with the admin's key.
 func (b *Bot) cmdExportVerify() *commands.Command {
 	return &commands.Command{Path: []string{"export", "verify"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "ID",
 		Summary: "check that a finished archive in storage is intact (size, SHA-256, key file)",
@@ -33,31 +31,25 @@ func (b *Bot) cmdExportVerify() *commands.Command {
 			if err != nil {
 				return "", err
 			}
-			got, err := b.jobs.CheckStored(ctx, e)
-			if errors.Is(err, jobs.ErrDamaged) {
-				b.jobs.Store.Audit(ctx, store.AuditEntry{Actor: inv.Sender, Via: "room " + inv.RoomID, Action: "export.verify", Target: e.ID, Outcome: "corrupt", Detail: err.Error()})
+			got, err := b.svc.CheckStored(ctx, e.ID, actor(inv))
+			if errors.Is(err, app.ErrDamaged) {
 				return fmt.Sprintf("❌ %v", err), nil
 			}
 			if err != nil {
 				return "", err
 			}
-			b.jobs.Store.Audit(ctx, store.AuditEntry{Actor: inv.Sender, Via: "room " + inv.RoomID, Action: "export.verify", Target: e.ID, Outcome: "ok", Detail: "size and SHA-256 as published"})
-			key, n, sum := got.Key, got.Size, got.SHA256
-			if len(b.jobs.Identities) > 0 {
-				// Ferry was given an identity (encryption.identity_file):
-				// a verify job checks the contents, and its result is
-				// posted here when it ends.
-				v, err := b.jobs.SubmitVerify(ctx, "ver-"+jobID(inv.EventID), e.ID, inv.Sender, "room "+inv.RoomID)
+			intact := fmt.Sprintf("✅ Archive `%s` is intact: %s, SHA-256 `%s` as published, key file present.", got.Key, human.Bytes(got.Size), got.SHA256)
+			if b.svc.ChecksContents() {
+				v, err := b.svc.Verify(ctx, "ver-"+jobID(inv.EventID), e.ID, actor(inv))
 				if err != nil {
 					return "", err
 				}
 				go b.postWhenDone(id.RoomID(inv.RoomID), id.EventID(inv.EventID), v.ID)
-				return fmt.Sprintf("✅ Archive `%s` is intact: %s, SHA-256 `%s` as published, key file present. "+
-					"Now checking every record and signature inside (job `%s`); I'll post the result here.", key, human.Bytes(n), sum, v.ID), nil
+				return fmt.Sprintf("%s Now checking every record and signature inside (job `%s`); I'll post the result here.", intact, v.ID), nil
 			}
-			return fmt.Sprintf("✅ Archive `%s` is intact: %s, SHA-256 `%s` as published, key file present. "+
-				"I hold no key that opens it; to check every record and signature inside, run `bot archive verify --identity YOUR-IDENTITY-FILE --key-file %s%s %s` on a download.",
-				key, human.Bytes(n), sum, e.Name+storage.ArchiveExt, storage.KeyExt, e.Name+storage.ArchiveExt), nil
+			file := e.ArchiveFile()
+			return fmt.Sprintf("%s I hold no key that opens it; to check every record and signature inside, run `bot archive verify --identity YOUR-IDENTITY-FILE --key-file %s%s %s` on a download.",
+				intact, file, storage.KeyExt, file), nil
 		}}
 }
 
@@ -76,20 +68,18 @@ func (b *Bot) postWhenDone(room id.RoomID, replyTo id.EventID, jobID string) {
 			return
 		case <-t.C:
 		}
-		j, err := b.jobs.Store.GetExport(ctx, jobID)
+		j, err := b.svc.Get(ctx, jobID)
 		if err != nil {
 			continue
 		}
-		var p jobs.Progress
-		json.Unmarshal([]byte(j.Progress), &p)
 		switch j.Status {
-		case store.StatusCompleted:
-			b.send(ctx, room, replyTo, "✅ Verified: "+p.Result)
+		case app.StatusCompleted:
+			b.send(ctx, room, replyTo, "✅ Verified: "+j.Progress.Result)
 			return
-		case store.StatusFailed:
+		case app.StatusFailed:
 			b.send(ctx, room, replyTo, "❌ Verification failed: "+j.Error)
 			return
-		case store.StatusCancelled:
+		case app.StatusCancelled:
 			b.send(ctx, room, replyTo, "The verification `"+jobID+"` was cancelled.")
 			return
 		}
@@ -105,15 +95,12 @@ func (b *Bot) cmdExportDelete() *commands.Command {
 			if err != nil {
 				return "", err
 			}
-			key := storage.ArchiveKey(e.Name)
-			return b.ask(inv, fmt.Sprintf("deletes `%s` (%s) and its key file", key, human.Bytes(e.Size)), func(ctx context.Context) (string, error) {
-				if err := b.jobs.Storage.Delete(ctx, key); err != nil {
-					return "", fmt.Errorf("could not delete %s: %w", key, err)
+			file := e.ArchiveFile()
+			return b.ask(inv, fmt.Sprintf("deletes `%s` (%s) and its key file", file, human.Bytes(e.Size)), func(ctx context.Context) (string, error) {
+				if _, err := b.svc.Delete(ctx, e.ID, actor(inv)); err != nil {
+					return "", err
 				}
-				b.jobs.Storage.Delete(ctx, key+storage.KeyExt)
-				b.jobs.Store.Finish(ctx, e.ID, store.StatusDeleted, 0, e.SHA256, "")
-				b.jobs.Store.Audit(ctx, store.AuditEntry{Actor: inv.Sender, Via: "room " + inv.RoomID, Action: "export.delete", Target: e.ID, Outcome: "ok", Detail: key})
-				return fmt.Sprintf("Deleted `%s` and its key file.", key), nil
+				return fmt.Sprintf("Deleted `%s` and its key file.", file), nil
 			}), nil
 		}}
 }

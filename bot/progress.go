@@ -9,14 +9,14 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/ferry-matrix/ferry/app"
 	"github.com/ferry-matrix/ferry/internal/human"
-	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/storage"
-	"github.com/ferry-matrix/ferry/store"
 )
 
 // followState is what the bot keeps with an export it follows
-// (store.Export.Notify), so that a restarted bot picks it up again.
+// (app.View.Follow, saved with SaveFollow), so that a restarted bot
+// picks it up again.
 type followState struct {
 	Room    id.RoomID  `json:"room"`
 	ReplyTo id.EventID `json:"reply_to,omitempty"`
@@ -53,36 +53,39 @@ func (b *Bot) followWith(exportID string, f followState) {
 // following: running ones get their progress message edited again, ended
 // ones whose outcome was never posted get it now.
 func (b *Bot) resumeFollows(ctx context.Context) {
-	list, err := b.jobs.Store.ListExports(ctx, 1000)
+	list, err := b.svc.List(ctx, app.KindExport, 1000)
 	if err != nil {
 		b.log.Warn().Err(err).Msg("cannot list exports to follow")
 		return
 	}
-	for _, e := range list {
+	for _, v := range list {
 		var f followState
-		if e.Notify == "" || json.Unmarshal([]byte(e.Notify), &f) != nil || f.Done {
+		if v.Follow == "" || json.Unmarshal([]byte(v.Follow), &f) != nil || f.Done {
 			continue
 		}
-		b.log.Info().Str("export", e.ID).Msg("following again after a restart")
-		b.followWith(e.ID, f)
+		b.log.Info().Str("export", v.ID).Msg("following again after a restart")
+		b.followWith(v.ID, f)
 	}
 }
 
 func (b *Bot) saveFollow(ctx context.Context, exportID string, f followState) {
-	raw, _ := json.Marshal(f)
-	if err := b.jobs.Store.SetNotify(context.WithoutCancel(ctx), exportID, string(raw)); err != nil {
+	raw, err := json.Marshal(f)
+	if err == nil {
+		err = b.svc.SaveFollow(ctx, exportID, string(raw))
+	}
+	if err != nil {
 		b.log.Warn().Err(err).Str("export", exportID).Msg("cannot save where the export is followed")
 	}
 }
 
 func (b *Bot) track(ctx context.Context, exportID string, f followState) {
 	log := b.log.With().Str("export", exportID).Logger()
-	e, err := b.jobs.Store.GetExport(ctx, exportID)
+	v, err := b.svc.Get(ctx, exportID)
 	if err != nil {
 		log.Warn().Err(err).Msg("cannot follow export")
 		return
 	}
-	text := progressText(e, f.Type)
+	text := progressText(v, f.Type)
 	if f.Message == "" {
 		if f.Message = b.send(ctx, f.Room, f.ReplyTo, text); f.Message == "" {
 			return
@@ -100,12 +103,12 @@ func (b *Bot) track(ctx context.Context, exportID string, f followState) {
 			return
 		case <-tick.C:
 		}
-		e, err = b.jobs.Store.GetExport(ctx, exportID)
-		if err != nil {
+		if v, err = b.svc.Get(ctx, exportID); err != nil {
+			log.Debug().Err(err).Msg("cannot read the export's progress; trying again")
 			continue
 		}
-		ended := !e.Running()
-		next := progressText(e, f.Type)
+		ended := !v.Running()
+		next := progressText(v, f.Type)
 		if next != text && (ended || text == "" || time.Since(lastEdit) >= b.EditInterval) {
 			if err := b.edit(ctx, f.Room, f.Message, next); err != nil {
 				log.Warn().Err(err).Msg("could not edit the progress message")
@@ -113,7 +116,7 @@ func (b *Bot) track(ctx context.Context, exportID string, f followState) {
 			text, lastEdit = next, time.Now()
 		}
 		if ended {
-			if b.send(ctx, f.Room, f.Message, b.outcomeText(ctx, e, f.Reveal)) != "" {
+			if b.send(ctx, f.Room, f.Message, b.outcomeText(ctx, v, f.Reveal)) != "" {
 				f.Done = true
 				b.saveFollow(ctx, exportID, f)
 			}
@@ -123,22 +126,19 @@ func (b *Bot) track(ctx context.Context, exportID string, f followState) {
 }
 
 // progressText is the progress message: a text bar, counts, bytes, ETA.
-func progressText(e *store.Export, typ string) string {
-	head := fmt.Sprintf("Export `%s` (%s)", e.ID, typ)
-	var p jobs.Progress
-	if e.Progress != "" {
-		json.Unmarshal([]byte(e.Progress), &p)
-	}
-	switch e.Status {
-	case store.StatusQueued:
+func progressText(v *app.View, typ string) string {
+	head := fmt.Sprintf("Export `%s` (%s)", v.ID, typ)
+	p := v.Progress
+	switch v.Status {
+	case app.StatusQueued:
 		return head + ": queued, waiting for a worker"
-	case store.StatusCompleted:
-		return fmt.Sprintf("%s: done, %s\n%s 100%%", head, human.Bytes(e.Size), bar(100))
-	case store.StatusFailed:
+	case app.StatusCompleted:
+		return fmt.Sprintf("%s: done, %s\n%s 100%%", head, human.Bytes(v.Size), bar(100))
+	case app.StatusFailed:
 		return fmt.Sprintf("%s: failed at %.0f%%", head, p.Percent)
-	case store.StatusCancelled:
+	case app.StatusCancelled:
 		return fmt.Sprintf("%s: cancelled at %.0f%%", head, p.Percent)
-	case store.StatusDeleted:
+	case app.StatusDeleted:
 		return head + ": deleted"
 	}
 	line := fmt.Sprintf("%s: exporting %s\n%s %.0f%%", head, p.Stream, bar(p.Percent), p.Percent)
@@ -165,43 +165,32 @@ func bar(percent float64) string { return human.Bar(percent/100, 20, "█", "░
 // outcomeText is the notice at the end of an export. reveal is the
 // one-time key link of a personal export ("" for admins' exports, whose
 // key is wrapped to their own age/SSH key).
-func (b *Bot) outcomeText(ctx context.Context, e *store.Export, reveal string) string {
-	switch e.Status {
-	case store.StatusCompleted:
-		ttl := time.Duration(b.cfg.Storage.LinkLifetime)
-		key := storage.ArchiveKey(e.Name)
-		archiveURL, exp, err := b.links.Link(ctx, b.baseURL(), key, ttl)
+func (b *Bot) outcomeText(ctx context.Context, v *app.View, reveal string) string {
+	switch v.Status {
+	case app.StatusCompleted:
+		file := v.ArchiveFile()
+		l, err := b.svc.DownloadLinks(ctx, v)
 		if err != nil {
 			return fmt.Sprintf("Export `%s` is complete (`%s`, %s, SHA-256 `%s`), but I can't make a download link: %v. Fetch it from the bucket directly.",
-				e.ID, key, human.Bytes(e.Size), e.SHA256, err)
+				v.ID, file, human.Bytes(v.Size), v.SHA256, err)
 		}
-		keyURL, _, _ := b.links.Link(ctx, b.baseURL(), key+storage.KeyExt, ttl)
-		file := e.Name + storage.ArchiveExt
-		expires := exp.Format("2006-01-02 15:04 UTC")
+		expires := l.Expires.Format("2006-01-02 15:04 UTC")
 		if reveal != "" {
 			return fmt.Sprintf("✅ Your data is ready: `%s`, %s, SHA-256 `%s`.\n"+
 				"Archive: %s\nKey file: %s\n"+
 				"Your personal key and a readable view of your data, shown once: %s (open it, press the button, save the key line as `mydata-key.txt` and the page if you like; nobody else ever sees them).\n"+
 				"The links expire %s. Open the archive with `bot archive extract --identity mydata-key.txt --key-file %s%s %s DIR`.",
-				file, human.Bytes(e.Size), e.SHA256, archiveURL, keyURL, reveal, expires, file, storage.KeyExt, file)
+				file, human.Bytes(v.Size), v.SHA256, l.Archive, l.Key, reveal, expires, file, storage.KeyExt, file)
 		}
 		return fmt.Sprintf("✅ Export `%s` is ready: `%s`, %s, SHA-256 `%s`.\n"+
 			"Archive: %s\nKey (encrypted to your own key; Ferry can't read it): %s\n"+
 			"Both links expire %s. Check the download with `bot archive verify --identity YOUR-IDENTITY-FILE --key-file %s%s %s`.",
-			e.ID, file, human.Bytes(e.Size), e.SHA256, archiveURL, keyURL, expires, file, storage.KeyExt, file)
-	case store.StatusCancelled:
-		return fmt.Sprintf("Export `%s` was cancelled (%s); nothing was published.", e.ID, strings.TrimPrefix(e.Error, "cancelled "))
-	case store.StatusFailed:
+			v.ID, file, human.Bytes(v.Size), v.SHA256, l.Archive, l.Key, expires, file, storage.KeyExt, file)
+	case app.StatusCancelled:
+		return fmt.Sprintf("Export `%s` was cancelled (%s); nothing was published.", v.ID, strings.TrimPrefix(v.Error, "cancelled "))
+	case app.StatusFailed:
 		return fmt.Sprintf("❌ Export `%s` failed: %s\nNothing was published. Fix the cause and run the command again; `!export status %s` shows the details.",
-			e.ID, e.Error, e.ID)
+			v.ID, v.Error, v.ID)
 	}
-	return fmt.Sprintf("Export `%s` ended: %s", e.ID, e.Status)
-}
-
-// baseURL is where Ferry's own /download links point.
-func (b *Bot) baseURL() string {
-	if b.cfg.API.PublicURL != "" {
-		return b.cfg.API.PublicURL
-	}
-	return "http://" + b.cfg.Appservice.Listen
+	return fmt.Sprintf("Export `%s` ended: %s", v.ID, v.Status)
 }

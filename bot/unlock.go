@@ -1,7 +1,6 @@
 package bot
 
 import (
-	"context"
 	"fmt"
 	"html"
 	"net/http"
@@ -10,11 +9,8 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
-	"github.com/ferry-matrix/ferry/archive"
-	"github.com/ferry-matrix/ferry/archive/container"
-	"github.com/ferry-matrix/ferry/archive/keywrap"
+	"github.com/ferry-matrix/ferry/app"
 	"github.com/ferry-matrix/ferry/links"
-	"github.com/ferry-matrix/ferry/store"
 )
 
 // UnlockPath is where the bot's one-time key links for !import point.
@@ -30,14 +26,14 @@ type pendingUnlock struct {
 	sender, label string
 	room          id.RoomID
 	replyTo       id.EventID
-	open          func(ctx context.Context) (container.Source, error)
+	req           app.PreviewRequest // the preview to make with the key
 }
 
 // askKey registers a preview waiting for a key and returns its link.
 func (b *Bot) askKey(p pendingUnlock) string {
 	token := links.NewRevealToken()
 	b.unlock.put(token, p, unlockWindow)
-	return b.baseURL() + UnlockPath + token
+	return b.cfg.PublicURL() + UnlockPath + token
 }
 
 // UnlockHandler serves the one-time key forms of !import previews: GET
@@ -61,37 +57,15 @@ func (b *Bot) UnlockHandler() http.Handler {
 				html.EscapeString(p.label), html.EscapeString(p.label), html.EscapeString(UnlockPath+token))
 			return
 		}
-		text, err := b.previewWithKey(r.Context(), p, r.PostFormValue("key"))
-		entry := store.AuditEntry{Actor: p.sender, Via: "unlock " + r.RemoteAddr, Action: "import.preview", Target: p.label, Outcome: "ok"}
-		if err != nil {
-			entry.Outcome, entry.Detail = "failed", err.Error()
+		req := p.req
+		req.Key, req.By.Via = r.PostFormValue("key"), "unlock "+r.RemoteAddr
+		var text string
+		if pv, err := b.svc.Preview(r.Context(), req); err != nil {
 			text = "✗ " + err.Error()
+		} else {
+			text = previewText(pv)
 		}
-		b.jobs.Store.Audit(r.Context(), entry)
 		b.send(r.Context(), p.room, p.replyTo, text)
 		fmt.Fprintf(w, `<!doctype html><meta charset="utf-8"><title>Ferry: preview</title><p>Posted in the room. The key is forgotten.</p><pre>%s</pre>`, html.EscapeString(text))
 	})
-}
-
-// previewWithKey opens the archive with the pasted key line.
-func (b *Bot) previewWithKey(ctx context.Context, p pendingUnlock, line string) (string, error) {
-	src, err := p.open(ctx)
-	if err != nil {
-		return "", err
-	}
-	defer src.Close()
-	fields := strings.Fields(line)
-	if len(fields) != 3 {
-		return "", fmt.Errorf("that is not an archive key line (`ferry-archive-key-v1 <archive id> <key>`); `bot archive key` prints it")
-	}
-	key, err := keywrap.Decode([]byte(line), fields[1])
-	if err != nil {
-		return "", fmt.Errorf("the key line does not decode: %w", err)
-	}
-	r, err := archive.Open(ctx, src, archive.OpenOptions{Key: key})
-	if err != nil {
-		return "", fmt.Errorf("`%s` does not open with that key (a key of another archive?): %w", p.label, err)
-	}
-	defer r.Close()
-	return b.preview(ctx, r, p.label)
 }

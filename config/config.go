@@ -183,6 +183,15 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // Defaults fills what a minimal file leaves out.
+// PublicURL is where Ferry's own links (/download, /reveal, /unlock)
+// point: api.public_url, or the listener when none is set.
+func (c *Config) PublicURL() string {
+	if c.API.PublicURL != "" {
+		return c.API.PublicURL
+	}
+	return "http://" + c.Appservice.Listen
+}
+
 func (c *Config) Defaults() {
 	if c.Storage.URL == "" {
 		c.Storage.URL = "file:///var/lib/ferry/archives"

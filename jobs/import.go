@@ -76,7 +76,9 @@ func (s *Service) SubmitImport(ctx context.Context, id string, req ImportRequest
 	if req.DryRun {
 		detail += " (dry run)"
 	}
-	s.Store.Audit(ctx, store.AuditEntry{Actor: requestedBy, Via: via, Action: "import.create", Target: id, Outcome: "queued", Detail: detail})
+	if err := s.audit(ctx, store.AuditEntry{Actor: requestedBy, Via: via, Action: "import.create", Target: id, Outcome: "queued", Detail: detail}); err != nil {
+		return nil, fmt.Errorf("import %s is queued, but %w", id, err)
+	}
 	return e, nil
 }
 

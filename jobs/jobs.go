@@ -148,6 +148,15 @@ type runner interface {
 	removePeriodic(id string)
 }
 
+// audit writes an entry of a verb, even when ctx is cancelled (the action
+// happened); its error says so, for the verb to return.
+func (s *Service) audit(ctx context.Context, e store.AuditEntry) error {
+	if err := s.Store.Audit(context.WithoutCancel(ctx), e); err != nil {
+		return fmt.Errorf("the audit log could not be written (%s %s): %w", e.Action, e.Target, err)
+	}
+	return nil
+}
+
 // ErrPermanent marks an error that retrying will not fix.
 var ErrPermanent = errors.New("permanent")
 
@@ -187,7 +196,9 @@ func (s *Service) Submit(ctx context.Context, id string, req Request, requestedB
 	if err := s.enqueue(ctx, e, ExportArgs{ExportID: id}); err != nil {
 		return nil, err
 	}
-	s.Store.Audit(ctx, store.AuditEntry{Actor: requestedBy, Via: via, Action: "export.create", Target: id, Outcome: "queued"})
+	if err := s.audit(ctx, store.AuditEntry{Actor: requestedBy, Via: via, Action: "export.create", Target: id, Outcome: "queued"}); err != nil {
+		return nil, fmt.Errorf("export %s is queued, but %w", id, err)
+	}
 	return e, nil
 }
 
@@ -200,7 +211,9 @@ func (s *Service) enqueue(ctx context.Context, e *store.Export, args river.JobAr
 	if _, err := s.runner.insert(ctx, args); err != nil {
 		// Not under ctx, which may be what failed the insert: a row
 		// left queued without a River job would never run.
-		s.Store.Finish(context.WithoutCancel(ctx), e.ID, store.StatusFailed, 0, "", "could not queue: "+err.Error())
+		if ferr := s.Store.Finish(context.WithoutCancel(ctx), e.ID, store.StatusFailed, 0, "", "could not queue: "+err.Error()); ferr != nil {
+			return fmt.Errorf("queue %s %s: %w (and it stays recorded as queued: %w)", e.Kind, e.ID, err, ferr)
+		}
 		return fmt.Errorf("queue %s %s: %w", e.Kind, e.ID, err)
 	}
 	return nil
@@ -224,7 +237,9 @@ func (s *Service) Cancel(ctx context.Context, id, actor, via string) error {
 			return err
 		}
 	}
-	s.Store.Audit(ctx, store.AuditEntry{Actor: actor, Via: via, Action: e.Kind + ".cancel", Target: id, Outcome: "ok"})
+	if err := s.audit(ctx, store.AuditEntry{Actor: actor, Via: via, Action: e.Kind + ".cancel", Target: id, Outcome: "ok"}); err != nil {
+		return fmt.Errorf("%s %s is cancelled, but %w", e.Kind, id, err)
+	}
 	return nil
 }
 

@@ -107,8 +107,9 @@ func (w *scheduleWorker) Work(ctx context.Context, job *river.Job[ScheduleArgs])
 	return svc.Prune(ctx, sch)
 }
 
-// Prune deletes a schedule's archives beyond Keep and older than MaxAge,
-// with their key files, and records each deletion.
+// Prune deletes a schedule's archives beyond Keep and older than MaxAge
+// (DeleteArchive: with their key files, the exports marked deleted, each
+// deletion audited).
 func (s *Service) Prune(ctx context.Context, sch Schedule) error {
 	all, err := s.Storage.Archives(ctx)
 	if err != nil {
@@ -130,18 +131,45 @@ func (s *Service) Prune(ctx context.Context, sch Schedule) error {
 		if !tooMany && !tooOld {
 			continue
 		}
-		if err := s.Storage.Delete(ctx, o.Key); err != nil {
-			return err
-		}
-		if err := s.Storage.Delete(ctx, o.Key+storage.KeyExt); err != nil {
-			return err
-		}
 		reason := "beyond keep"
 		if tooOld {
 			reason = "older than max age"
 		}
-		s.Store.Audit(ctx, store.AuditEntry{Actor: "schedule:" + sch.Name, Via: "schedule", Action: "archive.delete", Target: o.Key, Outcome: "ok", Detail: reason})
+		name := strings.TrimSuffix(strings.TrimPrefix(o.Key, storage.ArchivePrefix), storage.ArchiveExt)
+		if err := s.DeleteArchive(ctx, name, "schedule:"+sch.Name, "schedule", reason); err != nil {
+			return err
+		}
 		s.announce(Event{Schedule: sch.Name, Kind: "pruned", Detail: o.Key + " (" + reason + ")"})
+	}
+	return nil
+}
+
+// DeleteArchive deletes a published archive and its key file, marks the
+// export that published it deleted, and audits the deletion
+// (export.delete, or archive.delete for an archive no export of this
+// state database published); the one deletion that chat, the API and
+// retention share. reason, if set, says why (retention).
+func (s *Service) DeleteArchive(ctx context.Context, name, actor, via, reason string) error {
+	key := storage.ArchiveKey(name)
+	e, err := s.Store.ExportByName(ctx, name)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if err := s.Storage.Delete(ctx, key); err != nil {
+		return fmt.Errorf("could not delete %s: %w", key, err)
+	}
+	if err := s.Storage.Delete(ctx, key+storage.KeyExt); err != nil {
+		return fmt.Errorf("deleted %s, but not its key file %s%s (delete it by hand): %w", key, key, storage.KeyExt, err)
+	}
+	entry := store.AuditEntry{Actor: actor, Via: via, Action: "archive.delete", Target: key, Outcome: "ok", Detail: reason}
+	if e != nil {
+		if err := s.Store.MarkDeleted(ctx, e.ID); err != nil && !errors.Is(err, store.ErrNotFound) { // already deleted: nothing to mark
+			return fmt.Errorf("deleted %s, but could not record it: %w", key, err)
+		}
+		entry.Action, entry.Target, entry.Detail = "export.delete", e.ID, strings.TrimSuffix(key+", "+reason, ", ")
+	}
+	if err := s.audit(ctx, entry); err != nil {
+		return fmt.Errorf("deleted %s, but %w", key, err)
 	}
 	return nil
 }
@@ -213,8 +241,13 @@ func (s *Service) AddSchedule(ctx context.Context, sch Schedule) error {
 	} else if err != nil {
 		return err
 	}
-	s.Store.Audit(ctx, store.AuditEntry{Actor: sch.CreatedBy, Via: "schedule", Action: "schedule.add", Target: sch.Name, Outcome: "ok", Detail: sch.Cron})
-	return s.install(sch)
+	if err := s.install(sch); err != nil {
+		return err
+	}
+	if err := s.audit(ctx, store.AuditEntry{Actor: sch.CreatedBy, Via: "schedule", Action: "schedule.add", Target: sch.Name, Outcome: "ok", Detail: sch.Cron}); err != nil {
+		return fmt.Errorf("schedule %s is added, but %w", sch.Name, err)
+	}
+	return nil
 }
 
 // RemoveSchedule deletes a schedule added at run time; its archives stay.
@@ -232,7 +265,9 @@ func (s *Service) RemoveSchedule(ctx context.Context, name, actor string) error 
 		return err
 	}
 	s.uninstall(name)
-	s.Store.Audit(ctx, store.AuditEntry{Actor: actor, Via: "schedule", Action: "schedule.remove", Target: name, Outcome: "ok"})
+	if err := s.audit(ctx, store.AuditEntry{Actor: actor, Via: "schedule", Action: "schedule.remove", Target: name, Outcome: "ok"}); err != nil {
+		return fmt.Errorf("schedule %s is removed, but %w", name, err)
+	}
 	return nil
 }
 

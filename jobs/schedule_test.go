@@ -68,7 +68,7 @@ func TestScheduleRunsOnceAcrossInstancesAndPrunes(t *testing.T) {
 	for _, e := range list {
 		if e.Via == "schedule" {
 			ticks = append(ticks, e.ID)
-			waitFor(t, svc.Store, e.ID, store.StatusCompleted, store.StatusFailed)
+			waitFor(t, svc.Store, e.ID, store.StatusCompleted, store.StatusFailed, store.StatusDeleted) // each tick prunes
 		}
 	}
 	if len(ticks) < 3 {
@@ -89,6 +89,21 @@ func TestScheduleRunsOnceAcrossInstancesAndPrunes(t *testing.T) {
 	keys, _ := svc.Storage.List(ctx, storage.ArchivePrefix)
 	if len(keys) != 4 {
 		t.Errorf("archives and key files: %v", keys)
+	}
+	// Retention deletes the way chat and the API do: the pruned exports
+	// are marked deleted (and still count as the schedule's successes).
+	list, _ = svc.Store.ListExports(ctx, 100)
+	deleted := 0
+	for _, e := range list {
+		if e.Via == "schedule" && e.Status == store.StatusDeleted {
+			deleted++
+		}
+	}
+	if deleted != len(ticks)-2 {
+		t.Errorf("%d exports marked deleted, want %d", deleted, len(ticks)-2)
+	}
+	if last, _ := svc.Store.LastScheduledSuccess(ctx); last[sch.Name].IsZero() {
+		t.Error("no last success after pruning")
 	}
 	// Announcements follow the status change by a moment: poll briefly.
 	var kinds map[string]int

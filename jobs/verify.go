@@ -156,12 +156,14 @@ func (s *Service) SubmitVerify(ctx context.Context, id, exportID, requestedBy, v
 	if e.Kind != store.KindExport || e.Status != store.StatusCompleted {
 		return nil, fmt.Errorf("export %s is %s %s: only a completed export can be verified", exportID, e.Kind, e.Status)
 	}
-	body, _ := json.Marshal(VerifyRequest{Export: exportID})
-	v := &store.Export{ID: id, Kind: store.KindVerify, RequestedBy: requestedBy, Via: via, Request: string(body), Name: e.Name}
+	body := mustJSON(VerifyRequest{Export: exportID})
+	v := &store.Export{ID: id, Kind: store.KindVerify, RequestedBy: requestedBy, Via: via, Request: body, Name: e.Name}
 	if err := s.enqueue(ctx, v, VerifyArgs{JobID: id}); err != nil {
 		return nil, err
 	}
-	s.Store.Audit(ctx, store.AuditEntry{Actor: requestedBy, Via: via, Action: "export.verify", Target: exportID, Outcome: "queued", Detail: "job " + id})
+	if err := s.audit(ctx, store.AuditEntry{Actor: requestedBy, Via: via, Action: "export.verify", Target: exportID, Outcome: "queued", Detail: "job " + id}); err != nil {
+		return nil, fmt.Errorf("verification %s is queued, but %w", id, err)
+	}
 	return v, nil
 }
 

@@ -333,3 +333,25 @@ func (s *Store) SetNotify(ctx context.Context, id, notify string) error {
 	_, err := s.DB.ExecContext(ctx, s.q(`UPDATE ferry_exports SET notify = ? WHERE id = ?`), notify, id)
 	return err
 }
+
+// ExportByName reads the newest export that published an archive of this
+// name (ErrNotFound: none did).
+func (s *Store) ExportByName(ctx context.Context, name string) (*Export, error) {
+	return s.scanExport(s.DB.QueryRowContext(ctx, s.q(`SELECT `+exportColumns+` FROM ferry_exports WHERE kind = ? AND name = ?
+		AND status IN (?, ?) ORDER BY created_at DESC LIMIT 1`), KindExport, name, StatusCompleted, StatusDeleted))
+}
+
+// MarkDeleted records that a completed export's archive was deleted. Its
+// finished time stays when it was published (the schedules' last
+// success); ErrNotFound: no completed export of that ID.
+func (s *Store) MarkDeleted(ctx context.Context, id string) error {
+	res, err := s.DB.ExecContext(ctx, s.q(`UPDATE ferry_exports SET status = ?, size = 0, updated_at = ? WHERE id = ? AND status = ?`),
+		StatusDeleted, s.now().UnixMilli(), id, StatusCompleted)
+	if err != nil {
+		return fmt.Errorf("mark export %s deleted: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}

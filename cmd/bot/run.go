@@ -75,7 +75,7 @@ func runBot(ctx context.Context, path string, debug bool, logPath string) error 
 		return err
 	}
 	defer srv.close()
-	b, err := bot.New(cfg, srv.jobs, srv.links, log)
+	b, err := bot.New(cfg, srv.app, log)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -16,12 +15,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferry-matrix/ferry/api"
+	"github.com/ferry-matrix/ferry/app"
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/config"
 	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/importer"
-	"github.com/ferry-matrix/ferry/internal/personalview"
+	idendrite "github.com/ferry-matrix/ferry/importer/dendrite"
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/links"
 	"github.com/ferry-matrix/ferry/source"
@@ -75,6 +75,7 @@ type service struct {
 	state   *store.Store
 	bucket  *storage.Store
 	jobs    *jobs.Service
+	app     *app.Service // the verbs the API and the bot call
 	links   *links.Handler
 	stop    func(context.Context) error
 	handler http.Handler
@@ -188,48 +189,19 @@ func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.
 	}
 	// The API's handler audits every download (allowed or refused).
 	s.links = &links.Handler{Store: s.bucket, Signer: signer}
+	s.app = app.New(s.jobs, s.links, app.Config{Source: cfg.Homeserver.Implementation, BaseURL: cfg.PublicURL(),
+		LinkTTL: time.Duration(cfg.Storage.LinkLifetime), MydataPerDay: cfg.Limits.MydataPerDay, StorageURL: cfg.Storage.URL,
+		ImportFrom: cfg.Storage.ImportFrom, PreviewTarget: func() importer.Target { return idendrite.NewTarget(idendrite.Config{}) }})
 	var tokens []api.Token
 	for _, t := range cfg.API.Tokens {
 		tokens = append(tokens, api.Token{Name: t.Name, Role: t.Role, Secret: string(t.Token)})
 	}
-	a := &api.Server{Jobs: s.jobs, Tokens: tokens, Source: cfg.Homeserver.Implementation, Links: s.links,
-		BaseURL: cfg.API.PublicURL, LinkTTL: time.Duration(cfg.Storage.LinkLifetime), Rate: cfg.API.RatePerSecond, Burst: int(2 * cfg.API.RatePerSecond),
-		TrustedProxies: cfg.API.TrustedProxies, Reveal: &links.RevealHandler{Store: s.state, Render: s.renderPersonal}}
+	a := &api.Server{Svc: s.app, Tokens: tokens, Links: s.links, Rate: cfg.API.RatePerSecond, Burst: int(2 * cfg.API.RatePerSecond),
+		TrustedProxies: cfg.API.TrustedProxies, Reveal: s.app.RevealHandler()}
 	mux := http.NewServeMux()
 	mux.Handle("/", a.Handler())
 	s.handler = mux
 	return s, nil
-}
-
-// renderPersonal is the readable view shown with a personal export's key
-// (purpose "mydata <user> <archive name>", secret the age identity): the
-// archive is opened with the key being revealed, once, and never stored
-// in the clear.
-func (s *service) renderPersonal(ctx context.Context, w io.Writer, purpose, secret string) error {
-	f := strings.Fields(purpose)
-	if len(f) != 3 || f[0] != "mydata" {
-		return nil
-	}
-	user, name := f[1], f[2]
-	ids, err := keywrap.ParseIdentities([]byte(secret))
-	if err != nil {
-		return err
-	}
-	wrapped, err := s.bucket.ArchiveKeyFile(ctx, name)
-	if err != nil {
-		return fmt.Errorf("the archive's key file is gone: %w", err)
-	}
-	src, err := s.bucket.OpenArchive(ctx, name)
-	if err != nil {
-		return err
-	}
-	r, err := archive.Open(ctx, src, archive.OpenOptions{Identities: ids, KeyFile: wrapped})
-	if err != nil {
-		src.Close()
-		return err
-	}
-	defer r.Close()
-	return personalview.Render(ctx, w, r, user)
 }
 
 func (s *service) serve(ctx context.Context, l net.Listener) error {

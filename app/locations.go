@@ -1,4 +1,4 @@
-package bot
+package app
 
 import (
 	"fmt"
@@ -9,12 +9,12 @@ import (
 	"strings"
 )
 
-// importLocations are where `!import URL` may read archives: Ferry's own
-// storage and storage.import_from. Anywhere else would let a chat command
-// probe the bot's file system (file:///etc/...) or make the bot's host
-// call any address (s3://x?endpoint=http://169.254.169.254).
-func (b *Bot) importLocations() []string {
-	return append([]string{b.cfg.Storage.URL}, b.cfg.Storage.ImportFrom...)
+// importLocations are where an import preview may read archives by URL:
+// Ferry's own storage and storage.import_from. Anywhere else would let a
+// chat command probe the bot's file system (file:///etc/...) or make
+// Ferry's host call any address (s3://x?endpoint=http://169.254.169.254).
+func (s *Service) importLocations() []string {
+	return append([]string{s.cfg.StorageURL}, s.cfg.ImportFrom...)
 }
 
 // allowImport returns the URL to open for loc if loc lies in one of

@@ -1,4 +1,4 @@
-package bot
+package app
 
 import (
 	"context"
@@ -6,14 +6,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/ferry-matrix/ferry/commands"
-	"github.com/ferry-matrix/ferry/config"
 )
 
-// `!import URL` reads only from Ferry's storage and storage.import_from:
-// no file path elsewhere on the bot's host, no other bucket or endpoint.
-// A refusal says where the bot reads from and how to allow more.
+// An import preview by URL (`!import URL`) reads only from Ferry's storage
+// and storage.import_from: no file path elsewhere on Ferry's host, no
+// other bucket or endpoint. A refusal says where Ferry reads from and how
+// to allow more.
 func TestImportURLOnlyFromConfiguredLocations(t *testing.T) {
 	dir := t.TempDir()
 	storageDir := filepath.Join(dir, "archives")
@@ -35,9 +33,17 @@ func TestImportURLOnlyFromConfiguredLocations(t *testing.T) {
 	os.WriteFile(filepath.Join(extraDir, "sample.ferry"), data, 0o600)
 
 	const s3 = "s3://ferry-archives/ferry?endpoint=http://127.0.0.1:9000&region=us-east-1&use_path_style=true"
-	b := &Bot{cfg: &config.Config{Storage: config.Storage{URL: "file://" + storageDir, ImportFrom: []string{"file://" + extraDir, s3}}}}
-	run := func(arg string) (string, error) {
-		return b.cmdImport().Run(context.Background(), &commands.Invocation{Args: []string{arg}, Sender: "@admin:x", RoomID: "!r:x", EventID: "$e"})
+	r := setup(t, Config{StorageURL: "file://" + storageDir, ImportFrom: []string{"file://" + extraDir, s3}})
+	run := func(loc string) (string, error) {
+		p, err := r.svc.Preview(context.Background(), PreviewRequest{Location: loc, By: admin})
+		if err != nil {
+			return "", err
+		}
+		verdict := "❌ invalid"
+		if p.OK() {
+			verdict = "✅ valid"
+		}
+		return verdict + " " + p.Fidelity, nil
 	}
 	for _, loc := range []string{
 		"file:///etc/passwd",
@@ -72,7 +78,7 @@ func TestImportURLOnlyFromConfiguredLocations(t *testing.T) {
 		t.Errorf("a missing archive in Ferry's storage: %v", err)
 	}
 	// The same bucket and parameters, in another order: allowed.
-	if _, err := allowImport("s3://ferry-archives/ferry/archives/x.ferry?use_path_style=true&region=us-east-1&endpoint=http://127.0.0.1:9000", b.importLocations()); err != nil {
+	if _, err := allowImport("s3://ferry-archives/ferry/archives/x.ferry?use_path_style=true&region=us-east-1&endpoint=http://127.0.0.1:9000", r.svc.importLocations()); err != nil {
 		t.Errorf("a location in the configured bucket: %v", err)
 	}
 }
