@@ -1,9 +1,10 @@
 // Package bot is Ferry's Matrix appservice bot: it answers chat
 // commands in admin rooms and direct chats, and posts job progress and
-// schedule announcements. It holds no export logic of its own: every
-// command parses, authorises, calls one verb of the application layer
-// (Service, app.Service: the verbs the HTTP API calls too) and formats
-// the reply.
+// schedule announcements. It holds no export logic of its own: it
+// authorises each command and runs its handler (package commands), which
+// calls one verb of the application layer (commands.Service, app.Service:
+// the verbs the HTTP API calls too) and formats the reply; the bot is the
+// handlers' chat side (commands.Chat).
 //
 // Events arrive as appservice transactions (mautrix's appservice package
 // authenticates them with hs_token and drops a transaction ID seen
@@ -37,7 +38,7 @@ import (
 // Bot is one running appservice bot.
 type Bot struct {
 	cfg *config.Config
-	svc Service
+	svc commands.Service
 	as  *appservice.AppService
 	cli *mautrix.Client
 	me  id.UserID
@@ -67,7 +68,7 @@ type Bot struct {
 
 // New builds the bot from Ferry's configuration (validated) and the
 // application service it shares with the HTTP API.
-func New(cfg *config.Config, svc Service, log zerolog.Logger) (*Bot, error) {
+func New(cfg *config.Config, svc commands.Service, log zerolog.Logger) (*Bot, error) {
 	reg := &appservice.Registration{ID: cfg.Appservice.ID, URL: cfg.Appservice.Address,
 		AppToken: string(cfg.Appservice.ASToken), ServerToken: string(cfg.Appservice.HSToken),
 		SenderLocalpart: cfg.Appservice.BotLocalpart}
@@ -81,7 +82,8 @@ func New(cfg *config.Config, svc Service, log zerolog.Logger) (*Bot, error) {
 		EditInterval: 3 * time.Second, PollInterval: time.Second, runCtx: context.Background(),
 		seen: newRecent(4096), perUser: ratelimit.New(float64(cfg.Limits.CommandsPerMinute)/60, max(cfg.Limits.CommandsPerMinute/2, 1)), dms: map[id.UserID]id.RoomID{}, warned: map[id.UserID]time.Time{}}
 	b.cli = as.BotClient()
-	b.commands.Add(b.commandList()...)
+	h := &commands.Handlers{Svc: svc, Chat: chat{b}, Config: cfg, Registry: &b.commands}
+	b.commands.Add(h.List()...)
 	return b, nil
 }
 
@@ -321,11 +323,6 @@ func (b *Bot) audit(ctx context.Context, sender id.UserID, room id.RoomID, actio
 		Action: "command " + action, Outcome: outcome, Detail: detail}); err != nil {
 		b.log.Error().Err(err).Msg("audit log write failed")
 	}
-}
-
-// actor is who runs a command, as the verbs record it.
-func actor(inv *commands.Invocation) app.Actor {
-	return app.Actor{Name: inv.Sender, Via: "room " + inv.RoomID}
 }
 
 func firstWord(s string) string {

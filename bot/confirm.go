@@ -30,16 +30,13 @@ func (b *Bot) ask(inv *commands.Invocation, what string, do func(ctx context.Con
 	return fmt.Sprintf("⚠ This %s, and can't be undone. To go ahead, send `!confirm %s` within %s.", what, code, confirmWindow)
 }
 
-// cmdConfirm: !confirm <code>.
-func (b *Bot) cmdConfirm() *commands.Command {
-	return &commands.Command{Path: []string{"confirm"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "CODE",
-		Summary: "go ahead with a destructive step I asked you to confirm",
-		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
-			mine := func(p pendingAction) bool { return p.sender == inv.Sender && p.room == inv.RoomID }
-			p, ok := b.confirm.get(inv.Args[0], mine)
-			if !ok || !mine(p) {
-				return "", fmt.Errorf("no step of yours waits for code %q here (codes last %s)", inv.Args[0], confirmWindow)
-			}
-			return p.do(ctx)
-		}}
+// confirmed runs the step waiting for code, if it is inv's sender's in
+// inv's room (the !confirm command).
+func (b *Bot) confirmed(ctx context.Context, inv *commands.Invocation, code string) (string, error) {
+	mine := func(p pendingAction) bool { return p.sender == inv.Sender && p.room == inv.RoomID }
+	p, ok := b.confirm.get(code, mine)
+	if !ok || !mine(p) {
+		return "", fmt.Errorf("no step of yours waits for code %q here (codes last %s)", code, confirmWindow)
+	}
+	return p.do(ctx)
 }

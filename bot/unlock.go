@@ -5,18 +5,16 @@ import (
 	"html"
 	"net/http"
 	"strings"
-	"time"
 
 	"maunium.net/go/mautrix/id"
 
 	"github.com/ferry-matrix/ferry/app"
+	"github.com/ferry-matrix/ferry/commands"
 	"github.com/ferry-matrix/ferry/links"
 )
 
 // UnlockPath is where the bot's one-time key links for !import point.
 const UnlockPath = "/unlock/"
-
-const unlockWindow = 15 * time.Minute
 
 // pendingUnlock is an !import preview waiting for an archive's key. The
 // key never travels through chat: the admin pastes this one archive's key
@@ -32,7 +30,7 @@ type pendingUnlock struct {
 // askKey registers a preview waiting for a key and returns its link.
 func (b *Bot) askKey(p pendingUnlock) string {
 	token := links.NewRevealToken()
-	b.unlock.put(token, p, unlockWindow)
+	b.unlock.put(token, p, commands.UnlockWindow)
 	return b.cfg.PublicURL() + UnlockPath + token
 }
 
@@ -63,7 +61,7 @@ func (b *Bot) UnlockHandler() http.Handler {
 		if pv, err := b.svc.Preview(r.Context(), req); err != nil {
 			text = "✗ " + err.Error()
 		} else {
-			text = previewText(pv)
+			text = commands.PreviewText(pv)
 		}
 		b.send(r.Context(), p.room, p.replyTo, text)
 		fmt.Fprintf(w, `<!doctype html><meta charset="utf-8"><title>Ferry: preview</title><p>Posted in the room. The key is forgotten.</p><pre>%s</pre>`, html.EscapeString(text))

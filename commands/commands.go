@@ -1,7 +1,11 @@
-// Package commands parses the bot's chat commands ("!export partial --rooms
-// !a:x --since 2026-01-01") against declared commands and generates !help
-// from the same declarations. Each command of the bot is one Command value
-// (one file each in the bot); this package holds no command of its own.
+// Package commands is the bot's chat commands: it parses them ("!export
+// partial --rooms !a:x --since 2026-01-01") against declared commands,
+// generates !help from the same declarations, and holds the handlers
+// (Handlers.List, one file each): each parses its options into the
+// application layer's terms (an exporter.Selection, ...), calls one verb
+// of Service (app.Service) and formats the reply. What they need of the
+// chat side (following a job, confirmations, direct chats) is Chat, which
+// the bot implements; the bot authorises before a handler runs.
 //
 // Words are split like a shell would: double or single quotes keep spaces
 // ("0 3 * * *" is one word), a backslash escapes the next character.

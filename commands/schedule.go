@@ -1,4 +1,4 @@
-package bot
+package commands
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/ferry-matrix/ferry/app"
-	"github.com/ferry-matrix/ferry/commands"
 	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/storage"
 )
@@ -26,8 +25,8 @@ type scheduleOptions struct {
 }
 
 // cmdScheduleAdd: !schedule add "<cron>" full|partial [options].
-func (b *Bot) cmdScheduleAdd() *commands.Command {
-	return &commands.Command{Path: []string{"schedule", "add"}, Admin: true, MinArgs: 2, MaxArgs: 2,
+func (h *Handlers) cmdScheduleAdd() *Command {
+	return &Command{Path: []string{"schedule", "add"}, Admin: true, MinArgs: 2, MaxArgs: 2,
 		Usage:   `"<cron>" full|partial [--rooms ...] [--users ...] [--media ...] [--keep N] [--max-age 30d] [--name NAME]`,
 		Summary: "a recurring export (cron: \"0 3 * * *\", @daily, @every 6h), announced here, encrypted to your key, with retention",
 		Flags: func(fs *flag.FlagSet) any {
@@ -40,7 +39,7 @@ func (b *Bot) cmdScheduleAdd() *commands.Command {
 			fs.StringVar(&o.maxAge, "max-age", "", "delete archives older than this (30d, 12h)")
 			return o
 		},
-		Check: func(inv *commands.Invocation) error {
+		Check: func(inv *Invocation) error {
 			o := inv.Options.(*scheduleOptions)
 			if _, err := cron.ParseStandard(inv.Args[0]); err != nil {
 				return fmt.Errorf("%q is not a schedule (%v): use five cron fields in quotes (\"0 3 * * *\") or @daily, @every 6h", inv.Args[0], err)
@@ -66,17 +65,17 @@ func (b *Bot) cmdScheduleAdd() *commands.Command {
 			}
 			return nil
 		},
-		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
+		Run: func(ctx context.Context, inv *Invocation) (string, error) {
 			o := inv.Options.(*scheduleOptions)
-			recips, err := b.recipientsFor(inv.Sender)
+			recips, err := h.recipientsFor(inv.Sender)
 			if err != nil {
 				return "", err
 			}
 			name := o.name
 			if name == "" {
-				name = "schedule-" + jobID(inv.EventID)[:6]
+				name = "schedule-" + JobID(inv.EventID)[:6]
 			}
-			sch, err := b.svc.AddSchedule(ctx, app.ScheduleRequest{Name: name, Cron: inv.Args[0], Selection: o.sel, Recipients: recips,
+			sch, err := h.Svc.AddSchedule(ctx, app.ScheduleRequest{Name: name, Cron: inv.Args[0], Selection: o.sel, Recipients: recips,
 				Keep: o.keep, MaxAge: o.age, By: actor(inv)})
 			if err != nil {
 				return "", err
@@ -115,11 +114,11 @@ func retention(s app.Schedule) string {
 }
 
 // cmdScheduleRemove: !schedule remove <name>.
-func (b *Bot) cmdScheduleRemove() *commands.Command {
-	return &commands.Command{Path: []string{"schedule", "remove"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "NAME",
+func (h *Handlers) cmdScheduleRemove() *Command {
+	return &Command{Path: []string{"schedule", "remove"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "NAME",
 		Summary: "stop a schedule added here (its archives stay)",
-		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
-			if err := b.svc.RemoveSchedule(ctx, inv.Args[0], actor(inv)); err != nil {
+		Run: func(ctx context.Context, inv *Invocation) (string, error) {
+			if err := h.Svc.RemoveSchedule(ctx, inv.Args[0], actor(inv)); err != nil {
 				return "", err
 			}
 			return fmt.Sprintf("Schedule `%s` removed; its archives stay until you delete them.", inv.Args[0]), nil
@@ -127,11 +126,11 @@ func (b *Bot) cmdScheduleRemove() *commands.Command {
 }
 
 // cmdScheduleList: !schedule list.
-func (b *Bot) cmdScheduleList() *commands.Command {
-	return &commands.Command{Path: []string{"schedule", "list"}, Admin: true, MaxArgs: 0,
+func (h *Handlers) cmdScheduleList() *Command {
+	return &Command{Path: []string{"schedule", "list"}, Admin: true, MaxArgs: 0,
 		Summary: "the scheduled backups and their retention",
-		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
-			list, err := b.svc.Schedules(ctx)
+		Run: func(ctx context.Context, inv *Invocation) (string, error) {
+			list, err := h.Svc.Schedules(ctx)
 			if err != nil {
 				return "", err
 			}

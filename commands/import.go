@@ -1,4 +1,4 @@
-package bot
+package commands
 
 import (
 	"context"
@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"maunium.net/go/mautrix/id"
-
 	"github.com/ferry-matrix/ferry/app"
-	"github.com/ferry-matrix/ferry/commands"
 )
 
 // cmdImport: !import <export ID | archive URL>. A URL must lie in Ferry's
@@ -22,27 +19,27 @@ import (
 // encrypted archive needs its key, which must not go through chat: the
 // bot answers with a one-time HTTPS form (unlock.go) for this one
 // archive's key line and posts the preview when it gets it.
-func (b *Bot) cmdImport() *commands.Command {
-	return &commands.Command{Path: []string{"import"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "ID|URL",
+func (h *Handlers) cmdImport() *Command {
+	return &Command{Path: []string{"import"}, Admin: true, MinArgs: 1, MaxArgs: 1, Usage: "ID|URL",
 		Summary: "check an archive and preview an import into Dendrite; prints the commands that import it",
-		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
+		Run: func(ctx context.Context, inv *Invocation) (string, error) {
 			req := app.PreviewRequest{Export: inv.Args[0], By: actor(inv)}
 			if strings.Contains(inv.Args[0], "://") {
 				req = app.PreviewRequest{Location: inv.Args[0], By: actor(inv)}
-			} else if _, err := b.findExport(ctx, inv.Args[0]); err != nil {
+			} else if _, err := h.findExport(ctx, inv.Args[0]); err != nil {
 				return "", err
 			}
-			p, err := b.svc.Preview(ctx, req)
+			p, err := h.Svc.Preview(ctx, req)
 			if errors.Is(err, app.ErrNeedKey) {
-				link := b.askKey(pendingUnlock{sender: inv.Sender, room: id.RoomID(inv.RoomID), replyTo: id.EventID(inv.EventID), label: p.Label, req: req})
+				link := h.Chat.AskKey(inv, p.Label, req)
 				return fmt.Sprintf("`%s` is encrypted, and I hold no key that opens it. Don't send me one here (chat messages are stored by the homeserver): "+
 					"run `bot archive key --identity YOUR-IDENTITY-FILE ARCHIVE` (it prints the key of this one archive) and paste the line at %s "+
-					"(one use, %s); I'll post the preview here and forget the key.\n%s", p.Label, link, unlockWindow, importCommands(p.Label)), nil
+					"(one use, %s); I'll post the preview here and forget the key.\n%s", p.Label, link, UnlockWindow, importCommands(p.Label)), nil
 			}
 			if err != nil {
 				return "", err
 			}
-			return previewText(p), nil
+			return PreviewText(p), nil
 		}}
 }
 
@@ -53,8 +50,8 @@ func importCommands(label string) string {
 		"then the same without `--dry-run`. Add `--migration` to keep access tokens (encrypted archives only).", label)
 }
 
-// previewText is the reply with an import preview.
-func previewText(p *app.Preview) string {
+// PreviewText is the reply with an import preview.
+func PreviewText(p *app.Preview) string {
 	m := p.Manifest
 	verdict := "✅ valid"
 	if !p.OK() {

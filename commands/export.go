@@ -1,14 +1,11 @@
-package bot
+package commands
 
 import (
 	"context"
 	"flag"
 	"fmt"
 
-	"maunium.net/go/mautrix/id"
-
 	"github.com/ferry-matrix/ferry/app"
-	"github.com/ferry-matrix/ferry/commands"
 	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/internal/flagvalue"
 	"github.com/ferry-matrix/ferry/source"
@@ -24,8 +21,8 @@ type exportOptions struct {
 }
 
 // cmdExportFull: !export full.
-func (b *Bot) cmdExportFull() *commands.Command {
-	return &commands.Command{Path: []string{"export", "full"}, Admin: true, MaxArgs: 0,
+func (h *Handlers) cmdExportFull() *Command {
+	return &Command{Path: []string{"export", "full"}, Admin: true, MaxArgs: 0,
 		Usage:   "[--media all|none] [--name NAME]",
 		Summary: "export the whole server into an archive encrypted to your key; I post progress and a download link",
 		Flags: func(fs *flag.FlagSet) any {
@@ -34,19 +31,19 @@ func (b *Bot) cmdExportFull() *commands.Command {
 			fs.StringVar(&o.name, "name", "", "archive name")
 			return o
 		},
-		Check: func(inv *commands.Invocation) error {
+		Check: func(inv *Invocation) error {
 			o := inv.Options.(*exportOptions)
 			o.sel = exporter.Selection{Type: exporter.TypeFull, Media: o.media}
 			return o.sel.Validate()
 		},
-		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
-			return "", b.startExport(ctx, inv, "full", inv.Options.(*exportOptions))
+		Run: func(ctx context.Context, inv *Invocation) (string, error) {
+			return "", h.startExport(ctx, inv, "full", inv.Options.(*exportOptions))
 		}}
 }
 
 // cmdExportPartial: !export partial.
-func (b *Bot) cmdExportPartial() *commands.Command {
-	return &commands.Command{Path: []string{"export", "partial"}, Admin: true, MaxArgs: 0,
+func (h *Handlers) cmdExportPartial() *Command {
+	return &Command{Path: []string{"export", "partial"}, Admin: true, MaxArgs: 0,
 		Usage:   "[--rooms !a:x,!b:x] [--users @u:x,...] [--since DATE] [--until DATE] [--media none|referenced|all] [--name NAME]",
 		Summary: "export some rooms, users or a time range (DATE: 2026-01-31 or RFC 3339)",
 		Flags: func(fs *flag.FlagSet) any {
@@ -59,13 +56,13 @@ func (b *Bot) cmdExportPartial() *commands.Command {
 			fs.StringVar(&o.name, "name", "", "archive name")
 			return o
 		},
-		Check: func(inv *commands.Invocation) error {
+		Check: func(inv *Invocation) error {
 			o := inv.Options.(*exportOptions)
 			o.sel = exporter.Selection{Type: exporter.TypePartial, Rooms: o.rooms, Users: o.users, Since: o.since.T, Until: o.until.T, Media: o.media}
 			return o.sel.Validate()
 		},
-		Run: func(ctx context.Context, inv *commands.Invocation) (string, error) {
-			return "", b.startExport(ctx, inv, "partial", inv.Options.(*exportOptions))
+		Run: func(ctx context.Context, inv *Invocation) (string, error) {
+			return "", h.startExport(ctx, inv, "partial", inv.Options.(*exportOptions))
 		}}
 }
 
@@ -73,28 +70,28 @@ func (b *Bot) cmdExportPartial() *commands.Command {
 // admin's own keys (required: the archive and its key are handed out in
 // chat, so only a key the admin holds may open them) and the configured
 // backup recipients.
-func (b *Bot) recipientsFor(admin string) ([]string, error) {
-	own := b.cfg.Encryption.AdminRecipients[admin]
+func (h *Handlers) recipientsFor(admin string) ([]string, error) {
+	own := h.Config.Encryption.AdminRecipients[admin]
 	if len(own) == 0 {
 		return nil, fmt.Errorf("no key is configured for you, so I can't encrypt an export you could open. "+
 			"Add your age (age1...) or SSH (ssh-ed25519 ...) public key under encryption.admin_recipients[%q] in Ferry's config and restart Ferry. "+
 			"Never paste a private key or passphrase into a chat", admin)
 	}
-	return append(append([]string{}, own...), b.cfg.Encryption.Recipients...), nil
+	return append(append([]string{}, own...), h.Config.Encryption.Recipients...), nil
 }
 
 // startExport submits the export (its ID derived from the command's
 // event, so a redelivered command finds the job it started) and follows
 // it in the room.
-func (b *Bot) startExport(ctx context.Context, inv *commands.Invocation, typ string, o *exportOptions) error {
-	recips, err := b.recipientsFor(inv.Sender)
+func (h *Handlers) startExport(ctx context.Context, inv *Invocation, typ string, o *exportOptions) error {
+	recips, err := h.recipientsFor(inv.Sender)
 	if err != nil {
 		return err
 	}
-	v, err := b.svc.Submit(ctx, app.ExportRequest{ID: jobID(inv.EventID), Selection: o.sel, Recipients: recips, Name: o.name, By: actor(inv)})
+	v, err := h.Svc.Submit(ctx, app.ExportRequest{ID: JobID(inv.EventID), Selection: o.sel, Recipients: recips, Name: o.name, By: actor(inv)})
 	if err != nil {
 		return err
 	}
-	b.follow(id.RoomID(inv.RoomID), id.EventID(inv.EventID), v.ID, typ, "")
+	h.Chat.Follow(inv.RoomID, inv.EventID, v.ID, typ, "")
 	return nil
 }

@@ -1,4 +1,4 @@
-package bot
+package commands
 
 import (
 	"context"
@@ -6,10 +6,9 @@ import (
 	"github.com/ferry-matrix/ferry/app"
 )
 
-// Service is what the bot needs of Ferry's application layer
+// Service is what the chat commands need of Ferry's application layer
 // (app.Service): the same verbs the HTTP API calls, which write their own
-// audit entries. The bot parses, authorises, calls one and formats the
-// reply; its tests use a fake.
+// audit entries. The handlers' tests (through the bot) use a fake.
 type Service interface {
 	Submit(ctx context.Context, r app.ExportRequest) (*app.View, error)
 	PersonalExport(ctx context.Context, id, user string) (*app.Personal, error)

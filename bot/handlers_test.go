@@ -1,5 +1,9 @@
 package bot
 
+// The command handlers (package commands) driven through the bot: a
+// message in, authorisation, the verb called on a fake service, the
+// replies the bot sends to a stub homeserver.
+
 import (
 	"errors"
 	"strings"
@@ -7,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferry-matrix/ferry/app"
+	"github.com/ferry-matrix/ferry/commands"
 	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/source"
 )
@@ -43,7 +48,7 @@ func TestExportFullSubmitsAndFollows(t *testing.T) {
 		t.Fatalf("submits %+v", r.svc.submits)
 	}
 	s := r.svc.submits[0]
-	if s.ID != jobID(string(cmd)) || s.Selection.Type != exporter.TypeFull || s.Selection.Media != source.MediaNone ||
+	if s.ID != commands.JobID(string(cmd)) || s.Selection.Type != exporter.TypeFull || s.Selection.Media != source.MediaNone ||
 		len(s.Recipients) != 1 || s.Recipients[0] != testAgeKey || s.By != (app.Actor{Name: testAdmin, Via: "room " + testAdminRoom}) {
 		t.Errorf("submitted %+v", s)
 	}
