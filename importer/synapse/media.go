@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/importer"
 )
 
 // stagingDir is where restoreMedia puts blobs inside the media store until
@@ -35,8 +36,8 @@ const quarantinedBy = "ferry-restore"
 // staged and renamed into place, so a file is either whole or absent; the
 // staging directory is removed at the end. Remote media (a cache Synapse
 // fills again on demand) is not restored. It returns the number of media
-// items restored.
-func restoreMedia(ctx context.Context, tx pgx.Tx, r *archive.Reader, mediaStore string) (int64, error) {
+// items restored. Each media record read counts one item to p.
+func restoreMedia(ctx context.Context, tx pgx.Tx, r *archive.Reader, mediaStore string, p importer.Progress) (int64, error) {
 	server := r.Core().ServerName
 	owner, err := os.Stat(mediaStore)
 	if err != nil {
@@ -66,6 +67,7 @@ func restoreMedia(ctx context.Context, tx pgx.Tx, r *archive.Reader, mediaStore 
 			return nil
 		}
 		return archive.DecodeRecords(r, f, func(m *archive.Media) error {
+			defer p.Add(1)
 			if m.Origin != server || m.Path == "" {
 				return nil
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/importer"
 	"github.com/ferry-matrix/ferry/internal/testenv"
 	"github.com/ferry-matrix/ferry/source"
 )
@@ -21,7 +22,7 @@ func TestRestoredMedia(t *testing.T) {
 	r := exportFixture(t, "synapse-1.67", source.Options{})
 	s := testenv.NewSynapse(t, r.Core().ServerName)
 	media := func(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int64, error) {
-		return restoreMedia(ctx, tx, r, s.MediaStore)
+		return restoreMedia(ctx, tx, r, s.MediaStore, importer.NoProgress)
 	}
 	counts := restoreSlices(t, s, r, restoreUsers, media)
 	if _, err := os.Stat(filepath.Join(s.MediaStore, stagingDir)); err == nil {

@@ -131,6 +131,8 @@ func (t *RestoreTarget) restoreOf(ctx context.Context, archiveID string) (bool, 
 type phase struct {
 	name string
 	run  func(ctx context.Context, tx pgx.Tx) error
+	// total is how many items the phase counts to Progress (0: none).
+	total int64
 	// sections are what the phase writes: a rerun counts them as skipped.
 	sections []string
 }
@@ -162,6 +164,7 @@ func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts impo
 				if _, err := fn(ctx, tx, r); err != nil {
 					return err
 				}
+				p.Add(1)
 			}
 			return nil
 		}
@@ -171,14 +174,14 @@ func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts impo
 		accounts = append(accounts, restoreDevices, restoreE2EEKeys)
 	}
 	phases := []phase{
-		{"accounts", steps(accounts...), []string{archive.SectionUsers, archive.SectionAccountData, archive.SectionFilters,
+		{"accounts", steps(accounts...), int64(len(accounts)), []string{archive.SectionUsers, archive.SectionAccountData, archive.SectionFilters,
 			archive.SectionBackupVersions, archive.SectionBackupSessions, archive.SectionDevices, archive.SectionE2EEKeys}},
-		{"rooms", func(ctx context.Context, tx pgx.Tx) error { return restoreRoomData(ctx, tx, r, rooms, serverName, p) },
+		{"rooms", func(ctx context.Context, tx pgx.Tx) error { return restoreRoomData(ctx, tx, r, rooms, serverName, p) }, 0,
 			[]string{archive.SectionRooms, archive.SectionEvents, archive.SectionReceipts, archive.SectionPushers}},
 		{"media", func(ctx context.Context, tx pgx.Tx) error {
-			_, err := restoreMedia(ctx, tx, r, t.cfg.MediaStore)
+			_, err := restoreMedia(ctx, tx, r, t.cfg.MediaStore, p)
 			return err
-		}, []string{archive.SectionMedia}},
+		}, r.Manifest().Records(archive.SectionMedia), []string{archive.SectionMedia}},
 	}
 	for _, ph := range phases {
 		done, err := phaseDone(ctx, conn, archiveID, ph.name)
@@ -192,7 +195,7 @@ func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts impo
 			}
 			continue
 		}
-		p.Phase(ph.name, 0)
+		p.Phase(ph.name, ph.total)
 		if err := runPhase(ctx, conn, archiveID, ph); err != nil {
 			return fmt.Errorf("restore phase %s: %w", ph.name, err)
 		}

@@ -14,9 +14,10 @@ import (
 
 // Synapse passes the Target conformance suite on a full migration export of
 // the real Synapse 1.67 fixture, into fresh Synapse 1.160 databases that
-// Synapse initialised. The interruptions cancel the restore in the middle
-// of the events (twice): the rooms phase rolls back, and the rerun skips
-// the accounts phase and completes.
+// Synapse initialised. The interruptions cancel the restore among the
+// accounts, twice in the events (the rooms phase rolls back, and the rerun
+// skips the accounts phase) and among the media (files already placed, rows
+// rolled back): each rerun completes as an uninterrupted restore does.
 func TestTargetConformance(t *testing.T) {
 	db, media := testenv.SynapseFixture(t, testdata, "synapse-1.67")
 	src, err := ssource.Open(t.Context(), ssource.Config{Database: db, MediaStore: media,
@@ -39,6 +40,6 @@ func TestTargetConformance(t *testing.T) {
 			return &targettest.Instance{Target: NewTarget(Config{Database: s.DB, HomeserverConfig: s.Config,
 				MediaStore: s.MediaStore, SigningKey: s.SigningKey})}
 		},
-		Interrupt: []targettest.Point{{Phase: "events", After: 100}, {Phase: "events", After: 1500}},
+		Interrupt: []targettest.Point{{Phase: "accounts", After: 1, NothingKept: true}, {Phase: "events", After: 100}, {Phase: "events", After: 1500}, {Phase: "media", After: 3}},
 	})
 }

@@ -72,6 +72,10 @@ type Instance struct {
 type Point struct {
 	Phase string
 	After int64
+	// NothingKept: the import keeps nothing written before this point (a
+	// target whose phase is one transaction rolls it back), so its rerun
+	// starts over and need not skip anything.
+	NothingKept bool
 }
 
 func (p Point) String() string {
@@ -223,7 +227,7 @@ func (h Harness) checkInterrupted(t *testing.T, name string, pt Point, want map[
 	if !res.Target.Resuming {
 		t.Errorf("the rerun after an interruption is not taken for one: %+v", res.Target)
 	}
-	if res.Skipped == 0 {
+	if res.Skipped == 0 && !pt.NothingKept {
 		t.Error("the rerun skipped nothing: it found nothing of the interrupted import")
 	}
 	if !maps.Equal(res.InTarget, want) {
@@ -376,7 +380,7 @@ func (r *recorder) points() []Point {
 	}
 	largest := slices.MaxFunc(counted, func(a, b phase) int { return int(a.added - b.added) })
 	var out []Point
-	for _, p := range []Point{{counted[0].name, 1}, {largest.name, largest.added / 2}, {counted[len(counted)-1].name, counted[len(counted)-1].added - 1}} {
+	for _, p := range []Point{{Phase: counted[0].name, After: 1}, {Phase: largest.name, After: largest.added / 2}, {Phase: counted[len(counted)-1].name, After: counted[len(counted)-1].added - 1}} {
 		if !slices.Contains(out, p) {
 			out = append(out, p)
 		}
