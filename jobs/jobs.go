@@ -102,8 +102,11 @@ type SourceOpener func(ctx context.Context, name string) (source.Source, error)
 // name, without opening it.
 type SourceCapabilities func(name string) (source.Capabilities, error)
 
-// Service is what the CLI, the HTTP API and the bot call: submit, watch,
-// cancel. It holds no River client of its own type; see Runner.
+// Service runs the jobs: submit, cancel, verify, import, schedules and
+// their retention, the workers. The application layer (app) calls it for
+// the surfaces, which never reach Store or Storage themselves; the wiring
+// (cmd/bot) builds it. It holds no River client of its own type; see
+// runner.
 type Service struct {
 	Store   *store.Store
 	Storage *storage.Store
