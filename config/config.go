@@ -119,9 +119,17 @@ type Encryption struct {
 // be stopped while an import runs.
 type ImportTarget struct {
 	Name           string `yaml:"name"`
-	Implementation string `yaml:"implementation"` // dendrite
-	Config         string `yaml:"config"`         // the target's dendrite.yaml
-	Helper         string `yaml:"helper"`         // ferry-dendrite-import; empty: beside bot or on $PATH
+	Implementation string `yaml:"implementation"` // dendrite | synapse
+	Config         string `yaml:"config"`         // the target's dendrite.yaml or homeserver.yaml
+	Helper         string `yaml:"helper"`         // Dendrite: ferry-dendrite-import; empty: beside bot or on $PATH
+	// Synapse: the database Synapse 1.160 initialised, its media store,
+	// where the signing key goes (default: signing_key_path of config) and
+	// the update_synapse_database that runs its background updates (empty:
+	// Synapse runs them when it starts).
+	Database              Secret `yaml:"database"`
+	MediaStore            string `yaml:"media_store"`
+	SigningKeyFile        string `yaml:"signing_key_file"`
+	UpdateSynapseDatabase string `yaml:"update_synapse_database"`
 }
 
 type State struct {
@@ -402,11 +410,23 @@ func (c *Config) ValidateService() error {
 			bad(key+".name", "%q: every target needs a name of its own (import requests name it)", t.Name)
 		}
 		names[t.Name] = true
-		if t.Implementation != "dendrite" {
-			bad(key+".implementation", "%q: only dendrite can be imported into so far", t.Implementation)
-		}
-		if t.Config == "" {
-			bad(key+".config", "missing: the target's dendrite.yaml")
+		switch t.Implementation {
+		case "dendrite":
+			if t.Config == "" {
+				bad(key+".config", "missing: the target's dendrite.yaml")
+			}
+		case "synapse":
+			if t.Config == "" {
+				bad(key+".config", "missing: the target's homeserver.yaml")
+			}
+			if t.Database == "" {
+				bad(key+".database", "missing: the PostgreSQL URL of the target's database (initialised by Synapse 1.160's update_synapse_database)")
+			}
+			if t.MediaStore == "" {
+				bad(key+".media_store", "missing: the target's media_store_path")
+			}
+		default:
+			bad(key+".implementation", "%q: use dendrite or synapse", t.Implementation)
 		}
 	}
 	if c.Limits.ConcurrentJobs < 1 {

@@ -50,7 +50,7 @@ admins: {users: ["bob"], rooms: ["#alias:x"]}
 encryption: {recipients: ["age1notakey"]}
 schedules: [{cron: "* *", type: weekly}, {name: a, cron: "@every 1h", type: partial}, {name: b, cron: "@daily", type: full, rooms: ["!r:x"]},
   {name: c, cron: "0 3 * * *", type: partial, rooms: ["#alias:x"], users: ["bob"], media: some}]
-import_targets: [{name: t, implementation: synapse}, {name: t, implementation: dendrite, config: d.yaml}]
+import_targets: [{name: t, implementation: conduit}, {name: t, implementation: dendrite, config: d.yaml}, {name: s, implementation: synapse}]
 api: {trusted_proxies: [localhost]}
 storage: {import_from: ["/not/a/url"]}
 `))
@@ -61,7 +61,7 @@ storage: {import_from: ["/not/a/url"]}
 	for _, key := range []string{"homeserver.url", "homeserver.domain", "homeserver.implementation", "appservice.as_token",
 		"admins.users", "admins.rooms", "encryption.recipients", "schedules[0].cron", "schedules[0].type",
 		"schedules[1].rooms", "schedules[2].type", "schedules[3].rooms[0]", "schedules[3].users[0]", "schedules[3].media",
-		"import_targets[0].implementation", "import_targets[0].config", "import_targets[1].name", "api.trusted_proxies", "storage.import_from[0]"} {
+		"import_targets[0].implementation", "import_targets[1].name", "import_targets[2].config", "import_targets[2].database", "import_targets[2].media_store", "api.trusted_proxies", "storage.import_from[0]"} {
 		if !strings.Contains(msg, key+":") {
 			t.Errorf("no problem reported for %s in:\n%s", key, msg)
 		}

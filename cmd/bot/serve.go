@@ -120,7 +120,12 @@ func importInto(targets []config.ImportTarget) jobs.Importer {
 		}
 		t := targets[i]
 		p := &importProgress{out: func(line string, _ bool) { progress(line) }}
-		target, err := newImportTarget(t.Implementation, targetFlags{config: t.Config, helper: t.Helper}, p.logf)
+		where := targetFlags{config: t.Config, helper: t.Helper}
+		if t.Implementation == "synapse" {
+			where = targetFlags{db: string(t.Database), mediaStore: t.MediaStore, synapseConfig: t.Config,
+				signingKey: t.SigningKeyFile, updateSynapseDatabase: t.UpdateSynapseDatabase}
+		}
+		target, err := newImportTarget(t.Implementation, where, p.logf)
 		if err != nil {
 			return "", err
 		}
