@@ -320,6 +320,32 @@ func (t *RestoreTarget) plan(ctx context.Context, r *archive.Reader, opts import
 	return rooms, nil
 }
 
+// loadRooms writes the bulk of a restore: the rooms, their state groups
+// and their events with stream orderings from ord, counting the events to
+// p (of total). The current state is staged for deriveRoomTables.
+func loadRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[string]*roomPlan, serverName string, sp *statePlan,
+	ord *orderings, p importer.Progress, total int64) (*groupAllocator, error) {
+	if _, err := restoreRooms(ctx, tx, rooms, serverName); err != nil {
+		return nil, err
+	}
+	if err := stageCurrentState(ctx, tx); err != nil {
+		return nil, err
+	}
+	alloc, err := newGroupAllocator(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	b := newBatcher(tx)
+	if err := sp.writeGroups(ctx, b, r, rooms, alloc); err != nil {
+		return nil, err
+	}
+	p.Phase("events", total)
+	if _, err := sp.writeEvents(ctx, b, r, rooms, alloc, ord, p); err != nil {
+		return nil, err
+	}
+	return alloc, b.flush(ctx)
+}
+
 // restoreRoomData is the rooms phase.
 func restoreRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[string]*roomPlan, serverName string, p importer.Progress) error {
 	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
@@ -333,29 +359,12 @@ func restoreRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms ma
 	if err != nil {
 		return err
 	}
-	if _, err := restoreRooms(ctx, tx, rooms, serverName); err != nil {
-		return err
-	}
-	if err := stageCurrentState(ctx, tx); err != nil {
-		return err
-	}
-	alloc, err := newGroupAllocator(ctx, tx)
-	if err != nil {
-		return err
-	}
 	ord := &orderings{keep: r.Manifest().Export.Source.Implementation == "synapse"}
 	if err := tx.QueryRow(ctx, `SELECT COALESCE(max(stream_ordering), 0) FROM events`).Scan(&ord.next); err != nil {
 		return err
 	}
-	b := newBatcher(tx)
-	if err := sp.writeGroups(ctx, b, r, rooms, alloc); err != nil {
-		return err
-	}
-	p.Phase("events", r.Manifest().Records(archive.SectionEvents))
-	if _, err := sp.writeEvents(ctx, b, r, rooms, alloc, ord, p); err != nil {
-		return err
-	}
-	if err := b.flush(ctx); err != nil {
+	alloc, err := loadRooms(ctx, tx, r, rooms, serverName, sp, ord, p, r.Manifest().Records(archive.SectionEvents))
+	if err != nil {
 		return err
 	}
 	p.Phase("indexes, constraints and triggers", 0)

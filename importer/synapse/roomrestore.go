@@ -152,16 +152,6 @@ func restoreDeletedRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, room
 	if err != nil {
 		return err
 	}
-	if _, err := restoreRooms(ctx, tx, rooms, serverName); err != nil {
-		return err
-	}
-	if err := stageCurrentState(ctx, tx); err != nil {
-		return err
-	}
-	alloc, err := newGroupAllocator(ctx, tx)
-	if err != nil {
-		return err
-	}
 	// New orderings above everything the server holds, so /sync delivers
 	// the room again.
 	ord := &orderings{}
@@ -169,15 +159,8 @@ func restoreDeletedRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, room
 		return err
 	}
 	ord.min, ord.max = ord.next+1, ord.next
-	b := newBatcher(tx)
-	if err := sp.writeGroups(ctx, b, r, rooms, alloc); err != nil {
-		return err
-	}
-	p.Phase("events", 0)
-	if _, err := sp.writeEvents(ctx, b, r, rooms, alloc, ord, p); err != nil {
-		return err
-	}
-	if err := b.flush(ctx); err != nil {
+	alloc, err := loadRooms(ctx, tx, r, rooms, serverName, sp, ord, p, res.InArchive[archive.SectionEvents])
+	if err != nil {
 		return err
 	}
 	if err := deriveRoomTables(ctx, tx, r, rooms, serverName); err != nil {
