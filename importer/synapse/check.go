@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -94,15 +95,23 @@ func Check(ctx context.Context, t Config, serverName string) (*Preflight, error)
 	}
 	defer conn.Close(ctx)
 
+	// A session that has just closed (a previous run of Ferry's own, say)
+	// can linger in pg_stat_activity for a moment: look again for up to 2 s
+	// before calling the target busy. A running Synapse stays.
 	var sessions []string
-	rows, err := conn.Query(ctx, `SELECT COALESCE(NULLIF(application_name, ''), client_addr::text, 'a local client') FROM pg_stat_activity
-		WHERE datname = current_database() AND pid <> pg_backend_pid() ORDER BY 1`)
-	if err != nil {
-		return nil, refuse("list the sessions on the target database: %v", err)
-	}
-	sessions, err = pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, refuse("list the sessions on the target database: %v", err)
+	for try := 0; try < 10; try++ {
+		rows, err := conn.Query(ctx, `SELECT COALESCE(NULLIF(application_name, ''), client_addr::text, 'a local client') FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY 1`)
+		if err != nil {
+			return nil, refuse("list the sessions on the target database: %v", err)
+		}
+		if sessions, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return nil, refuse("list the sessions on the target database: %v", err)
+		}
+		if len(sessions) == 0 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	if len(sessions) > 0 {
 		return nil, refuse("%d other sessions are connected to the target database (%s): Synapse or one of its workers is running, or another tool holds it; stop them before restoring",
@@ -117,7 +126,7 @@ func Check(ctx context.Context, t Config, serverName string) (*Preflight, error)
 		return nil, refuse("the target database is at Synapse schema %d; Ferry restores into schema %d (Synapse 1.160): initialise a fresh database with Synapse 1.160's update_synapse_database",
 			p.SchemaVersion, SupportedSchema)
 	}
-	rows, err = conn.Query(ctx, `SELECT table_name::text FROM information_schema.tables
+	rows, err := conn.Query(ctx, `SELECT table_name::text FROM information_schema.tables
 		WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' AND table_name LIKE 'e2e\_%' ORDER BY 1`)
 	if err != nil {
 		return nil, refuse("list the target's e2e tables: %v", err)
