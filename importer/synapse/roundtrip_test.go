@@ -108,10 +108,22 @@ func keysAndDirectories(t *testing.T, url string, truth *sourcetest.GroundTruth,
 			listed++
 		}
 	}
-	// Synapse fills the room directory from its room stats, which a live
-	// server updates a moment after the room's events.
+	// Synapse fills the room directory from its room stats and the user
+	// directory from its own stream, both a moment after the events on a
+	// live server: wait until every room is listed and every user found.
+	ready := func(d *clientview.Directory) bool {
+		if d == nil || len(d.PublicRooms) != listed {
+			return false
+		}
+		for _, term := range terms {
+			if len(d.Users[term]) == 0 {
+				return false
+			}
+		}
+		return true
+	}
 	var dir *clientview.Directory
-	for try := 0; try < 40 && (dir == nil || len(dir.PublicRooms) != listed); try++ {
+	for try := 0; try < 120 && !ready(dir); try++ {
 		if dir, err = c.Directories(ctx, tok, terms...); err != nil {
 			t.Fatal(err)
 		}
