@@ -57,6 +57,22 @@ func publish(t *testing.T, js nats.JetStreamContext, n int) {
 			t.Fatal(err)
 		}
 	}
+	// The server counts a consumer's pending messages a moment after the
+	// publish is acknowledged (seen on a loaded machine): the tests start
+	// from every consumer seeing all n.
+	for try := 0; try < 100; try++ {
+		behind := false
+		for info := range js.Consumers("S") {
+			if info.NumPending+uint64(info.NumAckPending) < uint64(n) {
+				behind = true
+			}
+		}
+		if !behind {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("the consumers of S never counted the %d messages published", n)
 }
 
 // drainWith runs drain with the test limits, collecting what it says. The
