@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -241,12 +242,33 @@ func (t *Target) ReadBack(ctx context.Context, opts importer.Options) (map[strin
 		return nil, err
 	}
 	defer src.Close()
-	streams, err := src.Streams(ctx, source.Filter{Rooms: opts.Rooms}, source.Options{AccessTokens: opts.Migration, Encrypted: true})
+	sopts := source.Options{AccessTokens: opts.Migration, Encrypted: true}
+	streams, err := src.Streams(ctx, source.Filter{}, sopts)
 	if err != nil {
 		return nil, err
 	}
+	if len(opts.Rooms) == 0 {
+		return importer.CountRecords(ctx, streams)
+	}
+	// An import of some rooms writes the server-wide data too (users,
+	// devices, keys, media): read those back whole, and only the rooms'
+	// own streams through the rooms' selection, which carries no accounts.
+	selected, err := src.Streams(ctx, source.Filter{Rooms: opts.Rooms}, sopts)
+	if err != nil {
+		return nil, err
+	}
+	streams = slices.DeleteFunc(streams, func(s source.Stream) bool { return roomStreams[s.Name] })
+	for _, s := range selected {
+		if roomStreams[s.Name] {
+			streams = append(streams, s)
+		}
+	}
 	return importer.CountRecords(ctx, streams)
 }
+
+// roomStreams are the streams a rooms selection narrows to its rooms.
+var roomStreams = map[string]bool{source.StreamRooms: true, source.StreamMemberships: true, source.StreamReceipts: true,
+	source.StreamState: true, source.StreamEvents: true, source.StreamRedactions: true}
 
 func readMarker(path string) (*marker, error) {
 	data, err := os.ReadFile(path)
