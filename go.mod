@@ -131,3 +131,7 @@ require (
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect
 )
+
+require github.com/ferry-matrix/ferry/importer/dendrite/wire v0.0.0
+
+replace github.com/ferry-matrix/ferry/importer/dendrite/wire => ./importer/dendrite/wire

@@ -13,14 +13,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/ferry-matrix/ferry/importer/dendrite/wire"
 )
 
 // HelperName is the import helper's binary (tools/dendrite/importhelper,
 // built against Dendrite v0.15.2 in its own module).
 const HelperName = "ferry-dendrite-import"
-
-// helperVersion is the protocol version this Ferry speaks.
-const helperVersion = 2
 
 // FindHelper locates the helper: an explicit path, then $FERRY_DENDRITE_IMPORT,
 // then beside the running binary, then $FERRY_DENDRITE_DIR, then $PATH.
@@ -44,94 +43,6 @@ func FindHelper(explicit string) (string, error) {
 		return p, nil
 	}
 	return "", fmt.Errorf("the Dendrite import helper %q was not found (give --helper, set FERRY_DENDRITE_IMPORT, or build it: cd tools/dendrite && go build -o %s ./importhelper)", HelperName, HelperName)
-}
-
-// request and response mirror the helper's protocol (docs/DENDRITE.md,
-// "Import helper protocol"). Fields are documented there.
-type request struct {
-	Op           string          `json:"op"`
-	ServerName   string          `json:"server_name,omitempty"`
-	UserID       string          `json:"user_id,omitempty"`
-	PasswordHash string          `json:"password_hash,omitempty"`
-	AccountType  int             `json:"account_type,omitempty"`
-	AppserviceID string          `json:"appservice_id,omitempty"`
-	Deactivated  bool            `json:"deactivated,omitempty"`
-	DisplayName  string          `json:"displayname,omitempty"`
-	AvatarURL    string          `json:"avatar_url,omitempty"`
-	DeviceID     string          `json:"device_id,omitempty"`
-	AccessToken  string          `json:"access_token,omitempty"`
-	LastSeenIP   string          `json:"last_seen_ip,omitempty"`
-	UserAgent    string          `json:"user_agent,omitempty"`
-	RoomID       string          `json:"room_id,omitempty"`
-	Type         string          `json:"type,omitempty"`
-	Content      json.RawMessage `json:"content,omitempty"`
-	Kind         string          `json:"kind,omitempty"`
-	RoomVersion  string          `json:"room_version,omitempty"`
-	EventID      string          `json:"event_id,omitempty"`
-	Event        json.RawMessage `json:"event,omitempty"`
-	Redacted     bool            `json:"redacted,omitempty"`
-	HasState     bool            `json:"has_state,omitempty"`
-	Async        bool            `json:"async,omitempty"`
-	State        []string        `json:"state,omitempty"`
-	Alias        string          `json:"alias,omitempty"`
-	TS           int64           `json:"ts,omitempty"`
-	Origin       string          `json:"origin,omitempty"`
-	MediaID      string          `json:"media_id,omitempty"`
-	ContentType  string          `json:"content_type,omitempty"`
-	Size         int64           `json:"size,omitempty"`
-	SHA256       string          `json:"sha256,omitempty"`
-	UploadName   string          `json:"upload_name,omitempty"`
-	File         string          `json:"file,omitempty"`
-	Thumbnails   []thumbnail     `json:"thumbnails,omitempty"`
-	Version      string          `json:"version,omitempty"`
-	Deleted      bool            `json:"deleted,omitempty"`
-	Algorithm    string          `json:"algorithm,omitempty"`
-	AuthData     json.RawMessage `json:"auth_data,omitempty"`
-	Sessions     []backupSession `json:"sessions,omitempty"`
-
-	// cross_signing_key, cross_signing_signature
-	Usage        string `json:"usage,omitempty"`
-	PublicKey    string `json:"public_key,omitempty"`
-	KeyID        string `json:"key_id,omitempty"`
-	TargetUserID string `json:"target_user_id,omitempty"`
-	TargetKeyID  string `json:"target_key_id,omitempty"`
-	Signature    string `json:"signature,omitempty"`
-}
-
-type thumbnail struct {
-	Width       int    `json:"width"`
-	Height      int    `json:"height"`
-	Method      string `json:"method"`
-	ContentType string `json:"content_type"`
-	Size        int64  `json:"size"`
-	File        string `json:"file"`
-}
-
-type backupSession struct {
-	RoomID            string          `json:"room_id"`
-	SessionID         string          `json:"session_id"`
-	FirstMessageIndex int64           `json:"first_message_index"`
-	ForwardedCount    int64           `json:"forwarded_count"`
-	IsVerified        bool            `json:"is_verified"`
-	SessionData       json.RawMessage `json:"session_data"`
-}
-
-type response struct {
-	// Log lines come before a request's answer: progress and notes for
-	// the person running the import.
-	Log        string `json:"log"`
-	OK         bool   `json:"ok"`
-	Error      string `json:"error"`
-	Skipped    bool   `json:"skipped"`
-	Version    int    `json:"version"`
-	ServerName string `json:"server_name"`
-	Users      int64  `json:"users"`
-	Rooms      int64  `json:"rooms"`
-	Rejected   string `json:"rejected"`
-	// NeedState asks for the event again with its state before.
-	NeedState bool `json:"need_state"`
-	// BackupVersion is the number Dendrite gave a key backup version.
-	BackupVersion string `json:"backup_version"`
 }
 
 // helper is a running import helper.
@@ -170,16 +81,16 @@ func startHelper(ctx context.Context, bin, configPath string, logf func(string, 
 
 // call sends one request and reads its answer, passing the Log lines
 // before it on to logf.
-func (h *helper) call(req *request) (*response, error) {
+func (h *helper) call(req *wire.Request) (*wire.Response, error) {
 	if err := h.enc.Encode(req); err != nil {
 		return nil, h.died(err)
 	}
-	var res response
+	var res wire.Response
 	for {
 		if !h.out.Scan() {
 			return nil, h.died(h.out.Err())
 		}
-		res = response{}
+		res = wire.Response{}
 		if err := json.Unmarshal(h.out.Bytes(), &res); err != nil {
 			return nil, fmt.Errorf("import helper: bad answer %q: %w", h.out.Text(), err)
 		}

@@ -37,6 +37,7 @@ import (
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/fidelity"
 	"github.com/ferry-matrix/ferry/importer"
+	"github.com/ferry-matrix/ferry/importer/dendrite/wire"
 	"github.com/ferry-matrix/ferry/source"
 	dsource "github.com/ferry-matrix/ferry/source/dendrite"
 )
@@ -213,13 +214,13 @@ func (t *Target) Import(ctx context.Context, r *archive.Reader, opts importer.Op
 		return err
 	}
 	defer h.close()
-	hello, err := h.call(&request{Op: "hello"})
+	hello, err := h.call(&wire.Request{Op: "hello"})
 	if err != nil {
 		return err
 	}
 	switch {
-	case hello.Version != helperVersion:
-		return refuse("the import helper speaks protocol %d, this Ferry %d: rebuild it from this Ferry's tools/dendrite", hello.Version, helperVersion)
+	case hello.Version != wire.Version:
+		return refuse("the import helper speaks protocol %d, this Ferry %d: rebuild it from this Ferry's tools/dendrite", hello.Version, wire.Version)
 	case hello.ServerName != cfg.Global.ServerName:
 		return refuse("the helper reports server %q, the config %q", hello.ServerName, cfg.Global.ServerName)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/fidelity"
 	"github.com/ferry-matrix/ferry/importer"
+	"github.com/ferry-matrix/ferry/importer/dendrite/wire"
 	"github.com/ferry-matrix/ferry/matrixevent"
 	dsource "github.com/ferry-matrix/ferry/source/dendrite"
 )
@@ -117,7 +118,7 @@ type writer struct {
 	staged map[string]string
 }
 
-func (w *writer) call(req *request) (*response, error) {
+func (w *writer) call(req *wire.Request) (*wire.Response, error) {
 	res, err := w.h.call(req)
 	if err == nil && res.Skipped {
 		w.res.Skipped++
@@ -180,7 +181,7 @@ func (w *writer) run() error {
 		}
 	}
 	w.p.Phase("waiting for Dendrite's sync API to catch up", 0)
-	_, err := w.call(&request{Op: "drain"})
+	_, err := w.call(&wire.Request{Op: "drain"})
 	return err
 }
 
@@ -203,11 +204,11 @@ func (w *writer) users() error {
 		case u.Guest:
 			kind = accountGuest
 		}
-		if _, err := w.call(&request{Op: "account", UserID: u.UserID, PasswordHash: u.PasswordHash, AccountType: kind,
+		if _, err := w.call(&wire.Request{Op: "account", UserID: u.UserID, PasswordHash: u.PasswordHash, AccountType: kind,
 			AppserviceID: u.AppserviceID, Deactivated: u.Deactivated, TS: u.CreatedTS}); err != nil {
 			return err
 		}
-		if _, err := w.call(&request{Op: "profile", UserID: u.UserID, DisplayName: u.DisplayName, AvatarURL: u.AvatarURL}); err != nil {
+		if _, err := w.call(&wire.Request{Op: "profile", UserID: u.UserID, DisplayName: u.DisplayName, AvatarURL: u.AvatarURL}); err != nil {
 			return err
 		}
 		for _, flag := range []struct {
@@ -250,7 +251,7 @@ func (w *writer) devices() error {
 				w.res.Report.Add(fidelity.TargetNoPlace, archive.SectionDevices, d.UserID+" "+d.DeviceID, "Dendrite keeps one access token per device; this one is dropped")
 				continue
 			}
-			if _, err := w.call(&request{Op: "device", UserID: d.UserID, DeviceID: d.DeviceID, AccessToken: t.Token,
+			if _, err := w.call(&wire.Request{Op: "device", UserID: d.UserID, DeviceID: d.DeviceID, AccessToken: t.Token,
 				DisplayName: d.DisplayName, LastSeenIP: d.LastSeenIP, UserAgent: d.UserAgent, TS: d.LastSeenTS}); err != nil {
 				return err
 			}
@@ -271,7 +272,7 @@ func (w *writer) e2eeKeys() error {
 		if crossSigningKeys[target+" "+targetKeyID] {
 			targetKeyID = "ed25519:" + targetKeyID
 		}
-		_, err := w.call(&request{Op: "cross_signing_signature", UserID: signer, KeyID: keyID,
+		_, err := w.call(&wire.Request{Op: "cross_signing_signature", UserID: signer, KeyID: keyID,
 			TargetUserID: target, TargetKeyID: targetKeyID, Signature: sig})
 		return err
 	}
@@ -281,7 +282,7 @@ func (w *writer) e2eeKeys() error {
 			if !w.opts.Migration {
 				return nil // the device is not kept; reported with the devices
 			}
-			_, err := w.call(&request{Op: "device_keys", UserID: k.UserID, DeviceID: k.DeviceID, Content: k.JSON})
+			_, err := w.call(&wire.Request{Op: "device_keys", UserID: k.UserID, DeviceID: k.DeviceID, Content: k.JSON})
 			return err
 		case archive.KeyKindCrossSigning:
 			var obj struct {
@@ -297,7 +298,7 @@ func (w *writer) e2eeKeys() error {
 				pub = p
 			}
 			crossSigningKeys[k.UserID+" "+pub] = true
-			if _, err := w.call(&request{Op: "cross_signing_key", UserID: k.UserID, Usage: k.Usage, PublicKey: pub}); err != nil {
+			if _, err := w.call(&wire.Request{Op: "cross_signing_key", UserID: k.UserID, Usage: k.Usage, PublicKey: pub}); err != nil {
 				return err
 			}
 			// Signatures inside the key object (Synapse keeps the master
@@ -324,7 +325,7 @@ func (w *writer) accountData() error {
 		if a.RoomID != "" && len(w.opts.Rooms) > 0 && w.plan.rooms[a.RoomID] == nil {
 			return nil
 		}
-		_, err := w.call(&request{Op: "account_data", UserID: a.UserID, RoomID: a.RoomID, Type: a.Type, Content: a.Content})
+		_, err := w.call(&wire.Request{Op: "account_data", UserID: a.UserID, RoomID: a.RoomID, Type: a.Type, Content: a.Content})
 		return err
 	}))
 }
@@ -352,7 +353,7 @@ func (w *writer) keyBackups() error {
 	current := map[string]string{} // user -> archive version
 	target := map[string]string{}  // user -> the number Dendrite gave it
 	for _, b := range versions {
-		res, err := w.call(&request{Op: "key_backup_version", UserID: b.UserID, Version: b.Version, Algorithm: b.Algorithm, AuthData: b.AuthData, Deleted: b.Deleted})
+		res, err := w.call(&wire.Request{Op: "key_backup_version", UserID: b.UserID, Version: b.Version, Algorithm: b.Algorithm, AuthData: b.AuthData, Deleted: b.Deleted})
 		if err != nil {
 			return err
 		}
@@ -371,7 +372,7 @@ func (w *writer) keyBackups() error {
 				"a session of an older backup version: Dendrite keeps sessions of the current version only")
 			return nil
 		}
-		_, err := w.call(&request{Op: "key_backup_sessions", UserID: s.UserID, Version: target[s.UserID], Sessions: []backupSession{{
+		_, err := w.call(&wire.Request{Op: "key_backup_sessions", UserID: s.UserID, Version: target[s.UserID], Sessions: []wire.BackupSession{{
 			RoomID: s.RoomID, SessionID: s.SessionID, FirstMessageIndex: s.FirstMessageIndex, ForwardedCount: s.ForwardedCount,
 			IsVerified: s.IsVerified, SessionData: s.SessionData}}})
 		return err
@@ -413,7 +414,7 @@ func (w *writer) events() error {
 					w.p.Add(1)
 				}
 			}()
-			req := &request{Op: "event", Kind: "new", RoomID: e.RoomID, RoomVersion: room.Version, EventID: e.EventID,
+			req := &wire.Request{Op: "event", Kind: "new", RoomID: e.RoomID, RoomVersion: room.Version, EventID: e.EventID,
 				Event: e.JSON, Redacted: e.Redacted}
 			if outliers {
 				req.Kind = "outlier"
@@ -458,7 +459,7 @@ func (w *writer) events() error {
 		return err
 	}
 	w.p.Phase("waiting for Dendrite's roomserver to process the events", 0)
-	_, err := w.call(&request{Op: "drain"})
+	_, err := w.call(&wire.Request{Op: "drain"})
 	return err
 }
 
@@ -467,12 +468,12 @@ func (w *writer) rooms() error {
 	for _, id := range sortedKeys(w.plan.rooms) {
 		room := w.plan.rooms[id]
 		for _, alias := range room.Aliases {
-			if _, err := w.call(&request{Op: "alias", Alias: alias, RoomID: id, UserID: room.Creator}); err != nil {
+			if _, err := w.call(&wire.Request{Op: "alias", Alias: alias, RoomID: id, UserID: room.Creator}); err != nil {
 				return err
 			}
 		}
 		if room.Public {
-			if _, err := w.call(&request{Op: "publish", RoomID: id}); err != nil {
+			if _, err := w.call(&wire.Request{Op: "publish", RoomID: id}); err != nil {
 				return err
 			}
 		}
@@ -491,7 +492,7 @@ func (w *writer) receipts() error {
 		}
 		if rc.ThreadID != "" {
 			w.res.Report.Add(fidelity.TargetNoPlace, archive.SectionReceipts, rc.UserID+" "+rc.EventID, "a threaded receipt ("+rc.ThreadID+"): Dendrite keeps unthreaded receipts only")
-		} else if _, err := w.call(&request{Op: "receipt", RoomID: rc.RoomID, UserID: rc.UserID, Type: rc.Type, EventID: rc.EventID, TS: rc.TS}); err != nil {
+		} else if _, err := w.call(&wire.Request{Op: "receipt", RoomID: rc.RoomID, UserID: rc.UserID, Type: rc.Type, EventID: rc.EventID, TS: rc.TS}); err != nil {
 			return err
 		}
 		w.p.Add(1)
@@ -536,11 +537,11 @@ func (w *writer) media() error {
 		if m.Path == "" || file == "" {
 			return nil // the exporter's omission record already says why
 		}
-		req := &request{Op: "media", Origin: m.Origin, MediaID: m.MediaID, ContentType: m.ContentType, Size: m.Size,
+		req := &wire.Request{Op: "media", Origin: m.Origin, MediaID: m.MediaID, ContentType: m.ContentType, Size: m.Size,
 			SHA256: m.SHA256, UploadName: m.UploadName, UserID: m.UserID, TS: m.CreatedTS, File: file}
 		for _, t := range m.Thumbnails {
 			if tf := w.staged[t.Path]; tf != "" {
-				req.Thumbnails = append(req.Thumbnails, thumbnail{Width: t.Width, Height: t.Height, Method: t.Method, ContentType: t.ContentType, Size: t.Size, File: tf})
+				req.Thumbnails = append(req.Thumbnails, wire.Thumbnail{Width: t.Width, Height: t.Height, Method: t.Method, ContentType: t.ContentType, Size: t.Size, File: tf})
 			}
 		}
 		_, err := w.call(req)

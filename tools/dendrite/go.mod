@@ -100,3 +100,7 @@ require (
 	modernc.org/memory v1.8.0 // indirect
 	modernc.org/sqlite v1.34.5 // indirect
 )
+
+require github.com/ferry-matrix/ferry/importer/dendrite/wire v0.0.0
+
+replace github.com/ferry-matrix/ferry/importer/dendrite/wire => ../../importer/dendrite/wire

@@ -51,122 +51,24 @@ import (
 	"github.com/element-hq/dendrite/setup/jetstream"
 	"github.com/element-hq/dendrite/setup/process"
 	userapiapi "github.com/element-hq/dendrite/userapi/api"
+	"github.com/ferry-matrix/ferry/importer/dendrite/wire"
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus"
 )
 
+// The protocol's types live in one module both sides require
+// (importer/dendrite/wire).
+type (
+	Request       = wire.Request
+	Response      = wire.Response
+	Thumbnail     = wire.Thumbnail
+	BackupSession = wire.BackupSession
+)
+
 // Version is the protocol version; Ferry refuses a helper of another one.
-const Version = 2
-
-// Request is one line on stdin. Op says which fields matter.
-type Request struct {
-	Op string `json:"op"`
-
-	// hello
-	ServerName string `json:"server_name,omitempty"`
-
-	// account, profile, device, account_data, receipt, key_backup
-	UserID       string `json:"user_id,omitempty"`
-	PasswordHash string `json:"password_hash,omitempty"`
-	AccountType  int    `json:"account_type,omitempty"`
-	AppserviceID string `json:"appservice_id,omitempty"`
-	Deactivated  bool   `json:"deactivated,omitempty"`
-	DisplayName  string `json:"displayname,omitempty"`
-	AvatarURL    string `json:"avatar_url,omitempty"`
-
-	DeviceID    string `json:"device_id,omitempty"`
-	AccessToken string `json:"access_token,omitempty"`
-	LastSeenIP  string `json:"last_seen_ip,omitempty"`
-	UserAgent   string `json:"user_agent,omitempty"`
-
-	RoomID  string          `json:"room_id,omitempty"`
-	Type    string          `json:"type,omitempty"`
-	Content json.RawMessage `json:"content,omitempty"`
-
-	// event
-	Kind        string          `json:"kind,omitempty"` // "outlier" or "new"
-	RoomVersion string          `json:"room_version,omitempty"`
-	EventID     string          `json:"event_id,omitempty"`
-	Event       json.RawMessage `json:"event,omitempty"`
-	Redacted    bool            `json:"redacted,omitempty"`
-	HasState    bool            `json:"has_state,omitempty"`
-	// Async queues the event (Dendrite processes its input in order per
-	// room); the caller decides HasState itself then, and drains at the end.
-	Async bool     `json:"async,omitempty"`
-	State []string `json:"state,omitempty"`
-
-	// alias
-	Alias string `json:"alias,omitempty"`
-
-	// receipt
-	TS int64 `json:"ts,omitempty"`
-
-	// media
-	Origin      string      `json:"origin,omitempty"`
-	MediaID     string      `json:"media_id,omitempty"`
-	ContentType string      `json:"content_type,omitempty"`
-	Size        int64       `json:"size,omitempty"`
-	SHA256      string      `json:"sha256,omitempty"` // hex
-	UploadName  string      `json:"upload_name,omitempty"`
-	File        string      `json:"file,omitempty"` // a file for the helper to move into the media store
-	Thumbnails  []Thumbnail `json:"thumbnails,omitempty"`
-
-	// key_backup
-	Version   string          `json:"version,omitempty"`
-	Deleted   bool            `json:"deleted,omitempty"`
-	Algorithm string          `json:"algorithm,omitempty"`
-	AuthData  json.RawMessage `json:"auth_data,omitempty"`
-	Sessions  []BackupSession `json:"sessions,omitempty"`
-
-	// cross_signing_key, cross_signing_signature
-	Usage        string `json:"usage,omitempty"`
-	PublicKey    string `json:"public_key,omitempty"`
-	KeyID        string `json:"key_id,omitempty"`
-	TargetUserID string `json:"target_user_id,omitempty"`
-	TargetKeyID  string `json:"target_key_id,omitempty"`
-	Signature    string `json:"signature,omitempty"`
-}
-
-type Thumbnail struct {
-	Width       int    `json:"width"`
-	Height      int    `json:"height"`
-	Method      string `json:"method"`
-	ContentType string `json:"content_type"`
-	Size        int64  `json:"size"`
-	File        string `json:"file"`
-}
-
-type BackupSession struct {
-	RoomID            string          `json:"room_id"`
-	SessionID         string          `json:"session_id"`
-	FirstMessageIndex int             `json:"first_message_index"`
-	ForwardedCount    int             `json:"forwarded_count"`
-	IsVerified        bool            `json:"is_verified"`
-	SessionData       json.RawMessage `json:"session_data"`
-}
-
-// Response is one line on stdout per request. Before it, a request may
-// send lines that carry only Log: progress and notes for the person
-// running the import.
-type Response struct {
-	Log     string `json:"log,omitempty"`
-	OK      bool   `json:"ok"`
-	Error   string `json:"error,omitempty"`
-	Skipped bool   `json:"skipped,omitempty"` // already there (a rerun)
-	// hello
-	Version    int    `json:"version,omitempty"`
-	ServerName string `json:"server_name,omitempty"`
-	Users      int64  `json:"users,omitempty"`
-	Rooms      int64  `json:"rooms,omitempty"`
-	// event
-	Rejected string `json:"rejected,omitempty"`
-	// NeedState: send the event again with its state before (HasState).
-	NeedState bool `json:"need_state,omitempty"`
-	// key_backup_version
-	BackupVersion string `json:"backup_version,omitempty"`
-}
+const Version = wire.Version
 
 func main() {
 	// Dendrite's packages register their own flags on the default set.
@@ -704,8 +606,8 @@ func (h *helper) backupSessions(ctx context.Context, req *Request, res *Response
 		if room.Sessions == nil {
 			room.Sessions = map[string]userapiapi.KeyBackupSession{}
 		}
-		room.Sessions[s.SessionID] = userapiapi.KeyBackupSession{FirstMessageIndex: s.FirstMessageIndex,
-			ForwardedCount: s.ForwardedCount, IsVerified: s.IsVerified, SessionData: s.SessionData}
+		room.Sessions[s.SessionID] = userapiapi.KeyBackupSession{FirstMessageIndex: int(s.FirstMessageIndex),
+			ForwardedCount: int(s.ForwardedCount), IsVerified: s.IsVerified, SessionData: s.SessionData}
 		up.Keys.Rooms[s.RoomID] = room
 	}
 	_, err := h.users.UpdateBackupKeyAuthData(ctx, up)
