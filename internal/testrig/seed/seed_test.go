@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 )
 
 // Seeding a real Dendrite works and records a consistent ground truth.

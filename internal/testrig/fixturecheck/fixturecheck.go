@@ -17,8 +17,8 @@ import (
 	"testing"
 
 	"github.com/ferry-matrix/ferry/archive"
-	"github.com/ferry-matrix/ferry/internal/clientview"
-	"github.com/ferry-matrix/ferry/internal/seed"
+	"github.com/ferry-matrix/ferry/internal/testrig/clientview"
+	"github.com/ferry-matrix/ferry/internal/testrig/seed"
 	"github.com/ferry-matrix/ferry/source/sourcetest"
 )
 
