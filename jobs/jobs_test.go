@@ -15,7 +15,7 @@ import (
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/exporter"
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 	"github.com/ferry-matrix/ferry/source"
 	"github.com/ferry-matrix/ferry/source/sourcetest"
 	"github.com/ferry-matrix/ferry/storage"

@@ -10,7 +10,7 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 	"github.com/ferry-matrix/ferry/source"
 	"github.com/ferry-matrix/ferry/source/sourcetest"
 	"github.com/ferry-matrix/ferry/storage"

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

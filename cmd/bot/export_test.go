@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/ferry-matrix/ferry/exporter"
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 	"github.com/ferry-matrix/ferry/source/sources"
 )
 

@@ -9,8 +9,8 @@ import (
 
 	"github.com/ferry-matrix/ferry/archive/archivetest"
 	"github.com/ferry-matrix/ferry/config"
-	"github.com/ferry-matrix/ferry/internal/seed"
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/seed"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 	sdendrite "github.com/ferry-matrix/ferry/source/dendrite"
 )
 

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/ferry-matrix/ferry/archive"
-	"github.com/ferry-matrix/ferry/internal/clientview"
-	"github.com/ferry-matrix/ferry/internal/fixturecheck"
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/clientview"
+	"github.com/ferry-matrix/ferry/internal/testrig/fixturecheck"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 	sdendrite "github.com/ferry-matrix/ferry/source/dendrite"
 	"github.com/ferry-matrix/ferry/source/sourcetest"
 )

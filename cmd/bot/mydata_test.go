@@ -22,7 +22,7 @@ import (
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
-	"github.com/ferry-matrix/ferry/internal/clientview"
+	"github.com/ferry-matrix/ferry/internal/testrig/clientview"
 )
 
 // !mydata end to end on Dendrite (TestBotSynapse runs it on Synapse),

@@ -18,8 +18,8 @@ import (
 
 	"github.com/ferry-matrix/ferry/archive/archivetest"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
-	"github.com/ferry-matrix/ferry/internal/seed"
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/seed"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 )
 
 // readmeCommands returns the command lines of README.md's CLI section:

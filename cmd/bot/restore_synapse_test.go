@@ -8,10 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ferry-matrix/ferry/internal/clientview"
-	"github.com/ferry-matrix/ferry/internal/fixturecheck"
-	"github.com/ferry-matrix/ferry/internal/seed"
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/clientview"
+	"github.com/ferry-matrix/ferry/internal/testrig/fixturecheck"
+	"github.com/ferry-matrix/ferry/internal/testrig/seed"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 	"github.com/ferry-matrix/ferry/source/sourcetest"
 )
 

@@ -18,8 +18,8 @@ import (
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/container"
 	"github.com/ferry-matrix/ferry/config"
-	"github.com/ferry-matrix/ferry/internal/seed"
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/seed"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 	sdendrite "github.com/ferry-matrix/ferry/source/dendrite"
 )
 

@@ -6,10 +6,10 @@ import (
 	"time"
 
 	"github.com/ferry-matrix/ferry/importer"
-	"github.com/ferry-matrix/ferry/internal/clientview"
-	"github.com/ferry-matrix/ferry/internal/fixturecheck"
-	"github.com/ferry-matrix/ferry/internal/seed"
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/clientview"
+	"github.com/ferry-matrix/ferry/internal/testrig/fixturecheck"
+	"github.com/ferry-matrix/ferry/internal/testrig/seed"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 )
 
 // An appservice (a bridge) registered with the target is not sent the

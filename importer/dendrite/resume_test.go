@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/ferry-matrix/ferry/importer"
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 )
 
 // Dendrite's roomserver finishes a new event in three transactions: it

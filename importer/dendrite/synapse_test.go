@@ -15,7 +15,7 @@ import (
 	"github.com/ferry-matrix/ferry/fidelity"
 	"github.com/ferry-matrix/ferry/importer"
 	idendrite "github.com/ferry-matrix/ferry/importer/dendrite"
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 	"github.com/ferry-matrix/ferry/source/synapse"
 )
 

@@ -7,7 +7,7 @@ import (
 	"github.com/ferry-matrix/ferry/importer"
 	idendrite "github.com/ferry-matrix/ferry/importer/dendrite"
 	"github.com/ferry-matrix/ferry/importer/targettest"
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 )
 
 // Dendrite passes the Target conformance suite, on a migration export of a

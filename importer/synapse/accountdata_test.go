@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/ferry-matrix/ferry/archive"
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 	"github.com/ferry-matrix/ferry/source"
 	"github.com/ferry-matrix/ferry/source/pushrules"
 	ssource "github.com/ferry-matrix/ferry/source/synapse"

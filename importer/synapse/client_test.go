@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 )
 
 // request calls a client-server API path as the user with token, with

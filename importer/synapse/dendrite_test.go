@@ -5,11 +5,11 @@ import (
 	"testing"
 
 	"github.com/ferry-matrix/ferry/importer"
-	"github.com/ferry-matrix/ferry/internal/clientview"
-	"github.com/ferry-matrix/ferry/internal/exporttest"
-	"github.com/ferry-matrix/ferry/internal/fixturecheck"
-	"github.com/ferry-matrix/ferry/internal/seed"
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/clientview"
+	"github.com/ferry-matrix/ferry/internal/testrig/exporttest"
+	"github.com/ferry-matrix/ferry/internal/testrig/fixturecheck"
+	"github.com/ferry-matrix/ferry/internal/testrig/seed"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 	"github.com/ferry-matrix/ferry/source"
 	sdendrite "github.com/ferry-matrix/ferry/source/dendrite"
 )

@@ -8,7 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ferry-matrix/ferry/importer"
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 	"github.com/ferry-matrix/ferry/source"
 )
 

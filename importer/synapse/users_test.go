@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ferry-matrix/ferry/archive"
-	"github.com/ferry-matrix/ferry/internal/exporttest"
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/exporttest"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 	"github.com/ferry-matrix/ferry/source"
 	ssource "github.com/ferry-matrix/ferry/source/synapse"
 )

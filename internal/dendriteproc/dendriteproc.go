@@ -4,7 +4,7 @@
 // database), JetStream store and media in one directory. The config is the
 // one an admin starts from: Dendrite's generated default (the shipped
 // sample), JetStream on disk, with the few changes New lists. The tests'
-// harness (internal/testenv) and `bot demo` use it.
+// harness (internal/testrig/testenv) and `bot demo` use it.
 package dendriteproc
 
 import (

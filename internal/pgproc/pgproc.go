@@ -3,7 +3,7 @@
 // directory, listening on 127.0.0.1 on a free port, trust authentication
 // for the superuser "postgres", durability off (fsync, synchronous
 // commit, full page writes). As root it runs the cluster as the
-// "postgres" user, since initdb refuses root. The tests (internal/testenv)
+// "postgres" user, since initdb refuses root. The tests (internal/testrig/testenv)
 // and `bot demo --homeserver synapse` use it.
 package pgproc
 

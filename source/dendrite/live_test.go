@@ -9,7 +9,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/ferry-matrix/ferry/archive"
-	"github.com/ferry-matrix/ferry/internal/seed"
+	"github.com/ferry-matrix/ferry/internal/testrig/seed"
 	"github.com/ferry-matrix/ferry/source"
 	"github.com/ferry-matrix/ferry/source/sourcetest"
 )

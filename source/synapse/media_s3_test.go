@@ -9,7 +9,7 @@ import (
 	"gocloud.dev/blob"
 
 	"github.com/ferry-matrix/ferry/archive"
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 	"github.com/ferry-matrix/ferry/source"
 	"github.com/ferry-matrix/ferry/source/sourcetest"
 )

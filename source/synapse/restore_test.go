@@ -3,7 +3,7 @@ package synapse
 import (
 	"testing"
 
-	"github.com/ferry-matrix/ferry/internal/testenv"
+	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
