@@ -18,6 +18,8 @@ import (
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/container"
 	"github.com/ferry-matrix/ferry/config"
+	"github.com/ferry-matrix/ferry/internal/testrig/clientview"
+	"github.com/ferry-matrix/ferry/internal/testrig/fixturecheck"
 	"github.com/ferry-matrix/ferry/internal/testrig/seed"
 	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 	sdendrite "github.com/ferry-matrix/ferry/source/dendrite"
@@ -87,7 +89,8 @@ api: {public_url: "` + base + `", tokens: [{name: ops, role: admin, token: "` + 
 // export runs and its archive is read back and validated by a verify job;
 // an export made over the API is imported by import jobs (a dry run, then
 // the real one) into a fresh, stopped Dendrite, which then holds the
-// users and rooms; /metrics counts the imports.
+// users and rooms, and into a fresh Synapse, whose users log in and find
+// their rooms; /metrics counts the imports.
 func TestServeScheduleVerifyAndImportJobs(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -105,6 +108,7 @@ func TestServeScheduleVerifyAndImportJobs(t *testing.T) {
 		break
 	}
 	target := emptyDendrite(t, name)
+	restore := testenv.NewSynapse(t, name)
 
 	dir := t.TempDir()
 	id, _ := age.GenerateX25519Identity()
@@ -118,7 +122,11 @@ encryption: {recipients: ["` + id.Recipient().String() + `"], identity_file: "` 
 state: {database: "sqlite://` + filepath.Join(dir, "ferry.db") + `"}
 api: {public_url: "` + base + `", tokens: [{name: ops, role: admin, token: "` + token + `"}]}
 schedules: [{name: one-room, cron: "@every 3s", type: partial, rooms: ["` + room + `"], media: none, keep: 1, verify: true}]
-import_targets: [{name: fresh, implementation: dendrite, config: "` + target.Config() + `"}]
+import_targets:
+  - {name: fresh, implementation: dendrite, config: "` + target.Config() + `"}
+  - {name: restore, implementation: synapse, config: "` + restore.Config + `", database: "` + restore.DB + `",
+     media_store: "` + restore.MediaStore + `", signing_key_file: "` + restore.SigningKey + `",
+     update_synapse_database: "` + updateSynapseDatabase(t, restore) + `"}
 `
 	})
 	wait := func(what string, limit time.Duration, done func() map[string]any) map[string]any {
@@ -182,13 +190,25 @@ import_targets: [{name: fresh, implementation: dendrite, config: "` + target.Con
 	if err != nil || users != int64(len(truth.Users)) || rooms != int64(len(truth.EventsByRoomAndType)) {
 		t.Fatalf("the target holds %d users and %d rooms (%v), want %d and %d", users, rooms, err, len(truth.Users), len(truth.EventsByRoomAndType))
 	}
+
+	// The same archive restored into a Synapse by an import job: Synapse
+	// starts on it and every user logs in with their password.
+	out = call("POST", "/api/v1/imports", `{"export":"`+exp["export_id"].(string)+`","target":"restore"}`)
+	imp = wait("the import into Synapse", 5*time.Minute, ended(out["export_id"].(string)))
+	if imp["status"] != "completed" || !strings.Contains(imp["result"].(string), "background updates ran") {
+		t.Fatalf("import into Synapse %v", imp)
+	}
+	restore.Start(t)
+	c := &clientview.Client{URL: restore.URL, ServerName: name}
+	fixturecheck.Users(t, c, truth, fixturecheck.Login(t, c, truth))
+
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(metrics), `ferry_imports{status="completed"} 2`) {
+	if !strings.Contains(string(metrics), `ferry_imports{status="completed"} 3`) {
 		t.Errorf("metrics lack the imports:\n%s", metrics)
 	}
 }
