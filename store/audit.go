@@ -29,22 +29,8 @@ func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
 
 // AuditLog returns the newest entries first.
 func (s *Store) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
-	rows, err := s.DB.QueryContext(ctx, s.q(`SELECT at, actor, via, action, target, outcome, detail FROM ferry_audit ORDER BY at DESC LIMIT ?`), limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []AuditEntry
-	for rows.Next() {
-		var e AuditEntry
-		var at int64
-		if err := rows.Scan(&at, &e.Actor, &e.Via, &e.Action, &e.Target, &e.Outcome, &e.Detail); err != nil {
-			return nil, err
-		}
-		e.At = time.UnixMilli(at)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	out, _, err := s.QueryAudit(ctx, AuditQuery{Limit: limit})
+	return out, err
 }
 
 func encodeB64(b []byte) string          { return base64.StdEncoding.EncodeToString(b) }

@@ -127,16 +127,7 @@ func (s *Store) ListJobs(ctx context.Context, kind string, limit int) ([]*Export
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []*Export
-	for rows.Next() {
-		e, err := s.scanExport(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return s.scanExports(rows)
 }
 
 // ErrLeaseHeld: another worker holds a live lease on the export.

@@ -1,0 +1,485 @@
+package dashboard
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferry-matrix/ferry/app"
+)
+
+const (
+	admin    = "@admin:example.org"
+	bob      = "@bob:example.org"
+	apiToken = "the-admin-api-token-0123456789"
+	// secrets that must never reach a page
+	followState = `{"room":"!dm:example.org","reveal":"http://ferry.test/reveal/REVEALTOKEN123"}`
+)
+
+// rig is a dashboard over a fake service, served by httptest, and a
+// browser-like client with its own cookie jar that does not follow
+// redirects (the tests look at them).
+type rig struct {
+	t   *testing.T
+	f   *fakeService
+	srv *httptest.Server
+}
+
+func newRig(t *testing.T) *rig {
+	f := newFake()
+	now := time.Now()
+	f.jobs = []*app.JobView{
+		{View: &app.View{ID: "run1", Kind: app.KindExport, Status: app.StatusProcessing, Name: "full-20261201-run1", Type: "full",
+			RequestedBy: admin, Via: "room !admins:example.org", CreatedAt: now.Add(-time.Minute),
+			Progress: app.Progress{Stream: "events", Percent: 40, Records: 400, Total: 1000, Blobs: 3, BlobBytes: 3 << 20, ETA: "1m30s"}, Follow: followState},
+			Selection: "full"},
+		{View: &app.View{ID: "done1", Kind: app.KindExport, Status: app.StatusCompleted, Name: "full-20261130-done1", Type: "full", Size: 5 << 20,
+			SHA256: "ab12", RequestedBy: "schedule:nightly", Via: "schedule", CreatedAt: now.Add(-time.Hour), FinishedAt: now.Add(-50 * time.Minute)},
+			Selection: "full"},
+		{View: &app.View{ID: "bobs", Kind: app.KindExport, Status: app.StatusProcessing, Name: "mydata-bob-1", Type: "user",
+			RequestedBy: bob, Via: "mydata", CreatedAt: now, Follow: followState}, Selection: "personal data of " + bob},
+		{View: &app.View{ID: "alices", Kind: app.KindExport, Status: app.StatusCompleted, Name: "mydata-alice-1", Type: "user",
+			RequestedBy: "@alice:example.org", Via: "mydata", CreatedAt: now}, Selection: "personal data of @alice:example.org"},
+	}
+	f.audit = []app.AuditEntry{{At: now, Actor: admin, Via: "room !admins:example.org", Action: "export.create", Target: "run1", Outcome: "queued"}}
+	s := &Server{Svc: f, AdminTokens: []Token{{Name: "ops", Secret: apiToken}}, Interval: 20 * time.Millisecond}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return &rig{t: t, f: f, srv: srv}
+}
+
+// browser is a client with a cookie jar that does not follow redirects.
+func (r *rig) browser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+type answer struct {
+	status int
+	body   string
+	header http.Header
+}
+
+func (r *rig) do(c *http.Client, method, path string, form url.Values, headers ...string) answer {
+	r.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, r.srv.URL+path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", r.srv.URL)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{status: resp.StatusCode, body: string(b), header: resp.Header}
+}
+
+// link mints a login link for user with role, as app.IssueLogin does.
+func (r *rig) link(user, role string, valid time.Duration) string {
+	token := "login-" + newRandom()
+	r.f.mu.Lock()
+	r.f.logins[token] = app.Grant{User: user, Role: role, Expires: time.Now().Add(valid)}
+	r.f.mu.Unlock()
+	return "/ui/login/" + token
+}
+
+var hiddenRe = regexp.MustCompile(`name="(signin|csrf)" value="([^"]+)"`)
+
+// field reads a hidden form field's value from a page.
+func field(t *testing.T, page, name string) string {
+	t.Helper()
+	for _, m := range hiddenRe.FindAllStringSubmatch(page, -1) {
+		if m[1] == name {
+			return m[2]
+		}
+	}
+	t.Fatalf("no %s field in the page:\n%s", name, page)
+	return ""
+}
+
+// signIn follows a login link like a person: GET, then the form's POST.
+func (r *rig) signIn(user, role string) (*http.Client, string) {
+	r.t.Helper()
+	c := r.browser()
+	link := r.link(user, role, time.Minute)
+	page := r.do(c, "GET", link, nil)
+	if page.status != 200 {
+		r.t.Fatalf("GET %s: %d", link, page.status)
+	}
+	a := r.do(c, "POST", link, url.Values{"signin": {field(r.t, page.body, "signin")}})
+	if a.status != http.StatusSeeOther {
+		r.t.Fatalf("sign in: %d %s", a.status, a.body)
+	}
+	home := "/ui/me"
+	if role == app.RoleAdmin {
+		home = "/ui/exports"
+	}
+	p := r.do(c, "GET", home, nil)
+	if p.status != 200 {
+		r.t.Fatalf("GET %s after sign-in: %d", home, p.status)
+	}
+	return c, field(r.t, p.body, "csrf")
+}
+
+// The login link: a GET shows only the form and uses nothing up (a URL
+// previewer may fetch it any number of times); the form's POST needs the
+// sign-in cookie and the same origin, uses the link and sets a strict
+// session cookie; the link then answers 410, and so does an expired one.
+func TestLoginLink(t *testing.T) {
+	r := newRig(t)
+	link := r.link(admin, app.RoleAdmin, time.Minute)
+	preview := r.browser()
+	for range 3 {
+		a := r.do(preview, "GET", link, nil)
+		if a.status != 200 || !strings.Contains(a.body, `<form method="post" action="`+link+`"`) || !strings.Contains(a.body, admin) {
+			t.Fatalf("GET of the link: %d\n%s", a.status, a.body)
+		}
+		if a.header.Get("Set-Cookie") == "" || strings.Contains(a.header.Get("Set-Cookie"), sessionCookie) {
+			t.Fatalf("GET set %q: want only the sign-in cookie", a.header.Get("Set-Cookie"))
+		}
+	}
+	if strings.Contains(r.f.called(), "session") {
+		t.Fatalf("a GET opened a session: %s", r.f.called())
+	}
+
+	c := r.browser()
+	page := r.do(c, "GET", link, nil)
+	signin := field(t, page.body, "signin")
+	// Another site's form (no sign-in cookie, or a foreign Origin) is refused.
+	if a := r.do(r.browser(), "POST", link, url.Values{"signin": {signin}}); a.status != http.StatusForbidden {
+		t.Errorf("POST without the sign-in cookie: %d", a.status)
+	}
+	if a := r.do(c, "POST", link, url.Values{"signin": {signin}}, "Origin", "https://evil.example"); a.status != http.StatusForbidden {
+		t.Errorf("POST from another origin: %d", a.status)
+	}
+	if a := r.do(c, "POST", link, url.Values{"signin": {signin}}, "Sec-Fetch-Site", "cross-site"); a.status != http.StatusForbidden {
+		t.Errorf("POST with Sec-Fetch-Site cross-site: %d", a.status)
+	}
+	a := r.do(c, "POST", link, url.Values{"signin": {signin}})
+	if a.status != http.StatusSeeOther || a.header.Get("Location") != "/ui/exports" {
+		t.Fatalf("POST: %d to %q", a.status, a.header.Get("Location"))
+	}
+	var session *http.Cookie
+	for _, ck := range (&http.Response{Header: a.header}).Cookies() {
+		if ck.Name == sessionCookie && ck.Value != "" {
+			session = ck
+		}
+	}
+	if session == nil || !session.HttpOnly || session.SameSite != http.SameSiteStrictMode || session.MaxAge <= 0 || session.Path != "/ui/" {
+		t.Fatalf("session cookie: %+v", session)
+	}
+	if got := r.do(c, "GET", "/ui/exports", nil); got.status != 200 || !strings.Contains(got.body, "full-20261201-run1") {
+		t.Fatalf("exports after sign-in: %d", got.status)
+	}
+	// Used: both GET and POST answer 410.
+	if got := r.do(r.browser(), "GET", link, nil); got.status != http.StatusGone {
+		t.Errorf("GET of a used link: %d", got.status)
+	}
+	if got := r.do(c, "POST", link, url.Values{"signin": {signin}}); got.status != http.StatusGone {
+		t.Errorf("second POST: %d", got.status)
+	}
+	expired := r.link(admin, app.RoleAdmin, -time.Second)
+	if got := r.do(r.browser(), "GET", expired, nil); got.status != http.StatusGone || !strings.Contains(got.body, "!dashboard") {
+		t.Errorf("expired link: %d %s", got.status, got.body)
+	}
+}
+
+// An admin API token signs in through the form, or works as a header
+// without a session (and then needs no CSRF token); a wrong one is 401.
+func TestAPITokenSignin(t *testing.T) {
+	r := newRig(t)
+	if a := r.do(r.browser(), "GET", "/ui/exports", nil, "Authorization", "Bearer "+apiToken); a.status != 200 {
+		t.Fatalf("Authorization header: %d", a.status)
+	}
+	if a := r.do(r.browser(), "GET", "/ui/exports", nil, "Authorization", "Bearer wrong"); a.status != http.StatusUnauthorized {
+		t.Fatalf("wrong token: %d", a.status)
+	}
+	if a := r.do(r.browser(), "POST", "/ui/exports/run1/cancel", url.Values{}, "Authorization", "Bearer "+apiToken); a.status != http.StatusSeeOther {
+		t.Fatalf("cancel with the header: %d %s", a.status, a.body)
+	}
+	c := r.browser()
+	form := r.do(c, "GET", "/ui/login", nil)
+	bad := r.do(c, "POST", "/ui/login", url.Values{"signin": {field(t, form.body, "signin")}, "token": {"nope"}})
+	if bad.status != http.StatusUnauthorized || strings.Contains(bad.body, "nope") {
+		t.Fatalf("wrong pasted token: %d", bad.status)
+	}
+	a := r.do(c, "POST", "/ui/login", url.Values{"signin": {field(t, bad.body, "signin")}, "token": {apiToken}})
+	if a.status != http.StatusSeeOther {
+		t.Fatalf("pasted token: %d %s", a.status, a.body)
+	}
+	if p := r.do(c, "GET", "/ui/exports", nil); p.status != 200 || !strings.Contains(p.body, "token:ops") {
+		t.Fatalf("after token sign-in: %d", p.status)
+	}
+	if !strings.Contains(r.f.called(), "session token:ops admin by API token") {
+		t.Errorf("calls: %s", r.f.called())
+	}
+}
+
+// Every state-changing request needs the session's CSRF token: without
+// it, or with another session's, 403 and nothing happens.
+func TestCSRF(t *testing.T) {
+	r := newRig(t)
+	c, csrf := r.signIn(admin, app.RoleAdmin)
+	_, other := r.signIn("@other:example.org", app.RoleAdmin)
+	for _, path := range []string{"/ui/exports/run1/cancel", "/ui/exports/done1/verify", "/ui/exports/done1/link", "/ui/exports/done1/delete", "/ui/logout"} {
+		for _, form := range []url.Values{{}, {"csrf": {other}, "confirm": {"yes"}}, {"csrf": {"x"}}} {
+			if a := r.do(c, "POST", path, form); a.status != http.StatusForbidden {
+				t.Errorf("POST %s with %v: %d", path, form, a.status)
+			}
+		}
+	}
+	if got := r.f.called(); strings.Contains(got, "cancel ") || strings.Contains(got, "delete ") || strings.Contains(got, "link done1") || strings.Contains(got, "verify ") || strings.Contains(got, "logout") {
+		t.Fatalf("a forged request acted: %s", got)
+	}
+	if a := r.do(c, "POST", "/ui/exports/run1/cancel", url.Values{"csrf": {csrf}}); a.status != http.StatusSeeOther {
+		t.Fatalf("cancel with the token: %d %s", a.status, a.body)
+	}
+	if !strings.Contains(r.f.called(), "cancel run1 by "+admin+" via dashboard") {
+		t.Errorf("calls: %s", r.f.called())
+	}
+}
+
+// Every answer carries the strict CSP, and no page has inline script or
+// style: the CSP would block them.
+func TestCSP(t *testing.T) {
+	r := newRig(t)
+	c, _ := r.signIn(admin, app.RoleAdmin)
+	r.f.sched = []app.ScheduleView{{Schedule: app.Schedule{Name: "nightly", Cron: "0 3 * * *", Keep: 7}}}
+	r.f.runs = r.f.jobs[:2]
+	for _, path := range []string{"/ui/login", "/ui/exports", "/ui/exports/run1", "/ui/exports/done1", "/ui/exports/done1/delete",
+		"/ui/schedules", "/ui/history", "/ui/me", "/ui/static/dashboard.js", "/ui/nowhere", r.link(admin, app.RoleAdmin, time.Minute)} {
+		a := r.do(c, "GET", path, nil)
+		csp := a.header.Get("Content-Security-Policy")
+		if csp != CSP {
+			t.Errorf("%s: CSP %q", path, csp)
+		}
+		if a.header.Get("X-Content-Type-Options") != "nosniff" || a.header.Get("Referrer-Policy") != "no-referrer" {
+			t.Errorf("%s: headers %v", path, a.header)
+		}
+		if strings.Contains(a.body, "style=") || strings.Contains(a.body, "<style") || regexp.MustCompile(`<script>|<script [^>]*>[^<]`).MatchString(a.body) ||
+			regexp.MustCompile(`\son[a-z]+=`).MatchString(a.body) || strings.Contains(a.body, "javascript:") {
+			t.Errorf("%s: inline script or style in the page", path)
+		}
+	}
+	for _, want := range []string{"default-src 'none'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'", "form-action 'self'"} {
+		if !strings.Contains(CSP, want) {
+			t.Errorf("CSP lacks %s", want)
+		}
+	}
+	if strings.Contains(CSP, "unsafe") {
+		t.Errorf("CSP allows something unsafe: %s", CSP)
+	}
+}
+
+// A user session sees only its own personal exports, and 403 elsewhere
+// (pages, actions, and other users' progress on the stream).
+func TestUserOnlyOwnExports(t *testing.T) {
+	r := newRig(t)
+	c, csrf := r.signIn(bob, app.RoleUser)
+	me := r.do(c, "GET", "/ui/me", nil)
+	if !strings.Contains(me.body, "mydata-bob-1") || strings.Contains(me.body, "mydata-alice-1") || strings.Contains(me.body, "full-2026") {
+		t.Fatalf("bob's page:\n%s", me.body)
+	}
+	for _, path := range []string{"/ui/exports", "/ui/exports/bobs", "/ui/exports/alices", "/ui/schedules", "/ui/history", "/ui/exports/done1/delete"} {
+		if a := r.do(c, "GET", path, nil); a.status != http.StatusForbidden {
+			t.Errorf("GET %s: %d", path, a.status)
+		}
+	}
+	for _, path := range []string{"/ui/exports/bobs/cancel", "/ui/exports/done1/link", "/ui/exports/done1/delete"} {
+		if a := r.do(c, "POST", path, url.Values{"csrf": {csrf}, "confirm": {"yes"}}); a.status != http.StatusForbidden {
+			t.Errorf("POST %s: %d", path, a.status)
+		}
+	}
+	prog := r.do(c, "GET", "/ui/progress", nil)
+	if !strings.Contains(prog.body, `"id":"bobs"`) || strings.Contains(prog.body, "alices") || strings.Contains(prog.body, "run1") {
+		t.Errorf("bob's progress: %s", prog.body)
+	}
+	if r.f.called() != "session "+bob+" user by login link" {
+		t.Errorf("calls: %s", r.f.called())
+	}
+}
+
+// An expired session is sent back to the sign-in page (and its stream
+// answers 401, which the script turns into the same).
+func TestSessionExpiry(t *testing.T) {
+	r := newRig(t)
+	c, _ := r.signIn(admin, app.RoleAdmin)
+	r.f.expireSessions()
+	a := r.do(c, "GET", "/ui/exports", nil)
+	if a.status != http.StatusSeeOther || a.header.Get("Location") != "/ui/login?expired=1" {
+		t.Fatalf("expired session: %d to %q", a.status, a.header.Get("Location"))
+	}
+	if p := r.do(c, "GET", "/ui/login?expired=1", nil); p.status != 200 || !strings.Contains(p.body, "Your session has ended") {
+		t.Fatalf("sign-in page: %d", p.status)
+	}
+	if p := r.do(r.browser(), "GET", "/ui/events", nil); p.status != http.StatusUnauthorized {
+		t.Fatalf("events signed out: %d", p.status)
+	}
+	if p := r.do(r.browser(), "GET", "/ui/history", nil); p.status != http.StatusSeeOther || p.header.Get("Location") != "/ui/login" {
+		t.Fatalf("signed out: %d %q", p.status, p.header.Get("Location"))
+	}
+}
+
+// No page shows a secret: not the session's token, the login link's,
+// the API token, nor the bot's follow state (it holds a reveal link).
+func TestNoSecretRendered(t *testing.T) {
+	r := newRig(t)
+	c, csrf := r.signIn(admin, app.RoleAdmin)
+	var session string
+	u, _ := url.Parse(r.srv.URL + "/ui/")
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == sessionCookie {
+			session = ck.Value
+		}
+	}
+	pending := r.link(bob, app.RoleUser, time.Minute)
+	var pages []string
+	for _, path := range []string{"/ui/exports", "/ui/exports/run1", "/ui/exports/bobs", "/ui/history", "/ui/schedules", "/ui/progress"} {
+		pages = append(pages, r.do(c, "GET", path, nil).body)
+	}
+	pages = append(pages, r.do(c, "POST", "/ui/exports/done1/link", url.Values{"csrf": {csrf}}).body)
+	for i, p := range pages {
+		for _, secret := range []string{session, strings.TrimPrefix(pending, "/ui/login/"), apiToken, "REVEALTOKEN123", `"reveal"`} {
+			if secret != "" && strings.Contains(p, secret) {
+				t.Errorf("page %d shows a secret %q", i, secret)
+			}
+		}
+	}
+	if !strings.Contains(pages[len(pages)-1], "http://ferry.test/download/a?sig=1") || !strings.Contains(pages[len(pages)-1], "2026-12-02 10:00:00Z") {
+		t.Errorf("the minted links and their expiry are not shown")
+	}
+}
+
+// Delete asks first: the delete button leads to a confirmation page whose
+// form deletes; a POST without the confirmation is refused.
+func TestDeleteAsksFirst(t *testing.T) {
+	r := newRig(t)
+	c, csrf := r.signIn(admin, app.RoleAdmin)
+	job := r.do(c, "GET", "/ui/exports/done1", nil)
+	if !strings.Contains(job.body, `href="/ui/exports/done1/delete"`) {
+		t.Fatal("no delete button")
+	}
+	ask := r.do(c, "GET", "/ui/exports/done1/delete", nil)
+	if ask.status != 200 || !strings.Contains(ask.body, "full-20261130-done1") || !strings.Contains(ask.body, `name="confirm" value="yes"`) {
+		t.Fatalf("confirmation page: %d", ask.status)
+	}
+	if strings.Contains(r.f.called(), "delete") {
+		t.Fatal("deleted without confirmation")
+	}
+	if a := r.do(c, "POST", "/ui/exports/done1/delete", url.Values{"csrf": {csrf}}); a.status != http.StatusBadRequest {
+		t.Fatalf("delete without confirm: %d", a.status)
+	}
+	if a := r.do(c, "POST", "/ui/exports/done1/delete", url.Values{"csrf": {csrf}, "confirm": {"yes"}}); a.status != http.StatusSeeOther {
+		t.Fatalf("delete: %d", a.status)
+	}
+	if !strings.Contains(r.f.called(), "delete done1 by "+admin+" via dashboard") {
+		t.Errorf("calls: %s", r.f.called())
+	}
+	if a := r.do(c, "POST", "/ui/exports/done1/cancel", url.Values{"csrf": {csrf}}); a.status != http.StatusConflict {
+		t.Errorf("cancel of an ended job: %d", a.status)
+	}
+	if a := r.do(c, "GET", "/ui/exports/nope", nil); a.status != http.StatusNotFound {
+		t.Errorf("unknown job: %d", a.status)
+	}
+}
+
+// History: filters go to the audit query, pages link to each other
+// keeping the filters, bad input is a clear 400.
+func TestHistory(t *testing.T) {
+	r := newRig(t)
+	for i := range 120 {
+		r.f.audit = append(r.f.audit, app.AuditEntry{At: time.Now(), Actor: admin, Via: "dashboard", Action: "link.create", Target: "x" + string(rune('a'+i%26))})
+	}
+	c, _ := r.signIn("@second:example.org", app.RoleAdmin)
+	a := r.do(c, "GET", "/ui/history?actor="+url.QueryEscape(admin)+"&action=link&since=2026-01-01&until=2030-01-01T10:00", nil)
+	if a.status != 200 || !strings.Contains(a.body, "link.create") || !strings.Contains(a.body, `rel="next"`) || strings.Contains(a.body, `rel="prev"`) {
+		t.Fatalf("history: %d", a.status)
+	}
+	q := r.f.lastQ
+	if q.Actor != admin || q.Action != "link" || q.Since.Year() != 2026 || q.Until.Hour() != 10 || q.Limit != 50 {
+		t.Errorf("query: %+v", q)
+	}
+	next := regexp.MustCompile(`href="([^"]+)" rel="next"`).FindStringSubmatch(a.body)[1]
+	p2 := r.do(c, "GET", strings.ReplaceAll(next, "&amp;", "&"), nil)
+	if r.f.lastQ.Offset != 50 || r.f.lastQ.Actor != admin || !strings.Contains(p2.body, `rel="prev"`) {
+		t.Errorf("page 2: %+v", r.f.lastQ)
+	}
+	for _, bad := range []string{"since=yesterday", "page=-1", "until=2026-13-01"} {
+		if a := r.do(c, "GET", "/ui/history?"+bad, nil); a.status != http.StatusBadRequest {
+			t.Errorf("%s: %d", bad, a.status)
+		}
+	}
+}
+
+// The event stream sends every visible job, then each change, without a
+// reload.
+func TestEventStream(t *testing.T) {
+	r := newRig(t)
+	c, _ := r.signIn(admin, app.RoleAdmin)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", r.srv.URL+"/ui/events", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("content type %q", resp.Header.Get("Content-Type"))
+	}
+	lines := bufio.NewScanner(resp.Body)
+	next := func() string {
+		for lines.Scan() {
+			if data, ok := strings.CutPrefix(lines.Text(), "data: "); ok {
+				return data
+			}
+		}
+		t.Fatalf("stream ended: %v", lines.Err())
+		return ""
+	}
+	first := next()
+	if !strings.Contains(first, `"id":"run1"`) || !strings.Contains(first, `"percent":40`) || !strings.Contains(first, "400 of 1000 records") ||
+		!strings.Contains(first, "about 1m30s left") || !strings.Contains(first, "3 media files") {
+		t.Fatalf("first event: %s", first)
+	}
+	r.f.setProgress("run1", 55, 550)
+	second := next()
+	if !strings.Contains(second, `"percent":55`) || strings.Contains(second, "done1") {
+		t.Fatalf("second event (only the change): %s", second)
+	}
+}
+
+// Schedules: cron, next run, retention, where defined, and the charts as
+// SVG bars (one per run) with the success rate.
+func TestSchedulesCharts(t *testing.T) {
+	r := newRig(t)
+	r.f.sched = []app.ScheduleView{{Schedule: app.Schedule{Name: "nightly", Cron: "0 3 * * *", Keep: 7, MaxAge: 720 * time.Hour}},
+		{Schedule: app.Schedule{Name: "chat-one", Cron: "@every 6h", CreatedBy: admin}}}
+	failed := &app.JobView{View: &app.View{ID: "f1", Kind: app.KindExport, Status: app.StatusFailed, CreatedAt: time.Now().Add(-48 * time.Hour), FinishedAt: time.Now().Add(-47 * time.Hour)}}
+	r.f.runs = []*app.JobView{r.f.jobs[1], failed}
+	c, _ := r.signIn(admin, app.RoleAdmin)
+	a := r.do(c, "GET", "/ui/schedules", nil)
+	for _, want := range []string{"0 3 * * *", "keep 7, max age 30 days", "config file", "chat, by " + admin, "<svg", `class="bar ok"`, `class="bar failed"`,
+		"1 of 2 runs succeeded (50%)", "Archive size per run", "Duration per run"} {
+		if !strings.Contains(a.body, want) {
+			t.Errorf("schedules page lacks %q", want)
+		}
+	}
+}

@@ -1,0 +1,198 @@
+package dashboard
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ferry-matrix/ferry/app"
+	"github.com/ferry-matrix/ferry/internal/human"
+)
+
+// item is one job's live state as the page's script shows it: the
+// texts are made here so that the script only places them.
+type item struct {
+	ID       string  `json:"id"`
+	Status   string  `json:"status"`
+	Running  bool    `json:"running"`
+	Percent  float64 `json:"percent"`
+	Stream   string  `json:"stream"`
+	Counts   string  `json:"counts"`
+	Bytes    string  `json:"bytes"`
+	ETA      string  `json:"eta"`
+	Size     string  `json:"size"`
+	Duration string  `json:"duration"`
+}
+
+// progressText is a job's progress in words, for the page and the stream.
+type progressText struct {
+	Percent              float64
+	Stream, Counts       string
+	Bytes, ETA, Duration string
+}
+
+func progressOf(j *app.JobView) progressText {
+	pr := j.Progress
+	t := progressText{Percent: pr.Percent, Stream: pr.Stream, Duration: duration(j.Duration())}
+	if j.Status == app.StatusCompleted {
+		t.Percent = 100
+	}
+	if pr.Total > 0 {
+		t.Counts = fmt.Sprintf("%d of %d records", pr.Records, pr.Total)
+	} else if pr.Records > 0 {
+		t.Counts = fmt.Sprintf("%d records", pr.Records)
+	}
+	if pr.Blobs > 0 || pr.BlobBytes > 0 {
+		t.Bytes = fmt.Sprintf("%d media files, %s", pr.Blobs, human.Bytes(pr.BlobBytes))
+	}
+	if j.Running() && pr.ETA != "" {
+		t.ETA = "about " + pr.ETA + " left"
+	}
+	return t
+}
+
+func itemOf(j *app.JobView) item {
+	t := progressOf(j)
+	it := item{ID: j.ID, Status: j.Status, Running: j.Running(), Percent: t.Percent, Stream: t.Stream, Counts: t.Counts,
+		Bytes: t.Bytes, ETA: t.ETA, Duration: t.Duration}
+	if j.Size > 0 {
+		it.Size = human.Bytes(j.Size)
+	}
+	return it
+}
+
+// duration is d in words people read at a glance.
+func duration(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return strconv.Itoa(int(d.Seconds())) + " s"
+	case d < time.Hour:
+		return fmt.Sprintf("%d min %d s", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h %d min", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%d days", int(d.Hours()/24))
+}
+
+// snapshot is the newest jobs, read at most once per half interval for
+// every open event stream together: 50 open pages cost the state
+// database one query a second, not 50.
+type snapshot struct {
+	mu   sync.Mutex
+	at   time.Time
+	jobs []*app.JobView
+	err  error
+}
+
+// snapshotSize is how many of the newest jobs the streams follow (the
+// exports page shows as many).
+const snapshotSize = 200
+
+func (s *Server) recent(ctx context.Context) ([]*app.JobView, error) {
+	s.snap.mu.Lock()
+	defer s.snap.mu.Unlock()
+	if time.Since(s.snap.at) < s.Interval/2 {
+		return s.snap.jobs, s.snap.err
+	}
+	s.snap.jobs, s.snap.err = s.Svc.Jobs(ctx, app.JobQuery{Limit: snapshotSize})
+	s.snap.at = time.Now()
+	return s.snap.jobs, s.snap.err
+}
+
+// visible are the items p may see: every job for an admin, a user's own
+// personal exports otherwise.
+func (s *Server) visible(ctx context.Context, p *principal) ([]item, error) {
+	jobs, err := s.recent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]item, 0, len(jobs))
+	for _, j := range jobs {
+		if p.admin() || (j.Kind == app.KindExport && j.RequestedBy == p.User && j.Via == "mydata") {
+			out = append(out, itemOf(j))
+		}
+	}
+	return out, nil
+}
+
+// progress is the poll fallback of the event stream: every visible
+// job's state as JSON.
+func (s *Server) progress(w http.ResponseWriter, r *http.Request, p *principal) {
+	items, err := s.visible(r.Context(), p)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(items)
+}
+
+// sessionRecheck is how often an open event stream checks that its
+// session is still live.
+const sessionRecheck = 30 * time.Second
+
+// events is the server-sent event stream of job progress: every visible
+// job once, then each job whose state changed, every Interval. It ends
+// with an "signedout" event when the session ends.
+func (s *Server) events(w http.ResponseWriter, r *http.Request, p *principal) {
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, "retry: 3000\n\n")
+	rc.Flush()
+	sent := map[string]item{}
+	tick := time.NewTicker(s.Interval)
+	defer tick.Stop()
+	checked := time.Now()
+	for {
+		items, err := s.visible(r.Context(), p)
+		if err == nil {
+			var changed []item
+			for _, it := range items {
+				if sent[it.ID] != it {
+					changed = append(changed, it)
+					sent[it.ID] = it
+				}
+			}
+			if len(changed) > 0 {
+				data, _ := json.Marshal(changed)
+				if _, err := fmt.Fprintf(w, "event: progress\ndata: %s\n\n", data); err != nil {
+					return
+				}
+				if rc.Flush() != nil {
+					return
+				}
+			}
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-tick.C:
+		}
+		if p.session != "" && time.Since(checked) > sessionRecheck {
+			checked = time.Now()
+			if _, err := s.Svc.Session(r.Context(), p.session); err != nil {
+				fmt.Fprint(w, "event: signedout\ndata: {}\n\n")
+				rc.Flush()
+				return
+			}
+		}
+	}
+}
+
+// newRandom is a random value for a cookie (192 bits).
+func newRandom() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func secs(v float64) time.Duration { return time.Duration(v * float64(time.Second)) }
