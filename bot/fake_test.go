@@ -180,6 +180,13 @@ func (f *fakeService) Audit(_ context.Context, e app.AuditEntry) error {
 	return nil
 }
 
+func (f *fakeService) IssueLogin(_ context.Context, user, role string, by app.Actor) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "login "+user+" "+role+" by "+by.Name)
+	return "https://ferry.test/ui/login/TOKEN-" + role, nil
+}
+
 // Test identities.
 const (
 	testAdmin     = "@admin:bot.test"

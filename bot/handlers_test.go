@@ -115,6 +115,28 @@ func TestMydata(t *testing.T) {
 	}
 }
 
+// !dashboard: an admin in an admin room gets an admin's sign-in link in
+// a direct chat, never in the room; a user in a direct chat gets a link
+// to their own page there.
+func TestDashboardLink(t *testing.T) {
+	r := newRig(t, newFake())
+	r.send(testAdmin, testAdminRoom, "!dashboard")
+	r.waitFor(t, "I've sent you a sign-in link")
+	r.waitFor(t, "https://ferry.test/ui/login/TOKEN-admin")
+	r.send(testUser, "!dm:bot.test", "!dashboard")
+	r.waitFor(t, "(your own exports): https://ferry.test/ui/login/TOKEN-user")
+	r.mu.Lock()
+	for _, m := range r.sent {
+		if strings.Contains(m.body, "/ui/login/") && m.room == testAdminRoom {
+			t.Errorf("a sign-in link in the admin room: %q", m.body)
+		}
+	}
+	r.mu.Unlock()
+	if c := r.svc.called(); c != "login "+testAdmin+" admin by "+testAdmin+",login "+testUser+" user by "+testUser {
+		t.Errorf("verbs called: %s", c)
+	}
+}
+
 // !import of an encrypted archive answers with a one-time form for the
 // key (never in chat); a readable one with the preview.
 func TestImportPreview(t *testing.T) {

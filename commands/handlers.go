@@ -62,7 +62,7 @@ func (h *Handlers) List() []*Command {
 		h.cmdExportFull(), h.cmdExportPartial(),
 		h.cmdExportStatus(), h.cmdExportList(), h.cmdExportCancel(), h.cmdExportVerify(), h.cmdExportDelete(), h.cmdConfirm(),
 		h.cmdScheduleAdd(), h.cmdScheduleList(), h.cmdScheduleRemove(),
-		h.cmdImport(), h.cmdMydata(),
+		h.cmdImport(), h.cmdMydata(), h.cmdDashboard(),
 	}
 }
 

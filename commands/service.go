@@ -26,4 +26,5 @@ type Service interface {
 	DownloadLinks(ctx context.Context, v *app.View) (*app.Links, error)
 	SaveFollow(ctx context.Context, id, state string) error
 	Audit(ctx context.Context, e app.AuditEntry) error
+	IssueLogin(ctx context.Context, user, role string, by app.Actor) (string, error)
 }

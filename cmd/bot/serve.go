@@ -19,6 +19,7 @@ import (
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/config"
+	"github.com/ferry-matrix/ferry/dashboard"
 	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/importer"
 	idendrite "github.com/ferry-matrix/ferry/importer/dendrite"
@@ -203,8 +204,16 @@ func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.
 	}
 	a := &api.Server{Svc: s.app, Tokens: tokens, Links: s.links, Rate: cfg.API.RatePerSecond, Burst: int(2 * cfg.API.RatePerSecond),
 		TrustedProxies: cfg.API.TrustedProxies, Reveal: s.app.RevealHandler()}
+	var admins []dashboard.Token
+	for _, t := range tokens {
+		if t.Role == api.RoleAdmin {
+			admins = append(admins, dashboard.Token{Name: t.Name, Secret: t.Secret})
+		}
+	}
+	ui := &dashboard.Server{Svc: s.app, AdminTokens: admins, Secure: strings.HasPrefix(cfg.PublicURL(), "https://")}
 	mux := http.NewServeMux()
 	mux.Handle("/", a.Handler())
+	mux.Handle(dashboard.Prefix, ui.Handler())
 	s.handler = mux
 	return s, nil
 }
