@@ -37,6 +37,9 @@ type Progress struct {
 	Omissions                  int64            // things left out (see the archive's m.omissions)
 	Started                    time.Time
 	SnapshotAt                 time.Time // when the source's consistent view was taken
+	// EstimatedBytes is the archive size predicted before the export
+	// started (Run, for sources that implement source.Estimator); 0: none.
+	EstimatedBytes int64
 }
 
 // Fraction is the share done (0..1): from record counts when every stream

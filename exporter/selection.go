@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/source"
 )
 
@@ -122,17 +121,4 @@ func ArchiveType(sel Selection, personal string) string {
 		return TypeFull
 	}
 	return TypePartial
-}
-
-// ExportInfo is the manifest's description of an export of sel from a
-// server, derived here once for the CLI and the jobs: the archive type
-// (ArchiveType) and the filters the manifest records (a personal
-// export's: its user and all their media).
-func ExportInfo(info source.Info, sel Selection, o source.Options, personal string) archive.ExportInfo {
-	filters := sel.Filter().Archive()
-	if personal != "" {
-		filters = &archive.Filters{Users: []string{personal}, Media: source.MediaAll}
-	}
-	return archive.ExportInfo{ServerName: info.ServerName, Type: ArchiveType(sel, personal), Filters: filters, Options: o.Archive(),
-		Source: archive.SourceInfo{Implementation: info.Implementation, Version: info.Version, SchemaVersion: info.SchemaVersion}}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/rs/zerolog"
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/storage"
@@ -135,8 +136,8 @@ func (w *importWorker) Work(ctx context.Context, job *river.Job[ImportArgs]) err
 		if err != nil {
 			return "", permanent(fmt.Errorf("import refused before any write: %w", err))
 		}
-		defer r.Close()
-		progress := func(line string) { svc.Store.SaveProgress(ctx, e.ID, token, mustJSON(Progress{Stream: line})) }
+		defer closeLogged(ctx, r, "archive "+e.Name)
+		progress := func(line string) { svc.saveProgress(ctx, e.ID, token, Progress{Stream: line}) }
 		started := time.Now()
 		report, err := svc.Import(ctx, r, req, progress)
 		outcome := "completed"
@@ -148,17 +149,29 @@ func (w *importWorker) Work(ctx context.Context, job *river.Job[ImportArgs]) err
 			// fails now needs a person (a rerun continues where it stopped).
 			outcome, err = "failed", permanent(err)
 		}
-		bg := context.WithoutCancel(ctx)
-		svc.Store.Audit(bg, store.AuditEntry{Actor: e.RequestedBy, Via: e.Via, Action: "import.finish", Target: e.ID, Outcome: outcome,
-			Detail: fmt.Sprintf("%s into %s in %s%s", e.Name, req.Target, time.Since(started).Round(time.Second), map[bool]string{true: " (dry run)"}[req.DryRun])})
+		if aerr := svc.auditRetrying(ctx, store.AuditEntry{Actor: e.RequestedBy, Via: e.Via, Action: "import.finish", Target: e.ID, Outcome: outcome,
+			Detail: fmt.Sprintf("%s into %s in %s%s", e.Name, req.Target, time.Since(started).Round(time.Second), map[bool]string{true: " (dry run)"}[req.DryRun])}); aerr != nil {
+			// Logged, not returned for a successful import: River would
+			// run the whole import again for it.
+			zerolog.Ctx(ctx).Error().Err(aerr).Str("outcome", outcome).Msg("import ended, but its audit entry could not be written")
+		}
 		return report, err
 	})
+}
+
+// saveProgress saves a job's progress, fenced by its lease; a failure
+// costs only the progress shown, so it is logged.
+func (s *Service) saveProgress(ctx context.Context, id string, token int64, p Progress) {
+	if err := s.Store.SaveProgress(ctx, id, token, mustJSON(p)); err != nil && ctx.Err() == nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("the job's progress could not be saved")
+	}
 }
 
 // work runs one import or verify job under its lease (claim). fn returns
 // a result for people, kept with the job; its errors are settled as an
 // export's are (settle).
 func (s *Service) work(ctx context.Context, riverJobID int64, id string, fn func(ctx context.Context, e *store.Export, token int64) (string, error)) error {
+	ctx = withJob(ctx, id)
 	e, l, res := s.claim(ctx, riverJobID, id)
 	if l == nil {
 		return res
@@ -170,9 +183,9 @@ func (s *Service) work(ctx context.Context, riverJobID int64, id string, fn func
 		if err == nil {
 			p.Percent = 100
 		}
-		s.Store.SaveProgress(bg, id, l.token, mustJSON(p))
+		s.saveProgress(bg, id, l.token, p)
 	}
-	l.release(s, id)
+	l.release(ctx, s, id)
 	if err == nil {
 		return s.Store.Finish(bg, id, store.StatusCompleted, 0, "", "")
 	}

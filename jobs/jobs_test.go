@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"filippo.io/age"
 	"github.com/riverqueue/river/rivertype"
+	"github.com/rs/zerolog"
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/exporter"
@@ -29,6 +31,7 @@ type fastRetry struct{}
 func (fastRetry) NextRetry(*rivertype.JobRow) time.Time { return time.Now().Add(50 * time.Millisecond) }
 
 type env struct {
+	logs     *logBuffer // what the service logged (through its context)
 	svc      *Service
 	identity *age.X25519Identity
 	src      *sourcetest.Fake
@@ -39,7 +42,8 @@ type env struct {
 func each(t *testing.T, fn func(t *testing.T, e *env)) {
 	for _, driver := range []string{"sqlite", "postgres"} {
 		t.Run(driver, func(t *testing.T) {
-			ctx := context.Background()
+			logs := &logBuffer{}
+			ctx := zerolog.New(logs).WithContext(context.Background())
 			url := "sqlite://" + t.TempDir() + "/ferry.db"
 			if driver == "postgres" {
 				pg := testenv.StartPostgres(t)
@@ -57,7 +61,7 @@ func each(t *testing.T, fn func(t *testing.T, e *env)) {
 			}
 			t.Cleanup(func() { bucket.Close() })
 			id, _ := age.GenerateX25519Identity()
-			e := &env{identity: id, src: &sourcetest.Fake{Users: 3000}, bucket: dir}
+			e := &env{identity: id, src: &sourcetest.Fake{Users: 3000}, bucket: dir, logs: logs}
 			e.svc = &Service{Store: st, Storage: bucket, Owner: "test-" + driver, LeaseTTL: 600 * time.Millisecond, PartSize: 16 << 10,
 				Open: func(ctx context.Context, name string) (source.Source, error) {
 					if name == "broken" {
@@ -77,6 +81,24 @@ func each(t *testing.T, fn func(t *testing.T, e *env)) {
 			fn(t, e)
 		})
 	}
+}
+
+// logBuffer collects log lines from any goroutine.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func (e *env) request(name string) Request {
@@ -155,6 +177,15 @@ func TestExportJobSucceeds(t *testing.T) {
 func TestTransientFailureIsRetriedAndResumes(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		e.src.FailRun = 1
+		var keyLine string // the running export's, as its row holds it
+		e.src.OnUser = func(i int) error {
+			if i == 200 && keyLine == "" {
+				if ex, err := e.svc.Store.GetExport(context.Background(), "retry-1"); err == nil {
+					keyLine = ex.ArchiveKey
+				}
+			}
+			return nil
+		}
 		if _, err := e.svc.Submit(context.Background(), "retry-1", e.request("retry-1"), "@admin:fake.test", "api"); err != nil {
 			t.Fatal(err)
 		}
@@ -166,6 +197,18 @@ func TestTransientFailureIsRetriedAndResumes(t *testing.T) {
 			t.Fatalf("runs started at %v: the retry must resume from the last checkpoint, not restart", starts)
 		}
 		e.verify(t, "retry-1", 3000)
+		// The resume is logged, with the job; the archive key never is.
+		logs := e.logs.String()
+		fields := strings.Fields(keyLine)
+		if len(fields) != 3 {
+			t.Fatalf("no key line read from the running export: %q", keyLine)
+		}
+		if !strings.Contains(logs, `"job":"retry-1"`) || !strings.Contains(logs, "resuming the export") {
+			t.Errorf("the resume is not logged:\n%s", logs)
+		}
+		if strings.Contains(logs, fields[2]) || strings.Contains(logs, fields[0]) {
+			t.Errorf("the archive key reached the log:\n%s", logs)
+		}
 	})
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/ferry-matrix/ferry/store"
 )
 
@@ -33,9 +35,14 @@ func (s *Service) acquireLease(ctx context.Context, id string) (*lease, error) {
 			case <-lctx.Done():
 				return
 			case <-t.C:
-				if err := s.Store.Heartbeat(lctx, id, token, ttl); errors.Is(err, store.ErrLeaseLost) {
+				err := s.Store.Heartbeat(lctx, id, token, ttl)
+				switch {
+				case errors.Is(err, store.ErrLeaseLost):
 					cancel(store.ErrLeaseLost)
 					return
+				case err != nil && lctx.Err() == nil:
+					// tried again at the next beat; the lease lasts three
+					zerolog.Ctx(ctx).Warn().Err(err).Msg("lease heartbeat failed")
 				}
 			}
 		}
@@ -43,10 +50,13 @@ func (s *Service) acquireLease(ctx context.Context, id string) (*lease, error) {
 	return &lease{ctx: lctx, token: token, stop: cancel}, nil
 }
 
-// release stops the heartbeat and gives the lease up.
-func (l *lease) release(s *Service, id string) {
+// release stops the heartbeat and gives the lease up. A lease that cannot
+// be given up expires by itself (logged).
+func (l *lease) release(ctx context.Context, s *Service, id string) {
 	l.stop(nil)
-	s.Store.ReleaseLease(context.WithoutCancel(l.ctx), id, l.token)
+	if err := s.Store.ReleaseLease(context.WithoutCancel(ctx), id, l.token); err != nil && !errors.Is(err, store.ErrLeaseLost) {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("the lease could not be released; it expires by itself")
+	}
 }
 
 // lost reports whether the run ended because another worker took over.

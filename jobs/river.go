@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
+	"github.com/rs/zerolog"
 
 	"github.com/ferry-matrix/ferry/store"
 )
@@ -115,7 +116,10 @@ func start[TTx any](ctx context.Context, s *Service, driver riverdriver.Driver[T
 			case <-syncCtx.Done():
 				return
 			case <-t.C:
-				s.loadStored(syncCtx)
+				if err := s.loadStored(syncCtx); err != nil && syncCtx.Err() == nil {
+					// tried again at the next tick
+					zerolog.Ctx(syncCtx).Error().Err(err).Msg("schedules stored by other instances could not be loaded")
+				}
 			}
 		}
 	}()

@@ -95,7 +95,9 @@ func (w *scheduleWorker) Work(ctx context.Context, job *river.Job[ScheduleArgs])
 	id := "sched-" + sch.Name + "-" + at.Format("20060102T150405Z")
 	req := sch.Request
 	req.Name = sch.Name + "-" + at.Format("20060102T150405Z")
-	if _, err := svc.Store.GetExport(ctx, id); errors.Is(err, store.ErrNotFound) {
+	if _, err := svc.Store.GetExport(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err // retried
+	} else if err != nil {
 		if _, err := svc.Submit(ctx, id, req, "schedule:"+sch.Name, "schedule"); err != nil {
 			if _, again := svc.Store.GetExport(ctx, id); again != nil {
 				return err // not a duplicate: a real failure

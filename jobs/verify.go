@@ -13,10 +13,12 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/rs/zerolog"
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/internal/human"
+	"github.com/ferry-matrix/ferry/internal/progress"
 	"github.com/ferry-matrix/ferry/storage"
 	"github.com/ferry-matrix/ferry/store"
 )
@@ -55,6 +57,12 @@ type StoredArchive struct {
 // It needs no key. Damage is reported as ErrDamaged with what was found;
 // other errors are storage errors worth retrying.
 func (s *Service) CheckStored(ctx context.Context, e *store.Export) (*StoredArchive, error) {
+	return s.checkStored(ctx, e, progress.None)
+}
+
+// checkStored is CheckStored, counting the bytes read into c.
+func (s *Service) checkStored(ctx context.Context, e *store.Export, c progress.Counter) (*StoredArchive, error) {
+	defer c.Done()
 	if e.Status != store.StatusCompleted {
 		return nil, fmt.Errorf("export %s is %s: only a completed export has an archive to check", e.ID, e.Status)
 	}
@@ -67,7 +75,8 @@ func (s *Service) CheckStored(ctx context.Context, e *store.Export) (*StoredArch
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
 	h := sha256.New()
-	n, err := io.Copy(h, r)
+	c.SetTotal(e.Size)
+	n, err := io.Copy(h, &countingReader{r: r, c: c})
 	r.Close()
 	if err != nil {
 		return nil, fmt.Errorf("reading %s failed after %s: %w", key, human.Bytes(n), err)
@@ -102,7 +111,13 @@ func (s *Service) CheckStored(ctx context.Context, e *store.Export) (*StoredArch
 // it, every part, record, blob and signature inside (archive.Validate).
 // It returns a one-paragraph result for people; damage is ErrDamaged.
 func (s *Service) VerifyStored(ctx context.Context, e *store.Export) (string, error) {
-	got, err := s.CheckStored(ctx, e)
+	return s.verifyStored(ctx, e, progress.None)
+}
+
+// verifyStored is VerifyStored, counting the archive's bytes as they are
+// read back and hashed into c.
+func (s *Service) verifyStored(ctx context.Context, e *store.Export, c progress.Counter) (string, error) {
+	got, err := s.checkStored(ctx, e, c)
 	if err != nil {
 		return "", err
 	}
@@ -186,8 +201,15 @@ func (w *verifyWorker) Work(ctx context.Context, job *river.Job[VerifyArgs]) err
 		if err != nil {
 			return "", permanent(fmt.Errorf("export %s: %w", req.Export, err))
 		}
-		w.svc.Store.SaveProgress(ctx, v.ID, token, mustJSON(Progress{Stream: "reading " + storage.ArchiveKey(e.Name)}))
-		result, err := w.svc.VerifyStored(ctx, e)
+		reading := "reading " + storage.ArchiveKey(e.Name)
+		w.svc.saveProgress(ctx, v.ID, token, Progress{Stream: reading})
+		result, err := w.svc.verifyStored(ctx, e, &progress.Reporting{Interval: 2 * time.Second, Report: func(done, total int64, _ bool) {
+			p := Progress{Stream: reading}
+			if total > 0 {
+				p.Percent = min(100, 100*float64(done)/float64(total))
+			}
+			w.svc.saveProgress(ctx, v.ID, token, p)
+		}})
 		if errors.Is(err, ErrDamaged) {
 			err = permanent(err)
 		}
@@ -196,8 +218,11 @@ func (w *verifyWorker) Work(ctx context.Context, job *river.Job[VerifyArgs]) err
 			outcome = "failed"
 		}
 		if err == nil || isPermanent(err) {
-			w.svc.Store.Audit(context.WithoutCancel(ctx), store.AuditEntry{Actor: v.RequestedBy, Via: v.Via, Action: "export.verify", Target: e.ID,
-				Outcome: outcome, Detail: firstNonEmpty(result, errString(err))})
+			if aerr := w.svc.auditRetrying(ctx, store.AuditEntry{Actor: v.RequestedBy, Via: v.Via, Action: "export.verify", Target: e.ID,
+				Outcome: outcome, Detail: firstNonEmpty(result, errString(err))}); aerr != nil {
+				// logged: a retry would only verify again
+				zerolog.Ctx(ctx).Error().Err(aerr).Str("outcome", outcome).Msg("verification ended, but its audit entry could not be written")
+			}
 			if v.Via == "schedule" {
 				kind := "verified"
 				if err != nil {
@@ -208,6 +233,18 @@ func (w *verifyWorker) Work(ctx context.Context, job *river.Job[VerifyArgs]) err
 		}
 		return result, err
 	})
+}
+
+// countingReader counts what is read through it into c.
+type countingReader struct {
+	r io.Reader
+	c progress.Counter
+}
+
+func (cr *countingReader) Read(p []byte) (int, error) {
+	n, err := cr.r.Read(p)
+	cr.c.Add(int64(n))
+	return n, err
 }
 
 func mustJSON(v any) string {

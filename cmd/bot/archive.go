@@ -18,6 +18,7 @@ import (
 	"github.com/ferry-matrix/ferry/archive/archivediff"
 	"github.com/ferry-matrix/ferry/archive/container"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
+	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/fidelity"
 )
 
@@ -352,83 +353,177 @@ func runDecrypt(ctx context.Context, keys *keyFlags, allow bool, loc, out string
 	}
 	opts := archive.WriterOptions{ArchiveID: id, Export: m.Export, Core: r.Core(), AllowPlaintextSecrets: allow,
 		Now: func() time.Time { return m.CreatedAt }}
-	return writeArchive(ctx, out, opts, nil, func(w *archive.Writer) error {
+	return writeArchive(ctx, out, opts, func(w *archive.Writer) error {
 		_, err := archive.Copy(ctx, r, w, nil)
 		return err
 	})
 }
 
-// writeArchive writes a new archive at out: stored form in a directory or
-// bucket prefix, or a single packed file when out ends in ".ferry". With
-// wrapKey, the archive's wrapped key is stored as key.age beside the parts
-// (or as OUT.ferry.key.age beside a packed file). Nothing that looks like a
-// complete archive is left behind when fill fails.
-func writeArchive(ctx context.Context, out string, opts archive.WriterOptions, wrapKey func(archiveID string) ([]byte, error), fill func(*archive.Writer) error) error {
-	dest := out
-	packed := strings.HasSuffix(out, ".ferry") && !strings.Contains(out, "://")
-	if packed {
-		for _, p := range []string{out, out + ".key.age"} {
-			if _, err := os.Stat(p); err == nil {
-				return fmt.Errorf("%s exists: choose a new file", p)
-			}
-		}
-		tmp, err := os.MkdirTemp(filepath.Dir(out), ".ferry-tmp-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(tmp)
-		dest = tmp
-	}
-	store, err := container.Create(ctx, dest)
+// writeArchive writes a new archive at out (outDestination) with fill:
+// bot archive decrypt's copy. Nothing that looks like a complete archive
+// is left behind when fill fails.
+func writeArchive(ctx context.Context, out string, opts archive.WriterOptions, fill func(*archive.Writer) error) error {
+	d, err := newOutDestination(ctx, out, false)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	w, err := archive.NewWriter(ctx, store, opts)
+	defer d.Close()
+	sink, err := d.Stage(ctx, opts.ArchiveID.String())
 	if err != nil {
 		return err
 	}
-	if wrapKey != nil {
-		wrapped, err := wrapKey(w.ArchiveID())
-		if err != nil {
-			w.Abort()
-			return err
-		}
-		if packed {
-			err = writeNewFile(out+".key.age", func(f io.Writer) error { _, err := f.Write(wrapped); return err })
-		} else {
-			err = store.WriteKey(ctx, wrapped)
-		}
-		if err != nil {
-			w.Abort()
-			return fmt.Errorf("store the wrapped key: %w", err)
-		}
+	w, err := archive.NewWriter(ctx, sink, opts)
+	if err != nil {
+		return err
 	}
 	if err := fill(w); err != nil {
 		w.Abort()
-		if packed {
-			os.Remove(out + ".key.age")
-		}
 		return err
 	}
 	if _, err := w.Close(); err != nil {
 		return err
 	}
-	if !packed {
-		fmt.Fprintf(os.Stderr, "wrote %s\n", out)
-		return nil
+	_, err = d.Publish(ctx, w.ArchiveID())
+	return err
+}
+
+// outDestination is where the CLI writes an archive (an
+// exporter.Destination): the stored form in a directory or bucket prefix,
+// or one packed file when out ends in ".ferry", with the wrapped key in
+// OUT.ferry.key.age beside it. A packed file is staged in the directory
+// OUT.ferry.partial beside it, packed when the archive is complete.
+//
+// A resumable destination keeps what was staged when the export stops
+// (Abandon is not called), with the export's checkpoint file
+// (Checkpoint), so that the same command run again continues it; a local
+// directory or packed file can be, a bucket URL cannot.
+type outDestination struct {
+	out, dir   string // dir: where the parts are staged (local), or "" for a bucket URL
+	packed     bool
+	resumable  bool
+	checkpoint string // the checkpoint file's path when resumable
+	store      *container.BucketStore
+	closeStore func() error
+}
+
+// newOutDestination checks that out is new, or (resumable) holds an
+// interrupted export's checkpoint.
+func newOutDestination(ctx context.Context, out string, resumable bool) (*outDestination, error) {
+	d := &outDestination{out: out, packed: strings.HasSuffix(out, ".ferry") && !strings.Contains(out, "://")}
+	switch {
+	case d.packed:
+		d.dir = out + ".partial"
+	case !strings.Contains(out, "://"):
+		d.dir = out
+	case strings.HasPrefix(out, "file://"):
+		d.dir = strings.TrimPrefix(out, "file://")
 	}
-	src, err := container.Open(ctx, dest)
+	d.resumable = resumable && d.dir != ""
+	if d.resumable {
+		d.checkpoint = filepath.Join(d.dir, checkpointFile)
+	}
+	if d.packed {
+		if _, err := os.Stat(out); err == nil {
+			return nil, fmt.Errorf("%s exists: choose a new file", out)
+		}
+		if _, err := os.Stat(out + container.PackedKeySuffix); err == nil && !d.interrupted() {
+			return nil, fmt.Errorf("%s exists: choose a new file", out+container.PackedKeySuffix)
+		}
+		if !d.resumable { // a staging directory of its own, gone when done
+			tmp, err := os.MkdirTemp(filepath.Dir(out), ".ferry-tmp-")
+			if err != nil {
+				return nil, err
+			}
+			d.dir = tmp
+		}
+	}
+	if d.interrupted() { // the parts of the export to resume
+		b, err := container.OpenDirBucket(d.dir, false)
+		if err != nil {
+			return nil, err
+		}
+		d.store, d.closeStore = &container.BucketStore{Bucket: b}, b.Close
+		return d, nil
+	}
+	loc := out
+	if d.dir != "" {
+		loc = d.dir
+	}
+	store, err := container.Create(ctx, loc)
 	if err != nil {
-		return err
+		if d.packed && !d.resumable {
+			os.RemoveAll(d.dir)
+		}
+		return nil, err
 	}
-	defer src.Close()
-	if err := writeNewFile(out, func(f io.Writer) error { _, err := container.Pack(ctx, src, f); return err }); err != nil {
-		os.Remove(out + ".key.age")
-		return err
+	d.store, d.closeStore = store, store.Close
+	return d, nil
+}
+
+// checkpointFile is the name of bot export's checkpoint in the directory
+// it writes or stages in.
+const checkpointFile = "ferry-export-checkpoint.json"
+
+// interrupted reports whether an earlier export left its checkpoint here.
+func (d *outDestination) interrupted() bool {
+	if d.checkpoint == "" {
+		return false
 	}
-	fmt.Fprintf(os.Stderr, "wrote %s\n", out)
-	return nil
+	_, err := os.Stat(d.checkpoint)
+	return err == nil
+}
+
+func (d *outDestination) Stage(context.Context, string) (container.Sink, error) { return d.store, nil }
+
+// WriteKey keeps the wrapped key as key.age beside the parts (a packed
+// file's is put beside it when published).
+func (d *outDestination) WriteKey(ctx context.Context, _ string, wrapped []byte) error {
+	return d.store.WriteKey(ctx, wrapped)
+}
+
+// Publish packs a packed file's parts into it and puts its key file beside
+// it; the stored form is in place already.
+func (d *outDestination) Publish(ctx context.Context, _ string) (exporter.Published, error) {
+	pub := exporter.Published{Location: d.out}
+	if d.packed {
+		src, err := container.Open(ctx, d.dir)
+		if err != nil {
+			return pub, err
+		}
+		defer src.Close()
+		wrapped, err := os.ReadFile(filepath.Join(d.dir, container.KeyObjectName))
+		switch {
+		case err == nil:
+			pub.KeyFile = d.out + container.PackedKeySuffix
+			if err := os.WriteFile(pub.KeyFile, wrapped, 0o600); err != nil {
+				return pub, err
+			}
+		case !errors.Is(err, os.ErrNotExist): // none: a plaintext archive
+			return pub, err
+		}
+		if err := writeNewFile(d.out, func(f io.Writer) error { _, err := container.Pack(ctx, src, f); return err }); err != nil {
+			if pub.KeyFile != "" {
+				os.Remove(pub.KeyFile)
+			}
+			return pub, err
+		}
+		if err := os.RemoveAll(d.dir); err != nil {
+			return pub, fmt.Errorf("%s is written, but its staging directory %s is left: %w", d.out, d.dir, err)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s\n", d.out)
+	return pub, nil
+}
+
+// Close closes the store. A destination that is not resumable removes
+// what it staged for a packed file (published or not), and a directory it
+// created for an archive that was not completed.
+func (d *outDestination) Close() error {
+	err := d.closeStore()
+	if !d.resumable && d.packed {
+		os.RemoveAll(d.dir)
+	}
+	return err
 }
 
 func newExtractCmd() *cobra.Command {

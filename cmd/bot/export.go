@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
-	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -16,7 +18,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ferry-matrix/ferry/archive"
-	"github.com/ferry-matrix/ferry/archive/container"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/internal/flagvalue"
@@ -41,45 +42,43 @@ func (k *keyChoice) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&k.plaintext, "plaintext", false, "write an unencrypted archive (no secrets in it); for tests and pipelines")
 }
 
-// resolve returns the archive key and the function that wraps it, or a
-// zero key for --plaintext.
-func (k *keyChoice) resolve() (keywrap.Key, func(string) ([]byte, error), error) {
+// resolve returns the function that wraps an archive's key for its
+// readers (exporter.Plan.Wrap), or nil for --plaintext.
+func (k *keyChoice) resolve() (func(keywrap.Key, string) ([]byte, error), error) {
 	var recips []age.Recipient
 	if len(k.recipients) > 0 {
 		r, err := keywrap.ParseRecipients(k.recipients)
 		if err != nil {
-			return keywrap.Key{}, nil, err
+			return nil, err
 		}
 		recips = append(recips, r...)
 	}
 	if k.recipientFile != "" {
 		r, err := keywrap.ParseRecipientsFile(k.recipientFile)
 		if err != nil {
-			return keywrap.Key{}, nil, err
+			return nil, err
 		}
 		recips = append(recips, r...)
 	}
 	var pass string
 	if k.passphraseEnv != "" {
 		if pass = os.Getenv(k.passphraseEnv); pass == "" {
-			return keywrap.Key{}, nil, fmt.Errorf("environment variable %s is empty", k.passphraseEnv)
+			return nil, fmt.Errorf("environment variable %s is empty", k.passphraseEnv)
 		}
 	}
 	switch {
 	case k.plaintext && (len(recips) > 0 || pass != ""):
-		return keywrap.Key{}, nil, errors.New("--plaintext contradicts --recipient/--passphrase-env: choose one")
+		return nil, errors.New("--plaintext contradicts --recipient/--passphrase-env: choose one")
 	case k.plaintext:
-		return keywrap.Key{}, nil, nil
+		return nil, nil
 	case len(recips) > 0 && pass != "":
-		return keywrap.Key{}, nil, errors.New("use either recipients or a passphrase, not both")
+		return nil, errors.New("use either recipients or a passphrase, not both")
 	case len(recips) > 0:
-		key := keywrap.New()
-		return key, func(id string) ([]byte, error) { return keywrap.Wrap(key, id, recips...) }, nil
+		return func(key keywrap.Key, id string) ([]byte, error) { return keywrap.Wrap(key, id, recips...) }, nil
 	case pass != "":
-		key := keywrap.New()
-		return key, func(id string) ([]byte, error) { return keywrap.WrapPassphrase(key, id, pass, 18) }, nil
+		return func(key keywrap.Key, id string) ([]byte, error) { return keywrap.WrapPassphrase(key, id, pass, 18) }, nil
 	}
-	return keywrap.Key{}, nil, errors.New("no key delivery chosen: pass --recipient age1... (or ssh-ed25519 ...), --passphrase-env VAR, or --plaintext")
+	return nil, errors.New("no key delivery chosen: pass --recipient age1... (or ssh-ed25519 ...), --passphrase-env VAR, or --plaintext")
 }
 
 // exportFlags are the flags that choose a source and what to export, shared
@@ -94,6 +93,7 @@ type exportFlags struct {
 	since, until         flagvalue.Time
 	o                    source.Options
 	quiet                bool
+	partSize             int64         // archive parts (0: the writer's default); tests set it
 	result               *exportResult // of the last export
 }
 
@@ -163,40 +163,73 @@ func (e *exportFlags) open(ctx context.Context) (source.Source, error) {
 	return sources.Open(ctx, sources.Config{Implementation: e.impl, Synapse: e.synapse, DendriteConfig: e.dendriteConfig})
 }
 
-// export writes src into a new archive at out (see writeArchive).
-func (e *exportFlags) export(ctx context.Context, src source.Source, out string, key keywrap.Key, wrap func(string) ([]byte, error)) error {
+// export writes src into a new archive at out (exporter.Run into an
+// outDestination). A resumable export keeps a checkpoint beside what it
+// wrote, so that the same command run again after an interruption
+// continues it; wrap nil writes a plaintext archive.
+func (e *exportFlags) export(ctx context.Context, src source.Source, out string, wrap func(keywrap.Key, string) ([]byte, error), resumable bool) error {
 	info := src.Info()
 	for _, w := range info.Warnings {
 		fmt.Fprintln(os.Stderr, "warning:", w)
 	}
-	export := exporter.ExportInfo(info, e.sel, e.o, "")
-	typ := export.Type
-	wopts := archive.WriterOptions{Key: key, Concurrency: runtime.GOMAXPROCS(0), Level: zstd.SpeedFastest, Export: export,
-		Core: archive.Core{ServerName: info.ServerName, DefaultRoomVersion: info.DefaultRoomVersion}}
-	bar := newProgressPrinter(os.Stderr, e.quiet)
-	var final exporter.Progress
-	var archiveID string
-	err := writeArchive(ctx, out, wopts, wrap, func(w *archive.Writer) error {
-		archiveID = w.ArchiveID()
-		var err error
-		final, err = exporter.Export(ctx, src, w, exporter.Options{Filter: e.sel.Filter(), Source: e.o, OnProgress: bar.print})
-		return err
-	})
-	bar.done()
+	plan, err := exporter.NewPlan(e.sel, e.o, "", wrap != nil)
 	if err != nil {
 		return err
 	}
-	took := time.Since(final.Started)
-	e.result = &exportResult{Archive: out, ArchiveID: archiveID, ServerName: info.ServerName, Type: typ,
-		Source:  archive.SourceInfo{Implementation: info.Implementation, Version: info.Version, SchemaVersion: info.SchemaVersion},
-		Records: final.Records, MediaFiles: final.Blobs, MediaBytes: final.BlobBytes, Omissions: final.Omissions, Seconds: took.Seconds()}
-	if wrap != nil && strings.HasSuffix(out, ".ferry") && !strings.Contains(out, "://") {
-		e.result.KeyFile = out + container.PackedKeySuffix
+	plan.Wrap, plan.PartSize, plan.Concurrency, plan.Level = wrap, e.partSize, runtime.GOMAXPROCS(0), zstd.SpeedFastest
+	dst, err := newOutDestination(ctx, out, resumable)
+	if err != nil {
+		return err
 	}
+	defer dst.Close()
+	cp := exporter.NoCheckpoints
+	if dst.resumable {
+		fp, err := e.fingerprint(wrap != nil)
+		if err != nil {
+			return err
+		}
+		cp = &exporter.FileCheckpointer{Path: dst.checkpoint, Plan: fp}
+		if dst.interrupted() {
+			fmt.Fprintf(os.Stderr, "resuming the interrupted export into %s\n", out)
+		}
+	}
+	bar := newProgressPrinter(os.Stderr, e.quiet)
+	res, err := exporter.Run(ctx, plan, src, dst, cp, bar.print)
+	bar.done()
+	if err != nil {
+		if dst.interrupted() && !errors.Is(err, exporter.ErrOtherExport) {
+			return fmt.Errorf("%w (run the same command again to resume the export from its last complete part, or remove %s to start afresh)", err, dst.dir)
+		}
+		return err
+	}
+	took := time.Since(res.Started)
+	typ := plan.Type()
+	e.result = &exportResult{Archive: out, KeyFile: res.Published.KeyFile, ArchiveID: res.ArchiveID, ServerName: info.ServerName, Type: typ,
+		Source:  archive.SourceInfo{Implementation: info.Implementation, Version: info.Version, SchemaVersion: info.SchemaVersion},
+		Records: res.Records, MediaFiles: res.Blobs, MediaBytes: res.BlobBytes, Omissions: res.Omissions, Seconds: took.Seconds()}
 	fmt.Fprintf(os.Stderr, "exported %s (%s, from %s): %d records, %d media files (%s), %d omissions reported in the archive, in %s\n",
-		info.ServerName, typ, sourceName(info.Implementation, info.Version, info.SchemaVersion), final.Records, final.Blobs, human.Bytes(final.BlobBytes), final.Omissions,
+		info.ServerName, typ, sourceName(info.Implementation, info.Version, info.SchemaVersion), res.Records, res.Blobs, human.Bytes(res.BlobBytes), res.Omissions,
 		took.Round(time.Millisecond))
 	return nil
+}
+
+// fingerprint identifies this export for its checkpoint (the source,
+// the selection and options, encrypted or not), so that a rerun with
+// other flags is refused instead of mixed into the interrupted archive.
+// Only a hash is kept: the database URL may hold a password.
+func (e *exportFlags) fingerprint(encrypted bool) (string, error) {
+	b, err := json.Marshal(struct {
+		Impl, DendriteConfig string
+		Synapse              synapse.Config
+		Selection            exporter.Selection
+		Options              source.Options
+		Encrypted            bool
+	}{e.impl, e.dendriteConfig, e.synapse, e.sel, e.o, encrypted})
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // exportResult is what bot export --json prints.
@@ -230,7 +263,11 @@ and homeserver.yaml; a Dendrite source is its dendrite.yaml (--config).
 The archive key is wrapped to age or SSH recipients (the writer only needs public keys), or to a
 passphrase; --plaintext writes none, and no secrets. --rooms, --users, --since and --until make a
 partial export; --migration adds what a move to another server needs (access tokens, the private
-signing key). Progress goes to stderr; --json prints the result on stdout.`,
+signing key). Progress goes to stderr; --json prints the result on stdout.
+
+An interrupted export (Ctrl-C, a crash) of a directory or FILE.ferry resumes from its last complete
+part when the same command runs again: its checkpoint waits in OUT (or in FILE.ferry.partial beside
+the file) and holds the archive key until the export is done. Remove it to start afresh.`,
 		Example: `  bot export --source synapse --db postgres://ferry_reader@db/synapse --media-store /var/lib/synapse/media_store \
     --signing-key /etc/synapse/example.org.signing.key --synapse-config /etc/synapse/homeserver.yaml \
     --recipient age1... --to backup.ferry
@@ -261,11 +298,11 @@ func (e *exportFlags) run(ctx context.Context, kc *keyChoice, to string) error {
 	if to == "" {
 		return errors.New("--to is required: a new directory, a bucket URL, or FILE.ferry (bot export --help shows the options)")
 	}
-	key, wrap, err := kc.resolve()
+	wrap, err := kc.resolve()
 	if err != nil {
 		return err
 	}
-	if err := e.resolve(!key.IsZero()); err != nil {
+	if err := e.resolve(wrap != nil); err != nil {
 		return err
 	}
 	src, err := e.open(ctx)
@@ -273,7 +310,7 @@ func (e *exportFlags) run(ctx context.Context, kc *keyChoice, to string) error {
 		return err
 	}
 	defer src.Close()
-	return e.export(ctx, src, to, key, wrap)
+	return e.export(ctx, src, to, wrap, true)
 }
 
 // progressPrinter draws a live bar on a terminal and plain lines elsewhere.

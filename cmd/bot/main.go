@@ -12,12 +12,14 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ctx = newLogger(os.Stderr).WithContext(ctx)
 	if path := os.Getenv("FERRY_CPUPROFILE"); path != "" { // for scripts/bench-export investigations
 		if f, err := os.Create(path); err == nil {
 			pprof.StartCPUProfile(f)
@@ -29,6 +31,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bot:", err)
 		os.Exit(1)
 	}
+}
+
+// newLogger is the process's one logger, reached through the context
+// (zerolog.Ctx) by everything below main: lines for people on a
+// terminal, JSON lines otherwise (a service's log). bot run replaces it
+// with its --debug and --log choice.
+func newLogger(w *os.File) zerolog.Logger {
+	var out io.Writer = w
+	if st, err := w.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+		out = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05"}
+	}
+	return zerolog.New(out).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 }
 
 // run runs one command line (without the program's name), printing on

@@ -98,19 +98,20 @@ func (m *migrateFlags) run(ctx context.Context, stdout io.Writer) error {
 	}
 	e.o.PrivateServerKey = true // the source's key becomes the target's
 	opts.Migration = e.migration
+	// The key is kept in memory to read the archive back: the export's
+	// wrap hands it over, and wraps it for the kept archive's readers.
 	var key keywrap.Key
-	var wrap func(string) ([]byte, error)
+	var wrapKept func(keywrap.Key, string) ([]byte, error)
 	out := m.keep
 	if out != "" {
 		var err error
-		if key, wrap, err = m.kc.resolve(); err != nil {
+		if wrapKept, err = m.kc.resolve(); err != nil {
 			return fmt.Errorf("--archive keeps the archive, so it needs a key delivery: %w", err)
 		}
-		if key.IsZero() {
+		if wrapKept == nil {
 			return errors.New("a migration archive holds secrets (password hashes, the signing key): --plaintext is not allowed")
 		}
 	} else {
-		key = keywrap.New() // in memory only
 		tmp, err := os.MkdirTemp("", "ferry-migrate-")
 		if err != nil {
 			return err
@@ -130,7 +131,13 @@ func (m *migrateFlags) run(ctx context.Context, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	err = e.export(ctx, src, out, key, wrap)
+	err = e.export(ctx, src, out, func(k keywrap.Key, id string) ([]byte, error) {
+		key = k
+		if wrapKept == nil {
+			return nil, nil // a temporary archive: no key file
+		}
+		return wrapKept(k, id)
+	}, false)
 	src.Close()
 	if err != nil {
 		return fmt.Errorf("the export from %s failed, before anything was written into %s: %w", implName[m.from], implName[m.to], err)

@@ -63,6 +63,7 @@ func runBot(ctx context.Context, path string, debug bool, logPath string) error 
 		out = f
 	}
 	log := zerolog.New(out).Level(level).With().Timestamp().Logger()
+	ctx = log.WithContext(ctx) // the job service logs through it too
 	var current atomic.Pointer[bot.Bot]
 	srv, err := newService(ctx, cfg, func(js *jobs.Service) {
 		js.Announce = func(e jobs.Event) {

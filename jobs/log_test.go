@@ -1,0 +1,51 @@
+package jobs
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ferry-matrix/ferry/storage"
+	"github.com/ferry-matrix/ferry/store"
+)
+
+// The schedule-sync ticker's error (here: the state database closed under
+// it) is logged through the context's logger, not lost.
+func TestScheduleSyncErrorIsLogged(t *testing.T) {
+	logs := &logBuffer{}
+	ctx := zerolog.New(logs).WithContext(context.Background())
+	st, err := store.Open(ctx, "sqlite://"+t.TempDir()+"/ferry.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket, err := storage.Open(ctx, "file://"+t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bucket.Close() })
+	svc := &Service{Store: st, Storage: bucket, Owner: "test"}
+	stop, err := svc.Start(ctx, Config{ScheduleSync: 50 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stop(sctx) // River's own errors with the store closed are not this test's
+	})
+	st.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if out := logs.String(); strings.Contains(out, "schedules stored by other instances could not be loaded") {
+			if !strings.Contains(out, `"level":"error"`) || !strings.Contains(out, `"error":`) {
+				t.Fatalf("logged without its level or error:\n%s", out)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the ticker's error was not logged:\n%s", logs.String())
+}
