@@ -18,6 +18,7 @@ import (
 	"github.com/ferry-matrix/ferry/app"
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/exporter"
+	"github.com/ferry-matrix/ferry/importer"
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/links"
 	"github.com/ferry-matrix/ferry/source"
@@ -273,7 +274,7 @@ func (e *apiEnv) waitJob(t *testing.T, id string) map[string]any {
 func TestVerifyAndImportJobs(t *testing.T) {
 	e := newEnv(t, 100, 100)
 	var imported atomic.Int64
-	e.svc.Import = func(_ context.Context, r *archive.Reader, req jobs.ImportRequest, progress func(string)) (string, error) {
+	e.svc.Import = func(_ context.Context, r *archive.Reader, req jobs.ImportRequest, _ importer.Progress) (string, error) {
 		if req.Target != "staging" {
 			return "", fmt.Errorf("no import target %q", req.Target)
 		}

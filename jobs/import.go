@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/riverqueue/river"
 	"github.com/rs/zerolog"
 
 	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/importer"
 	"github.com/ferry-matrix/ferry/storage"
 	"github.com/ferry-matrix/ferry/store"
 )
@@ -39,13 +41,14 @@ type ImportRequest struct {
 	Rooms []string `json:"rooms,omitempty"`
 }
 
-// Importer imports an opened archive into the target req names, calling
-// progress with one line per phase, and returns its report for people
-// (what was imported, the fidelity report). It must check everything it
-// can before its first write, and a second run of the same archive must
-// continue where an interrupted one stopped: a crashed import job is run
-// again.
-type Importer func(ctx context.Context, r *archive.Reader, req ImportRequest, progress func(line string)) (report string, err error)
+// Importer imports an opened archive into the target req names,
+// counting its phases and items into p (the job's progress row), and
+// returns its report for people (what was imported, the fidelity
+// report). Its own messages go to the context's logger. It must check
+// everything it can before its first write, and a second run of the same
+// archive must continue where an interrupted one stopped: a crashed
+// import job is run again.
+type Importer func(ctx context.Context, r *archive.Reader, req ImportRequest, p importer.Progress) (report string, err error)
 
 // SubmitImport validates and queues an import. keyLine, for an encrypted
 // archive that none of the service's Identities opens, is the archive's
@@ -137,9 +140,9 @@ func (w *importWorker) Work(ctx context.Context, job *river.Job[ImportArgs]) err
 			return "", permanent(fmt.Errorf("import refused before any write: %w", err))
 		}
 		defer closeLogged(ctx, r, "archive "+e.Name)
-		progress := func(line string) { svc.saveProgress(ctx, e.ID, token, Progress{Stream: line}) }
 		started := time.Now()
-		report, err := svc.Import(ctx, r, req, progress)
+		p := &importCounter{save: func(p Progress) { svc.saveProgress(ctx, e.ID, token, p) }}
+		report, err := svc.Import(ctx, r, req, p)
 		outcome := "completed"
 		switch {
 		case err != nil && ctx.Err() != nil:
@@ -157,6 +160,52 @@ func (w *importWorker) Work(ctx context.Context, job *river.Job[ImportArgs]) err
 		}
 		return report, err
 	})
+}
+
+// importCounter keeps an import job's progress row: the phase as its
+// stream, its items against their total, the share done and an ETA, saved
+// at each phase and at most every 2 s.
+type importCounter struct {
+	save        func(Progress)
+	mu          sync.Mutex
+	phase       string
+	done, total int64
+	started     time.Time
+	last        time.Time
+}
+
+func (c *importCounter) Phase(name string, total int64) {
+	c.mu.Lock()
+	c.phase, c.done, c.total, c.started = name, 0, total, time.Now()
+	c.mu.Unlock()
+	c.report(true)
+}
+
+func (c *importCounter) Add(n int64) {
+	c.mu.Lock()
+	c.done += n
+	c.mu.Unlock()
+	c.report(false)
+}
+
+func (c *importCounter) report(force bool) {
+	c.mu.Lock()
+	now := time.Now()
+	if !force && now.Sub(c.last) < 2*time.Second {
+		c.mu.Unlock()
+		return
+	}
+	c.last = now
+	p := Progress{Stream: c.phase, Records: c.done, Total: c.total}
+	if c.total > 0 {
+		frac := min(1, float64(c.done)/float64(c.total))
+		p.Percent = 100 * frac
+		if frac > 0 && frac < 1 {
+			p.ETA = (time.Duration(float64(now.Sub(c.started)) * (1 - frac) / frac)).Round(time.Second).String()
+		}
+	}
+	c.mu.Unlock()
+	c.save(p)
 }
 
 // saveProgress saves a job's progress, fenced by its lease; a failure

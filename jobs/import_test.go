@@ -16,6 +16,7 @@ import (
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
+	"github.com/ferry-matrix/ferry/importer"
 	"github.com/ferry-matrix/ferry/storage"
 	"github.com/ferry-matrix/ferry/store"
 )
@@ -123,9 +124,10 @@ func TestImportJob(t *testing.T) {
 		ctx := context.Background()
 		ex := e.exported(t, "i-1", false)
 		var seen atomic.Value
-		e.svc.Import = func(ctx context.Context, r *archive.Reader, req ImportRequest, progress func(string)) (string, error) {
+		e.svc.Import = func(ctx context.Context, r *archive.Reader, req ImportRequest, p importer.Progress) (string, error) {
 			seen.Store(r.Manifest().ArchiveID)
-			progress("users: 3000")
+			p.Phase("users", 3000)
+			p.Add(3000)
 			if req.Target != "new" || !req.DryRun {
 				return "", errors.New("request lost on the way")
 			}
@@ -160,7 +162,7 @@ func TestImportJob(t *testing.T) {
 		}
 
 		// A failing importer is reported, not retried: the target needs a person.
-		e.svc.Import = func(context.Context, *archive.Reader, ImportRequest, func(string)) (string, error) {
+		e.svc.Import = func(context.Context, *archive.Reader, ImportRequest, importer.Progress) (string, error) {
 			return "", errors.New("target is not empty: 3 users")
 		}
 		e.svc.Identities = []age.Identity{e.identity}
@@ -185,7 +187,7 @@ func TestCancelImport(t *testing.T) {
 		e.exported(t, "c-1", false)
 		e.svc.Identities = []age.Identity{e.identity}
 		running, stopped := make(chan struct{}), make(chan struct{})
-		e.svc.Import = func(ctx context.Context, _ *archive.Reader, _ ImportRequest, progress func(string)) (string, error) {
+		e.svc.Import = func(ctx context.Context, _ *archive.Reader, _ ImportRequest, _ importer.Progress) (string, error) {
 			close(running)
 			<-ctx.Done()
 			close(stopped)

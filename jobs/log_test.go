@@ -49,3 +49,22 @@ func TestScheduleSyncErrorIsLogged(t *testing.T) {
 	}
 	t.Fatalf("the ticker's error was not logged:\n%s", logs.String())
 }
+
+// An import job's progress is the importer's counts, not lines of text:
+// the phase, its items against their total, the share done.
+func TestImportCounter(t *testing.T) {
+	var saved []Progress
+	c := &importCounter{save: func(p Progress) { saved = append(saved, p) }}
+	c.Phase("events", 200)
+	c.Add(50) // within 2 s of the phase's start: not saved
+	c.Phase("media", 0)
+	if len(saved) != 2 || saved[0] != (Progress{Stream: "events", Total: 200}) || saved[1] != (Progress{Stream: "media"}) {
+		t.Fatalf("saved %+v", saved)
+	}
+	c.Phase("rooms", 4)
+	c.last = time.Time{} // as if 2 s had passed
+	c.Add(1)
+	if p := saved[len(saved)-1]; p.Stream != "rooms" || p.Records != 1 || p.Total != 4 || p.Percent != 25 {
+		t.Fatalf("saved %+v", p)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/ferry-matrix/ferry/api"
@@ -114,25 +115,25 @@ func readIdentities(path string) ([]age.Identity, error) {
 
 // importInto runs import jobs into the configured targets.
 func importInto(targets []config.ImportTarget) jobs.Importer {
-	return func(ctx context.Context, r *archive.Reader, req jobs.ImportRequest, progress func(string)) (string, error) {
+	return func(ctx context.Context, r *archive.Reader, req jobs.ImportRequest, p importer.Progress) (string, error) {
 		i := slices.IndexFunc(targets, func(t config.ImportTarget) bool { return t.Name == req.Target })
 		if i < 0 {
 			return "", fmt.Errorf("no import target %q is configured (import_targets in the config)", req.Target)
 		}
 		t := targets[i]
-		p := &importProgress{out: func(line string, _ bool) { progress(line) }}
 		where := targetFlags{config: t.Config, helper: t.Helper}
 		if t.Implementation == "synapse" {
 			where = targetFlags{db: string(t.Database), mediaStore: t.MediaStore, synapseConfig: t.Config,
 				signingKey: t.SigningKeyFile, updateSynapseDatabase: t.UpdateSynapseDatabase}
 		}
-		target, err := newImportTarget(t.Implementation, where, p.logf)
+		target, err := newImportTarget(t.Implementation, where, func(format string, a ...any) { // the target's own lines
+			zerolog.Ctx(ctx).Info().Str("target", t.Name).Msgf(format, a...)
+		})
 		if err != nil {
 			return "", err
 		}
 		res, err := importer.Run(ctx, target, r, importer.Options{DryRun: req.DryRun, Migration: req.Migration,
 			Rooms: req.Rooms, AllowNonEmpty: req.AllowNonEmpty}, p)
-		p.end()
 		var report strings.Builder
 		if res != nil {
 			printImport(&report, r.Manifest(), res, target.Capabilities(), req.DryRun)
