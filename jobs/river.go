@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -86,7 +87,7 @@ func start[TTx any](ctx context.Context, s *Service, driver riverdriver.Driver[T
 	if err != nil {
 		return nil, err
 	}
-	c, err := river.NewClient(driver, &river.Config{
+	rcfg := &river.Config{
 		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: max(cfg.Concurrency, 1) + 1}},
 		PeriodicJobs: periodic,
 		Workers:      workers,
@@ -98,7 +99,13 @@ func start[TTx any](ctx context.Context, s *Service, driver riverdriver.Driver[T
 		RetryPolicy:          cfg.RetryPolicy,
 		FetchPollInterval:    cfg.FetchPollInterval,
 		FetchCooldown:        min(cfg.FetchPollInterval, 100*time.Millisecond),
-	})
+	}
+	// River's own lines join the context's logger (without one, River
+	// keeps its default, stderr).
+	if l := zerolog.Ctx(ctx); l.GetLevel() != zerolog.Disabled {
+		rcfg.Logger = slog.New(zerolog.NewSlogHandler(l.With().Str("component", "river").Logger()))
+	}
+	c, err := river.NewClient(driver, rcfg)
 	if err != nil {
 		return nil, err
 	}

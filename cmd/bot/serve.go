@@ -181,8 +181,10 @@ func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.
 		s.close()
 		return nil, err
 	}
-	if n, err := s.jobs.ResumeOrphans(ctx); err == nil && n > 0 {
-		fmt.Fprintf(os.Stderr, "resuming %d interrupted exports\n", n)
+	if n, err := s.jobs.ResumeOrphans(ctx); err != nil {
+		zerolog.Ctx(ctx).Error().Err(err).Int("queued", n).Msg("interrupted jobs or owed verifications could not all be queued again (River's rescue of stuck jobs takes the jobs later)")
+	} else if n > 0 {
+		zerolog.Ctx(ctx).Info().Int("jobs", n).Msg("resuming interrupted jobs")
 	}
 	secret, err := links.LoadOrCreateSecret(cfg.Storage.LinkSecretFile)
 	if err != nil {
