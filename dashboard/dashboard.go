@@ -159,14 +159,16 @@ func (s *Server) init() {
 }
 
 // secureHeaders sets the headers every answer carries: the CSP, no
-// sniffing, no referrer (a login link's token must not leak to a
-// linked site), no caching of pages that show jobs.
+// sniffing, the referrer only within Ferry (a login link's token must
+// not leak to a linked site; "no-referrer" would make browsers send
+// "Origin: null" with Ferry's own forms), no caching of pages that show
+// jobs.
 func secureHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Security-Policy", CSP)
 		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Referrer-Policy", "same-origin")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		if !strings.HasPrefix(r.URL.Path, "/ui/static/") {

@@ -169,6 +169,9 @@ func TestLoginLink(t *testing.T) {
 	if a := r.do(c, "POST", link, url.Values{"signin": {signin}}, "Origin", "https://evil.example"); a.status != http.StatusForbidden {
 		t.Errorf("POST from another origin: %d", a.status)
 	}
+	if a := r.do(c, "POST", link, url.Values{"signin": {signin}}, "Origin", "null"); a.status != http.StatusForbidden {
+		t.Errorf("POST from an opaque origin: %d", a.status)
+	}
 	if a := r.do(c, "POST", link, url.Values{"signin": {signin}}, "Sec-Fetch-Site", "cross-site"); a.status != http.StatusForbidden {
 		t.Errorf("POST with Sec-Fetch-Site cross-site: %d", a.status)
 	}
@@ -270,7 +273,7 @@ func TestCSP(t *testing.T) {
 		if csp != CSP {
 			t.Errorf("%s: CSP %q", path, csp)
 		}
-		if a.header.Get("X-Content-Type-Options") != "nosniff" || a.header.Get("Referrer-Policy") != "no-referrer" {
+		if a.header.Get("X-Content-Type-Options") != "nosniff" || a.header.Get("Referrer-Policy") != "same-origin" {
 			t.Errorf("%s: headers %v", path, a.header)
 		}
 		if strings.Contains(a.body, "style=") || strings.Contains(a.body, "<style") || regexp.MustCompile(`<script>|<script [^>]*>[^<]`).MatchString(a.body) ||

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"sync"
@@ -51,7 +52,7 @@ func progressOf(j *app.JobView) progressText {
 	if pr.Blobs > 0 || pr.BlobBytes > 0 {
 		t.Bytes = fmt.Sprintf("%d media files, %s", pr.Blobs, human.Bytes(pr.BlobBytes))
 	}
-	if j.Running() && pr.ETA != "" {
+	if j.Running() && pr.ETA != "" && pr.ETA != "0s" {
 		t.ETA = "about " + pr.ETA + " left"
 	}
 	return t
@@ -59,7 +60,7 @@ func progressOf(j *app.JobView) progressText {
 
 func itemOf(j *app.JobView) item {
 	t := progressOf(j)
-	it := item{ID: j.ID, Status: j.Status, Running: j.Running(), Percent: t.Percent, Stream: t.Stream, Counts: t.Counts,
+	it := item{ID: j.ID, Status: j.Status, Running: j.Running(), Percent: math.Round(t.Percent*10) / 10, Stream: t.Stream, Counts: t.Counts,
 		Bytes: t.Bytes, ETA: t.ETA, Duration: t.Duration}
 	if j.Size > 0 {
 		it.Size = human.Bytes(j.Size)

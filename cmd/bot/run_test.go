@@ -33,7 +33,8 @@ import (
 // botEnv is a real homeserver (Dendrite or Synapse) with Ferry's bot
 // registered as its appservice and running (`bot run`), an admin room, an
 // admin and a normal user, each with a client that records everything it
-// sees over /sync.
+// sees over /sync. @admin2 is configured as a second admin too (the
+// dashboard test registers it).
 type botEnv struct {
 	hs           botHomeserver
 	ferryURL     string
@@ -99,7 +100,7 @@ func startBotEnv(t *testing.T, start startHomeserver, linkLifetime, extra string
 	os.WriteFile(filepath.Join(dir, "backup-identity.txt"), []byte(backup.String()+"\n"), 0o600)
 	yaml := `homeserver: {url: "` + env.hs.clientURL() + `", domain: ` + domain + `, implementation: ` + env.hs.implementation() + `}
 appservice: {address: "` + env.ferryURL + `", listen: "` + addr + `", as_token: "` + asToken + `", hs_token: "` + hsToken + `"}
-admins: {users: ["@admin:` + domain + `"], rooms: ["` + room.RoomID.String() + `"]}
+admins: {users: ["@admin:` + domain + `", "@admin2:` + domain + `"], rooms: ["` + room.RoomID.String() + `"]}
 ` + env.hs.sourceYAML() + `
 storage: {url: "file://` + filepath.Join(dir, "archives") + `", link_lifetime: ` + linkLifetime + `, link_secret_file: "` + filepath.Join(dir, "link.secret") + `"}
 encryption:
