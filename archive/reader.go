@@ -266,10 +266,14 @@ type WalkFilter func(path string) bool
 // Walk reads every data part in order and calls fn for every file and blob,
 // verifying as it goes. It returns the first error from the archive or fn.
 func (r *Reader) Walk(ctx context.Context, fn func(*File) error) error {
-	return r.walk(ctx, nil, fn)
+	return r.walk(ctx, nil, nil, fn)
 }
 
-func (r *Reader) walk(ctx context.Context, parts []int, fn func(*File) error) error {
+// walk reads the data parts listed (nil: all). want, when not nil, names
+// the listed files the caller takes: the others are still read (the part
+// is one stream) and their names and sizes checked, but neither hashed nor
+// counted, nor handed to fn; the caller never sees their bytes.
+func (r *Reader) walk(ctx context.Context, parts []int, want map[string]bool, fn func(*File) error) error {
 	if parts == nil {
 		for i := range r.manifest.Parts {
 			parts = append(parts, i)
@@ -280,7 +284,7 @@ func (r *Reader) walk(ctx context.Context, parts []int, fn func(*File) error) er
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := r.walkPart(ctx, i, names, fn); err != nil {
+		if err := r.walkPart(ctx, i, names, want, fn); err != nil {
 			return err
 		}
 	}
@@ -292,7 +296,7 @@ func (r *Reader) walk(ctx context.Context, parts []int, fn func(*File) error) er
 // is checked against the manifest before the entry is read: a listed file's
 // tar size must be the manifest's (which is at most MaxFileSize), and each
 // blob must fit in what the part's manifest entry has left.
-func (r *Reader) walkPart(ctx context.Context, i int, names *nameSet, fn func(*File) error) error {
+func (r *Reader) walkPart(ctx context.Context, i int, names *nameSet, want map[string]bool, fn func(*File) error) error {
 	name := r.src.PartName(i)
 	rc, err := r.src.OpenPart(ctx, i)
 	if err != nil {
@@ -338,8 +342,25 @@ func (r *Reader) walkPart(ctx context.Context, i int, names *nameSet, fn func(*F
 			if e.Size != f.Size {
 				return formatErr(e.Name, -1, fmt.Sprintf("tar entry is %d bytes, the manifest says %d", e.Size, f.Size), nil)
 			}
-			data, err := io.ReadAll(e)
-			if err != nil {
+			if want != nil && !want[f.Path] && sectionOfPath(f.Path) != SectionBlobIndex {
+				if _, err := io.Copy(io.Discard, e); err != nil {
+					return err
+				}
+				continue
+			}
+			// The size is the manifest's (at most MaxFileSize), checked above.
+			data := make([]byte, f.Size+1)
+			n, err := io.ReadFull(e, data)
+			switch err {
+			case io.ErrUnexpectedEOF, io.EOF: // as io.ReadAll: checkFile judges the bytes read
+				data = data[:n]
+			case nil: // more than the manifest's size
+				rest, err := io.ReadAll(e)
+				if err != nil {
+					return err
+				}
+				data = append(data, rest...)
+			default:
 				return err
 			}
 			if err := checkFile(f, data); err != nil {
@@ -541,7 +562,11 @@ func ReadSection[T any](ctx context.Context, r *Reader, sectionName string, fn f
 			parts = append(parts, f.Part)
 		}
 	}
-	return r.walk(ctx, parts, func(file *File) error {
+	want := make(map[string]bool, len(files))
+	for _, f := range files {
+		want[f.Path] = true
+	}
+	return r.walk(ctx, parts, want, func(file *File) error {
 		if file.Data == nil || sectionOfPath(file.Entry.Path) != sectionName {
 			return nil
 		}
@@ -580,7 +605,7 @@ func (r *Reader) ReadFiles(ctx context.Context, paths []string, fn func(path str
 	if len(parts) == 0 {
 		return nil
 	}
-	return r.walk(ctx, parts, func(f *File) error {
+	return r.walk(ctx, parts, want, func(f *File) error {
 		if f.Data == nil || !want[f.Entry.Path] {
 			return nil
 		}

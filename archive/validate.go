@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 
@@ -312,7 +313,7 @@ func (v *validator) file(f *File) error {
 	}
 	switch sectionOfPath(f.Entry.Path) {
 	case SectionEvents:
-		return DecodeRecords(v.r, f, func(e *Event) error { v.event(e); return nil })
+		return v.eventFile(f)
 	case SectionStateSnapshots:
 		return DecodeRecords(v.r, f, func(s *StateSnapshot) error { v.snapshot(s); return nil })
 	case SectionMemberships:
@@ -391,22 +392,103 @@ func (v *validator) sev() Severity {
 
 var mxcPattern = regexp.MustCompile(`mxc://([A-Za-z0-9.:\-\[\]]+)/([A-Za-z0-9_\-]+)`)
 
-func (v *validator) event(e *Event) {
+// checkedEvent is an event with what can be computed of it apart from
+// the others (parsing, its ID, signatures and content hash), which
+// checkEvents computes on every core.
+type checkedEvent struct {
+	e        *Event
+	room     *roomInfo
+	fields   *matrixevent.Fields
+	parseErr error
+	checked  matrixevent.Checked
+}
+
+// eventBatch is how many events go to a core at once.
+const eventBatch = 256
+
+// eventFile validates a file's events: each batch is parsed and its
+// signatures and hashes checked on a spare core while the next batch is
+// decoded, and the results are taken in archive order, so the report is
+// the one a single pass would give.
+func (v *validator) eventFile(f *File) error {
+	workers := runtime.GOMAXPROCS(0)
+	type job struct {
+		batch []checkedEvent
+		done  chan struct{}
+	}
+	var inflight []job
+	take := func() {
+		j := inflight[0]
+		inflight = inflight[1:]
+		<-j.done
+		for i := range j.batch {
+			v.event(&j.batch[i])
+		}
+	}
+	var cur []checkedEvent
+	submit := func() {
+		j := job{batch: cur, done: make(chan struct{})}
+		cur = nil
+		inflight = append(inflight, j)
+		go func() {
+			defer close(j.done)
+			for i := range j.batch {
+				v.checkEvent(&j.batch[i])
+			}
+		}()
+		for len(inflight) > workers {
+			take()
+		}
+	}
+	err := DecodeRecords(v.r, f, func(e *Event) error {
+		cur = append(cur, checkedEvent{e: e, room: v.rooms[e.RoomID]})
+		if len(cur) == eventBatch {
+			submit()
+		}
+		return nil
+	})
+	if len(cur) > 0 {
+		submit()
+	}
+	for len(inflight) > 0 {
+		take()
+	}
+	return err
+}
+
+// checkEvent computes what can be known of one event alone. It reads only
+// what preload filled (rooms, keys), so it runs on any goroutine.
+func (v *validator) checkEvent(c *checkedEvent) {
+	if c.room == nil {
+		return
+	}
+	c.fields, c.parseErr = matrixevent.Parse(c.e.JSON)
+	if c.parseErr != nil || !c.room.known {
+		return
+	}
+	c.checked = matrixevent.Check(c.room.version, c.e.JSON, func(server, keyID string) (ed25519.PublicKey, bool) {
+		k, ok := v.keys[[2]string{server, keyID}]
+		return k, ok
+	}, !c.e.Redacted)
+}
+
+func (v *validator) event(c *checkedEvent) {
+	e := c.e
 	v.rep.Events++
 	v.events[v.hash(e.EventID)] = struct{}{}
-	room, ok := v.rooms[e.RoomID]
-	if !ok {
+	room := c.room
+	if room == nil {
 		v.rep.add(CheckUnknownRoom, SeverityError, e.EventID, "event in room %s, which has no m.rooms record", e.RoomID)
 		return
 	}
 	room.summary.Events++
-	fields, err := matrixevent.Parse(e.JSON)
+	fields, err := c.fields, c.parseErr
 	if err != nil {
 		v.rep.add(CheckEventUnparseable, SeverityError, e.EventID, "%v", err)
 		return
 	}
 	if room.known {
-		v.checkEvent(room, e, fields)
+		v.reportChecks(e, fields, c.checked)
 	}
 	if fields.Type == "m.room.member" && fields.StateKey != nil {
 		var c struct {
@@ -441,14 +523,11 @@ func (v *validator) event(e *Event) {
 	}
 }
 
-func (v *validator) checkEvent(room *roomInfo, e *Event, fields *matrixevent.Fields) {
-	if id, err := matrixevent.EventID(room.version, e.JSON); err != nil || id != e.EventID {
+func (v *validator) reportChecks(e *Event, fields *matrixevent.Fields, c matrixevent.Checked) {
+	if id, err := c.ID, c.IDErr; err != nil || id != e.EventID {
 		v.rep.add(CheckEventIDMismatch, SeverityError, e.EventID, "the event's own ID is %q (%v)", id, err)
 	}
-	status, err := matrixevent.CheckSignatures(room.version, e.JSON, func(server, keyID string) (ed25519.PublicKey, bool) {
-		k, ok := v.keys[[2]string{server, keyID}]
-		return k, ok
-	})
+	status, err := c.Signatures, c.SigErr
 	switch status {
 	case matrixevent.SignatureValid:
 		v.rep.Signatures.Valid++
@@ -466,7 +545,7 @@ func (v *validator) checkEvent(room *roomInfo, e *Event, fields *matrixevent.Fie
 	}
 	if e.Redacted {
 		v.rep.Signatures.RedactedHashUncheckable++
-	} else if err := matrixevent.CheckContentHash(e.JSON); err != nil {
+	} else if err := c.HashErr; err != nil {
 		v.rep.add(CheckContentHash, SeverityError, e.EventID, "%v", err)
 	}
 }

@@ -122,6 +122,10 @@ func Parse(data []byte) (*Fields, error) {
 	return f, nil
 }
 
+// ParseRefs reads prev_events or auth_events as Parse does: plain IDs, or
+// the [event_id, hashes] pairs of room versions 1 and 2.
+func ParseRefs(raw json.RawMessage) ([]string, error) { return parseRefs(raw) }
+
 func parseRefs(raw json.RawMessage) ([]string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil

@@ -19,7 +19,7 @@ type fixtureEvent struct {
 	JSON        string `json:"json"`
 }
 
-func loadEvents(t *testing.T) []fixtureEvent {
+func loadEvents(t testing.TB) []fixtureEvent {
 	t.Helper()
 	f, err := os.Open("testdata/synapse-1.67-events.jsonl.gz")
 	if err != nil {
@@ -43,7 +43,7 @@ func loadEvents(t *testing.T) []fixtureEvent {
 	return out
 }
 
-func fixtureKey(t *testing.T) ed25519.PrivateKey {
+func fixtureKey(t testing.TB) ed25519.PrivateKey {
 	data, err := os.ReadFile("testdata/fixture.test.signing.key")
 	if err != nil {
 		t.Fatal(err)

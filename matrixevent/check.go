@@ -1,0 +1,705 @@
+package matrixevent
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"unicode/utf8"
+)
+
+// Checked is what Check found of one event.
+type Checked struct {
+	// ID is the event's own ID (IDErr when it cannot be computed).
+	ID    string
+	IDErr error
+	// Signatures is CheckSignatures' outcome, SigErr its error.
+	Signatures SignatureStatus
+	SigErr     error
+	// HashErr is CheckContentHash's error (nil when not asked for).
+	HashErr error
+}
+
+// Check computes what EventID, CheckSignatures and (when contentHash is
+// set) CheckContentHash compute, with the same results, but encodes the
+// event's canonical JSON once instead of five times: the redacted form
+// the event ID and the signatures cover is the same bytes. JSON of a
+// shape the one-pass encoder leaves alone (invalid UTF-8, lone
+// surrogates, duplicate keys, a content that is no object, ...) takes the
+// general functions.
+func Check(v RoomVersion, data []byte, keys KeyLookup, contentHash bool) Checked {
+	if c, ok := checkFast(v, data, keys, contentHash); ok {
+		return c
+	}
+	var c Checked
+	c.ID, c.IDErr = EventID(v, data)
+	c.Signatures, c.SigErr = CheckSignatures(v, data, keys)
+	if contentHash {
+		c.HashErr = CheckContentHash(data)
+	}
+	return c
+}
+
+func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash bool) (Checked, bool) {
+	var c Checked
+	canon, ok := canonical(data)
+	if !ok {
+		return c, false
+	}
+	top, ok := objectMembers(canon)
+	if !ok {
+		return c, false
+	}
+	get := func(m []member, key string) ([]byte, bool) {
+		for _, f := range m {
+			if f.key == key {
+				return f.val, true
+			}
+		}
+		return nil, false
+	}
+	for _, f := range top {
+		// encoding/json matches struct fields case-insensitively (with
+		// Unicode folding): keys of any other shape go the general way.
+		if !plainKey(f.key) {
+			return c, false
+		}
+	}
+	evType := ""
+	if t, ok := get(top, "type"); ok {
+		if s, ok := plainString(t); ok {
+			evType = s
+		} else if t[0] == '"' {
+			return c, false
+		}
+	}
+	content := []byte("{}")
+	if raw, ok := get(top, "content"); ok {
+		if raw[0] != '{' {
+			return c, false
+		}
+		content = raw
+	}
+	cm, ok := objectMembers(content)
+	if !ok {
+		return c, false
+	}
+	keptContent, ok := redactedContent(v, evType, content, cm)
+	if !ok {
+		return c, false
+	}
+	// The redacted event without signatures (and unsigned, which redaction
+	// drops): what the reference hash and every signature cover.
+	var red []member
+	for _, f := range top {
+		if f.key == "signatures" || f.key == "content" {
+			continue
+		}
+		if slices.Contains(topLevelKept, f.key) || (!v.UpdatedRedactions && slices.Contains(topLevelKeptPreV11, f.key)) {
+			red = append(red, f)
+		}
+	}
+	red = append(red, member{key: "content", val: keptContent})
+	sort.Slice(red, func(i, j int) bool { return red[i].key < red[j].key })
+	signed := joinMembers(red)
+
+	if v.EventIDFormat == 1 {
+		c.ID, c.IDErr = EventID(v, data)
+	} else {
+		sum := sha256.Sum256(signed)
+		if v.EventIDFormat == 3 {
+			c.ID = "$" + base64.RawStdEncoding.EncodeToString(sum[:])
+		} else {
+			c.ID = "$" + base64.RawURLEncoding.EncodeToString(sum[:])
+		}
+	}
+
+	sender := ""
+	if s, ok := get(top, "sender"); ok {
+		if sender, ok = plainString(s); !ok {
+			return c, false
+		}
+	}
+	type sig struct{ server, keyID, sig string }
+	var sigs []sig
+	if raw, ok := get(top, "signatures"); ok {
+		servers, ok := objectMembers(raw)
+		if !ok {
+			return c, false
+		}
+		for _, s := range servers {
+			byKey, ok := objectMembers(s.val)
+			if !ok || strings.IndexByte(s.key, '\\') >= 0 {
+				return c, false
+			}
+			for _, k := range byKey {
+				val, ok := plainString(k.val)
+				if !ok || strings.IndexByte(k.key, '\\') >= 0 {
+					return c, false
+				}
+				sigs = append(sigs, sig{s.key, k.key, val})
+			}
+		}
+	}
+	senderServer := ServerOf(sender)
+	c.Signatures = SignatureMissing
+	if slices.ContainsFunc(sigs, func(s sig) bool { return s.server == senderServer }) {
+		c.Signatures = SignatureUnverifiable
+		for _, s := range sigs {
+			pub, ok := keys(s.server, s.keyID)
+			if !ok {
+				continue
+			}
+			raw, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(s.sig, "="))
+			if err != nil || !ed25519.Verify(pub, signed, raw) {
+				c.Signatures, c.SigErr = SignatureInvalid, fmt.Errorf("signature by %s key %s does not verify", s.server, s.keyID)
+				break
+			}
+			if s.server == senderServer {
+				c.Signatures = SignatureValid
+			}
+		}
+	}
+
+	if contentHash {
+		want := ""
+		if raw, ok := get(top, "hashes"); ok && string(raw) != "null" {
+			hm, ok := objectMembers(raw)
+			if !ok {
+				return c, false
+			}
+			for _, h := range hm {
+				if !plainKey(h.key) {
+					return c, false
+				}
+			}
+			if s, ok := get(hm, "sha256"); ok {
+				if want, ok = plainString(s); !ok {
+					return c, false
+				}
+			}
+		}
+		w, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(want, "="))
+		if err != nil || len(w) != sha256.Size {
+			c.HashErr = fmt.Errorf("%w: hashes.sha256 is missing or malformed", ErrHashMismatch)
+		} else {
+			var rest []member
+			for _, f := range top {
+				if f.key != "unsigned" && f.key != "signatures" && f.key != "hashes" {
+					rest = append(rest, f)
+				}
+			}
+			if got := sha256.Sum256(joinMembers(rest)); !bytes.Equal(got[:], w) {
+				c.HashErr = ErrHashMismatch
+			}
+		}
+	}
+	return c, true
+}
+
+// redactedContent is redactContent on canonical JSON: the kept members of
+// content (an object whose members are cm).
+func redactedContent(v RoomVersion, evType string, content []byte, cm []member) ([]byte, bool) {
+	keep := func(keys ...string) []member {
+		var out []member
+		for _, f := range cm {
+			if slices.Contains(keys, f.key) {
+				out = append(out, f)
+			}
+		}
+		return out
+	}
+	var kept []member
+	switch evType {
+	case "m.room.member":
+		keys := []string{"membership"}
+		if v.AuthorisedVia {
+			keys = append(keys, "join_authorised_via_users_server")
+		}
+		kept = keep(keys...)
+		if v.UpdatedRedactions {
+			for _, f := range cm {
+				if f.key != "third_party_invite" || f.val[0] != '{' {
+					continue
+				}
+				tpi, ok := objectMembers(f.val)
+				if !ok {
+					return nil, false
+				}
+				for _, t := range tpi {
+					if t.key == "signed" {
+						kept = append(kept, member{key: f.key, val: joinMembers([]member{t})})
+					}
+				}
+			}
+			sort.Slice(kept, func(i, j int) bool { return kept[i].key < kept[j].key })
+		}
+	case "m.room.create":
+		if v.UpdatedRedactions {
+			return content, true
+		}
+		kept = keep("creator")
+	case "m.room.join_rules":
+		if v.JoinRulesAllow {
+			kept = keep("join_rule", "allow")
+		} else {
+			kept = keep("join_rule")
+		}
+	case "m.room.power_levels":
+		keys := []string{"ban", "events", "events_default", "kick", "redact", "state_default", "users", "users_default"}
+		if v.UpdatedRedactions {
+			keys = append(keys, "invite")
+		}
+		kept = keep(keys...)
+	case "m.room.aliases":
+		if v.SpecialAliases {
+			kept = keep("aliases")
+		}
+	case "m.room.history_visibility":
+		kept = keep("history_visibility")
+	case "m.room.redaction":
+		if v.UpdatedRedactions {
+			kept = keep("redacts")
+		}
+	}
+	return joinMembers(kept), true
+}
+
+// plainKey: a key encoding/json can only match exactly (lower-case ASCII
+// letters, digits, '_' and '.').
+func plainKey(k string) bool {
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// plainString returns the text of a canonical JSON string without escapes.
+func plainString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || bytes.IndexByte(raw, '\\') >= 0 {
+		return "", false
+	}
+	return string(raw[1 : len(raw)-1]), true
+}
+
+// member is one member of a canonical JSON object: its key (the canonical
+// string's text, escapes as written) and its value's bytes.
+type member struct {
+	key string
+	val []byte
+}
+
+// joinMembers encodes members (sorted, canonical) as an object.
+func joinMembers(ms []member) []byte {
+	n := 2
+	for _, m := range ms {
+		n += len(m.key) + len(m.val) + 4
+	}
+	out := make([]byte, 0, n)
+	out = append(out, '{')
+	for i, m := range ms {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, '"')
+		out = append(out, m.key...)
+		out = append(out, '"', ':')
+		out = append(out, m.val...)
+	}
+	return append(out, '}')
+}
+
+// objectMembers splits a canonical JSON object into its members.
+func objectMembers(obj []byte) ([]member, bool) {
+	if len(obj) < 2 || obj[0] != '{' {
+		return nil, false
+	}
+	var out []member
+	i := 1
+	if obj[i] == '}' {
+		return nil, true
+	}
+	for {
+		kEnd := skipCanonical(obj, i)
+		if kEnd < 0 || obj[i] != '"' || kEnd >= len(obj) || obj[kEnd] != ':' {
+			return nil, false
+		}
+		vEnd := skipCanonical(obj, kEnd+1)
+		if vEnd < 0 || vEnd >= len(obj) {
+			return nil, false
+		}
+		out = append(out, member{key: string(obj[i+1 : kEnd-1]), val: obj[kEnd+1 : vEnd]})
+		switch obj[vEnd] {
+		case ',':
+			i = vEnd + 1
+		case '}':
+			return out, vEnd == len(obj)-1
+		default:
+			return nil, false
+		}
+	}
+}
+
+// skipCanonical returns the end of the canonical JSON value at b[i:], or -1.
+func skipCanonical(b []byte, i int) int {
+	depth := 0
+	for i < len(b) {
+		switch c := b[i]; c {
+		case '"':
+			i++
+			for i < len(b) && b[i] != '"' {
+				if b[i] == '\\' {
+					i++
+				}
+				i++
+			}
+			i++
+		case '{', '[':
+			depth++
+			i++
+			continue
+		case '}', ']':
+			depth--
+			i++
+		default:
+			for i < len(b) && b[i] != ',' && b[i] != ':' && b[i] != '}' && b[i] != ']' {
+				i++
+			}
+		}
+		if depth == 0 {
+			if i > len(b) {
+				return -1
+			}
+			return i
+		}
+		if depth < 0 {
+			return -1
+		}
+		if i < len(b) && (b[i] == ',' || b[i] == ':') {
+			i++
+		}
+	}
+	return -1
+}
+
+// errNotFast: JSON the one-pass encoder leaves to the general one.
+var errNotFast = errors.New("not handled by the one-pass encoder")
+
+// canonical encodes data as Matrix canonical JSON in one pass, giving the
+// bytes canonicaljson.CanonicalJSON gives (keys sorted, no whitespace,
+// strings with only the escapes JSON needs, numbers as written); ok is
+// false for what it leaves to that general encoder: invalid JSON, invalid
+// UTF-8, lone surrogates, duplicate or escaped keys.
+func canonical(data []byte) ([]byte, bool) {
+	e := encoder{src: data, dst: make([]byte, 0, len(data))}
+	if err := e.value(); err != nil {
+		return nil, false
+	}
+	e.ws()
+	if e.pos != len(e.src) {
+		return nil, false
+	}
+	return e.dst, true
+}
+
+type encoder struct {
+	src, dst []byte
+	pos      int
+}
+
+func (e *encoder) ws() {
+	for e.pos < len(e.src) {
+		switch e.src[e.pos] {
+		case ' ', '\t', '\n', '\r':
+			e.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (e *encoder) value() error {
+	e.ws()
+	if e.pos >= len(e.src) {
+		return errNotFast
+	}
+	switch c := e.src[e.pos]; {
+	case c == '{':
+		return e.object()
+	case c == '[':
+		if e.open('[', ']') {
+			return nil
+		}
+		for {
+			if err := e.value(); err != nil {
+				return err
+			}
+			e.ws()
+			if e.pos >= len(e.src) {
+				return errNotFast
+			}
+			switch e.src[e.pos] {
+			case ',':
+				e.pos++
+				e.dst = append(e.dst, ',')
+			case ']':
+				e.pos++
+				e.dst = append(e.dst, ']')
+				return nil
+			default:
+				return errNotFast
+			}
+		}
+	case c == '"':
+		return e.str()
+	case c == '-' || c >= '0' && c <= '9':
+		return e.number()
+	default:
+		for _, lit := range []string{"true", "false", "null"} {
+			if bytes.HasPrefix(e.src[e.pos:], []byte(lit)) {
+				e.pos += len(lit)
+				e.dst = append(e.dst, lit...)
+				return nil
+			}
+		}
+		return errNotFast
+	}
+}
+
+func (e *encoder) number() error {
+	start, s := e.pos, e.src
+	i := e.pos
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	digits := func() bool {
+		j := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		return i > j
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case !digits():
+		return errNotFast
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if !digits() {
+			return errNotFast
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return errNotFast
+		}
+	}
+	e.pos = i
+	e.dst = append(e.dst, s[start:i]...)
+	return nil
+}
+
+const upperHex = "0123456789ABCDEF"
+
+// controlEscapes is the escape letter canonical JSON uses for a control
+// character ('u': \u00XX).
+const controlEscapes = "uuuuuuuubtnufruuuuuuuuuuuuuuuuuu"
+
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
+
+func (e *encoder) str() error {
+	s := e.src
+	i := e.pos + 1
+	e.dst = append(e.dst, '"')
+	for {
+		start := i
+		for i < len(s) && s[i] >= 0x20 && s[i] != '"' && s[i] != '\\' && s[i] < 0x80 {
+			i++
+		}
+		e.dst = append(e.dst, s[start:i]...)
+		if i >= len(s) {
+			return errNotFast
+		}
+		switch c := s[i]; {
+		case c == '"':
+			e.dst = append(e.dst, '"')
+			e.pos = i + 1
+			return nil
+		case c < 0x20:
+			return errNotFast
+		case c >= 0x80:
+			r, n := utf8.DecodeRune(s[i:])
+			if r == utf8.RuneError && n <= 1 {
+				return errNotFast
+			}
+			e.dst = append(e.dst, s[i:i+n]...)
+			i += n
+		default: // a backslash
+			if i+1 >= len(s) {
+				return errNotFast
+			}
+			switch esc := s[i+1]; esc {
+			case '"', '\\', 'b', 'f', 'n', 'r', 't':
+				e.dst = append(e.dst, '\\', esc)
+				i += 2
+			case '/':
+				e.dst = append(e.dst, '/')
+				i += 2
+			case 'u':
+				r, ok := hex4(s[i+2:])
+				if !ok {
+					return errNotFast
+				}
+				i += 6
+				switch {
+				case r < 0x20:
+					esc := controlEscapes[r]
+					e.dst = append(e.dst, '\\', esc)
+					if esc == 'u' {
+						e.dst = append(e.dst, '0', '0', byte('0'+(r>>4)), upperHex[r&0xF])
+					}
+				case r == '"' || r == '\\':
+					e.dst = append(e.dst, '\\', byte(r))
+				case r >= 0xD800 && r < 0xDC00:
+					if i+1 >= len(s) || s[i] != '\\' || s[i+1] != 'u' {
+						return errNotFast
+					}
+					lo, ok := hex4(s[i+2:])
+					if !ok || lo < 0xDC00 || lo >= 0xE000 {
+						return errNotFast
+					}
+					i += 6
+					e.dst = utf8.AppendRune(e.dst, 0x10000+((r&0x3FF)<<10|(lo&0x3FF)))
+				case r >= 0xDC00 && r < 0xE000:
+					return errNotFast
+				default:
+					e.dst = utf8.AppendRune(e.dst, r)
+				}
+			default:
+				return errNotFast
+			}
+		}
+	}
+}
+
+// span is one encoded member of an object being encoded: the key's text
+// and where the member ("key":value) sits in dst.
+type span struct {
+	key        string
+	start, end int
+}
+
+// open copies an array's or object's opening bracket, and its closing
+// one too when it is empty (which it reports).
+func (e *encoder) open(opening, closing byte) bool {
+	e.pos++
+	e.dst = append(e.dst, opening)
+	e.ws()
+	if e.pos < len(e.src) && e.src[e.pos] == closing {
+		e.pos++
+		e.dst = append(e.dst, closing)
+		return true
+	}
+	return false
+}
+
+func (e *encoder) object() error {
+	objStart := len(e.dst)
+	if e.open('{', '}') {
+		return nil
+	}
+	var stack [16]span
+	spans := stack[:0]
+	sorted := true
+	for {
+		e.ws()
+		if e.pos >= len(e.src) || e.src[e.pos] != '"' {
+			return errNotFast
+		}
+		mStart := len(e.dst)
+		if err := e.str(); err != nil {
+			return err
+		}
+		key := e.dst[mStart+1 : len(e.dst)-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			return errNotFast // sorted by the unescaped text: left to the general encoder
+		}
+		k := string(key)
+		if n := len(spans); n > 0 && k <= spans[n-1].key {
+			sorted = false
+		}
+		e.ws()
+		if e.pos >= len(e.src) || e.src[e.pos] != ':' {
+			return errNotFast
+		}
+		e.pos++
+		e.dst = append(e.dst, ':')
+		if err := e.value(); err != nil {
+			return err
+		}
+		spans = append(spans, span{key: k, start: mStart, end: len(e.dst)})
+		e.ws()
+		if e.pos >= len(e.src) {
+			return errNotFast
+		}
+		if c := e.src[e.pos]; c == ',' {
+			e.pos++
+			e.dst = append(e.dst, ',')
+			continue
+		} else if c != '}' {
+			return errNotFast
+		}
+		e.pos++
+		break
+	}
+	if !sorted {
+		sort.Slice(spans, func(i, j int) bool { return spans[i].key < spans[j].key })
+		for i := 1; i < len(spans); i++ {
+			if spans[i].key == spans[i-1].key {
+				return errNotFast // duplicate keys: left to the general encoder
+			}
+		}
+		tmp := append([]byte(nil), e.dst[objStart:]...)
+		e.dst = append(e.dst[:objStart], '{')
+		for i, sp := range spans {
+			if i > 0 {
+				e.dst = append(e.dst, ',')
+			}
+			e.dst = append(e.dst, tmp[sp.start-objStart:sp.end-objStart]...)
+		}
+	}
+	e.dst = append(e.dst, '}')
+	return nil
+}

@@ -1,0 +1,159 @@
+package matrixevent_test
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"strings"
+	"testing"
+
+	"maunium.net/go/mautrix/crypto/canonicaljson"
+
+	"github.com/ferry-matrix/ferry/matrixevent"
+)
+
+// general is what EventID, CheckSignatures and CheckContentHash say of an
+// event, one by one: what Check must say too.
+func general(v matrixevent.RoomVersion, data []byte, keys matrixevent.KeyLookup) matrixevent.Checked {
+	var c matrixevent.Checked
+	c.ID, c.IDErr = matrixevent.EventID(v, data)
+	c.Signatures, c.SigErr = matrixevent.CheckSignatures(v, data, keys)
+	c.HashErr = matrixevent.CheckContentHash(data)
+	return c
+}
+
+func sameChecked(a, b matrixevent.Checked) bool {
+	errText := func(err error) string {
+		if err == nil {
+			return ""
+		}
+		if errors.Is(err, matrixevent.ErrHashMismatch) {
+			return "hash: " + err.Error()
+		}
+		return "error"
+	}
+	return a.ID == b.ID && (a.IDErr == nil) == (b.IDErr == nil) && a.Signatures == b.Signatures &&
+		(a.SigErr == nil) == (b.SigErr == nil) && errText(a.HashErr) == errText(b.HashErr)
+}
+
+// variants of a real event that take Check's one-pass path or its
+// fallback: reordered keys, whitespace, escapes Synapse writes
+// (ensure_ascii), tampering.
+func variants(js string) []string {
+	out := []string{js,
+		strings.Replace(js, `{"`, "{ \n\"", 1),
+		strings.ReplaceAll(js, `,"`, `, "`),
+		strings.Replace(js, `"content":`, `"zz":1,"content":`, 1),
+		strings.Replace(js, `"type":`, `"Type":"x","type":`, 1),
+		strings.Replace(js, `"sender":`, `"sender":"@a:b","sender":`, 1),
+		strings.Replace(js, `fixture.test`, `fixture\u002etest`, 1),
+		strings.Replace(js, `"membership":"join"`, `"membership":"j\u006fin"`, 1),
+		strings.Replace(js, `"membership":"join"`, `"membership":"jo\/in","x":"\ud83d\ude00\u00e9\u0001\n<>"`, 1),
+		strings.Replace(js, `"membership":"join"`, `"membership":"join","x":"\ud83d"`, 1),
+		strings.Replace(js, `"content":{`, `"content":{"third_party_invite":{"signed":{"b":1,"a":[1.5e3,-0,true,null]},"x":2},`, 1),
+		strings.Replace(js, `"content":{`, `"content":{"third_party_invite":"s",`, 1),
+		strings.Replace(js, `"content":{`, `"content":null,"c":{`, 1),
+		strings.Replace(js, `"hashes":{"sha256":"`, `"hashes":{"sha256":"A`, 1),
+		strings.Replace(js, `"hashes":{`, `"hashes":{"SHA256":"x",`, 1),
+		strings.Replace(js, `"signatures":{`, `"signatures":{"other.example":{"ed25519:x":"AAAA"},`, 1),
+		strings.Replace(js, `"origin_server_ts":`, `"origin_server_ts":0,"depth2":`, 1),
+		js + " ",
+		js + "x",
+		js[:len(js)-1],
+	}
+	// reversed top-level order
+	out = append(out, "{"+reverseMembers(js[1:len(js)-1])+"}")
+	return out
+}
+
+func reverseMembers(body string) string {
+	// split on top-level commas
+	var parts []string
+	depth, inStr, start := 0, false, 0
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case inStr && c == '\\':
+			i++
+		case c == '"':
+			inStr = !inStr
+		case inStr:
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+		case c == ',' && depth == 0:
+			parts = append(parts, body[start:i])
+			start = i + 1
+		}
+	}
+	parts = append(parts, body[start:])
+	for i, j := 0, len(parts)-1; i < j; i, j = i+1, j-1 {
+		parts[i], parts[j] = parts[j], parts[i]
+	}
+	return strings.Join(parts, ",")
+}
+
+// Check says what the three general functions say, for every real event
+// and every variant, in every room version.
+func TestCheckAgreesWithGeneralFunctions(t *testing.T) {
+	priv := fixtureKey(t)
+	pub := priv.Public().(ed25519.PublicKey)
+	keys := func(server, keyID string) (ed25519.PublicKey, bool) {
+		return pub, server == "fixture.test" && keyID == "ed25519:a_NMll"
+	}
+	events := loadEvents(t)
+	valid := 0
+	for i, e := range events {
+		for j, js := range variants(e.JSON) {
+			for _, rv := range matrixevent.KnownRoomVersions() {
+				if rv != e.RoomVersion && (i%50 != 0 || j > 0) {
+					continue
+				}
+				v, _ := matrixevent.LookupRoomVersion(rv)
+				want := general(v, []byte(js), keys)
+				got := matrixevent.Check(v, []byte(js), keys, true)
+				if !sameChecked(got, want) {
+					t.Fatalf("%s variant %d, room version %s:\nCheck:   %+v\ngeneral: %+v\n%s", e.EventID, j, rv, got, want, js)
+				}
+				if j == 0 && rv == e.RoomVersion && got.Signatures == matrixevent.SignatureValid {
+					valid++
+				}
+			}
+		}
+	}
+	if valid != len(events) {
+		t.Errorf("%d of %d real events verify", valid, len(events))
+	}
+}
+
+func FuzzCheck(f *testing.F) {
+	priv := fixtureKey(f)
+	pub := priv.Public().(ed25519.PublicKey)
+	keys := func(server, keyID string) (ed25519.PublicKey, bool) { return pub, server == "fixture.test" }
+	for i, e := range loadEvents(f) {
+		if i%40 == 0 {
+			for _, v := range variants(e.JSON) {
+				f.Add(v)
+			}
+		}
+	}
+	v, _ := matrixevent.LookupRoomVersion("10")
+	f.Fuzz(func(t *testing.T, js string) {
+		want := general(v, []byte(js), keys)
+		got := matrixevent.Check(v, []byte(js), keys, true)
+		if !sameChecked(got, want) {
+			t.Fatalf("Check: %+v\ngeneral: %+v", got, want)
+		}
+	})
+}
+
+// The one-pass encoder gives canonicaljson's bytes.
+func TestCanonicalAgrees(t *testing.T) {
+	for _, js := range []string{`{"b":1,"a":{"d":[1, 2.5e3 ,"\u00e9\ud83d\ude00\/\u0001\u001f\u0008"],"c":null}}`, `[]`, `{}`, `"x"`, `{"a" : "<&>\u2028"}`} {
+		want, err := canonicaljson.CanonicalJSON([]byte(js))
+		got, ok := matrixevent.CanonicalForTest([]byte(js))
+		if err != nil || !ok || string(got) != string(want) {
+			t.Errorf("%s: one pass %s (%v), canonicaljson %s (%v)", js, got, ok, want, err)
+		}
+	}
+}
