@@ -35,11 +35,13 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/ferry-matrix/ferry/app"
+	"github.com/ferry-matrix/ferry/internal/ratelimit"
 )
 
 // Prefix is where the dashboard is served.
@@ -97,8 +99,14 @@ type Server struct {
 	Secure bool
 	// Interval between progress updates on the event stream (default 1 s).
 	Interval time.Duration
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client (api.trusted_proxies), for the sign-in rate limit and
+	// the audit log.
+	TrustedProxies []string
 
-	once   sync.Once
+	once    sync.Once
+	clients ratelimit.Clients
+	signins *ratelimit.Limiter
 	mux    *http.ServeMux
 	pages  map[string]*template.Template
 	tokens []tokenHash
@@ -130,14 +138,16 @@ func (s *Server) init() {
 		s.tokens = append(s.tokens, tokenHash{sum: sha256.Sum256([]byte(t.Secret)), name: t.Name})
 	}
 	s.pages = parsePages()
+	s.clients.Trusted, _ = ratelimit.ParsePrefixes(s.TrustedProxies) // config.Validate reports bad entries
+	s.signins = ratelimit.New(signinRate, signinBurst)
 	static, _ := fs.Sub(staticFS, "static")
 	m := http.NewServeMux()
 	m.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", http.FileServerFS(static)))
 	m.HandleFunc("GET /ui/{$}", s.home)
 	m.HandleFunc("GET /ui/login", s.signinForm)
-	m.HandleFunc("POST /ui/login", s.tokenSignin)
-	m.HandleFunc("GET /ui/login/{token}", s.linkForm)
-	m.HandleFunc("POST /ui/login/{token}", s.linkSignin)
+	m.HandleFunc("POST /ui/login", s.limited(s.tokenSignin))
+	m.HandleFunc("GET /ui/login/{token}", s.limited(s.linkForm))
+	m.HandleFunc("POST /ui/login/{token}", s.limited(s.linkSignin))
 	m.HandleFunc("POST /ui/logout", s.auth(roleAny, s.logout))
 	m.HandleFunc("GET /ui/me", s.auth(roleAny, s.me))
 	m.HandleFunc("GET /ui/events", s.auth(roleAny, s.events))
@@ -311,11 +321,26 @@ func sameOrigin(r *http.Request) bool {
 	return true
 }
 
-// clientAddr is for the audit log.
-func clientAddr(r *http.Request) string {
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i > 0 {
-		host = host[:i]
+// The sign-in rate limit per client address: signinBurst attempts at
+// once, then signinRate a second. Plenty for people; a token guesser gets
+// 429 (not that 192 random bits can be guessed).
+const (
+	signinRate  = 1
+	signinBurst = 20
+)
+
+// limited applies the sign-in rate limit (429 with Retry-After).
+func (s *Server) limited(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if ok, wait := s.signins.Take(ratelimit.Key(s.clientAddr(r))); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+			s.fail(w, r, nil, http.StatusTooManyRequests, "Too many sign-in attempts from your address; wait a moment and try again.")
+			return
+		}
+		next(w, r)
 	}
-	return host
 }
+
+// clientAddr is the client's address (behind trusted proxies, the one
+// they name), for the rate limit and the audit log.
+func (s *Server) clientAddr(r *http.Request) string { return s.clients.Addr(r) }

@@ -486,3 +486,29 @@ func TestSchedulesCharts(t *testing.T) {
 		}
 	}
 }
+
+// Sign-in attempts are rate limited per client address: a burst, then
+// 429 with Retry-After (signed-in pages are not).
+func TestSigninRateLimit(t *testing.T) {
+	r := newRig(t)
+	c := r.browser()
+	var codes []int
+	for range signinBurst + 5 {
+		codes = append(codes, r.do(c, "GET", "/ui/login/guess-"+newRandom(), nil).status)
+	}
+	for i, code := range codes {
+		want := http.StatusGone
+		if i >= signinBurst {
+			want = http.StatusTooManyRequests
+		}
+		if code != want {
+			t.Fatalf("attempt %d: %d, want %d (all: %v)", i, code, want, codes)
+		}
+	}
+	if a := r.do(c, "POST", "/ui/login", url.Values{"token": {"x"}}); a.status != http.StatusTooManyRequests || a.header.Get("Retry-After") == "" {
+		t.Errorf("token form after the burst: %d, Retry-After %q", a.status, a.header.Get("Retry-After"))
+	}
+	if a := r.do(c, "GET", "/ui/exports", nil, "Authorization", "Bearer "+apiToken); a.status != 200 {
+		t.Errorf("a signed-in page after the burst: %d", a.status)
+	}
+}

@@ -133,13 +133,13 @@ func (s *Server) tokenSignin(w http.ResponseWriter, r *http.Request) {
 	}
 	name, ok := s.adminToken(strings.TrimSpace(r.PostFormValue("token")))
 	if !ok {
-		s.Svc.Audit(r.Context(), app.AuditEntry{Actor: "unknown", Via: app.ViaDashboard + " " + clientAddr(r), Action: "dashboard.login",
+		s.Svc.Audit(r.Context(), app.AuditEntry{Actor: "unknown", Via: app.ViaDashboard + " " + s.clientAddr(r), Action: "dashboard.login",
 			Outcome: "refused", Detail: "not an admin API token"})
 		s.render(w, http.StatusUnauthorized, "signin", page{Title: "Sign in", Data: signin{Value: s.newSignin(w, r),
 			Error: "That is not an admin API token of this Ferry (api.tokens with role admin)."}})
 		return
 	}
-	g, token, err := s.Svc.StartSession(r.Context(), "token:"+name, app.RoleAdmin, "API token", clientAddr(r))
+	g, token, err := s.Svc.StartSession(r.Context(), "token:"+name, app.RoleAdmin, "API token", s.clientAddr(r))
 	if err != nil {
 		s.fail(w, r, nil, http.StatusInternalServerError, err.Error())
 		return
@@ -169,7 +169,7 @@ func (s *Server) linkSignin(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, nil, http.StatusForbidden, "Sign in with the button on the link's own page: this form did not come from it.")
 		return
 	}
-	g, token, err := s.Svc.Login(r.Context(), r.PathValue("token"), clientAddr(r))
+	g, token, err := s.Svc.Login(r.Context(), r.PathValue("token"), s.clientAddr(r))
 	if err != nil {
 		s.loginFailed(w, r, err)
 		return

@@ -213,7 +213,8 @@ func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.
 			admins = append(admins, dashboard.Token{Name: t.Name, Secret: t.Secret})
 		}
 	}
-	ui := &dashboard.Server{Svc: s.app, AdminTokens: admins, Secure: strings.HasPrefix(cfg.PublicURL(), "https://")}
+	ui := &dashboard.Server{Svc: s.app, AdminTokens: admins, Secure: strings.HasPrefix(cfg.PublicURL(), "https://"),
+		TrustedProxies: cfg.API.TrustedProxies}
 	mux := http.NewServeMux()
 	mux.Handle("/", a.Handler())
 	mux.Handle(dashboard.Prefix, ui.Handler())
