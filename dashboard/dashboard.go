@@ -107,10 +107,10 @@ type Server struct {
 	once    sync.Once
 	clients ratelimit.Clients
 	signins *ratelimit.Limiter
-	mux    *http.ServeMux
-	pages  map[string]*template.Template
-	tokens []tokenHash
-	snap   snapshot
+	mux     *http.ServeMux
+	pages   map[string]*template.Template
+	tokens  []tokenHash
+	snap    snapshot
 }
 
 type tokenHash struct {
