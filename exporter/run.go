@@ -174,7 +174,11 @@ func Run(ctx context.Context, plan Plan, src source.Source, dst Destination, cp 
 	if res.Resumed {
 		res.ArchiveID, key = state.ArchiveID, state.Key
 		if key.IsZero() != (plan.Wrap == nil) {
-			return nil, permanentf("the interrupted export's archive %s is %s, this one is not: start it afresh", state.ArchiveID, map[bool]string{true: "plaintext", false: "encrypted"}[key.IsZero()])
+			was := "encrypted"
+			if key.IsZero() {
+				was = "plaintext"
+			}
+			return nil, permanentf("the interrupted export's archive %s is %s and this one is not: start it afresh", state.ArchiveID, was)
 		}
 		if saved, err = archive.UnmarshalCheckpoint(state.Checkpoint); err != nil {
 			return nil, permanentf("%w", err)

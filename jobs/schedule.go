@@ -11,6 +11,7 @@ import (
 
 	"github.com/riverqueue/river"
 	"github.com/robfig/cron/v3"
+	"github.com/rs/zerolog"
 
 	"github.com/ferry-matrix/ferry/storage"
 	"github.com/ferry-matrix/ferry/store"
@@ -102,6 +103,10 @@ func (w *scheduleWorker) Work(ctx context.Context, job *river.Job[ScheduleArgs])
 			if _, again := svc.Store.GetExport(ctx, id); again != nil {
 				return err // not a duplicate: a real failure
 			}
+			// The row is there: another instance submitted this tick, or
+			// this submission failed after recording it (its audit entry,
+			// its River job, marked failed then). Not retried; said.
+			zerolog.Ctx(ctx).Warn().Err(err).Str("schedule", sch.Name).Str("export", id).Msg("the scheduled export exists already; this submission of it failed")
 		} else {
 			svc.announce(Event{Schedule: sch.Name, ExportID: id, Kind: "started"})
 		}

@@ -77,7 +77,7 @@ func (s *Service) checkStored(ctx context.Context, e *store.Export, c progress.C
 	h := sha256.New()
 	c.SetTotal(e.Size)
 	n, err := io.Copy(h, &countingReader{r: r, c: c})
-	r.Close()
+	closeLogged(ctx, r, key)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s failed after %s: %w", key, human.Bytes(n), err)
 	}
@@ -141,7 +141,7 @@ func (s *Service) verifyStored(ctx context.Context, e *store.Export, c progress.
 		}
 		return "", fmt.Errorf("%s is %w: it cannot be opened: %w", got.Key, ErrDamaged, err)
 	}
-	defer r.Close()
+	defer closeLogged(ctx, r, got.Key)
 	rep, err := archive.Validate(ctx, r)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -435,6 +435,8 @@ func newOutDestination(ctx context.Context, out string, resumable bool) (*outDes
 				return nil, err
 			}
 			d.dir = tmp
+		} else if err := os.MkdirAll(d.dir, 0o700); err != nil { // for the user only, as a temporary one is
+			return nil, err
 		}
 	}
 	if d.interrupted() { // the parts of the export to resume
