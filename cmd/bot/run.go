@@ -24,8 +24,8 @@ func newRunCmd() *cobra.Command {
 		Short: "Run the Matrix bot (appservice) with everything serve runs",
 		Long: `Run is the Matrix bot, an appservice that answers admins in their rooms (!export, !import, !verify,
 !mydata; docs/BOT.md), together with everything bot serve runs: the job workers, the schedules,
-the HTTP API, /download and /metrics, all on appservice.listen. Give the homeserver the registration
-that bot generate-registration writes first.`,
+the HTTP API, the web dashboard (/ui/, signed in through !dashboard), /download and /metrics, all on
+appservice.listen. Give the homeserver the registration that bot generate-registration writes first.`,
 		Example: `  bot generate-registration -c config.yaml -o registration.yaml
   bot run -c config.yaml
   bot run -c config.yaml --debug --log /var/log/ferry.log`,

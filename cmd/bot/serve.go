@@ -40,8 +40,8 @@ func newServeCmd() *cobra.Command {
 		Short: "Run the job workers, schedules, the HTTP API, /metrics and /download",
 		Long: `Serve runs the export, import and verify jobs (durable: an interrupted export resumes), the
 configured schedules with their retention, and the HTTP API (/api/v1/exports, ...; docs/JOBS.md),
-/metrics and the signed /download links, on appservice.listen: what an admin's tooling talks to.
-bot run runs the same with the Matrix bot.`,
+/metrics, the signed /download links and the web dashboard (/ui/; docs/DASHBOARD.md), on
+appservice.listen: what an admin's tooling talks to. bot run runs the same with the Matrix bot.`,
 		Example: `  bot serve -c config.yaml
   curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:29331/api/v1/exports`,
 		Args: cobra.NoArgs,
