@@ -86,7 +86,7 @@ func (f *FileCheckpointer) Load(context.Context) (*Resume, error) {
 		return nil, err
 	}
 	if st.Plan != f.Plan {
-		return nil, fmt.Errorf("%w (its checkpoint is %s): run it again as it was, or remove that file and what was written beside it to start afresh", ErrOtherExport, f.Path)
+		return nil, fmt.Errorf("%w (its checkpoint is %s): run it again as it was, or remove that file (and what the export wrote) to start afresh", ErrOtherExport, f.Path)
 	}
 	f.st = st
 	r := &Resume{ArchiveID: st.ArchiveID, Checkpoint: st.Checkpoint}

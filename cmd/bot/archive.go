@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -393,10 +395,12 @@ func writeArchive(ctx context.Context, out string, opts archive.WriterOptions, f
 // OUT.ferry.key.age beside it. A packed file is staged in the directory
 // OUT.ferry.partial beside it, packed when the archive is complete.
 //
-// A resumable destination keeps what was staged when the export stops
-// (Abandon is not called), with the export's checkpoint file
-// (Checkpoint), so that the same command run again continues it; a local
-// directory or packed file can be, a bucket URL cannot.
+// A resumable destination keeps what was staged when the export stops,
+// with the export's checkpoint file, so that the same command run again
+// continues it. The checkpoint holds the archive key, so it stays on this
+// machine: in the directory written or staged in, and for a bucket URL
+// (file:// included) in the user's cache directory, named by the URL's
+// hash; never in the bucket beside the encrypted parts.
 type outDestination struct {
 	out, dir   string // dir: where the parts are staged (local), or "" for a bucket URL
 	packed     bool
@@ -415,12 +419,22 @@ func newOutDestination(ctx context.Context, out string, resumable bool) (*outDes
 		d.dir = out + ".partial"
 	case !strings.Contains(out, "://"):
 		d.dir = out
-	case strings.HasPrefix(out, "file://"):
-		d.dir = strings.TrimPrefix(out, "file://")
 	}
-	d.resumable = resumable && d.dir != ""
-	if d.resumable {
+	d.resumable = resumable
+	switch {
+	case resumable && d.dir != "":
 		d.checkpoint = filepath.Join(d.dir, checkpointFile)
+	case resumable:
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return nil, fmt.Errorf("no place for the export's checkpoint (%w): set XDG_CACHE_HOME or HOME", err)
+		}
+		sum := sha256.Sum256([]byte(out))
+		dir := filepath.Join(cache, "ferry", "exports")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		d.checkpoint = filepath.Join(dir, hex.EncodeToString(sum[:16])+".json")
 	}
 	if d.packed {
 		if _, err := os.Stat(out); err == nil {
@@ -439,13 +453,25 @@ func newOutDestination(ctx context.Context, out string, resumable bool) (*outDes
 			return nil, err
 		}
 	}
-	if d.interrupted() { // the parts of the export to resume
+	if d.interrupted() && d.dir != "" { // the parts of the export to resume
 		b, err := container.OpenDirBucket(d.dir, false)
 		if err != nil {
 			return nil, err
 		}
 		d.store, d.closeStore = &container.BucketStore{Bucket: b}, b.Close
 		return d, nil
+	}
+	if d.interrupted() { // in a bucket: its parts, if one was committed
+		if src, err := container.Open(ctx, out); err == nil {
+			bs, ok := src.(*container.BucketStore)
+			if !ok {
+				src.Close()
+				return nil, fmt.Errorf("%s is a packed archive, not the parts of the interrupted export: remove %s to start afresh elsewhere", out, d.checkpoint)
+			}
+			d.store, d.closeStore = bs, bs.Close
+			return d, nil
+		}
+		// none yet: created afresh below (the export then starts over)
 	}
 	loc := out
 	if d.dir != "" {
@@ -465,6 +491,14 @@ func newOutDestination(ctx context.Context, out string, resumable bool) (*outDes
 // checkpointFile is the name of bot export's checkpoint in the directory
 // it writes or stages in.
 const checkpointFile = "ferry-export-checkpoint.json"
+
+// abandon says how to give up an interrupted export for good.
+func (d *outDestination) abandon() string {
+	if d.dir != "" {
+		return "remove " + d.dir
+	}
+	return fmt.Sprintf("remove %s and the parts under %s", d.checkpoint, d.out)
+}
 
 // interrupted reports whether an earlier export left its checkpoint here.
 func (d *outDestination) interrupted() bool {

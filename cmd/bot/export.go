@@ -198,7 +198,7 @@ func (e *exportFlags) export(ctx context.Context, src source.Source, out string,
 	bar.done()
 	if err != nil {
 		if dst.interrupted() && !errors.Is(err, exporter.ErrOtherExport) {
-			return fmt.Errorf("%w (run the same command again to resume the export from its last complete part, or remove %s to start afresh)", err, dst.dir)
+			return fmt.Errorf("%w (run the same command again to resume the export from its last complete part, or %s to start afresh)", err, dst.abandon())
 		}
 		return err
 	}
@@ -265,9 +265,10 @@ passphrase; --plaintext writes none, and no secrets. --rooms, --users, --since a
 partial export; --migration adds what a move to another server needs (access tokens, the private
 signing key). Progress goes to stderr; --json prints the result on stdout.
 
-An interrupted export (Ctrl-C, a crash) of a directory or FILE.ferry resumes from its last complete
-part when the same command runs again: its checkpoint waits in OUT (or in FILE.ferry.partial beside
-the file) and holds the archive key until the export is done. Remove it to start afresh.`,
+An interrupted export (Ctrl-C, a crash) resumes from its last complete part when the same command
+runs again on this machine. Its checkpoint holds the archive key until the export is done, so it
+stays local: in OUT, in FILE.ferry.partial beside the file, or for a bucket URL in the user's cache
+directory (~/.cache/ferry/exports). The error names what to remove to start afresh.`,
 		Example: `  bot export --source synapse --db postgres://ferry_reader@db/synapse --media-store /var/lib/synapse/media_store \
     --signing-key /etc/synapse/example.org.signing.key --synapse-config /etc/synapse/homeserver.yaml \
     --recipient age1... --to backup.ferry

@@ -126,3 +126,53 @@ func TestExportResumesIntoDirectory(t *testing.T) {
 		t.Fatalf("an export over a finished archive: %v", err)
 	}
 }
+
+// A bucket URL resumes too, its checkpoint (which holds the key) in the
+// user's cache directory rather than in the bucket beside the parts.
+func TestExportResumesIntoBucket(t *testing.T) {
+	ctx := context.Background()
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	t.Setenv("HOME", cache)
+	t.Setenv("FERRY_TEST_PASS", "a long enough passphrase")
+	wrap, err := (&keyChoice{passphraseEnv: "FERRY_TEST_PASS"}).resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	out := "file://" + dir
+	cancelled, cancel := context.WithCancel(ctx)
+	defer cancel()
+	first := &sourcetest.Fake{Users: 2000, OnUser: func(i int) error {
+		if i == 1100 {
+			cancel()
+			return context.Canceled
+		}
+		return nil
+	}}
+	f := &exportFlags{impl: "fake", quiet: true, partSize: 16 << 10}
+	err = f.export(cancelled, first, out, wrap, true)
+	if err == nil || !strings.Contains(err.Error(), "and the parts under "+out) {
+		t.Fatalf("interrupted export: %v", err)
+	}
+	checkpoints, _ := filepath.Glob(filepath.Join(cache, "ferry", "exports", "*.json"))
+	if len(checkpoints) != 1 {
+		t.Fatalf("checkpoints in the cache: %v", checkpoints)
+	}
+	if leaked, _ := filepath.Glob(filepath.Join(dir, "*checkpoint*")); len(leaked) != 0 {
+		t.Fatalf("the checkpoint (and its key) is in the bucket: %v", leaked)
+	}
+	second := &sourcetest.Fake{Users: 2000}
+	if err := f.export(ctx, second, out, wrap, true); err != nil {
+		t.Fatal(err)
+	}
+	if starts := second.Starts(); len(starts) != 1 || starts[0] == 0 {
+		t.Fatalf("the rerun did not resume: it started at %v", starts)
+	}
+	if _, err := os.Stat(checkpoints[0]); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the checkpoint is left after the export: %v", err)
+	}
+	if err := run(ctx, []string{"archive", "verify", "--passphrase-env", "FERRY_TEST_PASS", out}); err != nil {
+		t.Fatal(err)
+	}
+}
