@@ -93,15 +93,7 @@ func TestExportResumesIntoDirectory(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "stored")
-	cancelled, cancel := context.WithCancel(ctx)
-	defer cancel()
-	first := &sourcetest.Fake{Users: 2000, OnUser: func(i int) error {
-		if i == 900 {
-			cancel()
-			return context.Canceled
-		}
-		return nil
-	}}
+	cancelled, first := interruptedAt(t, 2000, 900)
 	f := &exportFlags{impl: "fake", quiet: true, partSize: 16 << 10}
 	if err := f.export(cancelled, first, out, nil, true); err == nil {
 		t.Fatal("the interrupted export succeeded")
@@ -141,15 +133,7 @@ func TestExportResumesIntoBucket(t *testing.T) {
 	}
 	dir := t.TempDir()
 	out := "file://" + dir
-	cancelled, cancel := context.WithCancel(ctx)
-	defer cancel()
-	first := &sourcetest.Fake{Users: 2000, OnUser: func(i int) error {
-		if i == 1100 {
-			cancel()
-			return context.Canceled
-		}
-		return nil
-	}}
+	cancelled, first := interruptedAt(t, 2000, 1100)
 	f := &exportFlags{impl: "fake", quiet: true, partSize: 16 << 10}
 	err = f.export(cancelled, first, out, wrap, true)
 	if err == nil || !strings.Contains(err.Error(), "and the parts under "+out) {
@@ -175,4 +159,18 @@ func TestExportResumesIntoBucket(t *testing.T) {
 	if err := run(ctx, []string{"archive", "verify", "--passphrase-env", "FERRY_TEST_PASS", out}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// interruptedAt is a fake source of users that cancels its export's
+// context (as Ctrl-C does) when it reaches user at.
+func interruptedAt(t *testing.T, users, at int) (context.Context, *sourcetest.Fake) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return ctx, &sourcetest.Fake{Users: users, OnUser: func(i int) error {
+		if i == at {
+			cancel()
+			return context.Canceled
+		}
+		return nil
+	}}
 }
