@@ -2,11 +2,11 @@ package api
 
 import (
 	"net/http"
-	"sort"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ferry-matrix/ferry/internal/testrig/loadcheck"
 )
 
 // BenchmarkStatusUnderLoad is the load check: 50 concurrent clients poll
@@ -23,9 +23,7 @@ func BenchmarkStatusUnderLoad(b *testing.B) {
 		_, out := e.do(b, "POST", "/api/v1/exports", adminToken, `{"type":"full","plaintext":true}`)
 		ids = append(ids, out["export_id"].(string))
 	}
-	var mu sync.Mutex
-	var lat []time.Duration
-	var failed atomic.Int64
+	var rec loadcheck.Recorder
 	stop := time.Now().Add(5 * time.Second)
 	var wg sync.WaitGroup
 	for c := 0; c < 50; c++ {
@@ -34,32 +32,17 @@ func BenchmarkStatusUnderLoad(b *testing.B) {
 			defer wg.Done()
 			client := &http.Client{}
 			for time.Now().Before(stop) {
-				req, _ := http.NewRequest("GET", e.srv.URL+"/api/v1/exports/"+ids[c%2], nil)
-				req.Header.Set("Authorization", "Bearer "+readerToken)
-				start := time.Now()
-				resp, err := client.Do(req)
-				d := time.Since(start)
-				if err != nil || resp.StatusCode != 200 {
-					failed.Add(1)
-				}
-				if resp != nil {
-					resp.Body.Close()
-				}
-				mu.Lock()
-				lat = append(lat, d)
-				mu.Unlock()
+				rec.Get(client, e.srv.URL+"/api/v1/exports/"+ids[c%2], "Authorization", "Bearer "+readerToken)
 			}
 		}(c)
 	}
 	wg.Wait()
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	p := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) / 1000 }
-	b.ReportMetric(float64(len(lat)), "requests")
-	b.ReportMetric(p(0.5), "p50-ms")
-	b.ReportMetric(p(0.99), "p99-ms")
-	b.ReportMetric(float64(failed.Load()), "failed")
-	if failed.Load() > 0 {
-		b.Fatalf("%d of %d status requests failed", failed.Load(), len(lat))
+	b.ReportMetric(float64(rec.Count()), "requests")
+	b.ReportMetric(rec.Percentile(0.5), "p50-ms")
+	b.ReportMetric(rec.Percentile(0.99), "p99-ms")
+	b.ReportMetric(float64(rec.Failed()), "failed")
+	if rec.Failed() > 0 {
+		b.Fatalf("%d of %d status requests failed", rec.Failed(), rec.Count())
 	}
 	for _, id := range ids {
 		e.do(b, "DELETE", "/api/v1/exports/"+id, adminToken, "")

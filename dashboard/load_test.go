@@ -6,7 +6,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ferry-matrix/ferry/app"
+	"github.com/ferry-matrix/ferry/internal/testrig/loadcheck"
 	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/links"
 	"github.com/ferry-matrix/ferry/source"
@@ -78,9 +78,8 @@ func BenchmarkDashboardUnderLoad(b *testing.B) {
 		ids = append(ids, v.ID)
 	}
 
-	var mu sync.Mutex
-	var pages, firsts []time.Duration
-	var failed, events atomic.Int64
+	var pages, firsts loadcheck.Recorder
+	var events atomic.Int64
 	streamCtx, endStreams := context.WithCancel(ctx)
 	stopAt := time.Now().Add(5 * time.Second)
 	var wg sync.WaitGroup
@@ -93,7 +92,7 @@ func BenchmarkDashboardUnderLoad(b *testing.B) {
 			start := time.Now()
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil || resp.StatusCode != 200 {
-				failed.Add(1)
+				firsts.Fail()
 				return
 			}
 			defer resp.Body.Close()
@@ -106,34 +105,19 @@ func BenchmarkDashboardUnderLoad(b *testing.B) {
 				}
 				if first {
 					first = false
-					mu.Lock()
-					firsts = append(firsts, time.Since(start))
-					mu.Unlock()
+					firsts.Add(time.Since(start))
 				}
 				events.Add(1)
 			}
 			if streamCtx.Err() == nil || first { // ended early, or never sent anything
-				failed.Add(1)
+				firsts.Fail()
 			}
 		}()
 		go func() { // the exports page, again and again
 			defer wg.Done()
 			client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 			for time.Now().Before(stopAt) {
-				req, _ := http.NewRequest("GET", srv.URL+"/ui/exports", nil)
-				req.Header.Set("Cookie", cookies[c])
-				start := time.Now()
-				resp, err := client.Do(req)
-				d := time.Since(start)
-				if err != nil || resp.StatusCode != 200 {
-					failed.Add(1)
-				}
-				if resp != nil {
-					resp.Body.Close()
-				}
-				mu.Lock()
-				pages = append(pages, d)
-				mu.Unlock()
+				pages.Get(client, srv.URL+"/ui/exports", "Cookie", cookies[c])
 			}
 		}()
 	}
@@ -149,22 +133,14 @@ func BenchmarkDashboardUnderLoad(b *testing.B) {
 	if running != 2 {
 		b.Errorf("%d of the 2 exports still ran at the end: make the source slower", running)
 	}
-	pct := func(lat []time.Duration, q float64) float64 {
-		if len(lat) == 0 {
-			return 0
-		}
-		slices.Sort(lat)
-		return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) / 1000
-	}
-	b.ReportMetric(float64(len(pages)), "pages")
-	b.ReportMetric(pct(pages, 0.5), "page-p50-ms")
-	b.ReportMetric(pct(pages, 0.99), "page-p99-ms")
-	b.ReportMetric(pct(firsts, 0.5), "stream-first-p50-ms")
-	b.ReportMetric(pct(firsts, 0.99), "stream-first-p99-ms")
-	b.ReportMetric(float64(events.Load())/sessions, "events/session")
-	b.ReportMetric(float64(failed.Load()), "failed")
-	if failed.Load() > 0 {
-		b.Fatalf("%d requests or streams failed (%d pages)", failed.Load(), len(pages))
+	pages.Report(b, "page")
+	b.ReportMetric(firsts.Percentile(0.5), "stream-first-event-p50-ms")
+	b.ReportMetric(firsts.Percentile(0.99), "stream-first-event-p99-ms")
+	b.ReportMetric(float64(events.Load())/sessions, "events/stream")
+	failed := pages.Failed() + firsts.Failed()
+	b.ReportMetric(float64(failed), "failed")
+	if failed > 0 {
+		b.Fatalf("%d pages and %d streams failed (of %d pages)", pages.Failed(), firsts.Failed(), pages.Count())
 	}
 	for _, id := range ids {
 		a.Cancel(ctx, id, app.Actor{Name: "@admin:example.org", Via: "api"})
