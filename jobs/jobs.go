@@ -329,24 +329,23 @@ func (w *exportWorker) Work(ctx context.Context, job *river.Job[ExportArgs]) err
 	l.release(ctx, svc, id) // cancels l.ctx: from here on, ctx tells a shutdown apart
 	log := zerolog.Ctx(ctx)
 	var published *publishedError
-	if errors.As(err, &published) {
-		// Published and finished; River retries the job for the error,
-		// finds it completed and queues its verification then.
-		log.Error().Err(err).Msg("export published, but its audit entry could not be written")
-		return err
-	}
-	if err == nil {
+	if err == nil || errors.As(err, &published) {
+		if published != nil {
+			// Published and finished all the same: the error goes to
+			// River's record of the job, whose retry finds it completed.
+			log.Error().Err(err).Msg("export published, but its audit entry could not be written")
+		}
 		// Not under l.ctx: the lease ended with the export, and a
 		// shutdown must not cut the queueing in half either. An error is
 		// retried by River; the retry finds the export completed and
 		// queues the verification then (above).
-		if err := svc.queueVerify(context.WithoutCancel(ctx), id); err != nil {
-			return err
+		if qerr := svc.queueVerify(context.WithoutCancel(ctx), id); qerr != nil {
+			return errors.Join(err, qerr)
 		}
 		if e.Via == "schedule" {
 			svc.announce(Event{Schedule: strings.TrimPrefix(e.RequestedBy, "schedule:"), ExportID: id, Kind: "finished", Detail: e.Name})
 		}
-		return nil
+		return err
 	}
 	status, res := svc.settle(ctx, l, e, err)
 	bg := context.WithoutCancel(ctx)

@@ -68,3 +68,37 @@ func TestImportCounter(t *testing.T) {
 		t.Fatalf("saved %+v", p)
 	}
 }
+
+// An export whose audit entry cannot be written (the audit table gone)
+// is still published and completed, but the failure is not lost: it is
+// tried again, logged at error level and returned to River.
+func TestWorkerAuditFailureIsLogged(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		e.src.OnUser = func(i int) error {
+			if i == 10 {
+				if _, err := e.svc.Store.DB.ExecContext(ctx, `DROP TABLE IF EXISTS ferry_audit`); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if _, err := e.svc.Submit(ctx, "audit-1", e.request("audit-1"), "@admin:fake.test", "api"); err != nil {
+			t.Fatal(err)
+		}
+		ex := waitFor(t, e.svc.Store, "audit-1", store.StatusCompleted, store.StatusFailed)
+		if ex.Status != store.StatusCompleted {
+			t.Fatalf("record %+v", ex)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(e.logs.String(), "export published, but its audit entry could not be written") {
+			if time.Now().After(deadline) {
+				t.Fatalf("the failed audit write is not logged:\n%s", e.logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if logs := e.logs.String(); !strings.Contains(logs, `"level":"error"`) || !strings.Contains(logs, `"job":"audit-1"`) {
+			t.Errorf("logged without its level or job:\n%s", logs)
+		}
+	})
+}
