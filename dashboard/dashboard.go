@@ -104,13 +104,15 @@ type Server struct {
 	// the audit log.
 	TrustedProxies []string
 
-	once    sync.Once
-	clients ratelimit.Clients
-	signins *ratelimit.Limiter
-	mux     *http.ServeMux
-	pages   map[string]*template.Template
-	tokens  []tokenHash
-	snap    snapshot
+	once      sync.Once
+	closeOnce sync.Once
+	closing   chan struct{} // closed by Close: open event streams end
+	clients   ratelimit.Clients
+	signins   *ratelimit.Limiter
+	mux       *http.ServeMux
+	pages     map[string]*template.Template
+	tokens    []tokenHash
+	snap      snapshot
 }
 
 type tokenHash struct {
@@ -130,7 +132,17 @@ func (s *Server) Handler() http.Handler {
 	return s.mux
 }
 
+// Close ends the open event streams (their browsers reconnect to
+// whatever serves next). http.Server.Shutdown waits for requests to end,
+// and an event stream never would: register Close with
+// RegisterOnShutdown.
+func (s *Server) Close() {
+	s.once.Do(s.init)
+	s.closeOnce.Do(func() { close(s.closing) })
+}
+
 func (s *Server) init() {
+	s.closing = make(chan struct{})
 	if s.Interval <= 0 {
 		s.Interval = time.Second
 	}

@@ -30,6 +30,7 @@ const (
 type rig struct {
 	t   *testing.T
 	f   *fakeService
+	s   *Server
 	srv *httptest.Server
 }
 
@@ -53,7 +54,7 @@ func newRig(t *testing.T) *rig {
 	s := &Server{Svc: f, AdminTokens: []Token{{Name: "ops", Secret: apiToken}}, Interval: 20 * time.Millisecond}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &rig{t: t, f: f, srv: srv}
+	return &rig{t: t, f: f, s: s, srv: srv}
 }
 
 // browser is a client with a cookie jar that does not follow redirects.
@@ -466,6 +467,13 @@ func TestEventStream(t *testing.T) {
 	second := next()
 	if !strings.Contains(second, `"percent":55`) || strings.Contains(second, "done1") {
 		t.Fatalf("second event (only the change): %s", second)
+	}
+	// Close (on the server's shutdown) ends the stream.
+	r.s.Close()
+	for lines.Scan() {
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the stream did not end when the dashboard closed")
 	}
 }
 

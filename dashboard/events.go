@@ -176,6 +176,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, p *principal) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-s.closing:
+			return
 		case <-tick.C:
 		}
 		if p.session != "" && time.Since(checked) > sessionRecheck {

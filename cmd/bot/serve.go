@@ -79,6 +79,7 @@ type service struct {
 	jobs    *jobs.Service
 	app     *app.Service // the verbs the API and the bot call
 	links   *links.Handler
+	ui      *dashboard.Server
 	stop    func(context.Context) error
 	handler http.Handler
 	// beforeStart, if set, runs after the job service is configured and
@@ -213,17 +214,18 @@ func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.
 			admins = append(admins, dashboard.Token{Name: t.Name, Secret: t.Secret})
 		}
 	}
-	ui := &dashboard.Server{Svc: s.app, AdminTokens: admins, Secure: strings.HasPrefix(cfg.PublicURL(), "https://"),
+	s.ui = &dashboard.Server{Svc: s.app, AdminTokens: admins, Secure: strings.HasPrefix(cfg.PublicURL(), "https://"),
 		TrustedProxies: cfg.API.TrustedProxies}
 	mux := http.NewServeMux()
 	mux.Handle("/", a.Handler())
-	mux.Handle(dashboard.Prefix, ui.Handler())
+	mux.Handle(dashboard.Prefix, s.ui.Handler())
 	s.handler = mux
 	return s, nil
 }
 
 func (s *service) serve(ctx context.Context, l net.Listener) error {
 	hs := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	hs.RegisterOnShutdown(s.ui.Close) // the dashboard's event streams never end by themselves
 	go func() {
 		<-ctx.Done()
 		shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
