@@ -426,14 +426,16 @@ func newOutDestination(ctx context.Context, out string, resumable bool) (*outDes
 		d.checkpoint = filepath.Join(d.dir, checkpointFile)
 	case resumable:
 		cache, err := os.UserCacheDir()
-		if err != nil {
-			return nil, fmt.Errorf("no place for the export's checkpoint (%w): set XDG_CACHE_HOME or HOME", err)
+		dir := filepath.Join(cache, "ferry", "exports")
+		if err == nil {
+			err = os.MkdirAll(dir, 0o700)
+		}
+		if err != nil { // the export runs all the same, as it did before resume
+			fmt.Fprintf(os.Stderr, "warning: this export cannot resume if interrupted: no place for its checkpoint (%v); set XDG_CACHE_HOME or HOME\n", err)
+			d.resumable = false
+			break
 		}
 		sum := sha256.Sum256([]byte(out))
-		dir := filepath.Join(cache, "ferry", "exports")
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, err
-		}
 		d.checkpoint = filepath.Join(dir, hex.EncodeToString(sum[:16])+".json")
 	}
 	if d.packed {
@@ -453,16 +455,13 @@ func newOutDestination(ctx context.Context, out string, resumable bool) (*outDes
 			return nil, err
 		}
 	}
-	if d.interrupted() && d.dir != "" { // the parts of the export to resume
-		b, err := container.OpenDirBucket(d.dir, false)
-		if err != nil {
-			return nil, err
-		}
-		d.store, d.closeStore = &container.BucketStore{Bucket: b}, b.Close
-		return d, nil
+	loc := out
+	if d.dir != "" {
+		loc = d.dir
 	}
-	if d.interrupted() { // in a bucket: its parts, if one was committed
-		if src, err := container.Open(ctx, out); err == nil {
+	if d.interrupted() { // the parts of the export to resume
+		src, err := container.Open(ctx, loc)
+		if err == nil {
 			bs, ok := src.(*container.BucketStore)
 			if !ok {
 				src.Close()
@@ -471,11 +470,12 @@ func newOutDestination(ctx context.Context, out string, resumable bool) (*outDes
 			d.store, d.closeStore = bs, bs.Close
 			return d, nil
 		}
-		// none yet: created afresh below (the export then starts over)
-	}
-	loc := out
-	if d.dir != "" {
-		loc = d.dir
+		// No part to continue after (none committed yet, or removed
+		// since): the export starts afresh, with a new archive.
+		fmt.Fprintf(os.Stderr, "warning: %s holds no part of the interrupted export (%v): it starts afresh\n", loc, err)
+		if err := os.Remove(d.checkpoint); err != nil {
+			return nil, err
+		}
 	}
 	store, err := container.Create(ctx, loc)
 	if err != nil {

@@ -174,3 +174,35 @@ func interruptedAt(t *testing.T, users, at int) (context.Context, *sourcetest.Fa
 		return nil
 	}}
 }
+
+// An interrupted export whose parts were removed since starts afresh
+// (its checkpoint names parts that are gone) instead of writing an
+// archive with a hole.
+func TestExportStartsAfreshWithoutParts(t *testing.T) {
+	ctx := context.Background()
+	out := filepath.Join(t.TempDir(), "stored")
+	cancelled, first := interruptedAt(t, 2000, 900)
+	f := &exportFlags{impl: "fake", quiet: true, partSize: 16 << 10}
+	if err := f.export(cancelled, first, out, nil, true); err == nil {
+		t.Fatal("the interrupted export succeeded")
+	}
+	parts, _ := filepath.Glob(filepath.Join(out, "part-*"))
+	if len(parts) == 0 {
+		t.Fatal("no part was committed before the interruption")
+	}
+	for _, p := range parts {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	again := &sourcetest.Fake{Users: 2000}
+	if err := f.export(ctx, again, out, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if starts := again.Starts(); len(starts) != 1 || starts[0] != 0 {
+		t.Fatalf("the rerun started at %v, not afresh", starts)
+	}
+	if err := run(ctx, []string{"archive", "verify", out}); err != nil {
+		t.Fatal(err)
+	}
+}
