@@ -58,7 +58,8 @@ func TestImportCounter(t *testing.T) {
 	c.Phase("events", 200)
 	c.Add(50) // within 2 s of the phase's start: not saved
 	c.Phase("media", 0)
-	if len(saved) != 2 || saved[0] != (Progress{Stream: "events", Total: 200}) || saved[1] != (Progress{Stream: "media"}) {
+	if len(saved) != 2 || saved[0].Stream != "events" || saved[0].Total != 200 || saved[0].Records != 0 ||
+		saved[1].Stream != "media" || saved[1].Total != 0 || saved[1].Percent != 0 {
 		t.Fatalf("saved %+v", saved)
 	}
 	c.Phase("rooms", 4)
