@@ -99,11 +99,15 @@ type Server struct {
 	Secure bool
 	// Interval between progress updates on the event stream (default 1 s).
 	Interval time.Duration
+	// PublicURL is Ferry's public URL (api.public_url): forms posted from
+	// its origin are same-origin also when a proxy passes another Host.
+	PublicURL string
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client (api.trusted_proxies), for the sign-in rate limit and
 	// the audit log.
 	TrustedProxies []string
 
+	public    *url.URL
 	once      sync.Once
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close: open event streams end
@@ -143,6 +147,9 @@ func (s *Server) Close() {
 
 func (s *Server) init() {
 	s.closing = make(chan struct{})
+	if u, err := url.Parse(s.PublicURL); err == nil && u.Host != "" {
+		s.public = u
+	}
 	if s.Interval <= 0 {
 		s.Interval = time.Second
 	}
@@ -319,14 +326,19 @@ func (s *Server) cookie(r *http.Request, name, value string, maxAge int) *http.C
 }
 
 // sameOrigin reports whether a form was posted from this site: the
-// browser's Sec-Fetch-Site or Origin, when sent, must say so.
-func sameOrigin(r *http.Request) bool {
+// browser's Sec-Fetch-Site or Origin, when sent, must say so. The origin
+// is the request's host, or Ferry's public URL's (a reverse proxy may
+// pass another Host on).
+func (s *Server) sameOrigin(r *http.Request) bool {
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
 		return false
 	}
 	if o := r.Header.Get("Origin"); o != "" {
 		u, err := url.Parse(o)
-		if err != nil || u.Host != r.Host {
+		if err != nil || u.Host == "" {
+			return false
+		}
+		if u.Host != r.Host && (s.public == nil || u.Scheme != s.public.Scheme || u.Host != s.public.Host) {
 			return false
 		}
 	}

@@ -520,3 +520,23 @@ func TestSigninRateLimit(t *testing.T) {
 		t.Errorf("a signed-in page after the burst: %d", a.status)
 	}
 }
+
+// Behind a reverse proxy that passes another Host on, a sign-in posted
+// from Ferry's public URL is same-origin; from another scheme or host it
+// is not.
+func TestSigninBehindProxy(t *testing.T) {
+	f := newFake()
+	s := &Server{Svc: f, PublicURL: "https://ferry.example.org"}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	r := &rig{t: t, f: f, s: s, srv: srv}
+	for origin, want := range map[string]int{"https://ferry.example.org": http.StatusSeeOther, "http://ferry.example.org": http.StatusForbidden,
+		"https://evil.example.org": http.StatusForbidden} {
+		c := r.browser()
+		link := r.link(admin, app.RoleAdmin, time.Minute)
+		page := r.do(c, "GET", link, nil)
+		if a := r.do(c, "POST", link, url.Values{"signin": {field(t, page.body, "signin")}}, "Origin", origin); a.status != want {
+			t.Errorf("Origin %s: %d, want %d", origin, a.status, want)
+		}
+	}
+}

@@ -111,9 +111,9 @@ func (s *Server) newSignin(w http.ResponseWriter, r *http.Request) string {
 
 // signinOK checks a sign-in form: posted from this site, echoing the
 // sign-in cookie.
-func signinOK(r *http.Request) bool {
+func (s *Server) signinOK(r *http.Request) bool {
 	c, err := r.Cookie(signinCookie)
-	return err == nil && c.Value != "" && sameOrigin(r) && r.PostFormValue("signin") == c.Value
+	return err == nil && c.Value != "" && s.sameOrigin(r) && r.PostFormValue("signin") == c.Value
 }
 
 // signinForm: how to sign in (!dashboard, or an admin API token).
@@ -127,7 +127,7 @@ func (s *Server) signinForm(w http.ResponseWriter, r *http.Request) {
 
 // tokenSignin: an admin API token pasted into the sign-in form.
 func (s *Server) tokenSignin(w http.ResponseWriter, r *http.Request) {
-	if !signinOK(r) {
+	if !s.signinOK(r) {
 		s.fail(w, r, nil, http.StatusForbidden, "Sign in from Ferry's own sign-in page: this form did not come from it.")
 		return
 	}
@@ -165,7 +165,7 @@ func (s *Server) linkSignin(w http.ResponseWriter, r *http.Request) {
 		s.loginFailed(w, r, err)
 		return
 	}
-	if !signinOK(r) {
+	if !s.signinOK(r) {
 		s.fail(w, r, nil, http.StatusForbidden, "Sign in with the button on the link's own page: this form did not come from it.")
 		return
 	}

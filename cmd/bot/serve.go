@@ -215,7 +215,7 @@ func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.
 		}
 	}
 	s.ui = &dashboard.Server{Svc: s.app, AdminTokens: admins, Secure: strings.HasPrefix(cfg.PublicURL(), "https://"),
-		TrustedProxies: cfg.API.TrustedProxies}
+		PublicURL: cfg.PublicURL(), TrustedProxies: cfg.API.TrustedProxies}
 	mux := http.NewServeMux()
 	mux.Handle("/", a.Handler())
 	mux.Handle(dashboard.Prefix, s.ui.Handler())
