@@ -372,7 +372,7 @@ type ExportView struct {
 func (s *Server) view(ctx context.Context, j *app.View, c caller) ExportView {
 	v := ExportView{ExportID: j.ID, Kind: j.Kind, Status: j.Status, Name: j.Name, Size: j.Size, SHA256: j.SHA256, Error: j.Error,
 		RequestedBy: j.RequestedBy, CreatedAt: j.CreatedAt}
-	if p := j.Progress; p != (app.Progress{}) {
+	if p := j.Progress; !p.IsZero() {
 		v.Detail, v.Progress, v.Result = &p, p.Percent, p.Result
 		if d, err := time.ParseDuration(p.ETA); err == nil && j.Status == app.StatusProcessing {
 			t := time.Now().Add(d).UTC().Truncate(time.Second)

@@ -55,6 +55,8 @@ const (
 type (
 	// Progress of a job as stored (records, percent, ETA, result).
 	Progress = jobs.Progress
+	// StreamProgress is one stream of an export's Progress.
+	StreamProgress = jobs.StreamProgress
 	// Schedule is a recurring export with retention.
 	Schedule = jobs.Schedule
 	// Event is what the schedules announce (started, failed, pruned, ...).

@@ -40,7 +40,9 @@ func newRig(t *testing.T) *rig {
 	f.jobs = []*app.JobView{
 		{View: &app.View{ID: "run1", Kind: app.KindExport, Status: app.StatusProcessing, Name: "full-20261201-run1", Type: "full",
 			RequestedBy: admin, Via: "room !admins:example.org", CreatedAt: now.Add(-time.Minute),
-			Progress: app.Progress{Stream: "events", Percent: 40, Records: 400, Total: 1000, Blobs: 3, BlobBytes: 3 << 20, ETA: "1m30s"}, Follow: followState},
+			Progress: app.Progress{Stream: "events", Percent: 40, Records: 400, Total: 1000, Blobs: 3, BlobBytes: 3 << 20, ETA: "1m30s",
+				Streams: []app.StreamProgress{{Name: "users", Records: 20, Total: 20, Done: true}, {Name: "events", Records: 380, Total: 900},
+					{Name: "media", Total: 80}}}, Follow: followState},
 			Selection: "full"},
 		{View: &app.View{ID: "done1", Kind: app.KindExport, Status: app.StatusCompleted, Name: "full-20261130-done1", Type: "full", Size: 5 << 20,
 			SHA256: "ab12", RequestedBy: "schedule:nightly", Via: "schedule", CreatedAt: now.Add(-time.Hour), FinishedAt: now.Add(-50 * time.Minute)},
@@ -463,6 +465,10 @@ func TestEventStream(t *testing.T) {
 		!strings.Contains(first, "about 1m30s left") || !strings.Contains(first, "3 media files") {
 		t.Fatalf("first event: %s", first)
 	}
+	if !strings.Contains(first, `{"name":"events","counts":"380 of 900 records","state":"running"}`) ||
+		!strings.Contains(first, `{"name":"media","counts":"0 of 80 records","state":"waiting"}`) {
+		t.Fatalf("first event lacks the streams: %s", first)
+	}
 	r.f.setProgress("run1", 55, 550)
 	second := next()
 	if !strings.Contains(second, `"percent":55`) || strings.Contains(second, "done1") {
@@ -474,6 +480,27 @@ func TestEventStream(t *testing.T) {
 	}
 	if ctx.Err() != nil {
 		t.Fatal("the stream did not end when the dashboard closed")
+	}
+}
+
+// One export's page shows every stream with its records and state, and
+// the media files written so far.
+func TestJobPageStreams(t *testing.T) {
+	r := newRig(t)
+	c, _ := r.signIn(admin, app.RoleAdmin)
+	page := r.do(c, "GET", "/ui/exports/run1", nil)
+	if page.status != http.StatusOK {
+		t.Fatalf("job page: %d", page.status)
+	}
+	for _, want := range []string{
+		`data-stream="users">`, "20 of 20 records", ">done<",
+		`data-stream="events">`, "380 of 900 records", ">running<",
+		`data-stream="media">`, "0 of 80 records", ">waiting<",
+		"3 media files, 3.0 MiB",
+	} {
+		if !strings.Contains(page.body, want) {
+			t.Errorf("the job page lacks %q", want)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"reflect"
 	"strconv"
 	"sync"
 	"time"
@@ -29,6 +30,15 @@ type item struct {
 	ETA      string  `json:"eta"`
 	Size     string  `json:"size"`
 	Duration string  `json:"duration"`
+	// Streams are an export's streams, each with its records and state.
+	Streams []streamText `json:"streams,omitempty"`
+}
+
+// streamText is one stream of an export in words.
+type streamText struct {
+	Name   string `json:"name"`
+	Counts string `json:"counts"`
+	State  string `json:"state"` // done, running, waiting
 }
 
 // progressText is a job's progress in words, for the page and the stream.
@@ -36,6 +46,7 @@ type progressText struct {
 	Percent              float64
 	Stream, Counts       string
 	Bytes, ETA, Duration string
+	Streams              []streamText
 }
 
 func progressOf(j *app.JobView) progressText {
@@ -52,6 +63,21 @@ func progressOf(j *app.JobView) progressText {
 	if pr.Blobs > 0 || pr.BlobBytes > 0 {
 		t.Bytes = fmt.Sprintf("%d media files, %s", pr.Blobs, human.Bytes(pr.BlobBytes))
 	}
+	for _, st := range pr.Streams {
+		c := streamText{Name: st.Name, Counts: fmt.Sprintf("%d records", st.Records), State: "waiting"}
+		if st.Total > 0 {
+			c.Counts = fmt.Sprintf("%d of %d records", st.Records, st.Total)
+		}
+		switch {
+		case st.Done || j.Status == app.StatusCompleted:
+			c.State = "done"
+		case st.Name == pr.Stream && j.Running():
+			c.State = "running"
+		case st.Name == pr.Stream:
+			c.State = "stopped"
+		}
+		t.Streams = append(t.Streams, c)
+	}
 	if j.Running() && pr.ETA != "" && pr.ETA != "0s" {
 		t.ETA = "about " + pr.ETA + " left"
 	}
@@ -61,7 +87,7 @@ func progressOf(j *app.JobView) progressText {
 func itemOf(j *app.JobView) item {
 	t := progressOf(j)
 	it := item{ID: j.ID, Status: j.Status, Running: j.Running(), Percent: math.Round(t.Percent*10) / 10, Stream: t.Stream, Counts: t.Counts,
-		Bytes: t.Bytes, ETA: t.ETA, Duration: t.Duration}
+		Bytes: t.Bytes, ETA: t.ETA, Duration: t.Duration, Streams: t.Streams}
 	if j.Size > 0 {
 		it.Size = human.Bytes(j.Size)
 	}
@@ -158,7 +184,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, p *principal) {
 		if err == nil {
 			var changed []item
 			for _, it := range items {
-				if sent[it.ID] != it {
+				if prev, ok := sent[it.ID]; !ok || !reflect.DeepEqual(prev, it) {
 					changed = append(changed, it)
 					sent[it.ID] = it
 				}

@@ -34,12 +34,24 @@ type Progress struct {
 	Blobs                      int64            // media files written
 	BlobBytes                  int64            // their bytes
 	PerStream                  map[string]int64 // records per stream
-	Omissions                  int64            // things left out (see the archive's m.omissions)
-	Started                    time.Time
-	SnapshotAt                 time.Time // when the source's consistent view was taken
+	// StreamCounts are every stream's records and count, in the order
+	// the streams run (records of streams finished before a resume are
+	// not counted again: 0 then).
+	StreamCounts []StreamCount
+	Omissions    int64 // things left out (see the archive's m.omissions)
+	Started      time.Time
+	SnapshotAt   time.Time // when the source's consistent view was taken
 	// EstimatedBytes is the archive size predicted before the export
 	// started (Run, for sources that implement source.Estimator); 0: none.
 	EstimatedBytes int64
+}
+
+// StreamCount is one stream's progress.
+type StreamCount struct {
+	Name    string
+	Records int64 // written so far
+	Total   int64 // the stream's count; 0: unknown
+	Done    bool
 }
 
 // Fraction is the share done (0..1): from record counts when every stream
@@ -130,6 +142,10 @@ func Export(ctx context.Context, src source.Source, w *archive.Writer, opts Opti
 		e.opts.Interval = time.Second
 	}
 	e.counts = make([]int64, len(streams))
+	e.names = make([]string, len(streams))
+	for i, s := range streams {
+		e.names[i] = s.Name
+	}
 	uncounted := false
 	for i, s := range streams {
 		if s.Count == nil {
@@ -146,6 +162,7 @@ func Export(ctx context.Context, src source.Source, w *archive.Writer, opts Opti
 	if uncounted {
 		e.p.Total = 0 // a sum of some streams' counts is no total
 	}
+	e.finished = start.Stream
 	for i := start.Stream; i < len(streams); i++ {
 		s := streams[i]
 		var cursor []byte
@@ -161,6 +178,7 @@ func Export(ctx context.Context, src source.Source, w *archive.Writer, opts Opti
 		}
 		e.mu.Lock()
 		e.p.Done++
+		e.finished = i + 1
 		e.mu.Unlock()
 		// A stream boundary is a natural resume point.
 		if err := e.checkpoint(position{Stream: i + 1, Name: nameAt(streams, i+1)}); err != nil {
@@ -186,7 +204,10 @@ type run struct {
 	p      Progress
 	stream int
 	counts []int64 // per stream (0: none)
-	last   time.Time
+	names  []string
+	// finished streams come before this index (a resume starts there).
+	finished int
+	last     time.Time
 }
 
 func (e *run) setStream(i int, name string) {
@@ -203,6 +224,11 @@ func (e *run) progress() Progress {
 	p.PerStream = make(map[string]int64, len(e.p.PerStream))
 	for k, v := range e.p.PerStream {
 		p.PerStream[k] = v
+	}
+	p.StreamCounts = make([]StreamCount, len(e.names))
+	for i, name := range e.names {
+		p.StreamCounts[i] = StreamCount{Name: name, Records: e.p.PerStream[name], Total: e.counts[i],
+			Done: i < e.finished}
 	}
 	return p
 }

@@ -165,7 +165,21 @@ func TestResumeFromCheckpoint(t *testing.T) {
 		t.Fatalf("resumed archive: %v %+v", err, rep)
 	}
 	if len(progress) == 0 || progress[len(progress)-1].Done != 1 {
-		t.Errorf("progress not reported: %+v", progress)
+		t.Fatalf("progress not reported: %+v", progress)
+	}
+	// Every stream is done at the end, those finished before the resume
+	// too, and the resumed stream counts its records.
+	last := progress[len(progress)-1]
+	if len(last.StreamCounts) == 0 {
+		t.Fatal("no per-stream progress")
+	}
+	for _, c := range last.StreamCounts {
+		if !c.Done {
+			t.Errorf("stream %s not done at the end: %+v", c.Name, last.StreamCounts)
+		}
+	}
+	if c := last.StreamCounts[len(last.StreamCounts)-1]; c.Records == 0 || c.Records != last.PerStream[c.Name] {
+		t.Errorf("the resumed stream's records: %+v, per stream %v", c, last.PerStream)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -636,11 +637,28 @@ type Progress struct {
 	EstimatedBytes int64 `json:"estimated_bytes,omitempty"`
 	// Result is an import's or verification's outcome for people.
 	Result string `json:"result,omitempty"`
+	// Streams are an export's streams in the order they run, each with
+	// its records so far.
+	Streams []StreamProgress `json:"streams,omitempty"`
 }
+
+// StreamProgress is one stream of an export.
+type StreamProgress struct {
+	Name    string `json:"name"`
+	Records int64  `json:"records"`
+	Total   int64  `json:"total,omitempty"` // the stream's count; 0: unknown
+	Done    bool   `json:"done,omitempty"`
+}
+
+// IsZero says no progress was recorded yet.
+func (p *Progress) IsZero() bool { return reflect.ValueOf(*p).IsZero() }
 
 func progressJSON(p exporter.Progress) Progress {
 	out := Progress{Stream: p.Stream, Percent: 100 * p.Fraction(), Records: p.Records, Total: p.Total, Blobs: p.Blobs, BlobBytes: p.BlobBytes,
 		EstimatedBytes: p.EstimatedBytes}
+	for _, c := range p.StreamCounts {
+		out.Streams = append(out.Streams, StreamProgress{Name: c.Name, Records: c.Records, Total: c.Total, Done: c.Done})
+	}
 	if d := p.ETA(time.Now()); d > 0 {
 		out.ETA = d.Round(time.Second).String()
 	}

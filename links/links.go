@@ -148,6 +148,10 @@ func (h *Handler) Link(ctx context.Context, baseURL, key string, ttl time.Durati
 	return u, exp, err
 }
 
+// errArchiveGone is the audit's reason for a link whose archive was
+// deleted.
+var errArchiveGone = errors.New("the archive no longer exists")
+
 // maxRangeAudit is how much of a Range header the audit record keeps.
 const maxRangeAudit = 200
 
@@ -180,9 +184,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec.Key = key
 	obj, err := h.Store.Stat(r.Context(), key)
-	if err != nil {
-		rec.Status, rec.Err = http.StatusNotFound, err
+	if errors.Is(err, storage.ErrNotFound) {
+		// The audit says what happened, not where the bucket keeps its
+		// files (the driver's error names a server path).
+		rec.Status, rec.Err = http.StatusNotFound, errArchiveGone
 		http.Error(w, "404 the archive behind this link no longer exists (deleted by retention?)", rec.Status)
+		return
+	}
+	if err != nil {
+		rec.Status, rec.Err = http.StatusServiceUnavailable, err
+		http.Error(w, "503 the archive storage cannot be reached now; try again later", rec.Status)
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")

@@ -98,6 +98,11 @@ func TestDownloadLinks(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("a link to a missing archive: %d", resp.StatusCode)
 	}
+	// Its audit record says why, and names no path of the server's.
+	gone := (*audit)[len(*audit)-1]
+	if gone.Status != http.StatusNotFound || gone.Err == nil || strings.Contains(gone.Err.Error(), "/") {
+		t.Fatalf("audit of a missing archive: %d %v", gone.Status, gone.Err)
+	}
 	// Expired.
 	c.t = c.t.Add(61 * time.Minute)
 	resp, body = get(t, link, nil)

@@ -22,6 +22,15 @@
         set(el, "counts", it.counts);
         set(el, "bytes", it.bytes);
       });
+      (it.streams || []).forEach(function (st) {
+        document.querySelectorAll('[data-job-streams="' + CSS.escape(it.id) + '"][data-stream="' + CSS.escape(st.name) + '"]').forEach(function (el) {
+          set(el, "counts", st.counts);
+          set(el, "state", st.state);
+        });
+      });
+      document.querySelectorAll('[data-job-bytes="' + CSS.escape(it.id) + '"]').forEach(function (el) {
+        if (it.bytes && el.textContent !== it.bytes) { el.textContent = it.bytes; }
+      });
       document.querySelectorAll('[data-job-size="' + CSS.escape(it.id) + '"]').forEach(function (el) { el.textContent = it.size; });
       document.querySelectorAll('[data-job-duration="' + CSS.escape(it.id) + '"]').forEach(function (el) { el.textContent = it.duration; });
     });
