@@ -94,6 +94,12 @@ type Server struct {
 	Svc Service
 	// AdminTokens are the API tokens with the admin role.
 	AdminTokens []Token
+	// IsAdmin reports whether a Matrix user is one of Ferry's admins now
+	// (admins.users). Every request of an admin session asks again, so
+	// an admin removed from the config loses the dashboard with the
+	// next request; nil: no Matrix user is an admin (admin sessions of
+	// API tokens still work while their token is configured).
+	IsAdmin func(user string) bool
 	// Secure marks the cookies Secure (Ferry's public URL is https);
 	// a request that came over TLS gets Secure cookies either way.
 	Secure bool
@@ -245,7 +251,7 @@ func (s *Server) auth(role string, next handler) http.HandlerFunc {
 		switch {
 		case errors.Is(err, errSignedOut), errors.Is(err, app.ErrGone):
 			if err == app.ErrGone {
-				http.SetCookie(w, s.cookie(r, sessionCookie, "", -1))
+				http.SetCookie(w, s.cookie(r, s.sessionCookieName(r), "", -1))
 			}
 			if r.URL.Path == "/ui/events" || r.URL.Path == "/ui/progress" {
 				http.Error(w, "signed out", http.StatusUnauthorized)
@@ -288,14 +294,16 @@ var (
 )
 
 func (s *Server) principal(r *http.Request) (*principal, error) {
-	if h := r.Header.Get("Authorization"); h != "" {
-		name, ok := s.adminToken(strings.TrimPrefix(h, "Bearer "))
-		if !ok || !strings.HasPrefix(h, "Bearer ") {
+	// Only a Bearer token is Ferry's: other schemes (a proxy's Basic
+	// auth) are not about Ferry, and the session cookie decides.
+	if h := r.Header.Get("Authorization"); len(h) > len(bearer) && strings.EqualFold(h[:len(bearer)], bearer) {
+		name, ok := s.adminToken(strings.TrimSpace(h[len(bearer):]))
+		if !ok {
 			return nil, errBadToken
 		}
 		return &principal{Grant: app.Grant{User: "token:" + name, Role: app.RoleAdmin}}, nil
 	}
-	c, err := r.Cookie(sessionCookie)
+	c, err := r.Cookie(s.sessionCookieName(r))
 	if err != nil || c.Value == "" {
 		return nil, errSignedOut
 	}
@@ -303,7 +311,31 @@ func (s *Server) principal(r *http.Request) (*principal, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !s.granted(g) {
+		return nil, app.ErrGone
+	}
 	return &principal{Grant: *g, session: c.Value}, nil
+}
+
+const bearer = "Bearer "
+
+// granted checks a session's grant against the config now: an admin
+// session of an API token ("token:NAME") needs that admin token still
+// configured, a Matrix user's admin session that user still an admin.
+// A session that fails counts as signed out.
+func (s *Server) granted(g *app.Grant) bool {
+	if g.Role != app.RoleAdmin {
+		return true
+	}
+	if name, ok := strings.CutPrefix(g.User, "token:"); ok {
+		for _, t := range s.tokens {
+			if t.name == name {
+				return true
+			}
+		}
+		return false
+	}
+	return s.IsAdmin != nil && s.IsAdmin(g.User)
 }
 
 // adminToken finds an admin API token (constant time per token).
@@ -319,10 +351,31 @@ func (s *Server) adminToken(secret string) (string, bool) {
 }
 
 // cookie makes one of the dashboard's cookies: HttpOnly, SameSite=Strict,
-// Secure behind TLS, for /ui/ only; maxAge < 0 deletes it.
+// Secure behind TLS, for /ui/ only (a "__Host-" cookie must be for /);
+// maxAge < 0 deletes it.
 func (s *Server) cookie(r *http.Request, name, value string, maxAge int) *http.Cookie {
-	return &http.Cookie{Name: name, Value: value, Path: Prefix, MaxAge: maxAge, HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: s.Secure || r.TLS != nil}
+	path := Prefix
+	if strings.HasPrefix(name, hostPrefix) {
+		path = "/"
+	}
+	return &http.Cookie{Name: name, Value: value, Path: path, MaxAge: maxAge, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: s.secure(r)}
+}
+
+func (s *Server) secure(r *http.Request) bool { return s.Secure || r.TLS != nil }
+
+// hostPrefix makes browsers refuse a cookie that is not Secure, for
+// Path=/ and without Domain: no other host or plain-HTTP page can set
+// or shadow the session cookie.
+const hostPrefix = "__Host-"
+
+// sessionCookieName is the session cookie's name: "__Host-" prefixed
+// when the cookies are Secure (plain HTTP, as in tests, can't have it).
+func (s *Server) sessionCookieName(r *http.Request) string {
+	if s.secure(r) {
+		return hostPrefix + sessionCookie
+	}
+	return sessionCookie
 }
 
 // sameOrigin reports whether a form was posted from this site: the

@@ -53,7 +53,8 @@ func newRig(t *testing.T) *rig {
 			RequestedBy: "@alice:example.org", Via: "mydata", CreatedAt: now}, Selection: "personal data of @alice:example.org"},
 	}
 	f.audit = []app.AuditEntry{{At: now, Actor: admin, Via: "room !admins:example.org", Action: "export.create", Target: "run1", Outcome: "queued"}}
-	s := &Server{Svc: f, AdminTokens: []Token{{Name: "ops", Secret: apiToken}}, Interval: 20 * time.Millisecond}
+	s := &Server{Svc: f, AdminTokens: []Token{{Name: "ops", Secret: apiToken}}, Interval: 20 * time.Millisecond,
+		IsAdmin: func(u string) bool { return u == admin || u == "@second:example.org" || u == "@other:example.org" }}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	return &rig{t: t, f: f, s: s, srv: srv}

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"errors"
 	"html/template"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/ferry-matrix/ferry/app"
 	"github.com/ferry-matrix/ferry/internal/human"
@@ -113,7 +116,8 @@ func (s *Server) newSignin(w http.ResponseWriter, r *http.Request) string {
 // sign-in cookie.
 func (s *Server) signinOK(r *http.Request) bool {
 	c, err := r.Cookie(signinCookie)
-	return err == nil && c.Value != "" && s.sameOrigin(r) && r.PostFormValue("signin") == c.Value
+	return err == nil && c.Value != "" && s.sameOrigin(r) &&
+		subtle.ConstantTimeCompare([]byte(r.PostFormValue("signin")), []byte(c.Value)) == 1
 }
 
 // signinForm: how to sign in (!dashboard, or an admin API token).
@@ -188,9 +192,17 @@ func (s *Server) loginFailed(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 // signedIn sets the session cookie and goes to the role's start page.
+// A session the browser still had ends: one browser, one session.
 func (s *Server) signedIn(w http.ResponseWriter, r *http.Request, g *app.Grant, token string) {
+	if c, err := r.Cookie(s.sessionCookieName(r)); err == nil && c.Value != "" && c.Value != token {
+		if old, err := s.Svc.Session(r.Context(), c.Value); err == nil {
+			if err := s.Svc.Logout(r.Context(), c.Value, app.Actor{Name: old.User, Via: app.ViaDashboard}); err != nil {
+				zerolog.Ctx(r.Context()).Warn().Err(err).Msg("dashboard: could not end the session replaced by a new sign-in")
+			}
+		}
+	}
 	http.SetCookie(w, s.cookie(r, signinCookie, "", -1))
-	http.SetCookie(w, s.cookie(r, sessionCookie, token, int(time.Until(g.Expires).Seconds())))
+	http.SetCookie(w, s.cookie(r, s.sessionCookieName(r), token, int(time.Until(g.Expires).Seconds())))
 	to := "/ui/me"
 	if g.Role == app.RoleAdmin {
 		to = "/ui/exports"
@@ -205,7 +217,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, p *principal) {
 			return
 		}
 	}
-	http.SetCookie(w, s.cookie(r, sessionCookie, "", -1))
+	http.SetCookie(w, s.cookie(r, s.sessionCookieName(r), "", -1))
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }
 

@@ -215,7 +215,8 @@ func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.
 		}
 	}
 	s.ui = &dashboard.Server{Svc: s.app, AdminTokens: admins, Secure: strings.HasPrefix(cfg.PublicURL(), "https://"),
-		PublicURL: cfg.PublicURL(), TrustedProxies: cfg.API.TrustedProxies}
+		PublicURL: cfg.PublicURL(), TrustedProxies: cfg.API.TrustedProxies,
+		IsAdmin: func(u string) bool { return slices.Contains(cfg.Admins.Users, u) }}
 	mux := http.NewServeMux()
 	mux.Handle("/", a.Handler())
 	mux.Handle(dashboard.Prefix, s.ui.Handler())
