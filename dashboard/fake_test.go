@@ -20,6 +20,7 @@ type fakeService struct {
 	sessions map[string]app.Grant
 	calls    []string
 	lastQ    app.AuditQuery
+	lastJobs app.JobQuery
 	sched    []app.ScheduleView
 	runs     []*app.JobView
 }
@@ -59,6 +60,11 @@ func (f *fakeService) Jobs(_ context.Context, q app.JobQuery) ([]*app.JobView, e
 			out = append(out, &c)
 		}
 	}
+	out = out[min(q.Offset, len(out)):]
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
+	}
+	f.lastJobs = q
 	return out, nil
 }
 

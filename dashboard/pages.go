@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -221,26 +222,74 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, p *principal) {
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }
 
-// exportsPage is the exports list.
+// exportsPage is the exports list, a page of it.
 type exportsPage struct {
-	Kind string
-	Jobs []*app.JobView
+	Kind       string
+	Jobs       []*app.JobView
+	Page       int    // from 1
+	Prev, Next string // links, "" at the ends
 }
 
+// exportsPageSize is how many jobs a page of the exports list shows
+// (the event stream follows the newest snapshotSize).
+const exportsPageSize = 100
+
 func (s *Server) exports(w http.ResponseWriter, r *http.Request, p *principal) {
-	kind := r.URL.Query().Get("kind")
+	q := r.URL.Query()
+	kind := q.Get("kind")
 	switch kind {
 	case "", app.KindExport, app.KindImport, app.KindVerify:
 	default:
 		s.fail(w, r, p, http.StatusBadRequest, "kind must be export, import or verify")
 		return
 	}
-	jobs, err := s.Svc.Jobs(r.Context(), app.JobQuery{Kind: kind, Limit: 200})
+	n, ok := pageNumber(q.Get("page"))
+	if !ok {
+		s.fail(w, r, p, http.StatusBadRequest, fmt.Sprintf("page must be a number from 1 to %d", maxPage))
+		return
+	}
+	jobs, err := s.Svc.Jobs(r.Context(), app.JobQuery{Kind: kind, Offset: (n - 1) * exportsPageSize, Limit: exportsPageSize + 1})
 	if err != nil {
 		s.failErr(w, r, p, err)
 		return
 	}
-	s.render(w, http.StatusOK, "exports", page{Title: "Exports", Nav: "exports", User: p, Data: exportsPage{Kind: kind, Jobs: jobs}})
+	e := exportsPage{Kind: kind, Jobs: jobs, Page: n}
+	link := func(n int) string {
+		v := url.Values{}
+		if kind != "" {
+			v.Set("kind", kind)
+		}
+		if n > 1 {
+			v.Set("page", strconv.Itoa(n))
+		}
+		if len(v) == 0 {
+			return "/ui/exports"
+		}
+		return "/ui/exports?" + v.Encode()
+	}
+	if len(jobs) > exportsPageSize {
+		e.Jobs, e.Next = jobs[:exportsPageSize], link(n+1)
+	}
+	if n > 1 {
+		e.Prev = link(n - 1)
+	}
+	s.render(w, http.StatusOK, "exports", page{Title: "Exports", Nav: "exports", User: p, Data: e})
+}
+
+// maxPage is the highest page number read: far beyond any list, and
+// low enough that an offset can't overflow.
+const maxPage = 1_000_000
+
+// pageNumber reads a page number, counted from 1 ("": the first).
+func pageNumber(v string) (int, bool) {
+	if v == "" {
+		return 1, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxPage {
+		return 0, false
+	}
+	return n, true
 }
 
 // jobPage is one job's page; Links are shown once minted.
@@ -375,7 +424,7 @@ func retention(keep int, maxAge time.Duration) string {
 type historyPage struct {
 	Actor, Action, Since, Until string
 	Entries                     []app.AuditEntry
-	Page                        int
+	Page                        int    // from 1
 	Prev, Next                  string // links, "" at the ends
 }
 
@@ -390,17 +439,16 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, p *principal) {
 		s.fail(w, r, p, http.StatusBadRequest, "since: "+err.Error())
 		return
 	}
-	if aq.Until, err = parseWhen(h.Until); err != nil {
+	if aq.Until, err = parseUntil(h.Until); err != nil {
 		s.fail(w, r, p, http.StatusBadRequest, "until: "+err.Error())
 		return
 	}
-	if v := q.Get("page"); v != "" {
-		if h.Page, err = strconv.Atoi(v); err != nil || h.Page < 0 {
-			s.fail(w, r, p, http.StatusBadRequest, "page must be a number from 0")
-			return
-		}
+	var ok bool
+	if h.Page, ok = pageNumber(q.Get("page")); !ok {
+		s.fail(w, r, p, http.StatusBadRequest, fmt.Sprintf("page must be a number from 1 to %d", maxPage))
+		return
 	}
-	aq.Offset = h.Page * historyPageSize
+	aq.Offset = (h.Page - 1) * historyPageSize
 	entries, more, err := s.Svc.AuditLog(r.Context(), aq)
 	if err != nil {
 		s.failErr(w, r, p, err)
@@ -417,7 +465,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, p *principal) {
 		v.Set("page", strconv.Itoa(n))
 		return "/ui/history?" + v.Encode()
 	}
-	if h.Page > 0 {
+	if h.Page > 1 {
 		h.Prev = pageLink(h.Page - 1)
 	}
 	if more {
@@ -426,18 +474,37 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, p *principal) {
 	s.render(w, http.StatusOK, "history", page{Title: "History", Nav: "history", User: p, Data: h})
 }
 
+// whenLayouts are the time filters' forms, each with the span it names:
+// "until" a date or a minute includes all of it.
+var whenLayouts = []struct {
+	layout string
+	span   time.Duration
+}{{time.RFC3339, 0}, {"2006-01-02T15:04", time.Minute}, {"2006-01-02T15:04:05", time.Second}, {time.DateOnly, 24 * time.Hour}}
+
 // parseWhen reads a time filter: a date, a datetime-local value or
 // RFC 3339 (UTC unless it says otherwise); "" is no bound.
 func parseWhen(v string) (time.Time, error) {
+	t, _, err := parseSpan(v)
+	return t, err
+}
+
+// parseUntil reads the upper time filter, an exclusive bound: the end of
+// the date, minute or second it names.
+func parseUntil(v string) (time.Time, error) {
+	t, span, err := parseSpan(v)
+	return t.Add(span), err
+}
+
+func parseSpan(v string) (time.Time, time.Duration, error) {
 	if v == "" {
-		return time.Time{}, nil
+		return time.Time{}, 0, nil
 	}
-	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04", "2006-01-02T15:04:05", time.DateOnly} {
-		if t, err := time.Parse(layout, v); err == nil {
-			return t, nil
+	for _, l := range whenLayouts {
+		if t, err := time.Parse(l.layout, v); err == nil {
+			return t, l.span, nil
 		}
 	}
-	return time.Time{}, errors.New("use a date (2026-12-01) or a date and time (2026-12-01T15:04)")
+	return time.Time{}, 0, errors.New("use a date (2026-12-01) or a date and time (2026-12-01T15:04)")
 }
 
 // me is a user's own page: their personal exports only.

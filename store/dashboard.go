@@ -18,8 +18,12 @@ type Grant struct {
 }
 
 // PutLogin records a one-time dashboard login link's token (only its
-// hash) until expires.
+// hash) until expires. Expired links are deleted on the way: links
+// nobody used would otherwise stay for ever.
 func (s *Store) PutLogin(ctx context.Context, token string, g Grant) error {
+	if _, err := s.DB.ExecContext(ctx, s.q(`DELETE FROM ferry_dashboard_logins WHERE expires_at <= ?`), s.now().UnixMilli()); err != nil {
+		return err
+	}
 	_, err := s.DB.ExecContext(ctx, s.q(`INSERT INTO ferry_dashboard_logins (token_hash, user_id, role, expires_at) VALUES (?, ?, ?, ?)`),
 		tokenHash(token), g.User, g.Role, g.Expires.UnixMilli())
 	return err
@@ -45,7 +49,12 @@ func (s *Store) ConsumeLogin(ctx context.Context, token string) (*Grant, error) 
 }
 
 // PutSession records a dashboard session (only its token's hash).
+// Expired sessions are deleted on the way (one nobody signed out of
+// would otherwise stay for ever).
 func (s *Store) PutSession(ctx context.Context, token string, g Grant) error {
+	if _, err := s.DB.ExecContext(ctx, s.q(`DELETE FROM ferry_dashboard_sessions WHERE expires_at <= ?`), s.now().UnixMilli()); err != nil {
+		return err
+	}
 	_, err := s.DB.ExecContext(ctx, s.q(`INSERT INTO ferry_dashboard_sessions (token_hash, user_id, role, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`),
 		tokenHash(token), g.User, g.Role, s.now().UnixMilli(), g.Expires.UnixMilli())
 	return err
@@ -149,6 +158,7 @@ type JobQuery struct {
 	RequestedBy string
 	Via         string
 	Name        string // jobs of one archive (its export, verifications and imports)
+	Offset      int    // how many of the newest to skip (paging)
 	Limit       int    // default 100
 }
 
@@ -168,8 +178,8 @@ func (s *Store) QueryJobs(ctx context.Context, q JobQuery) ([]*Export, error) {
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
-	query += " ORDER BY created_at DESC, id LIMIT ?"
-	rows, err := s.DB.QueryContext(ctx, s.q(query), append(args, q.Limit)...)
+	query += " ORDER BY created_at DESC, id LIMIT ? OFFSET ?"
+	rows, err := s.DB.QueryContext(ctx, s.q(query), append(args, q.Limit, max(q.Offset, 0))...)
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}

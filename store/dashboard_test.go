@@ -76,10 +76,75 @@ func TestDashboardQueries(t *testing.T) {
 			q    JobQuery
 			want int
 		}{{JobQuery{}, 3}, {JobQuery{Name: "n1"}, 2}, {JobQuery{Kind: KindExport, RequestedBy: "@u:x", Via: "mydata"}, 1},
-			{JobQuery{RequestedBy: "schedule:nightly", Via: "schedule"}, 1}, {JobQuery{Limit: 1}, 1}} {
+			{JobQuery{RequestedBy: "schedule:nightly", Via: "schedule"}, 1}, {JobQuery{Limit: 1}, 1},
+			{JobQuery{Limit: 2, Offset: 2}, 1}, {JobQuery{Offset: 3}, 0}, {JobQuery{Kind: KindExport, Limit: 1, Offset: 1}, 1}} {
 			if got, err := s.QueryJobs(ctx, c.q); err != nil || len(got) != c.want {
 				t.Errorf("%+v: %d jobs, %v", c.q, len(got), err)
 			}
+		}
+	})
+}
+
+// Paging the jobs: pages of the newest first meet without a gap or a
+// repeat, with the same creation time too (ties go by id).
+func TestQueryJobsPages(t *testing.T) {
+	each(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		for _, id := range []string{"a", "b", "c", "d", "e"} {
+			if err := s.CreateExport(ctx, &Export{ID: id, Kind: KindExport, RequestedBy: "@a:x", Via: "api", Request: "{}"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seen := map[string]bool{}
+		for off := 0; off < 6; off += 2 {
+			page, err := s.QueryJobs(ctx, JobQuery{Offset: off, Limit: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range page {
+				if seen[e.ID] {
+					t.Errorf("%s on two pages", e.ID)
+				}
+				seen[e.ID] = true
+			}
+		}
+		if len(seen) != 5 {
+			t.Errorf("pages held %d jobs, want 5", len(seen))
+		}
+	})
+}
+
+// Storing a login link or a session deletes the expired ones: rows of
+// links nobody used and sessions nobody signed out of do not pile up.
+func TestDashboardPurgesExpired(t *testing.T) {
+	each(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		count := func(table string) int {
+			var n int
+			if err := s.DB.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+table).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		past := Grant{User: "@a:x", Role: "user", Expires: time.Now().Add(-time.Second)}
+		live := Grant{User: "@a:x", Role: "user", Expires: time.Now().Add(time.Hour)}
+		for _, tok := range []string{"old1", "old2"} {
+			s.DB.ExecContext(ctx, s.q(`INSERT INTO ferry_dashboard_logins (token_hash, user_id, role, expires_at) VALUES (?, ?, ?, ?)`),
+				tokenHash(tok), past.User, past.Role, past.Expires.UnixMilli())
+			s.DB.ExecContext(ctx, s.q(`INSERT INTO ferry_dashboard_sessions (token_hash, user_id, role, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`),
+				tokenHash(tok), past.User, past.Role, past.Expires.UnixMilli(), past.Expires.UnixMilli())
+		}
+		if err := s.PutLogin(ctx, "new", live); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutSession(ctx, "new", live); err != nil {
+			t.Fatal(err)
+		}
+		if n := count("ferry_dashboard_logins"); n != 1 {
+			t.Errorf("%d login links after a new one, want 1", n)
+		}
+		if n := count("ferry_dashboard_sessions"); n != 1 {
+			t.Errorf("%d sessions after a new one, want 1", n)
 		}
 	})
 }
