@@ -297,13 +297,20 @@ func (b *Bot) onEncrypted(ctx context.Context, evt *event.Event, log zerolog.Log
 }
 
 // directChat returns the unencrypted direct chat the bot opened with u,
-// creating it the first time.
+// creating it the first time, and again when the one it opened holds
+// others now (or u left it).
 func (b *Bot) directChat(ctx context.Context, u id.UserID) (id.RoomID, error) {
 	b.mu.Lock()
 	room, ok := b.dms[u]
 	b.mu.Unlock()
 	if ok {
-		return room, nil
+		only, err := b.onlyWith(ctx, room, u)
+		if err != nil {
+			return "", fmt.Errorf("could not read who is in our direct chat: %w", err)
+		}
+		if only {
+			return room, nil
+		}
 	}
 	resp, err := b.cli.CreateRoom(ctx, &mautrix.ReqCreateRoom{Invite: []id.UserID{u}, IsDirect: true,
 		Preset: "trusted_private_chat", Name: "Ferry"})

@@ -2,8 +2,10 @@ package bot
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/ferry-matrix/ferry/app"
@@ -42,22 +44,47 @@ func (c chat) AskKey(inv *commands.Invocation, label string, req app.PreviewRequ
 	return c.b.askKey(pendingUnlock{sender: inv.Sender, label: label, room: id.RoomID(inv.RoomID), replyTo: id.EventID(inv.EventID), req: req})
 }
 
+// InDirectChat: room holds the bot and user only, joined or invited,
+// and is not an admin room (those are shared by configuration, whoever
+// is in them now).
 func (c chat) InDirectChat(ctx context.Context, room, user string) bool {
-	members, err := c.b.cli.JoinedMembers(ctx, id.RoomID(room))
-	if err != nil {
-		return false
-	}
-	_, in := members.Joined[id.UserID(user)]
-	return in && len(members.Joined) == 2
+	ok, err := c.b.onlyWith(ctx, id.RoomID(room), id.UserID(user))
+	return err == nil && ok
 }
 
+// InviteToDirectChat posts text in the bot's direct chat with user
+// (directChat checks that it still is one), and says when it could not.
 func (c chat) InviteToDirectChat(ctx context.Context, user, text string) error {
 	dm, err := c.b.directChat(ctx, id.UserID(user))
 	if err != nil {
 		return err
 	}
-	c.b.send(ctx, dm, "", text)
+	if _, err := c.b.cli.SendMessageEvent(context.WithoutCancel(ctx), dm, event.EventMessage, notice(text)); err != nil {
+		return fmt.Errorf("could not send to our direct chat: %w", err)
+	}
 	return nil
+}
+
+// onlyWith reports whether room's joined and invited members are
+// exactly the bot and u, and it is not an admin room.
+func (b *Bot) onlyWith(ctx context.Context, room id.RoomID, u id.UserID) (bool, error) {
+	if b.isAdminRoom(room) {
+		return false, nil
+	}
+	resp, err := b.cli.Members(ctx, room)
+	if err != nil {
+		return false, err
+	}
+	in := map[id.UserID]bool{}
+	for _, evt := range resp.Chunk {
+		if evt.StateKey == nil {
+			continue
+		}
+		if m := evt.Content.AsMember().Membership; m == event.MembershipJoin || m == event.MembershipInvite {
+			in[id.UserID(*evt.StateKey)] = true
+		}
+	}
+	return len(in) == 2 && in[u] && in[b.cli.UserID], nil
 }
 
 func (c chat) IsAdmin(user string) bool { return c.b.isAdmin(id.UserID(user)) }

@@ -203,6 +203,20 @@ type botRig struct {
 	mu   sync.Mutex
 	sent []sentMessage
 	n    int
+	// members are rooms' joined and invited members (user: membership);
+	// a room not here holds testUser and the bot.
+	members map[string]map[string]string
+	// failSend: rooms where sending fails.
+	failSend map[string]bool
+	dms      int // direct chats created
+}
+
+// roomMembers are a room's members (the stub's answer).
+func (r *botRig) roomMembers(room string) map[string]string {
+	if m, ok := r.members[room]; ok {
+		return m
+	}
+	return map[string]string{testUser: "join", "@ferry:bot.test": "join"}
 }
 
 type sentMessage struct {
@@ -224,12 +238,55 @@ func newRig(t *testing.T, svc *fakeService) *botRig {
 			json.Unmarshal(data, &c)
 			parts := strings.Split(req.URL.Path, "/")
 			r.mu.Lock()
+			if r.failSend[parts[len(parts)-4]] {
+				r.mu.Unlock()
+				w.WriteHeader(http.StatusForbidden)
+				w.Write([]byte(`{"errcode":"M_FORBIDDEN","error":"not in the room"}`))
+				return
+			}
 			r.n++
 			r.sent = append(r.sent, sentMessage{room: parts[len(parts)-4], body: c.Body})
 			fmt.Fprintf(w, `{"event_id":"$sent%d"}`, r.n)
 			r.mu.Unlock()
 		case strings.HasSuffix(req.URL.Path, "/joined_members"):
-			fmt.Fprintf(w, `{"joined":{%q:{},"@ferry:bot.test":{}}}`, testUser)
+			parts := strings.Split(req.URL.Path, "/")
+			r.mu.Lock()
+			joined := map[string]any{}
+			for u, m := range r.roomMembers(parts[len(parts)-2]) {
+				if m == "join" {
+					joined[u] = map[string]any{}
+				}
+			}
+			r.mu.Unlock()
+			json.NewEncoder(w).Encode(map[string]any{"joined": joined})
+		case strings.HasSuffix(req.URL.Path, "/members"):
+			parts := strings.Split(req.URL.Path, "/")
+			r.mu.Lock()
+			var chunk []map[string]any
+			for u, m := range r.roomMembers(parts[len(parts)-2]) {
+				chunk = append(chunk, map[string]any{"type": "m.room.member", "state_key": u, "sender": u, "event_id": "$m" + u,
+					"room_id": parts[len(parts)-2], "content": map[string]any{"membership": m}})
+			}
+			r.mu.Unlock()
+			json.NewEncoder(w).Encode(map[string]any{"chunk": chunk})
+		case strings.HasSuffix(req.URL.Path, "/createRoom"):
+			var c struct {
+				Invite []string `json:"invite"`
+			}
+			data, _ := io.ReadAll(req.Body)
+			json.Unmarshal(data, &c)
+			r.mu.Lock()
+			r.dms++
+			room := fmt.Sprintf("!newdm%d:bot.test", r.dms)
+			if r.members == nil {
+				r.members = map[string]map[string]string{}
+			}
+			r.members[room] = map[string]string{"@ferry:bot.test": "join"}
+			for _, u := range c.Invite {
+				r.members[room][u] = "invite"
+			}
+			r.mu.Unlock()
+			fmt.Fprintf(w, `{"room_id":%q}`, room)
 		default:
 			w.Write([]byte(`{}`))
 		}

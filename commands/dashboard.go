@@ -9,8 +9,9 @@ import (
 
 // cmdDashboard: !dashboard, a one-time sign-in link to the web dashboard
 // (/ui/), sent in a direct chat: an admin in an admin room gets an admin
-// session's link, anybody else a link to their own page (their personal
-// exports). The link works once, for app.LoginWindow; opening it shows a
+// session's link, always in the bot's direct chat with them (never in
+// the room), anybody else a link to their own page (their personal
+// exports), in the direct chat they asked in or the bot's. The link works once, for app.LoginWindow; opening it shows a
 // sign-in button, so a link preview uses nothing up.
 func (h *Handlers) cmdDashboard() *Command {
 	return &Command{Path: []string{"dashboard"}, MaxArgs: 0,
@@ -26,7 +27,9 @@ func (h *Handlers) cmdDashboard() *Command {
 			}
 			text := fmt.Sprintf("Your sign-in link to Ferry's dashboard (%s): %s\nIt works once, within %d minutes: it opens a page with a Sign in button.",
 				what, link, int(app.LoginWindow.Minutes()))
-			if h.Chat.InDirectChat(ctx, inv.RoomID, inv.Sender) {
+			// An admin's link never goes to the room asked in (an admin
+			// room, however few are in it now), only to a direct chat.
+			if !inv.Admin && h.Chat.InDirectChat(ctx, inv.RoomID, inv.Sender) {
 				return text, nil
 			}
 			if err := h.Chat.InviteToDirectChat(ctx, inv.Sender, text); err != nil {
