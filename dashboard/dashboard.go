@@ -267,7 +267,7 @@ func (s *Server) auth(role string, next handler) http.HandlerFunc {
 			s.fail(w, r, nil, http.StatusUnauthorized, "That API token is not an admin token of this Ferry.")
 			return
 		case err != nil:
-			s.fail(w, r, nil, http.StatusInternalServerError, "Could not read your session: "+err.Error())
+			s.failInternal(w, r, nil, err, "Could not read your session")
 			return
 		}
 		if role != roleAny && p.Role != role {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/ferry-matrix/ferry/app"
 	"github.com/ferry-matrix/ferry/internal/human"
 )
@@ -121,12 +123,20 @@ type snapshot struct {
 // exports page shows as many).
 const snapshotSize = 200
 
+// snapshotTimeout bounds the shared read of the newest jobs.
+const snapshotTimeout = 10 * time.Second
+
+// recent reads the newest jobs for every stream together. The read is
+// not the caller's: it goes on when that caller's browser goes away
+// (others wait for it under the lock), bounded by snapshotTimeout.
 func (s *Server) recent(ctx context.Context) ([]*app.JobView, error) {
 	s.snap.mu.Lock()
 	defer s.snap.mu.Unlock()
 	if time.Since(s.snap.at) < s.Interval/2 {
 		return s.snap.jobs, s.snap.err
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), snapshotTimeout)
+	defer cancel()
 	s.snap.jobs, s.snap.err = s.Svc.Jobs(ctx, app.JobQuery{Limit: snapshotSize})
 	s.snap.at = time.Now()
 	return s.snap.jobs, s.snap.err
@@ -153,7 +163,8 @@ func (s *Server) visible(ctx context.Context, p *principal) ([]item, error) {
 func (s *Server) progress(w http.ResponseWriter, r *http.Request, p *principal) {
 	items, err := s.visible(r.Context(), p)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		zerolog.Ctx(r.Context()).Error().Err(err).Msg("dashboard: could not read the jobs' progress")
+		http.Error(w, "could not read the jobs' progress; the details are in Ferry's log", http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

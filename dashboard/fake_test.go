@@ -21,6 +21,9 @@ type fakeService struct {
 	calls    []string
 	lastQ    app.AuditQuery
 	lastJobs app.JobQuery
+	// err fails Jobs and Job, sessionErr Session (as a state database
+	// that can't be reached would).
+	err, sessionErr error
 	sched    []app.ScheduleView
 	runs     []*app.JobView
 }
@@ -48,9 +51,15 @@ func (f *fakeService) find(id string) (*app.JobView, error) {
 	return nil, app.ErrNotFound
 }
 
-func (f *fakeService) Jobs(_ context.Context, q app.JobQuery) ([]*app.JobView, error) {
+func (f *fakeService) Jobs(ctx context.Context, q app.JobQuery) ([]*app.JobView, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if f.err != nil {
+		return nil, f.err
+	}
 	var out []*app.JobView
 	for _, j := range f.jobs {
 		if q.Kind == "" || j.Kind == q.Kind {
@@ -71,6 +80,9 @@ func (f *fakeService) Jobs(_ context.Context, q app.JobQuery) ([]*app.JobView, e
 func (f *fakeService) Job(_ context.Context, id string) (*app.JobDetail, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
 	j, err := f.find(id)
 	if err != nil {
 		return nil, err
@@ -201,6 +213,9 @@ func (f *fakeService) StartSession(_ context.Context, user, role, how, from stri
 func (f *fakeService) Session(_ context.Context, token string) (*app.Grant, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.sessionErr != nil {
+		return nil, f.sessionErr
+	}
 	g, ok := f.sessions[token]
 	if !ok || time.Now().After(g.Expires) {
 		return nil, app.ErrGone

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -52,13 +53,15 @@ func parsePages() map[string]*template.Template {
 }
 
 // render writes a page with status.
-func (s *Server) render(w http.ResponseWriter, status int, name string, p page) {
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
 	if p.User != nil {
 		p.CSRF = p.User.csrf()
 	}
 	var buf bytes.Buffer
 	if err := s.pages[name].ExecuteTemplate(&buf, "layout", p); err != nil {
-		http.Error(w, "the page could not be drawn: "+err.Error(), http.StatusInternalServerError)
+		zerolog.Ctx(r.Context()).Error().Err(err).Str("page", name).Msg("dashboard: a page could not be drawn")
+		http.Error(w, "This page could not be drawn; the reason is in Ferry's log. Reload it, or tell Ferry's admins if it keeps happening.",
+			http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -68,19 +71,37 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, p page) 
 
 // fail shows an error page saying what is wrong and what to do.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, p *principal, status int, msg string) {
-	s.render(w, status, "error", page{Title: http.StatusText(status), User: p, Data: msg})
+	s.render(w, r, status, "error", page{Title: http.StatusText(status), User: p, Data: msg})
 }
 
-// failErr shows a verb's error with the status its kind asks for.
+// failErr shows a verb's error with the status its kind asks for. A
+// conflict's message is written for people (the job has ended, ...);
+// anything else is logged, not shown: it may name servers, paths or
+// queries.
 func (s *Server) failErr(w http.ResponseWriter, r *http.Request, p *principal, err error) {
-	status := http.StatusInternalServerError
 	switch {
 	case errors.Is(err, app.ErrNotFound):
-		status, err = http.StatusNotFound, errors.New("there is no such job; the exports page lists them")
+		s.fail(w, r, p, http.StatusNotFound, "There is no such job; the exports page lists them.")
 	case errors.Is(err, app.ErrConflict):
-		status = http.StatusConflict
+		s.fail(w, r, p, http.StatusConflict, err.Error())
+	default:
+		s.failInternal(w, r, p, err, "")
 	}
-	s.fail(w, r, p, status, err.Error())
+}
+
+// internalMsg is what a page says of an error on Ferry's side.
+const internalMsg = "Something went wrong on Ferry's side; the details are in Ferry's log. Try again in a moment, and tell Ferry's admins if it keeps happening."
+
+// failInternal logs err with the request (zerolog from its context) and
+// shows a 500 page that says only what to do; what, when set, says
+// what failed.
+func (s *Server) failInternal(w http.ResponseWriter, r *http.Request, p *principal, err error, what string) {
+	zerolog.Ctx(r.Context()).Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("dashboard: " + cmp.Or(what, "a request failed"))
+	msg := internalMsg
+	if what != "" {
+		msg = what + ". " + msg
+	}
+	s.fail(w, r, p, http.StatusInternalServerError, msg)
 }
 
 // home sends each role to its start page.
@@ -127,7 +148,7 @@ func (s *Server) signinForm(w http.ResponseWriter, r *http.Request) {
 		s.home(w, r)
 		return
 	}
-	s.render(w, http.StatusOK, "signin", page{Title: "Sign in", Data: signin{Value: s.newSignin(w, r), Expired: r.URL.Query().Has("expired")}})
+	s.render(w, r, http.StatusOK, "signin", page{Title: "Sign in", Data: signin{Value: s.newSignin(w, r), Expired: r.URL.Query().Has("expired")}})
 }
 
 // tokenSignin: an admin API token pasted into the sign-in form.
@@ -140,13 +161,13 @@ func (s *Server) tokenSignin(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		s.Svc.Audit(r.Context(), app.AuditEntry{Actor: "unknown", Via: app.ViaDashboard + " " + s.clientAddr(r), Action: "dashboard.login",
 			Outcome: "refused", Detail: "not an admin API token"})
-		s.render(w, http.StatusUnauthorized, "signin", page{Title: "Sign in", Data: signin{Value: s.newSignin(w, r),
+		s.render(w, r, http.StatusUnauthorized, "signin", page{Title: "Sign in", Data: signin{Value: s.newSignin(w, r),
 			Error: "That is not an admin API token of this Ferry (api.tokens with role admin)."}})
 		return
 	}
 	g, token, err := s.Svc.StartSession(r.Context(), "token:"+name, app.RoleAdmin, "API token", s.clientAddr(r))
 	if err != nil {
-		s.fail(w, r, nil, http.StatusInternalServerError, err.Error())
+		s.failInternal(w, r, nil, err, "Could not open your session")
 		return
 	}
 	s.signedIn(w, r, g, token)
@@ -160,7 +181,7 @@ func (s *Server) linkForm(w http.ResponseWriter, r *http.Request) {
 		s.loginFailed(w, r, err)
 		return
 	}
-	s.render(w, http.StatusOK, "link", page{Title: "Sign in", Data: signin{Value: s.newSignin(w, r), Grant: g, Action: r.URL.Path}})
+	s.render(w, r, http.StatusOK, "link", page{Title: "Sign in", Data: signin{Value: s.newSignin(w, r), Grant: g, Action: r.URL.Path}})
 }
 
 // linkSignin: the sign-in button's same-origin POST uses the link up and
@@ -189,7 +210,7 @@ func (s *Server) loginFailed(w http.ResponseWriter, r *http.Request, err error) 
 		s.fail(w, r, nil, http.StatusGone, "This sign-in link was already used or has expired (links last 5 minutes and work once). Send !dashboard to the bot for a new one.")
 		return
 	}
-	s.fail(w, r, nil, http.StatusInternalServerError, err.Error())
+	s.failInternal(w, r, nil, err, "Could not sign you in with this link")
 }
 
 // signedIn sets the session cookie and goes to the role's start page.
@@ -214,7 +235,7 @@ func (s *Server) signedIn(w http.ResponseWriter, r *http.Request, g *app.Grant, 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request, p *principal) {
 	if p.session != "" {
 		if err := s.Svc.Logout(r.Context(), p.session, p.actor()); err != nil {
-			s.fail(w, r, p, http.StatusInternalServerError, err.Error())
+			s.failInternal(w, r, p, err, "Could not sign you out")
 			return
 		}
 	}
@@ -273,7 +294,7 @@ func (s *Server) exports(w http.ResponseWriter, r *http.Request, p *principal) {
 	if n > 1 {
 		e.Prev = link(n - 1)
 	}
-	s.render(w, http.StatusOK, "exports", page{Title: "Exports", Nav: "exports", User: p, Data: e})
+	s.render(w, r, http.StatusOK, "exports", page{Title: "Exports", Nav: "exports", User: p, Data: e})
 }
 
 // maxPage is the highest page number read: far beyond any list, and
@@ -308,7 +329,7 @@ func (s *Server) showJob(w http.ResponseWriter, r *http.Request, p *principal, l
 		s.failErr(w, r, p, err)
 		return
 	}
-	s.render(w, http.StatusOK, "job", page{Title: d.Kind + " " + d.ID, Nav: "exports", User: p, Data: jobPage{JobDetail: d, Links: links}})
+	s.render(w, r, http.StatusOK, "job", page{Title: d.Kind + " " + d.ID, Nav: "exports", User: p, Data: jobPage{JobDetail: d, Links: links}})
 }
 
 // link mints download links on click (audited as link.create) and shows
@@ -348,7 +369,7 @@ func (s *Server) deleteForm(w http.ResponseWriter, r *http.Request, p *principal
 		s.failErr(w, r, p, err)
 		return
 	}
-	s.render(w, http.StatusOK, "delete", page{Title: "Delete " + d.Name, Nav: "exports", User: p, Data: d})
+	s.render(w, r, http.StatusOK, "delete", page{Title: "Delete " + d.Name, Nav: "exports", User: p, Data: d})
 }
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request, p *principal) {
@@ -403,7 +424,7 @@ func (s *Server) schedules(w http.ResponseWriter, r *http.Request, p *principal)
 		row.Size, row.Time, row.Success = runCharts(runs)
 		rows = append(rows, row)
 	}
-	s.render(w, http.StatusOK, "schedules", page{Title: "Schedules", Nav: "schedules", User: p, Data: rows})
+	s.render(w, r, http.StatusOK, "schedules", page{Title: "Schedules", Nav: "schedules", User: p, Data: rows})
 }
 
 func retention(keep int, maxAge time.Duration) string {
@@ -471,7 +492,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, p *principal) {
 	if more {
 		h.Next = pageLink(h.Page + 1)
 	}
-	s.render(w, http.StatusOK, "history", page{Title: "History", Nav: "history", User: p, Data: h})
+	s.render(w, r, http.StatusOK, "history", page{Title: "History", Nav: "history", User: p, Data: h})
 }
 
 // whenLayouts are the time filters' forms, each with the span it names:
@@ -514,7 +535,7 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request, p *principal) {
 		s.failErr(w, r, p, err)
 		return
 	}
-	s.render(w, http.StatusOK, "me", page{Title: "Your exports", Nav: "me", User: p, Data: jobs})
+	s.render(w, r, http.StatusOK, "me", page{Title: "Your exports", Nav: "me", User: p, Data: jobs})
 }
 
 // surface says how a job was asked for, from its Via.

@@ -225,7 +225,10 @@ func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.
 }
 
 func (s *service) serve(ctx context.Context, l net.Listener) error {
-	hs := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	// Requests carry ctx's logger (zerolog.Ctx), not its cancellation:
+	// Shutdown lets them end.
+	hs := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
 	hs.RegisterOnShutdown(s.ui.Close) // the dashboard's event streams never end by themselves
 	go func() {
 		<-ctx.Done()
