@@ -172,8 +172,9 @@ func (s *Server) progress(w http.ResponseWriter, r *http.Request, p *principal) 
 }
 
 // sessionRecheck is how often an open event stream checks that its
-// session is still live.
-const sessionRecheck = 30 * time.Second
+// session is still live and its grant still configured (a variable for
+// the tests).
+var sessionRecheck = 30 * time.Second
 
 // events is the server-sent event stream of job progress: every visible
 // job once, then each job whose state changed, every Interval. It ends
@@ -219,7 +220,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, p *principal) {
 		}
 		if p.session != "" && time.Since(checked) > sessionRecheck {
 			checked = time.Now()
-			if _, err := s.Svc.Session(r.Context(), p.session); err != nil {
+			if g, err := s.Svc.Session(r.Context(), p.session); err != nil || !s.granted(g) {
 				fmt.Fprint(w, "event: signedout\ndata: {}\n\n")
 				rc.Flush()
 				return

@@ -1,6 +1,8 @@
 package dashboard
 
 import (
+	"bufio"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -157,4 +159,33 @@ func TestNewSigninEndsOldSession(t *testing.T) {
 	if live {
 		t.Error("the replaced session is still live")
 	}
+}
+
+// An open event stream of an admin who is removed ends with "signedout"
+// at its next check.
+func TestEventStreamAdminRevoked(t *testing.T) {
+	r := newRig(t)
+	var removed atomic.Bool
+	r.s.IsAdmin = func(u string) bool { return u == admin && !removed.Load() }
+	defer func(d time.Duration) { sessionRecheck = d }(sessionRecheck)
+	sessionRecheck = 0
+	c, _ := r.signIn(admin, app.RoleAdmin)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", r.srv.URL+"/ui/events", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := bufio.NewScanner(resp.Body)
+	for lines.Scan() && !strings.HasPrefix(lines.Text(), "data: ") {
+	}
+	removed.Store(true)
+	for lines.Scan() {
+		if lines.Text() == "event: signedout" {
+			return
+		}
+	}
+	t.Fatalf("the stream ended without signedout: %v", lines.Err())
 }
