@@ -24,8 +24,8 @@ type fakeService struct {
 	// err fails Jobs and Job, sessionErr Session (as a state database
 	// that can't be reached would).
 	err, sessionErr error
-	sched    []app.ScheduleView
-	runs     []*app.JobView
+	sched           []app.ScheduleView
+	runs            []*app.JobView
 }
 
 func newFake() *fakeService {
