@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -57,6 +58,15 @@ func TestErrorsLoggedNotShown(t *testing.T) {
 		if a.status != http.StatusInternalServerError || strings.Contains(a.body, "SECRET-DETAIL") || !strings.Contains(a.body, "s log") {
 			t.Errorf("%s: %d\n%s", path, a.status, a.body)
 		}
+	}
+	// Logged with the route, never a login link's path (its token).
+	link := r.link(admin, app.RoleAdmin, time.Minute)
+	if a := r.do(r.browser(), "GET", link, nil); a.status != http.StatusInternalServerError || strings.Contains(a.body, "SECRET-DETAIL") {
+		t.Errorf("a login link: %d\n%s", a.status, a.body)
+	}
+	if l := log.String(); strings.Contains(l, strings.TrimPrefix(link, "/ui/login/")) || !strings.Contains(l, `"route":"GET /ui/login/{token}"`) ||
+		!strings.Contains(l, `"route":"GET /ui/exports/{id}","job":"run1"`) {
+		t.Errorf("the log:\n%s", l)
 	}
 	r.f.mu.Lock()
 	r.f.err, r.f.sessionErr = nil, errors.New(detail)

@@ -21,7 +21,7 @@ type fakeService struct {
 	calls    []string
 	lastQ    app.AuditQuery
 	lastJobs app.JobQuery
-	// err fails Jobs and Job, sessionErr Session (as a state database
+	// err fails Jobs, Job and PeekLogin, sessionErr Session (as a state database
 	// that can't be reached would).
 	err, sessionErr error
 	sched           []app.ScheduleView
@@ -182,6 +182,9 @@ func (f *fakeService) Audit(_ context.Context, e app.AuditEntry) error {
 func (f *fakeService) PeekLogin(_ context.Context, token string) (*app.Grant, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
 	g, ok := f.logins[token]
 	if !ok || time.Now().After(g.Expires) {
 		return nil, app.ErrGone

@@ -92,11 +92,13 @@ func (s *Server) failErr(w http.ResponseWriter, r *http.Request, p *principal, e
 // internalMsg is what a page says of an error on Ferry's side.
 const internalMsg = "Something went wrong on Ferry's side; the details are in Ferry's log. Try again in a moment, and tell Ferry's admins if it keeps happening."
 
-// failInternal logs err with the request (zerolog from its context) and
+// failInternal logs err with the request's route (zerolog from its context) and
 // shows a 500 page that says only what to do; what, when set, says
 // what failed.
 func (s *Server) failInternal(w http.ResponseWriter, r *http.Request, p *principal, err error, what string) {
-	zerolog.Ctx(r.Context()).Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("dashboard: " + cmp.Or(what, "a request failed"))
+	// The route's pattern, not the path: a login link's path is its token.
+	zerolog.Ctx(r.Context()).Error().Err(err).Str("route", r.Pattern).Str("job", r.PathValue("id")).
+		Msg("dashboard: " + cmp.Or(what, "a request failed"))
 	msg := internalMsg
 	if what != "" {
 		msg = what + ". " + msg
