@@ -80,7 +80,10 @@ type Fields struct {
 // IsState reports whether the event is a state event.
 func (f *Fields) IsState() bool { return f.StateKey != nil }
 
-type rawEvent struct {
+// RawEvent is an event's JSON as Parse decodes it. Embed it in a struct of
+// more fields to decode them in the same pass, and get the Fields with its
+// Fields method.
+type RawEvent struct {
 	EventID        string          `json:"event_id"`
 	RoomID         string          `json:"room_id"`
 	Type           string          `json:"type"`
@@ -96,10 +99,23 @@ type rawEvent struct {
 // Parse extracts the fields of an event. For room versions 1 and 2,
 // references are [event_id, hashes] pairs; later versions use plain IDs.
 func Parse(data []byte) (*Fields, error) {
-	var raw rawEvent
+	var raw RawEvent
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, fmt.Errorf("event JSON: %w", err)
 	}
+	return raw.Fields(func() string {
+		var c struct {
+			Redacts string `json:"redacts"`
+		}
+		_ = json.Unmarshal(raw.Content, &c)
+		return c.Redacts
+	})
+}
+
+// Fields checks a decoded event and gives its Fields, as Parse does.
+// contentRedacts returns content.redacts, which a redaction without a
+// top-level redacts names its target with.
+func (raw *RawEvent) Fields(contentRedacts func() string) (*Fields, error) {
 	if raw.Type == "" || raw.Sender == "" {
 		return nil, errors.New("event JSON lacks type or sender")
 	}
@@ -113,18 +129,10 @@ func Parse(data []byte) (*Fields, error) {
 		return nil, fmt.Errorf("auth_events: %w", err)
 	}
 	if f.Redacts == "" && f.Type == "m.room.redaction" {
-		var c struct {
-			Redacts string `json:"redacts"`
-		}
-		_ = json.Unmarshal(f.Content, &c)
-		f.Redacts = c.Redacts
+		f.Redacts = contentRedacts()
 	}
 	return f, nil
 }
-
-// ParseRefs reads prev_events or auth_events as Parse does: plain IDs, or
-// the [event_id, hashes] pairs of room versions 1 and 2.
-func ParseRefs(raw json.RawMessage) ([]string, error) { return parseRefs(raw) }
 
 func parseRefs(raw json.RawMessage) ([]string, error) {
 	if len(raw) == 0 || string(raw) == "null" {

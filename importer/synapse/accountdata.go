@@ -85,7 +85,7 @@ func writeAccountData(ctx context.Context, tx pgx.Tx, r *archive.Reader, keep fu
 		return 0, err
 	}
 	var n int64
-	err = archive.ReadSection(ctx, r, archive.SectionAccountData, func(a *archive.AccountData) error {
+	err = readSection(ctx, r, archive.SectionAccountData, func(a *archive.AccountData) error {
 		if keep != nil {
 			if ok, err := keep(a); err != nil || !ok {
 				return err
@@ -144,7 +144,7 @@ func writeAccountData(ctx context.Context, tx pgx.Tx, r *archive.Reader, keep fu
 // localpart and the full user ID).
 func restoreFilters(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int64, error) {
 	b := newBatcher(tx)
-	err := archive.ReadSection(ctx, r, archive.SectionFilters, func(f *archive.Filter) error {
+	err := readSection(ctx, r, archive.SectionFilters, func(f *archive.Filter) error {
 		localpart, _, _ := strings.Cut(strings.TrimPrefix(f.UserID, "@"), ":")
 		var id int64
 		if _, err := fmt.Sscan(f.FilterID, &id); err != nil || fmt.Sprint(id) != f.FilterID {
@@ -177,7 +177,7 @@ func restorePushers(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int64, e
 	added := r.Manifest().CreatedAt.UnixMilli()
 	b := newBatcher(tx)
 	last := int64(0)
-	err := archive.ReadSection(ctx, r, archive.SectionPushers, func(p *archive.Pusher) error {
+	err := readSection(ctx, r, archive.SectionPushers, func(p *archive.Pusher) error {
 		var data any
 		if len(p.Data) > 0 {
 			data = string(p.Data)

@@ -102,7 +102,7 @@ func markCensored(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[s
 		return err
 	}
 	b := newBatcher(tx)
-	err := archive.ReadSection(ctx, r, archive.SectionRedactions, func(rd *archive.Redaction) error {
+	err := readSection(ctx, r, archive.SectionRedactions, func(rd *archive.Redaction) error {
 		if rooms[rd.RoomID] == nil {
 			return nil
 		}

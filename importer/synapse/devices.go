@@ -22,7 +22,7 @@ func restoreDevices(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int64, e
 		return 0, fmt.Errorf("read access token IDs: %w", err)
 	}
 	b := newBatcher(tx)
-	err := archive.ReadSection(ctx, r, archive.SectionDevices, func(d *archive.Device) error {
+	err := readSection(ctx, r, archive.SectionDevices, func(d *archive.Device) error {
 		var lastSeen any
 		if d.LastSeenTS != 0 {
 			lastSeen = d.LastSeenTS
@@ -70,7 +70,7 @@ func restoreE2EEKeys(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int64, 
 	lastStream := int64(0)
 	b := newBatcher(tx)
 	var n int64
-	err := archive.ReadSection(ctx, r, archive.SectionE2EEKeys, func(k *archive.E2EEKey) error {
+	err := readSection(ctx, r, archive.SectionE2EEKeys, func(k *archive.E2EEKey) error {
 		n++
 		switch k.Kind {
 		case archive.KeyKindDevice:
@@ -136,7 +136,7 @@ func restoreKeyBackups(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int64
 		}
 		return n, nil
 	}
-	err := archive.ReadSection(ctx, r, archive.SectionBackupVersions, func(v *archive.KeyBackupVersion) error {
+	err := readSection(ctx, r, archive.SectionBackupVersions, func(v *archive.KeyBackupVersion) error {
 		n, err := version(v.Version, v.UserID)
 		if err != nil {
 			return err
@@ -151,7 +151,7 @@ func restoreKeyBackups(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int64
 	if err != nil {
 		return 0, fmt.Errorf("restore key backup versions: %w", err)
 	}
-	err = archive.ReadSection(ctx, r, archive.SectionBackupSessions, func(s *archive.KeyBackupSession) error {
+	err = readSection(ctx, r, archive.SectionBackupSessions, func(s *archive.KeyBackupSession) error {
 		n, err := version(s.Version, s.UserID)
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package synapse
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -121,7 +122,7 @@ func planState(ctx context.Context, r *archive.Reader, rooms map[string]*roomPla
 		if rooms[ev.RoomID] == nil || ev.Outlier || ev.StateBefore == 0 {
 			return nil
 		}
-		if ev.Rejected == "" {
+		if ev.Rejected == "" && mayBeState(ev.JSON) {
 			f, err := matrixevent.Parse(ev.JSON)
 			if err != nil {
 				return fmt.Errorf("event %s: %w", ev.EventID, err)
@@ -143,6 +144,24 @@ func planState(ctx context.Context, r *archive.Reader, rooms map[string]*roomPla
 		}
 	}
 	return sp, nil
+}
+
+// mayBeState says whether an event's JSON may have a state_key: false only
+// when no key could decode as one (encoding/json matches keys without
+// regard to case, with Unicode folding, and after unescaping), so that
+// planning need not parse the many events that are not state.
+func mayBeState(js []byte) bool {
+	const key = "state_key"
+	for i := 0; i+len(key) <= len(js); i++ {
+		j := 0
+		for j < len(key) && js[i+j]|0x20 == key[j]|0x20 {
+			j++
+		}
+		if j == len(key) {
+			return true
+		}
+	}
+	return bytes.Contains(js, []byte(`\u`)) || bytes.Contains(js, []byte("\u212a")) || bytes.Contains(js, []byte("\u017f"))
 }
 
 var (
@@ -169,8 +188,9 @@ func (g *groupAllocator) allocate() int64 { g.next++; return g.next }
 
 // writeGroups runs pass 3: the needed snapshots become state groups, and
 // each room's current state is staged for current_state_events.
-func (sp *statePlan) writeGroups(ctx context.Context, b *batcher, r *archive.Reader, rooms map[string]*roomPlan, alloc *groupAllocator) error {
+func (sp *statePlan) writeGroups(ctx context.Context, b *batcher, r *archive.Reader, rooms map[string]*roomPlan, alloc *groupAllocator, p importer.Progress) error {
 	err := archive.ReadSection(ctx, r, archive.SectionStateSnapshots, func(s *archive.StateSnapshot) error {
+		p.Add(1)
 		if rooms[s.RoomID] == nil {
 			return nil
 		}
@@ -259,9 +279,11 @@ var (
 	membershipsColumns       = []string{"event_id", "user_id", "sender", "room_id", "membership", "display_name", "avatar_url", "event_stream_ordering"}
 )
 
-// eventExtras are the fields of an event's JSON the tables need beyond
-// matrixevent.Fields.
-type eventExtras struct {
+// eventRow is what the tables need of an event's JSON: matrixevent's
+// fields and more, decoded in one pass (its own content shadows the raw
+// one).
+type eventRow struct {
+	matrixevent.RawEvent
 	Depth    int64 `json:"depth"`
 	Unsigned struct {
 		ReplacesState *string `json:"replaces_state"`
@@ -274,6 +296,21 @@ type eventExtras struct {
 		RelatesTo   any    `json:"m.relates_to"`
 		Redacts     string `json:"redacts"`
 	} `json:"content"`
+}
+
+// parseEventRow decodes an event as matrixevent.Parse does (the same
+// Fields but for the raw content, the same refusals), with the other
+// fields the tables need, in one pass over the JSON.
+func parseEventRow(data []byte) (*matrixevent.Fields, *eventRow, error) {
+	var x eventRow
+	if err := json.Unmarshal(data, &x); err != nil {
+		return nil, nil, fmt.Errorf("event JSON: %w", err)
+	}
+	f, err := x.RawEvent.Fields(func() string { return x.Content.Redacts })
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, &x, nil
 }
 
 type relatesTo struct {
@@ -321,13 +358,9 @@ func (sp *statePlan) writeEvents(ctx context.Context, b *batcher, r *archive.Rea
 }
 
 func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Event, rp *roomPlan, alloc *groupAllocator, so int64) error {
-	f, err := matrixevent.Parse(ev.JSON)
+	f, x, err := parseEventRow(ev.JSON)
 	if err != nil {
 		return err
-	}
-	var x eventExtras
-	if err := json.Unmarshal(ev.JSON, &x); err != nil {
-		return fmt.Errorf("event JSON: %w", err)
 	}
 	_, hasURL := x.Content.URL.(string)
 	meta := map[string]any{}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/ferry-matrix/ferry/importer"
 )
 
 // A fresh target's bulk tables are loaded without their secondary indexes,
@@ -138,7 +140,7 @@ func scanItem(row pgx.CollectableRow) (deferredItem, error) {
 // recreate creates the dropped items again, indexes first and triggers
 // last, and forgets their saved definitions (in the phase's transaction,
 // so both commit together).
-func (d *deferral) recreate(ctx context.Context, tx pgx.Tx) error {
+func (d *deferral) recreate(ctx context.Context, tx pgx.Tx, p importer.Progress) error {
 	if len(d.items) == 0 {
 		return nil
 	}
@@ -152,6 +154,7 @@ func (d *deferral) recreate(ctx context.Context, tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, it.createSQL()); err != nil {
 			return fmt.Errorf("create %s %s of %s again: %w", it.kind, it.name, it.table, err)
 		}
+		p.Add(1)
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM ferry_restore_deferred WHERE archive_id = $1`, d.archiveID); err != nil {
 		return fmt.Errorf("forget the deferred indexes: %w", err)

@@ -56,54 +56,65 @@ func restoreMedia(ctx context.Context, tx pgx.Tx, r *archive.Reader, mediaStore 
 	ownThumbnails := strings.TrimSuffix(archive.MediaBlobPath(server, "", "x"), "/x") // m.media/thumbnails/<server>/
 	b := newBatcher(tx)
 	var n int64
-	err = r.Walk(ctx, func(f *archive.File) error {
-		if f.Blob != nil {
-			if !strings.HasPrefix(f.BlobPath, ownFiles) && !strings.HasPrefix(f.BlobPath, ownThumbnails) {
-				return nil
-			}
-			return writeFile(staged(f.BlobPath), f.Blob)
-		}
-		if f.Entry.Path == "" || !strings.HasPrefix(f.Entry.Path, archive.SectionMedia+".") {
+	record := func(m *archive.Media) error {
+		defer p.Add(1)
+		if m.Origin != server || m.Path == "" {
 			return nil
 		}
-		return archive.DecodeRecords(r, f, func(m *archive.Media) error {
-			defer p.Add(1)
-			if m.Origin != server || m.Path == "" {
-				return nil
+		if len(m.MediaID) < 5 || strings.ContainsAny(m.MediaID, "/\\") || m.MediaID[0] == '.' {
+			return fmt.Errorf("media ID %q cannot be a Synapse media store path", m.MediaID)
+		}
+		final := filepath.Join(mediaStore, "local_content", m.MediaID[0:2], m.MediaID[2:4], m.MediaID[4:])
+		if err := place(staged(m.Path), final, mediaStore, owner); err != nil {
+			return fmt.Errorf("media %s: %w", m.MediaID, err)
+		}
+		var quarantined any
+		if m.Quarantined {
+			quarantined = quarantinedBy
+		}
+		if err := b.add(ctx, "local_media_repository", []string{"media_id", "media_type", "media_length", "created_ts", "upload_name", "user_id", "quarantined_by", "authenticated", "sha256"},
+			m.MediaID, nullable(m.ContentType), m.Size, m.CreatedTS, nullable(m.UploadName), nullable(m.UserID), quarantined, m.Authenticated, nullable(m.SHA256)); err != nil {
+			return err
+		}
+		n++
+		for _, t := range m.Thumbnails {
+			if t.Path == "" {
+				continue
 			}
-			if len(m.MediaID) < 5 || strings.ContainsAny(m.MediaID, "/\\") || m.MediaID[0] == '.' {
-				return fmt.Errorf("media ID %q cannot be a Synapse media store path", m.MediaID)
+			name := fmt.Sprintf("%d-%d-%s-%s", t.Width, t.Height, strings.Replace(t.ContentType, "/", "-", 1), t.Method)
+			final := filepath.Join(mediaStore, "local_thumbnails", m.MediaID[0:2], m.MediaID[2:4], m.MediaID[4:], name)
+			if err := place(staged(t.Path), final, mediaStore, owner); err != nil {
+				return fmt.Errorf("thumbnail %s of %s: %w", name, m.MediaID, err)
 			}
-			final := filepath.Join(mediaStore, "local_content", m.MediaID[0:2], m.MediaID[2:4], m.MediaID[4:])
-			if err := place(staged(m.Path), final, mediaStore, owner); err != nil {
-				return fmt.Errorf("media %s: %w", m.MediaID, err)
-			}
-			var quarantined any
-			if m.Quarantined {
-				quarantined = quarantinedBy
-			}
-			if err := b.add(ctx, "local_media_repository", []string{"media_id", "media_type", "media_length", "created_ts", "upload_name", "user_id", "quarantined_by", "authenticated", "sha256"},
-				m.MediaID, nullable(m.ContentType), m.Size, m.CreatedTS, nullable(m.UploadName), nullable(m.UserID), quarantined, m.Authenticated, nullable(m.SHA256)); err != nil {
+			if err := b.add(ctx, "local_media_repository_thumbnails", []string{"media_id", "thumbnail_width", "thumbnail_height", "thumbnail_type", "thumbnail_method", "thumbnail_length"},
+				m.MediaID, t.Width, t.Height, t.ContentType, t.Method, t.Size); err != nil {
 				return err
 			}
-			n++
-			for _, t := range m.Thumbnails {
-				if t.Path == "" {
-					continue
+		}
+		return nil
+	}
+	var blobs int64
+	for _, part := range r.Manifest().Parts {
+		blobs += part.Blobs
+	}
+	if blobs == 0 {
+		// No file to place (an export without media): the records alone,
+		// without a walk through every part.
+		err = readSection(ctx, r, archive.SectionMedia, record)
+	} else {
+		err = r.Walk(ctx, func(f *archive.File) error {
+			if f.Blob != nil {
+				if !strings.HasPrefix(f.BlobPath, ownFiles) && !strings.HasPrefix(f.BlobPath, ownThumbnails) {
+					return nil
 				}
-				name := fmt.Sprintf("%d-%d-%s-%s", t.Width, t.Height, strings.Replace(t.ContentType, "/", "-", 1), t.Method)
-				final := filepath.Join(mediaStore, "local_thumbnails", m.MediaID[0:2], m.MediaID[2:4], m.MediaID[4:], name)
-				if err := place(staged(t.Path), final, mediaStore, owner); err != nil {
-					return fmt.Errorf("thumbnail %s of %s: %w", name, m.MediaID, err)
-				}
-				if err := b.add(ctx, "local_media_repository_thumbnails", []string{"media_id", "thumbnail_width", "thumbnail_height", "thumbnail_type", "thumbnail_method", "thumbnail_length"},
-					m.MediaID, t.Width, t.Height, t.ContentType, t.Method, t.Size); err != nil {
-					return err
-				}
+				return writeFile(staged(f.BlobPath), f.Blob)
 			}
-			return nil
+			if f.Entry.Path == "" || !strings.HasPrefix(f.Entry.Path, archive.SectionMedia+".") {
+				return nil
+			}
+			return archive.DecodeRecords(r, f, record)
 		})
-	})
+	}
 	if err != nil {
 		return 0, fmt.Errorf("restore media: %w", err)
 	}

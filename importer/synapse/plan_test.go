@@ -2,6 +2,8 @@ package synapse
 
 import (
 	"context"
+	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -9,6 +11,7 @@ import (
 	"github.com/ferry-matrix/ferry/archive/archivetest"
 	"github.com/ferry-matrix/ferry/fidelity"
 	"github.com/ferry-matrix/ferry/importer"
+	"github.com/ferry-matrix/ferry/matrixevent"
 )
 
 // A room the source had joined with partial state (a resync unfinished)
@@ -36,5 +39,86 @@ func TestPlanReportsPartialStateRooms(t *testing.T) {
 	}
 	if partial == "" || !found {
 		t.Errorf("the plan does not report partial-state room %q as degraded:\n%s", partial, res.Report)
+	}
+}
+
+// A room restore refuses a room with joined members on another server (it
+// lives on there), reading the archive alone, and takes a local-only room
+// past that rule.
+func TestRoomRestoreRefusesRoomsWithRemoteMembers(t *testing.T) {
+	ctx := context.Background()
+	var shared string
+	rooms := map[string]bool{}
+	r, _ := archivetest.Rewrite(t, archivetest.OpenSample(t), func(section string, rec any) (bool, error) {
+		if m, ok := rec.(*archive.Membership); ok {
+			rooms[m.RoomID] = true
+			if shared == "" && m.Membership == "join" {
+				shared = m.RoomID
+				m.UserID = "@visitor:elsewhere.test"
+			}
+		}
+		return true, nil
+	}, nil)
+	if shared == "" {
+		t.Fatal("the sample archive has no joined member")
+	}
+	err := NewTarget(Config{}).checkRooms(ctx, r, importer.Options{Rooms: []string{shared}})
+	if !errors.Is(err, importer.ErrRefused) || !strings.Contains(err.Error(), "joined members on other servers (elsewhere.test)") {
+		t.Errorf("restore of %s, which elsewhere.test has joined: %v, want a refusal naming the server", shared, err)
+	}
+	for id := range rooms {
+		if id == shared {
+			continue
+		}
+		// A local-only room gets past the rule, to the target's database
+		// (here: none).
+		err := NewTarget(Config{}).checkRooms(ctx, r, importer.Options{Rooms: []string{id}})
+		if err != nil && strings.Contains(err.Error(), "other servers") {
+			t.Errorf("restore of local-only %s: %v", id, err)
+		}
+		break
+	}
+}
+
+// Planning parses only events that may be state: any key that
+// encoding/json could take for state_key counts.
+func TestMayBeState(t *testing.T) {
+	for js, want := range map[string]bool{
+		`{"type":"m.room.message","content":{"body":"hi"}}`:        false,
+		`{"type":"m.room.member","state_key":"@a:b"}`:              true,
+		`{"type":"x","State_Key":""}`:                              true,
+		`{"type":"x","state\u005fkey":""}`:                         true,
+		`{"type":"x","ſtate_key":""}`:                              true,
+		`{"type":"x","content":{"body":"the state_key of it"}}`:    true,
+		`{"type":"m.room.message","content":{"body":"caf\u00e9"}}`: true,
+	} {
+		if got := mayBeState([]byte(js)); got != want {
+			t.Errorf("mayBeState(%s) = %v, want %v", js, got, want)
+		}
+	}
+}
+
+// parseEventRow gives matrixevent.Parse's fields (but the raw content) for
+// every event of the sample archive.
+func TestParseEventRowAgreesWithParse(t *testing.T) {
+	n := 0
+	err := archive.ReadSection(context.Background(), archivetest.OpenSample(t), archive.SectionEvents, func(e *archive.Event) error {
+		want, err := matrixevent.Parse(e.JSON)
+		if err != nil {
+			return err
+		}
+		got, _, err := parseEventRow(e.JSON)
+		if err != nil {
+			return err
+		}
+		want.Content, got.Content = nil, nil
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: parseEventRow %+v, Parse %+v", e.EventID, got, want)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n == 0 {
+		t.Fatalf("%d events: %v", n, err)
 	}
 }

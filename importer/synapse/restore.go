@@ -24,16 +24,17 @@ import (
 // RestoreTarget is a stopped Synapse as an importer.Target.
 //
 // The restore runs in phases, each one transaction that also records the
-// phase as done in the target's ferry_restore table: accounts (users,
-// account data, devices, keys, backups), rooms (rooms, state groups,
-// events and the tables derived from them, receipts, pushers, stream
-// positions, queued rebuilds), media, and the signing key. A killed
-// restore leaves its current phase rolled back; run again, it skips the
-// finished phases and redoes that one, so nothing half-written looks
-// complete. Then, when Config.RunBackgroundUpdates is set, Synapse's own
-// background updates rebuild the search index, auth chains, user
-// directory, room stats and sliding-sync tables, as a separately timed
-// phase.
+// phase as done in the target's ferry_restore table: rooms (rooms, state
+// groups, events and the tables derived from them, receipts, pushers,
+// stream positions, queued rebuilds), accounts (users, account data,
+// devices, keys, backups), media, and the signing key. A killed restore
+// leaves its current phase rolled back; run again, it skips the finished
+// phases and redoes that one, so nothing half-written looks complete. The
+// archive is validated beside the rooms phase (importer.ValidatingTarget),
+// which commits only once the validation passed. Then, when
+// Config.RunBackgroundUpdates is set, Synapse's own background updates
+// rebuild the search index, auth chains, user directory, room stats and
+// sliding-sync tables, as a separately timed phase.
 type RestoreTarget struct {
 	cfg Config
 }
@@ -138,25 +139,62 @@ type phase struct {
 }
 
 func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts importer.Options, p importer.Progress, res *importer.Result) error {
+	return t.ImportValidating(ctx, r, opts, p, res, nil)
+}
+
+// ImportValidating is Import while importer.Run validates the archive
+// (validated nil: it was validated before). The rooms phase, the bulk of
+// the restore, comes first and commits only once validated passes; when
+// the archive fails validation, the phase is rolled back and what the run
+// recorded of itself (its ferry_restore rows, the saved definitions of
+// the deferred indexes, the tables it created for them) is removed, so the
+// target is left as it was.
+func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader, opts importer.Options, p importer.Progress, res *importer.Result, validated func(context.Context) error) error {
 	conn, err := pgx.Connect(ctx, t.cfg.Database)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(ctx)
-	archiveID := r.Manifest().ArchiveID
 	if len(opts.Rooms) > 0 {
+		if validated != nil {
+			if err := validated(ctx); err != nil {
+				return err
+			}
+		}
 		return t.importRooms(ctx, conn, r, opts, p, res)
 	}
+	archiveID := r.Manifest().ArchiveID
+	before, err := readRunState(ctx, conn, archiveID)
+	if err != nil {
+		return err
+	}
+	// fail returns err, or the refusal of an archive that failed
+	// validation, after undoing what this run recorded of itself.
+	fail := func(err error) error {
+		if validated == nil || ctx.Err() != nil {
+			return err // an interruption: a rerun continues
+		}
+		if verr := validated(ctx); verr != nil {
+			before.undo(context.WithoutCancel(ctx), conn, archiveID)
+			return verr
+		}
+		return err
+	}
 	if _, err := conn.Exec(ctx, progressTable); err != nil {
-		return fmt.Errorf("create the restore's progress table: %w", err)
+		return fail(fmt.Errorf("create the restore's progress table: %w", err))
 	}
 	if _, err := conn.Exec(ctx, `INSERT INTO ferry_restore (archive_id, phase) VALUES ($1, 'started') ON CONFLICT DO NOTHING`, archiveID); err != nil {
-		return fmt.Errorf("record the restore: %w", err)
+		return fail(fmt.Errorf("record the restore: %w", err))
 	}
+	release, err := keepSmallSections(ctx, r)
+	if err != nil {
+		return fail(err)
+	}
+	defer release()
 	serverName := r.Core().ServerName
 	rooms, err := t.plan(ctx, r, opts, res)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	steps := func(fns ...func(context.Context, pgx.Tx, *archive.Reader) (int64, error)) func(context.Context, pgx.Tx) error {
 		return func(ctx context.Context, tx pgx.Tx) error {
@@ -173,11 +211,14 @@ func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts impo
 	if opts.Migration {
 		accounts = append(accounts, restoreDevices, restoreE2EEKeys)
 	}
+	// The rooms phase reads nothing the accounts phase writes (no table of
+	// it refers to users, devices or account data), so it goes first: the
+	// validation runs beside it.
 	phases := []phase{
-		{"accounts", steps(accounts...), int64(len(accounts)), []string{archive.SectionUsers, archive.SectionAccountData, archive.SectionFilters,
-			archive.SectionBackupVersions, archive.SectionBackupSessions, archive.SectionDevices, archive.SectionE2EEKeys}},
 		{"rooms", func(ctx context.Context, tx pgx.Tx) error { return restoreRoomData(ctx, tx, r, rooms, serverName, p) }, 0,
 			[]string{archive.SectionRooms, archive.SectionEvents, archive.SectionReceipts, archive.SectionPushers}},
+		{"accounts", steps(accounts...), int64(len(accounts)), []string{archive.SectionUsers, archive.SectionAccountData, archive.SectionFilters,
+			archive.SectionBackupVersions, archive.SectionBackupSessions, archive.SectionDevices, archive.SectionE2EEKeys}},
 		{"media", func(ctx context.Context, tx pgx.Tx) error {
 			_, err := restoreMedia(ctx, tx, r, t.cfg.MediaStore, p)
 			return err
@@ -186,7 +227,7 @@ func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts impo
 	for _, ph := range phases {
 		done, err := phaseDone(ctx, conn, archiveID, ph.name)
 		if err != nil {
-			return err
+			return fail(err)
 		}
 		if done {
 			p.Phase(ph.name+" (done by an earlier run)", 0)
@@ -196,8 +237,8 @@ func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts impo
 			continue
 		}
 		p.Phase(ph.name, ph.total)
-		if err := runPhase(ctx, conn, archiveID, ph); err != nil {
-			return fmt.Errorf("restore phase %s: %w", ph.name, err)
+		if err := runPhase(ctx, conn, archiveID, ph, validated); err != nil {
+			return fail(fmt.Errorf("restore phase %s: %w", ph.name, err))
 		}
 	}
 	if err := t.installSigningKey(ctx, r, res); err != nil {
@@ -241,6 +282,11 @@ func (t *RestoreTarget) roomPhaseDone(ctx context.Context, r *archive.Reader, op
 
 // importRooms runs a room restore as one phase.
 func (t *RestoreTarget) importRooms(ctx context.Context, conn *pgx.Conn, r *archive.Reader, opts importer.Options, p importer.Progress, res *importer.Result) error {
+	release, err := keepSmallSections(ctx, r)
+	if err != nil {
+		return err
+	}
+	defer release()
 	rooms, err := t.plan(ctx, r, opts, res)
 	if err != nil {
 		return err
@@ -257,7 +303,7 @@ func (t *RestoreTarget) importRooms(ctx context.Context, conn *pgx.Conn, r *arch
 		return err
 	}
 	p.Phase(ph.name, 0)
-	if err := runPhase(ctx, conn, archiveID, ph); err != nil {
+	if err := runPhase(ctx, conn, archiveID, ph, nil); err != nil {
 		return fmt.Errorf("restore %s: %w", ph.name, err)
 	}
 	res.Notes = append(res.Notes, "Synapse brings the restored rooms' stats, user directory and search index up to date in the background when it starts.")
@@ -295,7 +341,7 @@ func (t *RestoreTarget) plan(ctx context.Context, r *archive.Reader, opts import
 			return nil
 		})
 		if err == nil {
-			err = archive.ReadSection(ctx, r, archive.SectionReceipts, func(rc *archive.Receipt) error {
+			err = readSection(ctx, r, archive.SectionReceipts, func(rc *archive.Receipt) error {
 				if rooms[rc.RoomID] != nil {
 					res.InArchive[archive.SectionReceipts]++
 				}
@@ -335,12 +381,16 @@ func loadRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[stri
 	if err != nil {
 		return nil, err
 	}
-	b := newBatcher(tx)
-	if err := sp.writeGroups(ctx, b, r, rooms, alloc); err != nil {
-		return nil, err
+	// The transaction is the batcher's until its flush returns.
+	b := newPipelinedBatcher(tx)
+	p.Phase("state groups", r.Manifest().Records(archive.SectionStateSnapshots))
+	err = sp.writeGroups(ctx, b, r, rooms, alloc, p)
+	if err == nil {
+		p.Phase("events", total)
+		_, err = sp.writeEvents(ctx, b, r, rooms, alloc, ord, p)
 	}
-	p.Phase("events", total)
-	if _, err := sp.writeEvents(ctx, b, r, rooms, alloc, ord, p); err != nil {
+	if err != nil {
+		b.wait() // the transaction is rolled back: what is in flight no longer matters
 		return nil, err
 	}
 	return alloc, b.flush(ctx)
@@ -367,8 +417,8 @@ func restoreRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms ma
 	if err != nil {
 		return err
 	}
-	p.Phase("indexes, constraints and triggers", 0)
-	if err := deferred.recreate(ctx, tx); err != nil {
+	p.Phase("indexes, constraints and triggers", int64(len(deferred.items)))
+	if err := deferred.recreate(ctx, tx, p); err != nil {
 		return err
 	}
 	if err := deriveRoomTables(ctx, tx, r, rooms, serverName); err != nil {
@@ -386,13 +436,52 @@ func restoreRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms ma
 	return queueRebuilds(ctx, tx, ord)
 }
 
+// runState is what a restore had recorded in the target before this run.
+type runState struct {
+	progressTable, deferredTable, started bool
+}
+
+func readRunState(ctx context.Context, conn *pgx.Conn, archiveID string) (runState, error) {
+	var s runState
+	err := conn.QueryRow(ctx, `SELECT to_regclass('ferry_restore') IS NOT NULL, to_regclass('ferry_restore_deferred') IS NOT NULL`).Scan(&s.progressTable, &s.deferredTable)
+	if err == nil && s.progressTable {
+		err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ferry_restore WHERE archive_id = $1)`, archiveID).Scan(&s.started)
+	}
+	if err != nil {
+		return s, fmt.Errorf("read the restore's progress: %w", err)
+	}
+	return s, nil
+}
+
+// undo removes what a refused run recorded of itself beyond s: its
+// ferry_restore rows (unless an earlier run had started), its saved index
+// definitions, and the tables holding them when it created them and they
+// are now empty. Best effort: the run is refused either way.
+func (s runState) undo(ctx context.Context, conn *pgx.Conn, archiveID string) {
+	if !s.started {
+		conn.Exec(ctx, `DELETE FROM ferry_restore WHERE archive_id = $1`, archiveID)
+	}
+	var deferred bool
+	if conn.QueryRow(ctx, `SELECT to_regclass('ferry_restore_deferred') IS NOT NULL`).Scan(&deferred) == nil && deferred {
+		conn.Exec(ctx, `DELETE FROM ferry_restore_deferred WHERE archive_id = $1`, archiveID)
+		if !s.deferredTable {
+			conn.Exec(ctx, `DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM ferry_restore_deferred) THEN DROP TABLE ferry_restore_deferred; END IF; END $$`)
+		}
+	}
+	if !s.progressTable {
+		conn.Exec(ctx, `DO $$ BEGIN IF to_regclass('ferry_restore') IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ferry_restore) THEN DROP TABLE ferry_restore; END IF; END $$`)
+	}
+}
+
 func phaseDone(ctx context.Context, conn *pgx.Conn, archiveID, name string) (bool, error) {
 	var done bool
 	err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ferry_restore WHERE archive_id = $1 AND phase = $2)`, archiveID, name).Scan(&done)
 	return done, err
 }
 
-func runPhase(ctx context.Context, conn *pgx.Conn, archiveID string, ph phase) error {
+// runPhase runs a phase in a transaction, which it commits once validated
+// (when not nil) passes.
+func runPhase(ctx context.Context, conn *pgx.Conn, archiveID string, ph phase, validated func(context.Context) error) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return err
@@ -400,6 +489,11 @@ func runPhase(ctx context.Context, conn *pgx.Conn, archiveID string, ph phase) e
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	if err := ph.run(ctx, tx); err != nil {
 		return err
+	}
+	if validated != nil {
+		if err := validated(ctx); err != nil {
+			return err
+		}
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO ferry_restore (archive_id, phase) VALUES ($1, $2)`, archiveID, ph.name); err != nil {
 		return err

@@ -2,12 +2,17 @@ package synapse
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/importer"
+	"github.com/ferry-matrix/ferry/importer/targettest"
 	"github.com/ferry-matrix/ferry/internal/testrig/clientview"
 	"github.com/ferry-matrix/ferry/internal/testrig/fixturecheck"
 	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
@@ -82,5 +87,38 @@ func restoreFixture(t *testing.T, fixture string) {
 	if !again.Target.Resuming || again.InTarget[archive.SectionEvents] != res.InTarget[archive.SectionEvents]+1 {
 		t.Errorf("rerun: resuming %v, %d events in the target (first run %d, plus the new message)", again.Target.Resuming,
 			again.InTarget[archive.SectionEvents], res.InTarget[archive.SectionEvents])
+	}
+}
+
+// A corrupt archive is refused although the rooms phase loaded it beside
+// the validation: the phase is rolled back and the run leaves nothing of
+// itself (no ferry_restore or ferry_restore_deferred table, every deferred
+// index in place).
+func TestCorruptArchiveLeavesNoTrace(t *testing.T) {
+	ctx := context.Background()
+	r := targettest.Corrupt(t, exportFixture(t, "synapse-1.67", source.Options{AccessTokens: true, PrivateServerKey: true, Encrypted: true}))
+	s := testenv.NewSynapse(t, r.Core().ServerName)
+	catalog := func() (tables int, items int) {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, s.DB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		err = conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_class WHERE relname IN ('ferry_restore', 'ferry_restore_deferred')),
+			(SELECT count(*) FROM pg_index WHERE indrelid = 'events'::regclass) + (SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal)`).Scan(&tables, &items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tables, items
+	}
+	_, before := catalog()
+	target := NewTarget(Config{Database: s.DB, HomeserverConfig: s.Config, MediaStore: s.MediaStore, SigningKey: s.SigningKey})
+	_, err := importer.Run(ctx, target, r, importer.Options{Migration: true}, nil)
+	if !errors.Is(err, importer.ErrRefused) || !strings.Contains(err.Error(), "failed validation") {
+		t.Fatalf("a corrupt archive: %v, want the validation's refusal", err)
+	}
+	if tables, items := catalog(); tables != 0 || items != before {
+		t.Errorf("after the refusal: %d of the restore's tables, %d indexes and triggers (before: %d)", tables, items, before)
 	}
 }

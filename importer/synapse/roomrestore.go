@@ -38,9 +38,15 @@ func (t *RestoreTarget) checkRooms(ctx context.Context, r *archive.Reader, opts 
 			return importer.Refuse("room %s is not in the archive: restore a room from a full archive that holds it (bot archive inspect lists its rooms)", id)
 		}
 	}
+	// The archive alone decides whether a room lives on elsewhere.
 	remote, err := remoteMembers(ctx, r, rooms)
 	if err != nil {
 		return err
+	}
+	for _, id := range opts.Rooms {
+		if servers := remote[id]; len(servers) > 0 {
+			return importer.Refuse("room %s has joined members on other servers (%s): it lives on there, and a copy restored here alone would fork it; rejoin it from those servers instead", id, strings.Join(servers, ", "))
+		}
 	}
 	conn, err := connectReadOnly(ctx, t.cfg.Database)
 	if err != nil {
@@ -70,9 +76,6 @@ func (t *RestoreTarget) checkRooms(ctx context.Context, r *archive.Reader, opts 
 			return importer.Refuse("room %s is blocked on the target (by %s): pass --unblock to lift the block and restore it", id, blocker)
 		} else if err != nil && err != pgx.ErrNoRows {
 			return importer.Refuse("read the target's blocked_rooms: %v", err)
-		}
-		if servers := remote[id]; len(servers) > 0 {
-			return importer.Refuse("room %s has joined members on other servers (%s): it lives on there, and a copy restored here alone would fork it; rejoin it from those servers instead", id, strings.Join(servers, ", "))
 		}
 	}
 	return nil
@@ -241,14 +244,14 @@ func restoreRoomUserData(ctx context.Context, tx pgx.Tx, r *archive.Reader, room
 		res.Notes = append(res.Notes, fmt.Sprintf("%d room account data items (tags among them) the target still had for the rooms were kept as they are, not replaced by the archive's", kept))
 	}
 	versions := map[string]string{} // user + version -> auth_data in the archive
-	if err := archive.ReadSection(ctx, r, archive.SectionBackupVersions, func(v *archive.KeyBackupVersion) error {
+	if err := readSection(ctx, r, archive.SectionBackupVersions, func(v *archive.KeyBackupVersion) error {
 		versions[v.UserID+" "+v.Version] = string(v.AuthData)
 		return nil
 	}); err != nil {
 		return err
 	}
 	var restored, skipped int64
-	err := archive.ReadSection(ctx, r, archive.SectionBackupSessions, func(s *archive.KeyBackupSession) error {
+	err := readSection(ctx, r, archive.SectionBackupSessions, func(s *archive.KeyBackupSession) error {
 		if rooms[s.RoomID] == nil {
 			return nil
 		}

@@ -34,7 +34,7 @@ type roomPlan struct {
 // returned as skipped, with why.
 func readRooms(ctx context.Context, r *archive.Reader, only []string) (map[string]*roomPlan, map[string]string, error) {
 	rooms, skipped := map[string]*roomPlan{}, map[string]string{}
-	err := archive.ReadSection(ctx, r, archive.SectionRooms, func(room *archive.Room) error {
+	err := readSection(ctx, r, archive.SectionRooms, func(room *archive.Room) error {
 		if len(only) > 0 && !slices.Contains(only, room.RoomID) {
 			return nil
 		}
@@ -102,7 +102,7 @@ func restoreReceipts(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms ma
 		return 0, fmt.Errorf("read receipts_sequence: %w", err)
 	}
 	b := newBatcher(tx)
-	err := archive.ReadSection(ctx, r, archive.SectionReceipts, func(rc *archive.Receipt) error {
+	err := readSection(ctx, r, archive.SectionReceipts, func(rc *archive.Receipt) error {
 		if rooms[rc.RoomID] == nil {
 			return nil
 		}

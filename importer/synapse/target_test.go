@@ -14,9 +14,11 @@ import (
 
 // Synapse passes the Target conformance suite on a full migration export of
 // the real Synapse 1.67 fixture, into fresh Synapse 1.160 databases that
-// Synapse initialised. The interruptions cancel the restore among the
-// accounts, twice in the events (the rooms phase rolls back, and the rerun
-// skips the accounts phase) and among the media (files already placed, rows
+// Synapse initialised. The interruptions cancel the restore in the rooms
+// phase, the first, which rolls back (nothing is kept): among the state
+// groups, among the events, and while the deferred indexes are rebuilt
+// (they come back with the rollback); then among the accounts (the rerun
+// skips the rooms phase) and among the media (files already placed, rows
 // rolled back): each rerun completes as an uninterrupted restore does.
 func TestTargetConformance(t *testing.T) {
 	db, media := testenv.SynapseFixture(t, testdata, "synapse-1.67")
@@ -40,6 +42,7 @@ func TestTargetConformance(t *testing.T) {
 			return &targettest.Instance{Target: NewTarget(Config{Database: s.DB, HomeserverConfig: s.Config,
 				MediaStore: s.MediaStore, SigningKey: s.SigningKey})}
 		},
-		Interrupt: []targettest.Point{{Phase: "accounts", After: 1, NothingKept: true}, {Phase: "events", After: 100}, {Phase: "events", After: 1500}, {Phase: "media", After: 3}},
+		Interrupt: []targettest.Point{{Phase: "state groups", After: 10, NothingKept: true}, {Phase: "events", After: 1500, NothingKept: true},
+			{Phase: "indexes, constraints and triggers", After: 2, NothingKept: true}, {Phase: "accounts", After: 1}, {Phase: "media", After: 3}},
 	})
 }

@@ -15,10 +15,21 @@ import (
 const copyBatch = 5000
 
 // batcher gathers rows per table and copies them in batches.
+//
+// A pipelined batcher (newPipelinedBatcher) copies a full batch of every
+// table on another goroutine while the caller builds the next, so that
+// PostgreSQL loads one batch while the restore decodes the next; one batch
+// is in flight at a time, its tables copied in the order they were first
+// used (parents first). Its transaction is the batcher's alone until
+// flush returns. A failed COPY is returned by a later add or by flush.
 type batcher struct {
 	tx     pgx.Tx
 	tables map[string]*pendingRows
 	order  []string
+	// pipelined: batches go to a goroutine; inFlight is the one running.
+	pipelined bool
+	batch     int
+	inFlight  chan error
 }
 
 type pendingRows struct {
@@ -28,7 +39,18 @@ type pendingRows struct {
 }
 
 func newBatcher(tx pgx.Tx) *batcher {
-	return &batcher{tx: tx, tables: map[string]*pendingRows{}}
+	return &batcher{tx: tx, tables: map[string]*pendingRows{}, batch: copyBatch}
+}
+
+// pipelinedBatch is how many rows of one table a pipelined batcher
+// gathers before handing the batch over: two batches (the one being
+// built, the one being copied) of some tens of MB at most.
+const pipelinedBatch = 10000
+
+func newPipelinedBatcher(tx pgx.Tx) *batcher {
+	b := newBatcher(tx)
+	b.pipelined, b.batch = true, pipelinedBatch
+	return b
 }
 
 // add queues a row of table (with these columns, the same on every call).
@@ -40,8 +62,11 @@ func (b *batcher) add(ctx context.Context, table string, columns []string, row .
 		b.order = append(b.order, table)
 	}
 	p.rows = append(p.rows, row)
-	if len(p.rows) >= copyBatch {
+	if len(p.rows) >= b.batch {
 		// Tables used earlier are parents (foreign keys): flush them first.
+		if b.pipelined {
+			return b.handOff(ctx)
+		}
 		return b.flush(ctx)
 	}
 	return nil
@@ -61,9 +86,64 @@ func (b *batcher) flushTable(ctx context.Context, table string) error {
 	return nil
 }
 
+// copyJob is one table's share of a batch handed over.
+type copyJob struct {
+	table   string
+	columns []string
+	rows    [][]any
+}
+
+// wait waits for the batch in flight, if any.
+func (b *batcher) wait() error {
+	if b.inFlight == nil {
+		return nil
+	}
+	err := <-b.inFlight
+	b.inFlight = nil
+	return err
+}
+
+// handOff waits for the batch in flight, then hands over what is pending.
+func (b *batcher) handOff(ctx context.Context) error {
+	if err := b.wait(); err != nil {
+		return err
+	}
+	var jobs []copyJob
+	for _, table := range b.order {
+		p := b.tables[table]
+		if len(p.rows) == 0 {
+			continue
+		}
+		jobs = append(jobs, copyJob{table, p.columns, p.rows})
+		p.copied += int64(len(p.rows))
+		p.rows = make([][]any, 0, len(p.rows))
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	done := make(chan error, 1)
+	b.inFlight = done
+	go func() {
+		for _, j := range jobs {
+			if _, err := b.tx.CopyFrom(ctx, pgx.Identifier{j.table}, j.columns, pgx.CopyFromRows(j.rows)); err != nil {
+				done <- fmt.Errorf("copy %d rows into %s: %w", len(j.rows), j.table, err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	return nil
+}
+
 // flush copies what is left, in the order the tables were first used
-// (parents before children).
+// (parents before children), and returns once it is copied.
 func (b *batcher) flush(ctx context.Context) error {
+	if b.pipelined {
+		if err := b.handOff(ctx); err != nil {
+			return err
+		}
+		return b.wait()
+	}
 	for _, table := range b.order {
 		if err := b.flushTable(ctx, table); err != nil {
 			return err
@@ -95,7 +175,7 @@ var (
 // synapse_port_db does, so that guest registration finds free IDs.
 func restoreUsers(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int64, error) {
 	b := newBatcher(tx)
-	err := archive.ReadSection(ctx, r, archive.SectionUsers, func(u *archive.User) error {
+	err := readSection(ctx, r, archive.SectionUsers, func(u *archive.User) error {
 		localpart, _, ok := strings.Cut(strings.TrimPrefix(u.UserID, "@"), ":")
 		if !ok || !strings.HasPrefix(u.UserID, "@") {
 			return fmt.Errorf("user %q is not a Matrix user ID", u.UserID)

@@ -201,7 +201,7 @@ func (h Harness) checkRefusals(t *testing.T, name string) {
 		}
 	})
 	t.Run("corrupt-archive", func(t *testing.T) {
-		refused(t, h.NewTarget(t, name, false), corrupt(t, h.Archive(t)), h.Options, "a corrupt archive", true)
+		refused(t, h.NewTarget(t, name, false), Corrupt(t, h.Archive(t)), h.Options, "a corrupt archive", true)
 	})
 }
 
@@ -291,10 +291,10 @@ func handling(caps *fidelity.Target, section string) fidelity.Handling {
 	return fidelity.Stored
 }
 
-// corrupt copies r (encrypted with a new key, so that secrets may stay)
+// Corrupt copies r (encrypted with a new key, so that secrets may stay)
 // with one event's content changed after it was signed: its ID and content
 // hash no longer match, which validation reports as an error.
-func corrupt(t *testing.T, r *archive.Reader) *archive.Reader {
+func Corrupt(t *testing.T, r *archive.Reader) *archive.Reader {
 	t.Helper()
 	done := false
 	c, _ := archivetest.RewriteEncrypted(t, keywrap.New(), r, func(section string, rec any) (bool, error) {
