@@ -22,8 +22,8 @@ import (
 type Progress struct {
 	Stream  string // the stream running now
 	Streams int    // how many streams in all
-	Done    int    // streams finished
-	Records int64  // records written so far
+	Done    int    // streams finished (a resume's earlier streams included)
+	Records int64  // records written so far (a resume's earlier streams: their counts)
 	// Total estimates the records in all, from the streams' counts; 0 when
 	// a stream has no count, so that no total is known (Synapse's events,
 	// for one, are not counted up front).
@@ -35,8 +35,7 @@ type Progress struct {
 	BlobBytes                  int64            // their bytes
 	PerStream                  map[string]int64 // records per stream
 	// StreamCounts are every stream's records and count, in the order
-	// the streams run (records of streams finished before a resume are
-	// not counted again: 0 then).
+	// the streams run (streams finished before a resume show their count).
 	StreamCounts []StreamCount
 	Omissions    int64 // things left out (see the archive's m.omissions)
 	Started      time.Time
@@ -57,6 +56,9 @@ type StreamCount struct {
 // Fraction is the share done (0..1): from record counts when every stream
 // has one, else from the streams done and the current stream's count.
 func (p Progress) Fraction() float64 {
+	if p.Streams > 0 && p.Done >= p.Streams {
+		return 1
+	}
 	if p.Total > 0 {
 		return min(1, float64(p.Records)/float64(p.Total))
 	}
@@ -100,6 +102,12 @@ type position struct {
 	Stream int             `json:"stream"`
 	Name   string          `json:"name"`
 	Cursor json.RawMessage `json:"cursor,omitempty"`
+	// What was written up to here, so that a resumed export's progress
+	// goes on from it (absent in cursors of older releases).
+	Records       int64 `json:"records,omitempty"`
+	StreamRecords int64 `json:"stream_records,omitempty"`
+	Blobs         int64 `json:"blobs,omitempty"`
+	BlobBytes     int64 `json:"blob_bytes,omitempty"`
 }
 
 // Export writes everything src holds (as filtered) into w and returns the
@@ -162,7 +170,18 @@ func Export(ctx context.Context, src source.Source, w *archive.Writer, opts Opti
 	if uncounted {
 		e.p.Total = 0 // a sum of some streams' counts is no total
 	}
-	e.finished = start.Stream
+	// A resumed export starts with the streams before its cursor done and
+	// counted (as their counts say: their records are in the parts already
+	// written), so its share done does not fall back when it resumes.
+	e.finished, e.p.Done = start.Stream, start.Stream
+	for i := range start.Stream {
+		e.p.PerStream[streams[i].Name] = e.counts[i]
+		if start.Records == 0 {
+			e.p.Records += e.counts[i] // a cursor that does not say
+		}
+	}
+	e.p.Records += start.Records
+	e.p.Blobs, e.p.BlobBytes = start.Blobs, start.BlobBytes
 	for i := start.Stream; i < len(streams); i++ {
 		s := streams[i]
 		var cursor []byte
@@ -170,6 +189,11 @@ func Export(ctx context.Context, src source.Source, w *archive.Writer, opts Opti
 			cursor = start.Cursor
 		}
 		e.setStream(i, s.Name)
+		if i == start.Stream && start.StreamRecords > 0 {
+			e.mu.Lock()
+			e.p.StreamRecords, e.p.PerStream[s.Name] = start.StreamRecords, start.StreamRecords
+			e.mu.Unlock()
+		}
 		if err := s.Run(ctx, cursor, e); err != nil {
 			if ctx.Err() != nil {
 				return e.progress(), fmt.Errorf("export cancelled during %s: %w", s.Name, ctx.Err())
@@ -181,7 +205,10 @@ func Export(ctx context.Context, src source.Source, w *archive.Writer, opts Opti
 		e.finished = i + 1
 		e.mu.Unlock()
 		// A stream boundary is a natural resume point.
-		if err := e.checkpoint(position{Stream: i + 1, Name: nameAt(streams, i+1)}); err != nil {
+		e.mu.Lock()
+		next := position{Stream: i + 1, Name: nameAt(streams, i+1), Records: e.p.Records, Blobs: e.p.Blobs, BlobBytes: e.p.BlobBytes}
+		e.mu.Unlock()
+		if err := e.checkpoint(next); err != nil {
 			return e.progress(), err
 		}
 		e.report(true)
@@ -297,7 +324,8 @@ func (e *run) Omit(o archive.Omission) error {
 
 func (e *run) Checkpoint(cursor []byte) error {
 	e.mu.Lock()
-	pos := position{Stream: e.stream, Name: e.p.Stream, Cursor: json.RawMessage(cursor)}
+	pos := position{Stream: e.stream, Name: e.p.Stream, Cursor: json.RawMessage(cursor),
+		Records: e.p.Records, StreamRecords: e.p.StreamRecords, Blobs: e.p.Blobs, BlobBytes: e.p.BlobBytes}
 	e.mu.Unlock()
 	b, err := json.Marshal(pos)
 	if err != nil {

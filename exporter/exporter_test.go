@@ -164,8 +164,16 @@ func TestResumeFromCheckpoint(t *testing.T) {
 	if rep, err := archive.Validate(ctx, b); err != nil || !rep.OK() || rep.Blobs != 40 {
 		t.Fatalf("resumed archive: %v %+v", err, rep)
 	}
-	if len(progress) == 0 || progress[len(progress)-1].Done != 1 {
-		t.Fatalf("progress not reported: %+v", progress)
+	if len(progress) == 0 {
+		t.Fatal("progress not reported")
+	}
+	// The resumed export's progress goes on from where the interrupted one
+	// was (the crash came after record 1234 of 2000), not from nothing.
+	if first := progress[0]; first.Records < 1000 || first.Fraction() < 0.4 {
+		t.Errorf("first progress after the resume: %d records, %.2f done", first.Records, first.Fraction())
+	}
+	if last := progress[len(progress)-1]; last.Done != last.Streams || last.Fraction() != 1 {
+		t.Errorf("last progress: done %d of %d streams, %.2f", last.Done, last.Streams, last.Fraction())
 	}
 	// Every stream is done at the end, those finished before the resume
 	// too, and the resumed stream counts its records.
