@@ -435,19 +435,26 @@ func TestHistory(t *testing.T) {
 	}
 }
 
+// openEvents opens c's event stream for at most 5 s; ctx ends then.
+func (r *rig) openEvents(c *http.Client) (context.Context, *http.Response) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	r.t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", r.srv.URL+"/ui/events", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { resp.Body.Close() })
+	return ctx, resp
+}
+
 // The event stream sends every visible job, then each change, without a
 // reload.
 func TestEventStream(t *testing.T) {
 	r := newRig(t)
 	c, _ := r.signIn(admin, app.RoleAdmin)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", r.srv.URL+"/ui/events", nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	ctx, resp := r.openEvents(c)
 	if resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("content type %q", resp.Header.Get("Content-Type"))
 	}

@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"bufio"
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -170,14 +169,7 @@ func TestEventStreamAdminRevoked(t *testing.T) {
 	defer func(d time.Duration) { sessionRecheck = d }(sessionRecheck)
 	sessionRecheck = 0
 	c, _ := r.signIn(admin, app.RoleAdmin)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", r.srv.URL+"/ui/events", nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	_, resp := r.openEvents(c)
 	lines := bufio.NewScanner(resp.Body)
 	for lines.Scan() && !strings.HasPrefix(lines.Text(), "data: ") {
 	}

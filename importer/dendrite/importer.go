@@ -30,7 +30,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -342,14 +341,4 @@ func installSigningKey(ctx context.Context, cfg *dsource.Config, r *archive.Read
 	}
 	res.Files = append(res.Files, line+")")
 	return nil
-}
-
-// sortedKeys is for stable output.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

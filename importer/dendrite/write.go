@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -465,7 +466,7 @@ func (w *writer) events() error {
 
 // rooms adds the rooms' aliases and publishes the public ones.
 func (w *writer) rooms() error {
-	for _, id := range sortedKeys(w.plan.rooms) {
+	for _, id := range slices.Sorted(maps.Keys(w.plan.rooms)) {
 		room := w.plan.rooms[id]
 		for _, alias := range room.Aliases {
 			if _, err := w.call(&wire.Request{Op: "alias", Alias: alias, RoomID: id, UserID: room.Creator}); err != nil {

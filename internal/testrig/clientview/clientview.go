@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -331,7 +332,7 @@ func (c *Client) SyncTimelineIDs(ctx context.Context, tok string) (map[string][]
 func Diff(want, got *View) []string {
 	var out []string
 	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
-	for _, uid := range sortedKeys(want.Users) {
+	for _, uid := range slices.Sorted(maps.Keys(want.Users)) {
 		w, g := want.Users[uid], got.Users[uid]
 		if g == nil {
 			add("%s: missing", uid)
@@ -349,23 +350,23 @@ func Diff(want, got *View) []string {
 		if !bytes.Equal(w.PushRules, g.PushRules) {
 			add("%s: push rules differ:\n got %s\nwant %s", uid, g.PushRules, w.PushRules)
 		}
-		for _, typ := range sortedKeys(w.AccountData) {
+		for _, typ := range slices.Sorted(maps.Keys(w.AccountData)) {
 			if !bytes.Equal(w.AccountData[typ], g.AccountData[typ]) {
 				add("%s: account data %s = %s, want %s", uid, typ, g.AccountData[typ], w.AccountData[typ])
 			}
 		}
-		for _, room := range sortedKeys(w.Tags) {
+		for _, room := range slices.Sorted(maps.Keys(w.Tags)) {
 			if !bytes.Equal(w.Tags[room], g.Tags[room]) {
 				add("%s: tags in %s = %s, want %s", uid, room, g.Tags[room], w.Tags[room])
 			}
 		}
-		for _, room := range sortedKeys(w.State) {
+		for _, room := range slices.Sorted(maps.Keys(w.State)) {
 			if !slices.Equal(w.State[room], g.State[room]) {
 				add("%s: state of %s differs: got %d entries, want %d (first difference: %s)", uid, room, len(g.State[room]), len(w.State[room]), firstDiff(w.State[room], g.State[room]))
 			}
 		}
 	}
-	for _, room := range sortedKeys(want.Rooms) {
+	for _, room := range slices.Sorted(maps.Keys(want.Rooms)) {
 		w, g := want.Rooms[room], got.Rooms[room]
 		if len(w) != len(g) {
 			add("room %s: %d timeline events, want %d", room, len(g), len(w))
@@ -382,7 +383,7 @@ func Diff(want, got *View) []string {
 			}
 		}
 	}
-	for _, mxc := range sortedKeys(want.Media) {
+	for _, mxc := range slices.Sorted(maps.Keys(want.Media)) {
 		if want.Media[mxc] != got.Media[mxc] {
 			add("media %s: sha256 %q, want %q", mxc, got.Media[mxc], want.Media[mxc])
 		}
@@ -411,15 +412,6 @@ func canonical(raw json.RawMessage) json.RawMessage {
 	}
 	out, _ := json.Marshal(v)
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // WhoAmI returns the user and device an access token belongs to.
