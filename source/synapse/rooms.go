@@ -190,11 +190,17 @@ func (p *plan) keptGroups() string {
 	// OFFSET 0 keeps the EXISTS a probe per group (its first event
 	// usually answers): PostgreSQL would otherwise join all the selected
 	// events with event_json's whole index, though there are many fewer
-	// groups than events.
+	// groups than events. The inner OFFSET 0 has the group's events found
+	// through the group index: planned for the first row only, PostgreSQL
+	// took a sequential scan of event_to_state_groups, stopping at the
+	// group's first entry, when its statistics put many events in each
+	// group (38,800 buffers for the 694 groups of the 5% room of 1M
+	// events, against 7,700).
 	return `WITH RECURSIVE kept(id) AS (
-		SELECT sg.id FROM state_groups sg WHERE ` + rooms + ` AND EXISTS (SELECT 1 FROM event_to_state_groups eg
+		SELECT sg.id FROM state_groups sg WHERE ` + rooms + ` AND EXISTS (SELECT 1
+			FROM (SELECT eg.event_id FROM event_to_state_groups eg WHERE eg.state_group = sg.id OFFSET 0) eg
 			JOIN events e ON e.event_id = eg.event_id JOIN event_json ej ON ej.event_id = eg.event_id
-			WHERE eg.state_group = sg.id AND NOT e.outlier AND ` + p.eventCond() + ` OFFSET 0)
+			WHERE NOT e.outlier AND ` + p.eventCond() + ` OFFSET 0)
 		UNION
 		SELECT ed.prev_state_group FROM state_group_edges ed JOIN kept k ON ed.state_group = k.id)`
 }
