@@ -76,7 +76,7 @@ type Service interface {
 	Cancel(ctx context.Context, id string, by app.Actor) (*app.View, error)
 	Delete(ctx context.Context, id string, by app.Actor) (*app.View, error)
 	Get(ctx context.Context, id string) (*app.View, error)
-	List(ctx context.Context, kind string, limit int) ([]*app.View, error)
+	List(ctx context.Context, kind app.Kind, limit int) ([]*app.View, error)
 	DownloadLinks(ctx context.Context, v *app.View) (*app.Links, error)
 	IssueLink(ctx context.Context, id string, by app.Actor) (*app.Links, error)
 	Audit(ctx context.Context, e app.AuditEntry) error
@@ -370,7 +370,7 @@ type ExportView struct {
 // view is what c sees of a job: a completed export's download link only
 // if c is an admin (a link opens the archive, a plaintext one to anybody).
 func (s *Server) view(ctx context.Context, j *app.View, c caller) ExportView {
-	v := ExportView{ExportID: j.ID, Kind: j.Kind, Status: j.Status, Name: j.Name, Size: j.Size, SHA256: j.SHA256, Error: j.Error,
+	v := ExportView{ExportID: j.ID, Kind: string(j.Kind), Status: string(j.Status), Name: j.Name, Size: j.Size, SHA256: j.SHA256, Error: j.Error,
 		RequestedBy: j.RequestedBy, CreatedAt: j.CreatedAt}
 	if p := j.Progress; !p.IsZero() {
 		v.Detail, v.Progress, v.Result = &p, p.Percent, p.Result
@@ -431,7 +431,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, c caller) {
 
 // listKind answers with the newest jobs of kind ("" for all) under key,
 // at most ?limit= of them (default 50).
-func (s *Server) listKind(w http.ResponseWriter, r *http.Request, c caller, kind, key string) {
+func (s *Server) listKind(w http.ResponseWriter, r *http.Request, c caller, kind app.Kind, key string) {
 	limit := 50
 	if l := r.URL.Query().Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
@@ -461,13 +461,13 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, c caller) {
 
 // lookup reads the job of the request's {id} path value, of kind ("" for
 // any), or answers 404 or 500 and returns false.
-func (s *Server) lookup(w http.ResponseWriter, r *http.Request, kind string) (*app.View, bool) {
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request, kind app.Kind) (*app.View, bool) {
 	id := r.PathValue("id")
 	j, err := s.Svc.Get(r.Context(), id)
 	if err == nil && kind != "" && j.Kind != kind {
 		err = app.ErrNotFound // e.g. an import's ID under /exports, whose DELETE would remove the archive it read
 	}
-	what := map[string]string{"": "job", app.KindExport: "export"}[kind]
+	what := map[app.Kind]string{"": "job", app.KindExport: "export"}[kind]
 	if errors.Is(err, app.ErrNotFound) {
 		hint := ""
 		if kind == app.KindExport {
@@ -547,14 +547,14 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, sc := range stats.Counts {
 		switch sc.Kind {
 		case app.KindExport:
-			ch <- prometheus.MustNewConstMetric(descExports, prometheus.GaugeValue, float64(sc.Count), sc.Status)
-			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(sc.Bytes), sc.Status)
-			ch <- prometheus.MustNewConstMetric(descDuration, prometheus.CounterValue, sc.Seconds, sc.Status)
+			ch <- prometheus.MustNewConstMetric(descExports, prometheus.GaugeValue, float64(sc.Count), string(sc.Status))
+			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(sc.Bytes), string(sc.Status))
+			ch <- prometheus.MustNewConstMetric(descDuration, prometheus.CounterValue, sc.Seconds, string(sc.Status))
 		case app.KindImport:
-			ch <- prometheus.MustNewConstMetric(descImports, prometheus.GaugeValue, float64(sc.Count), sc.Status)
-			ch <- prometheus.MustNewConstMetric(descImportS, prometheus.CounterValue, sc.Seconds, sc.Status)
+			ch <- prometheus.MustNewConstMetric(descImports, prometheus.GaugeValue, float64(sc.Count), string(sc.Status))
+			ch <- prometheus.MustNewConstMetric(descImportS, prometheus.CounterValue, sc.Seconds, string(sc.Status))
 		case app.KindVerify:
-			ch <- prometheus.MustNewConstMetric(descVerifies, prometheus.GaugeValue, float64(sc.Count), sc.Status)
+			ch <- prometheus.MustNewConstMetric(descVerifies, prometheus.GaugeValue, float64(sc.Count), string(sc.Status))
 		}
 		if sc.Status == app.StatusQueued || sc.Status == app.StatusProcessing {
 			queue += sc.Count

@@ -37,6 +37,8 @@ type apiEnv struct {
 	srv       *httptest.Server
 	fake      *sourcetest.Fake
 	svc       *jobs.Service
+	st        *store.Store
+	bucket    *storage.Store
 	app       *app.Service
 	server    *Server
 	recipient string
@@ -56,8 +58,9 @@ func newEnv(t testing.TB, rate float64, burst int) *apiEnv {
 	}
 	t.Cleanup(func() { bucket.Close() })
 	fake := &sourcetest.Fake{Users: 2000}
-	svc := &jobs.Service{Store: st, Storage: bucket, Owner: "api-test", PartSize: 16 << 10,
-		Open: func(context.Context, string) (source.Source, error) { return fake, nil }}
+	svc := jobs.New(st, bucket)
+	svc.Instance, svc.PartSize = "api-test", 16<<10
+	svc.Open = func(context.Context, string) (source.Source, error) { return fake, nil }
 	stop, err := svc.Start(ctx, jobs.Config{FetchPollInterval: 50 * time.Millisecond, Concurrency: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -68,13 +71,13 @@ func newEnv(t testing.TB, rate float64, burst int) *apiEnv {
 	var handler http.Handler
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(srv.Close)
-	a := app.New(svc, lh, app.Config{Source: "fake", BaseURL: srv.URL})
+	a := app.New(st, bucket, svc, lh, app.Config{Source: "fake", BaseURL: srv.URL})
 	s := &Server{Svc: a, Rate: rate, Burst: burst,
 		Tokens: []Token{{Name: "ops", Role: RoleAdmin, Secret: adminToken}, {Name: "dash", Role: RoleReader, Secret: readerToken}},
 		Links:  lh, Reveal: a.RevealHandler()}
 	handler = s.Handler()
 	id, _ := age.GenerateX25519Identity()
-	return &apiEnv{srv: srv, fake: fake, svc: svc, app: a, server: s, recipient: id.Recipient().String()}
+	return &apiEnv{srv: srv, fake: fake, svc: svc, st: st, bucket: bucket, app: a, server: s, recipient: id.Recipient().String()}
 }
 
 func (e *apiEnv) do(t testing.TB, method, path, token, body string) (int, map[string]any) {
@@ -117,7 +120,7 @@ func TestAuth(t *testing.T) {
 			t.Errorf("%s %s with %q: %d %v, want %d with a message", c.method, c.path, c.token, code, body, c.want)
 		}
 	}
-	log, _ := e.svc.Store.AuditLog(context.Background(), 10)
+	log, _ := e.st.AuditLog(context.Background(), 10)
 	refused := 0
 	for _, l := range log {
 		if l.Outcome == "refused" {
@@ -189,7 +192,7 @@ func TestExportLifecycle(t *testing.T) {
 	var audit []store.AuditEntry
 	downloaded := false
 	for deadline := time.Now().Add(5 * time.Second); !downloaded && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		audit, _ = e.svc.Store.AuditLog(context.Background(), 20)
+		audit, _ = e.st.AuditLog(context.Background(), 20)
 		for _, a := range audit {
 			downloaded = downloaded || a.Action == "download" && a.Target == storage.ArchiveKey("api-full") && strings.HasPrefix(a.Outcome, "ok (200)")
 		}
@@ -205,7 +208,7 @@ func TestExportLifecycle(t *testing.T) {
 	if code, _ := e.do(t, "DELETE", "/api/v1/exports/"+id, adminToken, ""); code != 204 {
 		t.Fatalf("delete: %d", code)
 	}
-	if _, err := e.svc.Storage.Stat(context.Background(), storage.ArchiveKey("api-full")); err == nil {
+	if _, err := e.bucket.Stat(context.Background(), storage.ArchiveKey("api-full")); err == nil {
 		t.Fatal("archive still there")
 	}
 	if code, _ := e.do(t, "DELETE", "/api/v1/exports/"+id, adminToken, ""); code != 409 {
@@ -364,7 +367,7 @@ func TestUnsupportedSelectionIsRefusedAtSubmit(t *testing.T) {
 	if code != 400 || out["error"] != want.Error() {
 		t.Fatalf("%d %v, want 400 with %q", code, out, want)
 	}
-	if list, _ := e.svc.Store.ListJobs(context.Background(), "", 10); len(list) != 0 {
+	if list, _ := e.st.ListJobs(context.Background(), "", 10); len(list) != 0 {
 		t.Errorf("%d jobs queued", len(list))
 	}
 }

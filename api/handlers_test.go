@@ -94,7 +94,7 @@ func (f *fakeService) Get(_ context.Context, id string) (*app.View, error) {
 	return nil, app.ErrNotFound
 }
 
-func (f *fakeService) List(_ context.Context, kind string, limit int) ([]*app.View, error) {
+func (f *fakeService) List(_ context.Context, kind app.Kind, limit int) ([]*app.View, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []*app.View

@@ -55,7 +55,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request, c caller) {
 }
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, c caller) {
-	kind := r.URL.Query().Get("kind")
+	kind := app.Kind(r.URL.Query().Get("kind"))
 	switch kind {
 	case "", app.KindExport, app.KindImport, app.KindVerify:
 	default:

@@ -81,7 +81,7 @@ func TestReaderCannotMintLinks(t *testing.T) {
 func TestLinkFloodIsLimitedAndAggregated(t *testing.T) {
 	e := newEnv(t, 100, 100)
 	ctx := context.Background()
-	before, _ := e.svc.Store.AuditLog(ctx, 100000)
+	before, _ := e.st.AuditLog(ctx, 100000)
 	const n = 2000
 	limited := 0
 	start := time.Now()
@@ -107,7 +107,7 @@ func TestLinkFloodIsLimitedAndAggregated(t *testing.T) {
 	// runs; refused: one row per limit and window.
 	bound := 2*linkBurst + 2*int(time.Since(start).Seconds()+1)*linkRate + 2
 	e.server.refusals.Flush()
-	after, _ := e.svc.Store.AuditLog(ctx, 100000)
+	after, _ := e.st.AuditLog(ctx, 100000)
 	rows := after[:len(after)-len(before)]
 	if limited < n*9/10 {
 		t.Errorf("only %d of %d requests were limited", limited, n)
@@ -146,7 +146,7 @@ func TestLinkLimitPerClientBehindProxy(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	before, _ := e.svc.Store.AuditLog(ctx, 100000)
+	before, _ := e.st.AuditLog(ctx, 100000)
 	limited := 0
 	for i := 0; i < 200; i++ {
 		if get(fmt.Sprintf("2001:db8:1:2::%x", i+1)) == http.StatusTooManyRequests {
@@ -160,7 +160,7 @@ func TestLinkLimitPerClientBehindProxy(t *testing.T) {
 		t.Errorf("another client behind the same proxy: %d, want 403 (not limited)", code)
 	}
 	s.refusals.Flush()
-	after, _ := e.svc.Store.AuditLog(ctx, 100000)
+	after, _ := e.st.AuditLog(ctx, 100000)
 	refusalRows := 0
 	for _, r := range after[:len(after)-len(before)] {
 		if strings.HasPrefix(r.Outcome, "refused (429)") {

@@ -4,7 +4,7 @@
 //
 //	Submit, Cancel, Delete, CheckStored, Verify, SubmitImport, Preview,
 //	PersonalExport, Get, List, AddSchedule, RemoveSchedule, Schedules,
-//	DownloadLinks, IssueLink, Audit, SaveFollow, Stats, Ping
+//	DownloadLinks, IssueLink, Audit, SaveFollow, Follows, Stats, Ping
 //
 // and get typed views back. The job service (jobs) runs the work; Ferry's
 // state database and archive storage are private to this package and the
@@ -34,6 +34,13 @@ import (
 	"github.com/ferry-matrix/ferry/source"
 	"github.com/ferry-matrix/ferry/storage"
 	"github.com/ferry-matrix/ferry/store"
+)
+
+// Kind of a job and its Status: Go types whose values are the words the
+// API, the dashboard and chat show.
+type (
+	Kind   = store.Kind
+	Status = store.Status
 )
 
 // Kinds of jobs, and their statuses (as the API reports them).
@@ -132,14 +139,15 @@ type Service struct {
 	cfg     Config
 }
 
-// New returns the application layer over the job service js (its store
-// and storage become this package's) and the download link handler lh
-// (nil: no links).
-func New(js *jobs.Service, lh *links.Handler, cfg Config) *Service {
+// New returns the application layer over Ferry's state database st and
+// archive storage bucket (the ones the job service js was made with: the
+// wiring passes them to both, and no surface gets them), the job service
+// and the download link handler lh (nil: no links).
+func New(st *store.Store, bucket *storage.Store, js *jobs.Service, lh *links.Handler, cfg Config) *Service {
 	if cfg.LinkTTL <= 0 {
 		cfg.LinkTTL = 24 * time.Hour
 	}
-	return &Service{jobs: js, store: js.Store, storage: js.Storage, links: lh, cfg: cfg}
+	return &Service{jobs: js, store: st, storage: bucket, links: lh, cfg: cfg}
 }
 
 // NewID returns a new random job ID.
@@ -152,9 +160,13 @@ func NewID() string {
 // View is a job as the surfaces show it.
 type View struct {
 	ID     string
-	Kind   string // KindExport, KindImport, KindVerify
-	Status string // Status*
+	Kind   Kind   // KindExport, KindImport, KindVerify
+	Status Status // Status*
 	Name   string // the archive's name
+	// Location is where a CLI export wrote its archive (a path or URL);
+	// empty for the archives in Ferry's storage, the only ones the verbs
+	// link to, verify or delete.
+	Location string
 	// Type of an export's archive: exporter.TypeFull, TypePartial or
 	// TypeUser ("" for other kinds).
 	Type        string
@@ -166,8 +178,6 @@ type View struct {
 	Via         string
 	CreatedAt   time.Time
 	FinishedAt  time.Time // zero while it runs
-	// Follow is the bot's own state for a job it follows (SaveFollow).
-	Follow string
 }
 
 // Running reports whether the job has not ended (queued or processing).
@@ -177,8 +187,8 @@ func (v *View) Running() bool { return v.Status == StatusQueued || v.Status == S
 func (v *View) ArchiveFile() string { return v.Name + storage.ArchiveExt }
 
 func view(e *store.Export) *View {
-	v := &View{ID: e.ID, Kind: e.Kind, Status: e.Status, Name: e.Name, Size: e.Size, SHA256: e.SHA256, Error: e.Error,
-		RequestedBy: e.RequestedBy, Via: e.Via, CreatedAt: e.CreatedAt, FinishedAt: e.FinishedAt, Follow: e.Notify}
+	v := &View{ID: e.ID, Kind: e.Kind, Status: e.Status, Name: e.Name, Location: e.Location, Size: e.Size, SHA256: e.SHA256, Error: e.Error,
+		RequestedBy: e.RequestedBy, Via: e.Via, CreatedAt: e.CreatedAt, FinishedAt: e.FinishedAt}
 	if e.Progress != "" {
 		json.Unmarshal([]byte(e.Progress), &v.Progress) // progress is for people: a bad one shows none
 	}
@@ -202,7 +212,7 @@ func (s *Service) Get(ctx context.Context, id string) (*View, error) {
 }
 
 // List returns the newest jobs of a kind ("" for all), newest first.
-func (s *Service) List(ctx context.Context, kind string, limit int) ([]*View, error) {
+func (s *Service) List(ctx context.Context, kind Kind, limit int) ([]*View, error) {
 	list, err := s.store.ListJobs(ctx, kind, limit)
 	if err != nil {
 		return nil, err
@@ -280,6 +290,9 @@ func (s *Service) completed(ctx context.Context, id, what string) (*store.Export
 	}
 	if e.Kind != KindExport || e.Status != StatusCompleted {
 		return nil, conflict("%s %s is %s: only a completed export has an archive to %s", e.Kind, e.ID, e.Status, what)
+	}
+	if e.Location != "" {
+		return nil, conflict("export %s was written by the CLI to %s, not to Ferry's storage: there is no archive here to %s", e.ID, e.Location, what)
 	}
 	return e, nil
 }
@@ -367,6 +380,9 @@ func (s *Service) DownloadLinks(ctx context.Context, v *View) (*Links, error) {
 	if v.Kind != KindExport || v.Status != StatusCompleted {
 		return nil, conflict("%s %s is %s: only a completed export has an archive to link to", v.Kind, v.ID, v.Status)
 	}
+	if v.Location != "" {
+		return nil, conflict("export %s was written by the CLI to %s, not to Ferry's storage: there is no archive here to link to", v.ID, v.Location)
+	}
 	if s.links == nil {
 		return nil, errors.New("this Ferry serves no download links")
 	}
@@ -411,9 +427,15 @@ func (s *Service) audit(ctx context.Context, e AuditEntry) error {
 	return nil
 }
 
-// SaveFollow keeps the bot's follow state of a job.
+// SaveFollow keeps the bot's follow state of a job (its own JSON, in the
+// bot's table); an empty state forgets it.
 func (s *Service) SaveFollow(ctx context.Context, id, state string) error {
-	return s.store.SetNotify(context.WithoutCancel(ctx), id, state)
+	return s.store.SaveFollow(context.WithoutCancel(ctx), id, state)
+}
+
+// Follows returns the bot's follow states by job ID (SaveFollow).
+func (s *Service) Follows(ctx context.Context) (map[string]string, error) {
+	return s.store.Follows(ctx)
 }
 
 // AddSchedule adds a schedule at run time (stored; every instance runs

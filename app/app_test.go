@@ -26,6 +26,7 @@ import (
 type rig struct {
 	svc     *Service
 	jobs    *jobs.Service
+	st      *store.Store
 	dir     string // the bucket's directory
 	admin   *age.X25519Identity
 	stopped bool
@@ -46,9 +47,10 @@ func setup(t *testing.T, cfg Config) *rig {
 	}
 	t.Cleanup(func() { bucket.Close() })
 	fake := &sourcetest.Fake{Users: 50}
-	js := &jobs.Service{Store: st, Storage: bucket, Owner: "app-test", PartSize: 16 << 10,
-		Open:         func(context.Context, string) (source.Source, error) { return fake, nil },
-		Capabilities: func(string) (source.Capabilities, error) { return fake.Capabilities(), nil }}
+	js := jobs.New(st, bucket)
+	js.Instance, js.PartSize = "app-test", 16<<10
+	js.Open = func(context.Context, string) (source.Source, error) { return fake, nil }
+	js.Capabilities = func(string) (source.Capabilities, error) { return fake.Capabilities(), nil }
 	signer, _ := links.NewSigner(bytes.Repeat([]byte{7}, 32), nil)
 	if cfg.StorageURL == "" {
 		cfg.StorageURL = "file://" + dir
@@ -58,7 +60,7 @@ func setup(t *testing.T, cfg Config) *rig {
 		cfg.PreviewTarget = func() importer.Target { return dendrite.NewTarget(dendrite.Config{}) }
 	}
 	admin, _ := age.GenerateX25519Identity()
-	return &rig{svc: New(js, &links.Handler{Store: bucket, Signer: signer}, cfg), jobs: js, dir: dir, admin: admin}
+	return &rig{svc: New(st, bucket, js, &links.Handler{Store: bucket, Signer: signer}, cfg), jobs: js, st: st, dir: dir, admin: admin}
 }
 
 // start runs the job workers until the test ends.
@@ -91,7 +93,7 @@ func (r *rig) exported(t *testing.T, by Actor) *View {
 }
 
 func (r *rig) auditLog(t *testing.T) []AuditEntry {
-	log, err := r.jobs.Store.AuditLog(context.Background(), 100)
+	log, err := r.st.AuditLog(context.Background(), 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +144,7 @@ func TestDelete(t *testing.T) {
 	if err != nil || d.Status != StatusDeleted {
 		t.Fatalf("%+v %v", d, err)
 	}
-	if objs, _ := r.jobs.Storage.List(ctx, storage.ArchivePrefix); len(objs) != 0 {
+	if objs, _ := r.svc.storage.List(ctx, storage.ArchivePrefix); len(objs) != 0 {
 		t.Errorf("left in storage: %v", objs)
 	}
 	if _, err := r.svc.Delete(ctx, v.ID, admin); !errors.Is(err, ErrConflict) {
@@ -166,7 +168,7 @@ func TestAuditFailureIsAnError(t *testing.T) {
 	r.start(t)
 	ctx := context.Background()
 	v := r.exported(t, admin)
-	if _, err := r.jobs.Store.DB.ExecContext(ctx, `DROP TABLE ferry_audit`); err != nil {
+	if _, err := r.st.DB.ExecContext(ctx, `DROP TABLE ferry_audit`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.svc.CheckStored(ctx, v.ID, admin); err == nil || !strings.Contains(err.Error(), "audit log") {
@@ -199,5 +201,30 @@ func TestPersonalExport(t *testing.T) {
 	}
 	if _, err := r.svc.PersonalExport(ctx, "p3", "@u00001:fake.test"); err == nil || !strings.Contains(err.Error(), "limit is 2") {
 		t.Errorf("over the quota: %v", err)
+	}
+}
+
+// A CLI export recorded in the ledger (store.RecordExport) is listed, but
+// its archive is not in Ferry's storage: no verb links to, verifies or
+// deletes it.
+func TestCLIExportIsNotInStorage(t *testing.T) {
+	r := setup(t, Config{})
+	ctx := context.Background()
+	if err := r.st.RecordExport(ctx, &store.Export{ID: "cli-1", RequestedBy: "cli", Via: "cli", Name: "full-x", Location: "/srv/full-x.ferry",
+		Size: 10, SHA256: "abc"}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := r.svc.Get(ctx, "cli-1")
+	if err != nil || v.Status != StatusCompleted || v.Location != "/srv/full-x.ferry" {
+		t.Fatalf("%+v %v", v, err)
+	}
+	if _, err := r.svc.IssueLink(ctx, "cli-1", admin); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "/srv/full-x.ferry") {
+		t.Errorf("link: %v", err)
+	}
+	if _, err := r.svc.Delete(ctx, "cli-1", admin); !errors.Is(err, ErrConflict) {
+		t.Errorf("delete: %v", err)
+	}
+	if _, err := r.svc.DownloadLinks(ctx, v); !errors.Is(err, ErrConflict) {
+		t.Errorf("links: %v", err)
 	}
 }

@@ -62,7 +62,7 @@ func TestDashboardLogin(t *testing.T) {
 		t.Errorf("peek of a used link: %v", err)
 	}
 	for _, table := range []string{"ferry_dashboard_logins", "ferry_dashboard_sessions"} {
-		rows, err := r.jobs.Store.DB.Query(`SELECT token_hash FROM ` + table)
+		rows, err := r.st.DB.Query(`SELECT token_hash FROM ` + table)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -96,7 +96,7 @@ func (f *fakeService) Get(_ context.Context, id string) (*app.View, error) {
 	return nil, app.ErrNotFound
 }
 
-func (f *fakeService) List(_ context.Context, kind string, limit int) ([]*app.View, error) {
+func (f *fakeService) List(_ context.Context, kind app.Kind, limit int) ([]*app.View, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []*app.View
@@ -172,6 +172,8 @@ func (f *fakeService) DownloadLinks(_ context.Context, v *app.View) (*app.Links,
 }
 
 func (f *fakeService) SaveFollow(context.Context, string, string) error { return nil }
+
+func (f *fakeService) Follows(context.Context) (map[string]string, error) { return nil, nil }
 
 func (f *fakeService) Audit(_ context.Context, e app.AuditEntry) error {
 	f.mu.Lock()

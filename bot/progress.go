@@ -3,24 +3,25 @@ package bot
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"slices"
 	"time"
 
 	"maunium.net/go/mautrix/id"
 
-	"github.com/ferry-matrix/ferry/app"
 	"github.com/ferry-matrix/ferry/commands"
 )
 
-// followState is what the bot keeps with an export it follows
-// (app.View.Follow, saved with SaveFollow), so that a restarted bot
-// picks it up again.
+// followState is what the bot keeps of an export it follows, in its own
+// table (SaveFollow, read back with Follows), so that a restarted bot
+// picks it up again. Once the outcome is posted the state is forgotten.
 type followState struct {
 	Room    id.RoomID  `json:"room"`
 	ReplyTo id.EventID `json:"reply_to,omitempty"`
 	Message id.EventID `json:"message,omitempty"` // the progress message
 	Type    string     `json:"type"`
 	Reveal  string     `json:"reveal,omitempty"` // a personal export's one-time key link
-	Done    bool       `json:"done,omitempty"`   // the outcome notice was posted
+	Done    bool       `json:"done,omitempty"`   // the outcome notice was posted (kept by releases before the bot's own table)
 }
 
 // follow posts one progress message for an export and edits it in place
@@ -50,18 +51,26 @@ func (b *Bot) followWith(exportID string, f followState) {
 // following: running ones get their progress message edited again, ended
 // ones whose outcome was never posted get it now.
 func (b *Bot) resumeFollows(ctx context.Context) {
-	list, err := b.svc.List(ctx, app.KindExport, 1000)
+	follows, err := b.svc.Follows(ctx)
 	if err != nil {
-		b.log.Warn().Err(err).Msg("cannot list exports to follow")
+		b.log.Warn().Err(err).Msg("cannot read the exports to follow")
 		return
 	}
-	for _, v := range list {
+	for _, id := range slices.Sorted(maps.Keys(follows)) {
 		var f followState
-		if v.Follow == "" || json.Unmarshal([]byte(v.Follow), &f) != nil || f.Done {
+		if json.Unmarshal([]byte(follows[id]), &f) != nil || f.Done {
+			b.forgetFollow(ctx, id)
 			continue
 		}
-		b.log.Info().Str("export", v.ID).Msg("following again after a restart")
-		b.followWith(v.ID, f)
+		b.log.Info().Str("export", id).Msg("following again after a restart")
+		b.followWith(id, f)
+	}
+}
+
+// forgetFollow drops a follow state once there is nothing left to post.
+func (b *Bot) forgetFollow(ctx context.Context, exportID string) {
+	if err := b.svc.SaveFollow(ctx, exportID, ""); err != nil {
+		b.log.Warn().Err(err).Str("export", exportID).Msg("cannot forget where the export was followed")
 	}
 }
 
@@ -114,8 +123,7 @@ func (b *Bot) track(ctx context.Context, exportID string, f followState) {
 		}
 		if ended {
 			if b.send(ctx, f.Room, f.Message, commands.OutcomeText(ctx, b.svc, v, f.Reveal)) != "" {
-				f.Done = true
-				b.saveFollow(ctx, exportID, f)
+				b.forgetFollow(ctx, exportID)
 			}
 			return
 		}

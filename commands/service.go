@@ -13,7 +13,7 @@ type Service interface {
 	Submit(ctx context.Context, r app.ExportRequest) (*app.View, error)
 	PersonalExport(ctx context.Context, id, user string) (*app.Personal, error)
 	Get(ctx context.Context, id string) (*app.View, error)
-	List(ctx context.Context, kind string, limit int) ([]*app.View, error)
+	List(ctx context.Context, kind app.Kind, limit int) ([]*app.View, error)
 	Cancel(ctx context.Context, id string, by app.Actor) (*app.View, error)
 	Delete(ctx context.Context, id string, by app.Actor) (*app.View, error)
 	CheckStored(ctx context.Context, id string, by app.Actor) (*app.StoredArchive, error)
@@ -25,6 +25,7 @@ type Service interface {
 	Schedules(ctx context.Context) ([]app.ScheduleView, error)
 	DownloadLinks(ctx context.Context, v *app.View) (*app.Links, error)
 	SaveFollow(ctx context.Context, id, state string) error
+	Follows(ctx context.Context) (map[string]string, error)
 	Audit(ctx context.Context, e app.AuditEntry) error
 	IssueLogin(ctx context.Context, user, role string, by app.Actor) (string, error)
 }

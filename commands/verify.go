@@ -57,7 +57,7 @@ func verifiedText(v *app.View) string {
 	case app.StatusFailed:
 		return "❌ Verification failed: " + v.Error
 	}
-	return "The verification `" + v.ID + "` was " + v.Status + "."
+	return "The verification `" + v.ID + "` was " + string(v.Status) + "."
 }
 
 // cmdExportDelete: !export delete <id>, after !confirm.

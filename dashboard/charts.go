@@ -97,7 +97,7 @@ func barChart(title string, runs []*app.JobView, value func(*app.JobView) float6
 			class = "failed"
 		}
 		c.Bars = append(c.Bars, bar{X: float64(i)*step + 1, W: max(step-2, 1), Y: float64(chartHeight) - h, H: h, Class: class,
-			Label: j.CreatedAt.UTC().Format("2006-01-02 15:04Z") + ": " + format(v) + " (" + j.Status + ")"})
+			Label: j.CreatedAt.UTC().Format("2006-01-02 15:04Z") + ": " + format(v) + " (" + string(j.Status) + ")"})
 	}
 	return c
 }

@@ -21,7 +21,6 @@ const (
 	bob      = "@bob:example.org"
 	apiToken = "the-admin-api-token-0123456789"
 	// secrets that must never reach a page
-	followState = `{"room":"!dm:example.org","reveal":"http://ferry.test/reveal/REVEALTOKEN123"}`
 )
 
 // rig is a dashboard over a fake service, served by httptest, and a
@@ -42,13 +41,13 @@ func newRig(t *testing.T) *rig {
 			RequestedBy: admin, Via: "room !admins:example.org", CreatedAt: now.Add(-time.Minute),
 			Progress: app.Progress{Stream: "events", Percent: 40, Records: 400, Total: 1000, Blobs: 3, BlobBytes: 3 << 20, ETA: "1m30s",
 				Streams: []app.StreamProgress{{Name: "users", Records: 20, Total: 20, Done: true}, {Name: "events", Records: 380, Total: 900},
-					{Name: "media", Total: 80}}}, Follow: followState},
+					{Name: "media", Total: 80}}}},
 			Selection: "full"},
 		{View: &app.View{ID: "done1", Kind: app.KindExport, Status: app.StatusCompleted, Name: "full-20261130-done1", Type: "full", Size: 5 << 20,
 			SHA256: "ab12", RequestedBy: "schedule:nightly", Via: "schedule", CreatedAt: now.Add(-time.Hour), FinishedAt: now.Add(-50 * time.Minute)},
 			Selection: "full"},
 		{View: &app.View{ID: "bobs", Kind: app.KindExport, Status: app.StatusProcessing, Name: "mydata-bob-1", Type: "user",
-			RequestedBy: bob, Via: "mydata", CreatedAt: now, Follow: followState}, Selection: "personal data of " + bob},
+			RequestedBy: bob, Via: "mydata", CreatedAt: now}, Selection: "personal data of " + bob},
 		{View: &app.View{ID: "alices", Kind: app.KindExport, Status: app.StatusCompleted, Name: "mydata-alice-1", Type: "user",
 			RequestedBy: "@alice:example.org", Via: "mydata", CreatedAt: now}, Selection: "personal data of @alice:example.org"},
 	}

@@ -88,7 +88,7 @@ func progressOf(j *app.JobView) progressText {
 
 func itemOf(j *app.JobView) item {
 	t := progressOf(j)
-	it := item{ID: j.ID, Status: j.Status, Running: j.Running(), Percent: math.Round(t.Percent*10) / 10, Stream: t.Stream, Counts: t.Counts,
+	it := item{ID: j.ID, Status: string(j.Status), Running: j.Running(), Percent: math.Round(t.Percent*10) / 10, Stream: t.Stream, Counts: t.Counts,
 		Bytes: t.Bytes, ETA: t.ETA, Duration: t.Duration, Streams: t.Streams}
 	if j.Size > 0 {
 		it.Size = human.Bytes(j.Size)

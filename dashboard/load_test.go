@@ -44,15 +44,16 @@ func BenchmarkDashboardUnderLoad(b *testing.B) {
 	}
 	b.Cleanup(func() { bucket.Close() })
 	fake := &sourcetest.Fake{Users: 200000, OnUser: func(int) error { time.Sleep(20 * time.Microsecond); return nil }}
-	js := &jobs.Service{Store: st, Storage: bucket, Owner: "dashboard-load", PartSize: 16 << 10,
-		Open: func(context.Context, string) (source.Source, error) { return fake, nil }}
+	js := jobs.New(st, bucket)
+	js.Instance, js.PartSize = "dashboard-load", 16<<10
+	js.Open = func(context.Context, string) (source.Source, error) { return fake, nil }
 	stop, err := js.Start(ctx, jobs.Config{FetchPollInterval: 50 * time.Millisecond, Concurrency: 2})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { stop(context.Background()) })
 	signer, _ := links.NewSigner(bytes.Repeat([]byte{9}, 32), nil)
-	a := app.New(js, &links.Handler{Store: bucket, Signer: signer}, app.Config{Source: "fake", BaseURL: "http://ferry.test"})
+	a := app.New(st, bucket, js, &links.Handler{Store: bucket, Signer: signer}, app.Config{Source: "fake", BaseURL: "http://ferry.test"})
 	srv := httptest.NewServer((&Server{Svc: a}).Handler())
 	b.Cleanup(srv.Close)
 

@@ -259,7 +259,7 @@ const exportsPageSize = 100
 
 func (s *Server) exports(w http.ResponseWriter, r *http.Request, p *principal) {
 	q := r.URL.Query()
-	kind := q.Get("kind")
+	kind := app.Kind(q.Get("kind"))
 	switch kind {
 	case "", app.KindExport, app.KindImport, app.KindVerify:
 	default:
@@ -276,11 +276,11 @@ func (s *Server) exports(w http.ResponseWriter, r *http.Request, p *principal) {
 		s.failErr(w, r, p, err)
 		return
 	}
-	e := exportsPage{Kind: kind, Jobs: jobs, Page: n}
+	e := exportsPage{Kind: string(kind), Jobs: jobs, Page: n}
 	link := func(n int) string {
 		v := url.Values{}
 		if kind != "" {
-			v.Set("kind", kind)
+			v.Set("kind", string(kind))
 		}
 		if n > 1 {
 			v.Set("page", strconv.Itoa(n))
@@ -331,7 +331,7 @@ func (s *Server) showJob(w http.ResponseWriter, r *http.Request, p *principal, l
 		s.failErr(w, r, p, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "job", page{Title: d.Kind + " " + d.ID, Nav: "exports", User: p, Data: jobPage{JobDetail: d, Links: links}})
+	s.render(w, r, http.StatusOK, "job", page{Title: string(d.Kind) + " " + d.ID, Nav: "exports", User: p, Data: jobPage{JobDetail: d, Links: links}})
 }
 
 // link mints download links on click (audited as link.create) and shows

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/rs/zerolog"
 
 	"github.com/ferry-matrix/ferry/archive"
@@ -65,7 +66,7 @@ func (s *Service) SubmitImport(ctx context.Context, id string, req ImportRequest
 	if req.Target == "" {
 		return nil, errors.New("name the import target (a configured target)")
 	}
-	if _, err := s.Storage.Stat(ctx, storage.ArchiveKey(name)); err != nil {
+	if _, err := s.storage.Stat(ctx, storage.ArchiveKey(name)); err != nil {
 		return nil, fmt.Errorf("archive %s: %w", name, err)
 	}
 	body, err := json.Marshal(req)
@@ -94,7 +95,7 @@ func (s *Service) importedArchive(ctx context.Context, req ImportRequest) (strin
 	case req.Archive != "":
 		return req.Archive, storage.CheckName(req.Archive)
 	}
-	e, err := s.Store.GetExport(ctx, req.Export)
+	e, err := s.store.GetExport(ctx, req.Export)
 	if err != nil {
 		return "", fmt.Errorf("export %s: %w", req.Export, err)
 	}
@@ -110,12 +111,9 @@ type importWorker struct {
 	svc *Service
 }
 
-// Timeout: none; an import of a large server takes hours.
-func (w *importWorker) Timeout(*river.Job[ImportArgs]) time.Duration { return -1 }
-
 func (w *importWorker) Work(ctx context.Context, job *river.Job[ImportArgs]) error {
 	svc := w.svc
-	return svc.work(ctx, job.ID, job.Args.JobID, func(ctx context.Context, e *store.Export, token int64) (string, error) {
+	return svc.work(ctx, job.JobRow, job.Args.JobID, func(ctx context.Context, e *store.Export, token int64) (string, error) {
 		if svc.Import == nil {
 			return "", permanent(errors.New("imports are not configured on this instance"))
 		}
@@ -123,14 +121,14 @@ func (w *importWorker) Work(ctx context.Context, job *river.Job[ImportArgs]) err
 		if err := json.Unmarshal([]byte(e.Request), &req); err != nil {
 			return "", permanent(fmt.Errorf("stored request: %w", err))
 		}
-		src, err := svc.Storage.OpenArchive(ctx, e.Name)
+		src, err := svc.storage.OpenArchive(ctx, e.Name)
 		if err != nil {
 			return "", err // storage: worth a retry
 		}
 		opts := archive.OpenOptions{Identities: svc.Identities}
 		if e.ArchiveKey != "" {
 			opts.KeyFile = []byte(e.ArchiveKey)
-		} else if kf, err := svc.Storage.ArchiveKeyFile(ctx, e.Name); err == nil {
+		} else if kf, err := svc.storage.ArchiveKeyFile(ctx, e.Name); err == nil {
 			opts.KeyFile = kf
 		} else if !errors.Is(err, storage.ErrNotFound) { // none: a plaintext archive
 			return "", err
@@ -208,36 +206,35 @@ func (c *importCounter) report(force bool) {
 	c.save(p)
 }
 
-// saveProgress saves a job's progress, fenced by its lease; a failure
+// saveProgress saves a job's progress, fenced by its token; a failure
 // costs only the progress shown, so it is logged.
 func (s *Service) saveProgress(ctx context.Context, id string, token int64, p Progress) {
-	if err := s.Store.SaveProgress(ctx, id, token, mustJSON(p)); err != nil && ctx.Err() == nil {
+	if err := s.store.SaveProgress(ctx, id, token, mustJSON(p)); err != nil && ctx.Err() == nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("the job's progress could not be saved")
 	}
 }
 
-// work runs one import or verify job under its lease (claim). fn returns
-// a result for people, kept with the job; its errors are settled as an
-// export's are (settle).
-func (s *Service) work(ctx context.Context, riverJobID int64, id string, fn func(ctx context.Context, e *store.Export, token int64) (string, error)) error {
+// work runs one import or verify job as its claimed writer (claim). fn
+// returns a result for people, kept with the job; its errors are settled
+// as an export's are (settle).
+func (s *Service) work(ctx context.Context, job *rivertype.JobRow, id string, fn func(ctx context.Context, e *store.Export, token int64) (string, error)) error {
 	ctx = withJob(ctx, id)
-	e, l, res := s.claim(ctx, riverJobID, id)
-	if l == nil {
+	e, token, res := s.claim(ctx, job.ID, id)
+	if e == nil {
 		return res
 	}
-	result, err := fn(l.ctx, e, l.token)
+	result, err := fn(ctx, e, token)
 	bg := context.WithoutCancel(ctx)
 	if result != "" {
 		p := Progress{Result: result}
 		if err == nil {
 			p.Percent = 100
 		}
-		s.saveProgress(bg, id, l.token, p)
+		s.saveProgress(bg, id, token, p)
 	}
-	l.release(ctx, s, id)
 	if err == nil {
-		return s.Store.Finish(bg, id, store.StatusCompleted, 0, "", "")
+		return s.store.Finish(bg, id, token, store.Result{Status: store.StatusCompleted})
 	}
-	_, res = s.settle(ctx, l, e, err)
+	_, res = s.settle(ctx, job, e, token, err)
 	return res
 }

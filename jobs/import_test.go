@@ -29,7 +29,7 @@ func (e *env) exported(t *testing.T, id string, verify bool) *store.Export {
 	if _, err := e.svc.Submit(context.Background(), id, req, "@admin:fake.test", "api"); err != nil {
 		t.Fatal(err)
 	}
-	ex := waitFor(t, e.svc.Store, id, store.StatusCompleted, store.StatusFailed)
+	ex := waitFor(t, e.svc.store, id, store.StatusCompleted, store.StatusFailed)
 	if ex.Status != store.StatusCompleted {
 		t.Fatalf("export %+v", ex)
 	}
@@ -52,7 +52,7 @@ func result(t *testing.T, ex *store.Export) string {
 func TestVerifyJobAfterExport(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		e.exported(t, "v-1", true)
-		v := waitFor(t, e.svc.Store, "v-1-verify", store.StatusCompleted, store.StatusFailed)
+		v := waitFor(t, e.svc.store, "v-1-verify", store.StatusCompleted, store.StatusFailed)
 		if v.Status != store.StatusCompleted || v.Kind != store.KindVerify || !strings.Contains(result(t, v), "contents were not checked") {
 			t.Fatalf("verification without identity: %+v", v)
 		}
@@ -61,7 +61,7 @@ func TestVerifyJobAfterExport(t *testing.T) {
 		if _, err := e.svc.SubmitVerify(context.Background(), "v-2", "v-1", "@admin:fake.test", "api"); err != nil {
 			t.Fatal(err)
 		}
-		v = waitFor(t, e.svc.Store, "v-2", store.StatusCompleted, store.StatusFailed)
+		v = waitFor(t, e.svc.store, "v-2", store.StatusCompleted, store.StatusFailed)
 		if v.Status != store.StatusCompleted || !strings.Contains(result(t, v), "contents checked: 3000 records") {
 			t.Fatalf("verification with identity: %+v %s", v, v.Progress)
 		}
@@ -89,7 +89,7 @@ func TestVerifyJobFindsDamage(t *testing.T) {
 		if _, err := e.svc.SubmitVerify(ctx, "d-1-check", "d-1", "@admin:fake.test", "api"); err != nil {
 			t.Fatal(err)
 		}
-		v := waitFor(t, e.svc.Store, "d-1-check", store.StatusCompleted, store.StatusFailed)
+		v := waitFor(t, e.svc.store, "d-1-check", store.StatusCompleted, store.StatusFailed)
 		if v.Status != store.StatusFailed || v.Attempts != 1 || !strings.Contains(v.Error, "but was published with") {
 			t.Fatalf("damaged archive: %+v", v)
 		}
@@ -99,11 +99,11 @@ func TestVerifyJobFindsDamage(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.svc.SubmitVerify(ctx, "d-2-check", "d-2", "@admin:fake.test", "api")
-		v = waitFor(t, e.svc.Store, "d-2-check", store.StatusCompleted, store.StatusFailed)
+		v = waitFor(t, e.svc.store, "d-2-check", store.StatusCompleted, store.StatusFailed)
 		if v.Status != store.StatusFailed || !strings.Contains(v.Error, "key file") {
 			t.Fatalf("missing key file: %+v", v)
 		}
-		log, _ := e.svc.Store.AuditLog(ctx, 50)
+		log, _ := e.svc.store.AuditLog(ctx, 50)
 		failed := 0
 		for _, a := range log {
 			if a.Action == "export.verify" && a.Outcome == "failed" {
@@ -137,12 +137,12 @@ func TestImportJob(t *testing.T) {
 		if _, err := e.svc.SubmitImport(ctx, "imp-nokey", ImportRequest{Export: "i-1", Target: "new", DryRun: true}, "", "token:ops", "api"); err != nil {
 			t.Fatal(err)
 		}
-		j := waitFor(t, e.svc.Store, "imp-nokey", store.StatusCompleted, store.StatusFailed)
+		j := waitFor(t, e.svc.store, "imp-nokey", store.StatusCompleted, store.StatusFailed)
 		if j.Status != store.StatusFailed || j.Attempts != 1 || !strings.Contains(j.Error, "refused before any write") {
 			t.Fatalf("import without key: %+v", j)
 		}
 
-		rc, _ := e.svc.Storage.Range(ctx, storage.ArchiveKey("i-1")+storage.KeyExt, 0, -1)
+		rc, _ := e.svc.storage.Range(ctx, storage.ArchiveKey("i-1")+storage.KeyExt, 0, -1)
 		wrapped := make([]byte, 4096)
 		n, _ := rc.Read(wrapped)
 		rc.Close()
@@ -153,7 +153,7 @@ func TestImportJob(t *testing.T) {
 		if _, err := e.svc.SubmitImport(ctx, "imp-1", ImportRequest{Export: "i-1", Target: "new", DryRun: true}, string(key.Encode(ex.ArchiveID)), "token:ops", "api"); err != nil {
 			t.Fatal(err)
 		}
-		j = waitFor(t, e.svc.Store, "imp-1", store.StatusCompleted, store.StatusFailed)
+		j = waitFor(t, e.svc.store, "imp-1", store.StatusCompleted, store.StatusFailed)
 		if j.Status != store.StatusCompleted || result(t, j) != "would import 3000 users" || seen.Load() != ex.ArchiveID || j.ArchiveKey != "" {
 			t.Fatalf("import: %+v", j)
 		}
@@ -167,7 +167,7 @@ func TestImportJob(t *testing.T) {
 		}
 		e.svc.Identities = []age.Identity{e.identity}
 		e.svc.SubmitImport(ctx, "imp-2", ImportRequest{Archive: "i-1", Target: "new"}, "", "token:ops", "api")
-		j = waitFor(t, e.svc.Store, "imp-2", store.StatusCompleted, store.StatusFailed)
+		j = waitFor(t, e.svc.store, "imp-2", store.StatusCompleted, store.StatusFailed)
 		if j.Status != store.StatusFailed || j.Attempts != 1 || !strings.Contains(j.Error, "target is not empty") {
 			t.Fatalf("failed import: %+v", j)
 		}
@@ -203,39 +203,36 @@ func TestCancelImport(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("the importer was not stopped")
 		}
-		if j, _ := e.svc.Store.GetExport(ctx, "imp-c"); j.Status != store.StatusCancelled {
+		if j, _ := e.svc.store.GetExport(ctx, "imp-c"); j.Status != store.StatusCancelled {
 			t.Fatalf("cancelled import: %+v", j)
 		}
 		// An export whose archive was deleted has ended: it can't be
 		// "cancelled" (which once turned it into a cancelled export).
-		e.svc.Store.Finish(ctx, "c-1", store.StatusDeleted, 0, "", "")
+		e.svc.store.MarkDeleted(ctx, "c-1")
 		if err := e.svc.Cancel(ctx, "c-1", "token:ops", "api"); err == nil {
 			t.Error("a deleted export was cancelled")
 		}
-		if j, _ := e.svc.Store.GetExport(ctx, "c-1"); j.Status != store.StatusDeleted {
+		if j, _ := e.svc.store.GetExport(ctx, "c-1"); j.Status != store.StatusDeleted {
 			t.Errorf("deleted export after cancel: %s", j.Status)
 		}
 	})
 }
 
-// The export's lease ends when it is marked completed (Finish moves the
-// token on), and the heartbeat then cancels the run's context. The verify
-// job is queued after that, so it must not be queued under that context:
-// it was, and under load (or, here, with a heartbeat every millisecond)
-// the verification was lost or left queued without a River job.
-func TestVerifyQueuedAfterLeaseEnds(t *testing.T) {
+// Each completed export that asked for it gets its verification, queued
+// once the export is recorded completed (Finish moves the token on); none
+// is lost or left queued without a River job.
+func TestVerifyQueuedAfterCompletion(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		e.svc.LeaseTTL = 3 * time.Millisecond
 		e.src.Users = 50
 		for i := range 5 {
 			id := fmt.Sprintf("l-%d", i)
 			e.exported(t, id, true)
-			v := waitFor(t, e.svc.Store, id+"-verify", store.StatusCompleted, store.StatusFailed)
+			v := waitFor(t, e.svc.store, id+"-verify", store.StatusCompleted, store.StatusFailed)
 			if v.Status != store.StatusCompleted {
 				t.Fatalf("verification of %s: %+v", id, v)
 			}
 		}
-		log, _ := e.svc.Store.AuditLog(context.Background(), 200)
+		log, _ := e.svc.store.AuditLog(context.Background(), 200)
 		for _, a := range log {
 			if strings.Contains(a.Detail, "could not queue") {
 				t.Errorf("audit: %+v", a)
@@ -245,9 +242,11 @@ func TestVerifyQueuedAfterLeaseEnds(t *testing.T) {
 }
 
 // A crash between publishing an export and queueing its verification
-// (the export is completed, its verify job missing) is repaired at the
-// next start: ResumeOrphans queues the verification.
-func TestResumeOrphansQueuesMissingVerify(t *testing.T) {
+// (the export is completed, its verify job missing) is repaired when the
+// export's River job runs again (River retries it, or the restarted
+// instance rescues it): the run finds the export completed and queues the
+// verification, once.
+func TestRerunQueuesMissingVerify(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		ex := e.exported(t, "o-1", false)
@@ -257,24 +256,27 @@ func TestResumeOrphansQueuesMissingVerify(t *testing.T) {
 		// o-2: o-1's archive, as an export that asked for a verification
 		// and crashed before queueing it.
 		o2 := &store.Export{ID: "o-2", Kind: store.KindExport, RequestedBy: "@admin:fake.test", Via: "api", Request: string(body), Name: "o-1"}
-		if err := e.svc.Store.CreateExport(ctx, o2); err != nil {
+		if err := e.svc.store.CreateExport(ctx, o2); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.svc.Store.Finish(ctx, "o-2", store.StatusCompleted, ex.Size, ex.SHA256, ""); err != nil {
+		if err := e.svc.store.End(ctx, "o-2", store.Result{Status: store.StatusCompleted, Size: ex.Size, SHA256: ex.SHA256}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.svc.ResumeOrphans(ctx); err != nil {
-			t.Fatal(err)
+		for range 2 { // the River job run again, twice: one verification
+			if _, err := e.svc.runner.insert(ctx, ExportArgs{ExportID: "o-2"}); err != nil {
+				t.Fatal(err)
+			}
 		}
-		v := waitFor(t, e.svc.Store, "o-2-verify", store.StatusCompleted, store.StatusFailed)
+		v := waitFor(t, e.svc.store, "o-2-verify", store.StatusCompleted, store.StatusFailed)
 		if v.Status != store.StatusCompleted {
 			t.Fatalf("verification: %+v", v)
 		}
-		if _, err := e.svc.Store.GetExport(ctx, "o-1-verify"); err == nil {
+		if _, err := e.svc.store.GetExport(ctx, "o-1-verify"); err == nil {
 			t.Error("a verification queued for an export that did not ask for one")
 		}
-		if _, err := e.svc.ResumeOrphans(ctx); err != nil { // once only
-			t.Fatal(err)
+		time.Sleep(time.Second)
+		if list, _ := e.svc.store.ListJobs(ctx, store.KindVerify, 100); len(list) != 1 {
+			t.Errorf("verifications: %d, want 1", len(list))
 		}
 	})
 }

@@ -1,13 +1,20 @@
-// Package jobs runs exports as durable jobs on River, over Ferry's state
-// database (SQLite by default, PostgreSQL for several instances).
+// Package jobs runs exports, imports and verifications as durable jobs on
+// River, over Ferry's state database (SQLite by default, PostgreSQL for
+// several instances).
 //
-// River's defaults are made for short jobs, so exports set their own: no
-// job timeout (an export runs for hours), stuck-job rescue far away (a
-// day), and instead a lease Ferry owns: the worker heart-beats it, and a
-// fencing token is checked before every archive part is written, so a
-// crashed export is picked up again promptly (ResumeOrphans) and two
-// workers never write the same archive. A resumed export continues from
-// its last complete part (the writer's checkpoint, kept in the store).
+// One state machine: River's job is the only queue and run state of a
+// job (queued, running, retrying, cancelled, ...); Ferry's ledger
+// (store.Export) records what the job was asked and what it produced.
+// What River does not give, fencing, the ledger adds: a run claims its
+// row (store.Claim) and every write it makes is fenced by the token it
+// got, so two runs never write one archive. A resumed export continues
+// from its last complete part (the writer's checkpoint, in the ledger).
+//
+// Crash recovery is River's too (see start): each instance is a River
+// client with a stable ID, and at start it makes the jobs its previous
+// process was running available again at once; a job whose instance is
+// gone for good is rescued by River's rescuer once its run timeout
+// (Config.RunTimeout) and an hour more have passed.
 // Transient errors (storage, network) are retried with backoff; permanent
 // ones (bad request, unsupported schema or selection, secrets in a
 // plaintext archive) fail at once and are reported. A selection the
@@ -27,6 +34,7 @@ import (
 
 	"filippo.io/age"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/rs/zerolog"
 
 	"github.com/ferry-matrix/ferry/archive"
@@ -93,20 +101,25 @@ type SourceCapabilities func(name string) (source.Capabilities, error)
 
 // Service runs the jobs: submit, cancel, verify, import, schedules and
 // their retention, the workers. The application layer (app) calls it for
-// the surfaces, which never reach Store or Storage themselves; the wiring
-// (cmd/bot) builds it. It holds no River client of its own type; see
-// runner.
+// the surfaces, which never reach the store or storage through it; the
+// wiring (cmd/bot) builds it with New and sets the fields below before
+// Start. It holds no River client of its own type; see runner.
 type Service struct {
-	Store   *store.Store
-	Storage *storage.Store
+	store   *store.Store
+	storage *storage.Store
 	Open    SourceOpener
 	// Capabilities, if set, checks every request and schedule against
 	// its source's capabilities when it is submitted or installed, so a
 	// selection the source cannot export is refused before it is queued
 	// (without it, the run refuses it: source.ErrUnsupported, permanent).
 	Capabilities SourceCapabilities
-	Owner        string        // this instance's name in leases
-	LeaseTTL     time.Duration // default 1 minute
+	// Instance is this instance's stable name: its River client ID is
+	// "ferry:" + Instance, the same after a restart, so that a restarted
+	// instance knows the jobs it was running (start). Two instances
+	// running at once must have different names (River's rule for client
+	// IDs); should they not, fencing still keeps each archive whole.
+	// Default: the host name.
+	Instance string
 	// PartSize of archives (default archive.DefaultPartSize): each part is
 	// a resume point.
 	PartSize int64
@@ -119,17 +132,20 @@ type Service struct {
 	// need the archive's key line.
 	Identities []age.Identity
 	// Import runs import jobs; nil: imports are not configured.
-	Import    Importer
-	runner    runner
+	Import Importer
+	runner runner
+	// snooze is how long a run that another run of the same River job
+	// fenced out puts the job off (the rescue horizon; see settle).
+	snooze    time.Duration
 	mu        sync.RWMutex
 	schedules map[string]Schedule
 }
 
-func (s *Service) leaseTTL() time.Duration {
-	if s.LeaseTTL <= 0 {
-		return time.Minute
-	}
-	return s.LeaseTTL
+// New returns the job service over Ferry's state database and archive
+// storage, which become its own (the application layer gets them from the
+// wiring, never through the service).
+func New(st *store.Store, bucket *storage.Store) *Service {
+	return &Service{store: st, storage: bucket}
 }
 
 // runner is the part of a River client the service uses.
@@ -143,7 +159,7 @@ type runner interface {
 // audit writes an entry of a verb, even when ctx is cancelled (the action
 // happened); its error says so, for the verb to return.
 func (s *Service) audit(ctx context.Context, e store.AuditEntry) error {
-	if err := s.Store.Audit(context.WithoutCancel(ctx), e); err != nil {
+	if err := s.store.Audit(context.WithoutCancel(ctx), e); err != nil {
 		return fmt.Errorf("the audit log could not be written (%s %s): %w", e.Action, e.Target, err)
 	}
 	return nil
@@ -223,86 +239,60 @@ func (s *Service) Submit(ctx context.Context, id string, req Request, requestedB
 	return e, nil
 }
 
-// enqueue records a new job row and queues its River job; a row whose
-// job could not be queued is marked failed.
+// enqueue records a new job in the ledger, queues its River job and
+// records that job's ID; a job whose River job could not be queued ends
+// failed.
 func (s *Service) enqueue(ctx context.Context, e *store.Export, args river.JobArgs) error {
-	if err := s.Store.CreateExport(ctx, e); err != nil {
+	if err := s.store.CreateExport(ctx, e); err != nil {
 		return err
 	}
-	if _, err := s.runner.insert(ctx, args); err != nil {
-		// Not under ctx, which may be what failed the insert: a row
-		// left queued without a River job would never run.
-		if ferr := s.Store.Finish(context.WithoutCancel(ctx), e.ID, store.StatusFailed, 0, "", "could not queue: "+err.Error()); ferr != nil {
+	jobID, err := s.runner.insert(ctx, args)
+	if err != nil {
+		// Not under ctx, which may be what failed the insert: a job left
+		// without a River job would never run.
+		if ferr := s.store.End(context.WithoutCancel(ctx), e.ID, store.Result{Status: store.StatusFailed, Error: "could not queue: " + err.Error()}); ferr != nil {
 			return fmt.Errorf("queue %s %s: %w (and it stays recorded as queued: %w)", e.Kind, e.ID, err, ferr)
 		}
 		return fmt.Errorf("queue %s %s: %w", e.Kind, e.ID, err)
 	}
+	if err := s.store.SetJob(context.WithoutCancel(ctx), e.ID, jobID); err != nil {
+		// Its first run records it (Claim); until then it shows queued.
+		zerolog.Ctx(ctx).Warn().Err(err).Str("job", e.ID).Msg("the queued job's River job could not be recorded")
+	} else {
+		e.RiverJobID = jobID
+	}
 	return nil
 }
 
-// Cancel stops an export: queued ones never start, running ones stop
-// promptly and leave no published archive.
+// Cancel stops a job, in one place: the ledger records the outcome
+// (cancelled) first, which moves the fencing token on, so that no run can
+// write a part, a checkpoint or publish after it; then River's JobCancel
+// takes the job off the queue, or cancels a running one's context, so
+// that it stops promptly (the worker then removes what it staged). Should
+// River's cancel fail, the job still ends: a queued one finds its outcome
+// when it is claimed, a running one at its next write.
 func (s *Service) Cancel(ctx context.Context, id, actor, via string) error {
-	e, err := s.Store.GetExport(ctx, id)
+	e, err := s.store.GetExport(ctx, id)
 	if err != nil {
 		return err
 	}
 	if !e.Running() {
 		return fmt.Errorf("%s %s has already ended (%s)", e.Kind, id, e.Status)
 	}
-	if err := s.Store.Finish(ctx, id, store.StatusCancelled, 0, "", "cancelled by "+actor); err != nil {
+	if err := s.store.End(ctx, id, store.Result{Status: store.StatusCancelled, Error: "cancelled by " + actor}); errors.Is(err, store.ErrEnded) {
+		return fmt.Errorf("%s %s has already ended", e.Kind, id)
+	} else if err != nil {
 		return err
 	}
-	jobID, err := s.Store.JobOf(ctx, id)
-	if err != nil {
-		// The row says cancelled: a worker that runs it stops at its next
-		// look at the row; only River's job is left to end by itself.
-		zerolog.Ctx(ctx).Warn().Err(err).Str("job", id).Msg("cancelled, but its River job could not be looked up to cancel it too")
-	} else if jobID > 0 {
-		if err := s.runner.cancel(ctx, jobID); err != nil {
-			return err
+	if e.RiverJobID > 0 {
+		if err := s.runner.cancel(context.WithoutCancel(ctx), e.RiverJobID); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Str("job", id).Msg("cancelled, but its River job could not be cancelled: the run stops at its next write")
 		}
 	}
-	if err := s.audit(ctx, store.AuditEntry{Actor: actor, Via: via, Action: e.Kind + ".cancel", Target: id, Outcome: "ok"}); err != nil {
+	if err := s.audit(ctx, store.AuditEntry{Actor: actor, Via: via, Action: string(e.Kind) + ".cancel", Target: id, Outcome: "ok"}); err != nil {
 		return fmt.Errorf("%s %s is cancelled, but %w", e.Kind, id, err)
 	}
 	return nil
-}
-
-// ResumeOrphans queues again the jobs whose runner died (their lease
-// expired while processing), so they resume (an export from its last
-// part, an import where the target's marker says it stopped) without
-// waiting for River's stuck-job rescue.
-func (s *Service) ResumeOrphans(ctx context.Context) (int, error) {
-	list, err := s.Store.ListJobs(ctx, "", 1000)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	var verifyErr error
-	for _, e := range list {
-		if e.Kind == store.KindExport && e.Status == store.StatusCompleted {
-			// a crash between publishing and queueing its verification;
-			// a failure here must not keep the orphans below waiting
-			if err := s.queueVerify(ctx, e.ID); err != nil && verifyErr == nil {
-				verifyErr = err
-			}
-		}
-		if e.Status == store.StatusProcessing && time.Now().After(e.LeaseUntil) {
-			var args river.JobArgs = ExportArgs{ExportID: e.ID}
-			switch e.Kind {
-			case store.KindImport:
-				args = ImportArgs{JobID: e.ID}
-			case store.KindVerify:
-				args = VerifyArgs{JobID: e.ID}
-			}
-			if _, err := s.runner.insert(ctx, args); err != nil {
-				return n, err
-			}
-			n++
-		}
-	}
-	return n, verifyErr
 }
 
 // exportWorker runs ExportArgs.
@@ -311,23 +301,18 @@ type exportWorker struct {
 	svc *Service
 }
 
-// Timeout: none. An export of a large server takes hours; cancellation
-// and the lease end it instead.
-func (w *exportWorker) Timeout(*river.Job[ExportArgs]) time.Duration { return -1 }
-
 func (w *exportWorker) Work(ctx context.Context, job *river.Job[ExportArgs]) error {
 	svc := w.svc
 	id := job.Args.ExportID
 	ctx = withJob(ctx, id)
-	e, l, res := svc.claim(ctx, job.ID, id)
-	if l == nil {
+	e, token, res := svc.claim(ctx, job.ID, id)
+	if e == nil {
 		if res == nil { // already ended: a completed export may still owe its verify job
 			return svc.queueVerify(context.WithoutCancel(ctx), id)
 		}
 		return res
 	}
-	err := svc.run(l.ctx, e, l.token)
-	l.release(ctx, svc, id) // cancels l.ctx: from here on, ctx tells a shutdown apart
+	err := svc.run(ctx, e, token)
 	log := zerolog.Ctx(ctx)
 	var published *publishedError
 	if err == nil || errors.As(err, &published) {
@@ -336,10 +321,10 @@ func (w *exportWorker) Work(ctx context.Context, job *river.Job[ExportArgs]) err
 			// River's record of the job, whose retry finds it completed.
 			log.Error().Err(err).Msg("export published, but its audit entry could not be written")
 		}
-		// Not under l.ctx: the lease ended with the export, and a
-		// shutdown must not cut the queueing in half either. An error is
-		// retried by River; the retry finds the export completed and
-		// queues the verification then (above).
+		// Not under ctx: a shutdown must not cut the queueing in half.
+		// An error is retried by River; the retry finds the export
+		// completed and queues the verification then (above). So does a
+		// crash here: the River job, still running, is rescued.
 		if qerr := svc.queueVerify(context.WithoutCancel(ctx), id); qerr != nil {
 			return errors.Join(err, qerr)
 		}
@@ -348,7 +333,7 @@ func (w *exportWorker) Work(ctx context.Context, job *river.Job[ExportArgs]) err
 		}
 		return err
 	}
-	status, res := svc.settle(ctx, l, e, err)
+	status, res := svc.settle(ctx, job.JobRow, e, token, err)
 	bg := context.WithoutCancel(ctx)
 	if status == store.StatusFailed {
 		if e.Via == "schedule" {
@@ -359,11 +344,11 @@ func (w *exportWorker) Work(ctx context.Context, job *river.Job[ExportArgs]) err
 		}
 	}
 	if status != "" { // ended for good: its staged parts will never be published
-		cur, err := svc.Store.GetExport(bg, id)
+		cur, err := svc.store.GetExport(bg, id)
 		if err != nil {
 			log.Warn().Err(err).Msg("the ended export's staged parts are left in storage: its row could not be read")
 		} else if cur.ArchiveID != "" {
-			if err := svc.Storage.Discard(bg, cur.ArchiveID); err != nil {
+			if err := svc.storage.Discard(bg, cur.ArchiveID); err != nil {
 				log.Warn().Err(err).Str("archive", cur.ArchiveID).Msg("the ended export's staged parts could not be removed")
 			}
 		}
@@ -371,76 +356,85 @@ func (w *exportWorker) Work(ctx context.Context, job *river.Job[ExportArgs]) err
 	return res
 }
 
-// claim reads a job's row and takes its lease for this worker. A nil
-// lease means the job is not to run now, and res is River's result for
-// it: nil for a job that has already ended, a snooze while another worker
-// holds the lease, or the error.
-func (s *Service) claim(ctx context.Context, riverJobID int64, id string) (e *store.Export, l *lease, res error) {
-	e, err := s.Store.GetExport(ctx, id)
-	if err != nil {
-		return nil, nil, river.JobCancel(err)
+// claim makes this run (River job riverJobID) the job's only writer
+// (store.Claim) and reads the job's ledger row as claimed. A nil row
+// means the job is not to run, and res is River's result for it: nil for
+// a job that has already ended, or the error.
+func (s *Service) claim(ctx context.Context, riverJobID int64, id string) (e *store.Export, token int64, res error) {
+	token, err := s.store.Claim(ctx, id, riverJobID)
+	switch {
+	case errors.Is(err, store.ErrEnded):
+		return nil, 0, nil // cancelled before it ran, or finished by an earlier run
+	case errors.Is(err, store.ErrNotFound):
+		return nil, 0, river.JobCancel(err)
+	case err != nil:
+		return nil, 0, err // retried
 	}
-	if !e.Running() {
-		return nil, nil, nil // already ended (cancelled, or finished by another run)
+	if e, err = s.store.GetExport(ctx, id); err != nil {
+		return nil, 0, err
 	}
-	if err := s.Store.SetJob(ctx, id, riverJobID); err != nil {
-		return nil, nil, fmt.Errorf("record the River job of %s: %w", id, err) // retried
-	}
-	l, err = s.acquireLease(ctx, id)
-	if errors.Is(err, store.ErrLeaseHeld) {
-		return nil, nil, river.JobSnooze(s.leaseTTL()) // someone else runs it; look again later
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	return e, l, nil
+	return e, token, nil
 }
 
-// settle turns the error of a run (whose lease l was released) into
-// River's result, the same way for every kind of job: a cancelled job
-// or a lost lease ends the run; while shutting down, the job is left to
-// be worked again (an export resumes from its checkpoint); a permanent
-// error ends the job as failed; anything else is retried with backoff.
-// status is the job's final status when it ended for good (cancelled or
-// failed), for the caller's clean-up; "" otherwise.
-func (s *Service) settle(ctx context.Context, l *lease, e *store.Export, err error) (status string, res error) {
+// settle turns the error of a run (River job job, fencing token token)
+// into River's result, the same way for every kind of job, and says the
+// job's outcome when the run ended it (cancelled or failed), for the
+// caller's clean-up; "" otherwise.
+//
+//   - The job was cancelled (its outcome says so): River's job is
+//     cancelled too.
+//   - Another run claimed the job (fenced out). If it is another River
+//     job (one queued twice by an older release), this one is cancelled.
+//   - If it is this River job run again (a rescue while this run was
+//     alive: only two instances sharing one name do that), whatever this
+//     run returns becomes the state of the other run's job; it is put off
+//     (snoozed) to the rescue horizon, which River's completion of the
+//     live run leaves alone, and which then finds the job ended, or
+//     resumes it if the live run died meanwhile.
+//   - The run's context ended without a cancel: this instance is stopping,
+//     or the run reached its timeout. The job is put back at once without
+//     counting an attempt, and resumes from its checkpoint.
+//   - A permanent error ends the job failed; so does any error on the
+//     last attempt River allows. Anything else is retried with backoff.
+func (s *Service) settle(ctx context.Context, job *rivertype.JobRow, e *store.Export, token int64, err error) (status store.Status, res error) {
 	bg := context.WithoutCancel(ctx)
+	cur, rerr := s.store.GetExport(bg, e.ID)
+	if rerr != nil {
+		zerolog.Ctx(ctx).Warn().Err(rerr).Msg("could not read whether the job was cancelled")
+	}
 	switch {
-	case s.cancelled(bg, e):
+	case rerr == nil && cur.Status == store.StatusCancelled:
 		return store.StatusCancelled, river.JobCancel(errors.New("cancelled"))
-	case l.lost(err):
-		return "", river.JobCancel(fmt.Errorf("%s %s: %w", e.Kind, e.ID, store.ErrLeaseLost)) // the new owner carries on
+	case rerr == nil && (cur.Fence != token || !cur.Running()) || errors.Is(err, store.ErrFenced):
+		if rerr == nil && cur.Running() && cur.RiverJobID == job.ID {
+			return "", river.JobSnooze(s.snooze)
+		}
+		return "", river.JobCancel(fmt.Errorf("%s %s: %w", e.Kind, e.ID, store.ErrFenced))
 	case ctx.Err() != nil:
-		return "", err
-	case isPermanent(err):
-		if ferr := s.Store.Finish(bg, e.ID, store.StatusFailed, 0, "", err.Error()); ferr != nil {
-			// Not ended: River tries again, and the run fails again
-			// or the store is back to record it.
+		zerolog.Ctx(ctx).Info().Err(err).Msg("the run was interrupted; the job is queued again and resumes")
+		return "", river.JobSnooze(0)
+	case isPermanent(err) || job.Attempt >= job.MaxAttempts:
+		msg := err.Error()
+		if !isPermanent(err) {
+			msg = fmt.Sprintf("given up after %d attempts: %s", job.Attempt, msg)
+		}
+		if ferr := s.store.Finish(bg, e.ID, token, store.Result{Status: store.StatusFailed, Error: msg}); ferr != nil {
+			// Not ended: River tries again (or has given up, and the
+			// ledger shows the job failed by River's state).
 			return "", fmt.Errorf("%w (and it could not be recorded as failed: %w)", err, ferr)
 		}
 		return store.StatusFailed, river.JobCancel(err)
 	default:
-		if rerr := s.Store.RecordError(bg, e.ID, err.Error()); rerr != nil {
+		if rerr := s.store.RecordError(bg, e.ID, token, err.Error()); rerr != nil {
 			zerolog.Ctx(ctx).Warn().Err(rerr).Msg("the failed attempt could not be recorded; River retries it")
 		}
 		return "", err
 	}
 }
 
-// cancelled reports whether job e was cancelled meanwhile; a row that
-// cannot be read is taken as not cancelled (logged).
-func (s *Service) cancelled(ctx context.Context, e *store.Export) bool {
-	cur, err := s.Store.GetExport(ctx, e.ID)
-	if err != nil {
-		zerolog.Ctx(ctx).Warn().Err(err).Msg("could not read whether the job was cancelled")
-		return false
-	}
-	return cur.Status == store.StatusCancelled
-}
-
 // run does (or resumes) one export and publishes it: exporter.Run, with
 // the job's row as its checkpointer and the storage bucket (fenced by the
-// lease) as its destination; then the row is finished and audited.
+// token) as its destination; then the row is finished and audited.
 func (s *Service) run(ctx context.Context, e *store.Export, token int64) error {
 	var req Request
 	if err := json.Unmarshal([]byte(e.Request), &req); err != nil {
@@ -462,20 +456,21 @@ func (s *Service) run(ctx context.Context, e *store.Export, token int64) error {
 	}
 	dst := &jobDestination{s: s, e: e, token: token, name: req.Name}
 	res, err := exporter.Run(ctx, plan, src, dst, &jobCheckpoints{s: s, e: e, token: token}, func(p exporter.Progress) {
-		if err := s.Store.SaveProgress(ctx, e.ID, token, mustJSON(progressJSON(p))); err != nil && ctx.Err() == nil {
+		if err := s.store.SaveProgress(ctx, e.ID, token, mustJSON(progressJSON(p))); err != nil && ctx.Err() == nil {
 			log.Warn().Err(err).Msg("the export's progress could not be saved")
 		}
 	})
 	if err != nil {
 		return err
 	}
-	// Finish moves the lease token on: the heartbeat then finds the lease
-	// gone and cancels ctx, possibly while Finish's own call is still
-	// waiting for its answer (it would fail a committed export). So
-	// neither Finish nor anything after it runs under ctx; the verify job
-	// is queued by the worker, under its own context.
+	// Published: neither the outcome nor anything after it runs under
+	// ctx (a shutdown now must not leave a published archive unrecorded);
+	// the verify job is queued by the worker, under its own context.
 	done := context.WithoutCancel(ctx)
-	if err := s.Store.Finish(done, e.ID, store.StatusCompleted, res.Published.Size, res.Published.SHA256, ""); err != nil {
+	if err := s.store.Finish(done, e.ID, token, store.Result{Status: store.StatusCompleted, Size: res.Published.Size, SHA256: res.Published.SHA256}); err != nil {
+		if errors.Is(err, store.ErrFenced) {
+			s.unpublish(done, e.ID, req.Name)
+		}
 		return err
 	}
 	if err := s.auditRetrying(done, store.AuditEntry{Actor: e.RequestedBy, Via: e.Via, Action: "export.finish", Target: e.ID, Outcome: "completed",
@@ -483,6 +478,23 @@ func (s *Service) run(ctx context.Context, e *store.Export, token int64) error {
 		return &publishedError{err}
 	}
 	return nil
+}
+
+// unpublish removes an archive that was published after its job was
+// cancelled (the cancel came between the last fencing check and the
+// outcome): a cancelled export leaves no archive. If another run claimed
+// the job instead, that run publishes the same archive again.
+func (s *Service) unpublish(ctx context.Context, id, name string) {
+	cur, err := s.store.GetExport(ctx, id)
+	if err != nil || cur.Status != store.StatusCancelled {
+		return
+	}
+	key := storage.ArchiveKey(name)
+	for _, k := range []string{key, key + storage.KeyExt} {
+		if err := s.storage.Delete(ctx, k); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Str("object", k).Msg("the export was cancelled as it was published; its archive could not be removed")
+		}
+	}
 }
 
 // publishedError is an error after the export was published and
@@ -513,7 +525,7 @@ func (r *Request) plan() (exporter.Plan, error) {
 
 // jobCheckpoints keeps an export's resume state in its row: the archive
 // ID and key line (StartArchive) and the writer's checkpoint, every write
-// fenced by the lease's token.
+// fenced by the run's token.
 type jobCheckpoints struct {
 	s     *Service
 	e     *store.Export // as claimed
@@ -540,11 +552,11 @@ func (c *jobCheckpoints) Start(ctx context.Context, archiveID string, key keywra
 	if !key.IsZero() {
 		keyLine = string(key.Encode(archiveID))
 	}
-	return c.s.Store.StartArchive(ctx, c.e.ID, c.token, archiveID, keyLine)
+	return c.s.store.StartArchive(ctx, c.e.ID, c.token, archiveID, keyLine)
 }
 
 func (c *jobCheckpoints) Save(ctx context.Context, checkpoint []byte) error {
-	return c.s.Store.SaveCheckpoint(ctx, c.e.ID, c.token, checkpoint)
+	return c.s.store.SaveCheckpoint(ctx, c.e.ID, c.token, checkpoint)
 }
 
 // Done: the row keeps its archive ID (the worker discards staged parts
@@ -552,8 +564,8 @@ func (c *jobCheckpoints) Save(ctx context.Context, checkpoint []byte) error {
 func (c *jobCheckpoints) Done(context.Context) error { return nil }
 
 // jobDestination stages an export's archive in the storage bucket and
-// publishes it under the request's name; parts are fenced by the lease
-// (fencedSink), and so is the publication.
+// publishes it under the request's name; parts are fenced by the run's
+// token (fencedSink), and so is the publication.
 type jobDestination struct {
 	s     *Service
 	e     *store.Export
@@ -562,22 +574,22 @@ type jobDestination struct {
 }
 
 func (d *jobDestination) check(ctx context.Context) error {
-	return d.s.Store.CheckLease(ctx, d.e.ID, d.token)
+	return d.s.store.CheckFence(ctx, d.e.ID, d.token)
 }
 
 func (d *jobDestination) Stage(_ context.Context, archiveID string) (container.Sink, error) {
-	return &fencedSink{Sink: d.s.Storage.Stage(archiveID), check: d.check}, nil
+	return &fencedSink{Sink: d.s.storage.Stage(archiveID), check: d.check}, nil
 }
 
 func (d *jobDestination) WriteKey(ctx context.Context, archiveID string, wrapped []byte) error {
-	return d.s.Storage.Stage(archiveID).WriteKey(ctx, wrapped)
+	return d.s.storage.Stage(archiveID).WriteKey(ctx, wrapped)
 }
 
 func (d *jobDestination) Publish(ctx context.Context, archiveID string) (exporter.Published, error) {
 	if err := d.check(ctx); err != nil {
 		return exporter.Published{}, err
 	}
-	obj, err := d.s.Storage.Publish(ctx, archiveID, d.name)
+	obj, err := d.s.storage.Publish(ctx, archiveID, d.name)
 	if err != nil {
 		return exporter.Published{}, err
 	}
@@ -587,11 +599,12 @@ func (d *jobDestination) Publish(ctx context.Context, archiveID string) (exporte
 // queueVerify queues the verify job an export asked for ("-verify"
 // appended to its ID) once it is completed, unless it is queued already.
 // The export's River job calls it after a successful run and again on
-// every later attempt, and ResumeOrphans at start, so an error here
-// (returned for River to retry) or a crash between publishing and
-// queueing loses no verification.
+// every later attempt (a retry, or the rescue of a River job whose
+// instance died after publishing), so an error here (returned for River
+// to retry) or a crash between publishing and queueing loses no
+// verification.
 func (s *Service) queueVerify(ctx context.Context, id string) error {
-	e, err := s.Store.GetExport(ctx, id)
+	e, err := s.store.GetExport(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -608,7 +621,7 @@ func (s *Service) queueVerify(ctx context.Context, id string) error {
 		return nil
 	}
 	vid := id + "-verify"
-	if _, err := s.Store.GetExport(ctx, vid); err == nil {
+	if _, err := s.store.GetExport(ctx, vid); err == nil {
 		return nil // queued already
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
@@ -665,8 +678,8 @@ func progressJSON(p exporter.Progress) Progress {
 	return out
 }
 
-// fencedSink refuses to start a part once the lease is lost: a worker
-// that was presumed dead cannot overwrite the new owner's archive.
+// fencedSink refuses to start a part once the run is fenced out: a run
+// that was presumed dead cannot overwrite the new run's archive.
 type fencedSink struct {
 	container.Sink
 	check func(context.Context) error

@@ -62,7 +62,7 @@ func each(t *testing.T, fn func(t *testing.T, e *env)) {
 			t.Cleanup(func() { bucket.Close() })
 			id, _ := age.GenerateX25519Identity()
 			e := &env{identity: id, src: &sourcetest.Fake{Users: 3000}, bucket: dir, logs: logs}
-			e.svc = &Service{Store: st, Storage: bucket, Owner: "test-" + driver, LeaseTTL: 600 * time.Millisecond, PartSize: 16 << 10,
+			e.svc = &Service{store: st, storage: bucket, Instance: "test-" + driver, PartSize: 16 << 10,
 				Open: func(ctx context.Context, name string) (source.Source, error) {
 					if name == "broken" {
 						return nil, fmt.Errorf("open source: %w: schema 9999", source.ErrSchema)
@@ -105,9 +105,14 @@ func (e *env) request(name string) Request {
 	return Request{Source: "fake", Name: name, Recipients: []string{e.identity.Recipient().String()}}
 }
 
-func waitFor(t *testing.T, st *store.Store, id string, statuses ...string) *store.Export {
+func waitFor(t *testing.T, st *store.Store, id string, statuses ...store.Status) *store.Export {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	return waitForIn(t, st, id, 60*time.Second, statuses...)
+}
+
+func waitForIn(t *testing.T, st *store.Store, id string, limit time.Duration, statuses ...store.Status) *store.Export {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		ex, err := st.GetExport(context.Background(), id)
 		if err == nil {
@@ -127,11 +132,11 @@ func waitFor(t *testing.T, st *store.Store, id string, statuses ...string) *stor
 func (e *env) verify(t *testing.T, name string, users int) {
 	t.Helper()
 	ctx := context.Background()
-	src, err := e.svc.Storage.OpenArchive(ctx, name)
+	src, err := e.svc.storage.OpenArchive(ctx, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := e.svc.Storage.Range(ctx, storage.ArchiveKey(name)+storage.KeyExt, 0, -1)
+	rc, err := e.svc.storage.Range(ctx, storage.ArchiveKey(name)+storage.KeyExt, 0, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +152,7 @@ func (e *env) verify(t *testing.T, name string, users int) {
 	if err != nil || !rep.OK() || rep.Records != int64(users) {
 		t.Fatalf("archive %s: %v %+v", name, err, rep)
 	}
-	if staged, _ := e.svc.Storage.StagedArchives(ctx); len(staged) != 0 {
+	if staged, _ := e.svc.storage.StagedArchives(ctx); len(staged) != 0 {
 		t.Errorf("staging left behind: %v", staged)
 	}
 }
@@ -158,7 +163,7 @@ func TestExportJobSucceeds(t *testing.T) {
 		if _, err := e.svc.Submit(ctx, "ok-1", e.request("ok-1"), "@admin:fake.test", "api"); err != nil {
 			t.Fatal(err)
 		}
-		ex := waitFor(t, e.svc.Store, "ok-1", store.StatusCompleted, store.StatusFailed)
+		ex := waitFor(t, e.svc.store, "ok-1", store.StatusCompleted, store.StatusFailed)
 		if ex.Status != store.StatusCompleted || ex.Size == 0 || len(ex.SHA256) != 64 || ex.ArchiveKey != "" || ex.Checkpoint != nil {
 			t.Fatalf("record %+v", ex)
 		}
@@ -167,7 +172,7 @@ func TestExportJobSucceeds(t *testing.T) {
 		if err := json.Unmarshal([]byte(ex.Progress), &p); err != nil || p.EstimatedBytes != 3000*40 || p.Records != 3000 {
 			t.Errorf("progress %s: %v", ex.Progress, err)
 		}
-		log, _ := e.svc.Store.AuditLog(ctx, 10)
+		log, _ := e.svc.store.AuditLog(ctx, 10)
 		if len(log) != 2 || log[0].Outcome != "completed" {
 			t.Errorf("audit %+v", log)
 		}
@@ -180,7 +185,7 @@ func TestTransientFailureIsRetriedAndResumes(t *testing.T) {
 		var keyLine string // the running export's, as its row holds it
 		e.src.OnUser = func(i int) error {
 			if i == 200 && keyLine == "" {
-				if ex, err := e.svc.Store.GetExport(context.Background(), "retry-1"); err == nil {
+				if ex, err := e.svc.store.GetExport(context.Background(), "retry-1"); err == nil {
 					keyLine = ex.ArchiveKey
 				}
 			}
@@ -189,7 +194,7 @@ func TestTransientFailureIsRetriedAndResumes(t *testing.T) {
 		if _, err := e.svc.Submit(context.Background(), "retry-1", e.request("retry-1"), "@admin:fake.test", "api"); err != nil {
 			t.Fatal(err)
 		}
-		ex := waitFor(t, e.svc.Store, "retry-1", store.StatusCompleted, store.StatusFailed)
+		ex := waitFor(t, e.svc.store, "retry-1", store.StatusCompleted, store.StatusFailed)
 		if ex.Status != store.StatusCompleted || ex.Attempts != 2 {
 			t.Fatalf("record %+v", ex)
 		}
@@ -219,7 +224,7 @@ func TestPermanentFailureIsReportedNotRetried(t *testing.T) {
 		if _, err := e.svc.Submit(context.Background(), "broken-1", req, "@admin:fake.test", "api"); err != nil {
 			t.Fatal(err)
 		}
-		ex := waitFor(t, e.svc.Store, "broken-1", store.StatusFailed, store.StatusCompleted)
+		ex := waitFor(t, e.svc.store, "broken-1", store.StatusFailed, store.StatusCompleted)
 		if ex.Status != store.StatusFailed || ex.Attempts != 1 || !bytes.Contains([]byte(ex.Error), []byte("schema 9999")) {
 			t.Fatalf("record %+v", ex)
 		}
@@ -246,14 +251,14 @@ func TestUnsupportedSelection(t *testing.T) {
 		if _, err := e.svc.Submit(ctx, "since-0", req, "@admin:fake.test", "api"); err == nil || err.Error() != want.Error() {
 			t.Fatalf("submit: %v, want %v", err, want)
 		}
-		if _, err := e.svc.Store.GetExport(ctx, "since-0"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := e.svc.store.GetExport(ctx, "since-0"); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("a refused export was recorded: %v", err)
 		}
 		e.svc.Capabilities = nil
 		if _, err := e.svc.Submit(ctx, "since-1", req, "@admin:fake.test", "api"); err != nil {
 			t.Fatal(err)
 		}
-		ex := waitFor(t, e.svc.Store, "since-1", store.StatusFailed, store.StatusCompleted)
+		ex := waitFor(t, e.svc.store, "since-1", store.StatusFailed, store.StatusCompleted)
 		if ex.Status != store.StatusFailed || ex.Attempts != 1 || !strings.Contains(ex.Error, want.Error()) {
 			t.Fatalf("record %+v", ex)
 		}
@@ -282,14 +287,14 @@ func TestCancelMidRun(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(2 * time.Second) // let the worker notice and clean up
-		ex, _ := e.svc.Store.GetExport(ctx, "cancel-1")
+		ex, _ := e.svc.store.GetExport(ctx, "cancel-1")
 		if ex.Status != store.StatusCancelled {
 			t.Fatalf("record %+v", ex)
 		}
-		if _, err := e.svc.Storage.Stat(ctx, storage.ArchiveKey("cancel-1")); err == nil {
+		if _, err := e.svc.storage.Stat(ctx, storage.ArchiveKey("cancel-1")); err == nil {
 			t.Fatal("a cancelled export was published")
 		}
-		if staged, _ := e.svc.Storage.StagedArchives(ctx); len(staged) != 0 {
+		if staged, _ := e.svc.storage.StagedArchives(ctx); len(staged) != 0 {
 			t.Errorf("staging left behind: %v", staged)
 		}
 		if err := e.svc.Cancel(ctx, "cancel-1", "@admin:fake.test", "api"); err == nil {
@@ -298,9 +303,11 @@ func TestCancelMidRun(t *testing.T) {
 	})
 }
 
-// A worker that lost its lease (another took the export over) stops
-// without writing a part or publishing.
-func TestLostLeaseStopsTheWriter(t *testing.T) {
+// A run that another run fenced out (here: a claim of the same River job,
+// as a rescue of a run that was alive after all makes) stops without
+// writing a part or publishing, and puts its River job off rather than
+// ending it: the other run owns the job now.
+func TestFencedOutRunStopsWriting(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		started := make(chan struct{}, 1)
@@ -314,21 +321,29 @@ func TestLostLeaseStopsTheWriter(t *testing.T) {
 			time.Sleep(time.Millisecond)
 			return nil
 		}
-		if _, err := e.svc.Submit(ctx, "lease-1", e.request("lease-1"), "@admin:fake.test", "api"); err != nil {
+		if _, err := e.svc.Submit(ctx, "fence-1", e.request("fence-1"), "@admin:fake.test", "api"); err != nil {
 			t.Fatal(err)
 		}
 		<-started
-		// Another instance takes the export over (as after a presumed crash).
-		if _, err := e.svc.Store.DB.ExecContext(ctx, `UPDATE ferry_exports SET lease_owner = 'thief', lease_token = lease_token + 1, lease_until = 9999999999999 WHERE id = 'lease-1'`); err != nil {
+		before, _ := e.svc.store.GetExport(ctx, "fence-1")
+		if _, err := e.svc.store.Claim(ctx, "fence-1", before.RiverJobID); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(2 * time.Second)
-		ex, _ := e.svc.Store.GetExport(ctx, "lease-1")
-		if ex.LeaseOwner != "thief" || ex.Status != store.StatusProcessing {
+		var state string
+		deadline := time.Now().Add(60 * time.Second)
+		for state != "scheduled" && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			e.svc.store.DB.QueryRowContext(ctx, `SELECT CAST(state AS TEXT) FROM river_job WHERE id = `+fmt.Sprint(before.RiverJobID)).Scan(&state)
+		}
+		if state != "scheduled" {
+			t.Fatalf("the fenced-out run's River job is %q, want scheduled (snoozed)", state)
+		}
+		ex, _ := e.svc.store.GetExport(ctx, "fence-1")
+		if ex.Status != store.StatusProcessing || ex.Fence != before.Fence+1 {
 			t.Fatalf("record %+v", ex)
 		}
-		if _, err := e.svc.Storage.Stat(ctx, storage.ArchiveKey("lease-1")); err == nil {
-			t.Fatal("the worker that lost its lease published")
+		if _, err := e.svc.storage.Stat(ctx, storage.ArchiveKey("fence-1")); err == nil {
+			t.Fatal("the fenced-out run published")
 		}
 	})
 }

@@ -26,7 +26,7 @@ func TestScheduleSyncErrorIsLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bucket.Close() })
-	svc := &Service{Store: st, Storage: bucket, Owner: "test"}
+	svc := &Service{store: st, storage: bucket, Instance: "test"}
 	stop, err := svc.Start(ctx, Config{ScheduleSync: 50 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +78,7 @@ func TestWorkerAuditFailureIsLogged(t *testing.T) {
 		ctx := context.Background()
 		e.src.OnUser = func(i int) error {
 			if i == 10 {
-				if _, err := e.svc.Store.DB.ExecContext(ctx, `DROP TABLE IF EXISTS ferry_audit`); err != nil {
+				if _, err := e.svc.store.DB.ExecContext(ctx, `DROP TABLE IF EXISTS ferry_audit`); err != nil {
 					return err
 				}
 			}
@@ -87,7 +87,7 @@ func TestWorkerAuditFailureIsLogged(t *testing.T) {
 		if _, err := e.svc.Submit(ctx, "audit-1", e.request("audit-1"), "@admin:fake.test", "api"); err != nil {
 			t.Fatal(err)
 		}
-		ex := waitFor(t, e.svc.Store, "audit-1", store.StatusCompleted, store.StatusFailed)
+		ex := waitFor(t, e.svc.store, "audit-1", store.StatusCompleted, store.StatusFailed)
 		if ex.Status != store.StatusCompleted {
 			t.Fatalf("record %+v", ex)
 		}

@@ -96,11 +96,11 @@ func (w *scheduleWorker) Work(ctx context.Context, job *river.Job[ScheduleArgs])
 	id := "sched-" + sch.Name + "-" + at.Format("20060102T150405Z")
 	req := sch.Request
 	req.Name = sch.Name + "-" + at.Format("20060102T150405Z")
-	if _, err := svc.Store.GetExport(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if _, err := svc.store.GetExport(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err // retried
 	} else if err != nil {
 		if _, err := svc.Submit(ctx, id, req, "schedule:"+sch.Name, "schedule"); err != nil {
-			if _, again := svc.Store.GetExport(ctx, id); again != nil {
+			if _, again := svc.store.GetExport(ctx, id); again != nil {
 				return err // not a duplicate: a real failure
 			}
 			// The row is there: another instance submitted this tick, or
@@ -118,7 +118,7 @@ func (w *scheduleWorker) Work(ctx context.Context, job *river.Job[ScheduleArgs])
 // (DeleteArchive: with their key files, the exports marked deleted, each
 // deletion audited).
 func (s *Service) Prune(ctx context.Context, sch Schedule) error {
-	all, err := s.Storage.Archives(ctx)
+	all, err := s.storage.Archives(ctx)
 	if err != nil {
 		return err
 	}
@@ -158,19 +158,19 @@ func (s *Service) Prune(ctx context.Context, sch Schedule) error {
 // retention share. reason, if set, says why (retention).
 func (s *Service) DeleteArchive(ctx context.Context, name, actor, via, reason string) error {
 	key := storage.ArchiveKey(name)
-	e, err := s.Store.ExportByName(ctx, name)
+	e, err := s.store.ExportByName(ctx, name)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	if err := s.Storage.Delete(ctx, key); err != nil {
+	if err := s.storage.Delete(ctx, key); err != nil {
 		return fmt.Errorf("could not delete %s: %w", key, err)
 	}
-	if err := s.Storage.Delete(ctx, key+storage.KeyExt); err != nil {
+	if err := s.storage.Delete(ctx, key+storage.KeyExt); err != nil {
 		return fmt.Errorf("deleted %s, but not its key file %s%s (delete it by hand): %w", key, key, storage.KeyExt, err)
 	}
 	entry := store.AuditEntry{Actor: actor, Via: via, Action: "archive.delete", Target: key, Outcome: "ok", Detail: reason}
 	if e != nil {
-		if err := s.Store.MarkDeleted(ctx, e.ID); err != nil && !errors.Is(err, store.ErrNotFound) { // already deleted: nothing to mark
+		if err := s.store.MarkDeleted(ctx, e.ID); err != nil && !errors.Is(err, store.ErrNotFound) { // already deleted: nothing to mark
 			return fmt.Errorf("deleted %s, but could not record it: %w", key, err)
 		}
 		entry.Action, entry.Target, entry.Detail = "export.delete", e.ID, strings.TrimSuffix(key+", "+reason, ", ")
@@ -242,7 +242,7 @@ func (s *Service) AddSchedule(ctx context.Context, sch Schedule) error {
 	if err != nil {
 		return err
 	}
-	if err := s.Store.AddSchedule(ctx, store.Schedule{Name: sch.Name, Cron: sch.Cron, Request: string(req), Keep: sch.Keep,
+	if err := s.store.AddSchedule(ctx, store.Schedule{Name: sch.Name, Cron: sch.Cron, Request: string(req), Keep: sch.Keep,
 		MaxAge: sch.MaxAge, CreatedBy: sch.CreatedBy}); errors.Is(err, store.ErrExists) {
 		return fmt.Errorf("a schedule named %q exists already", sch.Name)
 	} else if err != nil {
@@ -266,7 +266,7 @@ func (s *Service) RemoveSchedule(ctx context.Context, name, actor string) error 
 	if ok && sch.CreatedBy == "" {
 		return fmt.Errorf("schedule %q comes from the config file: remove it there and restart Ferry", name)
 	}
-	if err := s.Store.DeleteSchedule(ctx, name); errors.Is(err, store.ErrNotFound) {
+	if err := s.store.DeleteSchedule(ctx, name); errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("there is no schedule %q", name)
 	} else if err != nil {
 		return err
@@ -306,7 +306,7 @@ func (s *Service) uninstall(name string) {
 // start ticking, removed ones stop (another instance may have changed
 // them). Config schedules are left as they are.
 func (s *Service) loadStored(ctx context.Context) error {
-	stored, err := s.Store.Schedules(ctx)
+	stored, err := s.store.Schedules(ctx)
 	if err != nil {
 		return err
 	}

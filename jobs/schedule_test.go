@@ -37,7 +37,7 @@ func TestScheduleRunsOnceAcrossInstancesAndPrunes(t *testing.T) {
 		defer st.Close()
 		bucket, _ := storage.Open(ctx, storageURL)
 		defer bucket.Close()
-		svc := &Service{Store: st, Storage: bucket, Owner: fmt.Sprintf("instance-%d", i), PartSize: 16 << 10,
+		svc := &Service{store: st, storage: bucket, Instance: fmt.Sprintf("instance-%d", i), PartSize: 16 << 10,
 			Open:     func(context.Context, string) (source.Source, error) { return &sourcetest.Fake{Users: 200}, nil },
 			Announce: func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() }}
 		if err := svc.SetSchedules([]Schedule{sch}); err != nil {
@@ -53,7 +53,7 @@ func TestScheduleRunsOnceAcrossInstancesAndPrunes(t *testing.T) {
 	// Wait for a few ticks (leader election can take a moment).
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		var n int
-		services[0].Store.DB.QueryRowContext(ctx, `SELECT count(*) FROM ferry_exports WHERE via = 'schedule'`).Scan(&n)
+		services[0].store.DB.QueryRowContext(ctx, `SELECT count(*) FROM ferry_jobs WHERE via = 'schedule'`).Scan(&n)
 		if n >= 4 {
 			break
 		}
@@ -63,36 +63,36 @@ func TestScheduleRunsOnceAcrossInstancesAndPrunes(t *testing.T) {
 	}
 	time.Sleep(1500 * time.Millisecond) // let a tick already being worked finish
 	svc := services[0]
-	list, _ := svc.Store.ListExports(ctx, 100)
+	list, _ := svc.store.ListExports(ctx, 100)
 	var ticks []string
 	for _, e := range list {
 		if e.Via == "schedule" {
 			ticks = append(ticks, e.ID)
-			waitFor(t, svc.Store, e.ID, store.StatusCompleted, store.StatusFailed, store.StatusDeleted) // each tick prunes
+			waitFor(t, svc.store, e.ID, store.StatusCompleted, store.StatusFailed, store.StatusDeleted) // each tick prunes
 		}
 	}
 	if len(ticks) < 3 {
 		t.Fatalf("only %d scheduled exports in 30 s", len(ticks))
 	}
 	var jobsInserted int
-	svc.Store.DB.QueryRowContext(ctx, `SELECT count(*) FROM river_job WHERE kind = 'ferry.schedule'`).Scan(&jobsInserted)
+	svc.store.DB.QueryRowContext(ctx, `SELECT count(*) FROM river_job WHERE kind = 'ferry.schedule'`).Scan(&jobsInserted)
 	if jobsInserted > len(ticks)+2 {
 		t.Errorf("%d schedule jobs for %d ticks: instances ticked twice", jobsInserted, len(ticks))
 	}
 	if err := svc.Prune(ctx, sch); err != nil {
 		t.Fatal(err)
 	}
-	archives, _ := svc.Storage.Archives(ctx)
+	archives, _ := svc.storage.Archives(ctx)
 	if len(archives) != 2 {
 		t.Fatalf("%d archives kept, want 2: %v", len(archives), archives)
 	}
-	keys, _ := svc.Storage.List(ctx, storage.ArchivePrefix)
+	keys, _ := svc.storage.List(ctx, storage.ArchivePrefix)
 	if len(keys) != 4 {
 		t.Errorf("archives and key files: %v", keys)
 	}
 	// Retention deletes the way chat and the API do: the pruned exports
 	// are marked deleted (and still count as the schedule's successes).
-	list, _ = svc.Store.ListExports(ctx, 100)
+	list, _ = svc.store.ListExports(ctx, 100)
 	deleted := 0
 	for _, e := range list {
 		if e.Via == "schedule" && e.Status == store.StatusDeleted {
@@ -102,7 +102,7 @@ func TestScheduleRunsOnceAcrossInstancesAndPrunes(t *testing.T) {
 	if deleted != len(ticks)-2 {
 		t.Errorf("%d exports marked deleted, want %d", deleted, len(ticks)-2)
 	}
-	if last, _ := svc.Store.LastScheduledSuccess(ctx); last[sch.Name].IsZero() {
+	if last, _ := svc.store.LastScheduledSuccess(ctx); last[sch.Name].IsZero() {
 		t.Error("no last success after pruning")
 	}
 	// Announcements follow the status change by a moment: poll briefly.
@@ -155,7 +155,7 @@ func TestRuntimeSchedulesAreStored(t *testing.T) {
 	defer bucket.Close()
 	req := Request{Source: "fake", Plaintext: true}
 	newService := func() (*Service, func(context.Context) error) {
-		svc := &Service{Store: st, Storage: bucket, Owner: "t", PartSize: 16 << 10,
+		svc := &Service{store: st, storage: bucket, Instance: "t", PartSize: 16 << 10,
 			Open: func(context.Context, string) (source.Source, error) { return &sourcetest.Fake{Users: 20}, nil }}
 		if err := svc.SetSchedules([]Schedule{{Name: "nightly", Cron: "0 3 * * *", Request: req}}); err != nil {
 			t.Fatal(err)
@@ -179,7 +179,7 @@ func TestRuntimeSchedulesAreStored(t *testing.T) {
 	// It ticks without a restart.
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		var n int
-		st.DB.QueryRowContext(ctx, `SELECT count(*) FROM ferry_exports WHERE requested_by = 'schedule:often'`).Scan(&n)
+		st.DB.QueryRowContext(ctx, `SELECT count(*) FROM ferry_jobs WHERE requested_by = 'schedule:often'`).Scan(&n)
 		if n > 0 {
 			break
 		}

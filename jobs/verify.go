@@ -67,7 +67,7 @@ func (s *Service) checkStored(ctx context.Context, e *store.Export, c progress.C
 		return nil, fmt.Errorf("export %s is %s: only a completed export has an archive to check", e.ID, e.Status)
 	}
 	key := storage.ArchiveKey(e.Name)
-	r, err := s.Storage.Range(ctx, key, 0, -1)
+	r, err := s.storage.Range(ctx, key, 0, -1)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("%s is %w: it is gone from storage (deleted by retention or by hand?)", key, ErrDamaged)
 	}
@@ -93,7 +93,7 @@ func (s *Service) checkStored(ctx context.Context, e *store.Export, c progress.C
 	if req.Plaintext {
 		return got, nil
 	}
-	got.KeyFile, err = s.Storage.ArchiveKeyFile(ctx, e.Name)
+	got.KeyFile, err = s.storage.ArchiveKeyFile(ctx, e.Name)
 	if errors.Is(err, storage.ErrNotFound) {
 		return got, fmt.Errorf("%s is %w: its key file %s is missing, and without it nobody can open the archive", key, ErrDamaged, key+storage.KeyExt)
 	}
@@ -130,7 +130,7 @@ func (s *Service) verifyStored(ctx context.Context, e *store.Export, c progress.
 		return outside + "; its contents were not checked: no identity that opens archives is configured (encryption.identity_file). " +
 			"Run `bot archive verify --identity FILE` on a download for a full check.", nil
 	}
-	src, err := s.Storage.OpenArchive(ctx, e.Name)
+	src, err := s.storage.OpenArchive(ctx, e.Name)
 	if err != nil {
 		return "", err
 	}
@@ -164,7 +164,7 @@ func (s *Service) verifyStored(ctx context.Context, e *store.Export, c progress.
 
 // SubmitVerify queues a verification of a finished export's archive.
 func (s *Service) SubmitVerify(ctx context.Context, id, exportID, requestedBy, via string) (*store.Export, error) {
-	e, err := s.Store.GetExport(ctx, exportID)
+	e, err := s.store.GetExport(ctx, exportID)
 	if err != nil {
 		return nil, fmt.Errorf("export %s: %w", exportID, err)
 	}
@@ -188,16 +188,13 @@ type verifyWorker struct {
 	svc *Service
 }
 
-// Timeout: none; reading a large archive back takes as long as it takes.
-func (w *verifyWorker) Timeout(*river.Job[VerifyArgs]) time.Duration { return -1 }
-
 func (w *verifyWorker) Work(ctx context.Context, job *river.Job[VerifyArgs]) error {
-	return w.svc.work(ctx, job.ID, job.Args.JobID, func(ctx context.Context, v *store.Export, token int64) (string, error) {
+	return w.svc.work(ctx, job.JobRow, job.Args.JobID, func(ctx context.Context, v *store.Export, token int64) (string, error) {
 		var req VerifyRequest
 		if err := json.Unmarshal([]byte(v.Request), &req); err != nil {
 			return "", permanent(fmt.Errorf("stored request: %w", err))
 		}
-		e, err := w.svc.Store.GetExport(ctx, req.Export)
+		e, err := w.svc.store.GetExport(ctx, req.Export)
 		if err != nil {
 			return "", permanent(fmt.Errorf("export %s: %w", req.Export, err))
 		}

@@ -154,7 +154,7 @@ func (s *Store) QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEntry, boo
 
 // JobQuery selects jobs: every field set narrows it.
 type JobQuery struct {
-	Kind        string
+	Kind        Kind
 	RequestedBy string
 	Via         string
 	Name        string // jobs of one archive (its export, verifications and imports)
@@ -166,7 +166,7 @@ type JobQuery struct {
 func (s *Store) QueryJobs(ctx context.Context, q JobQuery) ([]*Export, error) {
 	var where []string
 	var args []any
-	for _, f := range []struct{ col, val string }{{"kind", q.Kind}, {"requested_by", q.RequestedBy}, {"via", q.Via}, {"name", q.Name}} {
+	for _, f := range []struct{ col, val string }{{"j.kind", string(q.Kind)}, {"j.requested_by", q.RequestedBy}, {"j.via", q.Via}, {"j.name", q.Name}} {
 		if f.val != "" {
 			where, args = append(where, f.col+" = ?"), append(args, f.val)
 		}
@@ -174,11 +174,11 @@ func (s *Store) QueryJobs(ctx context.Context, q JobQuery) ([]*Export, error) {
 	if q.Limit <= 0 {
 		q.Limit = 100
 	}
-	query := `SELECT ` + exportColumns + ` FROM ferry_exports`
+	query := `SELECT ` + jobColumns + jobFrom
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
-	query += " ORDER BY created_at DESC, id LIMIT ? OFFSET ?"
+	query += " ORDER BY j.created_at DESC, j.id LIMIT ? OFFSET ?"
 	rows, err := s.DB.QueryContext(ctx, s.q(query), append(args, q.Limit, max(q.Offset, 0))...)
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
@@ -186,7 +186,7 @@ func (s *Store) QueryJobs(ctx context.Context, q JobQuery) ([]*Export, error) {
 	return s.scanExports(rows)
 }
 
-// scanExports reads every row of a query of exportColumns and closes it.
+// scanExports reads every row of a query of jobColumns and closes it.
 func (s *Store) scanExports(rows *sql.Rows) ([]*Export, error) {
 	defer rows.Close()
 	var out []*Export

@@ -15,7 +15,7 @@ import (
 
 // Secrets at rest. The state database keeps two kinds of secret for a
 // while: the key line of an unfinished encrypted export or of an import
-// (ferry_exports.archive_key, cleared when the job ends) and the identity
+// (ferry_jobs.archive_key, cleared when the job ends) and the identity
 // of a personal export until its one-time link is used
 // (ferry_secrets.secret). Both are sealed with AES-256-GCM under a key
 // kept outside the database (Open's KeyFile, mode 0600), bound to their
@@ -25,7 +25,16 @@ import (
 // Option configures Open.
 type Option func(*options)
 
-type options struct{ keyFile string }
+type options struct {
+	keyFile   string
+	upgradeTo int
+}
+
+// UpgradeTo makes Open apply Ferry's upgrades up to version only, for
+// tests that build the database a previous release left (then opened
+// again without it, to upgrade). Such a Store holds a past schema: only
+// its DB is for use, and it seals nothing.
+func UpgradeTo(version int) Option { return func(o *options) { o.upgradeTo = version } }
 
 // KeyFile is the file of the key that seals secrets in the database,
 // created (0600) if missing. Every instance sharing a database needs the
@@ -155,6 +164,8 @@ func (s *sealer) open(stored, aad string) (string, error) {
 }
 
 // Row bindings of sealed values: a value moved to another row won't open.
+// exportKeyAAD keeps the table's old name: key lines sealed before the
+// ledger was renamed (007) still open.
 func exportKeyAAD(id string) string     { return "ferry_exports.archive_key " + id }
 func secretAAD(tokenHash string) string { return "ferry_secrets.secret " + tokenHash }
 
@@ -165,7 +176,7 @@ func (s *Store) sealAtRest(ctx context.Context) error {
 	type row struct{ table, id, value string }
 	var rows []row
 	for _, q := range []struct{ table, query string }{
-		{"ferry_exports", `SELECT id, archive_key FROM ferry_exports WHERE archive_key IS NOT NULL AND archive_key <> ''`},
+		{"ferry_jobs", `SELECT id, archive_key FROM ferry_jobs WHERE archive_key IS NOT NULL AND archive_key <> ''`},
 		{"ferry_secrets", `SELECT token_hash, secret FROM ferry_secrets`},
 	} {
 		rs, err := s.DB.QueryContext(ctx, q.query)
@@ -207,7 +218,7 @@ func (s *Store) sealAtRest(ctx context.Context) error {
 		if strings.HasPrefix(r.value, sealedPrefix) {
 			continue
 		}
-		update := `UPDATE ferry_exports SET archive_key = ? WHERE id = ? AND archive_key = ?`
+		update := `UPDATE ferry_jobs SET archive_key = ? WHERE id = ? AND archive_key = ?`
 		if r.table == "ferry_secrets" {
 			update = `UPDATE ferry_secrets SET secret = ? WHERE token_hash = ? AND secret = ?`
 		}

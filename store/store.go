@@ -1,8 +1,12 @@
-// Package store is Ferry's own state database: the exports it runs (with
-// their leases and checkpoints) and the audit log, on SQLite (the embedded
-// default: one file, no server) or PostgreSQL (several Ferry instances).
-// River's job tables live in the same database. Upgrades are ordered SQL
-// files in migrations/, applied once each and recorded in ferry_schema.
+// Package store is Ferry's own state database: the ledger of its jobs
+// (what each was asked and produced, with the fencing token and checkpoint
+// an export resumes from), the audit log, schedules, secrets, dashboard
+// sessions and the bot's follow state, on SQLite (the embedded default:
+// one file, no server) or PostgreSQL (several Ferry instances). River's job
+// tables live in the same database and hold every job's queue and run
+// state; Open migrates them too, since the ledger's views read a job's
+// status from them. Ferry's upgrades are ordered SQL files in migrations/,
+// applied once each and recorded in ferry_schema.
 package store
 
 import (
@@ -22,6 +26,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
 	"github.com/ferry-matrix/ferry/internal/sqlq"
@@ -109,9 +116,16 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("state database: %w", err)
 	}
-	if err := s.upgrade(ctx); err != nil {
+	if err := s.upgrade(ctx, o.upgradeTo); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if err := s.migrateRiver(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if o.upgradeTo > 0 {
+		return s, nil
 	}
 	if err := s.sealAtRest(ctx); err != nil {
 		s.Close()
@@ -172,11 +186,12 @@ func (s *Store) q(query string) string {
 // when several Ferry instances start at once.
 const upgradeLock = 0x46657272 // "Ferr"
 
-// upgrade applies the migrations not yet recorded, in order, in one
-// transaction that holds off other instances doing the same (an advisory
-// lock on PostgreSQL, an immediate write lock on SQLite), so that two
-// instances starting together never apply one twice.
-func (s *Store) upgrade(ctx context.Context) error {
+// upgrade applies the migrations not yet recorded, in order (up to
+// version upTo, if not 0), in one transaction that holds off other
+// instances doing the same (an advisory lock on PostgreSQL, an immediate
+// write lock on SQLite), so that two instances starting together never
+// apply one twice.
+func (s *Store) upgrade(ctx context.Context, upTo int) error {
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("state database: %w", err)
@@ -204,7 +219,7 @@ func (s *Store) upgrade(ctx context.Context) error {
 		if err := tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM ferry_schema WHERE version = ?`), version).Scan(&done); err != nil {
 			return err
 		}
-		if done > 0 {
+		if done > 0 || upTo > 0 && version > upTo {
 			continue
 		}
 		body, err := migrations.ReadFile(name)
@@ -221,6 +236,52 @@ func (s *Store) upgrade(ctx context.Context) error {
 		}
 	}
 	return tx.Commit()
+}
+
+// riverLock is the PostgreSQL advisory lock that serialises River's
+// migrations when several Ferry instances start at once.
+const riverLock = 0x52697672 // "Rivr"
+
+// migrateRiver creates or upgrades River's tables (river_job, ...): the
+// ledger's reads join river_job for a job's run state. On SQLite it runs
+// in one immediate transaction (two processes starting together
+// serialise); on PostgreSQL under an advisory lock, since some of River's
+// migrations cannot share one transaction.
+func (s *Store) migrateRiver(ctx context.Context) error {
+	switch s.Dialect {
+	case SQLite:
+		m, err := rivermigrate.New(riversqlite.New(s.DB), nil)
+		if err != nil {
+			return err
+		}
+		tx, err := s.DB.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("job tables: %w", err)
+		}
+		defer tx.Rollback()
+		if _, err := m.MigrateTx(ctx, tx, rivermigrate.DirectionUp, nil); err != nil { //nolint:staticcheck // one transaction is what SQLite needs here
+			return fmt.Errorf("job tables: %w", err)
+		}
+		return tx.Commit()
+	default:
+		conn, err := s.Pool.Acquire(ctx)
+		if err != nil {
+			return fmt.Errorf("job tables: %w", err)
+		}
+		defer conn.Release()
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, riverLock); err != nil {
+			return fmt.Errorf("job tables: %w", err)
+		}
+		defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, riverLock)
+		m, err := rivermigrate.New(riverpgxv5.New(s.Pool), nil)
+		if err != nil {
+			return err
+		}
+		if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+			return fmt.Errorf("job tables: %w", err)
+		}
+		return nil
+	}
 }
 
 // splitStatements splits a migration file at semicolons ending a line,
@@ -249,5 +310,5 @@ func splitStatements(body string) []string {
 	return out
 }
 
-// ErrNotFound: no such export.
+// ErrNotFound: no such job.
 var ErrNotFound = errors.New("no such export")

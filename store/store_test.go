@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -35,6 +36,21 @@ func each(t *testing.T, fn func(t *testing.T, s *Store)) {
 	})
 }
 
+// eachURL runs a test on a SQLite file and on a PostgreSQL database of its
+// own, given a temporary directory (for key files) and the database's URL.
+func eachURL(t *testing.T, fn func(t *testing.T, dir, url string)) {
+	for _, driver := range []string{"sqlite", "postgres"} {
+		t.Run(driver, func(t *testing.T) {
+			dir := t.TempDir()
+			url := "sqlite://" + filepath.Join(dir, "ferry.db")
+			if driver == "postgres" {
+				url = testenv.StartPostgres(t).CreateDatabase(t, fmt.Sprintf("store_%d", time.Now().UnixNano()))
+			}
+			fn(t, dir, url)
+		})
+	}
+}
+
 func TestUpgradesApplyOnce(t *testing.T) {
 	dir := t.TempDir()
 	for i := 0; i < 2; i++ {
@@ -55,53 +71,65 @@ func TestUpgradesApplyOnce(t *testing.T) {
 	}
 }
 
-// Leases: one live owner at a time; tokens grow; a stale lease is taken
-// over, and the old owner's fenced writes then fail.
-func TestLeases(t *testing.T) {
+// Fencing: every claim moves the token on, and the previous run's writes
+// then fail; an outcome ends every run's writes, and only the first
+// outcome counts.
+func TestFencing(t *testing.T) {
 	each(t, func(t *testing.T, s *Store) {
 		ctx := context.Background()
-		clock := time.Unix(1_800_000_000, 0)
-		s.now = func() time.Time { return clock }
-		if err := s.CreateExport(ctx, &Export{ID: "e1", Kind: "export", RequestedBy: "@admin:x", Via: "api", Request: `{}`}); err != nil {
+		if err := s.CreateExport(ctx, &Export{ID: "e1", Kind: KindExport, RequestedBy: "@admin:x", Via: "api", Request: `{}`}); err != nil {
 			t.Fatal(err)
 		}
-		a, err := s.AcquireLease(ctx, "e1", "worker-a", time.Minute)
-		if err != nil || a != 1 {
-			t.Fatalf("first lease: %d %v", a, err)
+		if e, _ := s.GetExport(ctx, "e1"); e.Status != StatusQueued || !e.Running() {
+			t.Fatalf("new job %+v", e)
 		}
-		if _, err := s.AcquireLease(ctx, "e1", "worker-b", time.Minute); !errors.Is(err, ErrLeaseHeld) {
-			t.Fatalf("second owner while the lease is live: %v", err)
+		a, err := s.Claim(ctx, "e1", 7)
+		if err != nil || a != 1 {
+			t.Fatalf("first claim: %d %v", a, err)
 		}
 		if err := s.SaveCheckpoint(ctx, "e1", a, []byte("cp1")); err != nil {
 			t.Fatal(err)
 		}
-		clock = clock.Add(2 * time.Minute) // worker-a stopped heart-beating
-		b, err := s.AcquireLease(ctx, "e1", "worker-b", time.Minute)
+		b, err := s.Claim(ctx, "e1", 7) // another run of the same River job (a rescue)
 		if err != nil || b != 2 {
-			t.Fatalf("takeover: %d %v", b, err)
+			t.Fatalf("second claim: %d %v", b, err)
 		}
-		if err := s.CheckLease(ctx, "e1", a); !errors.Is(err, ErrLeaseLost) {
-			t.Fatalf("old owner's fencing check: %v", err)
+		if err := s.CheckFence(ctx, "e1", a); !errors.Is(err, ErrFenced) {
+			t.Fatalf("old run's fencing check: %v", err)
 		}
-		if err := s.SaveCheckpoint(ctx, "e1", a, []byte("stale")); !errors.Is(err, ErrLeaseLost) {
-			t.Fatalf("old owner's checkpoint: %v", err)
+		if err := s.SaveCheckpoint(ctx, "e1", a, []byte("stale")); !errors.Is(err, ErrFenced) {
+			t.Fatalf("old run's checkpoint: %v", err)
 		}
-		if err := s.Heartbeat(ctx, "e1", a, time.Minute); !errors.Is(err, ErrLeaseLost) {
-			t.Fatalf("old owner's heartbeat: %v", err)
+		if err := s.Finish(ctx, "e1", a, Result{Status: StatusCompleted}); !errors.Is(err, ErrFenced) {
+			t.Fatalf("old run's outcome: %v", err)
 		}
 		e, _ := s.GetExport(ctx, "e1")
-		if string(e.Checkpoint) != "cp1" || e.Status != StatusProcessing || e.Attempts != 2 || e.LeaseOwner != "worker-b" {
+		// River job 7 is not in river_job: a job whose River job is gone
+		// and that has no outcome has failed.
+		if string(e.Checkpoint) != "cp1" || e.Attempts != 2 || e.Fence != 2 || e.RiverJobID != 7 || e.Status != StatusFailed || e.Error == "" {
 			t.Fatalf("record %+v", e)
 		}
-		if err := s.Finish(ctx, "e1", StatusCompleted, 123, "abc", ""); err != nil {
+		if err := s.Finish(ctx, "e1", b, Result{Status: StatusCompleted, Size: 123, SHA256: "abc"}); err != nil {
 			t.Fatal(err)
 		}
 		e, _ = s.GetExport(ctx, "e1")
-		if e.Status != StatusCompleted || e.Checkpoint != nil || e.ArchiveKey != "" || e.Size != 123 {
+		if e.Status != StatusCompleted || e.Checkpoint != nil || e.ArchiveKey != "" || e.Size != 123 || e.FinishedAt.IsZero() {
 			t.Fatalf("finished record %+v", e)
+		}
+		if err := s.CheckFence(ctx, "e1", b); !errors.Is(err, ErrFenced) {
+			t.Fatalf("fencing check after the outcome: %v", err)
+		}
+		if _, err := s.Claim(ctx, "e1", 8); !errors.Is(err, ErrEnded) {
+			t.Fatalf("claim of an ended job: %v", err)
+		}
+		if err := s.End(ctx, "e1", Result{Status: StatusCancelled}); !errors.Is(err, ErrEnded) {
+			t.Fatalf("a second outcome: %v", err)
 		}
 		if _, err := s.GetExport(ctx, "nope"); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("missing export: %v", err)
+		}
+		if _, err := s.Claim(ctx, "nope", 1); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("claim of a missing export: %v", err)
 		}
 		s.Audit(ctx, AuditEntry{Actor: "@admin:x", Via: "api", Action: "export.create", Target: "e1", Outcome: "ok"})
 		if log, err := s.AuditLog(ctx, 10); err != nil || len(log) != 1 || log[0].Action != "export.create" {
@@ -110,13 +138,55 @@ func TestLeases(t *testing.T) {
 	})
 }
 
+// The bot's follow state lives in its own table; an empty state forgets it.
+func TestFollows(t *testing.T) {
+	each(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		for _, st := range []string{`{"room":"!a"}`, `{"room":"!b"}`} {
+			if err := s.SaveFollow(ctx, "e1", st); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.SaveFollow(ctx, "e2", `{"room":"!c"}`)
+		if f, err := s.Follows(ctx); err != nil || len(f) != 2 || f["e1"] != `{"room":"!b"}` {
+			t.Fatalf("follows %v %v", f, err)
+		}
+		s.SaveFollow(ctx, "e2", "")
+		if f, _ := s.Follows(ctx); len(f) != 1 {
+			t.Fatalf("forgotten follow still there: %v", f)
+		}
+	})
+}
+
+// A CLI export is recorded once finished, and is never taken for an
+// archive in Ferry's storage.
+func TestRecordExport(t *testing.T) {
+	each(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		if err := s.RecordExport(ctx, &Export{ID: "cli-1", RequestedBy: "cli", Via: "cli", Name: "full-x"}); err == nil {
+			t.Error("a CLI export without its location recorded")
+		}
+		if err := s.RecordExport(ctx, &Export{ID: "cli-1", RequestedBy: "cli", Via: "cli", Name: "full-x", Location: "/tmp/full-x.ferry",
+			Size: 10, SHA256: "abc"}); err != nil {
+			t.Fatal(err)
+		}
+		e, err := s.GetExport(ctx, "cli-1")
+		if err != nil || e.Status != StatusCompleted || e.Kind != KindExport || e.Location != "/tmp/full-x.ferry" || e.Size != 10 {
+			t.Fatalf("%+v %v", e, err)
+		}
+		if _, err := s.ExportByName(ctx, "full-x"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("a CLI export's archive taken for one in storage: %v", err)
+		}
+	})
+}
+
 func TestLastScheduledSuccess(t *testing.T) {
 	each(t, func(t *testing.T, s *Store) {
 		ctx := context.Background()
-		for i, st := range []string{StatusCompleted, StatusFailed} {
+		for i, st := range []Status{StatusCompleted, StatusFailed} {
 			id := fmt.Sprintf("sched-%d", i)
-			s.CreateExport(ctx, &Export{ID: id, Kind: "export", RequestedBy: "schedule:nightly", Via: "schedule", Request: "{}"})
-			s.Finish(ctx, id, st, 1, "", "")
+			s.CreateExport(ctx, &Export{ID: id, Kind: KindExport, RequestedBy: "schedule:nightly", Via: "schedule", Request: "{}"})
+			s.End(ctx, id, Result{Status: st, Size: 1})
 		}
 		last, err := s.LastScheduledSuccess(ctx)
 		if err != nil || len(last) != 1 || last["nightly"].IsZero() {

@@ -705,11 +705,14 @@ func (env *botEnv) restart(t *testing.T) {
 		t.Fatal(err)
 	}
 	list, _ := st.ListExports(ctx, 1)
-	notify := strings.Replace(list[0].Notify, `"done":true`, `"done":false`, 1)
-	if notify == list[0].Notify {
-		t.Fatalf("the export's follow state was not saved as done: %q", notify)
+	if follows, err := st.Follows(ctx); err != nil || follows[list[0].ID] != "" {
+		t.Fatalf("the export's follow state was kept after its outcome was posted: %v %v", follows, err)
 	}
-	st.SetNotify(ctx, list[0].ID, notify)
+	// The state the bot keeps while it follows the export (bot.followState).
+	state, _ := json.Marshal(map[string]string{"room": string(env.adminRoom), "reply_to": string(cmd), "message": string(progress.evt.ID), "type": "full"})
+	if err := st.SaveFollow(ctx, list[0].ID, string(state)); err != nil {
+		t.Fatal(err)
+	}
 	st.Close()
 	env.startBot(t)
 	env.admin.waitFor(t, "the outcome posted again by the restarted bot", 60*time.Second, first+1, isOutcome)

@@ -143,6 +143,15 @@ func importInto(targets []config.ImportTarget) jobs.Importer {
 	}
 }
 
+// instanceName is this instance's stable name among the ones sharing a
+// state database (its River client ID: jobs.Service.Instance): the host
+// name with the appservice's listen address, which two instances on one
+// host cannot share, and which stays the same when it restarts.
+func instanceName(cfg *config.Config) string {
+	host, _ := os.Hostname()
+	return host + "/" + cfg.Appservice.Listen
+}
+
 func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.Service)) (*service, error) {
 	s := &service{}
 	var err error
@@ -153,9 +162,8 @@ func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.
 		s.close()
 		return nil, err
 	}
-	host, _ := os.Hostname()
-	s.jobs = &jobs.Service{Store: s.state, Storage: s.bucket, Owner: fmt.Sprintf("%s/%d", host, os.Getpid()),
-		Open: openSource(cfg), Capabilities: sourceCapabilities(cfg)}
+	s.jobs = jobs.New(s.state, s.bucket)
+	s.jobs.Instance, s.jobs.Open, s.jobs.Capabilities = instanceName(cfg), openSource(cfg), sourceCapabilities(cfg)
 	if cfg.Encryption.IdentityFile != "" {
 		if s.jobs.Identities, err = readIdentities(cfg.Encryption.IdentityFile); err != nil {
 			s.close()
@@ -182,11 +190,6 @@ func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.
 		s.close()
 		return nil, err
 	}
-	if n, err := s.jobs.ResumeOrphans(ctx); err != nil {
-		zerolog.Ctx(ctx).Error().Err(err).Int("queued", n).Msg("interrupted jobs or owed verifications could not all be queued again (River's rescue of stuck jobs takes the jobs later)")
-	} else if n > 0 {
-		zerolog.Ctx(ctx).Info().Int("jobs", n).Msg("resuming interrupted jobs")
-	}
 	secret, err := links.LoadOrCreateSecret(cfg.Storage.LinkSecretFile)
 	if err != nil {
 		s.close()
@@ -199,7 +202,7 @@ func newService(ctx context.Context, cfg *config.Config, beforeStart func(*jobs.
 	}
 	// The API's handler audits every download (allowed or refused).
 	s.links = &links.Handler{Store: s.bucket, Signer: signer}
-	s.app = app.New(s.jobs, s.links, app.Config{Source: cfg.Homeserver.Implementation, BaseURL: cfg.PublicURL(),
+	s.app = app.New(s.state, s.bucket, s.jobs, s.links, app.Config{Source: cfg.Homeserver.Implementation, BaseURL: cfg.PublicURL(),
 		LinkTTL: time.Duration(cfg.Storage.LinkLifetime), MydataPerDay: cfg.Limits.MydataPerDay, StorageURL: cfg.Storage.URL,
 		ImportFrom: cfg.Storage.ImportFrom, PreviewTarget: func() importer.Target { return idendrite.NewTarget(idendrite.Config{}) }})
 	var tokens []api.Token
