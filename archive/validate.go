@@ -394,7 +394,8 @@ var mxcPattern = regexp.MustCompile(`mxc://([A-Za-z0-9.:\-\[\]]+)/([A-Za-z0-9_\-
 
 // checkedEvent is an event with what can be computed of it apart from
 // the others (parsing, its ID, signatures and content hash), which
-// checkEvents computes on every core.
+// eventFile computes on every core, a batch's signatures verified
+// together (matrixevent.Batch).
 type checkedEvent struct {
 	e        *Event
 	room     *roomInfo
@@ -432,9 +433,11 @@ func (v *validator) eventFile(f *File) error {
 		inflight = append(inflight, j)
 		go func() {
 			defer close(j.done)
+			var sigs matrixevent.Batch
 			for i := range j.batch {
-				v.checkEvent(&j.batch[i])
+				v.checkEvent(&j.batch[i], &sigs)
 			}
+			sigs.Verify()
 		}()
 		for len(inflight) > workers {
 			take()
@@ -456,20 +459,28 @@ func (v *validator) eventFile(f *File) error {
 	return err
 }
 
-// checkEvent computes what can be known of one event alone. It reads only
-// what preload filled (rooms, keys), so it runs on any goroutine.
-func (v *validator) checkEvent(c *checkedEvent) {
+// checkEvent computes what can be known of one event alone, its
+// signatures verified in sigs (complete once sigs.Verify returns). It
+// reads only what preload filled (rooms, keys), so it runs on any
+// goroutine.
+func (v *validator) checkEvent(c *checkedEvent, sigs *matrixevent.Batch) {
 	if c.room == nil {
 		return
 	}
-	c.fields, c.parseErr = matrixevent.Parse(c.e.JSON)
-	if c.parseErr != nil || !c.room.known {
-		return
+	if c.room.known {
+		// The checks' one pass gives the fields too, mostly; the checks'
+		// outcome is not reported for an event that does not parse.
+		sigs.Add(c.room.version, c.e.JSON, v.keyLookup, !c.e.Redacted, &c.checked)
+		if c.fields = c.checked.Fields; c.fields != nil {
+			return
+		}
 	}
-	c.checked = matrixevent.Check(c.room.version, c.e.JSON, func(server, keyID string) (ed25519.PublicKey, bool) {
-		k, ok := v.keys[[2]string{server, keyID}]
-		return k, ok
-	}, !c.e.Redacted)
+	c.fields, c.parseErr = matrixevent.Parse(c.e.JSON)
+}
+
+func (v *validator) keyLookup(server, keyID string) (ed25519.PublicKey, bool) {
+	k, ok := v.keys[[2]string{server, keyID}]
+	return k, ok
 }
 
 func (v *validator) event(c *checkedEvent) {

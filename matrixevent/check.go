@@ -5,10 +5,12 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -23,6 +25,11 @@ type Checked struct {
 	SigErr     error
 	// HashErr is CheckContentHash's error (nil when not asked for).
 	HashErr error
+	// Fields are the event's fields as Parse gives them, read in the same
+	// pass where that is exact: JSON without a backslash, every field of
+	// the type Parse wants. Content is then the canonical form of the
+	// same object. nil: call Parse.
+	Fields *Fields
 }
 
 // Check computes what EventID, CheckSignatures and (when contentHash is
@@ -33,7 +40,7 @@ type Checked struct {
 // surrogates, duplicate keys, a content that is no object, ...) takes the
 // general functions.
 func Check(v RoomVersion, data []byte, keys KeyLookup, contentHash bool) Checked {
-	if c, ok := checkFast(v, data, keys, contentHash); ok {
+	if c, _, ok := checkFast(v, data, keys, contentHash, false); ok {
 		return c
 	}
 	var c Checked
@@ -45,15 +52,34 @@ func Check(v RoomVersion, data []byte, keys KeyLookup, contentHash bool) Checked
 	return c
 }
 
-func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash bool) (Checked, bool) {
-	var c Checked
+// pendingSigs are the signatures by known keys that checkFast left to a
+// Batch, in the event's order, and the bytes they sign.
+type pendingSigs struct {
+	signed       []byte
+	senderServer string
+	sigs         []pendingSig
+}
+
+// pendingSig is one signature to verify; raw is nil when it does not
+// decode (it counts as not verifying).
+type pendingSig struct {
+	server, keyID string
+	pub           ed25519.PublicKey
+	raw           []byte
+}
+
+// checkFast is Check's one pass (ok false: the general functions must do
+// it). With deferSigs it verifies no signature: the ones by known keys
+// are returned (nil when there are none to verify) for a Batch, and
+// c.Signatures is only what can be said without them.
+func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash, deferSigs bool) (c Checked, pending *pendingSigs, ok bool) {
 	canon, ok := canonical(data)
 	if !ok {
-		return c, false
+		return c, nil, false
 	}
 	top, ok := objectMembers(canon)
 	if !ok {
-		return c, false
+		return c, nil, false
 	}
 	get := func(m []member, key string) ([]byte, bool) {
 		for _, f := range m {
@@ -67,31 +93,32 @@ func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash bool) (Ch
 		// encoding/json matches struct fields case-insensitively (with
 		// Unicode folding): keys of any other shape go the general way.
 		if !plainKey(f.key) {
-			return c, false
+			return c, nil, false
 		}
 	}
+	c.Fields = plainFields(data, top)
 	evType := ""
 	if t, ok := get(top, "type"); ok {
 		if s, ok := plainString(t); ok {
 			evType = s
 		} else if t[0] == '"' {
-			return c, false
+			return c, nil, false
 		}
 	}
 	content := []byte("{}")
 	if raw, ok := get(top, "content"); ok {
 		if raw[0] != '{' {
-			return c, false
+			return c, nil, false
 		}
 		content = raw
 	}
 	cm, ok := objectMembers(content)
 	if !ok {
-		return c, false
+		return c, nil, false
 	}
 	keptContent, ok := redactedContent(v, evType, content, cm)
 	if !ok {
-		return c, false
+		return c, nil, false
 	}
 	// The redacted event without signatures (and unsigned, which redaction
 	// drops): what the reference hash and every signature cover.
@@ -122,7 +149,7 @@ func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash bool) (Ch
 	sender := ""
 	if s, ok := get(top, "sender"); ok {
 		if sender, ok = plainString(s); !ok {
-			return c, false
+			return c, nil, false
 		}
 	}
 	type sig struct{ server, keyID, sig string }
@@ -130,17 +157,17 @@ func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash bool) (Ch
 	if raw, ok := get(top, "signatures"); ok {
 		servers, ok := objectMembers(raw)
 		if !ok {
-			return c, false
+			return c, nil, false
 		}
 		for _, s := range servers {
 			byKey, ok := objectMembers(s.val)
 			if !ok || strings.IndexByte(s.key, '\\') >= 0 {
-				return c, false
+				return c, nil, false
 			}
 			for _, k := range byKey {
 				val, ok := plainString(k.val)
 				if !ok || strings.IndexByte(k.key, '\\') >= 0 {
-					return c, false
+					return c, nil, false
 				}
 				sigs = append(sigs, sig{s.key, k.key, val})
 			}
@@ -156,8 +183,18 @@ func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash bool) (Ch
 				continue
 			}
 			raw, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(s.sig, "="))
+			if deferSigs {
+				if pending == nil {
+					pending = &pendingSigs{signed: signed, senderServer: senderServer}
+				}
+				if err != nil {
+					raw = nil
+				}
+				pending.sigs = append(pending.sigs, pendingSig{server: s.server, keyID: s.keyID, pub: pub, raw: raw})
+				continue
+			}
 			if err != nil || !ed25519.Verify(pub, signed, raw) {
-				c.Signatures, c.SigErr = SignatureInvalid, fmt.Errorf("signature by %s key %s does not verify", s.server, s.keyID)
+				c.Signatures, c.SigErr = SignatureInvalid, sigError(s.server, s.keyID)
 				break
 			}
 			if s.server == senderServer {
@@ -171,16 +208,16 @@ func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash bool) (Ch
 		if raw, ok := get(top, "hashes"); ok && string(raw) != "null" {
 			hm, ok := objectMembers(raw)
 			if !ok {
-				return c, false
+				return c, nil, false
 			}
 			for _, h := range hm {
 				if !plainKey(h.key) {
-					return c, false
+					return c, nil, false
 				}
 			}
 			if s, ok := get(hm, "sha256"); ok {
 				if want, ok = plainString(s); !ok {
-					return c, false
+					return c, nil, false
 				}
 			}
 		}
@@ -199,7 +236,81 @@ func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash bool) (Ch
 			}
 		}
 	}
-	return c, true
+	return c, pending, true
+}
+
+// plainFields gives Parse's Fields from an event's canonical members top,
+// or nil where it could differ from Parse's: data with a backslash (the
+// canonical strings could differ from the original's), a field of
+// another JSON type than Parse decodes (Parse fails, or converts), an
+// origin_server_ts that is not an integer, references of unusual shape.
+func plainFields(data []byte, top []member) *Fields {
+	if bytes.IndexByte(data, '\\') >= 0 {
+		return nil
+	}
+	f := &Fields{}
+	str := func(raw []byte, dst *string) bool {
+		if string(raw) == "null" {
+			return true // encoding/json leaves the field as it is
+		}
+		s, ok := plainString(raw)
+		*dst = s
+		return ok
+	}
+	for _, m := range top {
+		ok := true
+		switch m.key {
+		case "event_id":
+			ok = str(m.val, &f.EventID)
+		case "room_id":
+			ok = str(m.val, &f.RoomID)
+		case "type":
+			ok = str(m.val, &f.Type)
+		case "sender":
+			ok = str(m.val, &f.Sender)
+		case "redacts":
+			ok = str(m.val, &f.Redacts)
+		case "state_key":
+			if string(m.val) != "null" {
+				var sk string
+				ok = str(m.val, &sk)
+				f.StateKey = &sk
+			}
+		case "origin_server_ts":
+			if string(m.val) != "null" {
+				ts, err := strconv.ParseInt(string(m.val), 10, 64)
+				f.OriginServerTS, ok = ts, err == nil
+			}
+		case "content":
+			f.Content, ok = m.val, m.val[0] == '{'
+		case "prev_events", "auth_events":
+			refs, err := parseRefs(m.val)
+			if m.key == "prev_events" {
+				f.PrevEvents = refs
+			} else {
+				f.AuthEvents = refs
+			}
+			ok = err == nil
+		}
+		if !ok {
+			return nil
+		}
+	}
+	if f.Type == "" || f.Sender == "" {
+		return nil
+	}
+	if f.Redacts == "" && f.Type == "m.room.redaction" {
+		var c struct {
+			Redacts string `json:"redacts"`
+		}
+		_ = json.Unmarshal(f.Content, &c)
+		f.Redacts = c.Redacts
+	}
+	return f
+}
+
+func sigError(server, keyID string) error {
+	return fmt.Errorf("signature by %s key %s does not verify", server, keyID)
 }
 
 // redactedContent is redactContent on canonical JSON: the kept members of

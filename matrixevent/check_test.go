@@ -2,7 +2,9 @@ package matrixevent_test
 
 import (
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -96,11 +98,7 @@ func reverseMembers(body string) string {
 // Check says what the three general functions say, for every real event
 // and every variant, in every room version.
 func TestCheckAgreesWithGeneralFunctions(t *testing.T) {
-	priv := fixtureKey(t)
-	pub := priv.Public().(ed25519.PublicKey)
-	keys := func(server, keyID string) (ed25519.PublicKey, bool) {
-		return pub, server == "fixture.test" && keyID == "ed25519:a_NMll"
-	}
+	keys := fixtureKeys(t)
 	events := loadEvents(t)
 	valid := 0
 	for i, e := range events {
@@ -144,6 +142,9 @@ func FuzzCheck(f *testing.F) {
 		if !sameChecked(got, want) {
 			t.Fatalf("Check: %+v\ngeneral: %+v", got, want)
 		}
+		if got.Fields != nil {
+			fieldsLikeParse(t, js, got.Fields)
+		}
 	})
 }
 
@@ -155,5 +156,56 @@ func TestCanonicalAgrees(t *testing.T) {
 		if err != nil || !ok || string(got) != string(want) {
 			t.Errorf("%s: one pass %s (%v), canonicaljson %s (%v)", js, got, ok, want, err)
 		}
+	}
+}
+
+// The Fields Check reads in its pass are Parse's, wherever it gives them
+// (Content: the same object), and it gives them for most real events.
+func TestCheckFieldsAgreeWithParse(t *testing.T) {
+	v, _ := matrixevent.LookupRoomVersion("10")
+	keys := func(string, string) (ed25519.PublicKey, bool) { return nil, false }
+	given := 0
+	events := loadEvents(t)
+	for _, e := range events {
+		more := []string{
+			strings.Replace(e.JSON, `"origin_server_ts":`, `"origin_server_ts":1.5,"x":`, 1),
+			strings.Replace(e.JSON, `"origin_server_ts":`, `"origin_server_ts":1e3,"x":`, 1),
+			strings.Replace(e.JSON, `"origin_server_ts":`, `"origin_server_ts":null,"x":`, 1),
+			strings.Replace(e.JSON, `"type":`, `"type":5,"x":`, 1),
+			strings.Replace(e.JSON, `"sender":`, `"sender":null,"x":`, 1),
+			strings.Replace(e.JSON, `"content":{`, `"state_key":null,"content":{`, 1),
+			strings.Replace(e.JSON, `"content":{`, `"redacts":7,"content":{`, 1),
+			strings.Replace(e.JSON, `"content":{`, `"prev_events":[["$x",{}]],"content":{`, 1),
+			strings.Replace(e.JSON, `"content":{`, `"auth_events":{},"content":{`, 1),
+			strings.Replace(e.JSON, `"type":"`, `"type":"m.room.redaction","x":"`, 1),
+		}
+		for _, js := range append(variants(e.JSON), more...) {
+			c := matrixevent.Check(v, []byte(js), keys, false)
+			if c.Fields == nil {
+				continue
+			}
+			given++
+			fieldsLikeParse(t, js, c.Fields)
+		}
+	}
+	if given < len(events)/2 {
+		t.Errorf("Check gave the fields of %d variants only", given)
+	}
+}
+
+func fieldsLikeParse(t testing.TB, js string, f *matrixevent.Fields) {
+	t.Helper()
+	want, err := matrixevent.Parse([]byte(js))
+	if err != nil {
+		t.Fatalf("Check gives fields, Parse fails (%v):\n%s", err, js)
+	}
+	got := *f
+	var a, b any
+	if json.Unmarshal(got.Content, &a) != nil || json.Unmarshal(want.Content, &b) != nil || !reflect.DeepEqual(a, b) {
+		t.Fatalf("content %s, Parse's %s", got.Content, want.Content)
+	}
+	got.Content, want.Content = nil, nil
+	if !reflect.DeepEqual(&got, want) {
+		t.Fatalf("Check's fields %+v\nParse's      %+v\n%s", got, *want, js)
 	}
 }

@@ -59,15 +59,19 @@ func fixtureKey(t testing.TB) ed25519.PrivateKey {
 	return ed25519.NewKeyFromSeed(raw)
 }
 
+// fixtureKeys finds the fixture server's key, and no other.
+func fixtureKeys(t testing.TB) matrixevent.KeyLookup {
+	pub := fixtureKey(t).Public().(ed25519.PublicKey)
+	return func(server, keyID string) (ed25519.PublicKey, bool) {
+		return pub, server == "fixture.test" && keyID == "ed25519:a_NMll"
+	}
+}
+
 // Every event a real Synapse stored: its ID recomputes from the reference
 // hash, its content hash verifies, and its signature verifies with the
 // server's key, both as stored and after redaction.
 func TestRealSynapseEvents(t *testing.T) {
-	priv := fixtureKey(t)
-	pub := priv.Public().(ed25519.PublicKey)
-	keys := func(server, keyID string) (ed25519.PublicKey, bool) {
-		return pub, server == "fixture.test" && keyID == "ed25519:a_NMll"
-	}
+	keys := fixtureKeys(t)
 	events := loadEvents(t)
 	if len(events) != 1630 {
 		t.Fatalf("fixture has %d events, INVENTORY.md says 1630", len(events))

@@ -1,0 +1,144 @@
+package matrixevent
+
+import (
+	"crypto/ed25519"
+	"crypto/sha512"
+	"fmt"
+	"testing"
+
+	"filippo.io/edwards25519"
+)
+
+// The batch equation is cofactored: a signature its key's holder made
+// with a small-order component added to R verifies in a batch, while
+// crypto/ed25519 (and a batch too small to be one) refuses it. This is
+// the one difference Batch's doc comment allows.
+func TestBatchIsCofactored(t *testing.T) {
+	_, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := priv.Public().(ed25519.PublicKey)
+	h := sha512.Sum512(priv.Seed())
+	a, err := new(edwards25519.Scalar).SetBytesWithClamping(h[:32])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (0, -1), of order 2.
+	order2 := append(make([]byte, 0, 32), 0xec)
+	for range 30 {
+		order2 = append(order2, 0xff)
+	}
+	order2 = append(order2, 0x7f)
+	torsion, err := new(edwards25519.Point).SetBytes(order2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("crafted")
+	var seed [64]byte
+	seed[0] = 7
+	r, _ := new(edwards25519.Scalar).SetUniformBytes(seed[:])
+	R := new(edwards25519.Point).ScalarBaseMult(r)
+	R.Add(R, torsion)
+	rb := R.Bytes()
+	kh := sha512.New()
+	kh.Write(rb)
+	kh.Write(pub)
+	kh.Write(msg)
+	k, _ := new(edwards25519.Scalar).SetUniformBytes(kh.Sum(nil))
+	s := new(edwards25519.Scalar).MultiplyAdd(k, a, r)
+	crafted := append(rb, s.Bytes()...)
+	if ed25519.Verify(pub, msg, crafted) {
+		t.Fatal("crypto/ed25519 accepts the crafted signature: the test crafted nothing")
+	}
+
+	var bv batchVerifier
+	for i := range 8 {
+		m := []byte(fmt.Sprint("good ", i))
+		bv.add(pub, m, ed25519.Sign(priv, m))
+	}
+	bv.add(pub, msg, crafted)
+	for i, ok := range bv.verify() {
+		if !ok {
+			t.Errorf("entry %d does not verify in a batch", i)
+		}
+	}
+	bv.add(pub, msg, crafted)
+	if bv.verify()[0] {
+		t.Error("a batch of one (verified alone) accepts the crafted signature")
+	}
+}
+
+// Keys with a small-order component, and signatures with a non-canonical
+// R, are verified alone.
+func TestBatchLeavesOddInputAlone(t *testing.T) {
+	pub, _, _ := ed25519.GenerateKey(nil)
+	var bv batchVerifier
+	if bv.key(pub).point == nil {
+		t.Error("an ordinary key is not batched")
+	}
+	p, _ := new(edwards25519.Point).SetBytes(pub)
+	zero := make([]byte, 32) // (sqrt(-1), 0), of order 4
+	t4, _ := new(edwards25519.Point).SetBytes(zero)
+	if bv.key(p.Add(p, t4).Bytes()).point != nil {
+		t.Error("a key with a small-order component is batched")
+	}
+	sig := func(r []byte) []byte { return append(append([]byte{}, r...), make([]byte, 32)...) }
+	ff := func(low, high byte) []byte {
+		r := []byte{low}
+		for range 30 {
+			r = append(r, 0xff)
+		}
+		return append(r, high)
+	}
+	one := append([]byte{1}, make([]byte, 31)...)
+	oneSigned := append([]byte{1}, make([]byte, 31)...)
+	oneSigned[31] = 0x80
+	for _, c := range []struct {
+		name string
+		r    []byte
+		want bool
+	}{
+		{"y = p-1", ff(0xec, 0x7f), true},
+		{"y = p", ff(0xed, 0x7f), false},
+		{"y = p with the sign bit", ff(0xed, 0xff), false},
+		{"y = 2^255-1", ff(0xff, 0x7f), false},
+		{"y = 1", one, true},
+		{"y = 1, x = -0", oneSigned, false},
+		{"y = p-1, x = -0", ff(0xec, 0xff), false},
+	} {
+		if got := batchable(sig(c.r)); got != c.want {
+			t.Errorf("%s: batchable %v", c.name, got)
+		}
+	}
+}
+
+// Signatures of one key, 256 at a time (a validator's batch): batched,
+// and one by one with crypto/ed25519.
+func BenchmarkVerify(b *testing.B) {
+	_, priv, _ := ed25519.GenerateKey(nil)
+	pub := priv.Public().(ed25519.PublicKey)
+	var msgs, sigs [][]byte
+	for i := range 256 {
+		m := fmt.Appendf(nil, "event %d with some bytes to sign, as long as a small event's redacted JSON is, give or take", i)
+		msgs, sigs = append(msgs, m), append(sigs, ed25519.Sign(priv, m))
+	}
+	b.Run("batch", func(b *testing.B) {
+		var bv batchVerifier
+		for b.Loop() {
+			for i := range msgs {
+				bv.add(pub, msgs[i], sigs[i])
+			}
+			bv.verify()
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(msgs)), "ns/sig")
+	})
+	b.Run("single", func(b *testing.B) {
+		for b.Loop() {
+			for i := range msgs {
+				ed25519.Verify(pub, msgs[i], sigs[i])
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(msgs)), "ns/sig")
+	})
+}
