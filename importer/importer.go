@@ -38,7 +38,8 @@ import (
 //     uninterrupted import's. It stops when ctx is cancelled and reports
 //     its phases and counts to Progress.
 //   - ReadBack counts, per archive section, what the target now holds, read
-//     with Ferry's own export of that implementation (never the importer's
+//     with Ferry's own export of that implementation, or counted in the
+//     target as that export selects records (never the importer's
 //     counters).
 type Target interface {
 	Capabilities() *fidelity.Target
