@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -187,13 +188,24 @@ type backgroundUpdate struct {
 }
 
 // queueRebuilds queues the background updates that rebuild what Synapse
-// can derive (the search index, the auth chain cover, the user directory,
-// room stats, the sliding-sync tables), re-queueing any this database had
-// finished, in dependency order. It also drops the update that would mark
-// restored state groups unreferenced, as synapse_port_db does.
-func queueRebuilds(ctx context.Context, tx pgx.Tx, ord *orderings) error {
-	updates := []backgroundUpdate{
-		{name: "event_search", progress: map[string]int64{"target_min_stream_id_inclusive": ord.min, "max_stream_id_exclusive": ord.max + 1, "rows_inserted": 0}},
+// can derive (the auth chain cover, the user directory, room stats, the
+// sliding-sync tables, and with searchRange the search index of ord's
+// stream range), re-queueing any this database had finished, in
+// dependency order. It also drops the update that would mark restored
+// state groups unreferenced, as synapse_port_db does.
+//
+// Synapse keeps one event_search update with one stream range, which it
+// works down from the top. A room restore must not queue its own range:
+// that would replace a range still pending (say, the whole restore's, when
+// Synapse has not finished indexing it), and those events would never be
+// searchable. It indexes its events itself instead (indexSearch).
+func queueRebuilds(ctx context.Context, tx pgx.Tx, ord *orderings, searchRange bool) error {
+	var updates []backgroundUpdate
+	if searchRange {
+		updates = append(updates, backgroundUpdate{name: "event_search",
+			progress: map[string]int64{"target_min_stream_id_inclusive": ord.min, "max_stream_id_exclusive": ord.max + 1, "rows_inserted": 0}})
+	}
+	updates = append(updates, []backgroundUpdate{
 		{name: "chain_cover"},
 		{name: "populate_user_directory_createtables"},
 		{name: "populate_user_directory_process_rooms", dependsOn: "populate_user_directory_createtables"},
@@ -204,7 +216,7 @@ func queueRebuilds(ctx context.Context, tx pgx.Tx, ord *orderings) error {
 		{name: "sliding_sync_prefill_joined_rooms_to_recalculate_table_bg_update"},
 		{name: "sliding_sync_joined_rooms_bg_update", dependsOn: "sliding_sync_prefill_joined_rooms_to_recalculate_table_bg_update"},
 		{name: "sliding_sync_membership_snapshots_bg_update"},
-	}
+	}...)
 	for i, u := range updates {
 		progress := "{}"
 		if u.progress != nil {
@@ -224,6 +236,105 @@ func queueRebuilds(ctx context.Context, tx pgx.Tx, ord *orderings) error {
 		return fmt.Errorf("drop mark_unreferenced_state_groups_for_deletion_bg_update: %w", err)
 	}
 	return nil
+}
+
+// searchTypes are the events Synapse indexes for search, with the content
+// key each is found by (events.py, _store_room_{message,name,topic}_txn).
+var searchTypes = map[string]string{"m.room.message": "content.body", "m.room.name": "content.name", "m.room.topic": "content.topic"}
+
+// indexSearch writes the search index rows of the accepted events in ord's
+// stream range as Synapse writes them when it persists an event: the
+// message body, room name or plain-text topic, as an English tsvector
+// ("\x00" replaced by a space). It reads and writes 1,000 events at a time.
+func indexSearch(ctx context.Context, tx pgx.Tx, ord *orderings) (int64, error) {
+	var written int64
+	after := ord.min - 1
+	for {
+		rows, err := tx.Query(ctx, `SELECT e.stream_ordering, e.event_id, e.room_id, e.type, j.json, COALESCE(e.origin_server_ts, 0)
+			FROM events e JOIN event_json j USING (event_id)
+			WHERE e.stream_ordering > $1 AND e.stream_ordering <= $2 AND e.type = ANY($3) AND e.rejection_reason IS NULL
+			ORDER BY e.stream_ordering LIMIT 1000`, after, ord.max, sortedKeys(searchTypes))
+		if err != nil {
+			return written, fmt.Errorf("read events to index for search: %w", err)
+		}
+		var ids, roomIDs, keys, values []string
+		var orderings, times []int64
+		n := 0
+		for rows.Next() {
+			var so, ts int64
+			var id, room, typ, js string
+			if err := rows.Scan(&so, &id, &room, &typ, &js, &ts); err != nil {
+				rows.Close()
+				return written, err
+			}
+			n, after = n+1, so
+			value, ok := searchValue(typ, js)
+			if !ok {
+				continue
+			}
+			ids, roomIDs, keys, values = append(ids, id), append(roomIDs, room), append(keys, searchTypes[typ]), append(values, value)
+			orderings, times = append(orderings, so), append(times, ts)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return written, fmt.Errorf("read events to index for search: %w", err)
+		}
+		if len(ids) > 0 {
+			tag, err := tx.Exec(ctx, `INSERT INTO event_search (event_id, room_id, key, vector, stream_ordering, origin_server_ts)
+				SELECT id, room, key, to_tsvector('english', value), so, ts
+				FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[]) AS u(id, room, key, value, so, ts)`,
+				ids, roomIDs, keys, values, orderings, times)
+			if err != nil {
+				return written, fmt.Errorf("write the search index: %w", err)
+			}
+			written += tag.RowsAffected()
+		}
+		if n < 1000 {
+			return written, nil
+		}
+	}
+}
+
+// searchValue is the text Synapse indexes for an event of one of the
+// searchTypes; false when it indexes nothing (the field is missing or not
+// a string).
+func searchValue(typ, eventJSON string) (string, bool) {
+	var ev struct {
+		Content struct {
+			Body   any `json:"body"`
+			Name   any `json:"name"`
+			Topic  any `json:"topic"`
+			MTopic struct {
+				Text []struct {
+					Body     string `json:"body"`
+					Mimetype string `json:"mimetype"`
+				} `json:"m.text"`
+			} `json:"m.topic"`
+		} `json:"content"`
+	}
+	if json.Unmarshal([]byte(eventJSON), &ev) != nil {
+		return "", false
+	}
+	var v any
+	switch typ {
+	case "m.room.message":
+		v = ev.Content.Body
+	case "m.room.name":
+		v = ev.Content.Name
+	case "m.room.topic":
+		if _, ok := ev.Content.Topic.(string); !ok {
+			return "", false
+		}
+		v = ev.Content.Topic
+		for _, t := range ev.Content.MTopic.Text { // the first plain-text representation wins
+			if t.Mimetype == "" || t.Mimetype == "text/plain" {
+				v = t.Body
+				break
+			}
+		}
+	}
+	s, ok := v.(string)
+	return strings.ReplaceAll(s, "\x00", " "), ok
 }
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

@@ -434,7 +434,7 @@ func restoreRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms ma
 	if _, err := restorePushers(ctx, tx, r); err != nil {
 		return err
 	}
-	return queueRebuilds(ctx, tx, ord)
+	return queueRebuilds(ctx, tx, ord, true)
 }
 
 // runState is what a restore had recorded in the target before this run.

@@ -191,9 +191,14 @@ func restoreDeletedRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, room
 	if _, err := tx.Exec(ctx, `UPDATE pushers SET last_stream_ordering = GREATEST(last_stream_ordering, $1)`, ord.max); err != nil {
 		return err
 	}
-	if err := queueRebuilds(ctx, tx, ord); err != nil {
+	if err := queueRebuilds(ctx, tx, ord, false); err != nil {
 		return err
 	}
+	indexed, err := indexSearch(ctx, tx, ord)
+	if err != nil {
+		return err
+	}
+	res.Notes = append(res.Notes, fmt.Sprintf("%d messages, names and topics of the restored rooms indexed for search (a search update still pending for the rest of the server is left as it was)", indexed))
 	for _, id := range sortedKeys(rooms) {
 		res.Notes = append(res.Notes, fmt.Sprintf("%s: restored with new stream orderings %d..%d; members who had forgotten it see it again (archives carry no forgotten flag); deactivated members stay deactivated", id, ord.min, ord.max))
 	}

@@ -75,6 +75,17 @@ func TestRestoreDeletedRoom(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	scan := func(dest any, sql string, args ...any) {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, s.DB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if err := conn.QueryRow(ctx, sql, args...).Scan(dest); err != nil {
+			t.Fatal(err)
+		}
+	}
 	refused := func(opts importer.Options, want string) {
 		t.Helper()
 		_, err := restore(opts)
@@ -89,9 +100,28 @@ func TestRestoreDeletedRoom(t *testing.T) {
 	exec(`INSERT INTO blocked_rooms (room_id, user_id) VALUES ($1, '@alice:`+name+`') ON CONFLICT DO NOTHING`, general)
 	refused(importer.Options{Rooms: []string{general}}, "--unblock")
 
+	// Synapse has not finished indexing the server for search (say, after
+	// a whole restore): the room restore must leave that range pending.
+	const pending = `{"target_min_stream_id_inclusive": 3, "max_stream_id_exclusive": 3, "rows_inserted": 0}`
+	exec(`INSERT INTO background_updates (update_name, progress_json) VALUES ('event_search', $1)
+		ON CONFLICT (update_name) DO UPDATE SET progress_json = EXCLUDED.progress_json`, pending)
+
 	res, err := restore(importer.Options{Rooms: []string{general}, Unblock: true})
 	if err != nil {
 		t.Fatal(err)
+	}
+	var progress string
+	var messages, indexed int
+	scan(&progress, `SELECT progress_json FROM background_updates WHERE update_name = 'event_search'`)
+	if progress != pending {
+		t.Errorf("the pending search update after the room restore: %s, want it untouched: %s", progress, pending)
+	}
+	scan(&messages, `SELECT count(*) FROM events e JOIN event_json j USING (event_id)
+		WHERE e.room_id = $1 AND e.type = 'm.room.message' AND e.rejection_reason IS NULL
+		AND json_typeof((j.json::json)->'content'->'body') = 'string'`, general)
+	scan(&indexed, `SELECT count(*) FROM event_search WHERE room_id = $1 AND key = 'content.body'`, general)
+	if messages == 0 || indexed != messages {
+		t.Errorf("%d of the restored room's %d messages are indexed for search", indexed, messages)
 	}
 	t.Logf("report:\n%s\nnotes: %v\nin archive %v, in target %v", res.Report, res.Notes, res.InArchive, res.InTarget)
 	again, err := restore(importer.Options{Rooms: []string{general}, Unblock: true})
