@@ -58,8 +58,60 @@ func restoreDevices(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int64, e
 // that signatures, identified by device ID, cannot collide with a device,
 // and a stream ID from e2e_cross_signing_keys_sequence), their signatures,
 // fallback keys and, when the archive has them, one-time keys. Keys that
-// were added at an unknown time get the archive's creation time.
+// were added at an unknown time get the archive's creation time. It goes
+// with restoreDevices (a migration restore).
 func restoreE2EEKeys(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int64, error) {
+	return writeE2EEKeys(ctx, tx, r, nil)
+}
+
+// restoreCrossSigning writes the users' cross-signing identities only: the
+// cross-signing keys and the signatures of one cross-signing key by
+// another (a user-signing key's of other users' master keys), for a
+// restore without devices. The identity outlives the devices: a user who
+// logs in again verifies the new device with it (its private keys are in
+// their secret storage, which is account data), and others keep trusting
+// them. Device, fallback and one-time keys and the signatures of devices
+// belong to devices, which such a restore leaves out.
+func restoreCrossSigning(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int64, error) {
+	identities := map[[2]string]bool{} // (user, public key) of every cross-signing key
+	if err := readSection(ctx, r, archive.SectionE2EEKeys, func(k *archive.E2EEKey) error {
+		if k.Kind == archive.KeyKindCrossSigning {
+			if pubkey, err := crossSigningPubkey(k); err == nil {
+				identities[[2]string{k.UserID, pubkey}] = true
+			}
+		}
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("restore cross-signing keys: %w", err)
+	}
+	return writeE2EEKeys(ctx, tx, r, func(k *archive.E2EEKey) bool {
+		switch k.Kind {
+		case archive.KeyKindCrossSigning:
+			return true
+		case archive.KeyKindSignature:
+			return identities[[2]string{k.TargetUserID, k.TargetDeviceID}]
+		}
+		return false
+	})
+}
+
+// crossSigningPubkey is the one public key a cross-signing key holds.
+func crossSigningPubkey(k *archive.E2EEKey) (string, error) {
+	var key struct {
+		Keys map[string]string `json:"keys"`
+	}
+	if err := json.Unmarshal(k.JSON, &key); err != nil || len(key.Keys) != 1 {
+		return "", fmt.Errorf("%s cross-signing key of %s: its \"keys\" must hold exactly one public key", k.Usage, k.UserID)
+	}
+	var pubkey string
+	for _, v := range key.Keys {
+		pubkey = v
+	}
+	return pubkey, nil
+}
+
+// writeE2EEKeys writes the E2EE key records that keep says to (nil: all).
+func writeE2EEKeys(ctx context.Context, tx pgx.Tx, r *archive.Reader, keep func(*archive.E2EEKey) bool) (int64, error) {
 	added := r.Manifest().CreatedAt.UnixMilli()
 	var stream int64
 	if err := tx.QueryRow(ctx, `SELECT GREATEST(
@@ -71,20 +123,17 @@ func restoreE2EEKeys(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int64, 
 	b := newBatcher(tx)
 	var n int64
 	err := readSection(ctx, r, archive.SectionE2EEKeys, func(k *archive.E2EEKey) error {
+		if keep != nil && !keep(k) {
+			return nil
+		}
 		n++
 		switch k.Kind {
 		case archive.KeyKindDevice:
 			return b.add(ctx, "e2e_device_keys_json", []string{"user_id", "device_id", "ts_added_ms", "key_json"}, k.UserID, k.DeviceID, added, string(k.JSON))
 		case archive.KeyKindCrossSigning:
-			var key struct {
-				Keys map[string]string `json:"keys"`
-			}
-			if err := json.Unmarshal(k.JSON, &key); err != nil || len(key.Keys) != 1 {
-				return fmt.Errorf("%s cross-signing key of %s: its \"keys\" must hold exactly one public key", k.Usage, k.UserID)
-			}
-			var pubkey string
-			for _, v := range key.Keys {
-				pubkey = v
+			pubkey, err := crossSigningPubkey(k)
+			if err != nil {
+				return err
 			}
 			if err := b.add(ctx, "devices", []string{"user_id", "device_id", "display_name", "hidden"}, k.UserID, pubkey, k.Usage+" signing key", true); err != nil {
 				return err

@@ -3,6 +3,7 @@ package synapse
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/ferry-matrix/ferry/archive"
@@ -199,5 +200,59 @@ func TestRestoredDevicesAndKeys(t *testing.T) {
 	// INVENTORY.md: version 2 of oliver's backup holds 4 sessions.
 	if backups != 4 || counts[3] != 6 {
 		t.Errorf("backed-up sessions read back: %d; rows restored %d", backups, counts[3])
+	}
+}
+
+// An ordinary (not migration) backup restored: the devices are gone, but
+// every user's cross-signing identity is back, so a user who logs in again
+// verifies the new device with it and the others keep trusting them.
+func TestRestoredCrossSigningWithoutDevices(t *testing.T) {
+	ctx := context.Background()
+	r := exportFixture(t, "synapse-1.67", source.Options{})
+	s := testenv.NewSynapse(t, r.Core().ServerName)
+	restoreSlices(t, s, r, restoreUsers, restoreCrossSigning)
+	s.Start(t)
+
+	masters := map[string]string{} // user -> master public key
+	archive.ReadSection(ctx, r, archive.SectionE2EEKeys, func(k *archive.E2EEKey) error {
+		if k.Kind == archive.KeyKindCrossSigning && k.Usage == "master" {
+			pub, err := crossSigningPubkey(k)
+			if err != nil {
+				t.Error(err)
+			}
+			masters[k.UserID] = pub
+		}
+		return nil
+	})
+	if len(masters) == 0 {
+		t.Fatal("the fixture's archive has no master keys")
+	}
+	query := map[string][]string{}
+	var asker string
+	for u := range masters {
+		query[u] = []string{}
+		asker = u
+	}
+	token, code, err := s.Login(strings.TrimPrefix(strings.SplitN(asker, ":", 2)[0], "@"), strings.TrimPrefix(strings.SplitN(asker, ":", 2)[0], "@")+"-Fixtur3pw")
+	if code != 200 {
+		t.Fatalf("%s cannot log in: %d %v", asker, code, err)
+	}
+	var q struct {
+		DeviceKeys map[string]map[string]json.RawMessage `json:"device_keys"`
+		MasterKeys map[string]struct {
+			Keys map[string]string `json:"keys"`
+		} `json:"master_keys"`
+	}
+	if code := post(t, s, token, "/_matrix/client/v3/keys/query", map[string]any{"device_keys": query}, &q); code != 200 {
+		t.Fatalf("keys/query: HTTP %d", code)
+	}
+	for u, pub := range masters {
+		got := q.MasterKeys[u].Keys
+		if len(got) != 1 || got["ed25519:"+pub] != pub {
+			t.Errorf("master key of %s: %v, want %s", u, got, pub)
+		}
+		if n := len(q.DeviceKeys[u]); n != 0 && u != asker {
+			t.Errorf("%s has %d device keys after a restore without devices", u, n)
+		}
 	}
 }

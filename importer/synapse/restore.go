@@ -211,6 +211,8 @@ func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader,
 	accounts := []func(context.Context, pgx.Tx, *archive.Reader) (int64, error){restoreUsers, restoreAccountData, restoreFilters, restoreKeyBackups}
 	if opts.Migration {
 		accounts = append(accounts, restoreDevices, restoreE2EEKeys)
+	} else {
+		accounts = append(accounts, restoreCrossSigning)
 	}
 	// The rooms phase reads nothing the accounts phase writes (no table of
 	// it refers to users, devices or account data), so it goes first: the
@@ -358,7 +360,7 @@ func (t *RestoreTarget) plan(ctx context.Context, r *archive.Reader, opts import
 	}
 	if n := r.Manifest().Records(archive.SectionDevices); n > 0 && !opts.Migration {
 		res.Report.AddN(fidelity.TargetRebuilds, archive.SectionDevices, "",
-			"devices and their keys are created again when users log in; restore a migration export with --migration to keep them", n)
+			"devices and their device keys are created again when users log in (the users' cross-signing keys are restored, so they verify the new devices with them); restore a migration export with --migration to keep devices and access tokens", n)
 	}
 	if res.InArchive[archive.SectionEvents] > 0 {
 		res.Report.Add(fidelity.TargetRebuilds, archive.SectionEvents+"#notifications", "",
