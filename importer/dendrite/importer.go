@@ -23,7 +23,6 @@ package dendrite
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -306,9 +305,9 @@ func installSigningKey(ctx context.Context, cfg *dsource.Config, r *archive.Read
 		res.ConfigAdvice = "# dendrite.yaml: the archive's retired signing keys, so that what they signed stays verifiable\n" +
 			"global:\n  old_private_keys:\n" + b.String()
 	}
-	if own == nil || len(own.PrivateKey) != ed25519.SeedSize {
+	if own == nil {
 		res.Report.Add(fidelity.ExcludedByDefault, archive.SectionServerKeys, cfg.Global.ServerName,
-			"the archive holds no private signing key (export a full encrypted archive to carry it); the target keeps its own key, and other servers must learn it")
+			importer.NoPrivateKey)
 		return nil
 	}
 	keyPath := cfg.KeyPath()

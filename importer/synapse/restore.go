@@ -2,7 +2,6 @@ package synapse
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -515,15 +514,16 @@ func (t *RestoreTarget) installSigningKey(ctx context.Context, r *archive.Reader
 	}
 	if len(old) > 0 {
 		var b strings.Builder
+		b.WriteString("# homeserver.yaml: the archive's retired signing keys, so that what they signed stays verifiable\n")
 		b.WriteString("old_signing_keys:\n")
 		for _, k := range old {
 			fmt.Fprintf(&b, "  %q: {key: %q, expired_ts: %d}\n", k.KeyID, k.PublicKey, k.ExpiredTS)
 		}
 		res.ConfigAdvice = b.String()
 	}
-	if own == nil || len(own.PrivateKey) != ed25519.SeedSize {
+	if own == nil {
 		res.Report.Add(fidelity.ExcludedByDefault, archive.SectionServerKeys, r.Core().ServerName,
-			"the archive holds no private signing key (export a full encrypted archive to carry it); the target keeps its own key, and other servers must learn it")
+			importer.NoPrivateKey)
 		return nil
 	}
 	path, err := t.signingKeyPath()
