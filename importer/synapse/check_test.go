@@ -11,7 +11,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ferry-matrix/ferry/importer"
 	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
+	"github.com/ferry-matrix/ferry/source"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -84,4 +86,35 @@ func TestCheckRefusesUninitialisedOrOtherSchema(t *testing.T) {
 	}
 	conn.Close(ctx)
 	refused(t, Config{Database: s.DB, HomeserverConfig: s.Config}, serverName, "schema 93", "schema 94")
+}
+
+// A whole restore whose files could not be written is refused before any
+// database write: a media store that does not exist, and a signing key
+// path whose directory is not on this host (a container's path).
+func TestCheckRefusesUnwritableFiles(t *testing.T) {
+	ctx := context.Background()
+	r := exportFixture(t, "synapse-1.67", source.Options{PrivateServerKey: true, Encrypted: true})
+	s := testenv.NewSynapse(t, r.Core().ServerName)
+	check := func(cfg Config, want ...string) {
+		t.Helper()
+		_, err := NewTarget(cfg).Check(ctx, r, importer.Options{})
+		if !errors.Is(err, importer.ErrRefused) {
+			t.Fatalf("Check: %v, want a refusal", err)
+		}
+		for _, w := range want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("refusal %q does not say %q", err, w)
+			}
+		}
+	}
+	good := Config{Database: s.DB, HomeserverConfig: s.Config, MediaStore: s.MediaStore, SigningKey: s.SigningKey}
+	if _, err := NewTarget(good).Check(ctx, r, importer.Options{}); err != nil {
+		t.Fatalf("a good target: %v", err)
+	}
+	noMedia := good
+	noMedia.MediaStore = filepath.Join(t.TempDir(), "nonexistent", "media")
+	check(noMedia, noMedia.MediaStore, "--media-store")
+	containerKey := good
+	containerKey.SigningKey = "/data/in-a-container/" + r.Core().ServerName + ".signing.key"
+	check(containerKey, containerKey.SigningKey, "--signing-key-file")
 }

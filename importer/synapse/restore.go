@@ -83,6 +83,9 @@ func (t *RestoreTarget) Check(ctx context.Context, r *archive.Reader, opts impor
 		}
 		return state, t.checkRooms(ctx, r, opts)
 	}
+	if ferr := t.checkFiles(ctx, r); ferr != nil {
+		return nil, ferr
+	}
 	// A restore started here (even one killed before it wrote a row)
 	// recorded its archive in ferry_restore.
 	resuming, other, rerr := t.restoreOf(ctx, r.Manifest().ArchiveID)
@@ -557,6 +560,55 @@ func (t *RestoreTarget) installSigningKey(ctx context.Context, r *archive.Reader
 	}
 	res.Files = append(res.Files, path+" (the archive's signing key "+own.KeyID+")")
 	return nil
+}
+
+// checkFiles refuses, before anything is written, a whole restore whose
+// files could not be written at the end: the media store (when the archive
+// has media files) and the directory of the signing key file (when the
+// archive carries the private key) must be directories Ferry can write.
+func (t *RestoreTarget) checkFiles(ctx context.Context, r *archive.Reader) error {
+	blobs := int64(0)
+	for _, part := range r.Manifest().Parts {
+		blobs += part.Blobs
+	}
+	if blobs > 0 {
+		if err := writableDir(t.cfg.MediaStore); err != nil {
+			return importer.Refuse("the media store %s: %v: give --media-store the target's media_store_path (from its homeserver.yaml), as a path on this host", t.cfg.MediaStore, err)
+		}
+	}
+	own, _, err := importer.SigningKeys(ctx, r)
+	if err != nil || own == nil {
+		return err
+	}
+	path, err := t.signingKeyPath()
+	if err != nil {
+		return importer.Refuse("where to write the archive's signing key: %v", err)
+	}
+	if err := writableDir(filepath.Dir(path)); err != nil {
+		return importer.Refuse("the archive's signing key goes to %s, but %v: when Synapse runs in a container, its signing_key_path is a path inside it; give --signing-key-file the same file's path on this host", path, err)
+	}
+	return nil
+}
+
+// writableDir says why dir is not a directory this process can create
+// files in; nil when it is.
+func writableDir(dir string) error {
+	if dir == "" {
+		return errors.New("no directory given")
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	f, err := os.CreateTemp(dir, ".ferry-check-*")
+	if err != nil {
+		return fmt.Errorf("cannot write in %s: %w", dir, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 func (t *RestoreTarget) signingKeyPath() (string, error) {
