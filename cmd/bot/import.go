@@ -47,9 +47,9 @@ disaster recovery: a whole server back from its archive. With --rooms, rooms del
 keeps everything else it holds.`,
 		Example: `  bot import --target dendrite --config /etc/dendrite/dendrite.yaml --identity id.txt --dry-run move.ferry
   bot import --target dendrite --config /etc/dendrite/dendrite.yaml --identity id.txt --migration move.ferry
-  bot import --target synapse --db postgres://synapse@localhost/synapse --media-store /var/lib/synapse/media_store \
+  bot import --target synapse --db postgres://synapse@localhost/synapse --media-store /var/lib/matrix-synapse/media \
     --synapse-config /etc/matrix-synapse/homeserver.yaml --identity id.txt --migration backup.ferry
-  bot import --target synapse --db postgres://synapse@localhost/synapse --media-store /var/lib/synapse/media_store \
+  bot import --target synapse --db postgres://synapse@localhost/synapse --media-store /var/lib/matrix-synapse/media \
     --synapse-config /etc/matrix-synapse/homeserver.yaml --identity id.txt --rooms '!abc:example.org' last-night.ferry`,
 		Args: takes(1, "ARCHIVE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -129,8 +129,11 @@ func (t *targetFlags) addSynapseFlags(fs *pflag.FlagSet) {
 func newImportTarget(kind string, where targetFlags, log func(string, ...any)) (importer.Target, error) {
 	switch kind {
 	case "dendrite":
+		if where.config == "" && (where.db != "" || where.mediaStore != "" || where.synapseConfig != "") {
+			return nil, errors.New("--db, --media-store and --synapse-config name a Synapse target: add --target synapse (the default target is dendrite)")
+		}
 		if where.config == "" {
-			return nil, errors.New("--config (the target's dendrite.yaml) is required")
+			return nil, errors.New("--config (the target's dendrite.yaml) is required for --target dendrite, the default; for Synapse, give --target synapse")
 		}
 		return idendrite.NewTarget(idendrite.Config{ConfigPath: where.config, Helper: where.helper, Log: log}), nil
 	case "synapse":

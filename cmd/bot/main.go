@@ -69,8 +69,9 @@ func newRootCmd() *cobra.Command {
 		Use:   "bot",
 		Short: "Ferry: a Matrix homeserver's data out, safely, and back in, anywhere",
 		Long: `Ferry exports a Matrix homeserver (Synapse or Dendrite) into a versioned, streaming, encrypted
-archive, verifies and inspects archives, imports them into a stopped Dendrite, migrates Synapse to
-Dendrite in one step, and runs the export, import and verify jobs with an HTTP API and a Matrix bot.
+archive, verifies and inspects archives, restores them into a stopped Synapse or Dendrite (a whole
+server, or one deleted room into Synapse), migrates between the two in one step, and runs the export,
+import and verify jobs with an HTTP API and a Matrix bot.
 
 ARCHIVE, wherever a command takes one, is a directory (the stored form: part-00000000, ...,
 key.age), a packed single file (FILE.ferry, its key file FILE.ferry.key.age beside it), or a

@@ -111,6 +111,8 @@ func TestMessages(t *testing.T) {
 		{"db-not-a-url", []string{"export", "--db", "synapse", "--plaintext", "--to", "out"}},
 		{"db-not-postgres", []string{"export", "--db", "mysql://ferry:s3cret@db/synapse", "--plaintext", "--to", "out"}},
 		{"db-malformed", []string{"export", "--db", "postgres://ferry:s3 cret@db:5432/synapse", "--plaintext", "--to", "out"}},
+		{"import-synapse-flags-without-target", []string{"import", "--db", "postgres://synapse@db/synapse", "--media-store", "media",
+			"--synapse-config", "homeserver.yaml", download}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := run(ctx, tc.args)

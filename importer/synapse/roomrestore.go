@@ -1,6 +1,7 @@
 package synapse
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -127,9 +128,19 @@ func restoreDeletedRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, room
 		return err
 	}
 	if opts.Unblock {
-		if _, err := tx.Exec(ctx, `DELETE FROM blocked_rooms WHERE room_id = ANY($1)`, sortedKeys(rooms)); err != nil {
+		rows, err := tx.Query(ctx, `DELETE FROM blocked_rooms WHERE room_id = ANY($1) RETURNING room_id, COALESCE(user_id, '')`, sortedKeys(rooms))
+		if err != nil {
 			return err
 		}
+		unblocked, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (string, error) {
+			var room, by string
+			err := row.Scan(&room, &by)
+			return fmt.Sprintf("%s: unblocked (--unblock; %s had blocked it)", room, cmp.Or(by, "an admin")), err
+		})
+		if err != nil {
+			return fmt.Errorf("unblock the rooms: %w", err)
+		}
+		res.Notes = append(res.Notes, unblocked...)
 		for id := range rooms {
 			rooms[id].room.Blocked = false
 		}

@@ -110,6 +110,9 @@ func TestRestoreDeletedRoom(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, general+": unblocked") }) {
+		t.Errorf("the report does not say the room was unblocked: %v", res.Notes)
+	}
 	var progress string
 	var messages, indexed int
 	scan(&progress, `SELECT progress_json FROM background_updates WHERE update_name = 'event_search'`)
