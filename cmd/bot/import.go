@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -75,7 +78,8 @@ keeps everything else it holds.`,
 
 func runImport(ctx context.Context, out io.Writer, kind string, where targetFlags, opts importer.Options, keys *keyFlags, asJSON, quiet bool, loc string) error {
 	progress := newImportProgress(os.Stderr, quiet)
-	target, err := newImportTarget(kind, where, progress.logf)
+	ctx = progress.logger().WithContext(ctx)
+	target, err := newImportTarget(kind, where)
 	if err != nil {
 		return err
 	}
@@ -124,9 +128,10 @@ func (t *targetFlags) addSynapseFlags(fs *pflag.FlagSet) {
 }
 
 // newImportTarget makes the import target of implementation kind: the one
-// place that names the implementations (a new one is a new case). log
-// receives the target's own lines (its helper's, for Dendrite).
-func newImportTarget(kind string, where targetFlags, log func(string, ...any)) (importer.Target, error) {
+// place that names the implementations (a new one is a new case). The
+// target's own lines (its helper's, for Dendrite) go to the logger of the
+// context its methods are called with.
+func newImportTarget(kind string, where targetFlags) (importer.Target, error) {
 	switch kind {
 	case "dendrite":
 		if where.config == "" && (where.db != "" || where.mediaStore != "" || where.synapseConfig != "") {
@@ -135,7 +140,7 @@ func newImportTarget(kind string, where targetFlags, log func(string, ...any)) (
 		if where.config == "" {
 			return nil, errors.New("--config (the target's dendrite.yaml) is required for --target dendrite, the default; for Synapse, give --target synapse")
 		}
-		return idendrite.NewTarget(idendrite.Config{ConfigPath: where.config, Helper: where.helper, Log: log}), nil
+		return idendrite.NewTarget(idendrite.Config{ConfigPath: where.config, Helper: where.helper}), nil
 	case "synapse":
 		if where.db == "" || where.mediaStore == "" || where.synapseConfig == "" {
 			return nil, errors.New("--db (the target database), --media-store and --synapse-config (its homeserver.yaml) are required for --target synapse")
@@ -304,27 +309,26 @@ func (p *importProgress) end() {
 	p.total, p.shown = 0, false
 }
 
-// logf prints one of the target's own lines.
-func (p *importProgress) logf(format string, a ...any) {
-	if !p.quiet {
-		p.out(fmt.Sprintf(format, a...), false)
+// logger is the import's logger on the command line: the target's own
+// lines (info and above) printed between the progress lines, message
+// first, as a person reads them; nothing with --quiet.
+func (p *importProgress) logger() zerolog.Logger {
+	if p.quiet {
+		return zerolog.Nop()
 	}
+	return zerolog.New(zerolog.ConsoleWriter{Out: lineWriter(func(line string) { p.out(line, false) }),
+		NoColor: true, PartsOrder: []string{zerolog.MessageFieldName}, FieldsExclude: []string{"component"}}).Level(zerolog.InfoLevel)
 }
 
-func sortedSections(m map[string]int64) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	for i := range out {
-		for j := i + 1; j < len(out); j++ {
-			if out[j] < out[i] {
-				out[i], out[j] = out[j], out[i]
-			}
-		}
-	}
-	return out
+// lineWriter hands each write (one log line) on without its newline.
+type lineWriter func(string)
+
+func (w lineWriter) Write(b []byte) (int, error) {
+	w(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
 }
+
+func sortedSections(m map[string]int64) []string { return slices.Sorted(maps.Keys(m)) }
 
 func indent(s, prefix string) string {
 	lines := strings.SplitAfter(s, "\n")

@@ -123,7 +123,8 @@ func (m *migrateFlags) run(ctx context.Context, stdout io.Writer) error {
 		return err
 	}
 	progress := newImportProgress(os.Stderr, e.quiet)
-	target, err := newImportTarget(m.to, m.where, progress.logf)
+	ctx = progress.logger().WithContext(ctx)
+	target, err := newImportTarget(m.to, m.where)
 	if err != nil {
 		return err
 	}

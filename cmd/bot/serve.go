@@ -127,9 +127,8 @@ func importInto(targets []config.ImportTarget) jobs.Importer {
 			where = targetFlags{db: string(t.Database), mediaStore: t.MediaStore, synapseConfig: t.Config,
 				signingKey: t.SigningKeyFile, updateSynapseDatabase: t.UpdateSynapseDatabase}
 		}
-		target, err := newImportTarget(t.Implementation, where, func(format string, a ...any) { // the target's own lines
-			zerolog.Ctx(ctx).Info().Str("target", t.Name).Msgf(format, a...)
-		})
+		ctx = zerolog.Ctx(ctx).With().Str("target", t.Name).Logger().WithContext(ctx) // the target's own lines
+		target, err := newImportTarget(t.Implementation, where)
 		if err != nil {
 			return "", err
 		}

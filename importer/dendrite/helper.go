@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/rs/zerolog"
+
 	"github.com/ferry-matrix/ferry/importer/dendrite/wire"
 )
 
@@ -53,10 +55,12 @@ type helper struct {
 	out    *bufio.Scanner
 	stderr *tailBuffer
 	waited chan error
-	logf   func(string, ...any)
+	log    *zerolog.Logger // the helper's own lines ("waiting for ...")
 }
 
-func startHelper(ctx context.Context, bin, configPath string, logf func(string, ...any)) (*helper, error) {
+// startHelper starts the import helper; its own lines go to the context's
+// logger (component dendrite-import).
+func startHelper(ctx context.Context, bin, configPath string) (*helper, error) {
 	args := []string{"-config", configPath}
 	if p := os.Getenv("FERRY_HELPER_CPUPROFILE"); p != "" { // investigations
 		args = append(args, "-cpuprofile", p)
@@ -70,7 +74,9 @@ func startHelper(ctx context.Context, bin, configPath string, logf func(string, 
 	if err != nil {
 		return nil, err
 	}
-	h := &helper{cmd: cmd, in: in, enc: json.NewEncoder(in), out: bufio.NewScanner(out), stderr: &tailBuffer{max: 8 << 10}, waited: make(chan error, 1), logf: logf}
+	h := &helper{cmd: cmd, in: in, enc: json.NewEncoder(in), out: bufio.NewScanner(out), stderr: &tailBuffer{max: 8 << 10}, waited: make(chan error, 1)}
+	log := zerolog.Ctx(ctx).With().Str("component", "dendrite-import").Logger()
+	h.log = &log
 	h.out.Buffer(make([]byte, 64<<10), 16<<20)
 	cmd.Stderr = h.stderr
 	if err := cmd.Start(); err != nil {
@@ -79,8 +85,8 @@ func startHelper(ctx context.Context, bin, configPath string, logf func(string, 
 	return h, nil
 }
 
-// call sends one request and reads its answer, passing the Log lines
-// before it on to logf.
+// call sends one request and reads its answer, logging the Log lines
+// before it.
 func (h *helper) call(req *wire.Request) (*wire.Response, error) {
 	if err := h.enc.Encode(req); err != nil {
 		return nil, h.died(err)
@@ -97,7 +103,7 @@ func (h *helper) call(req *wire.Request) (*wire.Response, error) {
 		if res.Log == "" {
 			break
 		}
-		h.logf("%s", res.Log)
+		h.log.Info().Msg(res.Log)
 	}
 	if !res.OK {
 		return &res, errors.New(res.Error)

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/archivediff"
 	"github.com/ferry-matrix/ferry/archive/archivetest"
@@ -30,7 +32,8 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // phases with their times.
 func importInto(ctx context.Context, t *testing.T, d *testenv.Dendrite, r *archive.Reader, opts importer.Options) (*importer.Result, error) {
 	t.Helper()
-	target := idendrite.NewTarget(idendrite.Config{ConfigPath: d.Config(), Log: t.Logf})
+	target := idendrite.NewTarget(idendrite.Config{ConfigPath: d.Config()})
+	ctx = zerolog.New(zerolog.NewTestWriter(t)).WithContext(ctx) // the helper's lines
 	return importer.Run(ctx, target, r, opts, &phaseLog{t: t, start: time.Now()})
 }
 

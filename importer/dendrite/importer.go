@@ -46,10 +46,10 @@ type Config struct {
 	ConfigPath string
 	// Helper is the ferry-dendrite-import binary; empty: FindHelper.
 	Helper string
-	// Log receives the import helper's lines (progress of its long waits,
-	// notes for the person running the import); nil: none. Phases and
-	// counts go to the importer.Progress of each import.
-	Log func(format string, args ...any)
+	// The import helper's own lines (progress of its long waits, notes
+	// for the person running the import) go to the context's logger
+	// (zerolog.Ctx); phases and counts go to each import's
+	// importer.Progress.
 }
 
 // Target is a stopped Dendrite v0.15.2 as an importer.Target. It holds no
@@ -66,9 +66,6 @@ var (
 // NewTarget returns the Dendrite that c describes as an import target.
 // Nothing is read until a method is called.
 func NewTarget(c Config) *Target {
-	if c.Log == nil {
-		c.Log = func(string, ...any) {}
-	}
 	return &Target{cfg: c}
 }
 
@@ -207,7 +204,7 @@ func (t *Target) Import(ctx context.Context, r *archive.Reader, opts importer.Op
 		return err
 	}
 	p.Phase("starting Dendrite's components (import helper)", 0)
-	h, err := startHelper(ctx, bin, t.cfg.ConfigPath, t.cfg.Log)
+	h, err := startHelper(ctx, bin, t.cfg.ConfigPath)
 	if err != nil {
 		return err
 	}

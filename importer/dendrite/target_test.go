@@ -32,7 +32,7 @@ func TestTargetConformance(t *testing.T) {
 			}
 			d.Stop()
 			return &targettest.Instance{
-				Target: idendrite.NewTarget(idendrite.Config{ConfigPath: d.Config(), Log: t.Logf}),
+				Target: idendrite.NewTarget(idendrite.Config{ConfigPath: d.Config()}),
 				Verify: func(t *testing.T) { assertSameContent(t, d.Config(), dir, key) },
 			}
 		},

@@ -32,6 +32,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/archivetest"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
@@ -110,7 +112,7 @@ func Run(t *testing.T, h Harness) {
 
 // checkImport: a dry run, the import, and the same again, into one target.
 func (h Harness) checkImport(t *testing.T, name string) (map[string]int64, *recorder) {
-	ctx := context.Background()
+	ctx := testContext(t)
 	inst := h.NewTarget(t, name, false)
 	fresh := readBack(t, inst)
 
@@ -170,7 +172,7 @@ func (h Harness) checkImport(t *testing.T, name string) (map[string]int64, *reco
 // checkRefusals: what Check and Run must refuse, leaving the target as it
 // was.
 func (h Harness) checkRefusals(t *testing.T, name string) {
-	ctx := context.Background()
+	ctx := testContext(t)
 	refused := func(t *testing.T, inst *Instance, r *archive.Reader, opts importer.Options, why string, check bool) {
 		t.Helper()
 		before := readBack(t, inst)
@@ -209,7 +211,7 @@ func (h Harness) checkRefusals(t *testing.T, name string) {
 // the result with an uninterrupted import's.
 func (h Harness) checkInterrupted(t *testing.T, name string, pt Point, want map[string]int64) {
 	inst := h.NewTarget(t, name, false)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(testContext(t))
 	defer cancel()
 	at := &canceller{point: pt, cancel: cancel}
 	_, err := importer.Run(ctx, inst.Target, h.Archive(t), h.Options, at)
@@ -220,7 +222,7 @@ func (h Harness) checkInterrupted(t *testing.T, name string, pt Point, want map[
 		t.Fatalf("the import cancelled after %d items of %q completed anyway", pt.After, pt.Phase)
 	}
 	t.Logf("interrupted: %v", err)
-	res, err := importer.Run(context.Background(), inst.Target, h.Archive(t), h.Options, nil)
+	res, err := importer.Run(testContext(t), inst.Target, h.Archive(t), h.Options, nil)
 	if err != nil {
 		t.Fatalf("rerun: %v", err)
 	}
@@ -248,7 +250,7 @@ func (h Harness) untouched(t *testing.T, inst *Instance, before map[string]int64
 	if !check {
 		return
 	}
-	state, err := inst.Check(context.Background(), h.Archive(t), importer.Options{AllowNonEmpty: true})
+	state, err := inst.Check(testContext(t), h.Archive(t), importer.Options{AllowNonEmpty: true})
 	if err != nil {
 		t.Errorf("after %s, Check: %v", after, err)
 	} else if state.Resuming {
@@ -258,7 +260,7 @@ func (h Harness) untouched(t *testing.T, inst *Instance, before map[string]int64
 
 func readBack(t *testing.T, inst *Instance) map[string]int64 {
 	t.Helper()
-	got, err := inst.ReadBack(context.Background(), importer.Options{})
+	got, err := inst.ReadBack(testContext(t), importer.Options{})
 	if err != nil {
 		t.Fatalf("ReadBack: %v", err)
 	}
@@ -405,4 +407,10 @@ func (c *canceller) Add(n int64) {
 		c.fired = true
 		c.cancel()
 	}
+}
+
+// testContext carries a logger into the test's log, where a target's own
+// lines (the Dendrite import helper's, say) go.
+func testContext(t *testing.T) context.Context {
+	return zerolog.New(zerolog.NewTestWriter(t)).WithContext(context.Background())
 }
