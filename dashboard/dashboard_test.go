@@ -574,3 +574,28 @@ func TestSigninBehindProxy(t *testing.T) {
 		}
 	}
 }
+
+// An export made by `bot export --record` is listed as made through the
+// CLI, and its page says where the archive went instead of offering links,
+// verification or deletion of a copy Ferry does not have.
+func TestCLIExportPage(t *testing.T) {
+	r := newRig(t)
+	r.f.jobs = append(r.f.jobs, &app.JobView{View: &app.View{ID: "cli1", Kind: app.KindExport, Status: app.StatusCompleted,
+		Name: "full.ferry", Location: "/backups/full.ferry", Type: "full", Size: 7 << 20, RequestedBy: "cli:root@host", Via: "cli",
+		CreatedAt: time.Now().Add(-time.Hour), FinishedAt: time.Now()}, Selection: "full"})
+	c, _ := r.signIn(admin, app.RoleAdmin)
+	list := r.do(c, "GET", "/ui/exports", nil)
+	if !strings.Contains(list.body, "cli:root@host") || !strings.Contains(list.body, "CLI") {
+		t.Errorf("the exports list lacks the CLI export:\n%s", list.body)
+	}
+	page := r.do(c, "GET", "/ui/exports/cli1", nil)
+	if page.status != http.StatusOK || !strings.Contains(page.body, "<code>/backups/full.ferry</code>") ||
+		!strings.Contains(page.body, "bot archive verify") {
+		t.Errorf("the CLI export's page (%d) does not say where its archive is:\n%s", page.status, page.body)
+	}
+	for _, action := range []string{`id="links"`, `id="verify"`, `id="delete"`} {
+		if strings.Contains(page.body, action) {
+			t.Errorf("the CLI export's page offers %s", action)
+		}
+	}
+}

@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -17,14 +20,18 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/ferry-matrix/ferry/app"
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
+	"github.com/ferry-matrix/ferry/config"
 	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/internal/flagvalue"
 	"github.com/ferry-matrix/ferry/internal/human"
+	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/source"
 	"github.com/ferry-matrix/ferry/source/sources"
 	"github.com/ferry-matrix/ferry/source/synapse"
+	"github.com/ferry-matrix/ferry/store"
 )
 
 // keyChoice is how an export's key is delivered.
@@ -206,7 +213,8 @@ func (e *exportFlags) export(ctx context.Context, src source.Source, out string,
 	typ := plan.Type()
 	e.result = &exportResult{Archive: out, KeyFile: res.Published.KeyFile, ArchiveID: res.ArchiveID, ServerName: info.ServerName, Type: typ,
 		Source:  archive.SourceInfo{Implementation: info.Implementation, Version: info.Version, SchemaVersion: info.SchemaVersion},
-		Records: res.Records, MediaFiles: res.Blobs, MediaBytes: res.BlobBytes, Omissions: res.Omissions, Seconds: took.Seconds()}
+		Records: res.Records, MediaFiles: res.Blobs, MediaBytes: res.BlobBytes, Omissions: res.Omissions, Seconds: took.Seconds(),
+		Size: res.Published.Size, SHA256: res.Published.SHA256}
 	fmt.Fprintf(os.Stderr, "exported %s (%s, from %s): %d records, %d media files (%s), %d omissions reported in the archive, in %s\n",
 		info.ServerName, typ, sourceName(info.Implementation, info.Version, info.SchemaVersion), res.Records, res.Blobs, human.Bytes(res.BlobBytes), res.Omissions,
 		took.Round(time.Millisecond))
@@ -245,12 +253,16 @@ type exportResult struct {
 	MediaBytes int64              `json:"media_bytes"`
 	Omissions  int64              `json:"omissions"`
 	Seconds    float64            `json:"seconds"`
+	Size       int64              `json:"size,omitempty"`   // bytes, when the destination counted them
+	SHA256     string             `json:"sha256,omitempty"` // hex, when the destination hashed the archive
+	// Recorded is the export's ID in Ferry's state database (--record).
+	Recorded string `json:"recorded,omitempty"`
 }
 
 func newExportCmd() *cobra.Command {
 	var e exportFlags
 	var kc keyChoice
-	var to string
+	var to, record string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "export --to OUT (--recipient R | --recipients-file F | --passphrase-env VAR | --plaintext)",
@@ -268,16 +280,21 @@ signing key). Progress goes to stderr; --json prints the result on stdout.
 An interrupted export (Ctrl-C, a crash) resumes from its last complete part when the same command
 runs again on this machine. Its checkpoint holds the archive key until the export is done, so it
 stays local: in OUT, in FILE.ferry.partial beside the file, or for a bucket URL in the user's cache
-directory (~/.cache/ferry/exports). The error names what to remove to start afresh.`,
+directory (~/.cache/ferry/exports). The error names what to remove to start afresh.
+
+--record config.yaml records the finished export in the state database of Ferry's bot (bot run,
+bot serve): its dashboard and audit log list it as made through the CLI, with where the archive went.`,
 		Example: `  bot export --source synapse --db postgres://ferry_reader@db/synapse --media-store /var/lib/synapse/media_store \
     --signing-key /etc/synapse/example.org.signing.key --synapse-config /etc/synapse/homeserver.yaml \
     --recipient age1... --to backup.ferry
   bot export --source dendrite --config /etc/dendrite/dendrite.yaml --migration --recipient age1... --to move.ferry
   bot export --db postgres://ferry_reader@db/synapse --signing-key example.org.signing.key \
-    --rooms '!abc:example.org' --since 2026-01-01 --media referenced --passphrase-env FERRY_PASS --to room.ferry`,
+    --rooms '!abc:example.org' --since 2026-01-01 --media referenced --passphrase-env FERRY_PASS --to room.ferry
+  bot export --db postgres://ferry_reader@db/synapse --signing-key example.org.signing.key --recipient age1... \
+    --to /backups/full.ferry --record /etc/ferry/config.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := e.run(cmd.Context(), &kc, to); err != nil {
+			if err := e.run(cmd.Context(), &kc, to, record); err != nil {
 				return err
 			}
 			if asJSON {
@@ -290,14 +307,28 @@ directory (~/.cache/ferry/exports). The error names what to remove to start afre
 	cmd.Flags().StringVar(&to, "to", "", "where to write the archive (`OUT`): a new directory, a bucket URL, or FILE.ferry")
 	kc.addFlags(cmd.Flags())
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result (archive, key file, archive ID, counts) as JSON on stdout")
+	cmd.Flags().StringVar(&record, "record", "", "Ferry's configuration `FILE` (config.yaml of bot run or bot serve): record the finished export in its state database, so its dashboard and audit log list it")
 	e.completions(cmd)
 	return cmd
 }
 
-// run is bot export: a new archive at to from the chosen source.
-func (e *exportFlags) run(ctx context.Context, kc *keyChoice, to string) error {
+// run is bot export: a new archive at to from the chosen source, recorded
+// in the state database of the Ferry configuration file record, if given
+// (opened first, so that a wrong file stops the export before it starts).
+func (e *exportFlags) run(ctx context.Context, kc *keyChoice, to, record string) error {
 	if to == "" {
 		return errors.New("--to is required: a new directory, a bucket URL, or FILE.ferry (bot export --help shows the options)")
+	}
+	var ledger *store.Store
+	if record != "" {
+		cfg, err := config.Load(record)
+		if err != nil {
+			return fmt.Errorf("--record: %w", err)
+		}
+		if ledger, err = store.Open(ctx, string(cfg.State.Database), store.KeyFile(cfg.State.KeyFile)); err != nil {
+			return fmt.Errorf("--record %s: %w", record, err)
+		}
+		defer ledger.Close()
 	}
 	wrap, err := kc.resolve()
 	if err != nil {
@@ -311,7 +342,41 @@ func (e *exportFlags) run(ctx context.Context, kc *keyChoice, to string) error {
 		return err
 	}
 	defer src.Close()
-	return e.export(ctx, src, to, wrap, true)
+	started := time.Now()
+	if err := e.export(ctx, src, to, wrap, true); err != nil || ledger == nil {
+		return err
+	}
+	return e.record(ctx, ledger, record, to, wrap == nil, started)
+}
+
+// record puts the export just made into the ledger of Ferry's state
+// database, as run by this machine's user through the CLI.
+func (e *exportFlags) record(ctx context.Context, ledger *store.Store, configFile, to string, plaintext bool, started time.Time) error {
+	location := to
+	if !strings.Contains(to, "://") {
+		if abs, err := filepath.Abs(to); err == nil {
+			location = abs
+		}
+	}
+	who := "cli"
+	if u, err := user.Current(); err == nil {
+		who += ":" + u.Username
+	}
+	if host, err := os.Hostname(); err == nil {
+		who += "@" + host
+	}
+	res := e.result
+	id, err := app.RecordCLIExport(ctx, ledger, app.CLIExport{RequestedBy: who, Location: location, ArchiveID: res.ArchiveID,
+		Size: res.Size, SHA256: res.SHA256, Started: started,
+		Request: jobs.Request{Source: e.impl, Selection: e.sel, Options: e.o, Plaintext: plaintext, Name: filepath.Base(strings.TrimSuffix(to, "/"))}})
+	if err != nil {
+		return fmt.Errorf("the archive is complete at %s, but recording it in the state database of %s failed: %w", location, configFile, err)
+	}
+	res.Recorded = id
+	if !e.quiet {
+		fmt.Fprintf(os.Stderr, "recorded as export %s in the state database of %s (its dashboard lists it)\n", id, configFile)
+	}
+	return nil
 }
 
 // progressPrinter draws a live bar on a terminal and plain lines elsewhere.

@@ -12,7 +12,9 @@ import (
 
 	"github.com/ferry-matrix/ferry/exporter"
 	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
+	"github.com/ferry-matrix/ferry/jobs"
 	"github.com/ferry-matrix/ferry/source/sources"
+	"github.com/ferry-matrix/ferry/store"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -103,5 +105,58 @@ func TestExportRefusesUnsupportedSelection(t *testing.T) {
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Error("a refused export left output behind")
+	}
+}
+
+// bot export --record config.yaml lists the finished export in the bot's
+// state database (the dashboard's exports, as made through the CLI, with
+// where the archive went) and its audit log; a config that cannot be used
+// stops the export before it writes anything.
+func TestExportRecordsInFerryState(t *testing.T) {
+	ctx := context.Background()
+	db, media := synapseFixture(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfg, []byte("state:\n  database: sqlite://"+filepath.Join(dir, "ferry.db")+"\n  key_file: "+filepath.Join(dir, "state.key")+"\n"), 0o600)
+	out := filepath.Join(dir, "full")
+	args := []string{"export", "--quiet", "--db", db, "--media-store", media, "--signing-key", fixtureDir + "fixture.test.signing.key", "--plaintext"}
+
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("state:\n  database: mysql://db/ferry\n"), 0o600)
+	if err := run(ctx, append(args, "--to", out, "--record", bad)); err == nil || !strings.Contains(err.Error(), "--record") {
+		t.Fatalf("export with an unusable --record config: %v", err)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("the refused export wrote its output")
+	}
+
+	var stdout bytes.Buffer
+	if err := execute(ctx, append(args, "--to", out, "--record", cfg, "--json"), &stdout, os.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	var res exportResult
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil || res.Recorded == "" {
+		t.Fatalf("export --json: %+v (%v)", res, err)
+	}
+	st, err := store.Open(ctx, "sqlite://"+filepath.Join(dir, "ferry.db"), store.KeyFile(filepath.Join(dir, "state.key")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	e, err := st.GetExport(ctx, res.Recorded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Via != "cli" || !strings.HasPrefix(e.RequestedBy, "cli:") || e.Location != out || e.ArchiveID != res.ArchiveID ||
+		e.Status != store.StatusCompleted || e.Kind != store.KindExport || e.Name != "full" {
+		t.Errorf("the recorded export: %+v", e)
+	}
+	var req jobs.Request
+	if err := json.Unmarshal([]byte(e.Request), &req); err != nil || req.Source != "synapse" || req.ArchiveType() != exporter.TypeFull || !req.Plaintext {
+		t.Errorf("its request: %s (%v)", e.Request, err)
+	}
+	log, err := st.AuditLog(ctx, 10)
+	if err != nil || len(log) == 0 || log[0].Action != "export.finish" || log[0].Target != e.ID || log[0].Via != "cli" {
+		t.Errorf("audit log: %+v (%v)", log, err)
 	}
 }
