@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -145,4 +146,49 @@ func TestCrashAndResume(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A second process of a running instance (the same config started twice)
+// must not start: starting resumes what its instance was running, which
+// is the live process's. Its Start fails with store.ErrInstanceRunning
+// before it touches a job, and the running export completes in its first
+// run; once the first stops, the instance starts again.
+func TestSecondProcessOfAnInstanceRefused(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		started := make(chan struct{}, 1)
+		e.src.OnUser = func(i int) error {
+			if i == 200 {
+				select {
+				case started <- struct{}{}:
+				default:
+				}
+			}
+			time.Sleep(time.Millisecond)
+			return nil
+		}
+		if _, err := e.svc.Submit(ctx, "live-1", e.request("live-1"), "@admin:fake.test", "api"); err != nil {
+			t.Fatal(err)
+		}
+		<-started
+		before, _ := e.svc.store.GetExport(ctx, "live-1")
+		second := &Service{store: e.svc.store, storage: e.svc.storage, Instance: e.svc.Instance, Open: e.svc.Open}
+		stop, err := second.Start(ctx, Config{FetchPollInterval: 50 * time.Millisecond})
+		if err == nil {
+			stop(ctx)
+			t.Fatal("a second process of a running instance started")
+		}
+		if !errors.Is(err, store.ErrInstanceRunning) || !strings.Contains(err.Error(), "stop it") {
+			t.Errorf("refusal: %v", err)
+		}
+		var state string
+		e.svc.store.DB.QueryRowContext(ctx, `SELECT CAST(state AS TEXT) FROM river_job WHERE id = `+fmt.Sprint(before.RiverJobID)).Scan(&state)
+		if state != "running" {
+			t.Errorf("the live run's River job is %q after the refused start", state)
+		}
+		ex := waitFor(t, e.svc.store, "live-1", store.StatusCompleted, store.StatusFailed)
+		if ex.Status != store.StatusCompleted || ex.Attempts != 1 || ex.Fence != before.Fence+1 {
+			t.Fatalf("record %+v (claimed at fence %d)", ex, before.Fence)
+		}
+	})
 }

@@ -86,9 +86,12 @@ func (r riverRunner[TTx]) removePeriodic(id string)          { r.c.PeriodicJobs(
 
 // Start starts the workers on River's tables in the service's store
 // (store.Open migrated them) and returns a function that stops them
-// (finishing nothing: running jobs are resumed by the next start). First
-// it makes the jobs this instance was running when its previous process
-// stopped or died available again (resumeInterrupted).
+// (finishing nothing: running jobs are resumed by the next start) and
+// release the instance's lock. First it takes that lock
+// (store.LockInstance), refusing to start while another process of the
+// same instance runs, then it makes the jobs this instance was running
+// when its previous process stopped or died available again
+// (resumeInterrupted).
 func (s *Service) Start(ctx context.Context, cfg Config) (func(context.Context) error, error) {
 	switch s.store.Dialect {
 	case store.SQLite:
@@ -99,8 +102,19 @@ func (s *Service) Start(ctx context.Context, cfg Config) (func(context.Context) 
 	return nil, fmt.Errorf("no job runner for %s", s.store.Dialect)
 }
 
-func start[TTx any](ctx context.Context, s *Service, driver riverdriver.Driver[TTx], cfg Config) (func(context.Context) error, error) {
+func start[TTx any](ctx context.Context, s *Service, driver riverdriver.Driver[TTx], cfg Config) (_ func(context.Context) error, err error) {
 	id := s.clientID()
+	// What runs under this ID is taken for interrupted below: no other
+	// process of this instance may be running (store.LockInstance).
+	unlock, err := s.store.LockInstance(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			unlock()
+		}
+	}()
 	if n, err := resumeInterrupted(ctx, driver.GetExecutor(), id); err != nil {
 		return nil, fmt.Errorf("resume the jobs this instance was running: %w", err)
 	} else if n > 0 {
@@ -173,7 +187,11 @@ func start[TTx any](ctx context.Context, s *Service, driver riverdriver.Driver[T
 			}
 		}
 	}()
-	return func(ctx context.Context) error { stopSync(); return c.Stop(ctx) }, nil
+	return func(ctx context.Context) error {
+		stopSync()
+		defer unlock()
+		return c.Stop(ctx)
+	}, nil
 }
 
 // resumeInterrupted makes the jobs that are running in River's table but

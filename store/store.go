@@ -51,6 +51,7 @@ type Store struct {
 	Dialect Dialect
 	// Pool is the pgx pool (PostgreSQL only), for River's pgx driver.
 	Pool *pgxpool.Pool
+	path string // the SQLite database file ("" in memory or on PostgreSQL)
 	now  func() time.Time
 	seal *sealer
 }
@@ -108,6 +109,7 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("state database %q: use sqlite:///path/ferry.db or postgres://...", rawURL)
 	}
 	var err error
+	s.path = dbPath
 	if s.seal, err = openSealer(o, dbPath); err != nil {
 		s.Close()
 		return nil, err
