@@ -28,7 +28,15 @@ type Option func(*options)
 type options struct {
 	keyFile   string
 	upgradeTo int
+	existing  bool
 }
+
+// Existing makes Open open a database the bot made, as a tool beside the
+// bot does (bot export --record): it creates nothing (no database file,
+// no key file), upgrades nothing and seals nothing, and refuses a
+// database whose schema is not this Ferry's, since a newer tool upgrading
+// it would pull the tables from under a bot of the previous release.
+func Existing() Option { return func(o *options) { o.existing = true } }
 
 // UpgradeTo makes Open apply Ferry's upgrades up to version only, for
 // tests that build the database a previous release left (then opened
@@ -128,6 +136,11 @@ func openSealer(o options, dbPath string) (*sealer, error) {
 		key := make([]byte, KeySize)
 		rand.Read(key)
 		return newSealer(key, "a key of this process only (no key file given)")
+	}
+	if o.existing {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("state key: %w: give the key file the bot uses (state.key_file)", err)
+		}
 	}
 	key, err := LoadOrCreateKey(path)
 	if err != nil {

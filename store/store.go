@@ -74,6 +74,11 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 		path := strings.TrimPrefix(rawURL, "sqlite://")
 		if path != ":memory:" {
 			dbPath = path
+			if o.existing {
+				if _, err := os.Stat(path); err != nil {
+					return nil, fmt.Errorf("state database: %w: start the bot (bot run or bot serve) once to create it", err)
+				}
+			}
 			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 				return nil, err
 			}
@@ -117,6 +122,13 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 	if err := s.DB.PingContext(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("state database: %w", err)
+	}
+	if o.existing {
+		if err := s.checkSchema(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+		return s, nil
 	}
 	if err := s.upgrade(ctx, o.upgradeTo); err != nil {
 		s.Close()
@@ -238,6 +250,29 @@ func (s *Store) upgrade(ctx context.Context, upTo int) error {
 		}
 	}
 	return tx.Commit()
+}
+
+// checkSchema refuses a database whose upgrades are not exactly this
+// Ferry's (Existing).
+func (s *Store) checkSchema(ctx context.Context) error {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	var have int
+	if err := s.DB.QueryRowContext(ctx, `SELECT COALESCE(max(version), 0) FROM ferry_schema`).Scan(&have); err != nil {
+		return fmt.Errorf("state database: %w: it is not one Ferry's bot made", err)
+	}
+	want := 0
+	for _, name := range names {
+		if v, err := strconv.Atoi(strings.SplitN(filepath.Base(name), "_", 2)[0]); err == nil {
+			want = max(want, v)
+		}
+	}
+	if have != want {
+		return fmt.Errorf("the state database is at Ferry's schema %d, and this Ferry's is %d: run the same Ferry version as the bot (a bot started with this version upgrades its database)", have, want)
+	}
+	return nil
 }
 
 // riverLock is the PostgreSQL advisory lock that serialises River's

@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -73,4 +75,43 @@ func TestUpgradeToLedger(t *testing.T) {
 			t.Error(err)
 		}
 	})
+}
+
+// A tool beside the bot (bot export --record) opens the bot's database as
+// it is: a missing database or key file is not created, and a database of
+// another schema version is refused, not upgraded.
+func TestOpenExisting(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, key := filepath.Join(dir, "ferry.db"), filepath.Join(dir, "state.key")
+	if _, err := Open(ctx, "sqlite://"+db, KeyFile(key), Existing()); err == nil {
+		t.Fatal("a missing database opened")
+	}
+	if _, err := os.Stat(db); err == nil {
+		t.Fatal("Existing created the database")
+	}
+	old, err := Open(ctx, "sqlite://"+db, KeyFile(key), UpgradeTo(6))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	if _, err := Open(ctx, "sqlite://"+db, KeyFile(key), Existing()); err == nil || !strings.Contains(err.Error(), "schema 6") {
+		t.Fatalf("a database of the previous release: %v", err)
+	}
+	cur, err := Open(ctx, "sqlite://"+db, KeyFile(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Close()
+	if _, err := Open(ctx, "sqlite://"+db, KeyFile(filepath.Join(dir, "other.key")), Existing()); err == nil {
+		t.Fatal("a missing key file was accepted")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "other.key")); err == nil {
+		t.Fatal("Existing created a key file")
+	}
+	st, err := Open(ctx, "sqlite://"+db, KeyFile(key), Existing())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
 }

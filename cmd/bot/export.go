@@ -325,7 +325,7 @@ func (e *exportFlags) run(ctx context.Context, kc *keyChoice, to, record string)
 		if err != nil {
 			return fmt.Errorf("--record: %w", err)
 		}
-		if ledger, err = store.Open(ctx, string(cfg.State.Database), store.KeyFile(cfg.State.KeyFile)); err != nil {
+		if ledger, err = store.Open(ctx, string(cfg.State.Database), store.KeyFile(cfg.State.KeyFile), store.Existing()); err != nil {
 			return fmt.Errorf("--record %s: %w", record, err)
 		}
 		defer ledger.Close()

@@ -123,12 +123,23 @@ func TestExportRecordsInFerryState(t *testing.T) {
 
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("state:\n  database: mysql://db/ferry\n"), 0o600)
-	if err := run(ctx, append(args, "--to", out, "--record", bad)); err == nil || !strings.Contains(err.Error(), "--record") {
-		t.Fatalf("export with an unusable --record config: %v", err)
+	// Before the bot ever ran, there is no state database to record in:
+	// --record creates none (nor a key file), and exports nothing.
+	for _, c := range []string{bad, cfg} {
+		if err := run(ctx, append(args, "--to", out, "--record", c)); err == nil || !strings.Contains(err.Error(), "--record") {
+			t.Fatalf("export with an unusable --record config %s: %v", c, err)
+		}
 	}
-	if _, err := os.Stat(out); err == nil {
-		t.Fatal("the refused export wrote its output")
+	for _, f := range []string{out, filepath.Join(dir, "ferry.db"), filepath.Join(dir, "state.key")} {
+		if _, err := os.Stat(f); err == nil {
+			t.Fatalf("the refused export created %s", f)
+		}
 	}
+	bot, err := store.Open(ctx, "sqlite://"+filepath.Join(dir, "ferry.db"), store.KeyFile(filepath.Join(dir, "state.key"))) // the bot's first start
+	if err != nil {
+		t.Fatal(err)
+	}
+	bot.Close()
 
 	var stdout bytes.Buffer
 	if err := execute(ctx, append(args, "--to", out, "--record", cfg, "--json"), &stdout, os.Stderr); err != nil {
