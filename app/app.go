@@ -361,6 +361,13 @@ func (s *Service) SubmitImport(ctx context.Context, id string, req ImportRequest
 	if id == "" {
 		id = "imp-" + NewID()
 	}
+	if req.Export != "" {
+		// Only an export in Ferry's storage: a CLI export's name could
+		// be another archive's there.
+		if _, err := s.completed(ctx, req.Export, "import"); err != nil {
+			return nil, err
+		}
+	}
 	e, err := s.jobs.SubmitImport(ctx, id, req, keyLine, by.Name, by.Via)
 	if err != nil {
 		return nil, err

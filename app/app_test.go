@@ -227,4 +227,7 @@ func TestCLIExportIsNotInStorage(t *testing.T) {
 	if _, err := r.svc.DownloadLinks(ctx, v); !errors.Is(err, ErrConflict) {
 		t.Errorf("links: %v", err)
 	}
+	if _, err := r.svc.SubmitImport(ctx, "", ImportRequest{Export: "cli-1", Target: "t"}, "", admin); !errors.Is(err, ErrConflict) {
+		t.Errorf("import: %v", err)
+	}
 }
