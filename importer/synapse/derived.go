@@ -301,15 +301,10 @@ func indexSearch(ctx context.Context, tx pgx.Tx, ord *orderings) (int64, error) 
 func searchValue(typ, eventJSON string) (string, bool) {
 	var ev struct {
 		Content struct {
-			Body   any `json:"body"`
-			Name   any `json:"name"`
-			Topic  any `json:"topic"`
-			MTopic struct {
-				Text []struct {
-					Body     string `json:"body"`
-					Mimetype string `json:"mimetype"`
-				} `json:"m.text"`
-			} `json:"m.topic"`
+			Body   any             `json:"body"`
+			Name   any             `json:"name"`
+			Topic  any             `json:"topic"`
+			MTopic json.RawMessage `json:"m.topic"` // malformed: the plain topic is indexed
 		} `json:"content"`
 	}
 	if json.Unmarshal([]byte(eventJSON), &ev) != nil {
@@ -326,10 +321,18 @@ func searchValue(typ, eventJSON string) (string, bool) {
 			return "", false
 		}
 		v = ev.Content.Topic
-		for _, t := range ev.Content.MTopic.Text { // the first plain-text representation wins
-			if t.Mimetype == "" || t.Mimetype == "text/plain" {
-				v = t.Body
-				break
+		var mTopic struct {
+			Text []struct {
+				Body     string `json:"body"`
+				Mimetype string `json:"mimetype"`
+			} `json:"m.text"`
+		}
+		if json.Unmarshal(ev.Content.MTopic, &mTopic) == nil {
+			for _, t := range mTopic.Text { // the first plain-text representation wins
+				if t.Mimetype == "" || t.Mimetype == "text/plain" {
+					v = t.Body
+					break
+				}
 			}
 		}
 	}

@@ -66,7 +66,8 @@ func restoreE2EEKeys(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int64, 
 
 // restoreCrossSigning writes the users' cross-signing identities only: the
 // cross-signing keys and the signatures of one cross-signing key by
-// another (a user-signing key's of other users' master keys), for a
+// another (a master key's of its self-signing key, a user-signing key's
+// of other users' master keys; not a device's of a master key), for a
 // restore without devices. The identity outlives the devices: a user who
 // logs in again verifies the new device with it (its private keys are in
 // their secret storage, which is account data), and others keep trusting
@@ -88,8 +89,9 @@ func restoreCrossSigning(ctx context.Context, tx pgx.Tx, r *archive.Reader) (int
 		switch k.Kind {
 		case archive.KeyKindCrossSigning:
 			return true
-		case archive.KeyKindSignature:
-			return identities[[2]string{k.TargetUserID, k.TargetDeviceID}]
+		case archive.KeyKindSignature: // by a cross-signing key, of one
+			_, signer, _ := strings.Cut(k.KeyID, ":")
+			return identities[[2]string{k.UserID, signer}] && identities[[2]string{k.TargetUserID, k.TargetDeviceID}]
 		}
 		return false
 	})
