@@ -37,3 +37,20 @@ func SigningKeys(ctx context.Context, r *archive.Reader) (own *archive.ServerKey
 	}
 	return own, old, err
 }
+
+// WithoutKeyID leaves out of keys the one with keyID: the target's own
+// current key must not be suggested as an old one (a server that
+// advertised its current key as expired would have its new events
+// refused), as when a restore keeps a target key that is the archive's.
+func WithoutKeyID(keys []archive.ServerKey, keyID string) []archive.ServerKey {
+	if keyID == "" {
+		return keys
+	}
+	var out []archive.ServerKey
+	for _, k := range keys {
+		if k.KeyID != keyID {
+			out = append(out, k)
+		}
+	}
+	return out
+}

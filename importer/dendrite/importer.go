@@ -294,6 +294,11 @@ func installSigningKey(ctx context.Context, cfg *dsource.Config, r *archive.Read
 	if err != nil {
 		return err
 	}
+	if cur, err := os.ReadFile(cfg.KeyPath()); err == nil {
+		if block, _ := pem.Decode(cur); block != nil {
+			old = importer.WithoutKeyID(old, block.Headers["Key-ID"])
+		}
+	}
 	var b strings.Builder
 	for _, k := range old {
 		fmt.Fprintf(&b, "    - key_id: %s\n      public_key: %s\n      expired_at: %d\n", k.KeyID, k.PublicKey, k.ExpiredTS)

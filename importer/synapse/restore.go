@@ -515,6 +515,9 @@ func (t *RestoreTarget) installSigningKey(ctx context.Context, r *archive.Reader
 	if err != nil {
 		return err
 	}
+	if path, err := t.signingKeyPath(); err == nil {
+		old = importer.WithoutKeyID(old, synapseKeyID(path))
+	}
 	if len(old) > 0 {
 		var b strings.Builder
 		b.WriteString("# homeserver.yaml: the archive's retired signing keys, so that what they signed stays verifiable\n")
@@ -609,6 +612,21 @@ func writableDir(dir string) error {
 	}
 	f.Close()
 	return os.Remove(f.Name())
+}
+
+// synapseKeyID is the key ID of the Synapse signing key file at path
+// ("ed25519:VERSION" from its "ed25519 VERSION SEED" line); "" when there
+// is none.
+func synapseKeyID(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) < 3 || fields[0] != "ed25519" {
+		return ""
+	}
+	return "ed25519:" + fields[1]
 }
 
 func (t *RestoreTarget) signingKeyPath() (string, error) {

@@ -47,4 +47,16 @@ func TestSigningKeyMissingFromArchive(t *testing.T) {
 	if text := res.Report.String(); !strings.Contains(text, "--private-server-key") {
 		t.Errorf("the report does not say how to carry the key:\n%s", text)
 	}
+
+	// The target kept the server's key (the same key ID): suggesting it as
+	// an old, expired key would have other servers refuse its new events.
+	same := "ed25519 " + strings.TrimPrefix(public.KeyID, "ed25519:") + " AAAA\n"
+	os.WriteFile(keyFile, []byte(same), 0o600)
+	res = &importer.Result{Report: &fidelity.Report{}}
+	if err := target.installSigningKey(ctx, r, res); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(res.ConfigAdvice, public.KeyID) {
+		t.Errorf("the target's own key is suggested as an old one:\n%s", res.ConfigAdvice)
+	}
 }
