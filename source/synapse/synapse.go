@@ -186,8 +186,9 @@ func (s *Source) helper(ctx context.Context) (*pgx.Conn, pgx.Tx, error) {
 }
 
 // databaseURLForm is the form a database URL takes, for messages.
-const databaseURLForm = "expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, for example postgres://ferry_reader@db/synapse " +
-	"(a password is better kept in PGPASSWORD or ~/.pgpass), or PostgreSQL's key=value form (host=db user=ferry_reader dbname=synapse)"
+const databaseURLForm = "expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, for example postgres://synapse@db/synapse " +
+	"(a password is better kept in PGPASSWORD or ~/.pgpass; an export needs only a read-only role, a restore the owner of the database), " +
+	"or PostgreSQL's key=value form (host=db user=synapse dbname=synapse)"
 
 // parseDatabaseURL parses a PostgreSQL connection string. Its errors say
 // what is wrong and what form is expected, and never repeat a password;
