@@ -111,6 +111,10 @@ type importWorker struct {
 	svc *Service
 }
 
+// Timeout: none, as for verifications (verifyWorker.Timeout): an import
+// cannot resume partway either.
+func (w *importWorker) Timeout(*river.Job[ImportArgs]) time.Duration { return -1 }
+
 func (w *importWorker) Work(ctx context.Context, job *river.Job[ImportArgs]) error {
 	svc := w.svc
 	return svc.work(ctx, job.JobRow, job.Args.JobID, func(ctx context.Context, e *store.Export, token int64) (string, error) {

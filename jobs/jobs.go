@@ -385,6 +385,8 @@ func (s *Service) claim(ctx context.Context, riverJobID int64, id string) (e *st
 //     cancelled too.
 //   - Another run claimed the job (fenced out). If it is another River
 //     job (one queued twice by an older release), this one is cancelled.
+//   - Fenced out, but the row cannot be read to tell by which run: a
+//     plain error, retried (a cancel could end the live run's job).
 //   - If it is this River job run again (a rescue while this run was
 //     alive: only two instances sharing one name do that), whatever this
 //     run returns becomes the state of the other run's job; it is put off
@@ -405,8 +407,12 @@ func (s *Service) settle(ctx context.Context, job *rivertype.JobRow, e *store.Ex
 	switch {
 	case rerr == nil && cur.Status == store.StatusCancelled:
 		return store.StatusCancelled, river.JobCancel(errors.New("cancelled"))
+	case rerr != nil && errors.Is(err, store.ErrFenced):
+		// Fenced out, but by which run is unknown: if by a run of this
+		// same River job, cancelling would end the live run's job. Retried.
+		return "", fmt.Errorf("%w (and the job's row could not be read: %w)", err, rerr)
 	case rerr == nil && (cur.Fence != token || !cur.Running()) || errors.Is(err, store.ErrFenced):
-		if rerr == nil && cur.Running() && cur.RiverJobID == job.ID {
+		if cur.Running() && cur.RiverJobID == job.ID {
 			return "", river.JobSnooze(s.snooze)
 		}
 		return "", river.JobCancel(fmt.Errorf("%s %s: %w", e.Kind, e.ID, store.ErrFenced))

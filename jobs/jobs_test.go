@@ -347,3 +347,37 @@ func TestFencedOutRunStopsWriting(t *testing.T) {
 		}
 	})
 }
+
+// A run fenced out whose row cannot be read is retried, not cancelled:
+// the run that fenced it out may be another run of the same River job,
+// whose job a cancel would end.
+func TestSettleFencedUnreadRowRetries(t *testing.T) {
+	st, err := store.Open(context.Background(), "sqlite://:memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	svc := &Service{store: st, snooze: time.Hour}
+	job := &rivertype.JobRow{ID: 1, Attempt: 1, MaxAttempts: 10}
+	status, res := svc.settle(context.Background(), job, &store.Export{ID: "gone", Kind: store.KindExport}, 1, store.ErrFenced)
+	var cancel *rivertype.JobCancelError
+	var snooze *rivertype.JobSnoozeError
+	if status != "" || res == nil || errors.As(res, &cancel) || errors.As(res, &snooze) {
+		t.Fatalf("settle: %q %v, want a plain error", status, res)
+	}
+}
+
+// Imports and verifications have no run timeout: they cannot resume
+// partway, so a run put back at the timeout would start over for ever.
+// Exports keep the service's (River's JobTimeout).
+func TestRunTimeoutOnlyForExports(t *testing.T) {
+	if d := (&importWorker{}).Timeout(nil); d != -1 {
+		t.Errorf("import timeout %v, want none (-1)", d)
+	}
+	if d := (&verifyWorker{}).Timeout(nil); d != -1 {
+		t.Errorf("verify timeout %v, want none (-1)", d)
+	}
+	if d := (&exportWorker{}).Timeout(nil); d != 0 {
+		t.Errorf("export timeout %v, want the client's (0)", d)
+	}
+}

@@ -188,6 +188,13 @@ type verifyWorker struct {
 	svc *Service
 }
 
+// Timeout: none. A verification cannot resume partway, so the run
+// timeout (Config.RunTimeout), which puts a run back to resume from its
+// checkpoint, would restart one longer than it for ever. Without a
+// timeout River's rescuer leaves the job alone; a job whose instance
+// stopped is resumed when it starts again (resumeInterrupted).
+func (w *verifyWorker) Timeout(*river.Job[VerifyArgs]) time.Duration { return -1 }
+
 func (w *verifyWorker) Work(ctx context.Context, job *river.Job[VerifyArgs]) error {
 	return w.svc.work(ctx, job.JobRow, job.Args.JobID, func(ctx context.Context, v *store.Export, token int64) (string, error) {
 		var req VerifyRequest

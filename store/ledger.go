@@ -85,8 +85,10 @@ func (e *Export) Running() bool { return e.Status == StatusQueued || e.Status ==
 // snoozed) is still processing, as it was before this job ran on River
 // alone; one never claimed is queued. A River job that ended without the
 // ledger hearing of it (discarded by River's rescuer after its last
-// attempt, or deleted by River's cleaner) is failed; cancelled and
-// completed are taken as River says. (PostgreSQL's river_job.state is an
+// attempt, or deleted by River's cleaner) is failed; so is one River
+// completed without an outcome recorded (its run returned without
+// finishing the row: there may be no archive); cancelled is taken as
+// River says. (PostgreSQL's river_job.state is an
 // enum: compared with literals only, never returned.)
 const statusExpr = `CASE
 	WHEN j.outcome <> '' THEN j.outcome
@@ -95,7 +97,7 @@ const statusExpr = `CASE
 	WHEN r.state = 'running' THEN 'processing'
 	WHEN r.state = 'discarded' THEN 'failed'
 	WHEN r.state = 'cancelled' THEN 'cancelled'
-	WHEN r.state = 'completed' THEN 'completed'
+	WHEN r.state = 'completed' THEN 'failed'
 	WHEN j.attempts > 0 THEN 'processing'
 	ELSE 'queued' END`
 

@@ -257,3 +257,26 @@ func TestSecretsRevealOnce(t *testing.T) {
 		}
 	})
 }
+
+// A job whose River job completed without the ledger recording an
+// outcome (its run returned without finishing the row) is failed: there
+// may be no archive.
+func TestCompletedWithoutOutcomeIsFailed(t *testing.T) {
+	each(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		if err := s.CreateExport(ctx, &Export{ID: "e1", Kind: KindExport, RequestedBy: "@admin:x", Via: "api", Request: `{}`}); err != nil {
+			t.Fatal(err)
+		}
+		var riverID int64
+		if err := s.DB.QueryRowContext(ctx, `INSERT INTO river_job (state, attempt, max_attempts, kind, args, queue, priority, finalized_at)
+			VALUES ('completed', 1, 10, 'ferry.export', '{}', 'default', 1, CURRENT_TIMESTAMP) RETURNING id`).Scan(&riverID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Claim(ctx, "e1", riverID); err != nil {
+			t.Fatal(err)
+		}
+		if e, _ := s.GetExport(ctx, "e1"); e.Status != StatusFailed {
+			t.Fatalf("status %q, want failed", e.Status)
+		}
+	})
+}
