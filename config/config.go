@@ -140,6 +140,15 @@ type State struct {
 	// storage.link_secret_file. Every instance sharing a database needs
 	// the same file.
 	KeyFile string `yaml:"key_file"`
+	// Instance names this instance among those sharing a PostgreSQL
+	// state database (its River client ID), so that a restarted instance
+	// resumes the jobs it was running at once. Default: the host name and
+	// appservice.listen, which a container or pod recreated under a new
+	// host name does not keep; set it there (e.g. the StatefulSet pod's
+	// name). Two instances running at once must not share it: the second
+	// refuses to start. A SQLite state database serves one instance, which
+	// resumes every interrupted job whatever its name.
+	Instance string `yaml:"instance"`
 }
 
 type Schedule struct {

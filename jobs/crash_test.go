@@ -72,11 +72,14 @@ func crashKey(storageURL string) store.Option {
 // kill -9 of the process running a long export; a new process resumes it
 // from its last complete part, completes it, and the archive verifies
 // with nothing left in staging. The new process is the same instance
-// started again (it resumes its own interrupted jobs as it starts), or,
-// on PostgreSQL, another instance, whose River rescuer takes the job once
-// it has run for longer than the run timeout (here a few seconds).
+// started again (it resumes its own interrupted jobs as it starts), on
+// SQLite one under another name (a recreated container's host name: the
+// database serves one instance, which resumes every interrupted job at
+// start), or, on PostgreSQL, another instance, whose River rescuer takes
+// the job once it has run for longer than the run timeout (here a few
+// seconds).
 func TestCrashAndResume(t *testing.T) {
-	for _, c := range []struct{ driver, survivor string }{{"sqlite", "crash-host"}, {"postgres", "crash-host"}, {"postgres", "other-host"}} {
+	for _, c := range []struct{ driver, survivor string }{{"sqlite", "crash-host"}, {"sqlite", "new-container"}, {"postgres", "crash-host"}, {"postgres", "other-host"}} {
 		driver := c.driver
 		t.Run(driver+"/"+c.survivor, func(t *testing.T) {
 			ctx := context.Background()
@@ -123,7 +126,7 @@ func TestCrashAndResume(t *testing.T) {
 			// A new process (here: this one) takes over.
 			svc := crashService(t, dbURL, storageURL, c.survivor, 0)
 			cfg := Config{FetchPollInterval: 50 * time.Millisecond}
-			if c.survivor != "crash-host" {
+			if c.survivor != "crash-host" && driver == "postgres" {
 				cfg.RunTimeout = 3 * time.Second
 			}
 			stop, err := svc.Start(ctx, cfg)

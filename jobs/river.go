@@ -115,7 +115,9 @@ func start[TTx any](ctx context.Context, s *Service, driver riverdriver.Driver[T
 			unlock()
 		}
 	}()
-	if n, err := resumeInterrupted(ctx, driver.GetExecutor(), id); err != nil {
+	// A SQLite database serves one instance (the lock is the database's):
+	// every job running in it was this instance's, under whatever name.
+	if n, err := resumeInterrupted(ctx, driver.GetExecutor(), id, s.store.Dialect == store.SQLite); err != nil {
 		return nil, fmt.Errorf("resume the jobs this instance was running: %w", err)
 	} else if n > 0 {
 		zerolog.Ctx(ctx).Info().Int("jobs", n).Str("instance", id).Msg("resuming the jobs interrupted when this instance stopped")
@@ -201,11 +203,14 @@ func start[TTx any](ctx context.Context, s *Service, driver riverdriver.Driver[T
 // its client yet: what runs under its ID ran in its previous process),
 // and those attempted by a client without the "ferry:" prefix, which
 // only releases before it ran (an upgrade stops them all: their schema
-// is gone). The rescue is River's own (JobRescueMany, what its rescuer
+// is gone); with all (a SQLite database, which serves one instance,
+// guaranteed by its lock), every running job, so that one interrupted
+// under an earlier name (a recreated container's host name) resumes too.
+// The rescue is River's own (JobRescueMany, what its rescuer
 // runs), with "available" for the state; the job's next run claims its
 // ledger row, which fences out a run that was alive after all. It returns
 // how many jobs it made available.
-func resumeInterrupted(ctx context.Context, exec riverdriver.Executor, clientID string) (int, error) {
+func resumeInterrupted(ctx context.Context, exec riverdriver.Executor, clientID string, all bool) (int, error) {
 	now := time.Now().UTC()
 	// Every running job: attempted before a horizon far enough ahead
 	// that no clock skew between instances hides one.
@@ -222,7 +227,7 @@ func resumeInterrupted(ctx context.Context, exec riverdriver.Executor, clientID 
 			if len(j.AttemptedBy) == 0 {
 				continue
 			}
-			if last := j.AttemptedBy[len(j.AttemptedBy)-1]; last != clientID && strings.HasPrefix(last, clientIDPrefix) {
+			if last := j.AttemptedBy[len(j.AttemptedBy)-1]; !all && last != clientID && strings.HasPrefix(last, clientIDPrefix) {
 				continue // another live instance's
 			}
 			why, err := json.Marshal(rivertype.AttemptError{At: now, Attempt: j.Attempt, Error: "interrupted: its instance stopped; resumed when it started again"})

@@ -143,10 +143,14 @@ func importInto(targets []config.ImportTarget) jobs.Importer {
 }
 
 // instanceName is this instance's stable name among the ones sharing a
-// state database (its River client ID: jobs.Service.Instance): the host
-// name with the appservice's listen address, which two instances on one
-// host cannot share, and which stays the same when it restarts.
+// state database (its River client ID: jobs.Service.Instance):
+// state.instance, or else the host name with the appservice's listen
+// address, which two instances on one host cannot share, and which stays
+// the same when it restarts (not when a container is recreated).
 func instanceName(cfg *config.Config) string {
+	if cfg.State.Instance != "" {
+		return cfg.State.Instance
+	}
 	host, _ := os.Hostname()
 	return host + "/" + cfg.Appservice.Listen
 }
