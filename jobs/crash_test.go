@@ -159,22 +159,7 @@ func TestCrashAndResume(t *testing.T) {
 func TestSecondProcessOfAnInstanceRefused(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		started := make(chan struct{}, 1)
-		e.src.OnUser = func(i int) error {
-			if i == 200 {
-				select {
-				case started <- struct{}{}:
-				default:
-				}
-			}
-			time.Sleep(time.Millisecond)
-			return nil
-		}
-		if _, err := e.svc.Submit(ctx, "live-1", e.request("live-1"), "@admin:fake.test", "api"); err != nil {
-			t.Fatal(err)
-		}
-		<-started
-		before, _ := e.svc.store.GetExport(ctx, "live-1")
+		before := runningExport(t, e, "live-1")
 		second := &Service{store: e.svc.store, storage: e.svc.storage, Instance: e.svc.Instance, Open: e.svc.Open}
 		stop, err := second.Start(ctx, Config{FetchPollInterval: 50 * time.Millisecond})
 		if err == nil {

@@ -310,22 +310,7 @@ func TestCancelMidRun(t *testing.T) {
 func TestFencedOutRunStopsWriting(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		started := make(chan struct{}, 1)
-		e.src.OnUser = func(i int) error {
-			if i == 200 {
-				select {
-				case started <- struct{}{}:
-				default:
-				}
-			}
-			time.Sleep(time.Millisecond)
-			return nil
-		}
-		if _, err := e.svc.Submit(ctx, "fence-1", e.request("fence-1"), "@admin:fake.test", "api"); err != nil {
-			t.Fatal(err)
-		}
-		<-started
-		before, _ := e.svc.store.GetExport(ctx, "fence-1")
+		before := runningExport(t, e, "fence-1")
 		if _, err := e.svc.store.Claim(ctx, "fence-1", before.RiverJobID); err != nil {
 			t.Fatal(err)
 		}
@@ -380,4 +365,30 @@ func TestRunTimeoutOnlyForExports(t *testing.T) {
 	if d := (&exportWorker{}).Timeout(nil); d != 0 {
 		t.Errorf("export timeout %v, want the client's (0)", d)
 	}
+}
+
+// runningExport submits export id from a source slowed to a millisecond a
+// user, and returns its row once the run has reached its 200th user.
+func runningExport(t *testing.T, e *env, id string) *store.Export {
+	t.Helper()
+	started := make(chan struct{}, 1)
+	e.src.OnUser = func(i int) error {
+		if i == 200 {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+		}
+		time.Sleep(time.Millisecond)
+		return nil
+	}
+	if _, err := e.svc.Submit(context.Background(), id, e.request(id), "@admin:fake.test", "api"); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	before, err := e.svc.store.GetExport(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return before
 }
