@@ -269,6 +269,15 @@ func (m *Manifest) Records(sectionName string) int64 {
 	return n
 }
 
+// Blobs returns the number of blobs (media files) in all parts.
+func (m *Manifest) Blobs() int64 {
+	var n int64
+	for _, part := range m.Parts {
+		n += part.Blobs
+	}
+	return n
+}
+
 // checkMemberPath rejects paths that could escape a directory when extracted.
 func checkMemberPath(p string) error { return container.CheckEntryName(p) }
 

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -178,19 +179,12 @@ func (s *Store) RecordExport(ctx context.Context, e *Export) error {
 	}
 	_, err := s.DB.ExecContext(ctx, s.q(`INSERT INTO ferry_jobs (id, kind, requested_by, via, request, name, location, archive_id,
 		outcome, size, sha256, created_at, updated_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		e.ID, KindExport, e.RequestedBy, e.Via, cmpOr(e.Request, "{}"), e.Name, e.Location, e.ArchiveID, StatusCompleted, e.Size, e.SHA256,
+		e.ID, KindExport, e.RequestedBy, e.Via, cmp.Or(e.Request, "{}"), e.Name, e.Location, e.ArchiveID, StatusCompleted, e.Size, e.SHA256,
 		created, now, now)
 	if err != nil {
 		return fmt.Errorf("record export %s: %w", e.ID, err)
 	}
 	return nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // GetExport reads one job.

@@ -145,10 +145,7 @@ func (w *writer) run() error {
 	if !w.opts.Migration {
 		devices = -1 // not imported: no phase
 	}
-	media, blobs := m.Records(archive.SectionMedia), int64(0)
-	for _, part := range m.Parts {
-		blobs += part.Blobs
-	}
+	media, blobs := m.Records(archive.SectionMedia), m.Blobs()
 	if media == 0 {
 		media, blobs = -1, -1
 	}

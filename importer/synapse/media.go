@@ -93,11 +93,7 @@ func restoreMedia(ctx context.Context, tx pgx.Tx, r *archive.Reader, mediaStore 
 		}
 		return nil
 	}
-	var blobs int64
-	for _, part := range r.Manifest().Parts {
-		blobs += part.Blobs
-	}
-	if blobs == 0 {
+	if r.Manifest().Blobs() == 0 {
 		// No file to place (an export without media): the records alone,
 		// without a walk through every part.
 		err = readSection(ctx, r, archive.SectionMedia, record)

@@ -570,11 +570,7 @@ func (t *RestoreTarget) installSigningKey(ctx context.Context, r *archive.Reader
 // has media files) and the directory of the signing key file (when the
 // archive carries the private key) must be directories Ferry can write.
 func (t *RestoreTarget) checkFiles(ctx context.Context, r *archive.Reader) error {
-	blobs := int64(0)
-	for _, part := range r.Manifest().Parts {
-		blobs += part.Blobs
-	}
-	if blobs > 0 {
+	if r.Manifest().Blobs() > 0 {
 		if err := writableDir(t.cfg.MediaStore); err != nil {
 			return importer.Refuse("the media store %s: %v: give --media-store the target's media_store_path (from its homeserver.yaml), as a path on this host", t.cfg.MediaStore, err)
 		}
