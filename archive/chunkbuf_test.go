@@ -7,46 +7,28 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ferry-matrix/ferry/archive"
-	"github.com/ferry-matrix/ferry/archive/container"
+	"github.com/ferry-matrix/ferry/archive/archivetest"
 	"github.com/ferry-matrix/ferry/archive/keywrap"
 )
 
-// sectionBytes writes records (section, record pairs) into a new plaintext
-// archive and returns each section's files, in order, concatenated, and
-// how many files each has.
-func sectionBytes(t *testing.T, chunkSize int, records [][2]any) (map[string][]byte, map[string]int) {
+// sectionBytes writes the sample server without messages and then
+// records (section, record pairs) into a new plaintext archive, and
+// returns each section's files, in order, concatenated, and how many
+// files each has.
+func sectionBytes(t *testing.T, records [][2]any) (map[string][]byte, map[string]int) {
 	t.Helper()
-	ctx := context.Background()
 	dir := t.TempDir()
-	b, err := container.OpenDirBucket(dir, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	w, err := archive.NewWriter(ctx, &container.BucketStore{Bucket: b}, archive.WriterOptions{ArchiveID: fixedID,
-		Export: archive.ExportInfo{ServerName: "example.org", Type: "full"}, ChunkSize: chunkSize,
-		Now: func() time.Time { return time.UnixMilli(1700000000000) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range records {
-		if err := w.Add(r[0].(string), r[1]); err != nil {
-			t.Fatal(err)
+	archivetest.WriteSampleWith(t, dir, keywrap.Key{}, 0, func(w *archive.Writer) {
+		for _, r := range records {
+			if err := w.Add(r[0].(string), r[1]); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	if _, err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	r, err := archive.OpenLocation(ctx, dir, archive.OpenOptions{Key: keywrap.Key{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	})
 	data, files := map[string][]byte{}, map[string]int{}
-	err = r.Walk(ctx, func(f *archive.File) error {
+	err := archivetest.Open(t, dir, archive.OpenOptions{}).Walk(context.Background(), func(f *archive.File) error {
 		s := archive.SectionOf(f.Entry.Path)
 		data[s] = append(data[s], f.Data...)
 		files[s]++
@@ -77,9 +59,8 @@ func TestChunkBuffersDoNotChangeChunks(t *testing.T) {
 	for i := range events {
 		interleaved = append(interleaved, events[i], snapshots[i])
 	}
-	const chunk = 256 << 10
-	got, gotFiles := sectionBytes(t, chunk, interleaved)
-	alone, aloneFiles := sectionBytes(t, chunk, events)
+	got, gotFiles := sectionBytes(t, interleaved)
+	alone, aloneFiles := sectionBytes(t, events)
 	if gotFiles[archive.SectionEvents] < 10 {
 		t.Fatalf("only %d event files: the test needs many chunks", gotFiles[archive.SectionEvents])
 	}
@@ -87,7 +68,7 @@ func TestChunkBuffersDoNotChangeChunks(t *testing.T) {
 		t.Fatalf("events interleaved: %d bytes in %d files; alone: %d bytes in %d files", len(got[archive.SectionEvents]), gotFiles[archive.SectionEvents],
 			len(alone[archive.SectionEvents]), aloneFiles[archive.SectionEvents])
 	}
-	alone, _ = sectionBytes(t, chunk, snapshots)
+	alone, _ = sectionBytes(t, snapshots)
 	if !bytes.Equal(got[archive.SectionStateSnapshots], alone[archive.SectionStateSnapshots]) {
 		t.Fatal("the snapshots differ when written interleaved with events")
 	}
