@@ -18,7 +18,7 @@ const (
 // record in an archive goes through. It is built once per Writer/Reader rather
 // than kept as package state.
 type codec struct {
-	enc cbor.EncMode
+	enc cbor.UserBufferEncMode // MarshalToBuffer encodes into a chunk's buffer in place
 	dec cbor.DecMode
 }
 
@@ -26,7 +26,7 @@ func newCodec() codec {
 	encOpts := cbor.CoreDetEncOptions() // RFC 8949 core deterministic encoding
 	encOpts.Time = cbor.TimeUnix
 	encOpts.NilContainers = cbor.NilContainerAsEmpty
-	enc, err := encOpts.EncMode()
+	enc, err := encOpts.UserBufferEncMode()
 	if err != nil {
 		panic(fmt.Sprintf("archive: static CBOR encoder options rejected: %v", err))
 	}

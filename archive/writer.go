@@ -283,9 +283,10 @@ func (w *Writer) add(sectionName string, rec any, raw []byte) error {
 		b = &chunkBuf{buf: w.chunkBuffer()}
 		w.buffers[sectionName] = b
 	}
+	w.makeRoom(b)
 	if raw != nil {
 		b.buf.Write(raw)
-	} else if err := w.codec.enc.NewEncoder(b.buf).Encode(rec); err != nil {
+	} else if err := w.codec.enc.MarshalToBuffer(rec, b.buf); err != nil {
 		return fmt.Errorf("encode %s record: %w", sectionName, err)
 	}
 	b.records++
@@ -295,18 +296,51 @@ func (w *Writer) add(sectionName string, rec any, raw []byte) error {
 	return nil
 }
 
-// chunkBuffer returns the spare chunk buffer or a new one. It is sized
-// once: a chunk closes at ChunkSize, so the buffer never needs to double
-// (which would keep twice the memory per section).
+// Chunk buffers: a section's buffer starts at minChunkBuffer bytes,
+// doubles up to maxSmallBuffer, then takes its full size, ChunkSize +
+// chunkHeadroom (a chunk closes once it holds ChunkSize bytes, so a
+// full-size buffer never grows again). Before each record, makeRoom
+// leaves recordRoom bytes free when it can, for the record to be encoded
+// in place. A small section (a room selection's rooms, memberships,
+// receipts) so takes a few KiB rather than a full-size buffer each: less
+// heap, and less for the garbage collector to let the heap grow to. A
+// big one copies at most maxSmallBuffer bytes on its way to full size:
+// doubling all the way copied into 2 MiB of new memory per buffer, and
+// on some VMs every first touch of a page costs 15-17 µs
+// (docs/SYNAPSE.md).
+const (
+	minChunkBuffer = 4 << 10
+	maxSmallBuffer = 64 << 10
+	chunkHeadroom  = 64 << 10
+	recordRoom     = 16 << 10
+)
+
+// chunkBuffer returns the spare chunk buffer (that of the chunk written
+// last, whatever its section) or a new small one.
 func (w *Writer) chunkBuffer() *bytes.Buffer {
 	if b := w.spare; b != nil {
 		w.spare = nil
 		b.Reset()
 		return b
 	}
-	b := &bytes.Buffer{}
-	b.Grow(w.opts.ChunkSize + 64<<10)
-	return b
+	return bytes.NewBuffer(make([]byte, 0, minChunkBuffer))
+}
+
+// makeRoom grows b's buffer (see minChunkBuffer) when fewer than
+// recordRoom bytes are free. Bigger records than that grow it as
+// bytes.Buffer does.
+func (w *Writer) makeRoom(b *chunkBuf) {
+	full := w.opts.ChunkSize + chunkHeadroom
+	if b.buf.Available() >= recordRoom || b.buf.Cap() >= full {
+		return
+	}
+	size := max(2*b.buf.Cap(), b.buf.Len()+recordRoom)
+	if size > maxSmallBuffer {
+		size = full
+	}
+	grown := make([]byte, b.buf.Len(), min(size, full))
+	copy(grown, b.buf.Bytes())
+	b.buf = bytes.NewBuffer(grown)
 }
 
 // flushChunk closes a section's chunk as a file of the current part. The
@@ -561,17 +595,24 @@ func (w *Writer) Checkpoint(cursor []byte) (*Checkpoint, error) {
 }
 
 // MaybeCheckpoint checkpoints when the current part has reached PartSize
-// (counting buffered records). Call it between records with the cursor that
-// resumes after them.
+// (counting buffered records): when CheckpointDue says so. Call it between
+// records with the cursor that resumes after them.
 func (w *Writer) MaybeCheckpoint(cursor []byte) (*Checkpoint, error) {
+	if !w.CheckpointDue() {
+		return nil, nil
+	}
+	return w.Checkpoint(cursor)
+}
+
+// CheckpointDue reports whether MaybeCheckpoint would checkpoint now, so
+// that a caller can skip building a cursor that would go unused (most
+// calls: a part holds many records).
+func (w *Writer) CheckpointDue() bool {
 	pending := w.PartBytes()
 	for _, b := range w.buffers {
 		pending += int64(b.buf.Len())
 	}
-	if pending < w.opts.PartSize {
-		return nil, nil
-	}
-	return w.Checkpoint(cursor)
+	return pending >= w.opts.PartSize
 }
 
 // MarshalCheckpoint encodes a checkpoint for storage; UnmarshalCheckpoint reads it back.

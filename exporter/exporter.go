@@ -322,7 +322,13 @@ func (e *run) Omit(o archive.Omission) error {
 	return nil
 }
 
+// Checkpoint builds the exporter's position around the stream's cursor
+// only when the writer will checkpoint: streams call it after every
+// record.
 func (e *run) Checkpoint(cursor []byte) error {
+	if !e.w.CheckpointDue() {
+		return nil
+	}
 	e.mu.Lock()
 	pos := position{Stream: e.stream, Name: e.p.Stream, Cursor: json.RawMessage(cursor),
 		Records: e.p.Records, StreamRecords: e.p.StreamRecords, Blobs: e.p.Blobs, BlobBytes: e.p.BlobBytes}

@@ -159,7 +159,9 @@ func (o Options) Archive() map[string]bool {
 // the conformance suite's collects.
 type Sink interface {
 	// Record emits one record of an m.* section (rec is a pointer to the
-	// section's record type).
+	// section's record type). rec, and the memory it points to (an
+	// event's JSON), lasts only the call: a source may reuse it for the
+	// next record, so a sink that keeps a record keeps a copy.
 	Record(section string, rec any) error
 	// Blob emits a media file of exactly size bytes and returns its SHA-256 (hex).
 	Blob(path string, size int64, r io.Reader) (string, error)

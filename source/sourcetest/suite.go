@@ -128,6 +128,11 @@ type blobInfo struct {
 }
 
 func (c *collector) Record(section string, rec any) error {
+	if e, ok := rec.(*archive.Event); ok { // its JSON lasts only the call (source.Sink)
+		cp := *e
+		cp.JSON, cp.OriginalJSON = bytes.Clone(e.JSON), bytes.Clone(e.OriginalJSON)
+		rec = &cp
+	}
 	c.records[section] = append(c.records[section], rec)
 	b, err := json.Marshal(rec)
 	if err != nil {

@@ -82,6 +82,6 @@ func (p *plan) eventJSONBytes(ctx context.Context) (int64, error) {
 	if !p.selective() && tuples > 0 {
 		return int64(tuples * *avg), nil
 	}
-	n, err := s.count(ctx, `SELECT count(*) FROM events e WHERE `+p.eventCond(), p.eventArgs()...)
+	n, err := p.countSelected(ctx)
 	return int64(float64(n) * *avg), err
 }

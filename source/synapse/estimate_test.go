@@ -62,3 +62,41 @@ func analyze(t *testing.T, db string) {
 		t.Fatal(err)
 	}
 }
+
+// A selection's events are counted once per export: the size estimate
+// counts them (from statistics), and the plan takes that count rather
+// than reading the rooms' index again (the snapshot has not changed).
+func TestSelectionIsCountedOnce(t *testing.T) {
+	ctx := context.Background()
+	cfg := fixture(t, "synapse-1.67")
+	analyze(t, cfg.Database) // with statistics, the estimate counts the events instead of summing their JSON
+	src, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	f := source.Filter{Rooms: []string{roomSquare}}
+	if _, err := src.EstimateSize(ctx, f, source.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(src.selectedEvents) != 1 {
+		t.Fatalf("the estimate counted %d selections, not 1", len(src.selectedEvents))
+	}
+	for k := range src.selectedEvents {
+		src.selectedEvents[k] = 12345 // planted: the plan must take it
+	}
+	streams, err := src.Streams(ctx, f, source.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range streams {
+		if s.Name != source.StreamEvents {
+			continue
+		}
+		if n, err := s.Count(ctx); err != nil || n != 12345 {
+			t.Fatalf("the events stream counts %d (%v), not the estimate's 12345", n, err)
+		}
+		return
+	}
+	t.Fatal("no events stream")
+}

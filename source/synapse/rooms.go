@@ -222,11 +222,20 @@ func (p *plan) stateGroups(ctx context.Context, after int64, sink source.Sink) e
 		return sink.Checkpoint(source.EncodeCursor(snapshotCursor{Phase: 0, After: id}))
 	}
 	args := append(p.eventArgs(), after)
+	// For a room selection, the groups are also found through the rooms'
+	// index (a delta chain stays within its room, so this leaves none
+	// out): PostgreSQL cannot tell how few groups the recursive kept
+	// holds (it guessed 3,535 for the 69 of the 1% room of a 1M-event
+	// server) and hashed every state group to join them, 10 ms of 40.
+	rooms := ``
+	if p.rooms != nil {
+		rooms = ` AND g.room_id = ANY($1::text[])`
+	}
 	err := p.s.each(ctx, p.keptGroups()+`
 		SELECT g.id, g.room_id, COALESCE(ed.prev_state_group, 0), s.type, s.state_key, s.event_id, `+p.exported("s.event_id", "g.room_id")+`
 		FROM state_groups g LEFT JOIN state_group_edges ed ON ed.state_group = g.id
 		LEFT JOIN state_groups_state s ON s.state_group = g.id
-		WHERE g.id IN (SELECT id FROM kept) AND g.id > $`+fmt.Sprint(len(args))+` ORDER BY g.id, s.type, s.state_key`, args, func(rows pgx.Rows) error {
+		WHERE g.id IN (SELECT id FROM kept)`+rooms+` AND g.id > $`+fmt.Sprint(len(args))+` ORDER BY g.id, s.type, s.state_key`, args, func(rows pgx.Rows) error {
 		var id, parent int64
 		var room string
 		var typ, key, ev *string

@@ -65,6 +65,8 @@ type Source struct {
 	cols       map[string]map[string]bool // table -> columns present
 	keys       *signingKeys
 	hsConf     *homeserverConfig
+	// selectedEvents caches plan.countSelected's counts by selection.
+	selectedEvents map[string]int64
 }
 
 // Open connects, starts the read-only snapshot and inspects the schema.
