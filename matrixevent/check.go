@@ -526,16 +526,7 @@ type encoder struct {
 	pos      int
 }
 
-func (e *encoder) ws() {
-	for e.pos < len(e.src) {
-		switch e.src[e.pos] {
-		case ' ', '\t', '\n', '\r':
-			e.pos++
-		default:
-			return
-		}
-	}
-}
+func (e *encoder) ws() { e.pos = wsEnd(e.src, e.pos) }
 
 func (e *encoder) value() error {
 	e.ws()
@@ -586,41 +577,12 @@ func (e *encoder) value() error {
 }
 
 func (e *encoder) number() error {
-	start, s := e.pos, e.src
-	i := e.pos
-	if i < len(s) && s[i] == '-' {
-		i++
-	}
-	digits := func() bool {
-		j := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		return i > j
-	}
-	switch {
-	case i < len(s) && s[i] == '0':
-		i++
-	case !digits():
+	end := numberEnd(e.src, e.pos)
+	if end < 0 {
 		return errNotFast
 	}
-	if i < len(s) && s[i] == '.' {
-		i++
-		if !digits() {
-			return errNotFast
-		}
-	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			i++
-		}
-		if !digits() {
-			return errNotFast
-		}
-	}
-	e.pos = i
-	e.dst = append(e.dst, s[start:i]...)
+	e.dst = append(e.dst, e.src[e.pos:end]...)
+	e.pos = end
 	return nil
 }
 
@@ -630,12 +592,13 @@ const upperHex = "0123456789ABCDEF"
 // character ('u': \u00XX).
 const controlEscapes = "uuuuuuuubtnufruuuuuuuuuuuuuuuuuu"
 
-func hex4(b []byte) (rune, bool) {
+func hex4[T string | []byte](b T) (rune, bool) {
 	if len(b) < 4 {
 		return 0, false
 	}
 	var r rune
-	for _, c := range b[:4] {
+	for i := range 4 {
+		c := b[i]
 		switch {
 		case c >= '0' && c <= '9':
 			r = r<<4 | rune(c-'0')

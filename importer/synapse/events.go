@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -123,12 +124,14 @@ func planState(ctx context.Context, r *archive.Reader, rooms map[string]*roomPla
 			return nil
 		}
 		if ev.Rejected == "" && mayBeState(ev.JSON) {
-			f, err := matrixevent.Parse(ev.JSON)
+			f, _, err := parseEventRow(string(ev.JSON))
 			if err != nil {
 				return fmt.Errorf("event %s: %w", ev.EventID, err)
 			}
 			if after, ok := sp.afterSnapshot(ev, f); ok {
-				sp.expect[after] = append(sp.expect[after], archive.StateEntry{Type: f.Type, StateKey: *f.StateKey, EventID: ev.EventID})
+				// f's strings are substrings of the event's JSON: kept, they would keep it all.
+				entry := archive.StateEntry{Type: strings.Clone(f.Type), StateKey: strings.Clone(*f.StateKey), EventID: ev.EventID}
+				sp.expect[after] = append(sp.expect[after], entry)
 				return need(after, "event "+ev.EventID)
 			}
 		}
@@ -279,46 +282,6 @@ var (
 	membershipsColumns       = []string{"event_id", "user_id", "sender", "room_id", "membership", "display_name", "avatar_url", "event_stream_ordering"}
 )
 
-// eventRow is what the tables need of an event's JSON: matrixevent's
-// fields and more, decoded in one pass (its own content shadows the raw
-// one).
-type eventRow struct {
-	matrixevent.RawEvent
-	Depth    int64 `json:"depth"`
-	Unsigned struct {
-		ReplacesState *string `json:"replaces_state"`
-	} `json:"unsigned"`
-	Content struct {
-		URL         any    `json:"url"`
-		Membership  any    `json:"membership"`
-		DisplayName any    `json:"displayname"`
-		AvatarURL   any    `json:"avatar_url"`
-		RelatesTo   any    `json:"m.relates_to"`
-		Redacts     string `json:"redacts"`
-	} `json:"content"`
-}
-
-// parseEventRow decodes an event as matrixevent.Parse does (the same
-// Fields but for the raw content, the same refusals), with the other
-// fields the tables need, in one pass over the JSON.
-func parseEventRow(data []byte) (*matrixevent.Fields, *eventRow, error) {
-	var x eventRow
-	if err := json.Unmarshal(data, &x); err != nil {
-		return nil, nil, fmt.Errorf("event JSON: %w", err)
-	}
-	f, err := x.RawEvent.Fields(func() string { return x.Content.Redacts })
-	if err != nil {
-		return nil, nil, err
-	}
-	return f, &x, nil
-}
-
-type relatesTo struct {
-	RelType string `json:"rel_type"`
-	EventID string `json:"event_id"`
-	Key     any    `json:"key"`
-}
-
 // orderings hands out stream orderings: the source's, when the archive is
 // Synapse's own and restored whole (clients' sync tokens stay meaningful),
 // otherwise new ones above the target's highest, in archive order (which
@@ -358,11 +321,11 @@ func (sp *statePlan) writeEvents(ctx context.Context, b *batcher, r *archive.Rea
 }
 
 func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Event, rp *roomPlan, alloc *groupAllocator, so int64) error {
-	f, x, err := parseEventRow(ev.JSON)
+	js := string(ev.JSON)
+	f, x, err := parseEventRow(js)
 	if err != nil {
 		return err
 	}
-	_, hasURL := x.Content.URL.(string)
 	meta := map[string]any{}
 	if ev.Outlier {
 		meta["outlier"] = true
@@ -379,11 +342,11 @@ func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Eve
 		rejection = ev.Rejected
 	}
 	accepted := ev.Rejected == ""
-	if err := b.add(ctx, "events", eventsColumns, x.Depth, ev.EventID, f.Type, ev.RoomID, true, ev.Outlier, x.Depth,
-		f.OriginServerTS, f.OriginServerTS, f.Sender, hasURL, "master", so, stateKey, rejection); err != nil {
+	if err := b.add(ctx, "events", eventsColumns, x.depth, ev.EventID, f.Type, ev.RoomID, true, ev.Outlier, x.depth,
+		f.OriginServerTS, f.OriginServerTS, f.Sender, x.hasURL, "master", so, stateKey, rejection); err != nil {
 		return err
 	}
-	if err := b.add(ctx, "event_json", eventJSONColumns, ev.EventID, ev.RoomID, string(metaJSON), string(ev.JSON), rp.formatVersion); err != nil {
+	if err := b.add(ctx, "event_json", eventJSONColumns, ev.EventID, ev.RoomID, string(metaJSON), js, rp.formatVersion); err != nil {
 		return err
 	}
 	if f.StateKey != nil {
@@ -397,7 +360,7 @@ func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Eve
 		}
 	}
 	if !ev.Outlier {
-		if err := sp.mapToGroup(ctx, b, ev, f, alloc, accepted, x.Unsigned.ReplacesState == nil); err != nil {
+		if err := sp.mapToGroup(ctx, b, ev, f, alloc, accepted, x.lacksReplaces); err != nil {
 			return err
 		}
 		if accepted {
@@ -419,9 +382,8 @@ func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Eve
 		return nil
 	}
 	if f.Type == "m.room.member" && f.StateKey != nil {
-		membership, _ := x.Content.Membership.(string)
-		if err := b.add(ctx, "room_memberships", membershipsColumns, ev.EventID, *f.StateKey, f.Sender, ev.RoomID, membership,
-			stringOrNil(x.Content.DisplayName), stringOrNil(x.Content.AvatarURL), so); err != nil {
+		if err := b.add(ctx, "room_memberships", membershipsColumns, ev.EventID, *f.StateKey, f.Sender, ev.RoomID, x.membership,
+			x.displayName, x.avatarURL, so); err != nil {
 			return err
 		}
 	}
@@ -430,17 +392,13 @@ func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Eve
 			return err
 		}
 	}
-	if rel, ok := x.Content.RelatesTo.(map[string]any); ok {
-		typ, _ := rel["rel_type"].(string)
-		parent, _ := rel["event_id"].(string)
-		if typ != "" && parent != "" {
-			var key any
-			if k, ok := rel["key"].(string); ok && typ == "m.annotation" {
-				key = k
-			}
-			if err := b.add(ctx, "event_relations", relationsColumns, ev.EventID, parent, typ, key); err != nil {
-				return err
-			}
+	if x.relType != "" && x.relParent != "" {
+		var key any
+		if x.relType == "m.annotation" {
+			key = x.relKey
+		}
+		if err := b.add(ctx, "event_relations", relationsColumns, ev.EventID, x.relParent, x.relType, key); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -479,13 +437,6 @@ func (sp *statePlan) mapToGroup(ctx context.Context, b *batcher, ev *archive.Eve
 		return fmt.Errorf("its state snapshot %d was not restored", ev.StateBefore)
 	}
 	return b.add(ctx, "event_to_state_groups", eventToStateGroupColumns, ev.EventID, g.id)
-}
-
-func stringOrNil(v any) any {
-	if s, ok := v.(string); ok {
-		return s
-	}
-	return nil
 }
 
 // lastPerKey keeps, of entries naming the same key, the last.
