@@ -121,6 +121,26 @@ func FuzzScanEventRow(f *testing.F) {
 	f.Fuzz(func(t *testing.T, js string) { checkScanEventRow(t, js) })
 }
 
+// event_json.internal_metadata is the map of what is set, as json.Marshal
+// encodes it.
+func TestEventMeta(t *testing.T) {
+	for _, outlier := range []bool{false, true} {
+		for _, softFailed := range []bool{false, true} {
+			meta := map[string]any{}
+			if outlier {
+				meta["outlier"] = true
+			}
+			if softFailed {
+				meta["soft_failed"] = true
+			}
+			want, _ := json.Marshal(meta)
+			if got := eventMeta[b2i(outlier)][b2i(softFailed)]; got != string(want) {
+				t.Errorf("outlier %v, soft_failed %v: %s, want %s", outlier, softFailed, got, want)
+			}
+		}
+	}
+}
+
 // go test -bench EventRow -benchmem ./importer/synapse: the real events,
 // with the scan (as the restore reads them) and with encoding/json.
 func BenchmarkEventRow(b *testing.B) {

@@ -3,7 +3,6 @@ package synapse
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -105,11 +104,12 @@ func planState(ctx context.Context, r *archive.Reader, rooms map[string]*roomPla
 	if err != nil {
 		return nil, fmt.Errorf("read state snapshots: %w", err)
 	}
-	need := func(id uint64, what string) error {
+	// need marks snapshot id and its ancestors needed by event eventID.
+	need := func(id uint64, eventID string) error {
 		for id != 0 {
 			s := sp.snaps[id]
 			if s == nil {
-				return fmt.Errorf("%s stands on state snapshot %d, which the archive lacks", what, id)
+				return fmt.Errorf("event %s stands on state snapshot %d, which the archive lacks", eventID, id)
 			}
 			if s.needed {
 				return nil
@@ -132,10 +132,10 @@ func planState(ctx context.Context, r *archive.Reader, rooms map[string]*roomPla
 				// f's strings are substrings of the event's JSON: kept, they would keep it all.
 				entry := archive.StateEntry{Type: strings.Clone(f.Type), StateKey: strings.Clone(*f.StateKey), EventID: ev.EventID}
 				sp.expect[after] = append(sp.expect[after], entry)
-				return need(after, "event "+ev.EventID)
+				return need(after, ev.EventID)
 			}
 		}
-		return need(ev.StateBefore, "event "+ev.EventID)
+		return need(ev.StateBefore, ev.EventID)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("plan state groups: %w", err)
@@ -204,8 +204,9 @@ func (sp *statePlan) writeGroups(ctx context.Context, b *batcher, r *archive.Rea
 			if s.Parent != 0 || len(s.Remove) > 0 {
 				return fmt.Errorf("the current state of %s is a delta snapshot: this Ferry restores full current-state snapshots only", room)
 			}
+			roomID := any(room)
 			for _, e := range s.Set {
-				if err := b.add(ctx, "ferry_current_state", currentStagingColumns, room, e.Type, e.StateKey, e.EventID); err != nil {
+				if err := b.add(ctx, "ferry_current_state", currentStagingColumns, roomID, e.Type, e.StateKey, e.EventID); err != nil {
 					return err
 				}
 			}
@@ -248,7 +249,8 @@ func (sp *statePlan) writeGroups(ctx context.Context, b *batcher, r *archive.Rea
 // full group.
 func (sp *statePlan) writeGroup(ctx context.Context, b *batcher, alloc *groupAllocator, room, eventID string, parent group, hasParent bool, set []archive.StateEntry) (group, error) {
 	g := group{id: alloc.allocate()}
-	if err := b.add(ctx, "state_groups", stateGroupsColumns, g.id, room, eventID); err != nil {
+	gid, roomID := any(g.id), any(room) // one interface each for all the rows
+	if err := b.add(ctx, "state_groups", stateGroupsColumns, gid, roomID, eventID); err != nil {
 		return g, err
 	}
 	if hasParent {
@@ -256,12 +258,12 @@ func (sp *statePlan) writeGroup(ctx context.Context, b *batcher, alloc *groupAll
 		if g.hops > maxDeltaHops {
 			return g, fmt.Errorf("state group chain of %s longer than Synapse's %d hops: this Ferry cannot flatten chains yet", room, maxDeltaHops)
 		}
-		if err := b.add(ctx, "state_group_edges", stateGroupEdgesColumns, g.id, parent.id); err != nil {
+		if err := b.add(ctx, "state_group_edges", stateGroupEdgesColumns, gid, parent.id); err != nil {
 			return g, err
 		}
 	}
 	for _, e := range set {
-		if err := b.add(ctx, "state_groups_state", stateGroupsStateColumns, g.id, room, e.Type, e.StateKey, e.EventID); err != nil {
+		if err := b.add(ctx, "state_groups_state", stateGroupsStateColumns, gid, roomID, e.Type, e.StateKey, e.EventID); err != nil {
 			return g, err
 		}
 	}
@@ -320,20 +322,25 @@ func (sp *statePlan) writeEvents(ctx context.Context, b *batcher, r *archive.Rea
 	return n, err
 }
 
+// eventMeta is event_json.internal_metadata, as json.Marshal encodes the
+// map of what is set: [outlier][soft_failed].
+var eventMeta = [2][2]string{{`{}`, `{"soft_failed":true}`}, {`{"outlier":true}`, `{"outlier":true,"soft_failed":true}`}}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Event, rp *roomPlan, alloc *groupAllocator, so int64) error {
 	js := string(ev.JSON)
 	f, x, err := parseEventRow(js)
 	if err != nil {
 		return err
 	}
-	meta := map[string]any{}
-	if ev.Outlier {
-		meta["outlier"] = true
-	}
-	if ev.SoftFailed {
-		meta["soft_failed"] = true
-	}
-	metaJSON, _ := json.Marshal(meta)
+	// Each value goes into an interface once, however many rows take it.
+	id, room, typ, depth, ts, ord := any(ev.EventID), any(ev.RoomID), any(f.Type), any(x.depth), any(f.OriginServerTS), any(so)
 	var stateKey, rejection any
 	if f.StateKey != nil {
 		stateKey = *f.StateKey
@@ -342,20 +349,21 @@ func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Eve
 		rejection = ev.Rejected
 	}
 	accepted := ev.Rejected == ""
-	if err := b.add(ctx, "events", eventsColumns, x.depth, ev.EventID, f.Type, ev.RoomID, true, ev.Outlier, x.depth,
-		f.OriginServerTS, f.OriginServerTS, f.Sender, x.hasURL, "master", so, stateKey, rejection); err != nil {
+	if err := b.add(ctx, "events", eventsColumns, depth, id, typ, room, true, ev.Outlier, depth,
+		ts, ts, f.Sender, x.hasURL, "master", ord, stateKey, rejection); err != nil {
 		return err
 	}
-	if err := b.add(ctx, "event_json", eventJSONColumns, ev.EventID, ev.RoomID, string(metaJSON), js, rp.formatVersion); err != nil {
+	meta := eventMeta[b2i(ev.Outlier)][b2i(ev.SoftFailed)]
+	if err := b.add(ctx, "event_json", eventJSONColumns, id, room, meta, js, rp.formatVersion); err != nil {
 		return err
 	}
 	if f.StateKey != nil {
-		if err := b.add(ctx, "state_events", stateEventsColumns, ev.EventID, ev.RoomID, f.Type, *f.StateKey); err != nil {
+		if err := b.add(ctx, "state_events", stateEventsColumns, id, room, typ, stateKey); err != nil {
 			return err
 		}
 	}
 	if !accepted {
-		if err := b.add(ctx, "rejections", rejectionsColumns, ev.EventID, ev.Rejected, "ferry-restore"); err != nil {
+		if err := b.add(ctx, "rejections", rejectionsColumns, id, rejection, "ferry-restore"); err != nil {
 			return err
 		}
 	}
@@ -365,13 +373,13 @@ func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Eve
 		}
 		if accepted {
 			for _, prev := range f.PrevEvents {
-				if err := b.add(ctx, "event_edges", eventEdgesColumns, ev.EventID, prev, ev.RoomID, false); err != nil {
+				if err := b.add(ctx, "event_edges", eventEdgesColumns, id, prev, room, false); err != nil {
 					return err
 				}
 			}
 			if f.StateKey != nil {
 				for _, auth := range f.AuthEvents {
-					if err := b.add(ctx, "event_auth", eventAuthColumns, ev.EventID, auth, ev.RoomID); err != nil {
+					if err := b.add(ctx, "event_auth", eventAuthColumns, id, auth, room); err != nil {
 						return err
 					}
 				}
@@ -382,13 +390,13 @@ func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Eve
 		return nil
 	}
 	if f.Type == "m.room.member" && f.StateKey != nil {
-		if err := b.add(ctx, "room_memberships", membershipsColumns, ev.EventID, *f.StateKey, f.Sender, ev.RoomID, x.membership,
-			x.displayName, x.avatarURL, so); err != nil {
+		if err := b.add(ctx, "room_memberships", membershipsColumns, id, stateKey, f.Sender, room, x.membership,
+			x.displayName, x.avatarURL, ord); err != nil {
 			return err
 		}
 	}
 	if f.Type == "m.room.redaction" && f.Redacts != "" {
-		if err := b.add(ctx, "redactions", redactionsColumns, ev.EventID, f.Redacts, false, f.OriginServerTS, false); err != nil {
+		if err := b.add(ctx, "redactions", redactionsColumns, id, f.Redacts, false, ts, false); err != nil {
 			return err
 		}
 	}
@@ -397,7 +405,7 @@ func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Eve
 		if x.relType == "m.annotation" {
 			key = x.relKey
 		}
-		if err := b.add(ctx, "event_relations", relationsColumns, ev.EventID, x.relParent, x.relType, key); err != nil {
+		if err := b.add(ctx, "event_relations", relationsColumns, id, x.relParent, x.relType, key); err != nil {
 			return err
 		}
 	}
