@@ -36,3 +36,10 @@ func ScanEventForTest(js string) (*Fields, bool) {
 	}
 	return f, true
 }
+
+// CheckDeferredForTest is what a Batch's Add computes of one event,
+// without the signatures it defers.
+func CheckDeferredForTest(v RoomVersion, data []byte, keys KeyLookup) bool {
+	_, _, ok := checkFast(v, data, keys, true, true)
+	return ok
+}

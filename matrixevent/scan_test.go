@@ -99,3 +99,21 @@ func FuzzScanEvent(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, js string) { checkScanEvent(t, js) })
 }
+
+// go test -bench CheckOnePass -benchmem ./matrixevent: validation's one
+// pass over an event (its signatures deferred to the batch), on the
+// fixture's events.
+func BenchmarkCheckOnePass(b *testing.B) {
+	events := loadEvents(b)
+	keys := fixtureKeys(b)
+	versions := map[string]matrixevent.RoomVersion{}
+	for _, e := range events {
+		versions[e.RoomVersion], _ = matrixevent.LookupRoomVersion(e.RoomVersion)
+	}
+	for i := 0; b.Loop(); i++ {
+		e := events[i%len(events)]
+		if !matrixevent.CheckDeferredForTest(versions[e.RoomVersion], []byte(e.JSON), keys) {
+			b.Fatal(e.EventID)
+		}
+	}
+}
