@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -132,7 +131,7 @@ func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash, deferSig
 		}
 	}
 	red = append(red, member{key: "content", val: keptContent})
-	sort.Slice(red, func(i, j int) bool { return red[i].key < red[j].key })
+	slices.SortFunc(red, byKey)
 	signed := joinMembers(red)
 
 	if v.EventIDFormat == 1 {
@@ -348,7 +347,7 @@ func redactedContent(v RoomVersion, evType string, content []byte, cm []member) 
 					}
 				}
 			}
-			sort.Slice(kept, func(i, j int) bool { return kept[i].key < kept[j].key })
+			slices.SortFunc(kept, byKey)
 		}
 	case "m.room.create":
 		if v.UpdatedRedactions {
@@ -408,6 +407,8 @@ type member struct {
 	val []byte
 }
 
+func byKey(a, b member) int { return strings.Compare(a.key, b.key) }
+
 // joinMembers encodes members (sorted, canonical) as an object.
 func joinMembers(ms []member) []byte {
 	n := 2
@@ -433,11 +434,11 @@ func objectMembers(obj []byte) ([]member, bool) {
 	if len(obj) < 2 || obj[0] != '{' {
 		return nil, false
 	}
-	var out []member
-	i := 1
-	if obj[i] == '}' {
+	if obj[1] == '}' {
 		return nil, true
 	}
+	out := make([]member, 0, 16) // an event has about a dozen top-level members
+	i := 1
 	for {
 		kEnd := skipCanonical(obj, i)
 		if kEnd < 0 || obj[i] != '"' || kEnd >= len(obj) || obj[kEnd] != ':' {
@@ -524,18 +525,11 @@ func canonical(data []byte) ([]byte, bool) {
 type encoder struct {
 	src, dst []byte
 	pos      int
+	// scratch holds an object's members while object sorts them.
+	scratch []byte
 }
 
-func (e *encoder) ws() {
-	for e.pos < len(e.src) {
-		switch e.src[e.pos] {
-		case ' ', '\t', '\n', '\r':
-			e.pos++
-		default:
-			return
-		}
-	}
-}
+func (e *encoder) ws() { e.pos = wsEnd(e.src, e.pos) }
 
 func (e *encoder) value() error {
 	e.ws()
@@ -586,41 +580,12 @@ func (e *encoder) value() error {
 }
 
 func (e *encoder) number() error {
-	start, s := e.pos, e.src
-	i := e.pos
-	if i < len(s) && s[i] == '-' {
-		i++
-	}
-	digits := func() bool {
-		j := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		return i > j
-	}
-	switch {
-	case i < len(s) && s[i] == '0':
-		i++
-	case !digits():
+	end := numberEnd(e.src, e.pos)
+	if end < 0 {
 		return errNotFast
 	}
-	if i < len(s) && s[i] == '.' {
-		i++
-		if !digits() {
-			return errNotFast
-		}
-	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			i++
-		}
-		if !digits() {
-			return errNotFast
-		}
-	}
-	e.pos = i
-	e.dst = append(e.dst, s[start:i]...)
+	e.dst = append(e.dst, e.src[e.pos:end]...)
+	e.pos = end
 	return nil
 }
 
@@ -630,12 +595,13 @@ const upperHex = "0123456789ABCDEF"
 // character ('u': \u00XX).
 const controlEscapes = "uuuuuuuubtnufruuuuuuuuuuuuuuuuuu"
 
-func hex4(b []byte) (rune, bool) {
+func hex4[T string | []byte](b T) (rune, bool) {
 	if len(b) < 4 {
 		return 0, false
 	}
 	var r rune
-	for _, c := range b[:4] {
+	for i := range 4 {
+		c := b[i]
 		switch {
 		case c >= '0' && c <= '9':
 			r = r<<4 | rune(c-'0')
@@ -725,11 +691,10 @@ func (e *encoder) str() error {
 	}
 }
 
-// span is one encoded member of an object being encoded: the key's text
-// and where the member ("key":value) sits in dst.
+// span is one encoded member of an object being encoded: where it
+// ("key":value) sits in dst, and its key's text (dst[start+1:keyEnd]).
 type span struct {
-	key        string
-	start, end int
+	start, keyEnd, end int
 }
 
 // open copies an array's or object's opening bracket, and its closing
@@ -753,22 +718,22 @@ func (e *encoder) object() error {
 	}
 	var stack [16]span
 	spans := stack[:0]
+	key := func(sp span) []byte { return e.dst[sp.start+1 : sp.keyEnd] }
 	sorted := true
 	for {
 		e.ws()
 		if e.pos >= len(e.src) || e.src[e.pos] != '"' {
 			return errNotFast
 		}
-		mStart := len(e.dst)
+		sp := span{start: len(e.dst)}
 		if err := e.str(); err != nil {
 			return err
 		}
-		key := e.dst[mStart+1 : len(e.dst)-1]
-		if bytes.IndexByte(key, '\\') >= 0 {
+		sp.keyEnd = len(e.dst) - 1
+		if bytes.IndexByte(key(sp), '\\') >= 0 {
 			return errNotFast // sorted by the unescaped text: left to the general encoder
 		}
-		k := string(key)
-		if n := len(spans); n > 0 && k <= spans[n-1].key {
+		if n := len(spans); n > 0 && bytes.Compare(key(sp), key(spans[n-1])) <= 0 {
 			sorted = false
 		}
 		e.ws()
@@ -780,7 +745,8 @@ func (e *encoder) object() error {
 		if err := e.value(); err != nil {
 			return err
 		}
-		spans = append(spans, span{key: k, start: mStart, end: len(e.dst)})
+		sp.end = len(e.dst)
+		spans = append(spans, sp)
 		e.ws()
 		if e.pos >= len(e.src) {
 			return errNotFast
@@ -796,19 +762,21 @@ func (e *encoder) object() error {
 		break
 	}
 	if !sorted {
-		sort.Slice(spans, func(i, j int) bool { return spans[i].key < spans[j].key })
+		slices.SortFunc(spans, func(a, b span) int { return bytes.Compare(key(a), key(b)) })
 		for i := 1; i < len(spans); i++ {
-			if spans[i].key == spans[i-1].key {
+			if bytes.Equal(key(spans[i]), key(spans[i-1])) {
 				return errNotFast // duplicate keys: left to the general encoder
 			}
 		}
-		tmp := append([]byte(nil), e.dst[objStart:]...)
+		// The members move to scratch (free again once object returns:
+		// nested objects are done by now) and back in order.
+		e.scratch = append(e.scratch[:0], e.dst[objStart:]...)
 		e.dst = append(e.dst[:objStart], '{')
 		for i, sp := range spans {
 			if i > 0 {
 				e.dst = append(e.dst, ',')
 			}
-			e.dst = append(e.dst, tmp[sp.start-objStart:sp.end-objStart]...)
+			e.dst = append(e.dst, e.scratch[sp.start-objStart:sp.end-objStart]...)
 		}
 	}
 	e.dst = append(e.dst, '}')

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"maunium.net/go/mautrix/crypto/canonicaljson"
 )
@@ -139,7 +138,7 @@ func parseRefs(raw json.RawMessage) ([]string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
 	}
-	if ids, ok := plainRefs(raw); ok {
+	if ids, ok := ScanStrings(string(raw)); ok {
 		return ids, nil
 	}
 	return generalRefs(raw)
@@ -168,51 +167,6 @@ func generalRefs(raw json.RawMessage) ([]string, error) {
 		out = append(out, id)
 	}
 	return out, nil
-}
-
-// plainRefs is parseRefs for the usual shape, an array of strings with
-// no escapes (room versions 3 and later), read without encoding/json:
-// the same IDs. ok is false for anything else (pairs, escapes, invalid
-// UTF-8, which encoding/json would replace), left to the general way.
-func plainRefs(raw []byte) ([]string, bool) {
-	ws := func(i int) int {
-		for i < len(raw) && (raw[i] == ' ' || raw[i] == '\t' || raw[i] == '\n' || raw[i] == '\r') {
-			i++
-		}
-		return i
-	}
-	i := ws(0)
-	if i >= len(raw) || raw[i] != '[' {
-		return nil, false
-	}
-	out := []string{}
-	i = ws(i + 1)
-	if i < len(raw) && raw[i] == ']' {
-		return out, ws(i+1) == len(raw)
-	}
-	for i < len(raw) {
-		if raw[i] != '"' {
-			return nil, false
-		}
-		end := i + 1
-		for end < len(raw) && raw[end] != '"' && raw[end] != '\\' && raw[end] >= 0x20 {
-			end++
-		}
-		if end >= len(raw) || raw[end] != '"' || !utf8.Valid(raw[i+1:end]) {
-			return nil, false
-		}
-		out = append(out, string(raw[i+1:end]))
-		i = ws(end + 1)
-		switch {
-		case i < len(raw) && raw[i] == ',':
-			i = ws(i + 1)
-		case i < len(raw) && raw[i] == ']':
-			return out, ws(i+1) == len(raw)
-		default:
-			return nil, false
-		}
-	}
-	return nil, false
 }
 
 // ServerOf returns the server name part of a user, room or (v1/v2) event ID.

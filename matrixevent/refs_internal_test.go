@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// plainRefs, where it answers, gives what encoding/json gives.
-func FuzzPlainRefs(f *testing.F) {
+// ScanStrings, where it answers, gives what encoding/json gives.
+func FuzzScanStrings(f *testing.F) {
 	for _, s := range []string{`[]`, ` [ ] `, `["$a","$b"]`, "[ \"$a\" ,\n\"$b\" ]", `["$a\"b"]`, `["$a\u0041"]`,
 		`[["$a",{"sha256":"x"}]]`, `["\xff"]`, `[null]`, `["$a",]`, `["$a"`, `["$a"]x`, `"x"`, `[1]`, `["é"]`} {
 		f.Add(s)
@@ -16,13 +16,13 @@ func FuzzPlainRefs(f *testing.F) {
 		if !json.Valid([]byte(s)) {
 			return // parseRefs sees values encoding/json already read
 		}
-		got, ok := plainRefs([]byte(s))
+		got, ok := ScanStrings(s)
 		if !ok {
 			return
 		}
 		want, err := generalRefs(json.RawMessage(s))
 		if err != nil || !slices.Equal(got, want) || (got == nil) != (want == nil) {
-			t.Fatalf("%q: plainRefs %q, encoding/json %q (%v)", s, got, want, err)
+			t.Fatalf("%q: ScanStrings %q, encoding/json %q (%v)", s, got, want, err)
 		}
 	})
 }

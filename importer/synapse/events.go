@@ -3,9 +3,9 @@ package synapse
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -104,11 +104,12 @@ func planState(ctx context.Context, r *archive.Reader, rooms map[string]*roomPla
 	if err != nil {
 		return nil, fmt.Errorf("read state snapshots: %w", err)
 	}
-	need := func(id uint64, what string) error {
+	// need marks snapshot id and its ancestors needed by event eventID.
+	need := func(id uint64, eventID string) error {
 		for id != 0 {
 			s := sp.snaps[id]
 			if s == nil {
-				return fmt.Errorf("%s stands on state snapshot %d, which the archive lacks", what, id)
+				return fmt.Errorf("event %s stands on state snapshot %d, which the archive lacks", eventID, id)
 			}
 			if s.needed {
 				return nil
@@ -123,16 +124,18 @@ func planState(ctx context.Context, r *archive.Reader, rooms map[string]*roomPla
 			return nil
 		}
 		if ev.Rejected == "" && mayBeState(ev.JSON) {
-			f, err := matrixevent.Parse(ev.JSON)
+			f, _, err := parseEventRow(string(ev.JSON))
 			if err != nil {
 				return fmt.Errorf("event %s: %w", ev.EventID, err)
 			}
 			if after, ok := sp.afterSnapshot(ev, f); ok {
-				sp.expect[after] = append(sp.expect[after], archive.StateEntry{Type: f.Type, StateKey: *f.StateKey, EventID: ev.EventID})
-				return need(after, "event "+ev.EventID)
+				// f's strings are substrings of the event's JSON: kept, they would keep it all.
+				entry := archive.StateEntry{Type: strings.Clone(f.Type), StateKey: strings.Clone(*f.StateKey), EventID: ev.EventID}
+				sp.expect[after] = append(sp.expect[after], entry)
+				return need(after, ev.EventID)
 			}
 		}
-		return need(ev.StateBefore, "event "+ev.EventID)
+		return need(ev.StateBefore, ev.EventID)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("plan state groups: %w", err)
@@ -201,8 +204,9 @@ func (sp *statePlan) writeGroups(ctx context.Context, b *batcher, r *archive.Rea
 			if s.Parent != 0 || len(s.Remove) > 0 {
 				return fmt.Errorf("the current state of %s is a delta snapshot: this Ferry restores full current-state snapshots only", room)
 			}
+			roomID := any(room)
 			for _, e := range s.Set {
-				if err := b.add(ctx, "ferry_current_state", currentStagingColumns, room, e.Type, e.StateKey, e.EventID); err != nil {
+				if err := b.add(ctx, "ferry_current_state", currentStagingColumns, roomID, e.Type, e.StateKey, e.EventID); err != nil {
 					return err
 				}
 			}
@@ -245,7 +249,8 @@ func (sp *statePlan) writeGroups(ctx context.Context, b *batcher, r *archive.Rea
 // full group.
 func (sp *statePlan) writeGroup(ctx context.Context, b *batcher, alloc *groupAllocator, room, eventID string, parent group, hasParent bool, set []archive.StateEntry) (group, error) {
 	g := group{id: alloc.allocate()}
-	if err := b.add(ctx, "state_groups", stateGroupsColumns, g.id, room, eventID); err != nil {
+	gid, roomID := any(g.id), any(room) // one interface each for all the rows
+	if err := b.add(ctx, "state_groups", stateGroupsColumns, gid, roomID, eventID); err != nil {
 		return g, err
 	}
 	if hasParent {
@@ -253,12 +258,12 @@ func (sp *statePlan) writeGroup(ctx context.Context, b *batcher, alloc *groupAll
 		if g.hops > maxDeltaHops {
 			return g, fmt.Errorf("state group chain of %s longer than Synapse's %d hops: this Ferry cannot flatten chains yet", room, maxDeltaHops)
 		}
-		if err := b.add(ctx, "state_group_edges", stateGroupEdgesColumns, g.id, parent.id); err != nil {
+		if err := b.add(ctx, "state_group_edges", stateGroupEdgesColumns, gid, parent.id); err != nil {
 			return g, err
 		}
 	}
 	for _, e := range set {
-		if err := b.add(ctx, "state_groups_state", stateGroupsStateColumns, g.id, room, e.Type, e.StateKey, e.EventID); err != nil {
+		if err := b.add(ctx, "state_groups_state", stateGroupsStateColumns, gid, roomID, e.Type, e.StateKey, e.EventID); err != nil {
 			return g, err
 		}
 	}
@@ -278,46 +283,6 @@ var (
 	relationsColumns         = []string{"event_id", "relates_to_id", "relation_type", "aggregation_key"}
 	membershipsColumns       = []string{"event_id", "user_id", "sender", "room_id", "membership", "display_name", "avatar_url", "event_stream_ordering"}
 )
-
-// eventRow is what the tables need of an event's JSON: matrixevent's
-// fields and more, decoded in one pass (its own content shadows the raw
-// one).
-type eventRow struct {
-	matrixevent.RawEvent
-	Depth    int64 `json:"depth"`
-	Unsigned struct {
-		ReplacesState *string `json:"replaces_state"`
-	} `json:"unsigned"`
-	Content struct {
-		URL         any    `json:"url"`
-		Membership  any    `json:"membership"`
-		DisplayName any    `json:"displayname"`
-		AvatarURL   any    `json:"avatar_url"`
-		RelatesTo   any    `json:"m.relates_to"`
-		Redacts     string `json:"redacts"`
-	} `json:"content"`
-}
-
-// parseEventRow decodes an event as matrixevent.Parse does (the same
-// Fields but for the raw content, the same refusals), with the other
-// fields the tables need, in one pass over the JSON.
-func parseEventRow(data []byte) (*matrixevent.Fields, *eventRow, error) {
-	var x eventRow
-	if err := json.Unmarshal(data, &x); err != nil {
-		return nil, nil, fmt.Errorf("event JSON: %w", err)
-	}
-	f, err := x.RawEvent.Fields(func() string { return x.Content.Redacts })
-	if err != nil {
-		return nil, nil, err
-	}
-	return f, &x, nil
-}
-
-type relatesTo struct {
-	RelType string `json:"rel_type"`
-	EventID string `json:"event_id"`
-	Key     any    `json:"key"`
-}
 
 // orderings hands out stream orderings: the source's, when the archive is
 // Synapse's own and restored whole (clients' sync tokens stay meaningful),
@@ -357,20 +322,25 @@ func (sp *statePlan) writeEvents(ctx context.Context, b *batcher, r *archive.Rea
 	return n, err
 }
 
+// eventMeta is event_json.internal_metadata, as json.Marshal encodes the
+// map of what is set: [outlier][soft_failed].
+var eventMeta = [2][2]string{{`{}`, `{"soft_failed":true}`}, {`{"outlier":true}`, `{"outlier":true,"soft_failed":true}`}}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Event, rp *roomPlan, alloc *groupAllocator, so int64) error {
-	f, x, err := parseEventRow(ev.JSON)
+	js := string(ev.JSON)
+	f, x, err := parseEventRow(js)
 	if err != nil {
 		return err
 	}
-	_, hasURL := x.Content.URL.(string)
-	meta := map[string]any{}
-	if ev.Outlier {
-		meta["outlier"] = true
-	}
-	if ev.SoftFailed {
-		meta["soft_failed"] = true
-	}
-	metaJSON, _ := json.Marshal(meta)
+	// Each value goes into an interface once, however many rows take it.
+	id, room, typ, depth, ts, ord := any(ev.EventID), any(ev.RoomID), any(f.Type), any(x.depth), any(f.OriginServerTS), any(so)
 	var stateKey, rejection any
 	if f.StateKey != nil {
 		stateKey = *f.StateKey
@@ -379,36 +349,37 @@ func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Eve
 		rejection = ev.Rejected
 	}
 	accepted := ev.Rejected == ""
-	if err := b.add(ctx, "events", eventsColumns, x.Depth, ev.EventID, f.Type, ev.RoomID, true, ev.Outlier, x.Depth,
-		f.OriginServerTS, f.OriginServerTS, f.Sender, hasURL, "master", so, stateKey, rejection); err != nil {
+	if err := b.add(ctx, "events", eventsColumns, depth, id, typ, room, true, ev.Outlier, depth,
+		ts, ts, f.Sender, x.hasURL, "master", ord, stateKey, rejection); err != nil {
 		return err
 	}
-	if err := b.add(ctx, "event_json", eventJSONColumns, ev.EventID, ev.RoomID, string(metaJSON), string(ev.JSON), rp.formatVersion); err != nil {
+	meta := eventMeta[b2i(ev.Outlier)][b2i(ev.SoftFailed)]
+	if err := b.add(ctx, "event_json", eventJSONColumns, id, room, meta, js, rp.formatVersion); err != nil {
 		return err
 	}
 	if f.StateKey != nil {
-		if err := b.add(ctx, "state_events", stateEventsColumns, ev.EventID, ev.RoomID, f.Type, *f.StateKey); err != nil {
+		if err := b.add(ctx, "state_events", stateEventsColumns, id, room, typ, stateKey); err != nil {
 			return err
 		}
 	}
 	if !accepted {
-		if err := b.add(ctx, "rejections", rejectionsColumns, ev.EventID, ev.Rejected, "ferry-restore"); err != nil {
+		if err := b.add(ctx, "rejections", rejectionsColumns, id, rejection, "ferry-restore"); err != nil {
 			return err
 		}
 	}
 	if !ev.Outlier {
-		if err := sp.mapToGroup(ctx, b, ev, f, alloc, accepted, x.Unsigned.ReplacesState == nil); err != nil {
+		if err := sp.mapToGroup(ctx, b, ev, f, alloc, accepted, x.lacksReplaces); err != nil {
 			return err
 		}
 		if accepted {
 			for _, prev := range f.PrevEvents {
-				if err := b.add(ctx, "event_edges", eventEdgesColumns, ev.EventID, prev, ev.RoomID, false); err != nil {
+				if err := b.add(ctx, "event_edges", eventEdgesColumns, id, prev, room, false); err != nil {
 					return err
 				}
 			}
 			if f.StateKey != nil {
 				for _, auth := range f.AuthEvents {
-					if err := b.add(ctx, "event_auth", eventAuthColumns, ev.EventID, auth, ev.RoomID); err != nil {
+					if err := b.add(ctx, "event_auth", eventAuthColumns, id, auth, room); err != nil {
 						return err
 					}
 				}
@@ -419,28 +390,23 @@ func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Eve
 		return nil
 	}
 	if f.Type == "m.room.member" && f.StateKey != nil {
-		membership, _ := x.Content.Membership.(string)
-		if err := b.add(ctx, "room_memberships", membershipsColumns, ev.EventID, *f.StateKey, f.Sender, ev.RoomID, membership,
-			stringOrNil(x.Content.DisplayName), stringOrNil(x.Content.AvatarURL), so); err != nil {
+		if err := b.add(ctx, "room_memberships", membershipsColumns, id, stateKey, f.Sender, room, x.membership,
+			x.displayName, x.avatarURL, ord); err != nil {
 			return err
 		}
 	}
 	if f.Type == "m.room.redaction" && f.Redacts != "" {
-		if err := b.add(ctx, "redactions", redactionsColumns, ev.EventID, f.Redacts, false, f.OriginServerTS, false); err != nil {
+		if err := b.add(ctx, "redactions", redactionsColumns, id, f.Redacts, false, ts, false); err != nil {
 			return err
 		}
 	}
-	if rel, ok := x.Content.RelatesTo.(map[string]any); ok {
-		typ, _ := rel["rel_type"].(string)
-		parent, _ := rel["event_id"].(string)
-		if typ != "" && parent != "" {
-			var key any
-			if k, ok := rel["key"].(string); ok && typ == "m.annotation" {
-				key = k
-			}
-			if err := b.add(ctx, "event_relations", relationsColumns, ev.EventID, parent, typ, key); err != nil {
-				return err
-			}
+	if x.relType != "" && x.relParent != "" {
+		var key any
+		if x.relType == "m.annotation" {
+			key = x.relKey
+		}
+		if err := b.add(ctx, "event_relations", relationsColumns, id, x.relParent, x.relType, key); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -479,13 +445,6 @@ func (sp *statePlan) mapToGroup(ctx context.Context, b *batcher, ev *archive.Eve
 		return fmt.Errorf("its state snapshot %d was not restored", ev.StateBefore)
 	}
 	return b.add(ctx, "event_to_state_groups", eventToStateGroupColumns, ev.EventID, g.id)
-}
-
-func stringOrNil(v any) any {
-	if s, ok := v.(string); ok {
-		return s
-	}
-	return nil
 }
 
 // lastPerKey keeps, of entries naming the same key, the last.

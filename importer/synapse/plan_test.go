@@ -107,7 +107,7 @@ func TestParseEventRowAgreesWithParse(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		got, _, err := parseEventRow(e.JSON)
+		got, _, err := parseEventRow(string(e.JSON))
 		if err != nil {
 			return err
 		}
