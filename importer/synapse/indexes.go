@@ -3,6 +3,7 @@ package synapse
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -76,13 +77,17 @@ const catalogItems = `WITH t AS (SELECT unnest($1::text[])::regclass AS oid)
 type deferral struct {
 	archiveID string
 	items     []deferredItem // in drop order
+	// truncated are the deferred tables the rooms phase truncated (they
+	// were empty) for the load to copy into them frozen (copyFrozen).
+	truncated map[string]bool
 }
 
 // deferIndexes drops the deferred tables' items when the target holds no
 // events (a fresh database, or the rerun of a restore whose rooms phase
-// rolled back), after saving their definitions; otherwise it drops
-// nothing. Either way it first creates again what an earlier run saved
-// and the database lacks.
+// rolled back), after saving their definitions, and then truncates those
+// of the tables that are empty (truncateEmpty); otherwise it drops and
+// truncates nothing. Either way it first creates again what an earlier
+// run saved and the database lacks.
 func deferIndexes(ctx context.Context, tx pgx.Tx, archiveID string) (*deferral, error) {
 	// The definitions are committed on a connection of their own, so that
 	// they outlive the phase's transaction.
@@ -128,7 +133,45 @@ func deferIndexes(ctx context.Context, tx pgx.Tx, archiveID string) (*deferral, 
 			return nil, fmt.Errorf("defer %s %s of %s: %w", it.kind, it.name, it.table, err)
 		}
 	}
+	if d.truncated, err = truncateEmpty(ctx, tx); err != nil {
+		return nil, err
+	}
 	return d, nil
+}
+
+// truncateEmpty truncates, in tx, those of the deferred tables that hold
+// no row, when tx may then copy into them frozen (canFreeze), and returns
+// them. Nothing is lost: they are empty. It runs once their foreign keys
+// (those of other tables that reference them too) and triggers are
+// dropped: TRUNCATE refuses a table that another table's foreign key
+// references, and fires ON TRUNCATE triggers. A rollback undoes it.
+func truncateEmpty(ctx context.Context, tx pgx.Tx) (map[string]bool, error) {
+	if ok, err := canFreeze(ctx, tx); err != nil || !ok {
+		return nil, err
+	}
+	probes := make([]string, len(deferredTables))
+	for i, table := range deferredTables {
+		probes[i] = fmt.Sprintf("NOT EXISTS (SELECT 1 FROM %s)", pgx.Identifier{table}.Sanitize())
+	}
+	var empty []bool
+	if err := tx.QueryRow(ctx, "SELECT ARRAY["+strings.Join(probes, ", ")+"]").Scan(&empty); err != nil {
+		return nil, fmt.Errorf("look for rows in the bulk tables: %w", err)
+	}
+	truncated := map[string]bool{}
+	var names []string
+	for i, table := range deferredTables {
+		if empty[i] {
+			truncated[table] = true
+			names = append(names, pgx.Identifier{table}.Sanitize())
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	if _, err := tx.Exec(ctx, "TRUNCATE "+strings.Join(names, ", ")); err != nil {
+		return nil, fmt.Errorf("truncate the empty bulk tables: %w", err)
+	}
+	return truncated, nil
 }
 
 func scanItem(row pgx.CollectableRow) (deferredItem, error) {

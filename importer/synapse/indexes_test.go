@@ -13,11 +13,13 @@ import (
 )
 
 // A restore killed in its events pass, after the bulk tables' indexes,
-// constraints and triggers were dropped, has saved their definitions; its
-// rerun completes and leaves every index, constraint and trigger of a fresh
-// Synapse database in place, also those an earlier run had dropped for
-// good (dropped here by hand, as a run whose drops were committed would
-// leave them), with what depends on them.
+// constraints and triggers were dropped and the tables truncated, has
+// saved their definitions and left the tables empty; its rerun completes
+// and leaves every index, constraint and trigger of a fresh Synapse
+// database in place, also those an earlier run had dropped for good
+// (dropped here by hand, as a run whose drops were committed would leave
+// them), with what depends on them; and the rerun, truncating again, has
+// loaded the tables frozen.
 func TestDeferredIndexesAfterInterruption(t *testing.T) {
 	ctx := context.Background()
 	r := exportFixture(t, "synapse-1.67", source.Options{})
@@ -42,6 +44,10 @@ func TestDeferredIndexesAfterInterruption(t *testing.T) {
 	}
 	if diff := compareObjects(want, schemaObjects(t, s.DB)); diff != nil {
 		t.Errorf("after the kill (its drops rolled back): %v", diff)
+	}
+	var rows int
+	if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM state_groups) + (SELECT count(*) FROM event_json)`).Scan(&rows); err != nil || rows != 0 {
+		t.Errorf("after the kill: %d rows in events, state_groups and event_json (%v), want none", rows, err)
 	}
 	// CASCADE: the foreign keys of other tables that hang on events' unique
 	// indexes go too.
@@ -71,6 +77,11 @@ func TestDeferredIndexesAfterInterruption(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM ferry_restore_deferred`).Scan(&saved); err != nil || saved != 0 {
 		t.Errorf("%d definitions still saved after the restore completed (%v)", saved, err)
 	}
+	for table, n := range frozenBulkTables(t, conn) {
+		if n != 0 {
+			t.Errorf("%s: %d rows not frozen after the rerun", table, n)
+		}
+	}
 	s.Start(t)
 }
 
@@ -99,10 +110,7 @@ func (c *cancelAt) Add(n int64) {
 func schemaObjects(t *testing.T, db string) []string {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := connect(t, db)
 	defer conn.Close(ctx)
 	rows, err := conn.Query(ctx, `SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename NOT LIKE 'ferry\_%'
 		UNION ALL SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid) || ' validated ' || convalidated

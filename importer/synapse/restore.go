@@ -373,9 +373,10 @@ func (t *RestoreTarget) plan(ctx context.Context, r *archive.Reader, opts import
 
 // loadRooms writes the bulk of a restore: the rooms, their state groups
 // and their events with stream orderings from ord, counting the events to
-// p (of total). The current state is staged for deriveRoomTables.
+// p (of total). The current state is staged for deriveRoomTables. The
+// tables in freeze, truncated in tx, are loaded frozen (copyFrozen).
 func loadRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[string]*roomPlan, serverName string, sp *statePlan,
-	ord *orderings, p importer.Progress, total int64) (*groupAllocator, error) {
+	ord *orderings, p importer.Progress, total int64, freeze map[string]bool) (*groupAllocator, error) {
 	if _, err := restoreRooms(ctx, tx, rooms, serverName); err != nil {
 		return nil, err
 	}
@@ -387,7 +388,7 @@ func loadRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[stri
 		return nil, err
 	}
 	// The transaction is the batcher's until its flush returns.
-	b := newPipelinedBatcher(tx)
+	b := newPipelinedBatcher(tx, freeze)
 	p.Phase("state groups", r.Manifest().Records(archive.SectionStateSnapshots))
 	err = sp.writeGroups(ctx, b, r, rooms, alloc, p)
 	if err == nil {
@@ -418,7 +419,7 @@ func restoreRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms ma
 	if err := tx.QueryRow(ctx, `SELECT COALESCE(max(stream_ordering), 0) FROM events`).Scan(&ord.next); err != nil {
 		return err
 	}
-	alloc, err := loadRooms(ctx, tx, r, rooms, serverName, sp, ord, p, r.Manifest().Records(archive.SectionEvents))
+	alloc, err := loadRooms(ctx, tx, r, rooms, serverName, sp, ord, p, r.Manifest().Records(archive.SectionEvents), deferred.truncated)
 	if err != nil {
 		return err
 	}

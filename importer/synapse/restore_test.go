@@ -49,6 +49,7 @@ func restoreFixture(t *testing.T, fixture string, migration bool) {
 		t.Fatal(err)
 	}
 	t.Logf("report:\n%s\nfiles: %v\nnotes: %v\nin archive %v\nin target %v", res.Report, res.Files, res.Notes, res.InArchive, res.InTarget)
+	checkParticipants(t, s.DB)
 	s.Start(t)
 	c := &clientview.Client{URL: s.URL, ServerName: truth.ServerName}
 	tokens := fixturecheck.Login(t, c, truth)
@@ -92,6 +93,39 @@ func restoreFixture(t *testing.T, fixture string, migration bool) {
 		t.Errorf("rerun: resuming %v, %d events in the target (first run %d, plus the new message)", again.Target.Resuming,
 			again.InTarget[archive.SectionEvents], res.InTarget[archive.SectionEvents])
 	}
+}
+
+// checkParticipants asserts that the restore marked as participant
+// exactly the memberships of users who sent an accepted m.room.message or
+// m.room.encrypted event in the room (the definition, asked of each
+// membership), and that there are some.
+func checkParticipants(t *testing.T, db string) {
+	t.Helper()
+	ctx := context.Background()
+	conn := connect(t, db)
+	defer conn.Close(ctx)
+	var participants, wrong int
+	err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE participant),
+		count(*) FILTER (WHERE participant IS DISTINCT FROM EXISTS (SELECT 1 FROM events e WHERE e.room_id = m.room_id AND e.sender = m.user_id
+			AND e.type IN ('m.room.message', 'm.room.encrypted') AND e.rejection_reason IS NULL))
+		FROM room_memberships m`).Scan(&participants, &wrong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if participants == 0 || wrong != 0 {
+		t.Errorf("room_memberships.participant: %d set, %d differ from the definition", participants, wrong)
+	}
+}
+
+// connect connects to db, failing the test when it cannot; the caller
+// closes the connection (Check refuses a target with other sessions).
+func connect(t *testing.T, db string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
 }
 
 // A corrupt archive is refused although the rooms phase loaded it beside

@@ -173,7 +173,9 @@ func restoreDeletedRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, room
 		return err
 	}
 	ord.min, ord.max = ord.next+1, ord.next
-	alloc, err := loadRooms(ctx, tx, r, rooms, serverName, sp, ord, p, res.InArchive[archive.SectionEvents])
+	// The rooms' tables hold the rest of the server: no truncation, no
+	// frozen load.
+	alloc, err := loadRooms(ctx, tx, r, rooms, serverName, sp, ord, p, res.InArchive[archive.SectionEvents], nil)
 	if err != nil {
 		return err
 	}

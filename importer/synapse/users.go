@@ -22,10 +22,15 @@ const copyBatch = 5000
 // is in flight at a time, its tables copied in the order they were first
 // used (parents first). Its transaction is the batcher's alone until
 // flush returns. A failed COPY is returned by a later add or by flush.
+//
+// Tables in freeze, which the transaction truncated, are copied with
+// COPY ... FREEZE (copyFrozen).
 type batcher struct {
 	tx     pgx.Tx
 	tables map[string]*pendingRows
 	order  []string
+	freeze map[string]bool
+	types  map[string][]uint32 // the column types of the freeze tables
 	// pipelined: batches go to a goroutine; inFlight is the one running.
 	pipelined bool
 	batch     int
@@ -47,9 +52,11 @@ func newBatcher(tx pgx.Tx) *batcher {
 // built, the one being copied) of some tens of MB at most.
 const pipelinedBatch = 10000
 
-func newPipelinedBatcher(tx pgx.Tx) *batcher {
+// newPipelinedBatcher returns a pipelined batcher that copies the tables
+// in freeze (truncated in tx's current subtransaction) frozen.
+func newPipelinedBatcher(tx pgx.Tx, freeze map[string]bool) *batcher {
 	b := newBatcher(tx)
-	b.pipelined, b.batch = true, pipelinedBatch
+	b.pipelined, b.batch, b.freeze = true, pipelinedBatch, freeze
 	return b
 }
 
@@ -77,13 +84,32 @@ func (b *batcher) flushTable(ctx context.Context, table string) error {
 	if len(p.rows) == 0 {
 		return nil
 	}
-	n, err := b.tx.CopyFrom(ctx, pgx.Identifier{table}, p.columns, pgx.CopyFromRows(p.rows))
+	n, err := b.copy(ctx, table, p.columns, p.rows)
 	if err != nil {
 		return fmt.Errorf("copy %d rows into %s: %w", len(p.rows), table, err)
 	}
 	p.copied += n
 	p.rows = p.rows[:0]
 	return nil
+}
+
+// copy copies rows into table, frozen when the table is in b.freeze.
+func (b *batcher) copy(ctx context.Context, table string, columns []string, rows [][]any) (int64, error) {
+	if !b.freeze[table] {
+		return b.tx.CopyFrom(ctx, pgx.Identifier{table}, columns, pgx.CopyFromRows(rows))
+	}
+	oids, ok := b.types[table]
+	if !ok {
+		var err error
+		if oids, err = columnTypes(ctx, b.tx, table, columns); err != nil {
+			return 0, err
+		}
+		if b.types == nil {
+			b.types = map[string][]uint32{}
+		}
+		b.types[table] = oids
+	}
+	return copyFrozen(ctx, b.tx, table, columns, oids, rows)
 }
 
 // copyJob is one table's share of a batch handed over.
@@ -125,7 +151,7 @@ func (b *batcher) handOff(ctx context.Context) error {
 	b.inFlight = done
 	go func() {
 		for _, j := range jobs {
-			if _, err := b.tx.CopyFrom(ctx, pgx.Identifier{j.table}, j.columns, pgx.CopyFromRows(j.rows)); err != nil {
+			if _, err := b.copy(ctx, j.table, j.columns, j.rows); err != nil {
 				done <- fmt.Errorf("copy %d rows into %s: %w", len(j.rows), j.table, err)
 				return
 			}
