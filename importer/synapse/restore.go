@@ -659,6 +659,45 @@ func (t *RestoreTarget) signingKeyPath() (string, error) {
 // Ferry cannot redact, is of a room the restore does not write
 // (formatVersions).
 func (t *RestoreTarget) ReadBack(ctx context.Context, opts importer.Options) (map[string]int64, error) {
+	var rooms []string
+	if len(opts.Rooms) > 0 {
+		rooms = opts.Rooms
+	}
+	// The events are counted on a connection of their own while the
+	// other sections are read: the count is the read-back's longest
+	// statement (a scan of events and event_json), and the sections' reads
+	// keep mostly the Go side busy.
+	type count struct {
+		n   int64
+		err error
+	}
+	countCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	counted := make(chan count, 1)
+	go func() {
+		var c count
+		c.n, c.err = t.countEvents(countCtx, rooms)
+		counted <- c
+	}()
+	counts, err := t.readBackSections(ctx, opts)
+	if err != nil {
+		cancel()
+		<-counted
+		return nil, err
+	}
+	c := <-counted
+	if c.err != nil {
+		return nil, fmt.Errorf("%s: %w", source.StreamEvents, c.err)
+	}
+	if c.n > 0 {
+		counts[archive.SectionEvents] = c.n
+	}
+	return counts, nil
+}
+
+// readBackSections counts the records of every section but the events
+// as Ferry's Synapse export reads them from the target.
+func (t *RestoreTarget) readBackSections(ctx context.Context, opts importer.Options) (map[string]int64, error) {
 	src, err := ssource.Open(ctx, ssource.Config{Database: t.cfg.Database, MediaStore: t.cfg.MediaStore, HomeserverConfig: t.cfg.HomeserverConfig})
 	if err != nil {
 		return nil, err
@@ -669,30 +708,23 @@ func (t *RestoreTarget) ReadBack(ctx context.Context, opts importer.Options) (ma
 		return nil, err
 	}
 	streams = slices.DeleteFunc(streams, func(s source.Stream) bool { return s.Name == source.StreamEvents })
-	counts, err := importer.CountRecords(ctx, streams)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := pgx.Connect(ctx, t.cfg.Database)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	var rooms []string
-	if len(opts.Rooms) > 0 {
-		rooms = opts.Rooms
-	}
-	var events int64
-	if err := conn.QueryRow(ctx, countEvents, rooms).Scan(&events); err != nil {
-		return nil, fmt.Errorf("%s: %w", source.StreamEvents, err)
-	}
-	if events > 0 {
-		counts[archive.SectionEvents] = events
-	}
-	return counts, nil
+	return importer.CountRecords(ctx, streams)
 }
 
-// countEvents counts the events the Synapse export writes ($1: the
+// countEvents counts the target's events as Ferry's Synapse export
+// selects them (countEventsSQL), in rooms (nil: all).
+func (t *RestoreTarget) countEvents(ctx context.Context, rooms []string) (int64, error) {
+	conn, err := pgx.Connect(ctx, t.cfg.Database)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var n int64
+	err = conn.QueryRow(ctx, countEventsSQL, rooms).Scan(&n)
+	return n, err
+}
+
+// countEventsSQL counts the events the Synapse export writes ($1: the
 // selected rooms, NULL for all).
-const countEvents = `SELECT count(*) FROM events e JOIN event_json j ON j.event_id = e.event_id
+const countEventsSQL = `SELECT count(*) FROM events e JOIN event_json j ON j.event_id = e.event_id
 	WHERE $1::text[] IS NULL OR e.room_id = ANY($1::text[])`
