@@ -48,12 +48,14 @@ type jsonEventRow struct {
 		ReplacesState *string `json:"replaces_state"`
 	} `json:"unsigned"`
 	Content struct {
-		URL         any    `json:"url"`
-		Membership  any    `json:"membership"`
-		DisplayName any    `json:"displayname"`
-		AvatarURL   any    `json:"avatar_url"`
-		RelatesTo   any    `json:"m.relates_to"`
-		Redacts     string `json:"redacts"`
+		URL         any `json:"url"`
+		Membership  any `json:"membership"`
+		DisplayName any `json:"displayname"`
+		AvatarURL   any `json:"avatar_url"`
+		RelatesTo   any `json:"m.relates_to"`
+		// Redacts is any content's, which any client may set to anything
+		// (as matrixevent.Parse does, a value not a string is no target).
+		Redacts any `json:"redacts"`
 	} `json:"content"`
 }
 
@@ -63,7 +65,7 @@ func decodeEventRow(data []byte) (*matrixevent.Fields, *eventRow, error) {
 	if err := json.Unmarshal(data, &j); err != nil {
 		return nil, nil, fmt.Errorf("event JSON: %w", err)
 	}
-	f, err := j.RawEvent.Fields(func() string { return j.Content.Redacts })
+	f, err := j.RawEvent.Fields(func() string { redacts, _ := j.Content.Redacts.(string); return redacts })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -144,7 +146,7 @@ func (x *eventRow) scanContent(content string) (redacts string, ok bool) {
 	if content[0] != '{' || !matrixevent.ScanObject(content, contentNames, c[:]) {
 		return "", false
 	}
-	for _, v := range c[:5] { // the fields decoded as interface{}
+	for _, v := range c { // the fields decoded as interface{}
 		if v != "" && !matrixevent.ScanAny(v) {
 			return "", false
 		}
@@ -158,7 +160,8 @@ func (x *eventRow) scanContent(content string) (redacts string, ok bool) {
 	if !ok1 || !ok2 || !ok3 || !ok4 {
 		return "", false
 	}
-	return matrixevent.ScanNullableString(c[5])
+	redacts, _, ok = scanIfString(c[5])
+	return redacts, ok
 }
 
 // scanRelatesTo sets x's rel fields from content["m.relates_to"], which

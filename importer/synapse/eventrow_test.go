@@ -95,7 +95,7 @@ func TestScanEventRowEdges(t *testing.T) {
 		ev + `"content":{"membership":"join","membership":"leave"}}`:            nil, // twice
 		ev + `"content":{"url":1e999}}`:                                         nil, // encoding/json refuses
 		ev + `"content":{"m.relates_to":{"rel_type":"m.thread","event_id":7}}}`: {lacksReplaces: true, relType: "m.thread"},
-		ev + `"content":{"redacts":7}}`:                                         nil, // a type error
+		ev + `"content":{"body":"x","redacts":7}}`:                              {lacksReplaces: true}, // no target, as in matrixevent.Parse
 		ev + `"content":[]}`:                                                    nil,
 		ev + `"depth":1.0}`:                                                     nil,
 		ev + `"unsigned":{"replaces_state":1}}`:                                 nil,
