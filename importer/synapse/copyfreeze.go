@@ -47,11 +47,7 @@ func canFreeze(ctx context.Context, tx pgx.Tx) (bool, error) {
 // column's text form when it has no binary encoding), with types the
 // caller looked up once per table (columnTypes).
 func copyFrozen(ctx context.Context, tx pgx.Tx, table string, columns []string, oids []uint32, rows [][]any) (int64, error) {
-	quoted := make([]string, len(columns))
-	for i, c := range columns {
-		quoted[i] = pgx.Identifier{c}.Sanitize()
-	}
-	sql := fmt.Sprintf("COPY %s (%s) FROM STDIN WITH (FORMAT binary, FREEZE)", pgx.Identifier{table}.Sanitize(), strings.Join(quoted, ", "))
+	sql := fmt.Sprintf("COPY %s (%s) FROM STDIN WITH (FORMAT binary, FREEZE)", pgx.Identifier{table}.Sanitize(), columnList(columns))
 	enc := &copyEncoder{m: tx.Conn().TypeMap(), oids: oids, rows: rows}
 	tag, err := tx.Conn().PgConn().CopyFrom(ctx, enc, sql)
 	if err != nil {
@@ -62,11 +58,7 @@ func copyFrozen(ctx context.Context, tx pgx.Tx, table string, columns []string, 
 
 // columnTypes looks up the type OIDs of table's columns, in order.
 func columnTypes(ctx context.Context, tx pgx.Tx, table string, columns []string) ([]uint32, error) {
-	quoted := make([]string, len(columns))
-	for i, c := range columns {
-		quoted[i] = pgx.Identifier{c}.Sanitize()
-	}
-	sd, err := tx.Conn().PgConn().Prepare(ctx, "", fmt.Sprintf("SELECT %s FROM %s", strings.Join(quoted, ", "), pgx.Identifier{table}.Sanitize()), nil)
+	sd, err := tx.Conn().PgConn().Prepare(ctx, "", fmt.Sprintf("SELECT %s FROM %s", columnList(columns), pgx.Identifier{table}.Sanitize()), nil)
 	if err != nil {
 		return nil, fmt.Errorf("the columns of %s: %w", table, err)
 	}
@@ -75,6 +67,15 @@ func columnTypes(ctx context.Context, tx pgx.Tx, table string, columns []string)
 		oids[i] = f.DataTypeOID
 	}
 	return oids, nil
+}
+
+// columnList is columns quoted and joined for a column list.
+func columnList(columns []string) string {
+	quoted := make([]string, len(columns))
+	for i, c := range columns {
+		quoted[i] = pgx.Identifier{c}.Sanitize()
+	}
+	return strings.Join(quoted, ", ")
 }
 
 // copyEncoder reads as PostgreSQL's binary COPY format of rows: the

@@ -55,39 +55,41 @@ func setReplacesState(ctx context.Context, tx pgx.Tx) error {
 // memory stays flat.
 func deriveRoomTables(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[string]*roomPlan, serverName string) error {
 	ids := sortedKeys(rooms)
-	steps := []struct{ what, sql string }{
+	// withoutSort: the statement runs with sorting disabled (see
+	// participantSQL).
+	steps := []struct {
+		what, sql   string
+		args        []any
+		withoutSort bool
+	}{
 		{"current_state_events", `INSERT INTO current_state_events (event_id, room_id, type, state_key, membership, event_stream_ordering)
 			SELECT c.event_id, c.room_id, c.type, c.state_key, m.membership, e.stream_ordering
-			FROM ferry_current_state c JOIN events e ON e.event_id = c.event_id LEFT JOIN room_memberships m ON m.event_id = c.event_id`},
+			FROM ferry_current_state c JOIN events e ON e.event_id = c.event_id LEFT JOIN room_memberships m ON m.event_id = c.event_id`, nil, false},
 		{"local_current_membership", `INSERT INTO local_current_membership (room_id, user_id, event_id, membership, event_stream_ordering)
 			SELECT c.room_id, c.state_key, c.event_id, c.membership, c.event_stream_ordering FROM current_state_events c
-			WHERE c.type = 'm.room.member' AND c.room_id = ANY($1) AND c.state_key LIKE '%:' || $2 AND c.membership IS NOT NULL`},
-		{"room_memberships.participant", participantSQL},
+			WHERE c.type = 'm.room.member' AND c.room_id = ANY($1) AND c.state_key LIKE '%:' || $2 AND c.membership IS NOT NULL`, []any{ids, serverName}, false},
+		{"room_memberships.participant", participantSQL, []any{ids}, true},
 		{"threads", `INSERT INTO threads (room_id, thread_id, latest_event_id, topological_ordering, stream_ordering)
 			SELECT DISTINCT ON (e.room_id, r.relates_to_id) e.room_id, r.relates_to_id, e.event_id, e.topological_ordering, e.stream_ordering
 			FROM event_relations r JOIN events e ON e.event_id = r.event_id
 			WHERE r.relation_type = 'm.thread' AND e.room_id = ANY($1) AND NOT e.outlier
-			ORDER BY e.room_id, r.relates_to_id, e.topological_ordering DESC, e.stream_ordering DESC`},
+			ORDER BY e.room_id, r.relates_to_id, e.topological_ordering DESC, e.stream_ordering DESC`, []any{ids}, false},
 		{"room_depth", `INSERT INTO room_depth (room_id, min_depth) SELECT room_id, min(depth) FROM events
-			WHERE room_id = ANY($1) AND NOT outlier GROUP BY room_id`},
+			WHERE room_id = ANY($1) AND NOT outlier GROUP BY room_id`, []any{ids}, false},
 	}
 	for _, s := range steps {
-		var args []any
-		switch s.what {
-		case "current_state_events":
-		case "local_current_membership":
-			args = []any{ids, serverName}
-		default:
-			args = []any{ids}
-		}
-		if s.what == "room_memberships.participant" {
-			if err := markParticipants(ctx, tx, s.sql, args); err != nil {
+		if s.withoutSort {
+			if _, err := tx.Exec(ctx, `SET LOCAL enable_sort = off`); err != nil {
 				return err
 			}
-			continue
 		}
-		if _, err := tx.Exec(ctx, s.sql, args...); err != nil {
+		if _, err := tx.Exec(ctx, s.sql, s.args...); err != nil {
 			return fmt.Errorf("derive %s: %w", s.what, err)
+		}
+		if s.withoutSort {
+			if _, err := tx.Exec(ctx, `SET LOCAL enable_sort = DEFAULT`); err != nil {
+				return err
+			}
 		}
 	}
 	if err := setReplacesState(ctx, tx); err != nil {
@@ -103,29 +105,17 @@ func deriveRoomTables(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms m
 // of a user who sent an accepted m.room.message or m.room.encrypted event
 // in the room: one pass over the events for the (room, sender) pairs,
 // joined to the memberships, instead of a lookup of the events per
-// membership.
+// membership. It runs with sorting disabled: a fresh target's tables have
+// no statistics yet (autovacuum analyzes them once the phase has
+// committed), so the planner takes the loaded events for a handful of
+// rows and would sort them, on disk, to find the distinct (room, sender)
+// pairs, where hashing them (few pairs, however many events) is what it
+// does once it knows their number. At 1M events the sort took seconds.
+// Sorting is allowed again right after.
 const participantSQL = `UPDATE room_memberships m SET participant = true
 	FROM (SELECT DISTINCT room_id, sender FROM events WHERE room_id = ANY($1) AND type IN ('m.room.message', 'm.room.encrypted')
 		AND rejection_reason IS NULL) s
 	WHERE m.room_id = s.room_id AND m.user_id = s.sender`
-
-// markParticipants runs participantSQL with sorting disabled: a fresh
-// target's tables have no statistics yet (autovacuum analyzes them once
-// the phase has committed), so the planner takes the loaded events for a
-// handful of rows and would sort them, on disk, to find the distinct
-// (room, sender) pairs, where hashing them (few pairs, however many
-// events) is what it does once it knows their number. At 1M events the
-// sort took seconds. Sorting is allowed again right after.
-func markParticipants(ctx context.Context, tx pgx.Tx, sql string, args []any) error {
-	if _, err := tx.Exec(ctx, `SET LOCAL enable_sort = off`); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, sql, args...); err != nil {
-		return fmt.Errorf("derive room_memberships.participant: %w", err)
-	}
-	_, err := tx.Exec(ctx, `SET LOCAL enable_sort = DEFAULT`)
-	return err
-}
 
 // markCensored sets have_censored on the redactions whose target the
 // archive holds in its pruned form: Synapse would otherwise look for the
