@@ -13,22 +13,45 @@ import (
 	"github.com/ferry-matrix/ferry/archive"
 )
 
-// stageCurrentState creates the temporary table writeGroups stages each
-// room's current state in; deriveRoomTables turns it into
-// current_state_events once the events (and their stream orderings) are in.
-func stageCurrentState(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, `CREATE TEMP TABLE ferry_current_state (room_id text, type text, state_key text, event_id text) ON COMMIT DROP;
-		CREATE TEMP TABLE ferry_replaces (event_id text, before_group bigint, type text, state_key text) ON COMMIT DROP`)
+// stageCurrentState creates the tables writeGroups stages each room's
+// current state in (ferry_restore_current_state) and writeEvents the state
+// events whose unsigned.replaces_state is to be set
+// (ferry_restore_replaces); deriveRoomTables turns them into
+// current_state_events and that field once the events (and their stream
+// orderings) are in, and dropStaging drops them. temporary: they go with
+// tx (a room restore, one transaction); otherwise they are tables of the
+// target, so that a whole restore's load can commit before its last step
+// (restoreRoomData), created afresh by the load.
+func stageCurrentState(ctx context.Context, tx pgx.Tx, temporary bool) error {
+	create := `CREATE TEMP TABLE %s (%s) ON COMMIT DROP`
+	if !temporary {
+		create = `DROP TABLE IF EXISTS %[1]s; CREATE TABLE %[1]s (%[2]s)`
+	}
+	for _, t := range []struct{ name, columns string }{
+		{"ferry_restore_current_state", "room_id text, type text, state_key text, event_id text"},
+		{"ferry_restore_replaces", "event_id text, before_group bigint, type text, state_key text"},
+	} {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(create, t.name, t.columns)); err != nil {
+			return fmt.Errorf("create %s: %w", t.name, err)
+		}
+	}
+	return nil
+}
+
+// dropStaging drops the tables of stageCurrentState (a temporary one
+// shadows a table of the same name).
+func dropStaging(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `DROP TABLE IF EXISTS ferry_restore_current_state, ferry_restore_replaces`)
 	return err
 }
 
 // setReplacesState adds unsigned.replaces_state to the staged state events
-// (ferry_replaces): the event that held the key in the state before, found
+// (ferry_restore_replaces): the event that held the key in the state before, found
 // along the before-group's delta chain. Events that set a key for the
 // first time get none, as Synapse writes them.
 func setReplacesState(ctx context.Context, tx pgx.Tx) error {
 	_, err := tx.Exec(ctx, `WITH RECURSIVE walk (event_id, g, type, state_key, depth) AS (
-			SELECT event_id, before_group, type, state_key, 0 FROM ferry_replaces
+			SELECT event_id, before_group, type, state_key, 0 FROM ferry_restore_replaces
 			UNION ALL
 			SELECT w.event_id, e.prev_state_group, w.type, w.state_key, w.depth + 1 FROM walk w
 			JOIN state_group_edges e ON e.state_group = w.g
@@ -64,7 +87,7 @@ func deriveRoomTables(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms m
 	}{
 		{"current_state_events", `INSERT INTO current_state_events (event_id, room_id, type, state_key, membership, event_stream_ordering)
 			SELECT c.event_id, c.room_id, c.type, c.state_key, m.membership, e.stream_ordering
-			FROM ferry_current_state c JOIN events e ON e.event_id = c.event_id LEFT JOIN room_memberships m ON m.event_id = c.event_id`, nil, false},
+			FROM ferry_restore_current_state c JOIN events e ON e.event_id = c.event_id LEFT JOIN room_memberships m ON m.event_id = c.event_id`, nil, false},
 		{"local_current_membership", `INSERT INTO local_current_membership (room_id, user_id, event_id, membership, event_stream_ordering)
 			SELECT c.room_id, c.state_key, c.event_id, c.membership, c.event_stream_ordering FROM current_state_events c
 			WHERE c.type = 'm.room.member' AND c.room_id = ANY($1) AND c.state_key LIKE '%:' || $2 AND c.membership IS NOT NULL`, []any{ids, serverName}, false},

@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/importer"
 	"github.com/ferry-matrix/ferry/matrixevent"
@@ -178,9 +176,9 @@ var (
 // groupAllocator hands out state group IDs above the target's highest.
 type groupAllocator struct{ next int64 }
 
-func newGroupAllocator(ctx context.Context, tx pgx.Tx) (*groupAllocator, error) {
+func newGroupAllocator(ctx context.Context, q querier) (*groupAllocator, error) {
 	var last int64
-	err := tx.QueryRow(ctx, `SELECT GREATEST((SELECT last_value FROM state_group_id_seq), COALESCE((SELECT max(id) FROM state_groups), 0))`).Scan(&last)
+	err := q.QueryRow(ctx, `SELECT GREATEST((SELECT last_value FROM state_group_id_seq), COALESCE((SELECT max(id) FROM state_groups), 0))`).Scan(&last)
 	if err != nil {
 		return nil, fmt.Errorf("read state_group_id_seq: %w", err)
 	}
@@ -206,7 +204,7 @@ func (sp *statePlan) writeGroups(ctx context.Context, b *batcher, r *archive.Rea
 			}
 			roomID := any(room)
 			for _, e := range s.Set {
-				if err := b.add(ctx, "ferry_current_state", currentStagingColumns, roomID, e.Type, e.StateKey, e.EventID); err != nil {
+				if err := b.add(ctx, "ferry_restore_current_state", currentStagingColumns, roomID, e.Type, e.StateKey, e.EventID); err != nil {
 					return err
 				}
 			}
@@ -434,7 +432,7 @@ func (sp *statePlan) mapToGroup(ctx context.Context, b *batcher, ev *archive.Eve
 			return err
 		}
 		if lacksReplaces && ev.StateBefore != 0 {
-			if err := b.add(ctx, "ferry_replaces", replacesColumns, ev.EventID, before.id, f.Type, *f.StateKey); err != nil {
+			if err := b.add(ctx, "ferry_restore_replaces", replacesColumns, ev.EventID, before.id, f.Type, *f.StateKey); err != nil {
 				return err
 			}
 		}

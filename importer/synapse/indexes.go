@@ -1,8 +1,10 @@
 package synapse
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -17,12 +19,15 @@ import (
 // room_memberships row), and one sorted build each is what pg_restore
 // does.
 //
-// The drops happen inside the rooms phase's transaction, so a killed
-// restore rolls them back with the rows. Their definitions (pg_get_indexdef,
-// pg_get_constraintdef, pg_get_triggerdef) are also saved, committed,
-// before the first drop, in ferry_restore_deferred: a rerun first creates
-// again any saved item the database lacks, and only then defers again. The
-// rows go when the rebuild commits with the phase.
+// The drops happen inside the load's transaction (restoreRoomData), so a
+// restore killed during the load rolls them back with the rows. Their
+// definitions (pg_get_indexdef, pg_get_constraintdef, pg_get_triggerdef)
+// are also saved, committed, before the first drop, in
+// ferry_restore_deferred: a rerun first creates again any saved item the
+// database lacks, and only then defers again. Once the load committed,
+// rebuildSaved creates them, several at once; a rebuild killed there keeps
+// what it built and its rerun creates the rest. The saved rows go when the
+// rooms phase's last step commits.
 //
 // Primary keys are deferred too: no step of the load relies on one (it
 // uses no ON CONFLICT on these tables). Check constraints stay (cheap).
@@ -51,6 +56,12 @@ const (
 	kindConstraint = "constraint" // primary key, unique or exclusion: its index comes with it
 	kindIndex      = "index"
 )
+
+// querier is a connection or a transaction.
+type querier interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+	QueryRow(context.Context, string, ...any) pgx.Row
+}
 
 // deferredItem is one index, constraint or trigger of a bulk table.
 type deferredItem struct {
@@ -180,51 +191,222 @@ func scanItem(row pgx.CollectableRow) (deferredItem, error) {
 	return it, err
 }
 
-// recreate creates the dropped items again, indexes first and triggers
-// last, and forgets their saved definitions (in the phase's transaction,
-// so both commit together).
-func (d *deferral) recreate(ctx context.Context, tx pgx.Tx, p importer.Progress) error {
-	if len(d.items) == 0 {
-		return nil
-	}
-	// One sorted build per index: as much memory as pg_restore would
-	// want, for this transaction only.
-	if _, err := tx.Exec(ctx, `SET LOCAL maintenance_work_mem = '512MB'`); err != nil {
+// rebuildWorkers is how many connections rebuild the deferred indexes at
+// once. PostgreSQL's parallel index builds keep one core busy but not two
+// (their final merge runs in one process): at 1M events the rebuild used
+// 1.24 of 2 cores when one connection built one index after the other.
+const rebuildWorkers = 2
+
+// rebuildSaved creates again the saved items of archiveID that the
+// database lacks, after the load that deferred them committed: first the
+// indexes and primary key, unique and exclusion constraints on
+// rebuildWorkers connections at once (conn and new ones), the biggest
+// tables first; then the foreign keys and triggers on conn, in their
+// order, once every index they hang on is back. Each item is its own
+// statement: a killed rebuild keeps what it built and its rerun builds
+// the rest. Two workers never build on one table when either is adding a
+// constraint (ALTER TABLE locks the table for itself; CREATE INDEX only
+// against writes), so neither waits on the other's lock.
+func rebuildSaved(ctx context.Context, conn *pgx.Conn, archiveID string, p importer.Progress) error {
+	items, err := missingSaved(ctx, conn, archiveID)
+	if err != nil {
 		return err
 	}
-	for i := len(d.items) - 1; i >= 0; i-- {
-		it := d.items[i]
-		if _, err := tx.Exec(ctx, it.createSQL()); err != nil {
-			return fmt.Errorf("create %s %s of %s again: %w", it.kind, it.name, it.table, err)
+	p.Phase("indexes, constraints and triggers", int64(len(items)))
+	if len(items) == 0 {
+		return nil
+	}
+	var indexes, after []deferredItem
+	for _, it := range items {
+		if it.kind == kindIndex || it.kind == kindConstraint {
+			indexes = append(indexes, it)
+		} else {
+			after = append(after, it)
+		}
+	}
+	if err := biggestTablesFirst(ctx, conn, indexes); err != nil {
+		return err
+	}
+	// One sorted build per index: as much memory as pg_restore would
+	// want, on these connections only.
+	const memory = `SET maintenance_work_mem = '512MB'; SET max_parallel_maintenance_workers = 0`
+	conns := []*pgx.Conn{conn}
+	defer func() {
+		for _, c := range conns[1:] {
+			c.Close(context.WithoutCancel(ctx))
+		}
+		conn.Exec(context.WithoutCancel(ctx), `RESET maintenance_work_mem; RESET max_parallel_maintenance_workers`)
+	}()
+	for len(conns) < min(rebuildWorkers, len(indexes)) {
+		c, err := pgx.ConnectConfig(ctx, conn.Config().Copy())
+		if err != nil {
+			return fmt.Errorf("connect to rebuild the deferred indexes: %w", err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		if _, err := c.Exec(ctx, memory); err != nil {
+			return err
+		}
+	}
+	if err := buildConcurrently(ctx, conns, indexes, p); err != nil {
+		return err
+	}
+	for _, it := range after {
+		if _, err := conn.Exec(ctx, it.createSQL()); err != nil {
+			return createError(it, err)
 		}
 		p.Add(1)
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM ferry_restore_deferred WHERE archive_id = $1`, d.archiveID); err != nil {
-		return fmt.Errorf("forget the deferred indexes: %w", err)
-	}
 	return nil
+}
+
+// missingSaved lists, in creation order, the saved items of archiveID
+// that the database lacks.
+func missingSaved(ctx context.Context, q querier, archiveID string) ([]deferredItem, error) {
+	rows, err := q.Query(ctx, `SELECT kind, table_name, name, definition FROM ferry_restore_deferred
+		WHERE archive_id = $1 ORDER BY position DESC`, archiveID)
+	if err != nil {
+		return nil, fmt.Errorf("read ferry_restore_deferred: %w", err)
+	}
+	saved, err := pgx.CollectRows(rows, scanItem)
+	if err != nil {
+		return nil, fmt.Errorf("read ferry_restore_deferred: %w", err)
+	}
+	var missing []deferredItem
+	for _, it := range saved {
+		var exists bool
+		if err := q.QueryRow(ctx, it.existsSQL(), it.table, it.name).Scan(&exists); err != nil {
+			return nil, fmt.Errorf("look for %s %s of %s: %w", it.kind, it.name, it.table, err)
+		}
+		if !exists {
+			missing = append(missing, it)
+		}
+	}
+	return missing, nil
+}
+
+// biggestTablesFirst orders items by their table's size, biggest first
+// (a long build started last would run alone), keeping their order within
+// a table (a table's constraints before its other indexes).
+func biggestTablesFirst(ctx context.Context, conn *pgx.Conn, items []deferredItem) error {
+	size := map[string]int64{}
+	for _, it := range items {
+		if _, ok := size[it.table]; ok {
+			continue
+		}
+		var n int64
+		if err := conn.QueryRow(ctx, `SELECT pg_relation_size($1::regclass)`, it.table).Scan(&n); err != nil {
+			return fmt.Errorf("size of %s: %w", it.table, err)
+		}
+		size[it.table] = n
+	}
+	slices.SortStableFunc(items, func(a, b deferredItem) int {
+		if c := cmp.Compare(size[b.table], size[a.table]); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.table, b.table); c != 0 {
+			return c
+		}
+		return cmp.Compare(kindRank(a.kind), kindRank(b.kind))
+	})
+	return nil
+}
+
+// kindRank puts a table's constraints before its plain indexes.
+func kindRank(kind string) int {
+	if kind == kindConstraint {
+		return 0
+	}
+	return 1
+}
+
+// buildConcurrently creates items, one statement per connection at a time,
+// taking for each free connection the first item whose table is free
+// enough: a constraint needs the table to itself, an index only that no
+// constraint is being added to it. The first failure stops the others
+// (their statements are cancelled) and is returned.
+func buildConcurrently(ctx context.Context, conns []*pgx.Conn, items []deferredItem, p importer.Progress) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		worker int
+		item   deferredItem
+		err    error
+	}
+	results := make(chan result)
+	work := make([]chan deferredItem, len(conns))
+	for i, c := range conns {
+		work[i] = make(chan deferredItem)
+		go func() {
+			for it := range work[i] {
+				_, err := c.Exec(ctx, it.createSQL())
+				results <- result{i, it, err}
+			}
+		}()
+	}
+	defer func() {
+		for _, w := range work {
+			close(w)
+		}
+	}()
+	building := map[string]int{} // table -> items being built on it
+	adding := map[string]bool{}  // table -> a constraint is being added
+	idle := make([]int, len(conns))
+	for i := range idle {
+		idle[i] = i
+	}
+	pending := slices.Clone(items)
+	var failed error
+	for {
+		for failed == nil && len(idle) > 0 {
+			i := slices.IndexFunc(pending, func(it deferredItem) bool {
+				if it.kind == kindConstraint {
+					return building[it.table] == 0
+				}
+				return !adding[it.table]
+			})
+			if i < 0 {
+				break
+			}
+			it := pending[i]
+			pending = slices.Delete(pending, i, i+1)
+			building[it.table]++
+			adding[it.table] = it.kind == kindConstraint
+			w := idle[len(idle)-1]
+			idle = idle[:len(idle)-1]
+			work[w] <- it
+		}
+		if len(idle) == len(conns) {
+			return failed // nothing running: all built, or stopped by a failure
+		}
+		res := <-results
+		idle = append(idle, res.worker)
+		building[res.item.table]--
+		adding[res.item.table] = false
+		switch {
+		case res.err != nil && failed == nil:
+			failed = createError(res.item, res.err)
+			cancel()
+		case res.err == nil:
+			p.Add(1)
+		}
+	}
+}
+
+// createError says which deferred item could not be created again.
+func createError(it deferredItem, err error) error {
+	return fmt.Errorf("create %s %s of %s again: %w", it.kind, it.name, it.table, err)
 }
 
 // restoreSaved creates again, in tx, the saved items of an earlier run
 // that the database lacks.
 func restoreSaved(ctx context.Context, tx pgx.Tx, archiveID string) error {
-	rows, err := tx.Query(ctx, `SELECT kind, table_name, name, definition FROM ferry_restore_deferred
-		WHERE archive_id = $1 ORDER BY position DESC`, archiveID)
+	missing, err := missingSaved(ctx, tx, archiveID)
 	if err != nil {
-		return fmt.Errorf("read ferry_restore_deferred: %w", err)
+		return err
 	}
-	saved, err := pgx.CollectRows(rows, scanItem)
-	if err != nil {
-		return fmt.Errorf("read ferry_restore_deferred: %w", err)
-	}
-	for _, it := range saved {
-		var exists bool
-		if err := tx.QueryRow(ctx, it.existsSQL(), it.table, it.name).Scan(&exists); err != nil {
-			return fmt.Errorf("look for %s %s of %s: %w", it.kind, it.name, it.table, err)
-		}
-		if exists {
-			continue
-		}
+	for _, it := range missing {
 		if _, err := tx.Exec(ctx, it.createSQL()); err != nil {
 			return fmt.Errorf("create %s %s of %s again (dropped by an earlier, interrupted restore): %w", it.kind, it.name, it.table, err)
 		}

@@ -3,6 +3,7 @@ package synapse
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -14,12 +15,13 @@ import (
 
 // A restore killed in its events pass, after the bulk tables' indexes,
 // constraints and triggers were dropped and the tables truncated, has
-// saved their definitions and left the tables empty; its rerun completes
-// and leaves every index, constraint and trigger of a fresh Synapse
-// database in place, also those an earlier run had dropped for good
-// (dropped here by hand, as a run whose drops were committed would leave
-// them), with what depends on them; and the rerun, truncating again, has
-// loaded the tables frozen.
+// saved their definitions and left the tables empty. Its rerun, killed in
+// turn while rebuilding them after its load committed, keeps the loaded
+// rows and what it rebuilt. The next rerun continues from there (skipping
+// the load), and leaves every index, constraint and trigger of a fresh
+// Synapse database in place, also those an earlier run had dropped for
+// good (dropped here by hand, as a run whose drops were committed would
+// leave them), with what depends on them; the tables were loaded frozen.
 func TestDeferredIndexesAfterInterruption(t *testing.T) {
 	ctx := context.Background()
 	r := exportFixture(t, "synapse-1.67", source.Options{})
@@ -60,6 +62,25 @@ func TestDeferredIndexesAfterInterruption(t *testing.T) {
 	}
 
 	conn.Close(ctx) // Check refuses a database with other sessions
+
+	killed, cancel = context.WithCancel(ctx)
+	defer cancel()
+	at = &cancelAt{phase: "indexes, constraints and triggers", after: 3, cancel: cancel}
+	if _, err = importer.Run(killed, target, r, importer.Options{}, at); !at.fired || err == nil {
+		t.Fatalf("the rerun was not cancelled in its rebuild (cancelled: %v; it returned %v)", at.fired, err)
+	}
+	conn = connect(t, s.DB)
+	var loaded bool
+	if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM events) > 0 AND EXISTS (SELECT 1 FROM ferry_restore WHERE phase = 'rooms loaded')
+		AND NOT EXISTS (SELECT 1 FROM ferry_restore WHERE phase = 'rooms')`).Scan(&loaded); err != nil || !loaded {
+		t.Errorf("after a kill in the rebuild the load is not kept as committed and the phase unfinished (%v)", err)
+	}
+	diff := compareObjects(want, schemaObjects(t, s.DB))
+	if len(diff["missing"]) == 0 || len(diff["missing"]) > len(want)-3 || len(diff["extra"]) > 0 {
+		t.Errorf("after a kill three items into the rebuild: %v, want some of it rebuilt and the rest missing", diff)
+	}
+	conn.Close(ctx)
+
 	res, err := importer.Run(ctx, target, r, importer.Options{}, nil)
 	if err != nil {
 		t.Fatalf("rerun: %v", err)
@@ -67,12 +88,13 @@ func TestDeferredIndexesAfterInterruption(t *testing.T) {
 	if !res.Target.Resuming {
 		t.Error("the rerun was not recognised as one")
 	}
+	if res.Skipped < res.InArchive["events"] {
+		t.Errorf("the last rerun skipped %d records, want at least the %d loaded events", res.Skipped, res.InArchive["events"])
+	}
 	if diff := compareObjects(want, schemaObjects(t, s.DB)); diff != nil {
 		t.Errorf("after the rerun: %v", diff)
 	}
-	if conn, err = pgx.Connect(ctx, s.DB); err != nil {
-		t.Fatal(err)
-	}
+	conn = connect(t, s.DB)
 	defer conn.Close(ctx)
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM ferry_restore_deferred`).Scan(&saved); err != nil || saved != 0 {
 		t.Errorf("%d definitions still saved after the restore completed (%v)", saved, err)
@@ -146,3 +168,60 @@ func compareObjects(want, got []string) map[string][]string {
 	}
 	return diff
 }
+
+// The deferred items are built on several connections at once, the
+// biggest table's first and a table's constraints before its indexes, each
+// counted once; a failing item stops the rebuild with an error that names
+// it.
+func TestBuildConcurrently(t *testing.T) {
+	ctx := context.Background()
+	db := testenv.StartPostgres(t).CreateDatabase(t, "build_concurrently")
+	conn := connect(t, db)
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE TABLE big (a int, b int); CREATE TABLE small (c int); CREATE TABLE dup (d int);
+		INSERT INTO big SELECT i, i % 7 FROM generate_series(1, 200000) i; INSERT INTO small SELECT generate_series(1, 10);
+		INSERT INTO dup VALUES (1), (1)`); err != nil {
+		t.Fatal(err)
+	}
+	items := []deferredItem{
+		{kindIndex, "small", "small_c", "CREATE INDEX small_c ON small (c)"},
+		{kindIndex, "big", "big_b", "CREATE INDEX big_b ON big (b)"},
+		{kindConstraint, "big", "big_a_key", "UNIQUE (a)"},
+		{kindIndex, "big", "big_ab", "CREATE INDEX big_ab ON big (a, b)"},
+		{kindConstraint, "small", "small_pkey", "PRIMARY KEY (c)"},
+	}
+	if err := biggestTablesFirst(ctx, conn, items); err != nil {
+		t.Fatal(err)
+	}
+	if got := []string{items[0].name, items[1].name, items[2].name, items[3].name, items[4].name}; !slices.Equal(got,
+		[]string{"big_a_key", "big_b", "big_ab", "small_pkey", "small_c"}) {
+		t.Errorf("build order %v, want the big table's first, each table's constraint before its indexes", got)
+	}
+	other := connect(t, db)
+	defer other.Close(ctx)
+	var progress countingProgress
+	if err := buildConcurrently(ctx, []*pgx.Conn{conn, other}, items, &progress); err != nil {
+		t.Fatal(err)
+	}
+	if progress.n != int64(len(items)) {
+		t.Errorf("%d items counted, want %d", progress.n, len(items))
+	}
+	for _, it := range items {
+		var exists bool
+		if err := conn.QueryRow(ctx, it.existsSQL(), it.table, it.name).Scan(&exists); err != nil || !exists {
+			t.Errorf("%s %s not built (%v)", it.kind, it.name, err)
+		}
+	}
+
+	bad := []deferredItem{{kindConstraint, "dup", "dup_d_key", "UNIQUE (d)"}, {kindIndex, "dup", "dup_d", "CREATE INDEX dup_d ON dup (d)"}}
+	err := buildConcurrently(ctx, []*pgx.Conn{conn, other}, bad, &countingProgress{})
+	if err == nil || !strings.Contains(err.Error(), "constraint dup_d_key of dup") {
+		t.Fatalf("a unique constraint the rows break: %v, want an error naming it", err)
+	}
+}
+
+// countingProgress counts what a step reports done.
+type countingProgress struct{ n int64 }
+
+func (c *countingProgress) Phase(string, int64) {}
+func (c *countingProgress) Add(n int64)         { c.n += n }

@@ -131,10 +131,12 @@ func (t *RestoreTarget) restoreOf(ctx context.Context, archiveID string) (bool, 
 	return false, strings.Join(ids, ", "), nil
 }
 
-// phase is one transaction of the restore.
+// phase is one transaction of the restore, or (own) a phase that runs and
+// records its own transactions.
 type phase struct {
 	name string
 	run  func(ctx context.Context, tx pgx.Tx) error
+	own  func(ctx context.Context, conn *pgx.Conn, validated func(context.Context) error) error
 	// total is how many items the phase counts to Progress (0: none).
 	total int64
 	// sections are what the phase writes: a rerun counts them as skipped.
@@ -194,7 +196,6 @@ func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader,
 		return fail(err)
 	}
 	defer release()
-	serverName := r.Core().ServerName
 	rooms, err := t.plan(ctx, r, opts, res)
 	if err != nil {
 		return fail(err)
@@ -220,14 +221,15 @@ func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader,
 	// it refers to users, devices or account data), so it goes first: the
 	// validation runs beside it.
 	phases := []phase{
-		{"rooms", func(ctx context.Context, tx pgx.Tx) error { return restoreRoomData(ctx, tx, r, rooms, serverName, p) }, 0,
-			[]string{archive.SectionRooms, archive.SectionEvents, archive.SectionReceipts, archive.SectionPushers}},
-		{"accounts", steps(accounts...), int64(len(accounts)), []string{archive.SectionUsers, archive.SectionAccountData, archive.SectionFilters,
+		{name: "rooms", own: func(ctx context.Context, conn *pgx.Conn, validated func(context.Context) error) error {
+			return restoreRoomData(ctx, conn, r, rooms, p, res, validated)
+		}, sections: []string{archive.SectionRooms, archive.SectionEvents, archive.SectionReceipts, archive.SectionPushers}},
+		{"accounts", steps(accounts...), nil, int64(len(accounts)), []string{archive.SectionUsers, archive.SectionAccountData, archive.SectionFilters,
 			archive.SectionBackupVersions, archive.SectionBackupSessions, archive.SectionDevices, archive.SectionE2EEKeys}},
 		{"media", func(ctx context.Context, tx pgx.Tx) error {
 			_, err := restoreMedia(ctx, tx, r, t.cfg.MediaStore, p)
 			return err
-		}, r.Manifest().Records(archive.SectionMedia), []string{archive.SectionMedia}},
+		}, nil, r.Manifest().Records(archive.SectionMedia), []string{archive.SectionMedia}},
 	}
 	for _, ph := range phases {
 		done, err := phaseDone(ctx, conn, archiveID, ph.name)
@@ -242,7 +244,13 @@ func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader,
 			continue
 		}
 		p.Phase(ph.name, ph.total)
-		if err := runPhase(ctx, conn, archiveID, ph, validated); err != nil {
+		run := runPhase
+		if ph.own != nil {
+			run = func(ctx context.Context, conn *pgx.Conn, _ string, ph phase, validated func(context.Context) error) error {
+				return ph.own(ctx, conn, validated)
+			}
+		}
+		if err := run(ctx, conn, archiveID, ph, validated); err != nil {
 			return fail(fmt.Errorf("restore phase %s: %w", ph.name, err))
 		}
 	}
@@ -373,14 +381,12 @@ func (t *RestoreTarget) plan(ctx context.Context, r *archive.Reader, opts import
 
 // loadRooms writes the bulk of a restore: the rooms, their state groups
 // and their events with stream orderings from ord, counting the events to
-// p (of total). The current state is staged for deriveRoomTables. The
-// tables in freeze, truncated in tx, are loaded frozen (copyFrozen).
+// p (of total). The current state is staged for deriveRoomTables in the
+// tables stageCurrentState created. The tables in freeze, truncated in tx,
+// are loaded frozen (copyFrozen).
 func loadRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[string]*roomPlan, serverName string, sp *statePlan,
 	ord *orderings, p importer.Progress, total int64, freeze map[string]bool) (*groupAllocator, error) {
 	if _, err := restoreRooms(ctx, tx, rooms, serverName); err != nil {
-		return nil, err
-	}
-	if err := stageCurrentState(ctx, tx); err != nil {
 		return nil, err
 	}
 	alloc, err := newGroupAllocator(ctx, tx)
@@ -402,44 +408,147 @@ func loadRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[stri
 	return alloc, b.flush(ctx)
 }
 
-// restoreRoomData is the rooms phase.
-func restoreRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[string]*roomPlan, serverName string, p importer.Progress) error {
-	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+// roomsLoaded names, in ferry_restore, a rooms phase whose load committed
+// with its bulk tables' indexes deferred; "rooms" names one that finished.
+const roomsLoaded = "rooms loaded"
+
+// restoreRoomData is the rooms phase: the rooms, their state groups and
+// events, then what Synapse derives from them. When it deferred the bulk
+// tables' indexes (a fresh target: deferIndexes) it runs in three steps:
+//
+//  1. the load, one transaction, committed once validated passes and
+//     recorded as roomsLoaded;
+//  2. the rebuild of the deferred items (rebuildSaved): indexes of
+//     different tables on two connections at once, each its own
+//     statement, so a killed rebuild keeps what it built;
+//  3. the derived tables, receipts and positions (finishRoomData), one
+//     transaction, which records the phase and forgets the saved
+//     definitions.
+//
+// A rerun after step 1 continues at step 2, with the orderings and the
+// state-group allocator read back from the loaded rows (the target was
+// empty before the load). Otherwise (nothing deferred: a target that held
+// events, with consent) the whole phase is one transaction, as the rest.
+func restoreRoomData(ctx context.Context, conn *pgx.Conn, r *archive.Reader, rooms map[string]*roomPlan, p importer.Progress,
+	res *importer.Result, validated func(context.Context) error) error {
+	archiveID := r.Manifest().ArchiveID
+	loaded, err := phaseDone(ctx, conn, archiveID, roomsLoaded)
+	if err != nil {
 		return err
+	}
+	var ld *loadedRooms
+	if loaded {
+		p.Phase("rooms and events (loaded by an earlier run)", 0)
+		res.Skipped += res.InArchive[archive.SectionRooms] + res.InArchive[archive.SectionEvents]
+		if ld, err = readLoaded(ctx, conn, r); err != nil {
+			return err
+		}
+	} else {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(context.WithoutCancel(ctx))
+		if ld, err = loadRoomData(ctx, tx, r, rooms, p); err != nil {
+			return err
+		}
+		if !ld.deferred {
+			if err := finishRoomData(ctx, tx, r, rooms, ld); err != nil {
+				return err
+			}
+			return commitPhase(ctx, tx, archiveID, "rooms", validated)
+		}
+		if err := commitPhase(ctx, tx, archiveID, roomsLoaded, validated); err != nil {
+			return err
+		}
+	}
+	if err := rebuildSaved(ctx, conn, archiveID, p); err != nil {
+		return err
+	}
+	p.Phase("current state, memberships, receipts and positions", 0)
+	return runPhase(ctx, conn, archiveID, phase{name: "rooms", run: func(ctx context.Context, tx pgx.Tx) error {
+		return finishRoomData(ctx, tx, r, rooms, ld)
+	}}, nil)
+}
+
+// loadedRooms is what the rooms phase's load leaves to its last step.
+type loadedRooms struct {
+	ord   *orderings
+	alloc *groupAllocator
+	// deferred: the load deferred the bulk tables' indexes (to rebuild).
+	deferred bool
+}
+
+// loadRoomData is the rooms phase's load: the rooms, their state groups
+// and events, into the bulk tables without their indexes when the target
+// holds no events (deferIndexes), the current state staged for
+// finishRoomData in tables that outlive the transaction.
+func loadRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[string]*roomPlan, p importer.Progress) (*loadedRooms, error) {
+	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+		return nil, err
 	}
 	sp, err := planState(ctx, r, rooms)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	deferred, err := deferIndexes(ctx, tx, r.Manifest().ArchiveID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ord := &orderings{keep: r.Manifest().Export.Source.Implementation == "synapse"}
 	if err := tx.QueryRow(ctx, `SELECT COALESCE(max(stream_ordering), 0) FROM events`).Scan(&ord.next); err != nil {
-		return err
+		return nil, err
 	}
-	alloc, err := loadRooms(ctx, tx, r, rooms, serverName, sp, ord, p, r.Manifest().Records(archive.SectionEvents), deferred.truncated)
+	if err := stageCurrentState(ctx, tx, false); err != nil {
+		return nil, err
+	}
+	alloc, err := loadRooms(ctx, tx, r, rooms, r.Core().ServerName, sp, ord, p, r.Manifest().Records(archive.SectionEvents), deferred.truncated)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p.Phase("indexes, constraints and triggers", int64(len(deferred.items)))
-	if err := deferred.recreate(ctx, tx, p); err != nil {
-		return err
+	return &loadedRooms{ord: ord, alloc: alloc, deferred: len(deferred.items) > 0}, nil
+}
+
+// readLoaded reads back what a committed load of a fresh target left to
+// the rooms phase's last step: the range of its stream orderings (as
+// orderings.of counted them, from 0) and the last state group.
+func readLoaded(ctx context.Context, conn *pgx.Conn, r *archive.Reader) (*loadedRooms, error) {
+	ord := &orderings{keep: r.Manifest().Export.Source.Implementation == "synapse"}
+	if err := conn.QueryRow(ctx, `SELECT LEAST(COALESCE(min(stream_ordering), 0), 0), GREATEST(COALESCE(max(stream_ordering), 0), 0) FROM events`).Scan(&ord.min, &ord.max); err != nil {
+		return nil, fmt.Errorf("read the loaded events' stream orderings: %w", err)
 	}
-	if err := deriveRoomTables(ctx, tx, r, rooms, serverName); err != nil {
+	ord.next = ord.max
+	alloc, err := newGroupAllocator(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	return &loadedRooms{ord: ord, alloc: alloc, deferred: true}, nil
+}
+
+// finishRoomData is the rooms phase's last step: the tables derived from
+// the loaded events, the receipts, the stream positions and sequences,
+// the pushers and the background updates to queue; then it forgets the
+// saved definitions of the rebuilt items and drops the staging tables.
+func finishRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[string]*roomPlan, ld *loadedRooms) error {
+	if err := deriveRoomTables(ctx, tx, r, rooms, r.Core().ServerName); err != nil {
 		return err
 	}
 	if _, err := restoreReceipts(ctx, tx, r, rooms); err != nil {
 		return err
 	}
-	if err := setPositions(ctx, tx, ord, alloc); err != nil {
+	if err := setPositions(ctx, tx, ld.ord, ld.alloc); err != nil {
 		return err
 	}
 	if _, err := restorePushers(ctx, tx, r); err != nil {
 		return err
 	}
-	return queueRebuilds(ctx, tx, ord, true)
+	if err := queueRebuilds(ctx, tx, ld.ord, true); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM ferry_restore_deferred WHERE archive_id = $1`, r.Manifest().ArchiveID); err != nil {
+		return fmt.Errorf("forget the deferred indexes: %w", err)
+	}
+	return dropStaging(ctx, tx)
 }
 
 // runState is what a restore had recorded in the target before this run.
@@ -496,12 +605,18 @@ func runPhase(ctx context.Context, conn *pgx.Conn, archiveID string, ph phase, v
 	if err := ph.run(ctx, tx); err != nil {
 		return err
 	}
+	return commitPhase(ctx, tx, archiveID, ph.name, validated)
+}
+
+// commitPhase records phase name as done in tx and commits it, once
+// validated (when not nil) passes.
+func commitPhase(ctx context.Context, tx pgx.Tx, archiveID, name string, validated func(context.Context) error) error {
 	if validated != nil {
 		if err := validated(ctx); err != nil {
 			return err
 		}
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO ferry_restore (archive_id, phase) VALUES ($1, $2)`, archiveID, ph.name); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO ferry_restore (archive_id, phase) VALUES ($1, $2)`, archiveID, name); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)

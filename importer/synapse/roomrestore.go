@@ -175,6 +175,9 @@ func restoreDeletedRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, room
 	ord.min, ord.max = ord.next+1, ord.next
 	// The rooms' tables hold the rest of the server: no truncation, no
 	// frozen load.
+	if err := stageCurrentState(ctx, tx, true); err != nil {
+		return err
+	}
 	alloc, err := loadRooms(ctx, tx, r, rooms, serverName, sp, ord, p, res.InArchive[archive.SectionEvents], nil)
 	if err != nil {
 		return err

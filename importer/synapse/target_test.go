@@ -43,6 +43,6 @@ func TestTargetConformance(t *testing.T) {
 				MediaStore: s.MediaStore, SigningKey: s.SigningKey})}
 		},
 		Interrupt: []targettest.Point{{Phase: "state groups", After: 10, NothingKept: true}, {Phase: "events", After: 1500, NothingKept: true},
-			{Phase: "indexes, constraints and triggers", After: 2, NothingKept: true}, {Phase: "accounts", After: 1}, {Phase: "media", After: 3}},
+			{Phase: "indexes, constraints and triggers", After: 2}, {Phase: "accounts", After: 1}, {Phase: "media", After: 3}},
 	})
 }
