@@ -151,18 +151,44 @@ func planState(ctx context.Context, r *archive.Reader, rooms map[string]*roomPla
 // when no key could decode as one (encoding/json matches keys without
 // regard to case, with Unicode folding, and after unescaping), so that
 // planning need not parse the many events that are not state.
+//
+// A key matches when its bytes are those of state_key with bit 0x20
+// ignored (ASCII case; also DEL for the underscore): the candidates are
+// found from the underscores, which bytes.IndexByte finds fast, and the
+// rare JSON with a DEL byte is searched at every offset.
 func mayBeState(js []byte) bool {
-	const key = "state_key"
-	for i := 0; i+len(key) <= len(js); i++ {
-		j := 0
-		for j < len(key) && js[i+j]|0x20 == key[j]|0x20 {
-			j++
+	if bytes.IndexByte(js, 0x7f) >= 0 {
+		for i := 0; i+len(stateKey) <= len(js); i++ {
+			if foldsTo(js[i:i+len(stateKey)], stateKey) {
+				return true
+			}
 		}
-		if j == len(key) {
-			return true
+	} else {
+		const at = len("state") // the underscore's offset in state_key
+		for off := 0; ; {
+			i := bytes.IndexByte(js[off:], '_')
+			if i < 0 {
+				break
+			}
+			if start := off + i - at; start >= 0 && start+len(stateKey) <= len(js) && foldsTo(js[start:start+len(stateKey)], stateKey) {
+				return true
+			}
+			off += i + 1
 		}
 	}
 	return bytes.Contains(js, []byte(`\u`)) || bytes.Contains(js, []byte("\u212a")) || bytes.Contains(js, []byte("\u017f"))
+}
+
+const stateKey = "state_key"
+
+// foldsTo says whether b equals key with bit 0x20 of every byte ignored.
+func foldsTo(b []byte, key string) bool {
+	for i := range len(key) {
+		if b[i]|0x20 != key[i]|0x20 {
+			return false
+		}
+	}
+	return true
 }
 
 var (

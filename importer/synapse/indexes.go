@@ -192,9 +192,12 @@ func scanItem(row pgx.CollectableRow) (deferredItem, error) {
 }
 
 // rebuildWorkers is how many connections rebuild the deferred indexes at
-// once. PostgreSQL's parallel index builds keep one core busy but not two
-// (their final merge runs in one process): at 1M events the rebuild used
-// 1.24 of 2 cores when one connection built one index after the other.
+// once, each build in one process (max_parallel_maintenance_workers 0).
+// PostgreSQL's parallel index builds keep one core busy but not two
+// (their final merge runs in one process): at 1M events one connection
+// building one index after the other used 1.24-1.36 of 2 cores (16.3 s);
+// two connections with parallel builds 1.65 cores, for more CPU in all
+// (15.3 s); two with one process each 1.62 cores, for less CPU (10.9 s).
 const rebuildWorkers = 2
 
 // rebuildSaved creates again the saved items of archiveID that the
@@ -227,8 +230,8 @@ func rebuildSaved(ctx context.Context, conn *pgx.Conn, archiveID string, p impor
 	if err := biggestTablesFirst(ctx, conn, indexes); err != nil {
 		return err
 	}
-	// One sorted build per index: as much memory as pg_restore would
-	// want, on these connections only.
+	// One sorted build per index, in memory, in one process (see
+	// rebuildWorkers), on these connections only.
 	const memory = `SET maintenance_work_mem = '512MB'; SET max_parallel_maintenance_workers = 0`
 	conns := []*pgx.Conn{conn}
 	defer func() {

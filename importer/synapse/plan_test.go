@@ -1,6 +1,7 @@
 package synapse
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"reflect"
@@ -91,11 +92,42 @@ func TestMayBeState(t *testing.T) {
 		`{"type":"x","ſtate_key":""}`:                              true,
 		`{"type":"x","content":{"body":"the state_key of it"}}`:    true,
 		`{"type":"m.room.message","content":{"body":"caf\u00e9"}}`: true,
+		`{"type":"x","STATE\u007fKEY":""}`:                         true,
+		"{\"type\":\"x\",\"STATE\x7fKEY\":\"\"}":                   true,
+		`{"type":"x","content":{"body":"state_ke"}}`:               false,
+		`_key":1}`:  false,
+		`state_key`: true,
 	} {
 		if got := mayBeState([]byte(js)); got != want {
 			t.Errorf("mayBeState(%s) = %v, want %v", js, got, want)
 		}
+		if got := mayBeStateAtEveryOffset([]byte(js)); got != want {
+			t.Errorf("mayBeStateAtEveryOffset(%s) = %v, want %v", js, got, want)
+		}
 	}
+}
+
+// mayBeState says what a search at every offset says.
+func FuzzMayBeState(f *testing.F) {
+	for _, s := range []string{`{"state_key":""}`, `{"STATE_KEY":""}`, "state\x7fkey", `_key`, `xstate_`, `{"a\u0073":1}`, "\u212a"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, js []byte) {
+		if got, want := mayBeState(js), mayBeStateAtEveryOffset(js); got != want {
+			t.Errorf("mayBeState(%q) = %v, a search at every offset %v", js, got, want)
+		}
+	})
+}
+
+// mayBeStateAtEveryOffset is mayBeState as it was first written: each
+// offset compared with state_key, bit 0x20 ignored.
+func mayBeStateAtEveryOffset(js []byte) bool {
+	for i := 0; i+len(stateKey) <= len(js); i++ {
+		if foldsTo(js[i:i+len(stateKey)], stateKey) {
+			return true
+		}
+	}
+	return bytes.Contains(js, []byte(`\u`)) || bytes.Contains(js, []byte("\u212a")) || bytes.Contains(js, []byte("\u017f"))
 }
 
 // parseEventRow gives matrixevent.Parse's fields (but the raw content) for
