@@ -346,6 +346,35 @@ func (sp *statePlan) writeEvents(ctx context.Context, b *batcher, r *archive.Rea
 	return n, err
 }
 
+// distinct returns ids without repeats, in their order; ids itself when
+// it has none (the usual case).
+func distinct(ids []string) []string {
+	repeats := false
+	if len(ids) <= 16 {
+		for i := 1; i < len(ids) && !repeats; i++ {
+			repeats = slices.Contains(ids[:i], ids[i])
+		}
+	} else {
+		seen := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			repeats = repeats || seen[id]
+			seen[id] = true
+		}
+	}
+	if !repeats {
+		return ids
+	}
+	seen := make(map[string]bool, len(ids))
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // eventMeta is event_json.internal_metadata, as json.Marshal encodes the
 // map of what is set: [outlier][soft_failed].
 var eventMeta = [2][2]string{{`{}`, `{"soft_failed":true}`}, {`{"outlier":true}`, `{"outlier":true,"soft_failed":true}`}}
@@ -396,7 +425,9 @@ func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Eve
 			return err
 		}
 		if accepted {
-			for _, prev := range f.PrevEvents {
+			// An edge once per previous event, however often the event
+			// names it: event_edges is unique on (event_id, prev_event_id).
+			for _, prev := range distinct(f.PrevEvents) {
 				if err := b.add(ctx, "event_edges", eventEdgesColumns, id, prev, room, false); err != nil {
 					return err
 				}

@@ -3,11 +3,13 @@ package synapse
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ferry-matrix/ferry/importer"
 )
@@ -401,6 +403,40 @@ func buildConcurrently(ctx context.Context, conns []*pgx.Conn, items []deferredI
 func createError(it deferredItem, err error) error {
 	return fmt.Errorf("create %s %s of %s again: %w", it.kind, it.name, it.table, err)
 }
+
+// createGuards creates again, in tx, the deferred unique constraints and
+// indexes of events: the unique event IDs and stream orderings. They are
+// what a damaged or hostile archive could break (an event twice, one
+// stream ordering for two events), so they are built before the load
+// commits, and such an archive is refused with the load rolled back, as
+// before any write. The other deferred unique items cannot fail once these
+// hold: the other bulk tables take at most one row per event (event_json,
+// state_events, event_to_state_groups, rejections, redactions,
+// room_memberships, event_relations), an edge once per event and previous
+// event (writeEvent), and state groups with IDs Ferry allocates.
+func (d *deferral) createGuards(ctx context.Context, tx pgx.Tx) error {
+	// In drop order: the unique event IDs first, so that an event twice
+	// is named as such rather than by its stream ordering.
+	for _, it := range d.items {
+		if it.table != "events" || (it.kind != kindConstraint && !strings.HasPrefix(it.definition, "CREATE UNIQUE INDEX ")) {
+			continue
+		}
+		if _, err := tx.Exec(ctx, `SET LOCAL maintenance_work_mem = '512MB'`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, it.createSQL()); err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
+				return fmt.Errorf("the archive is damaged: %s (%s of events); the load was rolled back", pgErr.Detail, it.name)
+			}
+			return createError(it, err)
+		}
+	}
+	return nil
+}
+
+// uniqueViolation is PostgreSQL's SQLSTATE unique_violation.
+const uniqueViolation = "23505"
 
 // restoreSaved creates again, in tx, the saved items of an earlier run
 // that the database lacks.

@@ -2,9 +2,11 @@ package synapse
 
 import (
 	"bytes"
+	"fmt"
 	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -152,5 +154,25 @@ func TestParseEventRowAgreesWithParse(t *testing.T) {
 	})
 	if err != nil || n == 0 {
 		t.Fatalf("%d events: %v", n, err)
+	}
+}
+
+// An event's previous events become one edge each, however often it
+// names them.
+func TestDistinct(t *testing.T) {
+	many := make([]string, 40)
+	for i := range many {
+		many[i] = fmt.Sprint("$", i%7)
+	}
+	for _, c := range []struct{ in, want []string }{
+		{nil, nil},
+		{[]string{"$a"}, []string{"$a"}},
+		{[]string{"$a", "$b"}, []string{"$a", "$b"}},
+		{[]string{"$a", "$b", "$a", "$a"}, []string{"$a", "$b"}},
+		{many, []string{"$0", "$1", "$2", "$3", "$4", "$5", "$6"}},
+	} {
+		if got := distinct(c.in); !slices.Equal(got, c.want) {
+			t.Errorf("distinct(%q) = %q, want %q", c.in, got, c.want)
+		}
 	}
 }

@@ -506,6 +506,9 @@ func loadRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[s
 	if err != nil {
 		return nil, err
 	}
+	if err := deferred.createGuards(ctx, tx); err != nil {
+		return nil, err
+	}
 	return &loadedRooms{ord: ord, alloc: alloc, deferred: len(deferred.items) > 0}, nil
 }
 

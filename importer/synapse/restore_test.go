@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ferry-matrix/ferry/archive"
+	"github.com/ferry-matrix/ferry/archive/archivetest"
+	"github.com/ferry-matrix/ferry/archive/keywrap"
 	"github.com/ferry-matrix/ferry/importer"
 	"github.com/ferry-matrix/ferry/importer/targettest"
 	"github.com/ferry-matrix/ferry/internal/testrig/clientview"
@@ -158,5 +160,38 @@ func TestCorruptArchiveLeavesNoTrace(t *testing.T) {
 	}
 	if tables, items := catalog(); tables != 0 || items != before {
 		t.Errorf("after the refusal: %d of the restore's tables, %d indexes and triggers (before: %d)", tables, items, before)
+	}
+}
+
+// An archive holding one event twice (every check of each copy passes)
+// is refused at the load, which is rolled back: the unique event IDs are
+// built before it commits (createGuards), where the rest of the deferred
+// indexes are built after.
+func TestEventTwiceIsRefusedBeforeTheLoadCommits(t *testing.T) {
+	ctx := context.Background()
+	var twice *archive.Event
+	r, _ := archivetest.RewriteEncrypted(t, keywrap.New(), exportFixture(t, "synapse-1.67", source.Options{AccessTokens: true, PrivateServerKey: true, Encrypted: true}),
+		func(section string, rec any) (bool, error) {
+			if e, ok := rec.(*archive.Event); ok && twice == nil && !e.Outlier && e.StateBefore != 0 {
+				c := *e
+				twice = &c
+			}
+			return true, nil
+		}, func(w *archive.Writer) {
+			if err := w.Add(archive.SectionEvents, twice); err != nil {
+				t.Fatal(err)
+			}
+		})
+	s := testenv.NewSynapse(t, r.Core().ServerName)
+	target := NewTarget(Config{Database: s.DB, HomeserverConfig: s.Config, MediaStore: s.MediaStore, SigningKey: s.SigningKey})
+	_, err := importer.Run(ctx, target, r, importer.Options{Migration: true}, nil)
+	if err == nil || !strings.Contains(err.Error(), "the archive is damaged") || !strings.Contains(err.Error(), twice.EventID) {
+		t.Fatalf("an archive with %s twice: %v, want it refused, naming the event", twice.EventID, err)
+	}
+	conn := connect(t, s.DB)
+	defer conn.Close(ctx)
+	var events, phases int
+	if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM ferry_restore WHERE phase <> 'started')`).Scan(&events, &phases); err != nil || events != 0 || phases != 0 {
+		t.Errorf("after the refusal: %d events and %d finished phases in the target (%v), want none", events, phases, err)
 	}
 }
