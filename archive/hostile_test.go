@@ -148,6 +148,16 @@ var hostileCases = []hostileCase{
 		c.Manifest.Files[0].Records = 1 << 40
 		return c
 	}, `claims 1099511627776 records in`},
+	{"record-not-cbor", func(t testing.TB) *archivetest.Crafted {
+		u := append(hostileUser(t), 0xa1, 0x61) // a second record, cut short
+		return hostile(t, [][]archivetest.RawEntry{{archivetest.Bytes(hostileUsers, u)}},
+			[]archive.FileEntry{archivetest.Listed(hostileUsers, 0, u, 2)}, []archive.PartEntry{{Index: 0}})
+	}, `m.users/users.1.cbor at offset 29: record 2 is not valid CBOR: unexpected EOF`},
+	{"more-records-than-listed", func(t testing.TB) *archivetest.Crafted {
+		u := append(hostileUser(t), hostileUser(t)...)
+		return hostile(t, [][]archivetest.RawEntry{{archivetest.Bytes(hostileUsers, u)}},
+			[]archive.FileEntry{archivetest.Listed(hostileUsers, 0, u, 1)}, []archive.PartEntry{{Index: 0}})
+	}, `m.users/users.1.cbor: holds 2 records, the manifest says 1`},
 	{"blob-beyond-count", func(t testing.TB) *archivetest.Crafted {
 		c := validHostile(t)
 		c.Parts = append(c.Parts, []archivetest.RawEntry{archivetest.Zeros(hostileBlob, hostileClaim)})

@@ -229,9 +229,9 @@ func (r *Reader) checkCount(f FileEntry, data []byte) error {
 	}
 	dec := r.codec.dec.NewDecoder(bytes.NewReader(data))
 	var n int64
+	var rec wellFormed
 	for {
-		var raw cbor.RawMessage
-		err := dec.Decode(&raw)
+		err := dec.Decode(&rec)
 		if err == io.EOF {
 			break
 		}
@@ -245,6 +245,14 @@ func (r *Reader) checkCount(f FileEntry, data []byte) error {
 	}
 	return nil
 }
+
+// wellFormed takes any well-formed record and keeps nothing of it:
+// checkCount's decoder checks each record as it would for a
+// cbor.RawMessage, without copying the record as RawMessage does (at 1M
+// events, about 1 GB copied for nothing in each walk of the events).
+type wellFormed struct{}
+
+func (*wellFormed) UnmarshalCBOR([]byte) error { return nil }
 
 // File is one item visited by Walk: a listed file (Data set, already
 // verified) or a media blob (Blob set, verified against the part's blob
@@ -446,6 +454,9 @@ func (c *countReader) Read(p []byte) (int, error) {
 // decodeRecords decodes every record of a verified file into T, checking
 // that the count matches the manifest.
 func decodeRecords[T any](c codec, f FileEntry, data []byte, fn func(*T) error) error {
+	if fn, ok := any(fn).(func(*Event) error); ok {
+		return decodeEvents(c, f, data, fn)
+	}
 	dec := c.dec.NewDecoder(bytes.NewReader(data))
 	var n int64
 	for {
@@ -457,6 +468,33 @@ func decodeRecords[T any](c codec, f FileEntry, data []byte, fn func(*T) error) 
 		if err != nil {
 			return formatErr(f.Path, int64(dec.NumBytesRead()), fmt.Sprintf("record %d is not valid", n+1), err)
 		}
+		n++
+		if err := fn(&rec); err != nil {
+			return err
+		}
+	}
+	if n != f.Records {
+		return formatErr(f.Path, -1, fmt.Sprintf("holds %d records, the manifest says %d", n, f.Records), nil)
+	}
+	return nil
+}
+
+// decodeEvents is decodeRecords for events: each record decoded by
+// decodeEventFast, or where it declines by the reflecting decoder, which
+// gives the same record or the same error.
+func decodeEvents(c codec, f FileEntry, data []byte, fn func(*Event) error) error {
+	var n int64
+	for off := 0; off < len(data); {
+		var rec Event
+		size, ok := decodeEventFast(data[off:], &rec)
+		if !ok {
+			dec := c.dec.NewDecoder(bytes.NewReader(data[off:]))
+			if err := dec.Decode(&rec); err != nil {
+				return formatErr(f.Path, int64(off+dec.NumBytesRead()), fmt.Sprintf("record %d is not valid", n+1), err)
+			}
+			size = dec.NumBytesRead()
+		}
+		off += size
 		n++
 		if err := fn(&rec); err != nil {
 			return err
