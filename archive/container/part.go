@@ -72,15 +72,11 @@ func NewPartWriter(dst io.Writer, h Header, opts Options) (*PartWriter, error) {
 	pw := &PartWriter{dst: dst}
 	var body io.Writer = dst
 	if opts.Key != nil {
-		aead, err := newAEAD(opts.Key)
-		if err != nil {
-			return nil, err
-		}
-		pw.seal, err = aead.NewEncryptingWriter(dst, hdr)
+		seal, err := newSealWriter(dst, opts.Key, hdr)
 		if err != nil {
 			return nil, fmt.Errorf("start part encryption: %w", err)
 		}
-		body = pw.seal
+		pw.seal, body = seal, seal
 	}
 	level := opts.Level
 	if level == 0 {
