@@ -38,8 +38,8 @@ func stageCurrentState(ctx context.Context, tx pgx.Tx, temporary bool) error {
 	return nil
 }
 
-// dropStaging drops the tables of stageCurrentState (a temporary one
-// shadows a table of the same name).
+// dropStaging drops the tables stageCurrentState created for a whole
+// restore.
 func dropStaging(ctx context.Context, tx pgx.Tx) error {
 	_, err := tx.Exec(ctx, `DROP TABLE IF EXISTS ferry_restore_current_state, ferry_restore_replaces`)
 	return err

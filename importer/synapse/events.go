@@ -318,6 +318,12 @@ type orderings struct {
 	min, max int64
 }
 
+// newOrderings keeps the archive's stream orderings when they are a
+// Synapse's own.
+func newOrderings(r *archive.Reader) *orderings {
+	return &orderings{keep: r.Manifest().Export.Source.Implementation == "synapse"}
+}
+
 func (o *orderings) of(ev *archive.Event) int64 {
 	so := ev.StreamOrdering
 	if !o.keep || so == 0 {

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 
 	"github.com/ferry-matrix/ferry/importer"
 )
@@ -205,9 +207,9 @@ const rebuildWorkers = 2
 // rebuildSaved creates again the saved items of archiveID that the
 // database lacks, after the load that deferred them committed: first the
 // indexes and primary key, unique and exclusion constraints on
-// rebuildWorkers connections at once (conn and new ones), the biggest
-// tables first; then the foreign keys and triggers on conn, in their
-// order, once every index they hang on is back. Each item is its own
+// rebuildWorkers connections at once (connectRebuilder's), the biggest
+// tables first; then the foreign keys and triggers on the first of them,
+// in their order, once every index they hang on is back. Each item is its own
 // statement: a killed rebuild keeps what it built and its rerun builds
 // the rest. Two workers never build on one table when either is adding a
 // constraint (ALTER TABLE locks the table for itself; CREATE INDEX only
@@ -232,25 +234,25 @@ func rebuildSaved(ctx context.Context, conn *pgx.Conn, archiveID string, p impor
 	if err := biggestTablesFirst(ctx, conn, indexes); err != nil {
 		return err
 	}
-	// One sorted build per index, in memory, in one process (see
-	// rebuildWorkers), on these connections only.
-	const memory = `SET maintenance_work_mem = '512MB'; SET max_parallel_maintenance_workers = 0`
-	conns := []*pgx.Conn{conn}
+	// One sorted build per index, in memory (256MB each: together the
+	// 512MB one connection took before), in one process (see
+	// rebuildWorkers), on these connections only. The foreign keys and
+	// triggers run on the first of them too, so that a cancelled rebuild
+	// leaves no statement running.
+	const settings = `SET maintenance_work_mem = '256MB'; SET max_parallel_maintenance_workers = 0`
+	var conns []*pgx.Conn
 	defer func() {
-		for _, c := range conns[1:] {
+		for _, c := range conns {
 			c.Close(context.WithoutCancel(ctx))
 		}
-		conn.Exec(context.WithoutCancel(ctx), `RESET maintenance_work_mem; RESET max_parallel_maintenance_workers`)
 	}()
-	for len(conns) < min(rebuildWorkers, len(indexes)) {
-		c, err := pgx.ConnectConfig(ctx, conn.Config().Copy())
+	for range max(1, min(rebuildWorkers, len(indexes))) {
+		c, err := connectRebuilder(ctx, conn.Config())
 		if err != nil {
 			return fmt.Errorf("connect to rebuild the deferred indexes: %w", err)
 		}
 		conns = append(conns, c)
-	}
-	for _, c := range conns {
-		if _, err := c.Exec(ctx, memory); err != nil {
+		if _, err := c.Exec(ctx, settings); err != nil {
 			return err
 		}
 	}
@@ -258,12 +260,27 @@ func rebuildSaved(ctx context.Context, conn *pgx.Conn, archiveID string, p impor
 		return err
 	}
 	for _, it := range after {
-		if _, err := conn.Exec(ctx, it.createSQL()); err != nil {
+		if _, err := conns[0].Exec(ctx, it.createSQL()); err != nil {
 			return createError(it, err)
 		}
 		p.Add(1)
 	}
 	return nil
+}
+
+// connectRebuilder opens a connection like cfg's for the rebuild, which
+// names itself to other sessions (Check lists them when it refuses a
+// target in use) and, when its context ends, asks PostgreSQL to cancel the
+// statement running, instead of only closing the socket as pgx does by
+// default: each build is a statement of its own that would otherwise run
+// to its end, and commit, after Ferry stopped waiting for it.
+func connectRebuilder(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
+	cfg = cfg.Copy()
+	cfg.RuntimeParams["application_name"] = "ferry restore (rebuilding indexes)"
+	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: 10 * time.Second}
+	}
+	return pgx.ConnectConfig(ctx, cfg)
 }
 
 // missingSaved lists, in creation order, the saved items of archiveID
@@ -330,7 +347,8 @@ func kindRank(kind string) int {
 // taking for each free connection the first item whose table is free
 // enough: a constraint needs the table to itself, an index only that no
 // constraint is being added to it. The first failure stops the others
-// (their statements are cancelled) and is returned.
+// (their contexts end: connectRebuilder's connections then cancel their
+// statements) and is returned.
 func buildConcurrently(ctx context.Context, conns []*pgx.Conn, items []deferredItem, p importer.Progress) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -417,12 +435,16 @@ func createError(it deferredItem, err error) error {
 func (d *deferral) createGuards(ctx context.Context, tx pgx.Tx) error {
 	// In drop order: the unique event IDs first, so that an event twice
 	// is named as such rather than by its stream ordering.
+	memory := false
 	for _, it := range d.items {
 		if it.table != "events" || (it.kind != kindConstraint && !strings.HasPrefix(it.definition, "CREATE UNIQUE INDEX ")) {
 			continue
 		}
-		if _, err := tx.Exec(ctx, `SET LOCAL maintenance_work_mem = '512MB'`); err != nil {
-			return err
+		if !memory {
+			if _, err := tx.Exec(ctx, `SET LOCAL maintenance_work_mem = '512MB'`); err != nil {
+				return err
+			}
+			memory = true
 		}
 		if _, err := tx.Exec(ctx, it.createSQL()); err != nil {
 			var pgErr *pgconn.PgError

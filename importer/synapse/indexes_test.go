@@ -79,6 +79,10 @@ func TestDeferredIndexesAfterInterruption(t *testing.T) {
 	if len(diff["missing"]) == 0 || len(diff["missing"]) > len(want)-3 || len(diff["extra"]) > 0 {
 		t.Errorf("after a kill three items into the rebuild: %v, want some of it rebuilt and the rest missing", diff)
 	}
+	// A room restore is refused until the restore is finished.
+	if id, err := unfinishedRestore(ctx, conn); err != nil || id != r.Manifest().ArchiveID {
+		t.Errorf("the unfinished restore is %q (%v), want %s", id, err, r.Manifest().ArchiveID)
+	}
 	conn.Close(ctx)
 
 	res, err := importer.Run(ctx, target, r, importer.Options{}, nil)
@@ -98,6 +102,9 @@ func TestDeferredIndexesAfterInterruption(t *testing.T) {
 	defer conn.Close(ctx)
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM ferry_restore_deferred`).Scan(&saved); err != nil || saved != 0 {
 		t.Errorf("%d definitions still saved after the restore completed (%v)", saved, err)
+	}
+	if id, err := unfinishedRestore(ctx, conn); err != nil || id != "" {
+		t.Errorf("after the restore completed, the unfinished restore is %q (%v)", id, err)
 	}
 	for table, n := range frozenBulkTables(t, conn) {
 		if n != 0 {

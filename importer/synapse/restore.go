@@ -23,15 +23,19 @@ import (
 
 // RestoreTarget is a stopped Synapse as an importer.Target.
 //
-// The restore runs in phases, each one transaction that also records the
-// phase as done in the target's ferry_restore table: rooms (rooms, state
+// The restore runs in phases, each recording itself as done in the
+// target's ferry_restore table when it commits: rooms (rooms, state
 // groups, events and the tables derived from them, receipts, pushers,
 // stream positions, queued rebuilds), accounts (users, account data,
-// devices, keys, backups), media, and the signing key. A killed restore
-// leaves its current phase rolled back; run again, it skips the finished
-// phases and redoes that one, so nothing half-written looks complete. The
-// archive is validated beside the rooms phase (importer.ValidatingTarget),
-// which commits only once the validation passed. Then, when
+// devices, keys, backups), media, and the signing key. The accounts and
+// media phases are one transaction each; the rooms phase on a fresh target
+// is three steps (restoreRoomData: the load, the rebuild of its deferred
+// indexes, the derived tables), each kept when it ends. A killed restore
+// leaves its current transaction rolled back; run again, it skips what
+// finished and redoes the rest, and only the last step of a phase records
+// it, so nothing half-written looks complete. The archive is validated
+// beside the rooms phase (importer.ValidatingTarget), whose load commits
+// only once the validation passed. Then, when
 // Config.RunBackgroundUpdates is set, Synapse's own background updates
 // rebuild the search index, auth chains, user directory, room stats and
 // sliding-sync tables, as a separately timed phase.
@@ -224,12 +228,12 @@ func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader,
 		{name: "rooms", own: func(ctx context.Context, conn *pgx.Conn, validated func(context.Context) error) error {
 			return restoreRoomData(ctx, conn, r, rooms, p, res, validated)
 		}, sections: []string{archive.SectionRooms, archive.SectionEvents, archive.SectionReceipts, archive.SectionPushers}},
-		{"accounts", steps(accounts...), nil, int64(len(accounts)), []string{archive.SectionUsers, archive.SectionAccountData, archive.SectionFilters,
+		{name: "accounts", run: steps(accounts...), total: int64(len(accounts)), sections: []string{archive.SectionUsers, archive.SectionAccountData, archive.SectionFilters,
 			archive.SectionBackupVersions, archive.SectionBackupSessions, archive.SectionDevices, archive.SectionE2EEKeys}},
-		{"media", func(ctx context.Context, tx pgx.Tx) error {
+		{name: "media", run: func(ctx context.Context, tx pgx.Tx) error {
 			_, err := restoreMedia(ctx, tx, r, t.cfg.MediaStore, p)
 			return err
-		}, nil, r.Manifest().Records(archive.SectionMedia), []string{archive.SectionMedia}},
+		}, total: r.Manifest().Records(archive.SectionMedia), sections: []string{archive.SectionMedia}},
 	}
 	for _, ph := range phases {
 		done, err := phaseDone(ctx, conn, archiveID, ph.name)
@@ -244,13 +248,12 @@ func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader,
 			continue
 		}
 		p.Phase(ph.name, ph.total)
-		run := runPhase
 		if ph.own != nil {
-			run = func(ctx context.Context, conn *pgx.Conn, _ string, ph phase, validated func(context.Context) error) error {
-				return ph.own(ctx, conn, validated)
-			}
+			err = ph.own(ctx, conn, validated)
+		} else {
+			err = runPhase(ctx, conn, archiveID, ph, validated)
 		}
-		if err := run(ctx, conn, archiveID, ph, validated); err != nil {
+		if err != nil {
 			return fail(fmt.Errorf("restore phase %s: %w", ph.name, err))
 		}
 	}
@@ -408,6 +411,23 @@ func loadRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[stri
 	return alloc, b.flush(ctx)
 }
 
+// unfinishedRestore names the archive of a whole restore whose rooms phase
+// loaded the events and has not finished (its indexes may be missing), or
+// "".
+func unfinishedRestore(ctx context.Context, conn *pgx.Conn) (string, error) {
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('ferry_restore') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return "", err
+	}
+	var id string
+	err := conn.QueryRow(ctx, `SELECT archive_id FROM ferry_restore l WHERE phase = $1
+		AND NOT EXISTS (SELECT 1 FROM ferry_restore d WHERE d.archive_id = l.archive_id AND d.phase = 'rooms') LIMIT 1`, roomsLoaded).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return id, err
+}
+
 // roomsLoaded names, in ferry_restore, a rooms phase whose load committed
 // with its bulk tables' indexes deferred; "rooms" names one that finished.
 const roomsLoaded = "rooms loaded"
@@ -466,9 +486,11 @@ func restoreRoomData(ctx context.Context, conn *pgx.Conn, r *archive.Reader, roo
 		return err
 	}
 	p.Phase("current state, memberships, receipts and positions", 0)
+	// validated: a rerun after the load validates the archive again, and
+	// this step reads receipts and pushers from it.
 	return runPhase(ctx, conn, archiveID, phase{name: "rooms", run: func(ctx context.Context, tx pgx.Tx) error {
 		return finishRoomData(ctx, tx, r, rooms, ld)
-	}}, nil)
+	}}, validated)
 }
 
 // loadedRooms is what the rooms phase's load leaves to its last step.
@@ -495,7 +517,7 @@ func loadRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[s
 	if err != nil {
 		return nil, err
 	}
-	ord := &orderings{keep: r.Manifest().Export.Source.Implementation == "synapse"}
+	ord := newOrderings(r)
 	if err := tx.QueryRow(ctx, `SELECT COALESCE(max(stream_ordering), 0) FROM events`).Scan(&ord.next); err != nil {
 		return nil, err
 	}
@@ -516,7 +538,7 @@ func loadRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[s
 // the rooms phase's last step: the range of its stream orderings (as
 // orderings.of counted them, from 0) and the last state group.
 func readLoaded(ctx context.Context, conn *pgx.Conn, r *archive.Reader) (*loadedRooms, error) {
-	ord := &orderings{keep: r.Manifest().Export.Source.Implementation == "synapse"}
+	ord := newOrderings(r)
 	if err := conn.QueryRow(ctx, `SELECT LEAST(COALESCE(min(stream_ordering), 0), 0), GREATEST(COALESCE(max(stream_ordering), 0), 0) FROM events`).Scan(&ord.min, &ord.max); err != nil {
 		return nil, fmt.Errorf("read the loaded events' stream orderings: %w", err)
 	}
@@ -557,13 +579,17 @@ func finishRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map
 // runState is what a restore had recorded in the target before this run.
 type runState struct {
 	progressTable, deferredTable, started bool
+	// loaded: the rooms phase's load had committed, its deferred indexes
+	// not all rebuilt; their saved definitions are what a rerun rebuilds.
+	loaded bool
 }
 
 func readRunState(ctx context.Context, conn *pgx.Conn, archiveID string) (runState, error) {
 	var s runState
 	err := conn.QueryRow(ctx, `SELECT to_regclass('ferry_restore') IS NOT NULL, to_regclass('ferry_restore_deferred') IS NOT NULL`).Scan(&s.progressTable, &s.deferredTable)
 	if err == nil && s.progressTable {
-		err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ferry_restore WHERE archive_id = $1)`, archiveID).Scan(&s.started)
+		err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ferry_restore WHERE archive_id = $1), EXISTS (SELECT 1 FROM ferry_restore WHERE archive_id = $1 AND phase = $2)`,
+			archiveID, roomsLoaded).Scan(&s.started, &s.loaded)
 	}
 	if err != nil {
 		return s, fmt.Errorf("read the restore's progress: %w", err)
@@ -573,11 +599,15 @@ func readRunState(ctx context.Context, conn *pgx.Conn, archiveID string) (runSta
 
 // undo removes what a refused run recorded of itself beyond s: its
 // ferry_restore rows (unless an earlier run had started), its saved index
-// definitions, and the tables holding them when it created them and they
-// are now empty. Best effort: the run is refused either way.
+// definitions (unless an earlier run's load had committed: they are then
+// what is left to rebuild), and the tables holding them when it created
+// them and they are now empty. Best effort: the run is refused either way.
 func (s runState) undo(ctx context.Context, conn *pgx.Conn, archiveID string) {
 	if !s.started {
 		conn.Exec(ctx, `DELETE FROM ferry_restore WHERE archive_id = $1`, archiveID)
+	}
+	if s.loaded {
+		return
 	}
 	var deferred bool
 	if conn.QueryRow(ctx, `SELECT to_regclass('ferry_restore_deferred') IS NOT NULL`).Scan(&deferred) == nil && deferred {

@@ -54,6 +54,11 @@ func (t *RestoreTarget) checkRooms(ctx context.Context, r *archive.Reader, opts 
 		return err
 	}
 	defer conn.Close(ctx)
+	if unfinished, err := unfinishedRestore(ctx, conn); err != nil {
+		return importer.Refuse("read the target's ferry_restore: %v", err)
+	} else if unfinished != "" {
+		return importer.Refuse("the target holds the unfinished restore of archive %s (its events are loaded, their indexes not all rebuilt): run that restore again to finish it before restoring rooms into this server", unfinished)
+	}
 	for _, id := range opts.Rooms {
 		for _, table := range []string{"rooms", "events", "state_groups", "current_state_events"} {
 			var n int64
