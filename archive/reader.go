@@ -240,10 +240,7 @@ func (r *Reader) checkCount(f FileEntry, data []byte) error {
 		}
 		n++
 	}
-	if n != f.Records {
-		return formatErr(f.Path, -1, fmt.Sprintf("holds %d records, the manifest says %d", n, f.Records), nil)
-	}
-	return nil
+	return checkRecords(f, n)
 }
 
 // wellFormed takes any well-formed record and keeps nothing of it:
@@ -473,6 +470,12 @@ func decodeRecords[T any](c codec, f FileEntry, data []byte, fn func(*T) error) 
 			return err
 		}
 	}
+	return checkRecords(f, n)
+}
+
+// checkRecords says whether n, the records read from f, are the
+// manifest's count.
+func checkRecords(f FileEntry, n int64) error {
 	if n != f.Records {
 		return formatErr(f.Path, -1, fmt.Sprintf("holds %d records, the manifest says %d", n, f.Records), nil)
 	}
@@ -500,10 +503,7 @@ func decodeEvents(c codec, f FileEntry, data []byte, fn func(*Event) error) erro
 			return err
 		}
 	}
-	if n != f.Records {
-		return formatErr(f.Path, -1, fmt.Sprintf("holds %d records, the manifest says %d", n, f.Records), nil)
-	}
-	return nil
+	return checkRecords(f, n)
 }
 
 // blobPath is the path a blob entry is handed to callers under: its 1.1
