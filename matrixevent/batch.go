@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha512"
+	"encoding/binary"
 	"slices"
 
 	"filippo.io/edwards25519"
@@ -215,12 +216,140 @@ func (bv *batchVerifier) equation(batch []int) bool {
 		scalars = append(scalars, &key.sum)
 		points = append(points, key.point)
 	}
-	for j := range rs {
-		scalars = append(scalars, &zs[j])
-		points = append(points, &rs[j])
+	var check *edwards25519.Point
+	if n >= minBuckets {
+		// The R_j, most of the points, by buckets; B and the keys, a few
+		// points with full-size scalars, as before.
+		check = new(edwards25519.Point).VarTimeMultiScalarMult(scalars, points)
+		check.Add(check, bucketMultiScalarMult(random, rs))
+	} else {
+		for j := range rs {
+			scalars = append(scalars, &zs[j])
+			points = append(points, &rs[j])
+		}
+		check = new(edwards25519.Point).VarTimeMultiScalarMult(scalars, points)
 	}
-	check := new(edwards25519.Point).VarTimeMultiScalarMult(scalars, points)
 	return check.MultByCofactor(check).Equal(edwards25519.NewIdentityPoint()) == 1
+}
+
+// minBuckets: from this many signatures on, the R_j's part of the batch
+// equation is computed by buckets (bucketMultiScalarMult), which costs
+// fewer point additions than edwards25519's VarTimeMultiScalarMult for
+// large batches only (about 19 additions a point at 2,048 against 28,
+// the same at 256).
+const minBuckets = 512
+
+// bucketMultiScalarMult returns Σ [z_j]P_j, z_j the little-endian 128-bit
+// integer in random[16j:16j+16], by Pippenger's bucket method: each z_j is
+// cut into signed digits of c bits, and for each digit position (most
+// significant first) every point is added once into the bucket of its
+// digit's magnitude (subtracted for a negative digit), the buckets are
+// summed with their weights by a running sum (2·2^(c-1) additions), and
+// the result is doubled c times before the next position. With n points
+// that is about (128/c + 1)·(n + 2^c) additions, against about 7 to build
+// each point's table plus 21 for its digits in Straus's method.
+//
+// It is variable time, as the batch equation may be: every input is
+// public.
+func bucketMultiScalarMult(random []byte, points []edwards25519.Point) *edwards25519.Point {
+	n := len(points)
+	c := bucketBits(n)
+	windows := (128+c-1)/c + 1 // the last digit takes the final carry
+	digits := make([]int32, n*windows)
+	for j := range points {
+		signedDigits(random[16*j:16*j+16], c, digits[j*windows:(j+1)*windows])
+	}
+	half := 1 << (c - 1)
+	buckets := make([]edwards25519.Point, half)
+	filled := make([]bool, half)
+	acc := edwards25519.NewIdentityPoint()
+	var sum, total edwards25519.Point
+	for w := windows - 1; w >= 0; w-- {
+		for range c {
+			acc.Add(acc, acc)
+		}
+		clear(filled)
+		for j := range points {
+			d := digits[j*windows+w]
+			switch {
+			case d > 0:
+				if b := &buckets[d-1]; filled[d-1] {
+					b.Add(b, &points[j])
+				} else {
+					b.Set(&points[j])
+					filled[d-1] = true
+				}
+			case d < 0:
+				if b := &buckets[-d-1]; filled[-d-1] {
+					b.Subtract(b, &points[j])
+				} else {
+					b.Negate(&points[j])
+					filled[-d-1] = true
+				}
+			}
+		}
+		// Σ (k+1)·bucket[k]: a running sum from the top bucket down,
+		// added to the total at every step.
+		started := false
+		sum.Set(edwards25519.NewIdentityPoint())
+		total.Set(edwards25519.NewIdentityPoint())
+		for k := half - 1; k >= 0; k-- {
+			if filled[k] {
+				sum.Add(&sum, &buckets[k])
+				started = true
+			}
+			if started {
+				total.Add(&total, &sum)
+			}
+		}
+		acc.Add(acc, &total)
+	}
+	return acc
+}
+
+// bucketBits is the digit size that makes bucketMultiScalarMult's
+// (128/c + 1)·(n + 2^c) additions fewest for n points.
+func bucketBits(n int) int {
+	best, bestCost := 4, -1
+	for c := 4; c <= 16; c++ {
+		cost := ((128+c-1)/c + 1) * (n + 1<<c)
+		if bestCost < 0 || cost < bestCost {
+			best, bestCost = c, cost
+		}
+	}
+	return best
+}
+
+// signedDigits writes the little-endian 128-bit integer z as digits d_i in
+// [-2^(c-1), 2^(c-1)], z = Σ d_i·2^(c·i), one per element of out
+// (len(out) ≥ ceil(128/c) + 1).
+func signedDigits(z []byte, c int, out []int32) {
+	lo := binary.LittleEndian.Uint64(z[:8])
+	hi := binary.LittleEndian.Uint64(z[8:16])
+	mask := uint64(1)<<c - 1
+	half := int32(1) << (c - 1)
+	carry := int32(0)
+	for i := range out {
+		shift := uint(c * i)
+		var bits uint64
+		switch {
+		case shift >= 128:
+			bits = 0
+		case shift >= 64:
+			bits = hi >> (shift - 64)
+		case shift == 0:
+			bits = lo
+		default:
+			bits = lo>>shift | hi<<(64-shift)
+		}
+		d := int32(bits&mask) + carry
+		carry = 0
+		if d > half {
+			d -= 1 << c
+			carry = 1
+		}
+		out[i] = d
+	}
 }
 
 // batchable: a signature of the right size whose R is canonically encoded

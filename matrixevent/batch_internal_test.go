@@ -1,9 +1,13 @@
 package matrixevent
 
 import (
+	"bytes"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha512"
 	"fmt"
+	"math/big"
+	"slices"
 	"testing"
 
 	"filippo.io/edwards25519"
@@ -141,4 +145,93 @@ func BenchmarkVerify(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(msgs)), "ns/sig")
 	})
+}
+
+// The bucket method computes what edwards25519's own multi-scalar
+// multiplication computes, for batch sizes on both sides of every digit
+// size it picks, with the extreme 128-bit scalars among random ones.
+func TestBucketMultiScalarMultAgrees(t *testing.T) {
+	var seed [64]byte
+	for _, n := range []int{1, 2, 7, 100, 513, 1500, 3000} {
+		random := make([]byte, 16*n)
+		rand.Read(random)
+		// z = 0, z = 2^128 - 1, z = 2^127, then random.
+		copy(random[:16], make([]byte, 16))
+		if n > 1 {
+			copy(random[16:32], bytes.Repeat([]byte{0xff}, 16))
+		}
+		if n > 2 {
+			copy(random[32:48], append(make([]byte, 15), 0x80))
+		}
+		points := make([]edwards25519.Point, n)
+		scalars := make([]*edwards25519.Scalar, n)
+		ptrs := make([]*edwards25519.Point, n)
+		for j := range n {
+			seed[0], seed[1] = byte(j), byte(j>>8)
+			s, _ := new(edwards25519.Scalar).SetUniformBytes(seed[:])
+			points[j].ScalarBaseMult(s)
+			ptrs[j] = &points[j]
+			var z [32]byte
+			copy(z[:16], random[16*j:])
+			scalars[j], _ = new(edwards25519.Scalar).SetCanonicalBytes(z[:])
+		}
+		want := new(edwards25519.Point).VarTimeMultiScalarMult(scalars, ptrs)
+		if got := bucketMultiScalarMult(random, points); got.Equal(want) != 1 {
+			t.Errorf("%d points (digits of %d bits): the bucket method's sum differs", n, bucketBits(n))
+		}
+	}
+}
+
+// Signed digits add up to the integer they were cut from, each within
+// [-2^(c-1), 2^(c-1)], for every digit size.
+func TestSignedDigits(t *testing.T) {
+	values := [][]byte{make([]byte, 16), bytes.Repeat([]byte{0xff}, 16), append(make([]byte, 15), 0x80)}
+	for range 50 {
+		z := make([]byte, 16)
+		rand.Read(z)
+		values = append(values, z)
+	}
+	for c := 4; c <= 16; c++ {
+		for _, z := range values {
+			out := make([]int32, (128+c-1)/c+1)
+			signedDigits(z, c, out)
+			sum := new(big.Int)
+			for i := len(out) - 1; i >= 0; i-- {
+				if out[i] > 1<<(c-1) || out[i] < -(1<<(c-1)) {
+					t.Fatalf("c=%d: digit %d is %d", c, i, out[i])
+				}
+				sum.Lsh(sum, uint(c)).Add(sum, big.NewInt(int64(out[i])))
+			}
+			be := slices.Clone(z)
+			slices.Reverse(be)
+			want := new(big.Int).SetBytes(be)
+			if sum.Cmp(want) != 0 {
+				t.Fatalf("c=%d: digits of %x add up to %x", c, want, sum)
+			}
+		}
+	}
+}
+
+// Signatures of one key in batches of a validation job's sizes: from 512
+// on, the R_j's part of the equation is computed by buckets.
+func BenchmarkVerifyLarge(b *testing.B) {
+	_, priv, _ := ed25519.GenerateKey(nil)
+	pub := priv.Public().(ed25519.PublicKey)
+	var msgs, sigs [][]byte
+	for i := range 4096 {
+		m := fmt.Appendf(nil, "event %d with some bytes to sign, as long as a small event's redacted JSON is, give or take", i)
+		msgs, sigs = append(msgs, m), append(sigs, ed25519.Sign(priv, m))
+	}
+	for _, n := range []int{256, 1024, 2048, 4096} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			var bv batchVerifier
+			for b.Loop() {
+				for i := range n {
+					bv.add(pub, msgs[i], sigs[i])
+				}
+				bv.verify()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sig")
+		})
+	}
 }
