@@ -162,6 +162,7 @@ func Validate(ctx context.Context, r *Reader) (*ValidationReport, error) {
 		return v.rep, err
 	}
 	err := r.Walk(ctx, v.file)
+	v.drainEvents()
 	var fe *FormatError
 	switch {
 	case err == nil:
@@ -197,6 +198,7 @@ type validator struct {
 	mediaFiles []mediaFile       // blob paths media records name, checked at the end
 	blobs      map[string]bool
 	mships     []membership // of rooms with a current state, checked at the end
+	pipeline   eventPipeline
 }
 
 // membership is what checkMemberships needs of a Membership record.
@@ -300,6 +302,9 @@ func (v *validator) fileErr(err error) error {
 }
 
 func (v *validator) file(f *File) error {
+	if !f.Known || f.Blob != nil || sectionOfPath(f.Entry.Path) != SectionEvents {
+		v.drainEvents() // the events before it, in archive order
+	}
 	if f.Blob != nil {
 		v.rep.Blobs++
 		v.rep.BlobBytes += f.BlobSize
@@ -419,55 +424,73 @@ const (
 // eventFile validates a file's events: each batch is parsed and its
 // signatures and hashes checked on a spare core while the next batch is
 // decoded, and the results are taken in archive order, so the report is
-// the one a single pass would give.
+// the one a single pass would give. Batches run on across consecutive
+// event files (a writer closes a file at 1 MiB, about a thousand events,
+// so a file alone would keep one core busy); file drains them before any
+// other file, and Validate after the walk.
 func (v *validator) eventFile(f *File) error {
-	workers := runtime.GOMAXPROCS(0)
-	type job struct {
-		batch []checkedEvent
-		done  chan struct{}
-	}
-	var inflight []job
-	take := func() {
-		j := inflight[0]
-		inflight = inflight[1:]
-		<-j.done
-		for i := range j.batch {
-			v.event(&j.batch[i])
-		}
-	}
-	var cur []checkedEvent
-	size := 0 // of cur's JSON
-	submit := func() {
-		j := job{batch: cur, done: make(chan struct{})}
-		cur, size = nil, 0
-		inflight = append(inflight, j)
-		go func() {
-			defer close(j.done)
-			var sigs matrixevent.Batch
-			for i := range j.batch {
-				v.checkEvent(&j.batch[i], &sigs)
+	return DecodeRecords(v.r, f, func(e *Event) error {
+		p := &v.pipeline
+		p.cur = append(p.cur, checkedEvent{e: e, room: v.rooms[e.RoomID]})
+		p.size += len(e.JSON)
+		if len(p.cur) == eventBatch || p.size >= eventBatchBytes {
+			v.submitEvents()
+			for len(p.inflight) > runtime.GOMAXPROCS(0) {
+				v.takeEvents()
 			}
-			sigs.Verify()
-		}()
-		for len(inflight) > workers {
-			take()
-		}
-	}
-	err := DecodeRecords(v.r, f, func(e *Event) error {
-		cur = append(cur, checkedEvent{e: e, room: v.rooms[e.RoomID]})
-		size += len(e.JSON)
-		if len(cur) == eventBatch || size >= eventBatchBytes {
-			submit()
 		}
 		return nil
 	})
-	if len(cur) > 0 {
-		submit()
+}
+
+// eventPipeline is eventFile's batches: the one being decoded, and those
+// being checked, oldest first.
+type eventPipeline struct {
+	cur      []checkedEvent
+	size     int // of cur's JSON
+	inflight []eventJob
+}
+
+type eventJob struct {
+	batch []checkedEvent
+	done  chan struct{}
+}
+
+// submitEvents starts checking the batch being decoded.
+func (v *validator) submitEvents() {
+	p := &v.pipeline
+	j := eventJob{batch: p.cur, done: make(chan struct{})}
+	p.cur, p.size = nil, 0
+	p.inflight = append(p.inflight, j)
+	go func() {
+		defer close(j.done)
+		var sigs matrixevent.Batch
+		for i := range j.batch {
+			v.checkEvent(&j.batch[i], &sigs)
+		}
+		sigs.Verify()
+	}()
+}
+
+// takeEvents waits for the oldest batch and takes its events in order.
+func (v *validator) takeEvents() {
+	p := &v.pipeline
+	j := p.inflight[0]
+	p.inflight = p.inflight[1:]
+	<-j.done
+	for i := range j.batch {
+		v.event(&j.batch[i])
 	}
-	for len(inflight) > 0 {
-		take()
+}
+
+// drainEvents checks and takes every event decoded so far.
+func (v *validator) drainEvents() {
+	if len(v.pipeline.cur) > 0 {
+		v.submitEvents()
 	}
-	return err
+	for len(v.pipeline.inflight) > 0 {
+		v.takeEvents()
+	}
 }
 
 // checkEvent computes what can be known of one event alone, its

@@ -273,3 +273,61 @@ func setBody(t *testing.T, data []byte, body string) []byte {
 	out, _ := json.Marshal(ev)
 	return out
 }
+
+// Validation checks events in batches that run on across files, taken
+// in archive order: the report is the same whether the events lie in one
+// file or in hundreds, defects included.
+func TestValidateReportDoesNotDependOnFiles(t *testing.T) {
+	dir := t.TempDir()
+	archivetest.WriteSample(t, dir, keywrap.Key{}, 5000)
+	r := archivetest.Open(t, dir, archive.OpenOptions{})
+	n := 0
+	edit := func(s string, rec any) (bool, error) {
+		if e, ok := rec.(*archive.Event); ok && isMessage(e.JSON) {
+			n++
+			switch n % 997 {
+			case 1:
+				e.JSON = replaceSignature(t, e.JSON)
+			case 2:
+				e.JSON = setBody(t, e.JSON, "tampered")
+			}
+		}
+		return true, nil
+	}
+	reports := map[int]*archive.ValidationReport{}
+	files := map[int]int{}
+	for _, chunk := range []int{4 << 10, 32 << 20} {
+		n = 0
+		out := t.TempDir()
+		b, err := container.OpenDirBucket(out, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := archive.NewWriter(context.Background(), &container.BucketStore{Bucket: b}, archive.WriterOptions{
+			Export: r.Manifest().Export, Core: r.Core(), ChunkSize: chunk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := archive.Copy(context.Background(), r, w, edit); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+		copied := archivetest.Open(t, out, archive.OpenOptions{})
+		files[chunk] = len(copied.Manifest().FilesOf(archive.SectionEvents))
+		reports[chunk] = validate(t, copied)
+	}
+	if files[4<<10] < 100 || files[32<<20] != 1 {
+		t.Fatalf("event files: %d and %d, want hundreds and one", files[4<<10], files[32<<20])
+	}
+	many, one := reports[4<<10], reports[32<<20]
+	if one.Errors() < 10 {
+		t.Fatalf("%d errors: the defects were not made", one.Errors())
+	}
+	if !slices.Equal(many.Problems, one.Problems) || many.Events != one.Events || many.Signatures != one.Signatures {
+		t.Fatalf("reports differ:\n%d events, %+v\n%v\nagainst\n%d events, %+v\n%v",
+			many.Events, many.Signatures, many.Problems, one.Events, one.Signatures, one.Problems)
+	}
+}
