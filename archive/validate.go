@@ -410,14 +410,15 @@ type checkedEvent struct {
 }
 
 // eventBatch is how many events go to a core at once, their signatures
-// verified in one equation: from about 2,048 on, an equation costs
-// little more per signature (matrixevent's BenchmarkVerifyLarge: 12.0 µs
-// a signature at 256, 7.0 at 2,048, 6.8 at 4,096), and a batch's events
-// stay in memory until it is checked (workers+1 batches): a batch also
-// ends at eventBatchBytes of JSON, so that big events (up to 64 KiB
-// each) keep it to a few MB.
+// verified in one equation, which costs less per signature the more it
+// holds (matrixevent's BenchmarkVerifyLarge: 12.0 µs a signature at 256,
+// 7.1-8.3 at 1,024, 6.8-7.1 at 2,048), while the batches in flight
+// (workers+1) stay in memory: 1,024 events took 27 MB less peak RSS than
+// 2,048 to verify the 1M-event benchmark archive. A batch also ends at
+// eventBatchBytes of JSON, so that big events (up to 64 KiB each) keep it
+// to a few MB.
 const (
-	eventBatch      = 2048
+	eventBatch      = 1024
 	eventBatchBytes = 4 << 20
 )
 

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -121,7 +122,7 @@ func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash, deferSig
 	}
 	// The redacted event without signatures (and unsigned, which redaction
 	// drops): what the reference hash and every signature cover.
-	var red []member
+	red := make([]member, 0, len(top)+1)
 	for _, f := range top {
 		if f.key == "signatures" || f.key == "content" {
 			continue
@@ -224,13 +225,13 @@ func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash, deferSig
 		if err != nil || len(w) != sha256.Size {
 			c.HashErr = fmt.Errorf("%w: hashes.sha256 is missing or malformed", ErrHashMismatch)
 		} else {
-			var rest []member
+			rest := make([]member, 0, len(top))
 			for _, f := range top {
 				if f.key != "unsigned" && f.key != "signatures" && f.key != "hashes" {
 					rest = append(rest, f)
 				}
 			}
-			if got := sha256.Sum256(joinMembers(rest)); !bytes.Equal(got[:], w) {
+			if got := hashMembers(rest); !bytes.Equal(got[:], w) {
 				c.HashErr = ErrHashMismatch
 			}
 		}
@@ -415,7 +416,28 @@ func joinMembers(ms []member) []byte {
 	for _, m := range ms {
 		n += len(m.key) + len(m.val) + 4
 	}
-	out := make([]byte, 0, n)
+	return appendMembers(make([]byte, 0, n), ms)
+}
+
+// joined holds the buffers hashMembers joins members into.
+var joined = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// hashMembers is the SHA-256 of joinMembers(ms), joined into a reused
+// buffer: the content hash needs the bytes only for as long as it hashes
+// them.
+func hashMembers(ms []member) [sha256.Size]byte {
+	bp := joined.Get().(*[]byte)
+	b := appendMembers((*bp)[:0], ms)
+	sum := sha256.Sum256(b)
+	if cap(b) <= 64<<10 { // an event's limit; a bigger one is not kept
+		*bp = b[:0]
+		joined.Put(bp)
+	}
+	return sum
+}
+
+// appendMembers appends the object of members ms, in their order, to out.
+func appendMembers(out []byte, ms []member) []byte {
 	out = append(out, '{')
 	for i, m := range ms {
 		if i > 0 {
