@@ -117,16 +117,20 @@ func TestBatchLeavesOddInputAlone(t *testing.T) {
 	}
 }
 
-// Signatures of one key, 256 at a time (a validator's batch): batched,
-// and one by one with crypto/ed25519.
-func BenchmarkVerify(b *testing.B) {
+// signedMessages signs n messages of an event's size with one new key.
+func signedMessages(n int) (pub ed25519.PublicKey, msgs, sigs [][]byte) {
 	_, priv, _ := ed25519.GenerateKey(nil)
-	pub := priv.Public().(ed25519.PublicKey)
-	var msgs, sigs [][]byte
-	for i := range 256 {
+	for i := range n {
 		m := fmt.Appendf(nil, "event %d with some bytes to sign, as long as a small event's redacted JSON is, give or take", i)
 		msgs, sigs = append(msgs, m), append(sigs, ed25519.Sign(priv, m))
 	}
+	return priv.Public().(ed25519.PublicKey), msgs, sigs
+}
+
+// Signatures of one key, 256 at a time: batched,
+// and one by one with crypto/ed25519.
+func BenchmarkVerify(b *testing.B) {
+	pub, msgs, sigs := signedMessages(256)
 	b.Run("batch", func(b *testing.B) {
 		var bv batchVerifier
 		for b.Loop() {
@@ -215,13 +219,7 @@ func TestSignedDigits(t *testing.T) {
 // Signatures of one key in batches of a validation job's sizes: from 512
 // on, the R_j's part of the equation is computed by buckets.
 func BenchmarkVerifyLarge(b *testing.B) {
-	_, priv, _ := ed25519.GenerateKey(nil)
-	pub := priv.Public().(ed25519.PublicKey)
-	var msgs, sigs [][]byte
-	for i := range 4096 {
-		m := fmt.Appendf(nil, "event %d with some bytes to sign, as long as a small event's redacted JSON is, give or take", i)
-		msgs, sigs = append(msgs, m), append(sigs, ed25519.Sign(priv, m))
-	}
+	pub, msgs, sigs := signedMessages(4096)
 	for _, n := range []int{256, 1024, 2048, 4096} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			var bv batchVerifier
