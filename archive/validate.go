@@ -413,10 +413,11 @@ type checkedEvent struct {
 // verified in one equation, which costs less per signature the more it
 // holds (matrixevent's BenchmarkVerifyLarge: 12.0 µs a signature at 256,
 // 7.1-8.3 at 1,024, 6.8-7.1 at 2,048), while the batches in flight
-// (workers+1) stay in memory: 1,024 events took 27 MB less peak RSS than
-// 2,048 to verify the 1M-event benchmark archive. A batch also ends at
-// eventBatchBytes of JSON, so that big events (up to 64 KiB each) keep it
-// to a few MB.
+// (one a core, and no more than maxInflightBytes of events unless one
+// batch alone holds more) stay in memory: 1,024 events took 27 MB less
+// peak RSS than 2,048 to verify the 1M-event benchmark archive. A batch
+// also ends before eventBatchBytes of events (eventSize), and a bigger
+// event makes a batch of its own.
 const (
 	eventBatch      = 1024
 	eventBatchBytes = 4 << 20
@@ -432,37 +433,55 @@ const (
 func (v *validator) eventFile(f *File) error {
 	return DecodeRecords(v.r, f, func(e *Event) error {
 		p := &v.pipeline
+		size := eventSize(e)
+		if len(p.cur) > 0 && p.size+size > eventBatchBytes {
+			v.submitEvents() // a big event starts a batch of its own
+		}
 		p.cur = append(p.cur, checkedEvent{e: e, room: v.rooms[e.RoomID]})
-		p.size += len(e.JSON)
+		p.size += size
 		if len(p.cur) == eventBatch || p.size >= eventBatchBytes {
 			v.submitEvents()
-			for len(p.inflight) > runtime.GOMAXPROCS(0) {
-				v.takeEvents()
-			}
 		}
 		return nil
 	})
 }
 
+// eventSize is what a decoded event holds in memory, roughly: the bytes of
+// its variable-size fields.
+func eventSize(e *Event) int {
+	return len(e.EventID) + len(e.RoomID) + len(e.JSON) + len(e.Rejected) + len(e.OriginalJSON)
+}
+
 // eventPipeline is eventFile's batches: the one being decoded, and those
 // being checked, oldest first.
 type eventPipeline struct {
-	cur      []checkedEvent
-	size     int // of cur's JSON
-	inflight []eventJob
+	cur           []checkedEvent
+	size          int // of cur's events (eventSize)
+	inflight      []eventJob
+	inflightBytes int // of inflight's events
 }
 
 type eventJob struct {
 	batch []checkedEvent
+	size  int
 	done  chan struct{}
 }
 
-// submitEvents starts checking the batch being decoded.
+// maxInflightBytes bounds the events of the batches being checked: a
+// batch is taken before another starts while they hold more, so that an
+// archive of big events (a file may hold one of up to MaxFileSize) keeps
+// few in memory, whatever the number of cores.
+const maxInflightBytes = 16 << 20
+
+// submitEvents starts checking the batch being decoded, then takes the
+// oldest batches while more than one a core, or more than
+// maxInflightBytes, are being checked (never the one just started).
 func (v *validator) submitEvents() {
 	p := &v.pipeline
-	j := eventJob{batch: p.cur, done: make(chan struct{})}
+	j := eventJob{batch: p.cur, size: p.size, done: make(chan struct{})}
 	p.cur, p.size = nil, 0
 	p.inflight = append(p.inflight, j)
+	p.inflightBytes += j.size
 	go func() {
 		defer close(j.done)
 		var sigs matrixevent.Batch
@@ -471,13 +490,18 @@ func (v *validator) submitEvents() {
 		}
 		sigs.Verify()
 	}()
+	for len(p.inflight) > 1 && (len(p.inflight) > runtime.GOMAXPROCS(0) || p.inflightBytes > maxInflightBytes) {
+		v.takeEvents()
+	}
 }
 
 // takeEvents waits for the oldest batch and takes its events in order.
 func (v *validator) takeEvents() {
 	p := &v.pipeline
 	j := p.inflight[0]
+	p.inflight[0] = eventJob{} // the events go with it
 	p.inflight = p.inflight[1:]
+	p.inflightBytes -= j.size
 	<-j.done
 	for i := range j.batch {
 		v.event(&j.batch[i])

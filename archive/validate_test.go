@@ -323,6 +323,13 @@ func TestValidateReportDoesNotDependOnFiles(t *testing.T) {
 		t.Fatalf("event files: %d and %d, want hundreds and one", files[4<<10], files[32<<20])
 	}
 	many, one := reports[4<<10], reports[32<<20]
+	var listed int64
+	for _, f := range r.Manifest().FilesOf(archive.SectionEvents) {
+		listed += f.Records
+	}
+	if many.Events != listed || one.Events != listed {
+		t.Fatalf("%d and %d events validated of %d", many.Events, one.Events, listed)
+	}
 	if one.Errors() < 10 {
 		t.Fatalf("%d errors: the defects were not made", one.Errors())
 	}

@@ -56,15 +56,21 @@ func TestBatchIsCofactored(t *testing.T) {
 		t.Fatal("crypto/ed25519 accepts the crafted signature: the test crafted nothing")
 	}
 
+	// 8 signatures and the crafted one: edwards25519's multi-scalar
+	// multiplication; 600 and it: the bucket method. Were either wrong,
+	// the equation would fail, each signature would be verified alone,
+	// and the crafted one refused.
 	var bv batchVerifier
-	for i := range 8 {
-		m := []byte(fmt.Sprint("good ", i))
-		bv.add(pub, m, ed25519.Sign(priv, m))
-	}
-	bv.add(pub, msg, crafted)
-	for i, ok := range bv.verify() {
-		if !ok {
-			t.Errorf("entry %d does not verify in a batch", i)
+	for _, good := range []int{8, 600} {
+		for i := range good {
+			m := []byte(fmt.Sprint("good ", i))
+			bv.add(pub, m, ed25519.Sign(priv, m))
+		}
+		bv.add(pub, msg, crafted)
+		for i, ok := range bv.verify() {
+			if !ok {
+				t.Errorf("batch of %d: entry %d does not verify", good+1, i)
+			}
 		}
 	}
 	bv.add(pub, msg, crafted)
