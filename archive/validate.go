@@ -467,8 +467,8 @@ type eventJob struct {
 	done  chan struct{}
 }
 
-// maxInflightBytes bounds the events of the batches being checked: a
-// batch is taken before another starts while they hold more, so that an
+// maxInflightBytes bounds the events of the batches being checked: the
+// oldest are taken while they hold more (all but the newest), so that an
 // archive of big events (a file may hold one of up to MaxFileSize) keeps
 // few in memory, whatever the number of cores.
 const maxInflightBytes = 16 << 20
