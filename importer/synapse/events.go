@@ -77,7 +77,7 @@ func (sp *statePlan) afterSnapshot(ev *archive.Event, f *matrixevent.Fields) (ui
 // planState runs passes 1 and 2.
 func planState(ctx context.Context, r *archive.Reader, rooms map[string]*roomPlan) (*statePlan, error) {
 	sp := &statePlan{snaps: map[uint64]*snapInfo{}, groups: map[uint64]group{}, current: map[uint64]string{},
-		shortcut: r.Manifest().Export.Source.Implementation == "synapse", expect: map[uint64][]archive.StateEntry{}}
+		shortcut: fromSynapse(r), expect: map[uint64][]archive.StateEntry{}}
 	for id, rp := range rooms {
 		if rp.room.CurrentState != 0 {
 			sp.current[rp.room.CurrentState] = id
@@ -321,7 +321,13 @@ type orderings struct {
 // newOrderings keeps the archive's stream orderings when they are a
 // Synapse's own.
 func newOrderings(r *archive.Reader) *orderings {
-	return &orderings{keep: r.Manifest().Export.Source.Implementation == "synapse"}
+	return &orderings{keep: fromSynapse(r)}
+}
+
+// fromSynapse says whether the archive was exported from a Synapse: its
+// stream orderings and state snapshots are then Synapse's own.
+func fromSynapse(r *archive.Reader) bool {
+	return r.Manifest().Export.Source.Implementation == "synapse"
 }
 
 func (o *orderings) of(ev *archive.Event) int64 {

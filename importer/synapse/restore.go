@@ -260,7 +260,7 @@ func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader,
 	if err := t.installSigningKey(ctx, r, res); err != nil {
 		return err
 	}
-	if r.Manifest().Export.Source.Implementation == "synapse" {
+	if fromSynapse(r) {
 		res.Notes = append(res.Notes, "Stream positions are the source's: clients that synced after the archive was made must clear their cache (log out and in, or Element's \"Clear cache and reload\").")
 	} else {
 		res.Notes = append(res.Notes, "Clients of the old server must log in again or clear their cache (Element: \"Clear cache and reload\"): their sync positions mean nothing to Synapse.")
