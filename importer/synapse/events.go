@@ -1,7 +1,6 @@
 package synapse
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -20,25 +19,25 @@ const maxDeltaHops = 100
 // accepted state event to the group *after* it, a rejected event and a
 // non-state event to the group before it, and an outlier to no group.
 //
-// The restore reads the snapshots twice and the events twice, keeping in
-// memory one small record per snapshot and the IDs of the snapshots that
-// become groups (never the state itself):
+// The restore reads the snapshots twice and the events once, keeping in
+// memory one small record per snapshot (never the state itself):
 //
-//  1. snapshots, light: each one's parent, and for a snapshot that changes
-//     one key of its parent, which key. Synapse archives write the state
-//     before a state event that way, as the group after it (the parent)
-//     less the event; so the parent is the after-group, and no new group is
-//     needed.
-//  2. events, light: which snapshots events stand on, and so which become
-//     groups (with their ancestors, for delta chains).
-//  3. snapshots: each needed one becomes a state group, a delta on its
-//     parent's group, with an ID from state_group_id_seq (archive IDs can
-//     be far larger than Synapse's).
-//  4. events: the tables per event; a state event whose after-state is not
-//     a snapshot gets a new one-row delta group on its before-group.
+//  1. snapshots, light (readSnapshots): each one's parent, and for a
+//     snapshot that changes one key of its parent, which key. Synapse
+//     archives write the state before a state event that way, as the group
+//     after it (the parent) less the event; so the parent is the
+//     after-group, and no new group is needed.
+//  2. events (writeEvents): the tables per event. The snapshot an event
+//     stands on becomes a group (with its ancestors, for delta chains) the
+//     first time an event needs it: its ID, from state_group_id_seq (archive
+//     IDs can be far larger than Synapse's), is allocated then, the
+//     ancestors' first, so a parent's ID is below its children's. A state
+//     event whose after-state is not a snapshot gets a new one-row delta
+//     group on its before-group.
+//  3. snapshots (writeGroups): each needed one is written as its group, a
+//     delta on its parent's group.
 type statePlan struct {
-	snaps  map[uint64]*snapInfo
-	groups map[uint64]group // needed snapshot -> its group, once written
+	snaps map[uint64]*snapInfo
 	// current holds each room's current-state snapshot ID.
 	current map[uint64]string
 	// shortcut: the archive is Synapse's, whose one-key snapshot before a
@@ -52,7 +51,9 @@ type snapInfo struct {
 	parent  uint64
 	oneKey  *archive.StateKey // the one key this snapshot changes, if one
 	removes bool
-	needed  bool
+	// group is the snapshot's state group once an event needed it (id 0
+	// before).
+	group group
 }
 
 type group struct {
@@ -74,9 +75,9 @@ func (sp *statePlan) afterSnapshot(ev *archive.Event, f *matrixevent.Fields) (ui
 	return s.parent, true
 }
 
-// planState runs passes 1 and 2.
-func planState(ctx context.Context, r *archive.Reader, rooms map[string]*roomPlan) (*statePlan, error) {
-	sp := &statePlan{snaps: map[uint64]*snapInfo{}, groups: map[uint64]group{}, current: map[uint64]string{},
+// readSnapshots runs pass 1 over the snapshots of rooms.
+func readSnapshots(ctx context.Context, r *archive.Reader, rooms map[string]*roomPlan) (*statePlan, error) {
+	sp := &statePlan{snaps: map[uint64]*snapInfo{}, current: map[uint64]string{},
 		shortcut: fromSynapse(r), expect: map[uint64][]archive.StateEntry{}}
 	for id, rp := range rooms {
 		if rp.room.CurrentState != 0 {
@@ -102,93 +103,54 @@ func planState(ctx context.Context, r *archive.Reader, rooms map[string]*roomPla
 	if err != nil {
 		return nil, fmt.Errorf("read state snapshots: %w", err)
 	}
-	// need marks snapshot id and its ancestors needed by event eventID.
-	need := func(id uint64, eventID string) error {
-		for id != 0 {
-			s := sp.snaps[id]
-			if s == nil {
-				return fmt.Errorf("event %s stands on state snapshot %d, which the archive lacks", eventID, id)
-			}
-			if s.needed {
-				return nil
-			}
-			s.needed = true
-			id = s.parent
-		}
-		return nil
-	}
-	err = archive.ReadSection(ctx, r, archive.SectionEvents, func(ev *archive.Event) error {
-		if rooms[ev.RoomID] == nil || ev.Outlier || ev.StateBefore == 0 {
-			return nil
-		}
-		if ev.Rejected == "" && mayBeState(ev.JSON) {
-			f, _, err := parseEventRow(string(ev.JSON))
-			if err != nil {
-				return fmt.Errorf("event %s: %w", ev.EventID, err)
-			}
-			if after, ok := sp.afterSnapshot(ev, f); ok {
-				// f's strings are substrings of the event's JSON: kept, they would keep it all.
-				entry := archive.StateEntry{Type: strings.Clone(f.Type), StateKey: strings.Clone(*f.StateKey), EventID: ev.EventID}
-				sp.expect[after] = append(sp.expect[after], entry)
-				return need(after, ev.EventID)
-			}
-		}
-		return need(ev.StateBefore, ev.EventID)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("plan state groups: %w", err)
-	}
-	for id, s := range sp.snaps {
-		if s.needed && s.removes {
-			// Synapse's deltas can only add or replace keys.
-			return nil, fmt.Errorf("state snapshot %d removes keys from its parent and is the state of an event: this Ferry cannot restore such archives into Synapse yet", id)
-		}
-	}
 	return sp, nil
 }
 
-// mayBeState says whether an event's JSON may have a state_key: false only
-// when no key could decode as one (encoding/json matches keys without
-// regard to case, with Unicode folding, and after unescaping), so that
-// planning need not parse the many events that are not state.
-//
-// A key matches when its bytes are those of state_key with bit 0x20
-// ignored (ASCII case; also DEL for the underscore): the candidates are
-// found from the underscores, which bytes.IndexByte finds fast, and the
-// rare JSON with a DEL byte is searched at every offset.
-func mayBeState(js []byte) bool {
-	if bytes.IndexByte(js, 0x7f) >= 0 {
-		for i := 0; i+len(stateKey) <= len(js); i++ {
-			if foldsTo(js[i:i+len(stateKey)], stateKey) {
-				return true
-			}
-		}
-	} else {
-		const at = len("state") // the underscore's offset in state_key
-		for off := 0; ; {
-			i := bytes.IndexByte(js[off:], '_')
-			if i < 0 {
-				break
-			}
-			if start := off + i - at; start >= 0 && start+len(stateKey) <= len(js) && foldsTo(js[start:start+len(stateKey)], stateKey) {
-				return true
-			}
-			off += i + 1
-		}
+// need returns the group of snapshot id, which event eventID stands on,
+// allocating it (and its ancestors' first) when no event needed it before.
+func (sp *statePlan) need(id uint64, eventID string, alloc *groupAllocator) (group, error) {
+	s := sp.snaps[id]
+	if s == nil {
+		return group{}, fmt.Errorf("event %s stands on state snapshot %d, which the archive lacks", eventID, id)
 	}
-	return bytes.Contains(js, []byte(`\u`)) || bytes.Contains(js, []byte("\u212a")) || bytes.Contains(js, []byte("\u017f"))
-}
-
-const stateKey = "state_key"
-
-// foldsTo says whether b equals key with bit 0x20 of every byte ignored.
-func foldsTo(b []byte, key string) bool {
-	for i := range len(key) {
-		if b[i]|0x20 != key[i]|0x20 {
-			return false
-		}
+	if s.group.id != 0 {
+		return s.group, nil
 	}
-	return true
+	// The chain up to the first ancestor with a group (or the root),
+	// allocated from the top.
+	chain := []uint64{id}
+	var top group
+	for p := s.parent; p != 0; {
+		ps := sp.snaps[p]
+		if ps == nil {
+			return group{}, fmt.Errorf("event %s stands on state snapshot %d, which the archive lacks", eventID, p)
+		}
+		if ps.group.id != 0 {
+			top = ps.group
+			break
+		}
+		if len(chain) > len(sp.snaps) {
+			return group{}, fmt.Errorf("state snapshot %d is its own ancestor", p)
+		}
+		chain = append(chain, p)
+		p = ps.parent
+	}
+	for i := len(chain) - 1; i >= 0; i-- {
+		c := sp.snaps[chain[i]]
+		if c.removes {
+			// Synapse's deltas can only add or replace keys.
+			return group{}, fmt.Errorf("state snapshot %d removes keys from its parent and is the state of an event: this Ferry cannot restore such archives into Synapse yet", chain[i])
+		}
+		g := group{id: alloc.allocate()}
+		if c.parent != 0 {
+			g.hops = top.hops + 1
+			if g.hops > maxDeltaHops {
+				return group{}, fmt.Errorf("the state before event %s is a chain of state deltas longer than Synapse's %d hops: this Ferry cannot flatten chains yet", eventID, maxDeltaHops)
+			}
+		}
+		c.group, top = g, g
+	}
+	return s.group, nil
 }
 
 var (
@@ -215,7 +177,7 @@ func (g *groupAllocator) allocate() int64 { g.next++; return g.next }
 
 // writeGroups runs pass 3: the needed snapshots become state groups, and
 // each room's current state is staged for current_state_events.
-func (sp *statePlan) writeGroups(ctx context.Context, b *batcher, r *archive.Reader, rooms map[string]*roomPlan, alloc *groupAllocator, p importer.Progress) error {
+func (sp *statePlan) writeGroups(ctx context.Context, b *batcher, r *archive.Reader, rooms map[string]*roomPlan, p importer.Progress) error {
 	err := archive.ReadSection(ctx, r, archive.SectionStateSnapshots, func(s *archive.StateSnapshot) error {
 		p.Add(1)
 		if rooms[s.RoomID] == nil {
@@ -236,7 +198,7 @@ func (sp *statePlan) writeGroups(ctx context.Context, b *batcher, r *archive.Rea
 			}
 		}
 		info := sp.snaps[s.ID]
-		if info == nil || !info.needed {
+		if info == nil || info.group.id == 0 {
 			return nil
 		}
 		for _, want := range sp.expect[s.ID] {
@@ -245,23 +207,15 @@ func (sp *statePlan) writeGroups(ctx context.Context, b *batcher, r *archive.Rea
 			}
 		}
 		delete(sp.expect, s.ID)
-		var parent group
+		var parent int64
 		if s.Parent != 0 {
-			var ok bool
-			if parent, ok = sp.groups[s.Parent]; !ok {
-				return fmt.Errorf("state snapshot %d comes before its parent %d", s.ID, s.Parent)
-			}
+			parent = sp.snaps[s.Parent].group.id // allocated before its child (need)
 		}
 		creator := ""
 		if len(s.Set) > 0 {
 			creator = s.Set[len(s.Set)-1].EventID
 		}
-		g, err := sp.writeGroup(ctx, b, alloc, s.RoomID, creator, parent, s.Parent != 0, s.Set)
-		if err != nil {
-			return err
-		}
-		sp.groups[s.ID] = g
-		return nil
+		return writeGroup(ctx, b, info.group.id, s.RoomID, creator, parent, s.Set)
 	})
 	if err != nil {
 		return fmt.Errorf("restore state groups: %w", err)
@@ -269,29 +223,24 @@ func (sp *statePlan) writeGroups(ctx context.Context, b *batcher, r *archive.Rea
 	return nil
 }
 
-// writeGroup writes one group: a delta on parent when hasParent, else a
-// full group.
-func (sp *statePlan) writeGroup(ctx context.Context, b *batcher, alloc *groupAllocator, room, eventID string, parent group, hasParent bool, set []archive.StateEntry) (group, error) {
-	g := group{id: alloc.allocate()}
-	gid, roomID := any(g.id), any(room) // one interface each for all the rows
+// writeGroup writes group id: a delta on group parent, or a full group
+// when parent is 0.
+func writeGroup(ctx context.Context, b *batcher, id int64, room, eventID string, parent int64, set []archive.StateEntry) error {
+	gid, roomID := any(id), any(room) // one interface each for all the rows
 	if err := b.add(ctx, "state_groups", stateGroupsColumns, gid, roomID, eventID); err != nil {
-		return g, err
+		return err
 	}
-	if hasParent {
-		g.hops = parent.hops + 1
-		if g.hops > maxDeltaHops {
-			return g, fmt.Errorf("state group chain of %s longer than Synapse's %d hops: this Ferry cannot flatten chains yet", room, maxDeltaHops)
-		}
-		if err := b.add(ctx, "state_group_edges", stateGroupEdgesColumns, gid, parent.id); err != nil {
-			return g, err
+	if parent != 0 {
+		if err := b.add(ctx, "state_group_edges", stateGroupEdgesColumns, gid, parent); err != nil {
+			return err
 		}
 	}
 	for _, e := range set {
 		if err := b.add(ctx, "state_groups_state", stateGroupsStateColumns, gid, roomID, e.Type, e.StateKey, e.EventID); err != nil {
-			return g, err
+			return err
 		}
 	}
-	return g, nil
+	return nil
 }
 
 var (
@@ -489,15 +438,28 @@ func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Eve
 func (sp *statePlan) mapToGroup(ctx context.Context, b *batcher, ev *archive.Event, f *matrixevent.Fields, alloc *groupAllocator, accepted, lacksReplaces bool) error {
 	if accepted && f.StateKey != nil {
 		if after, ok := sp.afterSnapshot(ev, f); ok {
-			return b.add(ctx, "event_to_state_groups", eventToStateGroupColumns, ev.EventID, sp.groups[after].id)
+			g, err := sp.need(after, ev.EventID, alloc)
+			if err != nil {
+				return err
+			}
+			// f's strings are substrings of the event's JSON: kept, they would keep it all.
+			entry := archive.StateEntry{Type: strings.Clone(f.Type), StateKey: strings.Clone(*f.StateKey), EventID: ev.EventID}
+			sp.expect[after] = append(sp.expect[after], entry)
+			return b.add(ctx, "event_to_state_groups", eventToStateGroupColumns, ev.EventID, g.id)
 		}
-		before, hasBefore := sp.groups[ev.StateBefore]
-		if ev.StateBefore != 0 && !hasBefore {
-			return fmt.Errorf("its state snapshot %d was not restored", ev.StateBefore)
+		var before, g group
+		if ev.StateBefore != 0 {
+			var err error
+			if before, err = sp.need(ev.StateBefore, ev.EventID, alloc); err != nil {
+				return err
+			}
+			if g.hops = before.hops + 1; g.hops > maxDeltaHops {
+				return fmt.Errorf("the state after it would be a chain of state deltas longer than Synapse's %d hops: this Ferry cannot flatten chains yet", maxDeltaHops)
+			}
 		}
-		g, err := sp.writeGroup(ctx, b, alloc, ev.RoomID, ev.EventID, before, ev.StateBefore != 0,
-			[]archive.StateEntry{{Type: f.Type, StateKey: *f.StateKey, EventID: ev.EventID}})
-		if err != nil {
+		g.id = alloc.allocate() // after its parent's
+		if err := writeGroup(ctx, b, g.id, ev.RoomID, ev.EventID, before.id,
+			[]archive.StateEntry{{Type: f.Type, StateKey: *f.StateKey, EventID: ev.EventID}}); err != nil {
 			return err
 		}
 		if lacksReplaces && ev.StateBefore != 0 {
@@ -507,9 +469,12 @@ func (sp *statePlan) mapToGroup(ctx context.Context, b *batcher, ev *archive.Eve
 		}
 		return b.add(ctx, "event_to_state_groups", eventToStateGroupColumns, ev.EventID, g.id)
 	}
-	g, ok := sp.groups[ev.StateBefore]
-	if !ok {
-		return fmt.Errorf("its state snapshot %d was not restored", ev.StateBefore)
+	if ev.StateBefore == 0 {
+		return fmt.Errorf("it is neither an outlier nor a state event and has no state before it")
+	}
+	g, err := sp.need(ev.StateBefore, ev.EventID, alloc)
+	if err != nil {
+		return err
 	}
 	return b.add(ctx, "event_to_state_groups", eventToStateGroupColumns, ev.EventID, g.id)
 }

@@ -1,7 +1,6 @@
 package synapse
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -83,55 +82,6 @@ func TestRoomRestoreRefusesRoomsWithRemoteMembers(t *testing.T) {
 	}
 }
 
-// Planning parses only events that may be state: any key that
-// encoding/json could take for state_key counts.
-func TestMayBeState(t *testing.T) {
-	for js, want := range map[string]bool{
-		`{"type":"m.room.message","content":{"body":"hi"}}`:        false,
-		`{"type":"m.room.member","state_key":"@a:b"}`:              true,
-		`{"type":"x","State_Key":""}`:                              true,
-		`{"type":"x","state\u005fkey":""}`:                         true,
-		`{"type":"x","ſtate_key":""}`:                              true,
-		`{"type":"x","content":{"body":"the state_key of it"}}`:    true,
-		`{"type":"m.room.message","content":{"body":"caf\u00e9"}}`: true,
-		`{"type":"x","STATE\u007fKEY":""}`:                         true,
-		"{\"type\":\"x\",\"STATE\x7fKEY\":\"\"}":                   true,
-		`{"type":"x","content":{"body":"state_ke"}}`:               false,
-		`_key":1}`:  false,
-		`state_key`: true,
-	} {
-		if got := mayBeState([]byte(js)); got != want {
-			t.Errorf("mayBeState(%s) = %v, want %v", js, got, want)
-		}
-		if got := mayBeStateAtEveryOffset([]byte(js)); got != want {
-			t.Errorf("mayBeStateAtEveryOffset(%s) = %v, want %v", js, got, want)
-		}
-	}
-}
-
-// mayBeState says what a search at every offset says.
-func FuzzMayBeState(f *testing.F) {
-	for _, s := range []string{`{"state_key":""}`, `{"STATE_KEY":""}`, "state\x7fkey", `_key`, `xstate_`, `{"a\u0073":1}`, "\u212a"} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, js []byte) {
-		if got, want := mayBeState(js), mayBeStateAtEveryOffset(js); got != want {
-			t.Errorf("mayBeState(%q) = %v, a search at every offset %v", js, got, want)
-		}
-	})
-}
-
-// mayBeStateAtEveryOffset is mayBeState as it was first written: each
-// offset compared with state_key, bit 0x20 ignored.
-func mayBeStateAtEveryOffset(js []byte) bool {
-	for i := 0; i+len(stateKey) <= len(js); i++ {
-		if foldsTo(js[i:i+len(stateKey)], stateKey) {
-			return true
-		}
-	}
-	return bytes.Contains(js, []byte(`\u`)) || bytes.Contains(js, []byte("\u212a")) || bytes.Contains(js, []byte("\u017f"))
-}
-
 // parseEventRow gives matrixevent.Parse's fields (but the raw content) for
 // every event of the sample archive.
 func TestParseEventRowAgreesWithParse(t *testing.T) {
@@ -174,5 +124,56 @@ func TestDistinct(t *testing.T) {
 		if got := distinct(c.in); !slices.Equal(got, c.want) {
 			t.Errorf("distinct(%q) = %q, want %q", c.in, got, c.want)
 		}
+	}
+}
+
+// A snapshot's group is allocated the first time an event stands on it,
+// its ancestors' first, so a parent's ID is below its children's however
+// the events name them; a chain is refused past Synapse's hop limit, as is
+// a snapshot that removes keys, a missing one and a cycle.
+func TestNeedAllocatesParentsFirst(t *testing.T) {
+	// 1 <- 2 <- 3, and 1 <- 4; 5 removes a key of 1; 6 names a missing
+	// parent; 7 and 8 are each other's parent.
+	sp := &statePlan{snaps: map[uint64]*snapInfo{
+		1: {}, 2: {parent: 1}, 3: {parent: 2}, 4: {parent: 1}, 5: {parent: 1, removes: true},
+		6: {parent: 99}, 7: {parent: 8}, 8: {parent: 7},
+	}}
+	alloc := &groupAllocator{next: 100}
+	g3, err := sp.need(3, "$a", alloc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g4, err := sp.need(4, "$b", alloc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := sp.need(3, "$c", alloc)
+	if err != nil || again != g3 {
+		t.Errorf("needing snapshot 3 again gave %+v, %v; want its group %+v", again, err, g3)
+	}
+	want := map[uint64]group{1: {101, 0}, 2: {102, 1}, 3: {103, 2}, 4: {104, 1}}
+	for id, w := range want {
+		if got := sp.snaps[id].group; got != w {
+			t.Errorf("snapshot %d: group %+v, want %+v", id, got, w)
+		}
+	}
+	if g4 != want[4] {
+		t.Errorf("need(4) = %+v, want %+v", g4, want[4])
+	}
+	for id, wantErr := range map[uint64]string{5: "removes keys", 6: "lacks", 7: "its own ancestor", 42: "lacks"} {
+		if _, err := sp.need(id, "$d", alloc); err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("need(%d) = %v, want an error saying %q", id, err, wantErr)
+		}
+	}
+
+	long := &statePlan{snaps: map[uint64]*snapInfo{1: {}}}
+	for id := uint64(2); id <= maxDeltaHops+2; id++ {
+		long.snaps[id] = &snapInfo{parent: id - 1}
+	}
+	if _, err := long.need(maxDeltaHops+1, "$e", &groupAllocator{}); err != nil {
+		t.Errorf("a chain of %d hops: %v", maxDeltaHops, err)
+	}
+	if _, err := long.need(maxDeltaHops+2, "$f", &groupAllocator{next: 1000}); err == nil || !strings.Contains(err.Error(), "hops") {
+		t.Errorf("a chain of %d hops: %v, want a refusal", maxDeltaHops+1, err)
 	}
 }

@@ -387,7 +387,7 @@ func (t *RestoreTarget) plan(ctx context.Context, r *archive.Reader, opts import
 // p (of total). The current state is staged for deriveRoomTables in the
 // tables stageCurrentState created. The tables in freeze, truncated in tx,
 // are loaded frozen (copyFrozen).
-func loadRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[string]*roomPlan, serverName string, sp *statePlan,
+func loadRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[string]*roomPlan, serverName string,
 	ord *orderings, p importer.Progress, total int64, freeze map[string]bool) (*groupAllocator, error) {
 	if _, err := restoreRooms(ctx, tx, rooms, serverName); err != nil {
 		return nil, err
@@ -396,13 +396,17 @@ func loadRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[stri
 	if err != nil {
 		return nil, err
 	}
+	sp, err := readSnapshots(ctx, r, rooms)
+	if err != nil {
+		return nil, err
+	}
 	// The transaction is the batcher's until its flush returns.
 	b := newPipelinedBatcher(tx, freeze)
-	p.Phase("state groups", r.Manifest().Records(archive.SectionStateSnapshots))
-	err = sp.writeGroups(ctx, b, r, rooms, alloc, p)
+	p.Phase("events", total)
+	_, err = sp.writeEvents(ctx, b, r, rooms, alloc, ord, p)
 	if err == nil {
-		p.Phase("events", total)
-		_, err = sp.writeEvents(ctx, b, r, rooms, alloc, ord, p)
+		p.Phase("state groups", r.Manifest().Records(archive.SectionStateSnapshots))
+		err = sp.writeGroups(ctx, b, r, rooms, p)
 	}
 	if err != nil {
 		b.wait() // the transaction is rolled back: what is in flight no longer matters
@@ -509,10 +513,6 @@ func loadRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[s
 	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
 		return nil, err
 	}
-	sp, err := planState(ctx, r, rooms)
-	if err != nil {
-		return nil, err
-	}
 	deferred, err := deferIndexes(ctx, tx, r.Manifest().ArchiveID)
 	if err != nil {
 		return nil, err
@@ -524,7 +524,7 @@ func loadRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[s
 	if err := stageCurrentState(ctx, tx, false); err != nil {
 		return nil, err
 	}
-	alloc, err := loadRooms(ctx, tx, r, rooms, r.Core().ServerName, sp, ord, p, r.Manifest().Records(archive.SectionEvents), deferred.truncated)
+	alloc, err := loadRooms(ctx, tx, r, rooms, r.Core().ServerName, ord, p, r.Manifest().Records(archive.SectionEvents), deferred.truncated)
 	if err != nil {
 		return nil, err
 	}

@@ -167,10 +167,6 @@ func restoreDeletedRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, room
 		}
 		rp.room.Aliases = kept
 	}
-	sp, err := planState(ctx, r, rooms)
-	if err != nil {
-		return err
-	}
 	// New orderings above everything the server holds, so /sync delivers
 	// the room again.
 	ord := &orderings{}
@@ -183,7 +179,7 @@ func restoreDeletedRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, room
 	if err := stageCurrentState(ctx, tx, true); err != nil {
 		return err
 	}
-	alloc, err := loadRooms(ctx, tx, r, rooms, serverName, sp, ord, p, res.InArchive[archive.SectionEvents], nil)
+	alloc, err := loadRooms(ctx, tx, r, rooms, serverName, ord, p, res.InArchive[archive.SectionEvents], nil)
 	if err != nil {
 		return err
 	}
