@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Checked is what Check found of one event.
@@ -77,7 +78,9 @@ func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash, deferSig
 	if !ok {
 		return c, nil, false
 	}
-	top, ok := objectMembers(canon)
+	lists := memberLists.Get().(*memberList)
+	defer lists.release()
+	top, ok := lists.split(canon)
 	if !ok {
 		return c, nil, false
 	}
@@ -112,11 +115,7 @@ func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash, deferSig
 		}
 		content = raw
 	}
-	cm, ok := objectMembers(content)
-	if !ok {
-		return c, nil, false
-	}
-	keptContent, ok := redactedContent(v, evType, content, cm)
+	keptContent, ok := redactedContent(v, evType, content, lists.split)
 	if !ok {
 		return c, nil, false
 	}
@@ -155,12 +154,12 @@ func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash, deferSig
 	type sig struct{ server, keyID, sig string }
 	var sigs []sig
 	if raw, ok := get(top, "signatures"); ok {
-		servers, ok := objectMembers(raw)
+		servers, ok := lists.split(raw)
 		if !ok {
 			return c, nil, false
 		}
 		for _, s := range servers {
-			byKey, ok := objectMembers(s.val)
+			byKey, ok := lists.split(s.val)
 			if !ok || strings.IndexByte(s.key, '\\') >= 0 {
 				return c, nil, false
 			}
@@ -206,7 +205,7 @@ func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash, deferSig
 	if contentHash {
 		want := ""
 		if raw, ok := get(top, "hashes"); ok && string(raw) != "null" {
-			hm, ok := objectMembers(raw)
+			hm, ok := lists.split(raw)
 			if !ok {
 				return c, nil, false
 			}
@@ -314,8 +313,19 @@ func sigError(server, keyID string) error {
 }
 
 // redactedContent is redactContent on canonical JSON: the kept members of
-// content (an object whose members are cm).
-func redactedContent(v RoomVersion, evType string, content []byte, cm []member) ([]byte, bool) {
+// content, an object whose members split gives (asked only for the types
+// that keep any).
+func redactedContent(v RoomVersion, evType string, content []byte, split func([]byte) ([]member, bool)) ([]byte, bool) {
+	var cm []member
+	switch evType {
+	case "m.room.member", "m.room.create", "m.room.join_rules", "m.room.power_levels", "m.room.aliases", "m.room.history_visibility", "m.room.redaction":
+		var ok bool
+		if cm, ok = split(content); !ok {
+			return nil, false
+		}
+	default:
+		return []byte("{}"), true
+	}
 	keep := func(keys ...string) []member {
 		var out []member
 		for _, f := range cm {
@@ -451,15 +461,49 @@ func appendMembers(out []byte, ms []member) []byte {
 	return append(out, '}')
 }
 
+// memberList holds the member lists of one checkFast: one backing array
+// for all of them, reused by the next check.
+type memberList struct{ m []member }
+
+var memberLists = sync.Pool{New: func() any { return &memberList{m: make([]member, 0, 64)} }}
+
+// split appends obj's members (objectMembers) to the list and returns them
+// as a slice no later split writes into.
+func (l *memberList) split(obj []byte) ([]member, bool) {
+	start := len(l.m)
+	m, ok := appendObjectMembers(l.m, obj)
+	if !ok {
+		return nil, false
+	}
+	l.m = m
+	return m[start:len(m):len(m)], true
+}
+
+// release clears the list (its members point into an event) and puts it
+// back for reuse, unless an unusual event grew it.
+func (l *memberList) release() {
+	clear(l.m)
+	l.m = l.m[:0]
+	if cap(l.m) <= 1024 {
+		memberLists.Put(l)
+	}
+}
+
 // objectMembers splits a canonical JSON object into its members.
 func objectMembers(obj []byte) ([]member, bool) {
+	return appendObjectMembers(make([]member, 0, 16), obj) // an event has about a dozen top-level members
+}
+
+// appendObjectMembers appends the members of canonical JSON object obj to
+// out. Their keys point into obj (no copy): obj must not change while
+// they are in use.
+func appendObjectMembers(out []member, obj []byte) ([]member, bool) {
 	if len(obj) < 2 || obj[0] != '{' {
 		return nil, false
 	}
 	if obj[1] == '}' {
-		return nil, true
+		return out, true
 	}
-	out := make([]member, 0, 16) // an event has about a dozen top-level members
 	i := 1
 	for {
 		kEnd := skipCanonical(obj, i)
@@ -470,7 +514,7 @@ func objectMembers(obj []byte) ([]member, bool) {
 		if vEnd < 0 || vEnd >= len(obj) {
 			return nil, false
 		}
-		out = append(out, member{key: string(obj[i+1 : kEnd-1]), val: obj[kEnd+1 : vEnd]})
+		out = append(out, member{key: unsafe.String(&obj[i+1], kEnd-1-(i+1)), val: obj[kEnd+1 : vEnd]})
 		switch obj[vEnd] {
 		case ',':
 			i = vEnd + 1
