@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -137,6 +138,9 @@ func (e *copyEncoder) fill() error {
 // appendValue appends one field: its length (-1 for NULL) and its binary
 // encoding.
 func (e *copyEncoder) appendValue(buf []byte, oid uint32, v any) ([]byte, error) {
+	if out, ok := appendCommon(buf, oid, v); ok {
+		return out, nil
+	}
 	start := len(buf)
 	buf = appendInt32(buf, -1)
 	out, err := e.m.Encode(oid, pgtype.BinaryFormatCode, v, buf)
@@ -160,6 +164,41 @@ func (e *copyEncoder) appendValue(buf []byte, oid uint32, v any) ([]byte, error)
 	n := len(out) - start - 4
 	out[start], out[start+1], out[start+2], out[start+3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
 	return out, nil
+}
+
+// appendCommon is appendValue for the values the restore's bulk tables
+// take nearly always (NULL, a string into text, an integer, a boolean),
+// without pgx's look-up of an encoding plan for each: the same bytes
+// (TestAppendCommonAgreesWithPgx). ok is false for anything else.
+func appendCommon(buf []byte, oid uint32, v any) (out []byte, ok bool) {
+	switch x := v.(type) {
+	case nil:
+		return appendInt32(buf, -1), true
+	case string:
+		if (oid == pgtype.TextOID || oid == pgtype.VarcharOID) && len(x) <= math.MaxInt32 {
+			return append(appendInt32(buf, int32(len(x))), x...), true
+		}
+	case int64:
+		switch {
+		case oid == pgtype.Int8OID:
+			return appendInt32(appendInt32(appendInt32(buf, 8), int32(x>>32)), int32(x)), true
+		case oid == pgtype.Int4OID && x >= math.MinInt32 && x <= math.MaxInt32:
+			return appendInt32(appendInt32(buf, 4), int32(x)), true
+		case oid == pgtype.Int2OID && x >= math.MinInt16 && x <= math.MaxInt16:
+			return appendInt16(appendInt32(buf, 2), int16(x)), true
+		}
+	case int:
+		return appendCommon(buf, oid, int64(x))
+	case bool:
+		if oid == pgtype.BoolOID {
+			b := byte(0)
+			if x {
+				b = 1
+			}
+			return append(appendInt32(buf, 1), b), true
+		}
+	}
+	return buf, false
 }
 
 func appendInt16(b []byte, v int16) []byte { return append(b, byte(uint16(v)>>8), byte(v)) }

@@ -1,12 +1,15 @@
 package synapse
 
 import (
+	"bytes"
 	"context"
+	"math"
 	"maps"
 	"slices"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/ferry-matrix/ferry/internal/testrig/testenv"
 )
@@ -111,4 +114,59 @@ func frozenBulkTables(t *testing.T, conn *pgx.Conn) map[string]int64 {
 		notFrozen[table] = unfrozenRows(t, conn, table)
 	}
 	return notFrozen
+}
+
+// appendCommon writes the bytes pgx's encoding plans write, for every
+// value it takes; what it declines (a value out of the column's range,
+// another type) goes to pgx.
+func TestAppendCommonAgreesWithPgx(t *testing.T) {
+	m := pgtype.NewMap()
+	cases := []struct {
+		oid  uint32
+		v    any
+		fast bool
+	}{
+		{pgtype.TextOID, "", true}, {pgtype.TextOID, "$event:example.org", true}, {pgtype.VarcharOID, "é\u2028", true},
+		{pgtype.TextOID, nil, true}, {pgtype.Int8OID, nil, true},
+		{pgtype.Int8OID, int64(0), true}, {pgtype.Int8OID, int64(-1), true}, {pgtype.Int8OID, int64(math.MaxInt64), true}, {pgtype.Int8OID, int64(math.MinInt64), true},
+		{pgtype.Int8OID, 12345, true}, {pgtype.Int4OID, 4, true},
+		{pgtype.Int4OID, int64(math.MaxInt32), true}, {pgtype.Int4OID, int64(math.MinInt32), true}, {pgtype.Int4OID, int64(math.MaxInt32) + 1, false},
+		{pgtype.Int2OID, int64(-7), true}, {pgtype.Int2OID, int64(math.MaxInt16) + 1, false},
+		{pgtype.BoolOID, true, true}, {pgtype.BoolOID, false, true},
+		{pgtype.Int8OID, "42", false}, {pgtype.TextOID, 42, false}, {pgtype.Float8OID, 1.5, false},
+	}
+	for _, c := range cases {
+		prefix := []byte{0xaa}
+		got, ok := appendCommon(prefix, c.oid, c.v)
+		if ok != c.fast {
+			t.Errorf("appendCommon(%d, %#v): taken %v, want %v", c.oid, c.v, ok, c.fast)
+			continue
+		}
+		if !ok {
+			if !bytes.Equal(got, prefix) {
+				t.Errorf("appendCommon(%d, %#v) declined but wrote %x", c.oid, c.v, got)
+			}
+			continue
+		}
+		want, err := pgxValue(m, prefix, c.oid, c.v)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("appendCommon(%d, %#v) = %x, pgx %x (%v)", c.oid, c.v, got, want, err)
+		}
+	}
+}
+
+// pgxValue is one COPY field as pgx encodes it: its length (-1 for NULL)
+// and its binary form.
+func pgxValue(m *pgtype.Map, buf []byte, oid uint32, v any) ([]byte, error) {
+	start := len(buf)
+	out, err := m.Encode(oid, pgtype.BinaryFormatCode, v, appendInt32(buf, 0))
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		return appendInt32(buf[:start], -1), nil
+	}
+	n := len(out) - start - 4
+	out[start], out[start+1], out[start+2], out[start+3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	return out, nil
 }
