@@ -3,8 +3,8 @@ package synapse
 import (
 	"bytes"
 	"context"
-	"math"
 	"maps"
+	"math"
 	"slices"
 	"testing"
 
