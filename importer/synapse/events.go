@@ -290,15 +290,20 @@ func (o *orderings) of(ev *archive.Event) int64 {
 	return so
 }
 
-// writeEvents runs pass 4. It returns the number of events written.
-func (sp *statePlan) writeEvents(ctx context.Context, b *batcher, r *archive.Reader, rooms map[string]*roomPlan, alloc *groupAllocator, ord *orderings, p importer.Progress) (int64, error) {
+// writeEvents runs pass 2. It returns the number of events written, and
+// adds each one's ID and stream ordering to keys (unless nil).
+func (sp *statePlan) writeEvents(ctx context.Context, b *batcher, r *archive.Reader, rooms map[string]*roomPlan, alloc *groupAllocator, ord *orderings, keys *eventKeys, p importer.Progress) (int64, error) {
 	var n int64
 	err := archive.ReadSection(ctx, r, archive.SectionEvents, func(ev *archive.Event) error {
 		rp := rooms[ev.RoomID]
 		if rp == nil {
 			return nil
 		}
-		if err := sp.writeEvent(ctx, b, ev, rp, alloc, ord.of(ev)); err != nil {
+		so := ord.of(ev)
+		if keys != nil {
+			keys.add(ev.EventID, so)
+		}
+		if err := sp.writeEvent(ctx, b, ev, rp, alloc, so); err != nil {
 			return fmt.Errorf("event %s: %w", ev.EventID, err)
 		}
 		n++

@@ -425,9 +425,10 @@ func createError(it deferredItem, err error) error {
 // createGuards creates again, in tx, the deferred unique constraints and
 // indexes of events: the unique event IDs and stream orderings. They are
 // what a damaged or hostile archive could break (an event twice, one
-// stream ordering for two events), so they are built before the load
-// commits, and such an archive is refused with the load rolled back, as
-// before any write. The other deferred unique items cannot fail once these
+// stream ordering for two events). The load's eventKeys find such an
+// archive before the commit and call this when event IDs may repeat, so
+// that it is refused with the load rolled back, as before any write, and
+// the event named. The other deferred unique items cannot fail once these
 // hold: the other bulk tables take at most one row per event (event_json,
 // state_events, event_to_state_groups, rejections, redactions,
 // room_memberships, event_relations), an edge once per event and previous

@@ -383,12 +383,13 @@ func (t *RestoreTarget) plan(ctx context.Context, r *archive.Reader, opts import
 }
 
 // loadRooms writes the bulk of a restore: the rooms, their state groups
-// and their events with stream orderings from ord, counting the events to
-// p (of total). The current state is staged for deriveRoomTables in the
-// tables stageCurrentState created. The tables in freeze, truncated in tx,
-// are loaded frozen (copyFrozen).
+// and their events with stream orderings from ord (each event's ID and
+// ordering added to keys, unless nil), counting the events to p (of
+// total). The current state is staged for deriveRoomTables in the tables
+// stageCurrentState created. The tables in freeze, truncated in tx, are
+// loaded frozen (copyFrozen).
 func loadRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[string]*roomPlan, serverName string,
-	ord *orderings, p importer.Progress, total int64, freeze map[string]bool) (*groupAllocator, error) {
+	ord *orderings, keys *eventKeys, p importer.Progress, total int64, freeze map[string]bool) (*groupAllocator, error) {
 	if _, err := restoreRooms(ctx, tx, rooms, serverName); err != nil {
 		return nil, err
 	}
@@ -403,7 +404,7 @@ func loadRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[stri
 	// The transaction is the batcher's until its flush returns.
 	b := newPipelinedBatcher(tx, freeze)
 	p.Phase("events", total)
-	_, err = sp.writeEvents(ctx, b, r, rooms, alloc, ord, p)
+	_, err = sp.writeEvents(ctx, b, r, rooms, alloc, ord, keys, p)
 	if err == nil {
 		p.Phase("state groups", r.Manifest().Records(archive.SectionStateSnapshots))
 		err = sp.writeGroups(ctx, b, r, rooms, p)
@@ -524,12 +525,20 @@ func loadRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[s
 	if err := stageCurrentState(ctx, tx, false); err != nil {
 		return nil, err
 	}
-	alloc, err := loadRooms(ctx, tx, r, rooms, r.Core().ServerName, ord, p, r.Manifest().Records(archive.SectionEvents), deferred.truncated)
+	// Deferred, the events' unique constraints are built again after the
+	// commit: the keys find what would fail them before it.
+	var keys *eventKeys
+	if len(deferred.items) > 0 {
+		keys = newEventKeys()
+	}
+	alloc, err := loadRooms(ctx, tx, r, rooms, r.Core().ServerName, ord, keys, p, r.Manifest().Records(archive.SectionEvents), deferred.truncated)
 	if err != nil {
 		return nil, err
 	}
-	if err := deferred.createGuards(ctx, tx); err != nil {
-		return nil, err
+	if keys != nil {
+		if err := keys.check(ctx, tx, deferred.createGuards); err != nil {
+			return nil, err
+		}
 	}
 	return &loadedRooms{ord: ord, alloc: alloc, deferred: len(deferred.items) > 0}, nil
 }

@@ -163,35 +163,78 @@ func TestCorruptArchiveLeavesNoTrace(t *testing.T) {
 	}
 }
 
-// An archive holding one event twice (every check of each copy passes)
-// is refused at the load, which is rolled back: the unique event IDs are
-// built before it commits (createGuards), where the rest of the deferred
-// indexes are built after.
+// An archive holding one event twice (every check of each copy passes),
+// or giving two events one stream ordering, is refused at the load, which
+// is rolled back, naming the events: the load's eventKeys find what the
+// events' unique constraints, built again after the commit, would refuse.
+// The copy of an event given a stream ordering of its own is found by the
+// hash of its ID, and named by the constraint built then (createGuards).
 func TestEventTwiceIsRefusedBeforeTheLoadCommits(t *testing.T) {
 	ctx := context.Background()
-	var twice *archive.Event
-	r, _ := archivetest.RewriteEncrypted(t, keywrap.New(), exportFixture(t, "synapse-1.67", source.Options{AccessTokens: true, PrivateServerKey: true, Encrypted: true}),
-		func(section string, rec any) (bool, error) {
-			if e, ok := rec.(*archive.Event); ok && twice == nil && !e.Outlier && e.StateBefore != 0 {
-				c := *e
-				twice = &c
+	fixture := exportFixture(t, "synapse-1.67", source.Options{AccessTokens: true, PrivateServerKey: true, Encrypted: true})
+	for _, tc := range []struct {
+		name string
+		// twice: add a copy of the first state event that is no outlier
+		// at the end, with another stream ordering when newOrdering;
+		// otherwise give the second such event the first's ordering.
+		twice, newOrdering bool
+	}{
+		{name: "an event twice", twice: true},
+		{name: "an event twice, with another stream ordering", twice: true, newOrdering: true},
+		{name: "two events with one stream ordering"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var first, second *archive.Event
+			r, _ := archivetest.RewriteEncrypted(t, keywrap.New(), fixture,
+				func(section string, rec any) (bool, error) {
+					e, ok := rec.(*archive.Event)
+					if !ok || e.Outlier || e.StateBefore == 0 {
+						return true, nil
+					}
+					if first == nil {
+						c := *e
+						first = &c
+					} else if second == nil {
+						if !tc.twice {
+							e.StreamOrdering = first.StreamOrdering
+						}
+						second = e
+					}
+					return true, nil
+				}, func(w *archive.Writer) {
+					if !tc.twice {
+						return
+					}
+					added := *first
+					if tc.newOrdering {
+						added.StreamOrdering = 1 << 40
+					}
+					if err := w.Add(archive.SectionEvents, &added); err != nil {
+						t.Fatal(err)
+					}
+				})
+			named := []string{first.EventID}
+			if !tc.twice {
+				named = append(named, second.EventID)
 			}
-			return true, nil
-		}, func(w *archive.Writer) {
-			if err := w.Add(archive.SectionEvents, twice); err != nil {
-				t.Fatal(err)
+			s := testenv.NewSynapse(t, r.Core().ServerName)
+			target := NewTarget(Config{Database: s.DB, HomeserverConfig: s.Config, MediaStore: s.MediaStore, SigningKey: s.SigningKey})
+			_, err := importer.Run(ctx, target, r, importer.Options{Migration: true}, nil)
+			if err == nil || !strings.Contains(err.Error(), "the archive is damaged") {
+				t.Fatalf("%s: %v, want it refused as damaged", tc.name, err)
+			}
+			t.Logf("refused: %v", err)
+			for _, id := range named {
+				if !strings.Contains(err.Error(), id) {
+					t.Errorf("the refusal does not name %s: %v", id, err)
+				}
+			}
+			conn := connect(t, s.DB)
+			defer conn.Close(ctx)
+			var events, phases int
+			if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM ferry_restore WHERE phase <> 'started')`).Scan(&events, &phases); err != nil || events != 0 || phases != 0 {
+				t.Errorf("after the refusal: %d events and %d finished phases in the target (%v), want none", events, phases, err)
 			}
 		})
-	s := testenv.NewSynapse(t, r.Core().ServerName)
-	target := NewTarget(Config{Database: s.DB, HomeserverConfig: s.Config, MediaStore: s.MediaStore, SigningKey: s.SigningKey})
-	_, err := importer.Run(ctx, target, r, importer.Options{Migration: true}, nil)
-	if err == nil || !strings.Contains(err.Error(), "the archive is damaged") || !strings.Contains(err.Error(), twice.EventID) {
-		t.Fatalf("an archive with %s twice: %v, want it refused, naming the event", twice.EventID, err)
-	}
-	conn := connect(t, s.DB)
-	defer conn.Close(ctx)
-	var events, phases int
-	if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM ferry_restore WHERE phase <> 'started')`).Scan(&events, &phases); err != nil || events != 0 || phases != 0 {
-		t.Errorf("after the refusal: %d events and %d finished phases in the target (%v), want none", events, phases, err)
 	}
 }
