@@ -16,7 +16,7 @@ import (
 // which decodes it or gives its error. FuzzDecodeEventFast checks that what
 // it takes decodes the same both ways.
 //
-// Planning, the events pass and validation each decode every event of an
+// A restore's events pass and validation each decode every event of an
 // archive: at 1M events the reflecting decoder cost about 1.6 s of CPU a
 // walk, and more again in garbage collection.
 func decodeEventFast(data []byte, e *Event) (n int, ok bool) {

@@ -580,7 +580,8 @@ func (r *Reader) decodeRecords(f FileEntry, data []byte, fn func(*BlobDigest) er
 
 // ReadSection streams the records of one m.* section, decoded into T (which
 // must be the section's record type), in write order. Only the parts holding
-// the section are read.
+// the section are read. Each record is fn's: its byte slices are its own
+// (copied out of the file), and nothing else writes into them.
 func ReadSection[T any](ctx context.Context, r *Reader, sectionName string, fn func(*T) error) error {
 	s, ok := lookupSection(sectionName)
 	if !ok {

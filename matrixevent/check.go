@@ -479,10 +479,11 @@ func (l *memberList) split(obj []byte) ([]member, bool) {
 	return m[start:len(m):len(m)], true
 }
 
-// release clears the list (its members point into an event) and puts it
-// back for reuse, unless an unusual event grew it.
+// release clears the list (its members point into an event), including
+// what a failed split left beyond its length, and puts it back for reuse,
+// unless an unusual event grew it.
 func (l *memberList) release() {
-	clear(l.m)
+	clear(l.m[:cap(l.m)])
 	l.m = l.m[:0]
 	if cap(l.m) <= 1024 {
 		memberLists.Put(l)

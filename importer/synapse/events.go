@@ -89,6 +89,10 @@ func readSnapshots(ctx context.Context, r *archive.Reader, rooms map[string]*roo
 		if rooms[s.RoomID] == nil {
 			return nil
 		}
+		if sp.snaps[s.ID] != nil {
+			// Validation passes it; its groups would share one ID.
+			return fmt.Errorf("the archive is damaged: it holds state snapshot %d twice; the load was rolled back", s.ID)
+		}
 		info := &snapInfo{parent: s.Parent, removes: len(s.Remove) > 0}
 		if s.Parent != 0 && len(s.Set)+len(s.Remove) == 1 {
 			if len(s.Set) == 1 {
@@ -107,12 +111,13 @@ func readSnapshots(ctx context.Context, r *archive.Reader, rooms map[string]*roo
 	return sp, nil
 }
 
-// need returns the group of snapshot id, which event eventID stands on,
+// need returns the group of snapshot id, which an event stands on,
 // allocating it (and its ancestors' first) when no event needed it before.
-func (sp *statePlan) need(id uint64, eventID string, alloc *groupAllocator) (group, error) {
+// Its errors speak of "the event".
+func (sp *statePlan) need(id uint64, alloc *groupAllocator) (group, error) {
 	s := sp.snaps[id]
 	if s == nil {
-		return group{}, fmt.Errorf("event %s stands on state snapshot %d, which the archive lacks", eventID, id)
+		return group{}, fmt.Errorf("it stands on state snapshot %d, which the archive lacks", id)
 	}
 	if s.group.id != 0 {
 		return s.group, nil
@@ -124,7 +129,7 @@ func (sp *statePlan) need(id uint64, eventID string, alloc *groupAllocator) (gro
 	for p := s.parent; p != 0; {
 		ps := sp.snaps[p]
 		if ps == nil {
-			return group{}, fmt.Errorf("event %s stands on state snapshot %d, which the archive lacks", eventID, p)
+			return group{}, fmt.Errorf("it stands on state snapshot %d, whose ancestor %d the archive lacks", id, p)
 		}
 		if ps.group.id != 0 {
 			top = ps.group
@@ -140,13 +145,13 @@ func (sp *statePlan) need(id uint64, eventID string, alloc *groupAllocator) (gro
 		c := sp.snaps[chain[i]]
 		if c.removes {
 			// Synapse's deltas can only add or replace keys.
-			return group{}, fmt.Errorf("state snapshot %d removes keys from its parent and is the state of an event: this Ferry cannot restore such archives into Synapse yet", chain[i])
+			return group{}, fmt.Errorf("its state is state snapshot %d or a descendant, which removes keys from its parent: this Ferry cannot restore such archives into Synapse yet", chain[i])
 		}
 		g := group{id: alloc.allocate()}
 		if c.parent != 0 {
 			g.hops = top.hops + 1
 			if g.hops > maxDeltaHops {
-				return group{}, fmt.Errorf("the state before event %s is a chain of state deltas longer than Synapse's %d hops: this Ferry cannot flatten chains yet", eventID, maxDeltaHops)
+				return group{}, fmt.Errorf("the state before it is a chain of state deltas longer than Synapse's %d hops: this Ferry cannot flatten chains yet", maxDeltaHops)
 			}
 		}
 		c.group, top = g, g
@@ -447,7 +452,7 @@ func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Eve
 func (sp *statePlan) mapToGroup(ctx context.Context, b *batcher, ev *archive.Event, f *matrixevent.Fields, alloc *groupAllocator, accepted, lacksReplaces bool) error {
 	if accepted && f.StateKey != nil {
 		if after, ok := sp.afterSnapshot(ev, f); ok {
-			g, err := sp.need(after, ev.EventID, alloc)
+			g, err := sp.need(after, alloc)
 			if err != nil {
 				return err
 			}
@@ -459,7 +464,7 @@ func (sp *statePlan) mapToGroup(ctx context.Context, b *batcher, ev *archive.Eve
 		var before, g group
 		if ev.StateBefore != 0 {
 			var err error
-			if before, err = sp.need(ev.StateBefore, ev.EventID, alloc); err != nil {
+			if before, err = sp.need(ev.StateBefore, alloc); err != nil {
 				return err
 			}
 			if g.hops = before.hops + 1; g.hops > maxDeltaHops {
@@ -479,9 +484,9 @@ func (sp *statePlan) mapToGroup(ctx context.Context, b *batcher, ev *archive.Eve
 		return b.add(ctx, "event_to_state_groups", eventToStateGroupColumns, ev.EventID, g.id)
 	}
 	if ev.StateBefore == 0 {
-		return fmt.Errorf("it is neither an outlier nor a state event and has no state before it")
+		return fmt.Errorf("it is no outlier and has no state before it")
 	}
-	g, err := sp.need(ev.StateBefore, ev.EventID, alloc)
+	g, err := sp.need(ev.StateBefore, alloc)
 	if err != nil {
 		return err
 	}

@@ -132,22 +132,22 @@ func TestDistinct(t *testing.T) {
 // the events name them; a chain is refused past Synapse's hop limit, as is
 // a snapshot that removes keys, a missing one and a cycle.
 func TestNeedAllocatesParentsFirst(t *testing.T) {
-	// 1 <- 2 <- 3, and 1 <- 4; 5 removes a key of 1; 6 names a missing
-	// parent; 7 and 8 are each other's parent.
+	// 1 <- 2 <- 3, and 1 <- 4; 5 removes a key of 1, and 9 is a child of
+	// 5; 6 names a missing parent; 7 and 8 are each other's parent.
 	sp := &statePlan{snaps: map[uint64]*snapInfo{
 		1: {}, 2: {parent: 1}, 3: {parent: 2}, 4: {parent: 1}, 5: {parent: 1, removes: true},
-		6: {parent: 99}, 7: {parent: 8}, 8: {parent: 7},
+		6: {parent: 99}, 7: {parent: 8}, 8: {parent: 7}, 9: {parent: 5},
 	}}
 	alloc := &groupAllocator{next: 100}
-	g3, err := sp.need(3, "$a", alloc)
+	g3, err := sp.need(3, alloc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g4, err := sp.need(4, "$b", alloc)
+	g4, err := sp.need(4, alloc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := sp.need(3, "$c", alloc)
+	again, err := sp.need(3, alloc)
 	if err != nil || again != g3 {
 		t.Errorf("needing snapshot 3 again gave %+v, %v; want its group %+v", again, err, g3)
 	}
@@ -160,8 +160,8 @@ func TestNeedAllocatesParentsFirst(t *testing.T) {
 	if g4 != want[4] {
 		t.Errorf("need(4) = %+v, want %+v", g4, want[4])
 	}
-	for id, wantErr := range map[uint64]string{5: "removes keys", 6: "lacks", 7: "its own ancestor", 42: "lacks"} {
-		if _, err := sp.need(id, "$d", alloc); err == nil || !strings.Contains(err.Error(), wantErr) {
+	for id, wantErr := range map[uint64]string{5: "removes keys", 9: "removes keys", 6: "lacks", 7: "its own ancestor", 42: "lacks"} {
+		if _, err := sp.need(id, alloc); err == nil || !strings.Contains(err.Error(), wantErr) {
 			t.Errorf("need(%d) = %v, want an error saying %q", id, err, wantErr)
 		}
 	}
@@ -170,10 +170,10 @@ func TestNeedAllocatesParentsFirst(t *testing.T) {
 	for id := uint64(2); id <= maxDeltaHops+2; id++ {
 		long.snaps[id] = &snapInfo{parent: id - 1}
 	}
-	if _, err := long.need(maxDeltaHops+1, "$e", &groupAllocator{}); err != nil {
+	if _, err := long.need(maxDeltaHops+1, &groupAllocator{}); err != nil {
 		t.Errorf("a chain of %d hops: %v", maxDeltaHops, err)
 	}
-	if _, err := long.need(maxDeltaHops+2, "$f", &groupAllocator{next: 1000}); err == nil || !strings.Contains(err.Error(), "hops") {
+	if _, err := long.need(maxDeltaHops+2, &groupAllocator{next: 1000}); err == nil || !strings.Contains(err.Error(), "hops") {
 		t.Errorf("a chain of %d hops: %v, want a refusal", maxDeltaHops+1, err)
 	}
 }

@@ -3,6 +3,7 @@ package synapse
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -169,6 +170,8 @@ func TestCorruptArchiveLeavesNoTrace(t *testing.T) {
 // events' unique constraints, built again after the commit, would refuse.
 // The copy of an event given a stream ordering of its own is found by the
 // hash of its ID, and named by the constraint built then (createGuards).
+// A state snapshot twice, which would give two state groups one ID, is
+// refused too.
 func TestEventTwiceIsRefusedBeforeTheLoadCommits(t *testing.T) {
 	ctx := context.Background()
 	fixture := exportFixture(t, "synapse-1.67", source.Options{AccessTokens: true, PrivateServerKey: true, Encrypted: true})
@@ -178,15 +181,23 @@ func TestEventTwiceIsRefusedBeforeTheLoadCommits(t *testing.T) {
 		// at the end, with another stream ordering when newOrdering;
 		// otherwise give the second such event the first's ordering.
 		twice, newOrdering bool
+		// snapshotTwice: add a copy of the first state snapshot instead.
+		snapshotTwice bool
 	}{
 		{name: "an event twice", twice: true},
 		{name: "an event twice, with another stream ordering", twice: true, newOrdering: true},
 		{name: "two events with one stream ordering"},
+		{name: "a state snapshot twice", snapshotTwice: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var first, second *archive.Event
+			var snapshot *archive.StateSnapshot
 			r, _ := archivetest.RewriteEncrypted(t, keywrap.New(), fixture,
 				func(section string, rec any) (bool, error) {
+					if s, ok := rec.(*archive.StateSnapshot); ok && snapshot == nil {
+						c := *s
+						snapshot = &c
+					}
 					e, ok := rec.(*archive.Event)
 					if !ok || e.Outlier || e.StateBefore == 0 {
 						return true, nil
@@ -202,6 +213,11 @@ func TestEventTwiceIsRefusedBeforeTheLoadCommits(t *testing.T) {
 					}
 					return true, nil
 				}, func(w *archive.Writer) {
+					if tc.snapshotTwice {
+						if err := w.Add(archive.SectionStateSnapshots, snapshot); err != nil {
+							t.Fatal(err)
+						}
+					}
 					if !tc.twice {
 						return
 					}
@@ -214,7 +230,10 @@ func TestEventTwiceIsRefusedBeforeTheLoadCommits(t *testing.T) {
 					}
 				})
 			named := []string{first.EventID}
-			if !tc.twice {
+			switch {
+			case tc.snapshotTwice:
+				named = []string{fmt.Sprintf("state snapshot %d twice", snapshot.ID)}
+			case !tc.twice:
 				named = append(named, second.EventID)
 			}
 			s := testenv.NewSynapse(t, r.Core().ServerName)
