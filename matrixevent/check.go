@@ -313,79 +313,71 @@ func sigError(server, keyID string) error {
 }
 
 // redactedContent is redactContent on canonical JSON: the kept members of
-// content, an object whose members split gives (asked only for the types
-// that keep any).
+// content, an object whose members split gives (asked only when the event
+// type keeps any).
 func redactedContent(v RoomVersion, evType string, content []byte, split func([]byte) ([]member, bool)) ([]byte, bool) {
-	var cm []member
-	switch evType {
-	case "m.room.member", "m.room.create", "m.room.join_rules", "m.room.power_levels", "m.room.aliases", "m.room.history_visibility", "m.room.redaction":
-		var ok bool
-		if cm, ok = split(content); !ok {
-			return nil, false
-		}
-	default:
-		return []byte("{}"), true
-	}
-	keep := func(keys ...string) []member {
-		var out []member
-		for _, f := range cm {
-			if slices.Contains(keys, f.key) {
-				out = append(out, f)
-			}
-		}
-		return out
-	}
-	var kept []member
+	var keys []string
 	switch evType {
 	case "m.room.member":
-		keys := []string{"membership"}
+		keys = []string{"membership", "third_party_invite"} // of the invite, only signed
 		if v.AuthorisedVia {
 			keys = append(keys, "join_authorised_via_users_server")
-		}
-		kept = keep(keys...)
-		if v.UpdatedRedactions {
-			for _, f := range cm {
-				if f.key != "third_party_invite" || f.val[0] != '{' {
-					continue
-				}
-				tpi, ok := objectMembers(f.val)
-				if !ok {
-					return nil, false
-				}
-				for _, t := range tpi {
-					if t.key == "signed" {
-						kept = append(kept, member{key: f.key, val: joinMembers([]member{t})})
-					}
-				}
-			}
-			slices.SortFunc(kept, byKey)
 		}
 	case "m.room.create":
 		if v.UpdatedRedactions {
 			return content, true
 		}
-		kept = keep("creator")
+		keys = []string{"creator"}
 	case "m.room.join_rules":
+		keys = []string{"join_rule"}
 		if v.JoinRulesAllow {
-			kept = keep("join_rule", "allow")
-		} else {
-			kept = keep("join_rule")
+			keys = append(keys, "allow")
 		}
 	case "m.room.power_levels":
-		keys := []string{"ban", "events", "events_default", "kick", "redact", "state_default", "users", "users_default"}
+		keys = []string{"ban", "events", "events_default", "kick", "redact", "state_default", "users", "users_default"}
 		if v.UpdatedRedactions {
 			keys = append(keys, "invite")
 		}
-		kept = keep(keys...)
 	case "m.room.aliases":
 		if v.SpecialAliases {
-			kept = keep("aliases")
+			keys = []string{"aliases"}
 		}
 	case "m.room.history_visibility":
-		kept = keep("history_visibility")
+		keys = []string{"history_visibility"}
 	case "m.room.redaction":
 		if v.UpdatedRedactions {
-			kept = keep("redacts")
+			keys = []string{"redacts"}
+		}
+	}
+	if len(keys) == 0 {
+		return []byte("{}"), true
+	}
+	cm, ok := split(content)
+	if !ok {
+		return nil, false
+	}
+	var kept []member
+	for _, f := range cm {
+		if !slices.Contains(keys, f.key) {
+			continue
+		}
+		if f.key != "third_party_invite" {
+			kept = append(kept, f)
+			continue
+		}
+		// Of a member event's third_party_invite, rooms with the updated
+		// redaction rules keep signed.
+		if !v.UpdatedRedactions || f.val[0] != '{' {
+			continue
+		}
+		tpi, ok := split(f.val)
+		if !ok {
+			return nil, false
+		}
+		for _, t := range tpi {
+			if t.key == "signed" {
+				kept = append(kept, member{key: f.key, val: joinMembers([]member{t})})
+			}
 		}
 	}
 	return joinMembers(kept), true
@@ -467,7 +459,7 @@ type memberList struct{ m []member }
 
 var memberLists = sync.Pool{New: func() any { return &memberList{m: make([]member, 0, 64)} }}
 
-// split appends obj's members (objectMembers) to the list and returns them
+// split appends obj's members (appendObjectMembers) to the list and returns them
 // as a slice no later split writes into.
 func (l *memberList) split(obj []byte) ([]member, bool) {
 	start := len(l.m)
@@ -488,11 +480,6 @@ func (l *memberList) release() {
 	if cap(l.m) <= 1024 {
 		memberLists.Put(l)
 	}
-}
-
-// objectMembers splits a canonical JSON object into its members.
-func objectMembers(obj []byte) ([]member, bool) {
-	return appendObjectMembers(make([]member, 0, 16), obj) // an event has about a dozen top-level members
 }
 
 // appendObjectMembers appends the members of canonical JSON object obj to

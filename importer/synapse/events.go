@@ -147,16 +147,25 @@ func (sp *statePlan) need(id uint64, alloc *groupAllocator) (group, error) {
 			// Synapse's deltas can only add or replace keys.
 			return group{}, fmt.Errorf("its state is state snapshot %d or a descendant, which removes keys from its parent: this Ferry cannot restore such archives into Synapse yet", chain[i])
 		}
-		g := group{id: alloc.allocate()}
-		if c.parent != 0 {
-			g.hops = top.hops + 1
-			if g.hops > maxDeltaHops {
-				return group{}, fmt.Errorf("the state before it is a chain of state deltas longer than Synapse's %d hops: this Ferry cannot flatten chains yet", maxDeltaHops)
-			}
+		g, err := newGroup(alloc, top, c.parent != 0)
+		if err != nil {
+			return group{}, err
 		}
 		c.group, top = g, g
 	}
 	return s.group, nil
+}
+
+// newGroup allocates a group: a delta on parent when hasParent, within
+// Synapse's hop limit, else a full one. Its ID is above its parent's.
+func newGroup(alloc *groupAllocator, parent group, hasParent bool) (group, error) {
+	g := group{id: alloc.allocate()}
+	if hasParent {
+		if g.hops = parent.hops + 1; g.hops > maxDeltaHops {
+			return group{}, fmt.Errorf("its state would be a chain of state deltas longer than Synapse's %d hops: this Ferry cannot flatten chains yet", maxDeltaHops)
+		}
+	}
+	return g, nil
 }
 
 var (
@@ -461,17 +470,17 @@ func (sp *statePlan) mapToGroup(ctx context.Context, b *batcher, ev *archive.Eve
 			sp.expect[after] = append(sp.expect[after], entry)
 			return b.add(ctx, "event_to_state_groups", eventToStateGroupColumns, ev.EventID, g.id)
 		}
-		var before, g group
+		var before group
 		if ev.StateBefore != 0 {
 			var err error
 			if before, err = sp.need(ev.StateBefore, alloc); err != nil {
 				return err
 			}
-			if g.hops = before.hops + 1; g.hops > maxDeltaHops {
-				return fmt.Errorf("the state after it would be a chain of state deltas longer than Synapse's %d hops: this Ferry cannot flatten chains yet", maxDeltaHops)
-			}
 		}
-		g.id = alloc.allocate() // after its parent's
+		g, err := newGroup(alloc, before, ev.StateBefore != 0)
+		if err != nil {
+			return err
+		}
 		if err := writeGroup(ctx, b, g.id, ev.RoomID, ev.EventID, before.id,
 			[]archive.StateEntry{{Type: f.Type, StateKey: *f.StateKey, EventID: ev.EventID}}); err != nil {
 			return err

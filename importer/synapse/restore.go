@@ -528,7 +528,8 @@ func loadRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[s
 	// Deferred, the events' unique constraints are built again after the
 	// commit: the keys find what would fail them before it.
 	var keys *eventKeys
-	if len(deferred.items) > 0 {
+	deferredAny := len(deferred.items) > 0
+	if deferredAny {
 		keys = newEventKeys()
 	}
 	alloc, err := loadRooms(ctx, tx, r, rooms, r.Core().ServerName, ord, keys, p, r.Manifest().Records(archive.SectionEvents), deferred.truncated)
@@ -540,7 +541,7 @@ func loadRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[s
 			return nil, err
 		}
 	}
-	return &loadedRooms{ord: ord, alloc: alloc, deferred: len(deferred.items) > 0}, nil
+	return &loadedRooms{ord: ord, alloc: alloc, deferred: deferredAny}, nil
 }
 
 // readLoaded reads back what a committed load of a fresh target left to
