@@ -19,8 +19,10 @@ build_synapse() {
     fi
     # The mirror this machine's apt sources name.
     local mirror
-    mirror="$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null |
-      grep -oE 'https?://[^ ]*/debian/?( |$)' | tr -d ' ' | head -1)"
+    # (A machine may lack some of these files: grep's status is not the
+    # answer, its output is.)
+    mirror="$({ grep -hE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null || true; } |
+      grep -oE 'https?://[^ ]*/debian/?( |$)' | tr -d ' ' | head -1 || true)"
     mirror="${mirror:-http://deb.debian.org/debian}"
     local tmp="$cache/synapse-chroot.tmp"
     echo "installing Synapse (Debian unstable's matrix-synapse) into a chroot under $cache (once, about 5 minutes)"
