@@ -592,7 +592,7 @@ func ReadSection[T any](ctx context.Context, r *Reader, sectionName string, fn f
 		return err
 	}
 	if !r.manifest.ItemKnown(s.item()) {
-		return fmt.Errorf("item %s has version %v, newer than this reader understands", s.item(), r.manifest.Items[s.item()].V)
+		return errNewerItem(r, s)
 	}
 	files := r.manifest.FilesOf(sectionName)
 	var parts []int
@@ -611,6 +611,10 @@ func ReadSection[T any](ctx context.Context, r *Reader, sectionName string, fn f
 		}
 		return readRecords(r, file.Entry, file.Data, fn)
 	})
+}
+
+func errNewerItem(r *Reader, s section) error {
+	return fmt.Errorf("item %s has version %v, newer than this reader understands", s.item(), r.manifest.Items[s.item()].V)
 }
 
 // DecodeRecords decodes the records of a file returned by Walk.

@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -12,6 +13,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"github.com/ferry-matrix/ferry/archive/container"
 	"github.com/ferry-matrix/ferry/matrixevent"
@@ -157,7 +159,11 @@ func (r *ValidationReport) add(c Check, sev Severity, where, format string, args
 // thumbnail without a path): an archive may pack millions of those into a
 // few hundred bytes.
 func Validate(ctx context.Context, r *Reader) (*ValidationReport, error) {
-	v := newValidator(r)
+	return newValidator(r).run(ctx)
+}
+
+func (v *validator) run(ctx context.Context) (*ValidationReport, error) {
+	r := v.r
 	if err := v.preload(ctx); err != nil || v.rep.Counts[CheckFile] > 0 {
 		return v.rep, err
 	}
@@ -199,6 +205,12 @@ type validator struct {
 	blobs      map[string]bool
 	mships     []membership // of rooms with a current state, checked at the end
 	pipeline   eventPipeline
+	// tap, when not nil, takes the checked events (ValidateTapped), ctx
+	// bounding its waits; eventFilesLeft counts the events files not yet
+	// decoded, so that the tap ends with the last of them.
+	tap            *EventTap
+	ctx            context.Context
+	eventFilesLeft int
 }
 
 // membership is what checkMemberships needs of a Membership record.
@@ -395,6 +407,10 @@ func (v *validator) sev() Severity {
 	return SeverityError
 }
 
+// mxcScheme starts every mxcPattern match: most events have none, and
+// looking for it costs less than the regexp's setup.
+var mxcScheme = []byte("mxc://")
+
 var mxcPattern = regexp.MustCompile(`mxc://([A-Za-z0-9.:\-\[\]]+)/([A-Za-z0-9_\-]+)`)
 
 // checkedEvent is an event with what can be computed of it apart from
@@ -431,7 +447,7 @@ const (
 // so a file alone would keep one core busy); file drains them before any
 // other file, and Validate after the walk.
 func (v *validator) eventFile(f *File) error {
-	return DecodeRecords(v.r, f, func(e *Event) error {
+	err := DecodeRecords(v.r, f, func(e *Event) error {
 		p := &v.pipeline
 		size := eventSize(e)
 		if len(p.cur) > 0 && p.size+size > eventBatchBytes {
@@ -444,6 +460,13 @@ func (v *validator) eventFile(f *File) error {
 		}
 		return nil
 	})
+	if err == nil && v.tap != nil {
+		if v.eventFilesLeft--; v.eventFilesLeft == 0 {
+			v.drainEvents()
+			v.tap.finish(nil) // the consumer need not wait for the other sections
+		}
+	}
+	return err
 }
 
 // eventSize is what a decoded event holds in memory, roughly: the bytes of
@@ -506,6 +529,9 @@ func (v *validator) takeEvents() {
 	for i := range j.batch {
 		v.event(&j.batch[i])
 	}
+	if v.tap != nil {
+		v.tap.send(v.ctx, j.batch)
+	}
 }
 
 // drainEvents checks and takes every event decoded so far.
@@ -561,11 +587,7 @@ func (v *validator) event(c *checkedEvent) {
 		v.reportChecks(e, fields, c.checked)
 	}
 	if fields.Type == "m.room.member" && fields.StateKey != nil {
-		var c struct {
-			Membership string `json:"membership"`
-		}
-		_ = json.Unmarshal(fields.Content, &c)
-		v.members[v.hash(e.EventID)] = *fields.StateKey + "\x00" + c.Membership
+		v.members[v.hash(e.EventID)] = *fields.StateKey + "\x00" + membershipOf(fields.Content)
 	}
 	if e.StateBefore != 0 {
 		if _, seen := v.snapRefs[e.StateBefore]; !seen {
@@ -580,7 +602,7 @@ func (v *validator) event(c *checkedEvent) {
 			v.ref(CheckMissingPrevEvent, e.EventID, id)
 		}
 	}
-	if !e.Redacted {
+	if !e.Redacted && bytes.Contains(fields.Content, mxcScheme) {
 		for _, m := range mxcPattern.FindAllSubmatch(fields.Content, -1) {
 			if string(m[1]) != v.server {
 				continue
@@ -592,6 +614,29 @@ func (v *validator) event(c *checkedEvent) {
 		}
 	}
 }
+
+// membershipOf is a member event's content.membership as encoding/json
+// decodes it into a string ("" when it is not one), read without
+// encoding/json where the scan is sure to agree. The result may share
+// content's bytes.
+func membershipOf(content []byte) string {
+	var m [1]string
+	if matrixevent.ScanObject(unsafe.String(unsafe.SliceData(content), len(content)), membershipName, m[:]) {
+		if m[0] == "" || m[0][0] != '"' {
+			return "" // absent, or not a string: encoding/json leaves it ""
+		}
+		if s, ok := matrixevent.ScanString(m[0]); ok {
+			return s
+		}
+	}
+	var c struct {
+		Membership string `json:"membership"`
+	}
+	_ = json.Unmarshal(content, &c)
+	return c.Membership
+}
+
+var membershipName = []string{"membership"}
 
 func (v *validator) reportChecks(e *Event, fields *matrixevent.Fields, c matrixevent.Checked) {
 	if id, err := c.ID, c.IDErr; err != nil || id != e.EventID {

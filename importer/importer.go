@@ -16,6 +16,7 @@ import (
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/fidelity"
+	"github.com/ferry-matrix/ferry/matrixevent"
 )
 
 // Target is a homeserver an archive can be restored into. Its constructor
@@ -142,15 +143,62 @@ func (noProgress) Add(int64)           {}
 // of the import's own entries, which Run puts after the preview's once the
 // validation is done.
 //
-// validated blocks until the validation is done and returns nil, the
-// refusal (ErrRefused) of an archive that failed it, or ctx's error. The
-// target must call it before anything it writes can stay (a commit, a
-// file placed), and, when it returns an error, undo what it wrote: a
-// refused archive leaves the target as it was, as when Run validates
-// first.
+// The target must call v.Wait before anything it writes can stay (a
+// commit, a file placed), and, when it returns an error, undo what it
+// wrote: a refused archive leaves the target as it was, as when Run
+// validates first. It may take the archive's events from the validation
+// (v.Events) instead of reading them again.
 type ValidatingTarget interface {
 	Target
-	ImportValidating(ctx context.Context, r *archive.Reader, opts Options, p Progress, res *Result, validated func(context.Context) error) error
+	ImportValidating(ctx context.Context, r *archive.Reader, opts Options, p Progress, res *Result, v *Validation) error
+}
+
+// Validation is the validation Run runs beside a ValidatingTarget's
+// import. A nil *Validation is one that already passed.
+type Validation struct {
+	done chan struct{}
+	err  error // set before done closes
+	tap  *archive.EventTap
+}
+
+// Wait blocks until the validation is done and returns nil, the refusal
+// (ErrRefused) of an archive that failed it, or ctx's error. It first
+// gives up the events Events has not taken: the validation waits for
+// them.
+func (v *Validation) Wait(ctx context.Context) error {
+	if v == nil {
+		return nil
+	}
+	v.Release()
+	select {
+	case <-v.done:
+		return v.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Release gives up the events: the import does not take them from the
+// validation (it reads them itself, if at all).
+func (v *Validation) Release() {
+	if v != nil {
+		v.tap.Release()
+	}
+}
+
+// Events calls fn with every event of r (the archive Run validates), in
+// archive order, as the validation decodes and checks it, with the fields
+// its checks parsed (nil: parse the event yourself), so that the import
+// needs no walk of the events of its own; the event and its fields are
+// fn's once handed (the validation keeps nothing of them). It returns nil once
+// the last event was handed, fn's error, the error that stopped the
+// validation first, or ctx's. It may be called once, before Wait; ok is
+// false (and nothing done) when v is nil: read the events yourself.
+func (v *Validation) Events(ctx context.Context, r *archive.Reader, fn func(*archive.Event, *matrixevent.Fields) error) (ok bool, err error) {
+	if v == nil {
+		return false, nil
+	}
+	return true, v.tap.Each(ctx, r, fn)
 }
 
 // Run imports r into t: it validates the archive, previews what t cannot
@@ -230,26 +278,15 @@ func runValidating(ctx context.Context, t ValidatingTarget, r *archive.Reader, o
 	p.Phase("validating the archive (beside the import)", 0)
 	vctx, stop := context.WithCancel(ctx)
 	defer stop()
-	var (
-		v    *archive.ValidationReport
-		verr error
-		done = make(chan struct{})
-	)
+	var rep *archive.ValidationReport
+	val := &Validation{done: make(chan struct{}), tap: archive.NewEventTap()}
 	go func() {
-		defer close(done)
-		v, verr = archive.Validate(vctx, r)
-		if verr == nil {
-			verr = refuseInvalid(v)
+		defer close(val.done)
+		rep, val.err = archive.ValidateTapped(vctx, r, val.tap)
+		if val.err == nil {
+			val.err = refuseInvalid(rep)
 		}
 	}()
-	validated := func(ctx context.Context) error {
-		select {
-		case <-done:
-			return verr
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 	res := &Result{Report: &fidelity.Report{}}
 	// finish waits for the validation (stopping it when the import
 	// failed), and puts the preview before the import's report entries.
@@ -258,8 +295,11 @@ func runValidating(ctx context.Context, t ValidatingTarget, r *archive.Reader, o
 			stop() // cancelled: the validation need not finish
 		}
 		// Otherwise it finishes even after a failed import: an archive the
-		// import found damaged is refused as validation words it.
-		<-done
+		// import found damaged is refused as validation words it. Events
+		// the import did not take no longer hold it up.
+		val.tap.Release()
+		<-val.done
+		v, verr := rep, val.err
 		res.Validation = v
 		if v != nil {
 			own := res.Report
@@ -279,7 +319,7 @@ func runValidating(ctx context.Context, t ValidatingTarget, r *archive.Reader, o
 		return res, finish(err)
 	}
 	res.Target = state
-	if err := finish(t.ImportValidating(ctx, r, opts, p, res, validated)); err != nil {
+	if err := finish(t.ImportValidating(ctx, r, opts, p, res, val)); err != nil {
 		return res, err
 	}
 	return res, readBack(ctx, t, opts, p, res)

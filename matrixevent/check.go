@@ -282,6 +282,10 @@ func plainFields(data []byte, top []member) *Fields {
 			}
 		case "content":
 			f.Content, ok = m.val, m.val[0] == '{'
+		case "depth":
+			f.Depth = m.val
+		case "unsigned":
+			f.Unsigned = m.val
 		case "prev_events", "auth_events":
 			refs, err := parseRefs(m.val)
 			if m.key == "prev_events" {

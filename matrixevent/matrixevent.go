@@ -75,6 +75,9 @@ type Fields struct {
 	Content        json.RawMessage
 	PrevEvents     []string
 	AuthEvents     []string
+	// Depth and Unsigned are the raw values of depth and unsigned (nil:
+	// absent), for readers that need them; nothing here checks them.
+	Depth, Unsigned json.RawMessage
 }
 
 // IsState reports whether the event is a state event.
@@ -94,6 +97,8 @@ type RawEvent struct {
 	Content        json.RawMessage `json:"content"`
 	PrevEvents     json.RawMessage `json:"prev_events"`
 	AuthEvents     json.RawMessage `json:"auth_events"`
+	Depth          json.RawMessage `json:"depth"`
+	Unsigned       json.RawMessage `json:"unsigned"`
 }
 
 // Parse extracts the fields of an event. For room versions 1 and 2,
@@ -120,7 +125,7 @@ func (raw *RawEvent) Fields(contentRedacts func() string) (*Fields, error) {
 		return nil, errors.New("event JSON lacks type or sender")
 	}
 	f := &Fields{EventID: raw.EventID, RoomID: raw.RoomID, Type: raw.Type, StateKey: raw.StateKey, Sender: raw.Sender,
-		Redacts: raw.Redacts, OriginServerTS: raw.OriginServerTS, Content: raw.Content}
+		Redacts: raw.Redacts, OriginServerTS: raw.OriginServerTS, Content: raw.Content, Depth: raw.Depth, Unsigned: raw.Unsigned}
 	var err error
 	if f.PrevEvents, err = parseRefs(raw.PrevEvents); err != nil {
 		return nil, fmt.Errorf("prev_events: %w", err)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"unsafe"
 
 	"github.com/ferry-matrix/ferry/matrixevent"
 )
@@ -38,6 +39,29 @@ func parseEventRow(js string) (*matrixevent.Fields, *eventRow, error) {
 	}
 	return decodeEventRow([]byte(js))
 }
+
+// eventRowOf is parseEventRow for an event whose fields were parsed
+// already (f; nil: parseEventRow): it reads only what the tables need
+// beyond them (depth, unsigned.replaces_state, content's members) from f's
+// raw values, and parses the whole event where that reading is not sure
+// to give what parseEventRow gives.
+func eventRowOf(js string, f *matrixevent.Fields) (*matrixevent.Fields, *eventRow, error) {
+	if f == nil {
+		return parseEventRow(js)
+	}
+	x := &eventRow{lacksReplaces: true}
+	if !x.scanDepthUnsigned(rawString(f.Depth), rawString(f.Unsigned)) {
+		return parseEventRow(js)
+	}
+	if _, ok := x.scanContent(rawString(f.Content)); !ok {
+		return parseEventRow(js)
+	}
+	return f, x, nil
+}
+
+// rawString is raw's bytes as a string, without a copy: the strings
+// scanned out of it keep it alive, and nothing writes into it.
+func rawString(raw []byte) string { return unsafe.String(unsafe.SliceData(raw), len(raw)) }
 
 // jsonEventRow is eventRow as encoding/json decodes it (its own content
 // shadows RawEvent's).
@@ -110,23 +134,8 @@ func scanEventRow(js string) (*matrixevent.Fields, *eventRow, bool) {
 		return nil, nil, false
 	}
 	x := &eventRow{lacksReplaces: true}
-	ok := true
-	if d := top[10]; d != "" && d != "null" {
-		if x.depth, ok = matrixevent.ScanInt(d); !ok {
-			return nil, nil, false
-		}
-	}
-	if u := top[11]; u != "" && u != "null" {
-		var rs [1]string
-		if u[0] != '{' || !matrixevent.ScanObject(u, unsignedNames, rs[:]) {
-			return nil, nil, false
-		}
-		switch {
-		case rs[0] != "" && rs[0][0] == '"':
-			x.lacksReplaces = false
-		case rs[0] != "" && rs[0] != "null":
-			return nil, nil, false
-		}
+	if !x.scanDepthUnsigned(top[10], top[11]) {
+		return nil, nil, false
 	}
 	redacts, ok := x.scanContent(top[7])
 	if !ok {
@@ -134,6 +143,30 @@ func scanEventRow(js string) (*matrixevent.Fields, *eventRow, bool) {
 	}
 	f, ok := matrixevent.ScanFields(top[:10], func(string) (string, bool) { return redacts, true })
 	return f, x, ok
+}
+
+// scanDepthUnsigned sets x's depth and lacksReplaces from the event's raw
+// depth and unsigned ("" when absent).
+func (x *eventRow) scanDepthUnsigned(depth, unsigned string) bool {
+	if depth != "" && depth != "null" {
+		var ok bool
+		if x.depth, ok = matrixevent.ScanInt(depth); !ok {
+			return false
+		}
+	}
+	if unsigned != "" && unsigned != "null" {
+		var rs [1]string
+		if unsigned[0] != '{' || !matrixevent.ScanObject(unsigned, unsignedNames, rs[:]) {
+			return false
+		}
+		switch {
+		case rs[0] != "" && rs[0][0] == '"':
+			x.lacksReplaces = false
+		case rs[0] != "" && rs[0] != "null":
+			return false
+		}
+	}
+	return true
 }
 
 // scanContent sets x's fields from the event's raw content, and gives

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"compress/gzip"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"os"
 	"reflect"
@@ -113,12 +114,67 @@ func TestScanEventRowEdges(t *testing.T) {
 	}
 }
 
-// scanEventRow, where it answers, gives what encoding/json gives.
+// scanEventRow, where it answers, gives what encoding/json gives, and
+// eventRowOf what parseEventRow gives.
 func FuzzScanEventRow(f *testing.F) {
 	for _, js := range realEvents(f) {
 		f.Add(js)
 	}
-	f.Fuzz(func(t *testing.T, js string) { checkScanEventRow(t, js) })
+	f.Fuzz(func(t *testing.T, js string) {
+		checkScanEventRow(t, js)
+		checkEventRowOf(t, js)
+	})
+}
+
+// checkEventRowOf fails unless eventRowOf, given the fields the validation
+// parsed (its one-pass check's, or matrixevent.Parse's), gives what
+// parseEventRow gives.
+func checkEventRowOf(t *testing.T, js string) {
+	t.Helper()
+	wantF, wantX, wantErr := parseEventRow(js)
+	v, _ := matrixevent.LookupRoomVersion("10")
+	noKeys := func(string, string) (ed25519.PublicKey, bool) { return nil, false }
+	parsed, _ := matrixevent.Parse([]byte(js))
+	for _, f := range []*matrixevent.Fields{matrixevent.Check(v, []byte(js), noKeys, true).Fields, parsed} {
+		if f == nil {
+			continue
+		}
+		gotF, gotX, err := eventRowOf(js, f)
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("%s: eventRowOf: %v, parseEventRow: %v", js, err, wantErr)
+		}
+		if err != nil {
+			continue
+		}
+		a := *gotF
+		a.Content, a.Depth, a.Unsigned = nil, nil, nil // parseEventRow leaves them nil
+		if !reflect.DeepEqual(&a, wantF) || !reflect.DeepEqual(gotX, wantX) {
+			t.Fatalf("%s:\neventRowOf    %+v %+v\nparseEventRow %+v %+v", js, &a, gotX, wantF, wantX)
+		}
+	}
+}
+
+// An event the validation parsed gives the rows it gives when the
+// restore parses it: every real event, and the edges of the scan.
+func TestEventRowOfAgreesWithParseEventRow(t *testing.T) {
+	events := realEvents(t)
+	const ev = `{"type":"m.room.member","sender":"@a:b","state_key":"@a:b",`
+	events = append(events,
+		ev+`"content":{"membership":"join","displayname":"A","avatar_url":"mxc://b/c"},"depth":7,"unsigned":{"replaces_state":"$p"}}`,
+		ev+`"content":{"membership":5,"displayname":null,"avatar_url":["x"]},"unsigned":{"replaces_state":null}}`,
+		ev+`"content":{"url":"mxc://b/c","m.relates_to":{"rel_type":"m.annotation","event_id":"$e","key":"👍","n":1.5}}}`,
+		ev+`"content":{"displayname":"caf\u00e9 \ud83d\udc4d\n"}}`,
+		ev+`"content":{"membership":"join","membership":"leave"}}`,
+		ev+`"content":{"url":1e999}}`,
+		ev+`"depth":1.0}`,
+		ev+`"depth":"7"}`,
+		ev+`"unsigned":{"replaces_state":1}}`,
+		ev+`"unsigned":{"replaces_state":"$p","replaces_state":null}}`,
+		`{"type":"m.room.redaction","sender":"@a:b","content":{"redacts":"$r","reason":"x"},"depth":3}`,
+	)
+	for _, js := range events {
+		checkEventRowOf(t, js)
+	}
 }
 
 // event_json.internal_metadata is the map of what is set, as json.Marshal

@@ -306,9 +306,9 @@ func (o *orderings) of(ev *archive.Event) int64 {
 
 // writeEvents runs pass 2. It returns the number of events written, and
 // adds each one's ID and stream ordering to keys (unless nil).
-func (sp *statePlan) writeEvents(ctx context.Context, b *batcher, r *archive.Reader, rooms map[string]*roomPlan, alloc *groupAllocator, ord *orderings, keys *eventKeys, p importer.Progress) (int64, error) {
+func (sp *statePlan) writeEvents(ctx context.Context, b *batcher, events eventSource, rooms map[string]*roomPlan, alloc *groupAllocator, ord *orderings, keys *eventKeys, p importer.Progress) (int64, error) {
 	var n int64
-	err := archive.ReadSection(ctx, r, archive.SectionEvents, func(ev *archive.Event) error {
+	err := events(ctx, func(ev *archive.Event, f *matrixevent.Fields) error {
 		rp := rooms[ev.RoomID]
 		if rp == nil {
 			return nil
@@ -317,7 +317,7 @@ func (sp *statePlan) writeEvents(ctx context.Context, b *batcher, r *archive.Rea
 		if keys != nil {
 			keys.add(ev.EventID, so)
 		}
-		if err := sp.writeEvent(ctx, b, ev, rp, alloc, so); err != nil {
+		if err := sp.writeEvent(ctx, b, ev, f, rp, alloc, so); err != nil {
 			return fmt.Errorf("event %s: %w", ev.EventID, err)
 		}
 		n++
@@ -367,12 +367,37 @@ func b2i(b bool) int {
 	return 0
 }
 
-func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Event, rp *roomPlan, alloc *groupAllocator, so int64) error {
+// eventSource walks the archive's events in order, handing fn each with
+// its fields when they were parsed already (nil: fn parses the event).
+type eventSource func(ctx context.Context, fn func(*archive.Event, *matrixevent.Fields) error) error
+
+// readEvents is the eventSource that reads r's events section.
+func readEvents(r *archive.Reader) eventSource {
+	return func(ctx context.Context, fn func(*archive.Event, *matrixevent.Fields) error) error {
+		return archive.ReadSection(ctx, r, archive.SectionEvents, func(ev *archive.Event) error { return fn(ev, nil) })
+	}
+}
+
+// validatedEvents is the eventSource that takes r's events from the
+// validation running beside the import (v.Events), or reads them when
+// there is none (v nil: validated before).
+func validatedEvents(v *importer.Validation, r *archive.Reader) eventSource {
+	return func(ctx context.Context, fn func(*archive.Event, *matrixevent.Fields) error) error {
+		if ok, err := v.Events(ctx, r, fn); ok {
+			return err
+		}
+		return readEvents(r)(ctx, fn)
+	}
+}
+
+// writeEvent writes ev's rows; f is its fields when already parsed (nil:
+// writeEvent parses the event).
+func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Event, f *matrixevent.Fields, rp *roomPlan, alloc *groupAllocator, so int64) error {
 	// The record's JSON is its own (the archive's decoder copies it out of
 	// the file) and nothing writes into it: the rows take it as it is,
 	// without a copy of every event.
 	js := unsafe.String(unsafe.SliceData(ev.JSON), len(ev.JSON))
-	f, x, err := parseEventRow(js)
+	f, x, err := eventRowOf(js, f)
 	if err != nil {
 		return err
 	}

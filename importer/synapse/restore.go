@@ -140,7 +140,7 @@ func (t *RestoreTarget) restoreOf(ctx context.Context, archiveID string) (bool, 
 type phase struct {
 	name string
 	run  func(ctx context.Context, tx pgx.Tx) error
-	own  func(ctx context.Context, conn *pgx.Conn, validated func(context.Context) error) error
+	own  func(ctx context.Context, conn *pgx.Conn) error
 	// total is how many items the phase counts to Progress (0: none).
 	total int64
 	// sections are what the phase writes: a rerun counts them as skipped.
@@ -158,7 +158,8 @@ func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts impo
 // recorded of itself (its ferry_restore rows, the saved definitions of
 // the deferred indexes, the tables it created for them) is removed, so the
 // target is left as it was.
-func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader, opts importer.Options, p importer.Progress, res *importer.Result, validated func(context.Context) error) error {
+func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader, opts importer.Options, p importer.Progress, res *importer.Result, v *importer.Validation) error {
+	validated := waitFor(v)
 	conn, err := pgx.Connect(ctx, t.cfg.Database)
 	if err != nil {
 		return err
@@ -225,8 +226,8 @@ func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader,
 	// it refers to users, devices or account data), so it goes first: the
 	// validation runs beside it.
 	phases := []phase{
-		{name: "rooms", own: func(ctx context.Context, conn *pgx.Conn, validated func(context.Context) error) error {
-			return restoreRoomData(ctx, conn, r, rooms, p, res, validated)
+		{name: "rooms", own: func(ctx context.Context, conn *pgx.Conn) error {
+			return restoreRoomData(ctx, conn, r, rooms, p, res, v)
 		}, sections: []string{archive.SectionRooms, archive.SectionEvents, archive.SectionReceipts, archive.SectionPushers}},
 		{name: "accounts", run: steps(accounts...), total: int64(len(accounts)), sections: []string{archive.SectionUsers, archive.SectionAccountData, archive.SectionFilters,
 			archive.SectionBackupVersions, archive.SectionBackupSessions, archive.SectionDevices, archive.SectionE2EEKeys}},
@@ -249,7 +250,7 @@ func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader,
 		}
 		p.Phase(ph.name, ph.total)
 		if ph.own != nil {
-			err = ph.own(ctx, conn, validated)
+			err = ph.own(ctx, conn)
 		} else {
 			err = runPhase(ctx, conn, archiveID, ph, validated)
 		}
@@ -388,7 +389,7 @@ func (t *RestoreTarget) plan(ctx context.Context, r *archive.Reader, opts import
 // total). The current state is staged for deriveRoomTables in the tables
 // stageCurrentState created. The tables in freeze, truncated in tx, are
 // loaded frozen (copyFrozen).
-func loadRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[string]*roomPlan, serverName string,
+func loadRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, events eventSource, rooms map[string]*roomPlan, serverName string,
 	ord *orderings, keys *eventKeys, p importer.Progress, total int64, freeze map[string]bool) (*groupAllocator, error) {
 	if _, err := restoreRooms(ctx, tx, rooms, serverName); err != nil {
 		return nil, err
@@ -404,7 +405,7 @@ func loadRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[stri
 	// The transaction is the batcher's until its flush returns.
 	b := newPipelinedBatcher(tx, freeze)
 	p.Phase("events", total)
-	_, err = sp.writeEvents(ctx, b, r, rooms, alloc, ord, keys, p)
+	_, err = sp.writeEvents(ctx, b, events, rooms, alloc, ord, keys, p)
 	if err == nil {
 		p.Phase("state groups", r.Manifest().Records(archive.SectionStateSnapshots))
 		err = sp.writeGroups(ctx, b, r, rooms, p)
@@ -455,7 +456,8 @@ const roomsLoaded = "rooms loaded"
 // empty before the load). Otherwise (nothing deferred: a target that held
 // events, with consent) the whole phase is one transaction, as the rest.
 func restoreRoomData(ctx context.Context, conn *pgx.Conn, r *archive.Reader, rooms map[string]*roomPlan, p importer.Progress,
-	res *importer.Result, validated func(context.Context) error) error {
+	res *importer.Result, v *importer.Validation) error {
+	validated := waitFor(v)
 	archiveID := r.Manifest().ArchiveID
 	loaded, err := phaseDone(ctx, conn, archiveID, roomsLoaded)
 	if err != nil {
@@ -464,6 +466,7 @@ func restoreRoomData(ctx context.Context, conn *pgx.Conn, r *archive.Reader, roo
 	var ld *loadedRooms
 	if loaded {
 		p.Phase("rooms and events (loaded by an earlier run)", 0)
+		v.Release() // the validation goes on beside the rebuild
 		res.Skipped += res.InArchive[archive.SectionRooms] + res.InArchive[archive.SectionEvents]
 		if ld, err = readLoaded(ctx, conn, r); err != nil {
 			return err
@@ -474,7 +477,7 @@ func restoreRoomData(ctx context.Context, conn *pgx.Conn, r *archive.Reader, roo
 			return err
 		}
 		defer tx.Rollback(context.WithoutCancel(ctx))
-		if ld, err = loadRoomData(ctx, tx, r, rooms, p); err != nil {
+		if ld, err = loadRoomData(ctx, tx, r, validatedEvents(v, r), rooms, p); err != nil {
 			return err
 		}
 		if !ld.deferred {
@@ -510,7 +513,7 @@ type loadedRooms struct {
 // and events, into the bulk tables without their indexes when the target
 // holds no events (deferIndexes), the current state staged for
 // finishRoomData in tables that outlive the transaction.
-func loadRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[string]*roomPlan, p importer.Progress) (*loadedRooms, error) {
+func loadRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, events eventSource, rooms map[string]*roomPlan, p importer.Progress) (*loadedRooms, error) {
 	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
 		return nil, err
 	}
@@ -532,7 +535,7 @@ func loadRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map[s
 	if deferredAny {
 		keys = newEventKeys()
 	}
-	alloc, err := loadRooms(ctx, tx, r, rooms, r.Core().ServerName, ord, keys, p, r.Manifest().Records(archive.SectionEvents), deferred.truncated)
+	alloc, err := loadRooms(ctx, tx, r, events, rooms, r.Core().ServerName, ord, keys, p, r.Manifest().Records(archive.SectionEvents), deferred.truncated)
 	if err != nil {
 		return nil, err
 	}
@@ -629,6 +632,14 @@ func (s runState) undo(ctx context.Context, conn *pgx.Conn, archiveID string) {
 	if !s.progressTable {
 		conn.Exec(ctx, `DO $$ BEGIN IF to_regclass('ferry_restore') IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ferry_restore) THEN DROP TABLE ferry_restore; END IF; END $$`)
 	}
+}
+
+// waitFor is v.Wait, or nil when v is (the archive was validated before).
+func waitFor(v *importer.Validation) func(context.Context) error {
+	if v == nil {
+		return nil
+	}
+	return v.Wait
 }
 
 func phaseDone(ctx context.Context, conn *pgx.Conn, archiveID, name string) (bool, error) {

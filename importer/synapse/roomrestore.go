@@ -179,7 +179,7 @@ func restoreDeletedRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, room
 	if err := stageCurrentState(ctx, tx, true); err != nil {
 		return err
 	}
-	alloc, err := loadRooms(ctx, tx, r, rooms, serverName, ord, nil, p, res.InArchive[archive.SectionEvents], nil)
+	alloc, err := loadRooms(ctx, tx, r, readEvents(r), rooms, serverName, ord, nil, p, res.InArchive[archive.SectionEvents], nil)
 	if err != nil {
 		return err
 	}
