@@ -206,6 +206,14 @@ func fieldsLikeParse(t testing.TB, js string, f *matrixevent.Fields) {
 		t.Fatalf("content %s, Parse's %s", got.Content, want.Content)
 	}
 	got.Content, want.Content = nil, nil
+	// Depth and Unsigned are raw: the same values, canonical or not.
+	for _, raw := range [][2]json.RawMessage{{got.Depth, want.Depth}, {got.Unsigned, want.Unsigned}} {
+		var a, b any
+		if (raw[0] == nil) != (raw[1] == nil) || raw[0] != nil && (json.Unmarshal(raw[0], &a) != nil || json.Unmarshal(raw[1], &b) != nil || !reflect.DeepEqual(a, b)) {
+			t.Fatalf("depth or unsigned %s, Parse's %s", raw[0], raw[1])
+		}
+	}
+	got.Depth, want.Depth, got.Unsigned, want.Unsigned = nil, nil, nil, nil
 	if !reflect.DeepEqual(&got, want) {
 		t.Fatalf("Check's fields %+v\nParse's      %+v\n%s", got, *want, js)
 	}

@@ -6,8 +6,8 @@ import "encoding/json"
 func CanonicalForTest(data []byte) ([]byte, bool) { return canonical(data) }
 
 // ScanEventForTest is Parse on a string with the Scan functions, as the
-// restore uses them (see importer/synapse's scanEventRow): the same Fields,
-// their strings substrings of js (keep them only where keeping js is
+// restore uses them (see importer/synapse's scanEventRow): the same Fields
+// but Depth and Unsigned (left nil), their strings substrings of js (keep them only where keeping js is
 // fine). ok is false where Parse could give other Fields or an error:
 // call Parse.
 func ScanEventForTest(js string) (*Fields, bool) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -205,15 +206,12 @@ func scanItem(row pgx.CollectableRow) (deferredItem, error) {
 const rebuildWorkers = 2
 
 // rebuildSaved creates again the saved items of archiveID that the
-// database lacks, after the load that deferred them committed: first the
-// indexes and primary key, unique and exclusion constraints on
-// rebuildWorkers connections at once (connectRebuilder's), the biggest
-// tables first; then the foreign keys and triggers on the first of them,
-// in their order, once every index they hang on is back. Each item is its own
-// statement: a killed rebuild keeps what it built and its rerun builds
-// the rest. Two workers never build on one table when either is adding a
-// constraint (ALTER TABLE locks the table for itself; CREATE INDEX only
-// against writes), so neither waits on the other's lock.
+// database lacks, after the load that deferred them committed: the
+// indexes, the primary key, unique and exclusion constraints and the
+// foreign keys on rebuildWorkers connections at once (connectRebuilder's,
+// as buildConcurrently schedules them), then the triggers on the first of
+// them, in their order. Each item is its own statement: a killed rebuild
+// keeps what it built and its rerun builds the rest.
 func rebuildSaved(ctx context.Context, conn *pgx.Conn, archiveID string, p importer.Progress) error {
 	items, err := missingSaved(ctx, conn, archiveID)
 	if err != nil {
@@ -225,10 +223,10 @@ func rebuildSaved(ctx context.Context, conn *pgx.Conn, archiveID string, p impor
 	}
 	var indexes, after []deferredItem
 	for _, it := range items {
-		if it.kind == kindIndex || it.kind == kindConstraint {
-			indexes = append(indexes, it)
-		} else {
+		if it.kind == kindTrigger {
 			after = append(after, it)
+		} else {
+			indexes = append(indexes, it)
 		}
 	}
 	if err := biggestTablesFirst(ctx, conn, indexes); err != nil {
@@ -236,9 +234,9 @@ func rebuildSaved(ctx context.Context, conn *pgx.Conn, archiveID string, p impor
 	}
 	// One sorted build per index, in memory (256MB each: together the
 	// 512MB one connection took before), in one process (see
-	// rebuildWorkers), on these connections only. The foreign keys and
-	// triggers run on the first of them too, so that a cancelled rebuild
-	// leaves no statement running.
+	// rebuildWorkers), on these connections only. The triggers run on the
+	// first of them too, so that a cancelled rebuild leaves no statement
+	// running.
 	const settings = `SET maintenance_work_mem = '256MB'; SET max_parallel_maintenance_workers = 0`
 	var conns []*pgx.Conn
 	defer func() {
@@ -343,12 +341,11 @@ func kindRank(kind string) int {
 	return 1
 }
 
-// buildConcurrently creates items, one statement per connection at a time,
-// taking for each free connection the first item whose table is free
-// enough: a constraint needs the table to itself, an index only that no
-// constraint is being added to it. The first failure stops the others
-// (their contexts end: connectRebuilder's connections then cancel their
-// statements) and is returned.
+// buildConcurrently creates items (indexes, constraints and foreign keys,
+// in biggestTablesFirst's order), one statement per connection at a time,
+// taking for each free connection the item nextItem chooses. The first
+// failure stops the others (their contexts end: connectRebuilder's
+// connections then cancel their statements) and is returned.
 func buildConcurrently(ctx context.Context, conns []*pgx.Conn, items []deferredItem, p importer.Progress) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -373,8 +370,7 @@ func buildConcurrently(ctx context.Context, conns []*pgx.Conn, items []deferredI
 			close(w)
 		}
 	}()
-	building := map[string]int{} // table -> items being built on it
-	adding := map[string]bool{}  // table -> a constraint is being added
+	locks := tableLocks{building: map[string]int{}, exclusive: map[string]bool{}}
 	idle := make([]int, len(conns))
 	for i := range idle {
 		idle[i] = i
@@ -383,19 +379,13 @@ func buildConcurrently(ctx context.Context, conns []*pgx.Conn, items []deferredI
 	var failed error
 	for {
 		for failed == nil && len(idle) > 0 {
-			i := slices.IndexFunc(pending, func(it deferredItem) bool {
-				if it.kind == kindConstraint {
-					return building[it.table] == 0
-				}
-				return !adding[it.table]
-			})
+			i := nextItem(pending, locks)
 			if i < 0 {
 				break
 			}
 			it := pending[i]
 			pending = slices.Delete(pending, i, i+1)
-			building[it.table]++
-			adding[it.table] = it.kind == kindConstraint
+			locks.take(it)
 			w := idle[len(idle)-1]
 			idle = idle[:len(idle)-1]
 			work[w] <- it
@@ -405,8 +395,7 @@ func buildConcurrently(ctx context.Context, conns []*pgx.Conn, items []deferredI
 		}
 		res := <-results
 		idle = append(idle, res.worker)
-		building[res.item.table]--
-		adding[res.item.table] = false
+		locks.release(res.item)
 		switch {
 		case res.err != nil && failed == nil:
 			failed = createError(res.item, res.err)
@@ -415,6 +404,106 @@ func buildConcurrently(ctx context.Context, conns []*pgx.Conn, items []deferredI
 			p.Add(1)
 		}
 	}
+}
+
+// tableLocks is what the items being built hold of their tables, as the
+// scheduler sees it: how many items are being built on each table, and
+// whether one of them needs it to itself.
+type tableLocks struct {
+	building  map[string]int
+	exclusive map[string]bool
+}
+
+// tables are the tables an item's statement locks: its own, and the one a
+// foreign key references (both locked against CREATE INDEX while the keys
+// are checked). ok is false for a foreign key whose referenced table
+// cannot be read from its definition.
+func (it deferredItem) tables() (tables []string, ok bool) {
+	if it.kind != kindForeignKey {
+		return []string{it.table}, true
+	}
+	m := referencesPattern.FindStringSubmatch(it.definition)
+	if m == nil {
+		return []string{it.table}, false
+	}
+	if m[1] == it.table {
+		return []string{it.table}, true
+	}
+	return []string{it.table, m[1]}, true
+}
+
+// referencesPattern finds the referenced table in pg_get_constraintdef's
+// text of a foreign key, as regclass prints it (quoted, and qualified, as
+// needed): "FOREIGN KEY (event_id) REFERENCES events(event_id)".
+var referencesPattern = regexp.MustCompile(`REFERENCES ((?:"(?:[^"]|"")+"|[^\s("]+)(?:\.(?:"(?:[^"]|"")+"|[^\s("]+))?)\(`)
+
+// any says whether anything is being built.
+func (l tableLocks) any() bool {
+	for _, n := range l.building {
+		if n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (l tableLocks) take(it deferredItem) {
+	tables, _ := it.tables()
+	for _, t := range tables {
+		l.building[t]++
+		l.exclusive[t] = it.kind != kindIndex
+	}
+}
+
+func (l tableLocks) release(it deferredItem) {
+	tables, _ := it.tables()
+	for _, t := range tables {
+		l.building[t]--
+		l.exclusive[t] = false
+	}
+}
+
+// nextItem chooses, among pending (in biggestTablesFirst's order), the
+// item to build next on a free connection: -1 when none can start without
+// waiting on another's lock. A constraint (ALTER TABLE ... ADD CONSTRAINT
+// locks the table for itself) needs its table free; a foreign key needs
+// both its tables free and no index or constraint of either still to
+// build (its check reads the referenced table through its unique index);
+// an index needs only that no constraint or foreign key is being added
+// to its table (CREATE INDEX locks only against writes). Constraints go
+// first, wherever their table is free: a constraint left for last runs
+// alone, the other connections idle. Then foreign keys, then indexes.
+func nextItem(pending []deferredItem, l tableLocks) int {
+	waiting := map[string]bool{} // tables with an index or constraint still to build
+	indexesLeft := false
+	for _, it := range pending {
+		if it.kind != kindForeignKey {
+			waiting[it.table] = true
+			indexesLeft = true
+		}
+	}
+	free := func(t string) bool { return l.building[t] == 0 }
+	if i := slices.IndexFunc(pending, func(it deferredItem) bool { return it.kind == kindConstraint && free(it.table) }); i >= 0 {
+		return i
+	}
+	if i := slices.IndexFunc(pending, func(it deferredItem) bool {
+		if it.kind != kindForeignKey {
+			return false
+		}
+		tables, ok := it.tables()
+		if !ok && (indexesLeft || l.any()) {
+			return false // which table it reads is unknown: after every other build
+		}
+		for _, t := range tables {
+			if !free(t) || waiting[t] {
+				return false
+			}
+		}
+		return true
+	}); i >= 0 {
+		return i
+	}
+	return slices.IndexFunc(pending, func(it deferredItem) bool { return it.kind == kindIndex && !l.exclusive[it.table] })
 }
 
 // createError says which deferred item could not be created again.

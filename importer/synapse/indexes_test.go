@@ -232,3 +232,76 @@ type countingProgress struct{ n int64 }
 
 func (c *countingProgress) Phase(string, int64) {}
 func (c *countingProgress) Add(n int64)         { c.n += n }
+
+// nextItem starts every constraint whose table is free before any index
+// (a constraint left for last would run alone), a foreign key once
+// neither of its tables has anything left to build, and an index where no
+// constraint or foreign key is being added.
+func TestNextItemSchedulesConstraintsFirst(t *testing.T) {
+	fk := deferredItem{kindForeignKey, "event_edges", "event_edges_event_id_fkey", "FOREIGN KEY (event_id) REFERENCES events(event_id)"}
+	pending := []deferredItem{
+		{kindConstraint, "events", "events_event_id_key", "UNIQUE (event_id)"},
+		{kindIndex, "events", "events_ts", "CREATE INDEX events_ts ON events (origin_server_ts)"},
+		{kindIndex, "event_edges", "ev_edges_prev_id", "CREATE INDEX ev_edges_prev_id ON event_edges (prev_event_id)"},
+		{kindConstraint, "event_to_state_groups", "event_to_state_groups_event_id_key", "UNIQUE (event_id)"},
+		{kindIndex, "event_to_state_groups", "event_to_state_groups_sg_index", "CREATE INDEX ... (state_group)"},
+		fk,
+	}
+	byName := map[string]deferredItem{}
+	for _, it := range pending {
+		byName[it.name] = it
+	}
+	locks := tableLocks{building: map[string]int{}, exclusive: map[string]bool{}}
+	next := func() string {
+		t.Helper()
+		i := nextItem(pending, locks)
+		if i < 0 {
+			return ""
+		}
+		it := pending[i]
+		pending = slices.Delete(pending, i, i+1)
+		locks.take(it)
+		return it.name
+	}
+	done := func(name string) { locks.release(byName[name]) }
+	for _, want := range []string{"events_event_id_key", "event_to_state_groups_event_id_key", "ev_edges_prev_id"} {
+		if got := next(); got != want {
+			t.Fatalf("next %q, want %q", got, want)
+		}
+	}
+	if got := next(); got != "" {
+		t.Fatalf("next %q while constraints hold events and event_to_state_groups, want none", got)
+	}
+	done("event_to_state_groups_event_id_key")
+	if got := next(); got != "event_to_state_groups_sg_index" {
+		t.Fatalf("next %q, want the index of the table now free", got)
+	}
+	done("events_event_id_key")
+	if got := next(); got != "events_ts" {
+		t.Fatalf("next %q, want events' index (the foreign key waits for events and event_edges)", got)
+	}
+	done("ev_edges_prev_id")
+	if got := next(); got != "" {
+		t.Fatalf("next %q while events_ts is being built, want none: the foreign key reads events", got)
+	}
+	done("events_ts")
+	if got := next(); got != fk.name {
+		t.Fatalf("next %q, want the foreign key", got)
+	}
+
+	// A foreign key whose referenced table cannot be read waits for every
+	// other build.
+	odd := deferredItem{kindForeignKey, "a", "a_fkey", "FOREIGN KEY (x) REFERENCES"}
+	pending = []deferredItem{{kindIndex, "b", "b_x", "CREATE INDEX b_x ON b (x)"}, odd}
+	locks = tableLocks{building: map[string]int{}, exclusive: map[string]bool{}}
+	if got := next(); got != "b_x" {
+		t.Fatalf("next %q, want b's index first", got)
+	}
+	if got := next(); got != "" {
+		t.Fatalf("next %q while b_x is built, want none", got)
+	}
+	locks.release(deferredItem{kindIndex, "b", "b_x", ""})
+	if got := next(); got != "a_fkey" {
+		t.Fatalf("next %q, want the foreign key last", got)
+	}
+}
