@@ -19,6 +19,12 @@ import (
 // its end with Each or given up with Release, and whoever waits for the
 // validation to end must Release first (importer.Validation.Wait does).
 // Released, the validation goes on alone and hands nothing more.
+//
+// A clean end of Each means every events file was read, its hash and
+// record count checked and every event handed; what the validation
+// checks after them (the rest of the archive's structure, the references)
+// is in its report, which a consumer must still wait for before anything
+// it wrote can stay.
 type EventTap struct {
 	batches  chan []TappedEvent
 	released chan struct{}
@@ -32,17 +38,20 @@ type EventTap struct {
 // TappedEvent is one event as the validation decoded it.
 type TappedEvent struct {
 	Event *Event
-	// Fields are the event's fields as matrixevent.Parse gives them (Content
-	// may be the canonical form of the same object); nil when the event
-	// does not parse or its room has no m.rooms record (the validation
-	// reports both).
+	// Fields are the event's fields as matrixevent.Parse gives them, read
+	// by the checks' one pass (matrixevent.Checked.Fields): JSON without
+	// escapes, each top-level key once and in lower case, so that Content,
+	// Depth and Unsigned are the canonical form of the only member of that
+	// name. nil where the one pass did not read them (parse the event).
 	Fields *matrixevent.Fields
 }
 
-// tapBuffer is how many batches of events (eventBatch each) wait for the
-// consumer before the validation does: enough to ride out a consumer's
-// pause (a COPY flush) without holding much.
-const tapBuffer = 4
+// tapBuffer is how many batches of events (eventBatch each, eventBatchBytes
+// at most) wait for the consumer before the validation does: enough to
+// ride out a consumer's pause (a COPY flush), and most of the time a
+// restore takes to prepare its events pass (0.5 s at 1M events), without
+// holding much (about 16 MB of usual events).
+const tapBuffer = 16
 
 // NewEventTap returns a tap for ValidateTapped.
 func NewEventTap() *EventTap {
@@ -52,6 +61,9 @@ func NewEventTap() *EventTap {
 // errTapStopped is what Each returns when the validation stopped before
 // the last event: a damaged file, whose problem the report names.
 var errTapStopped = errors.New("the archive's events could not all be read: it is damaged (its validation report says where)")
+
+// errTapReleased is what Each returns on a tap given up before it.
+var errTapReleased = errors.New("archive: the events were given up (EventTap.Release) before EventTap.Each")
 
 // Each calls fn with every event of r's events section, in archive order,
 // as the validation reads them; r is the reader ValidateTapped validates.
@@ -63,6 +75,11 @@ func (t *EventTap) Each(ctx context.Context, r *Reader, fn func(*Event, *matrixe
 		return errors.New("archive: EventTap.Each called twice")
 	}
 	t.taken = true
+	select {
+	case <-t.released:
+		return errTapReleased // batches may have been dropped
+	default:
+	}
 	if err := checkSectionReadable(r, SectionEvents); err != nil {
 		t.Release()
 		return err
@@ -78,6 +95,11 @@ func (t *EventTap) Each(ctx context.Context, r *Reader, fn func(*Event, *matrixe
 			}
 		case <-t.ended:
 			// Every batch is sent before ended closes: take what is left.
+			// (Both cases may be ready: a cancellation wins over the end.)
+			if err := ctx.Err(); err != nil {
+				t.Release()
+				return err
+			}
 			for {
 				select {
 				case batch := <-t.batches:
@@ -116,12 +138,16 @@ func (t *EventTap) send(ctx context.Context, batch []checkedEvent) {
 	}
 	out := make([]TappedEvent, len(batch))
 	for i := range batch {
-		out[i] = TappedEvent{Event: batch[i].e, Fields: batch[i].fields}
+		out[i] = TappedEvent{Event: batch[i].e}
+		if batch[i].onePass {
+			out[i].Fields = batch[i].fields
+		}
 	}
 	select {
 	case t.batches <- out:
 	case <-t.released:
 	case <-ctx.Done():
+		t.finish(ctx.Err()) // a batch is lost: the events cannot end cleanly
 	}
 }
 

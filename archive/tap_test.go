@@ -22,6 +22,20 @@ import (
 // validation does not end.
 func validateTapped(t *testing.T, r *archive.Reader) (*archive.EventTap, func() *archive.ValidationReport) {
 	t.Helper()
+	tap, wait := validateTappedCtx(t, context.Background(), r)
+	return tap, func() *archive.ValidationReport {
+		t.Helper()
+		rep, err := wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+}
+
+// validateTappedCtx is validateTapped under ctx, its wait giving the error.
+func validateTappedCtx(t *testing.T, ctx context.Context, r *archive.Reader) (*archive.EventTap, func() (*archive.ValidationReport, error)) {
+	t.Helper()
 	tap := archive.NewEventTap()
 	type outcome struct {
 		rep *archive.ValidationReport
@@ -29,20 +43,17 @@ func validateTapped(t *testing.T, r *archive.Reader) (*archive.EventTap, func() 
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		rep, err := archive.ValidateTapped(context.Background(), r, tap)
+		rep, err := archive.ValidateTapped(ctx, r, tap)
 		done <- outcome{rep, err}
 	}()
-	return tap, func() *archive.ValidationReport {
+	return tap, func() (*archive.ValidationReport, error) {
 		t.Helper()
 		select {
 		case o := <-done:
-			if o.err != nil {
-				t.Fatal(o.err)
-			}
-			return o.rep
+			return o.rep, o.err
 		case <-time.After(time.Minute):
 			t.Fatal("the validation did not end")
-			return nil
+			return nil, nil
 		}
 	}
 }
@@ -122,6 +133,32 @@ func TestEventTapReleaseLetsTheValidationEnd(t *testing.T) {
 		tap.Release()
 		if rep := wait(); !rep.OK() || rep.Events < 5000 {
 			t.Fatalf("validation after the release: %+v", rep)
+		}
+	})
+	t.Run("released first", func(t *testing.T) {
+		r := archivetest.Open(t, dir, archive.OpenOptions{})
+		tap, wait := validateTapped(t, r)
+		tap.Release()
+		err := tap.Each(context.Background(), r, func(*archive.Event, *matrixevent.Fields) error { return nil })
+		if err == nil {
+			t.Fatal("Each on a released tap ended cleanly: it may have missed events")
+		}
+		wait()
+	})
+	t.Run("validation cancelled", func(t *testing.T) {
+		r := archivetest.Open(t, dir, archive.OpenOptions{})
+		ctx, cancel := context.WithCancel(context.Background())
+		tap, wait := validateTappedCtx(t, ctx, r)
+		time.Sleep(50 * time.Millisecond) // the validation fills the tap and waits
+		cancel()
+		err := tap.Each(context.Background(), r, func(*archive.Event, *matrixevent.Fields) error { return nil })
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Each after the validation was cancelled: %v, want the cancellation", err)
+		}
+		// The validation sees the cancellation between parts: it may end
+		// with it or finish this one-part archive.
+		if _, err := wait(); err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("validation: %v", err)
 		}
 	})
 	t.Run("cancelled", func(t *testing.T) {

@@ -418,9 +418,12 @@ var mxcPattern = regexp.MustCompile(`mxc://([A-Za-z0-9.:\-\[\]]+)/([A-Za-z0-9_\-
 // eventFile computes on every core, a batch's signatures verified
 // together (matrixevent.Batch).
 type checkedEvent struct {
-	e        *Event
-	room     *roomInfo
-	fields   *matrixevent.Fields
+	e      *Event
+	room   *roomInfo
+	fields *matrixevent.Fields
+	// onePass: fields are the checks' one pass's (Checked.Fields), exact
+	// to the member; otherwise matrixevent.Parse's, or nil.
+	onePass  bool
 	parseErr error
 	checked  matrixevent.Checked
 }
@@ -445,7 +448,7 @@ const (
 // the one a single pass would give. Batches run on across consecutive
 // event files (a writer closes a file at 1 MiB, about a thousand events,
 // so a file alone would keep one core busy); file drains them before any
-// other file, and Validate after the walk.
+// other file, and run after the walk.
 func (v *validator) eventFile(f *File) error {
 	err := DecodeRecords(v.r, f, func(e *Event) error {
 		p := &v.pipeline
@@ -557,6 +560,7 @@ func (v *validator) checkEvent(c *checkedEvent, sigs *matrixevent.Batch) {
 		// outcome is not reported for an event that does not parse.
 		sigs.Add(c.room.version, c.e.JSON, v.keyLookup, !c.e.Redacted, &c.checked)
 		if c.fields = c.checked.Fields; c.fields != nil {
+			c.onePass = true
 			return
 		}
 	}

@@ -40,11 +40,15 @@ func parseEventRow(js string) (*matrixevent.Fields, *eventRow, error) {
 	return decodeEventRow([]byte(js))
 }
 
-// eventRowOf is parseEventRow for an event whose fields were parsed
-// already (f; nil: parseEventRow): it reads only what the tables need
-// beyond them (depth, unsigned.replaces_state, content's members) from f's
-// raw values, and parses the whole event where that reading is not sure
-// to give what parseEventRow gives.
+// eventRowOf is parseEventRow for an event whose fields the validation's
+// one pass read already (f, archive.TappedEvent.Fields: each top-level
+// member once, in lower case, without escapes; nil: parseEventRow): it
+// reads only what the tables need beyond them (depth,
+// unsigned.replaces_state, content's members) from f's raw values, and
+// parses the whole event where that reading is not sure to give what
+// parseEventRow gives. Fields from matrixevent.Parse would not do: it
+// keeps the last of members named twice, where parseEventRow's decoder
+// merges them.
 func eventRowOf(js string, f *matrixevent.Fields) (*matrixevent.Fields, *eventRow, error) {
 	if f == nil {
 		return parseEventRow(js)

@@ -370,7 +370,7 @@ func buildConcurrently(ctx context.Context, conns []*pgx.Conn, items []deferredI
 			close(w)
 		}
 	}()
-	locks := tableLocks{building: map[string]int{}, exclusive: map[string]bool{}}
+	locks := newTableLocks()
 	idle := make([]int, len(conns))
 	for i := range idle {
 		idle[i] = i
@@ -391,6 +391,9 @@ func buildConcurrently(ctx context.Context, conns []*pgx.Conn, items []deferredI
 			work[w] <- it
 		}
 		if len(idle) == len(conns) {
+			if failed == nil && len(pending) > 0 {
+				return fmt.Errorf("the rebuild cannot schedule %s %s of %s (a scheduler error)", pending[0].kind, pending[0].name, pending[0].table)
+			}
 			return failed // nothing running: all built, or stopped by a failure
 		}
 		res := <-results
@@ -412,6 +415,15 @@ func buildConcurrently(ctx context.Context, conns []*pgx.Conn, items []deferredI
 type tableLocks struct {
 	building  map[string]int
 	exclusive map[string]bool
+	// alone: an item whose tables are not all known (a foreign key whose
+	// referenced table its definition does not show) is being built, and
+	// nothing may start beside it.
+	alone *bool
+}
+
+// newTableLocks returns locks of nothing.
+func newTableLocks() tableLocks {
+	return tableLocks{building: map[string]int{}, exclusive: map[string]bool{}, alone: new(bool)}
 }
 
 // tables are the tables an item's statement locks: its own, and the one a
@@ -448,7 +460,8 @@ func (l tableLocks) any() bool {
 }
 
 func (l tableLocks) take(it deferredItem) {
-	tables, _ := it.tables()
+	tables, ok := it.tables()
+	*l.alone = !ok
 	for _, t := range tables {
 		l.building[t]++
 		l.exclusive[t] = it.kind != kindIndex
@@ -456,7 +469,10 @@ func (l tableLocks) take(it deferredItem) {
 }
 
 func (l tableLocks) release(it deferredItem) {
-	tables, _ := it.tables()
+	tables, ok := it.tables()
+	if !ok {
+		*l.alone = false
+	}
 	for _, t := range tables {
 		l.building[t]--
 		l.exclusive[t] = false
@@ -474,12 +490,17 @@ func (l tableLocks) release(it deferredItem) {
 // first, wherever their table is free: a constraint left for last runs
 // alone, the other connections idle. Then foreign keys, then indexes.
 func nextItem(pending []deferredItem, l tableLocks) int {
+	if *l.alone {
+		return -1
+	}
 	waiting := map[string]bool{} // tables with an index or constraint still to build
-	indexesLeft := false
+	others := false              // an item other than a foreign key of unknown tables is pending
 	for _, it := range pending {
 		if it.kind != kindForeignKey {
 			waiting[it.table] = true
-			indexesLeft = true
+		}
+		if _, ok := it.tables(); ok {
+			others = true
 		}
 	}
 	free := func(t string) bool { return l.building[t] == 0 }
@@ -491,8 +512,8 @@ func nextItem(pending []deferredItem, l tableLocks) int {
 			return false
 		}
 		tables, ok := it.tables()
-		if !ok && (indexesLeft || l.any()) {
-			return false // which table it reads is unknown: after every other build
+		if !ok && (others || l.any()) {
+			return false // which table it reads is unknown: alone, after every other build
 		}
 		for _, t := range tables {
 			if !free(t) || waiting[t] {

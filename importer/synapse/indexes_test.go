@@ -251,7 +251,7 @@ func TestNextItemSchedulesConstraintsFirst(t *testing.T) {
 	for _, it := range pending {
 		byName[it.name] = it
 	}
-	locks := tableLocks{building: map[string]int{}, exclusive: map[string]bool{}}
+	locks := newTableLocks()
 	next := func() string {
 		t.Helper()
 		i := nextItem(pending, locks)
@@ -293,7 +293,7 @@ func TestNextItemSchedulesConstraintsFirst(t *testing.T) {
 	// other build.
 	odd := deferredItem{kindForeignKey, "a", "a_fkey", "FOREIGN KEY (x) REFERENCES"}
 	pending = []deferredItem{{kindIndex, "b", "b_x", "CREATE INDEX b_x ON b (x)"}, odd}
-	locks = tableLocks{building: map[string]int{}, exclusive: map[string]bool{}}
+	locks = newTableLocks()
 	if got := next(); got != "b_x" {
 		t.Fatalf("next %q, want b's index first", got)
 	}
@@ -301,7 +301,16 @@ func TestNextItemSchedulesConstraintsFirst(t *testing.T) {
 		t.Fatalf("next %q while b_x is built, want none", got)
 	}
 	locks.release(deferredItem{kindIndex, "b", "b_x", ""})
+	pending = append(pending, deferredItem{kindForeignKey, "c", "c_fkey", "FOREIGN KEY (y) REFERENCES b(x)"})
+	if got := next(); got != "c_fkey" {
+		t.Fatalf("next %q, want the foreign key of known tables before the other", got)
+	}
+	locks.release(deferredItem{kindForeignKey, "c", "c_fkey", "FOREIGN KEY (y) REFERENCES b(x)"})
 	if got := next(); got != "a_fkey" {
 		t.Fatalf("next %q, want the foreign key last", got)
+	}
+	pending = append(pending, deferredItem{kindIndex, "d", "d_x", "CREATE INDEX d_x ON d (x)"})
+	if got := next(); got != "" {
+		t.Fatalf("next %q beside the foreign key of an unknown table, want none", got)
 	}
 }

@@ -152,7 +152,7 @@ func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts impo
 }
 
 // ImportValidating is Import while importer.Run validates the archive
-// (validated nil: it was validated before). The rooms phase, the bulk of
+// (v nil: it was validated before), taking the events from the validation. The rooms phase, the bulk of
 // the restore, comes first and commits only once validated passes; when
 // the archive fails validation, the phase is rolled back and what the run
 // recorded of itself (its ferry_restore rows, the saved definitions of
@@ -242,6 +242,9 @@ func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader,
 			return fail(err)
 		}
 		if done {
+			if ph.own != nil {
+				v.Release() // the rooms phase takes no events: the validation goes on alone
+			}
 			p.Phase(ph.name+" (done by an earlier run)", 0)
 			for _, section := range ph.sections {
 				res.Skipped += res.InArchive[section]
