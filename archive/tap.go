@@ -84,14 +84,20 @@ func (t *EventTap) Each(ctx context.Context, r *Reader, fn func(*Event, *matrixe
 		t.Release()
 		return err
 	}
+	take := func(batch []TappedEvent) error {
+		for i := range batch {
+			if err := fn(batch[i].Event, batch[i].Fields); err != nil {
+				t.Release()
+				return err
+			}
+		}
+		return nil
+	}
 	for {
 		select {
 		case batch := <-t.batches:
-			for i := range batch {
-				if err := fn(batch[i].Event, batch[i].Fields); err != nil {
-					t.Release()
-					return err
-				}
+			if err := take(batch); err != nil {
+				return err
 			}
 		case <-t.ended:
 			// Every batch is sent before ended closes: take what is left.
@@ -103,11 +109,8 @@ func (t *EventTap) Each(ctx context.Context, r *Reader, fn func(*Event, *matrixe
 			for {
 				select {
 				case batch := <-t.batches:
-					for i := range batch {
-						if err := fn(batch[i].Event, batch[i].Fields); err != nil {
-							t.Release()
-							return err
-						}
+					if err := take(batch); err != nil {
+						return err
 					}
 				default:
 					return t.err
