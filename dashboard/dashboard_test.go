@@ -490,6 +490,33 @@ func TestEventStream(t *testing.T) {
 	}
 }
 
+// A stream opened after a change starts with it, however fresh the
+// shared read of the jobs is: a page rendered after an export was deleted
+// is not shown "completed" again by its own stream.
+func TestEventStreamStartsNoOlderThanItsPage(t *testing.T) {
+	r := newRig(t)
+	r.s.Interval = time.Hour // the shared read stays fresh for the whole test
+	c, _ := r.signIn(admin, app.RoleAdmin)
+	first := func() string {
+		_, resp := r.openEvents(c)
+		lines := bufio.NewScanner(resp.Body)
+		for lines.Scan() {
+			if data, ok := strings.CutPrefix(lines.Text(), "data: "); ok {
+				return data
+			}
+		}
+		t.Fatalf("stream ended: %v", lines.Err())
+		return ""
+	}
+	if got := first(); !strings.Contains(got, `"percent":40`) {
+		t.Fatalf("first stream: %s", got)
+	}
+	r.f.setProgress("run1", 70, 700)
+	if got := first(); !strings.Contains(got, `"percent":70`) {
+		t.Fatalf("a stream opened after the change starts with the older state: %s", got)
+	}
+}
+
 // One export's page shows every stream with its records and state, and
 // the media files written so far.
 func TestJobPageStreams(t *testing.T) {

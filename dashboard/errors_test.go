@@ -95,10 +95,10 @@ func TestSnapshotOutlivesCaller(t *testing.T) {
 	r.s.Interval = 1 << 40 // one read for the whole test
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := r.s.recent(gone); err != nil {
+	if _, err := r.s.recent(gone, time.Time{}); err != nil {
 		t.Fatalf("read for a caller that went away: %v", err)
 	}
-	jobs, err := r.s.recent(context.Background())
+	jobs, err := r.s.recent(context.Background(), time.Time{})
 	if err != nil || len(jobs) != len(r.f.jobs) {
 		t.Fatalf("the next caller got %d jobs, %v", len(jobs), err)
 	}

@@ -126,26 +126,29 @@ const snapshotSize = 200
 // snapshotTimeout bounds the shared read of the newest jobs.
 const snapshotTimeout = 10 * time.Second
 
-// recent reads the newest jobs for every stream together. The read is
-// not the caller's: it goes on when that caller's browser goes away
-// (others wait for it under the lock), bounded by snapshotTimeout.
-func (s *Server) recent(ctx context.Context) ([]*app.JobView, error) {
+// recent reads the newest jobs for every stream together, or gives the
+// last read when it is less than Interval/2 old and was made after
+// notBefore. The read is not the caller's: it goes on when that caller's
+// browser goes away (others wait for it under the lock), bounded by
+// snapshotTimeout.
+func (s *Server) recent(ctx context.Context, notBefore time.Time) ([]*app.JobView, error) {
 	s.snap.mu.Lock()
 	defer s.snap.mu.Unlock()
-	if time.Since(s.snap.at) < s.Interval/2 {
+	if time.Since(s.snap.at) < s.Interval/2 && s.snap.at.After(notBefore) {
 		return s.snap.jobs, s.snap.err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), snapshotTimeout)
 	defer cancel()
+	start := time.Now() // what the read gives is at least this new
 	s.snap.jobs, s.snap.err = s.Svc.Jobs(ctx, app.JobQuery{Limit: snapshotSize})
-	s.snap.at = time.Now()
+	s.snap.at = start
 	return s.snap.jobs, s.snap.err
 }
 
 // visible are the items p may see: every job for an admin, a user's own
-// personal exports otherwise.
-func (s *Server) visible(ctx context.Context, p *principal) ([]item, error) {
-	jobs, err := s.recent(ctx)
+// personal exports otherwise, as read after notBefore (recent).
+func (s *Server) visible(ctx context.Context, p *principal, notBefore time.Time) ([]item, error) {
+	jobs, err := s.recent(ctx, notBefore)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +164,7 @@ func (s *Server) visible(ctx context.Context, p *principal) ([]item, error) {
 // progress is the poll fallback of the event stream: every visible
 // job's state as JSON.
 func (s *Server) progress(w http.ResponseWriter, r *http.Request, p *principal) {
-	items, err := s.visible(r.Context(), p)
+	items, err := s.visible(r.Context(), p, time.Time{})
 	if err != nil {
 		zerolog.Ctx(r.Context()).Error().Err(err).Msg("dashboard: could not read the jobs' progress")
 		http.Error(w, "could not read the jobs' progress; the details are in Ferry's log", http.StatusInternalServerError)
@@ -178,7 +181,11 @@ var sessionRecheck = 30 * time.Second
 
 // events is the server-sent event stream of job progress: every visible
 // job once, then each job whose state changed, every Interval. It ends
-// with an "signedout" event when the session ends.
+// with an "signedout" event when the session ends. The first event is
+// read after the stream opened, never taken from an older shared read: a
+// page opens its stream once it is rendered, and a state older than the
+// page would overwrite it (a just-deleted export shown "completed" again
+// until the next change).
 func (s *Server) events(w http.ResponseWriter, r *http.Request, p *principal) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
@@ -191,8 +198,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, p *principal) {
 	tick := time.NewTicker(s.Interval)
 	defer tick.Stop()
 	checked := time.Now()
+	notBefore := checked // the first read: newer than the page
 	for {
-		items, err := s.visible(r.Context(), p)
+		items, err := s.visible(r.Context(), p, notBefore)
+		notBefore = time.Time{}
 		if err == nil {
 			var changed []item
 			for _, it := range items {
