@@ -26,12 +26,13 @@ import (
 // is in its report, which a consumer must still wait for before anything
 // it wrote can stay.
 type EventTap struct {
+	// batches are closed by finish: the validation's goroutine alone sends
+	// and finishes.
 	batches  chan []TappedEvent
 	released chan struct{}
 	release  sync.Once
-	ended    chan struct{}
-	end      sync.Once
-	err      error // why the events ended early (nil: all were handed), set before ended closes
+	finished bool  // the validation's own: no more sends
+	err      error // why the events ended early (nil: all were handed), set before batches closes
 	taken    bool
 }
 
@@ -56,7 +57,7 @@ const tapBuffer = 4
 
 // NewEventTap returns a tap for ValidateTapped.
 func NewEventTap() *EventTap {
-	return &EventTap{batches: make(chan []TappedEvent, tapBuffer), released: make(chan struct{}), ended: make(chan struct{})}
+	return &EventTap{batches: make(chan []TappedEvent, tapBuffer), released: make(chan struct{})}
 }
 
 // errTapStopped is what Each returns when the validation stopped before
@@ -85,36 +86,16 @@ func (t *EventTap) Each(ctx context.Context, r *Reader, fn func(*Event, *matrixe
 		t.Release()
 		return err
 	}
-	take := func(batch []TappedEvent) error {
-		for i := range batch {
-			if err := fn(batch[i].Event, batch[i].Fields); err != nil {
-				t.Release()
-				return err
-			}
-		}
-		return nil
-	}
 	for {
 		select {
-		case batch := <-t.batches:
-			if err := take(batch); err != nil {
-				return err
+		case batch, ok := <-t.batches:
+			if !ok {
+				return t.err // every batch was taken
 			}
-		case <-t.ended:
-			// Every batch is sent before ended closes: take what is left.
-			// (Both cases may be ready: a cancellation wins over the end.)
-			if err := ctx.Err(); err != nil {
-				t.Release()
-				return err
-			}
-			for {
-				select {
-				case batch := <-t.batches:
-					if err := take(batch); err != nil {
-						return err
-					}
-				default:
-					return t.err
+			for i := range batch {
+				if err := fn(batch[i].Event, batch[i].Fields); err != nil {
+					t.Release()
+					return err
 				}
 			}
 		case <-ctx.Done():
@@ -135,6 +116,9 @@ func (t *EventTap) Release() {
 // send hands a batch of checked events to the consumer, waiting for room
 // unless the tap was released or ctx is done.
 func (t *EventTap) send(ctx context.Context, batch []checkedEvent) {
+	if t.finished {
+		return
+	}
 	select {
 	case <-t.released:
 		return
@@ -158,10 +142,10 @@ func (t *EventTap) send(ctx context.Context, batch []checkedEvent) {
 // finish says the events ended: all of them were sent (err nil), or not
 // (err says why). The first call counts.
 func (t *EventTap) finish(err error) {
-	t.end.Do(func() {
-		t.err = err
-		close(t.ended)
-	})
+	if !t.finished {
+		t.finished, t.err = true, err
+		close(t.batches)
+	}
 }
 
 // ValidateTapped is Validate, handing the events to tap as it checks them.

@@ -418,12 +418,12 @@ type tableLocks struct {
 	// alone: an item whose tables are not all known (a foreign key whose
 	// referenced table its definition does not show) is being built, and
 	// nothing may start beside it.
-	alone *bool
+	alone bool
 }
 
 // newTableLocks returns locks of nothing.
-func newTableLocks() tableLocks {
-	return tableLocks{building: map[string]int{}, exclusive: map[string]bool{}, alone: new(bool)}
+func newTableLocks() *tableLocks {
+	return &tableLocks{building: map[string]int{}, exclusive: map[string]bool{}}
 }
 
 // tables are the tables an item's statement locks: its own, and the one a
@@ -450,7 +450,7 @@ func (it deferredItem) tables() (tables []string, ok bool) {
 var referencesPattern = regexp.MustCompile(`REFERENCES ((?:"(?:[^"]|"")+"|[^\s("]+)(?:\.(?:"(?:[^"]|"")+"|[^\s("]+))?)\(`)
 
 // any says whether anything is being built.
-func (l tableLocks) any() bool {
+func (l *tableLocks) any() bool {
 	for _, n := range l.building {
 		if n > 0 {
 			return true
@@ -459,19 +459,19 @@ func (l tableLocks) any() bool {
 	return false
 }
 
-func (l tableLocks) take(it deferredItem) {
+func (l *tableLocks) take(it deferredItem) {
 	tables, ok := it.tables()
-	*l.alone = !ok
+	l.alone = !ok
 	for _, t := range tables {
 		l.building[t]++
 		l.exclusive[t] = it.kind != kindIndex
 	}
 }
 
-func (l tableLocks) release(it deferredItem) {
+func (l *tableLocks) release(it deferredItem) {
 	tables, ok := it.tables()
 	if !ok {
-		*l.alone = false
+		l.alone = false
 	}
 	for _, t := range tables {
 		l.building[t]--
@@ -489,8 +489,8 @@ func (l tableLocks) release(it deferredItem) {
 // to its table (CREATE INDEX locks only against writes). Constraints go
 // first, wherever their table is free: a constraint left for last runs
 // alone, the other connections idle. Then foreign keys, then indexes.
-func nextItem(pending []deferredItem, l tableLocks) int {
-	if *l.alone {
+func nextItem(pending []deferredItem, l *tableLocks) int {
+	if l.alone {
 		return -1
 	}
 	waiting := map[string]bool{} // tables with an index or constraint still to build
