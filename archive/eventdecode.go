@@ -19,7 +19,11 @@ import (
 // A restore's events pass and validation each decode every event of an
 // archive: at 1M events the reflecting decoder cost about 1.6 s of CPU a
 // walk, and more again in garbage collection.
-func decodeEventFast(data []byte, e *Event) (n int, ok bool) {
+//
+// The record's JSON and OriginalJSON are copies, unless alias is set:
+// then they are slices of data (capped, so that an append copies), which
+// keep all of data in memory while either is kept.
+func decodeEventFast(data []byte, e *Event, alias bool) (n int, ok bool) {
 	d := fastDecoder{data: data}
 	major, pairs, ok := d.head()
 	if !ok || major != cborMap || pairs == 0 || pairs > eventFields {
@@ -57,7 +61,11 @@ func decodeEventFast(data []byte, e *Event) (n int, ok bool) {
 			if !ok {
 				return 0, false
 			}
-			b = append(make([]byte, 0, len(b)), b...)
+			if alias {
+				b = b[:len(b):len(b)]
+			} else {
+				b = append(make([]byte, 0, len(b)), b...)
+			}
 			if field == fieldJSON {
 				out.JSON = b
 			} else {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"reflect"
 	"testing"
+	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
 
@@ -40,8 +41,8 @@ func TestDecodeEventFastTakesWrittenEvents(t *testing.T) {
 		t.Fatalf("only %d events to decode", len(raws))
 	}
 	for _, raw := range raws {
-		var fast, want archive.Event
-		n, ok := archive.DecodeEventFast(raw, &fast)
+		var fast, aliased, want archive.Event
+		n, ok := archive.DecodeEventFast(raw, &fast, false)
 		if !ok || n != len(raw) {
 			t.Fatalf("the fast path declined a written event (%v, %d of %d bytes): %x", ok, n, len(raw), raw)
 		}
@@ -51,7 +52,23 @@ func TestDecodeEventFastTakesWrittenEvents(t *testing.T) {
 		if !reflect.DeepEqual(fast, want) {
 			t.Errorf("fast %+v, want %+v", fast, want)
 		}
+		// Aliased, the same record, its JSON in raw and capped there.
+		if n, ok := archive.DecodeEventFast(raw, &aliased, true); !ok || n != len(raw) || !reflect.DeepEqual(aliased, want) {
+			t.Fatalf("aliased: %v, %d of %d bytes, %+v, want %+v", ok, n, len(raw), aliased, want)
+		}
+		for _, b := range [][]byte{aliased.JSON, aliased.OriginalJSON} {
+			if len(b) > 0 && (cap(b) != len(b) || !inside(b, raw)) {
+				t.Errorf("aliased JSON %q is no capped slice of the record", b)
+			}
+		}
 	}
+}
+
+// inside says whether b's bytes are some of data's.
+func inside(b, data []byte) bool {
+	return len(b) > 0 && len(data) > 0 &&
+		uintptr(unsafe.Pointer(&b[0])) >= uintptr(unsafe.Pointer(&data[0])) &&
+		uintptr(unsafe.Pointer(&b[len(b)-1])) <= uintptr(unsafe.Pointer(&data[len(data)-1]))
 }
 
 // edgeEvents are events with every field set, at the limits of its type.
@@ -92,7 +109,7 @@ func FuzzDecodeEventFast(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var fast archive.Event
-		n, ok := archive.DecodeEventFast(data, &fast)
+		n, ok := archive.DecodeEventFast(data, &fast, false)
 		if !ok {
 			if n != 0 || !reflect.DeepEqual(fast, archive.Event{}) {
 				t.Fatalf("declined, yet took %d bytes or set %+v", n, fast)
@@ -120,7 +137,7 @@ func BenchmarkDecodeEvent(b *testing.B) {
 	b.Run("fast", func(b *testing.B) {
 		for b.Loop() {
 			var e archive.Event
-			if _, ok := archive.DecodeEventFast(raw, &e); !ok {
+			if _, ok := archive.DecodeEventFast(raw, &e, false); !ok {
 				b.Fatal("declined")
 			}
 		}

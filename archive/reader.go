@@ -452,7 +452,7 @@ func (c *countReader) Read(p []byte) (int, error) {
 // that the count matches the manifest.
 func decodeRecords[T any](c codec, f FileEntry, data []byte, fn func(*T) error) error {
 	if fn, ok := any(fn).(func(*Event) error); ok {
-		return decodeEvents(c, f, data, fn)
+		return decodeEvents(c, f, data, false, fn)
 	}
 	dec := c.dec.NewDecoder(bytes.NewReader(data))
 	var n int64
@@ -484,12 +484,13 @@ func checkRecords(f FileEntry, n int64) error {
 
 // decodeEvents is decodeRecords for events: each record decoded by
 // decodeEventFast, or where it declines by the reflecting decoder, which
-// gives the same record or the same error.
-func decodeEvents(c codec, f FileEntry, data []byte, fn func(*Event) error) error {
+// gives the same record or the same error. With alias, the records' JSON
+// are slices of data where decodeEventFast takes them (see there).
+func decodeEvents(c codec, f FileEntry, data []byte, alias bool, fn func(*Event) error) error {
 	var n int64
 	for off := 0; off < len(data); {
 		var rec Event
-		size, ok := decodeEventFast(data[off:], &rec)
+		size, ok := decodeEventFast(data[off:], &rec, alias)
 		if !ok {
 			dec := c.dec.NewDecoder(bytes.NewReader(data[off:]))
 			if err := dec.Decode(&rec); err != nil {

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/ferry-matrix/ferry/archive/container"
@@ -449,8 +450,12 @@ const (
 // event files (a writer closes a file at 1 MiB, about a thousand events,
 // so a file alone would keep one core busy); file drains them before any
 // other file, and run after the walk.
+//
+// The events' JSON are slices of the file's data (decodeEvents with
+// alias), not copies: a file stays in memory while any of its events is
+// in a batch, here or in the tap; nothing keeps an event's JSON longer.
 func (v *validator) eventFile(f *File) error {
-	err := DecodeRecords(v.r, f, func(e *Event) error {
+	err := decodeEvents(v.r.codec, f.Entry, f.Data, true, func(e *Event) error {
 		p := &v.pipeline
 		size := eventSize(e)
 		if len(p.cur) > 0 && p.size+size > eventBatchBytes {
@@ -502,6 +507,10 @@ const maxInflightBytes = 16 << 20
 // submitEvents starts checking the batch being decoded, then takes the
 // oldest batches while more than one a core, or more than
 // maxInflightBytes, are being checked (never the one just started).
+// sigBatches are the signature batches of finished jobs, for the next:
+// a Batch keeps its memory and decoded keys from one Verify to the next.
+var sigBatches = sync.Pool{New: func() any { return new(matrixevent.Batch) }}
+
 func (v *validator) submitEvents() {
 	p := &v.pipeline
 	j := eventJob{batch: p.cur, size: p.size, done: make(chan struct{})}
@@ -510,9 +519,10 @@ func (v *validator) submitEvents() {
 	p.inflightBytes += j.size
 	go func() {
 		defer close(j.done)
-		var sigs matrixevent.Batch
+		sigs := sigBatches.Get().(*matrixevent.Batch)
+		defer sigBatches.Put(sigs)
 		for i := range j.batch {
-			v.checkEvent(&j.batch[i], &sigs)
+			v.checkEvent(&j.batch[i], sigs)
 		}
 		sigs.Verify()
 	}()

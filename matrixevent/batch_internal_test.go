@@ -159,10 +159,12 @@ func BenchmarkVerify(b *testing.B) {
 
 // The bucket method computes what edwards25519's own multi-scalar
 // multiplication computes, for batch sizes on both sides of every digit
-// size it picks, with the extreme 128-bit scalars among random ones.
+// size it picks, with the extreme 128-bit scalars among random ones, and
+// points both decoded (Z = 1) and computed (any Z).
 func TestBucketMultiScalarMultAgrees(t *testing.T) {
 	var seed [64]byte
-	for _, n := range []int{1, 2, 7, 100, 513, 1500, 3000} {
+	var sc msmScratch // reused, as a verifier does, from large to small and back
+	for _, n := range []int{1, 2, 7, 100, 513, 1500, 3000, 600} {
 		random := make([]byte, 16*n)
 		rand.Read(random)
 		// z = 0, z = 2^128 - 1, z = 2^127, then random.
@@ -180,13 +182,18 @@ func TestBucketMultiScalarMultAgrees(t *testing.T) {
 			seed[0], seed[1] = byte(j), byte(j>>8)
 			s, _ := new(edwards25519.Scalar).SetUniformBytes(seed[:])
 			points[j].ScalarBaseMult(s)
+			if j%2 == 1 { // decoded, as signatures' R are: Z = 1
+				if _, err := points[j].SetBytes(points[j].Bytes()); err != nil {
+					t.Fatal(err)
+				}
+			}
 			ptrs[j] = &points[j]
 			var z [32]byte
 			copy(z[:16], random[16*j:])
 			scalars[j], _ = new(edwards25519.Scalar).SetCanonicalBytes(z[:])
 		}
 		want := new(edwards25519.Point).VarTimeMultiScalarMult(scalars, ptrs)
-		if got := bucketMultiScalarMult(random, points); got.Equal(want) != 1 {
+		if got := bucketMultiScalarMult(random, points, &sc); got.Equal(want) != 1 {
 			t.Errorf("%d points (digits of %d bits): the bucket method's sum differs", n, bucketBits(n))
 		}
 	}

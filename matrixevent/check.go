@@ -121,7 +121,7 @@ func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash, deferSig
 	}
 	// The redacted event without signatures (and unsigned, which redaction
 	// drops): what the reference hash and every signature cover.
-	red := make([]member, 0, len(top)+1)
+	red := lists.scratch(len(top) + 1)
 	for _, f := range top {
 		if f.key == "signatures" || f.key == "content" {
 			continue
@@ -224,7 +224,7 @@ func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash, deferSig
 		if err != nil || len(w) != sha256.Size {
 			c.HashErr = fmt.Errorf("%w: hashes.sha256 is missing or malformed", ErrHashMismatch)
 		} else {
-			rest := make([]member, 0, len(top))
+			rest := lists.scratch(len(top))
 			for _, f := range top {
 				if f.key != "unsigned" && f.key != "signatures" && f.key != "hashes" {
 					rest = append(rest, f)
@@ -473,6 +473,15 @@ func (l *memberList) split(obj []byte) ([]member, bool) {
 	}
 	l.m = m
 	return m[start:len(m):len(m)], true
+}
+
+// scratch returns an empty slice of capacity n in the list's storage,
+// which no later split or scratch writes into: a member list for the
+// event's own use, given back with the list.
+func (l *memberList) scratch(n int) []member {
+	start := len(l.m)
+	l.m = slices.Grow(l.m, n)[:start+n]
+	return l.m[start:start:len(l.m)]
 }
 
 // release clears the list (its members point into an event), including

@@ -26,10 +26,20 @@ func main() {
 			defer pprof.StopCPUProfile()
 		}
 	}
+	if path := os.Getenv("FERRY_MEMPROFILE"); path != "" { // the allocations, written at exit
+		defer writeAllocs(path)
+	}
 	if err := run(ctx, os.Args[1:]); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bot:", err)
 		os.Exit(1)
+	}
+}
+
+func writeAllocs(path string) {
+	if f, err := os.Create(path); err == nil {
+		pprof.Lookup("allocs").WriteTo(f, 0)
+		f.Close()
 	}
 }
 

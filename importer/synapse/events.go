@@ -393,9 +393,10 @@ func validatedEvents(v *importer.Validation, r *archive.Reader) eventSource {
 // writeEvent writes ev's rows; f is its fields when already parsed (nil:
 // writeEvent parses the event).
 func (sp *statePlan) writeEvent(ctx context.Context, b *batcher, ev *archive.Event, f *matrixevent.Fields, rp *roomPlan, alloc *groupAllocator, so int64) error {
-	// The record's JSON is its own (the archive's decoder copies it out of
-	// the file) and nothing writes into it: the rows take it as it is,
-	// without a copy of every event.
+	// Nothing writes into the record's JSON: the rows take it as it is,
+	// without a copy of every event. (From the validation's tap it is a
+	// slice of its file's data, which the rows keep until they are
+	// copied; nothing here keeps it longer.)
 	js := unsafe.String(unsafe.SliceData(ev.JSON), len(ev.JSON))
 	f, x, err := eventRowOf(js, f)
 	if err != nil {

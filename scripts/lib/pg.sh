@@ -10,6 +10,9 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 # them, every new connection pays a page fault for each buffer it first
 # touches (about 15 us a buffer on this VM), which dominates index-driven
 # reads such as a one-room export. The reservation is given back on exit.
+# FERRY_BENCH_SHARED_BUFFERS (default 1GB) sizes shared_buffers: each
+# backend faults in every buffer page it first touches, so a smaller pool
+# shows what those faults cost a load.
 pg_hugepages=""
 hugepages_before=""
 if [ "${FERRY_BENCH_HUGEPAGES:-}" = 1 ]; then
@@ -24,7 +27,7 @@ pg_cleanup() {
 }
 "${asuser[@]}" "$bindir/initdb" -D "$work/data" -U postgres -A trust -E UTF8 --locale=C --no-sync >/dev/null
 "${asuser[@]}" "$bindir/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
-  -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$work -c fsync=off -c shared_buffers=1GB $pg_hugepages" start >/dev/null
+  -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$work -c fsync=off -c shared_buffers=${FERRY_BENCH_SHARED_BUFFERS:-1GB} $pg_hugepages" start >/dev/null
 pg="-h 127.0.0.1 -p $port -U postgres"
 url() { echo "postgres://postgres@127.0.0.1:$port/$1?sslmode=disable"; }
 
