@@ -40,6 +40,8 @@ import (
 type Batch struct {
 	v      batchVerifier
 	events []batchedEvent
+	// signed holds the bytes the pending signatures sign, back to back.
+	signed []byte
 }
 
 // batchedEvent is an added event whose signature outcome waits for Verify.
@@ -60,7 +62,7 @@ type batchedSig struct {
 // the outcome to *out; its Signatures and SigErr are final only once
 // Verify has returned. data must not change until then.
 func (b *Batch) Add(v RoomVersion, data []byte, keys KeyLookup, contentHash bool, out *Checked) {
-	c, pending, ok := checkFast(v, data, keys, contentHash, true)
+	c, pending, ok := checkFast(v, data, keys, contentHash, &b.signed)
 	if !ok {
 		*out = Check(v, data, keys, contentHash)
 		return
@@ -98,6 +100,7 @@ func (b *Batch) Verify() {
 	}
 	clear(b.events) // no reference to the events outlives Verify
 	b.events = b.events[:0]
+	b.signed = b.signed[:0]
 }
 
 // batchVerifier verifies Ed25519 signatures in one equation (see Batch).

@@ -41,7 +41,7 @@ type Checked struct {
 // surrogates, duplicate keys, a content that is no object, ...) takes the
 // general functions.
 func Check(v RoomVersion, data []byte, keys KeyLookup, contentHash bool) Checked {
-	if c, _, ok := checkFast(v, data, keys, contentHash, false); ok {
+	if c, _, ok := checkFast(v, data, keys, contentHash, nil); ok {
 		return c
 	}
 	var c Checked
@@ -70,10 +70,13 @@ type pendingSig struct {
 }
 
 // checkFast is Check's one pass (ok false: the general functions must do
-// it). With deferSigs it verifies no signature: the ones by known keys
-// are returned (nil when there are none to verify) for a Batch, and
-// c.Signatures is only what can be said without them.
-func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash, deferSigs bool) (c Checked, pending *pendingSigs, ok bool) {
+// it). With deferTo it verifies no signature: the ones by known keys are
+// returned (nil when there are none to verify) for a Batch, the bytes
+// they sign appended to *deferTo (which must then stay as it is until
+// they are verified), and c.Signatures is only what can be said without
+// them.
+func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash bool, deferTo *[]byte) (c Checked, pending *pendingSigs, ok bool) {
+	deferSigs := deferTo != nil
 	canon, ok := canonical(data)
 	if !ok {
 		return c, nil, false
@@ -132,7 +135,21 @@ func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash, deferSig
 	}
 	red = append(red, member{key: "content", val: keptContent})
 	slices.SortFunc(red, byKey)
-	signed := joinMembers(red)
+	var signed []byte
+	if deferSigs {
+		start := len(*deferTo)
+		*deferTo = appendMembers(*deferTo, red)
+		signed = (*deferTo)[start:len(*deferTo):len(*deferTo)]
+	} else {
+		bp := joined.Get().(*[]byte)
+		signed = appendMembers((*bp)[:0], red)
+		defer func() {
+			if cap(signed) <= 64<<10 { // as hashMembers
+				*bp = signed[:0]
+				joined.Put(bp)
+			}
+		}()
+	}
 
 	if v.EventIDFormat == 1 {
 		c.ID, c.IDErr = EventID(v, data)
@@ -425,7 +442,8 @@ func joinMembers(ms []member) []byte {
 	return appendMembers(make([]byte, 0, n), ms)
 }
 
-// joined holds the buffers hashMembers joins members into.
+// joined holds the buffers hashMembers, and checkFast verifying
+// signatures, join members into.
 var joined = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
 // hashMembers is the SHA-256 of joinMembers(ms), joined into a reused

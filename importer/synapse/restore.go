@@ -160,7 +160,7 @@ func (t *RestoreTarget) Import(ctx context.Context, r *archive.Reader, opts impo
 // target is left as it was.
 func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader, opts importer.Options, p importer.Progress, res *importer.Result, v *importer.Validation) error {
 	validated := waitFor(v)
-	conn, err := pgx.Connect(ctx, t.cfg.Database)
+	conn, err := connectRestorer(ctx, t.cfg.Database)
 	if err != nil {
 		return err
 	}
