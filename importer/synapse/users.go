@@ -31,16 +31,45 @@ type batcher struct {
 	order  []string
 	freeze map[string]bool
 	types  map[string][]uint32 // the column types of the freeze tables
-	// pipelined: batches go to a goroutine; inFlight is the one running.
-	pipelined bool
-	batch     int
-	inFlight  chan error
+	// pipelined: batches go to a goroutine; inFlight is the one running,
+	// inFlightJobs its tables' rows.
+	pipelined    bool
+	batch        int
+	inFlight     chan error
+	inFlightJobs []copyJob
 }
 
+// pendingRows are a table's rows waiting for their COPY. The values of
+// the rows are copied into vals, back to back, each row a slice of it:
+// the caller's row does not outlive add, and once a batch is copied its
+// two arrays, cleared, take the next batch's rows (spareRows, spareVals),
+// so that a load of millions of rows allocates a few arrays a table, not
+// one a row.
 type pendingRows struct {
-	columns []string
-	rows    [][]any
-	copied  int64
+	columns   []string
+	rows      [][]any
+	vals      []any
+	copied    int64
+	spareRows [][]any
+	spareVals []any
+}
+
+func (p *pendingRows) add(row []any) {
+	if len(p.vals)+len(row) > cap(p.vals) {
+		// A new array; the rows so far keep the one they are in.
+		p.vals = make([]any, 0, max(2*cap(p.vals), 64*len(row)))
+	}
+	start := len(p.vals)
+	p.vals = append(p.vals, row...)
+	p.rows = append(p.rows, p.vals[start:len(p.vals):len(p.vals)])
+}
+
+// recycle keeps a copied batch's arrays for the next, cleared: their
+// values (the archive's JSON among them) would keep memory otherwise.
+func (p *pendingRows) recycle(rows [][]any, vals []any) {
+	clear(rows)
+	clear(vals)
+	p.spareRows, p.spareVals = rows[:0], vals[:0]
 }
 
 func newBatcher(tx pgx.Tx) *batcher {
@@ -68,7 +97,7 @@ func (b *batcher) add(ctx context.Context, table string, columns []string, row .
 		b.tables[table] = p
 		b.order = append(b.order, table)
 	}
-	p.rows = append(p.rows, row)
+	p.add(row)
 	if len(p.rows) >= b.batch {
 		// Tables used earlier are parents (foreign keys): flush them first.
 		if b.pipelined {
@@ -89,7 +118,10 @@ func (b *batcher) flushTable(ctx context.Context, table string) error {
 		return fmt.Errorf("copy %d rows into %s: %w", len(p.rows), table, err)
 	}
 	p.copied += n
-	p.rows = p.rows[:0]
+	rows, vals := p.rows, p.vals
+	p.rows, p.vals = nil, nil
+	p.recycle(rows, vals)
+	p.rows, p.vals = p.spareRows, p.spareVals
 	return nil
 }
 
@@ -117,6 +149,7 @@ type copyJob struct {
 	table   string
 	columns []string
 	rows    [][]any
+	vals    []any // the array of rows' values, to recycle
 }
 
 // wait waits for the batch in flight, if any.
@@ -126,6 +159,12 @@ func (b *batcher) wait() error {
 	}
 	err := <-b.inFlight
 	b.inFlight = nil
+	if err == nil {
+		for _, j := range b.inFlightJobs {
+			b.tables[j.table].recycle(j.rows, j.vals)
+		}
+	}
+	b.inFlightJobs = nil
 	return err
 }
 
@@ -140,15 +179,16 @@ func (b *batcher) handOff(ctx context.Context) error {
 		if len(p.rows) == 0 {
 			continue
 		}
-		jobs = append(jobs, copyJob{table, p.columns, p.rows})
+		jobs = append(jobs, copyJob{table, p.columns, p.rows, p.vals})
 		p.copied += int64(len(p.rows))
-		p.rows = make([][]any, 0, len(p.rows))
+		p.rows, p.vals = p.spareRows, p.spareVals
+		p.spareRows, p.spareVals = nil, nil
 	}
 	if len(jobs) == 0 {
 		return nil
 	}
 	done := make(chan error, 1)
-	b.inFlight = done
+	b.inFlight, b.inFlightJobs = done, jobs
 	go func() {
 		for _, j := range jobs {
 			if _, err := b.copy(ctx, j.table, j.columns, j.rows); err != nil {
