@@ -504,13 +504,13 @@ type eventJob struct {
 // few in memory, whatever the number of cores.
 const maxInflightBytes = 16 << 20
 
-// submitEvents starts checking the batch being decoded, then takes the
-// oldest batches while more than one a core, or more than
-// maxInflightBytes, are being checked (never the one just started).
 // sigBatches are the signature batches of finished jobs, for the next:
 // a Batch keeps its memory and decoded keys from one Verify to the next.
 var sigBatches = sync.Pool{New: func() any { return new(matrixevent.Batch) }}
 
+// submitEvents starts checking the batch being decoded, then takes the
+// oldest batches while more than one a core, or more than
+// maxInflightBytes, are being checked (never the one just started).
 func (v *validator) submitEvents() {
 	p := &v.pipeline
 	j := eventJob{batch: p.cur, size: p.size, done: make(chan struct{})}

@@ -143,12 +143,7 @@ func checkFast(v RoomVersion, data []byte, keys KeyLookup, contentHash bool, def
 	} else {
 		bp := joined.Get().(*[]byte)
 		signed = appendMembers((*bp)[:0], red)
-		defer func() {
-			if cap(signed) <= 64<<10 { // as hashMembers
-				*bp = signed[:0]
-				joined.Put(bp)
-			}
-		}()
+		defer putJoined(bp, signed)
 	}
 
 	if v.EventIDFormat == 1 {
@@ -453,11 +448,17 @@ func hashMembers(ms []member) [sha256.Size]byte {
 	bp := joined.Get().(*[]byte)
 	b := appendMembers((*bp)[:0], ms)
 	sum := sha256.Sum256(b)
-	if cap(b) <= 64<<10 { // an event's limit; a bigger one is not kept
+	putJoined(bp, b)
+	return sum
+}
+
+// putJoined gives back to joined the buffer bp held, now b (as it grew),
+// unless it outgrew an event's limit.
+func putJoined(bp *[]byte, b []byte) {
+	if cap(b) <= 64<<10 {
 		*bp = b[:0]
 		joined.Put(bp)
 	}
-	return sum
 }
 
 // appendMembers appends the object of members ms, in their order, to out.

@@ -36,6 +36,8 @@ func main() {
 	}
 }
 
+// writeAllocs writes the allocation profile to path (FERRY_MEMPROFILE, for
+// scripts/bench-import investigations); a failure to write it is ignored.
 func writeAllocs(path string) {
 	if f, err := os.Create(path); err == nil {
 		pprof.Lookup("allocs").WriteTo(f, 0)

@@ -31,7 +31,7 @@ func TestPendingRowsRecycleTheirArrays(t *testing.T) {
 		t.Fatalf("the batch in flight changed: %v", copiedRows[0])
 	}
 	first := &copiedVals[:1][0]
-	p.recycle(copiedRows, copiedVals)
+	p.spareRows, p.spareVals = cleared(copiedRows, copiedVals) // as wait does
 	if copiedVals[0] != nil || copiedRows[0] != nil {
 		t.Fatal("a recycled array still holds the copied values")
 	}

@@ -64,12 +64,13 @@ func (p *pendingRows) add(row []any) {
 	p.rows = append(p.rows, p.vals[start:len(p.vals):len(p.vals)])
 }
 
-// recycle keeps a copied batch's arrays for the next, cleared: their
-// values (the archive's JSON among them) would keep memory otherwise.
-func (p *pendingRows) recycle(rows [][]any, vals []any) {
+// cleared returns a copied batch's arrays emptied and cleared, for
+// another batch: their values (the archive's JSON among them) would keep
+// memory otherwise.
+func cleared(rows [][]any, vals []any) ([][]any, []any) {
 	clear(rows)
 	clear(vals)
-	p.spareRows, p.spareVals = rows[:0], vals[:0]
+	return rows[:0], vals[:0]
 }
 
 func newBatcher(tx pgx.Tx) *batcher {
@@ -118,10 +119,7 @@ func (b *batcher) flushTable(ctx context.Context, table string) error {
 		return fmt.Errorf("copy %d rows into %s: %w", len(p.rows), table, err)
 	}
 	p.copied += n
-	rows, vals := p.rows, p.vals
-	p.rows, p.vals = nil, nil
-	p.recycle(rows, vals)
-	p.rows, p.vals = p.spareRows, p.spareVals
+	p.rows, p.vals = cleared(p.rows, p.vals)
 	return nil
 }
 
@@ -161,7 +159,8 @@ func (b *batcher) wait() error {
 	b.inFlight = nil
 	if err == nil {
 		for _, j := range b.inFlightJobs {
-			b.tables[j.table].recycle(j.rows, j.vals)
+			p := b.tables[j.table]
+			p.spareRows, p.spareVals = cleared(j.rows, j.vals)
 		}
 	}
 	b.inFlightJobs = nil
