@@ -67,6 +67,7 @@ func TestImportIntoSynapse(t *testing.T) {
 	c := &clientview.Client{URL: s.URL, ServerName: truth.ServerName}
 	tokens := fixturecheck.Login(t, c, truth)
 	fixturecheck.Rooms(t, c, truth, tokens, archiveEvents(t, backup))
+	fixturecheck.Search(t, c, truth, tokens)
 }
 
 // updateSynapseDatabase writes what an admin's update_synapse_database is

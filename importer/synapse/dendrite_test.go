@@ -52,4 +52,5 @@ func TestDendriteIntoSynapse(t *testing.T) {
 	c := &clientview.Client{URL: to.URL, ServerName: name}
 	tokens := fixturecheck.Login(t, c, truth)
 	fixturecheck.Rooms(t, c, truth, tokens, fixturecheck.ArchiveEvents(t, exporttest.Open(t, dir, key)))
+	fixturecheck.Search(t, c, truth, tokens)
 }

@@ -235,7 +235,7 @@ type backgroundUpdate struct {
 // queueRebuilds queues the background updates that rebuild what Synapse
 // can derive (the auth chain cover, the user directory, room stats, the
 // sliding-sync tables, and with searchRange the search index of ord's
-// stream range), re-queueing any this database had finished, in
+// stream range, topics aside: see topicsOnly), re-queueing any this database had finished, in
 // dependency order. It also drops the update that would mark restored
 // state groups unreferenced, as synapse_port_db does.
 //
@@ -287,18 +287,33 @@ func queueRebuilds(ctx context.Context, tx pgx.Tx, ord *orderings, searchRange b
 // key each is found by (events.py, _store_room_{message,name,topic}_txn).
 var searchTypes = map[string]string{"m.room.message": "content.body", "m.room.name": "content.name", "m.room.topic": "content.topic"}
 
-// indexSearch writes the search index rows of the accepted events in ord's
-// stream range as Synapse writes them when it persists an event: the
-// message body, room name or plain-text topic, as an English tsvector
-// ("\x00" replaced by a space). It reads and writes 1,000 events at a time.
-func indexSearch(ctx context.Context, tx pgx.Tx, ord *orderings) (int64, error) {
+// topicsOnly is the search index a whole restore writes itself: Synapse
+// 1.160's event_search background update (search.py,
+// _background_reindex_search) indexes no topic at all. It takes the
+// plain-text topic as a one-element tuple, which its isinstance(value,
+// str) check then drops, so after the update a /search for a room's topic
+// found nothing. The update indexes the messages and names.
+//
+// A Synapse that fixed this would insert the topics' rows again, fail on
+// event_search's unique event_id index, and after five failures stop
+// every background update: the round trip on the pinned Synapse
+// (TestLiveSynapseRoundTrip) runs the updates and fails then. Recheck when
+// SupportedSchema moves.
+var topicsOnly = []string{"m.room.topic"}
+
+// indexSearch writes the search index rows of the accepted events of the
+// given types (searchTypes' keys) in ord's stream range as Synapse writes
+// them when it persists an event: the message body, room name or
+// plain-text topic, as an English tsvector ("\x00" replaced by a space).
+// It reads and writes 1,000 events at a time.
+func indexSearch(ctx context.Context, tx pgx.Tx, ord *orderings, types []string) (int64, error) {
 	var written int64
 	after := ord.min - 1
 	for {
 		rows, err := tx.Query(ctx, `SELECT e.stream_ordering, e.event_id, e.room_id, e.type, j.json, COALESCE(e.origin_server_ts, 0)
 			FROM events e JOIN event_json j USING (event_id)
 			WHERE e.stream_ordering > $1 AND e.stream_ordering <= $2 AND e.type = ANY($3) AND e.rejection_reason IS NULL
-			ORDER BY e.stream_ordering LIMIT 1000`, after, ord.max, sortedKeys(searchTypes))
+			ORDER BY e.stream_ordering LIMIT 1000`, after, ord.max, types)
 		if err != nil {
 			return written, fmt.Errorf("read events to index for search: %w", err)
 		}

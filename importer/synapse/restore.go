@@ -586,6 +586,9 @@ func finishRoomData(ctx context.Context, tx pgx.Tx, r *archive.Reader, rooms map
 	if err := queueRebuilds(ctx, tx, ld.ord, true); err != nil {
 		return err
 	}
+	if _, err := indexSearch(ctx, tx, ld.ord, topicsOnly); err != nil {
+		return err
+	}
 	if _, err := tx.Exec(ctx, `DELETE FROM ferry_restore_deferred WHERE archive_id = $1`, r.Manifest().ArchiveID); err != nil {
 		return fmt.Errorf("forget the deferred indexes: %w", err)
 	}

@@ -57,6 +57,7 @@ func restoreFixture(t *testing.T, fixture string, migration bool) {
 	c := &clientview.Client{URL: s.URL, ServerName: truth.ServerName}
 	tokens := fixturecheck.Login(t, c, truth)
 	fixturecheck.Rooms(t, c, truth, tokens, fixturecheck.ArchiveEvents(t, r))
+	fixturecheck.Search(t, c, truth, tokens)
 	fixturecheck.Users(t, c, truth, tokens)
 	fixturecheck.CrossSigning(t, c, truth, tokens)
 

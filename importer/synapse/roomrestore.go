@@ -211,7 +211,7 @@ func restoreDeletedRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, room
 	if err := queueRebuilds(ctx, tx, ord, false); err != nil {
 		return err
 	}
-	indexed, err := indexSearch(ctx, tx, ord)
+	indexed, err := indexSearch(ctx, tx, ord, sortedKeys(searchTypes))
 	if err != nil {
 		return err
 	}

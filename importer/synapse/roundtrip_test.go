@@ -69,6 +69,7 @@ func TestLiveSynapseRoundTrip(t *testing.T) {
 	c := &clientview.Client{URL: to.URL, ServerName: name}
 	tokens := fixturecheck.Login(t, c, truth)
 	fixturecheck.Rooms(t, c, truth, tokens, fixturecheck.ArchiveEvents(t, exporttest.Open(t, dir, key)))
+	fixturecheck.Search(t, c, truth, tokens)
 	fixturecheck.Users(t, c, truth, tokens)
 	// The appservice is sent the first new event, and none of the history.
 	alice := tokens["@alice:"+name]

@@ -471,6 +471,38 @@ func (c *Client) Post(ctx context.Context, tok, path string, body, out any) erro
 	return c.do(ctx, "POST", path, tok, body, out)
 }
 
+// Found is one event a server-side search found.
+type Found struct {
+	EventID string         `json:"event_id"`
+	Type    string         `json:"type"`
+	Content map[string]any `json:"content"`
+}
+
+// Search asks the server's search (/search, room events) for term in one
+// room, under the given keys ("content.body", "content.name",
+// "content.topic"), and returns the events found, as ranked.
+func (c *Client) Search(ctx context.Context, tok, room, term string, keys ...string) ([]Found, error) {
+	body := map[string]any{"search_categories": map[string]any{"room_events": map[string]any{
+		"search_term": term, "keys": keys, "filter": map[string]any{"rooms": []string{room}}}}}
+	var out struct {
+		Categories struct {
+			RoomEvents struct {
+				Results []struct {
+					Result Found `json:"result"`
+				} `json:"results"`
+			} `json:"room_events"`
+		} `json:"search_categories"`
+	}
+	if err := c.Post(ctx, tok, "/_matrix/client/v3/search", body, &out); err != nil {
+		return nil, err
+	}
+	var found []Found
+	for _, r := range out.Categories.RoomEvents.Results {
+		found = append(found, r.Result)
+	}
+	return found, nil
+}
+
 // Directory is what a user finds in the server's directories: the public
 // room directory's room IDs and, per search term, the user directory's
 // user IDs, each sorted.

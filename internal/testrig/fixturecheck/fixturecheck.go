@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/internal/testrig/clientview"
@@ -176,6 +177,61 @@ func Rooms(t *testing.T, c *clientview.Client, truth *sourcetest.GroundTruth, to
 				t.Errorf("room %s: %d %s events via /messages, ground truth %d (all types seen: %v)", room.RoomID, byType[typ], typ, n, byType)
 			}
 		}
+	}
+}
+
+// Search checks the server's search index through /search: in every room
+// of the ground truth, a search for its name finds its m.room.name event
+// and a search for its topic its m.room.topic event, as the room's
+// creator. Synapse indexes names (and messages) in a background update
+// that may still run when the server starts, so it asks again for up to
+// a minute before it fails.
+func Search(t *testing.T, c *clientview.Client, truth *sourcetest.GroundTruth, tokens map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	type query struct{ room, typ, key, field, want string }
+	var pending []query
+	for _, room := range truth.Rooms {
+		if tokens[room.Creator] == "" || room.Members[room.Creator].Membership != "join" {
+			continue
+		}
+		if room.Name != "" {
+			pending = append(pending, query{room.RoomID, "m.room.name", "content.name", "name", room.Name})
+		}
+		if room.Topic != "" {
+			pending = append(pending, query{room.RoomID, "m.room.topic", "content.topic", "topic", room.Topic})
+		}
+	}
+	if len(pending) == 0 {
+		t.Fatal("the ground truth has no room with a name or topic to search for")
+	}
+	creator := map[string]string{}
+	for _, room := range truth.Rooms {
+		creator[room.RoomID] = room.Creator
+	}
+	for try := 0; ; try++ {
+		var missing []string
+		var left []query
+		for _, q := range pending {
+			found, err := c.Search(ctx, tokens[creator[q.room]], q.room, q.want, q.key)
+			if err != nil {
+				t.Fatalf("search %s for %q: %v", q.room, q.want, err)
+			}
+			if !slices.ContainsFunc(found, func(f clientview.Found) bool { return f.Type == q.typ && f.Content[q.field] == q.want }) {
+				left = append(left, q)
+				missing = append(missing, fmt.Sprintf("room %s: a search for its %s %q finds no %s event (found %d events)", q.room, q.field, q.want, q.typ, len(found)))
+			}
+		}
+		if pending = left; len(pending) == 0 {
+			return
+		}
+		if try == 60 {
+			for _, m := range missing {
+				t.Error(m)
+			}
+			return
+		}
+		time.Sleep(time.Second)
 	}
 }
 
