@@ -187,18 +187,22 @@ func printImport(w io.Writer, m *archive.Manifest, res *importer.Result, caps *f
 		}
 		fmt.Fprintf(w, "dry run: the target holds %d users and %d rooms; nothing was written\n", users, rooms)
 	}
-	fmt.Fprintf(w, "%-32s %12s %12s\n", "section", "in archive", map[bool]string{true: "", false: "in target"}[dry])
+	// A dry run counts no target: its table has no target column.
+	if res.InTarget == nil {
+		fmt.Fprintf(w, "%-32s %12s\n", "section", "in archive")
+	} else {
+		fmt.Fprintf(w, "%-32s %12s %12s\n", "section", "in archive", "in target")
+	}
 	for _, s := range sortedSections(res.InArchive) {
-		target, note := "", ""
-		if res.InTarget != nil {
-			target = fmt.Sprint(res.InTarget[s])
-			if res.InTarget[s] != res.InArchive[s] {
-				note = caps.CountNote(s)
-			}
+		if res.InTarget == nil {
+			fmt.Fprintf(w, "%-32s %12d\n", s, res.InArchive[s])
+			continue
 		}
-		line := fmt.Sprintf("%-32s %12d %12s", s, res.InArchive[s], target)
-		if note != "" {
-			line += "  " + note
+		line := fmt.Sprintf("%-32s %12d %12d", s, res.InArchive[s], res.InTarget[s])
+		if res.InTarget[s] != res.InArchive[s] {
+			if note := caps.CountNote(s); note != "" {
+				line += "  " + note
+			}
 		}
 		fmt.Fprintln(w, line)
 	}

@@ -58,7 +58,7 @@ func TestImportIntoSynapse(t *testing.T) {
 		t.Fatalf("import: %v\n%s", err, out.String())
 	}
 	t.Logf("bot import --target synapse:\n%s", out.String())
-	for _, want := range []string{"m.events/events", s.SigningKey, "background updates ran", "clear their cache"} {
+	for _, want := range []string{"m.events/events", s.SigningKey, "background updates ran", "background updates are done", "clear their cache"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the import's output lacks %q", want)
 		}

@@ -232,6 +232,39 @@ type backgroundUpdate struct {
 	progress        any
 }
 
+// rebuilds are the background updates every restore queues, in the order
+// they run.
+var rebuilds = []backgroundUpdate{
+	{name: "chain_cover"},
+	{name: "populate_user_directory_createtables"},
+	{name: "populate_user_directory_process_rooms", dependsOn: "populate_user_directory_createtables"},
+	{name: "populate_user_directory_process_users", dependsOn: "populate_user_directory_process_rooms"},
+	{name: "populate_user_directory_cleanup", dependsOn: "populate_user_directory_process_users"},
+	{name: "populate_stats_process_rooms"},
+	{name: "populate_stats_process_users"},
+	{name: "sliding_sync_prefill_joined_rooms_to_recalculate_table_bg_update"},
+	{name: "sliding_sync_joined_rooms_bg_update", dependsOn: "sliding_sync_prefill_joined_rooms_to_recalculate_table_bg_update"},
+	{name: "sliding_sync_membership_snapshots_bg_update"},
+}
+
+// pendingRebuilds names the background updates a restore queues
+// (rebuilds, and event_search) that Synapse has not finished yet.
+func pendingRebuilds(ctx context.Context, conn *pgx.Conn) ([]string, error) {
+	names := []string{"event_search"}
+	for _, u := range rebuilds {
+		names = append(names, u.name)
+	}
+	rows, err := conn.Query(ctx, `SELECT update_name FROM background_updates WHERE update_name = ANY($1) ORDER BY update_name`, names)
+	if err != nil {
+		return nil, fmt.Errorf("read the pending background updates: %w", err)
+	}
+	pending, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read the pending background updates: %w", err)
+	}
+	return pending, nil
+}
+
 // queueRebuilds queues the background updates that rebuild what Synapse
 // can derive (the auth chain cover, the user directory, room stats, the
 // sliding-sync tables, and with searchRange the search index of ord's
@@ -250,18 +283,7 @@ func queueRebuilds(ctx context.Context, tx pgx.Tx, ord *orderings, searchRange b
 		updates = append(updates, backgroundUpdate{name: "event_search",
 			progress: map[string]int64{"target_min_stream_id_inclusive": ord.min, "max_stream_id_exclusive": ord.max + 1, "rows_inserted": 0}})
 	}
-	updates = append(updates, []backgroundUpdate{
-		{name: "chain_cover"},
-		{name: "populate_user_directory_createtables"},
-		{name: "populate_user_directory_process_rooms", dependsOn: "populate_user_directory_createtables"},
-		{name: "populate_user_directory_process_users", dependsOn: "populate_user_directory_process_rooms"},
-		{name: "populate_user_directory_cleanup", dependsOn: "populate_user_directory_process_users"},
-		{name: "populate_stats_process_rooms"},
-		{name: "populate_stats_process_users"},
-		{name: "sliding_sync_prefill_joined_rooms_to_recalculate_table_bg_update"},
-		{name: "sliding_sync_joined_rooms_bg_update", dependsOn: "sliding_sync_prefill_joined_rooms_to_recalculate_table_bg_update"},
-		{name: "sliding_sync_membership_snapshots_bg_update"},
-	}...)
+	updates = append(updates, rebuilds...)
 	for i, u := range updates {
 		progress := "{}"
 		if u.progress != nil {

@@ -277,8 +277,15 @@ func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader,
 			return fmt.Errorf("Synapse's background updates: %w", err)
 		}
 		res.Notes = append(res.Notes, fmt.Sprintf("Synapse's background updates ran in %s.", time.Since(start).Round(time.Second)))
+	}
+	pending, err := pendingRebuilds(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if len(pending) > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("Synapse rebuilds the search index, auth chains, user directory and room stats in the background when it starts (%d updates pending: %s); rooms of version 12 accept new events only once the auth chains are done.", len(pending), strings.Join(pending, ", ")))
 	} else {
-		res.Notes = append(res.Notes, "Synapse rebuilds the search index, auth chains, user directory and room stats in the background when it starts; rooms of version 12 accept new events only once the auth chains are done.")
+		res.Notes = append(res.Notes, "Synapse's background updates are done: the search index, auth chains, user directory and room stats are complete.")
 	}
 	return nil
 }

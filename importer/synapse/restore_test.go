@@ -45,11 +45,23 @@ func restoreFixture(t *testing.T, fixture string, migration bool) {
 	}
 	r := exportFixture(t, fixture, source.Options{AccessTokens: migration, PrivateServerKey: true, Encrypted: true})
 	s := testenv.NewSynapse(t, truth.ServerName)
-	target := NewTarget(Config{Database: s.DB, HomeserverConfig: s.Config, MediaStore: s.MediaStore, SigningKey: s.SigningKey,
-		RunBackgroundUpdates: s.RunBackgroundUpdates})
+	cfg := Config{Database: s.DB, HomeserverConfig: s.Config, MediaStore: s.MediaStore, SigningKey: s.SigningKey}
+	if migration {
+		cfg.RunBackgroundUpdates = s.RunBackgroundUpdates // the other fixture leaves them to Synapse, as an admin would by default
+	}
+	target := NewTarget(cfg)
 	res, err := importer.Run(ctx, target, r, importer.Options{Migration: migration}, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	wantNotes := []string{"background updates are done"}
+	if !migration {
+		wantNotes = []string{"updates pending: ", "chain_cover", "event_search"}
+	}
+	if !slices.ContainsFunc(res.Notes, func(n string) bool {
+		return !slices.ContainsFunc(wantNotes, func(w string) bool { return !strings.Contains(n, w) })
+	}) {
+		t.Errorf("no note says %q: %q", wantNotes, res.Notes)
 	}
 	t.Logf("report:\n%s\nfiles: %v\nnotes: %v\nin archive %v\nin target %v", res.Report, res.Files, res.Notes, res.InArchive, res.InTarget)
 	checkParticipants(t, s.DB)
