@@ -269,6 +269,17 @@ func (m *Manifest) Records(sectionName string) int64 {
 	return n
 }
 
+// TotalRecords returns the number of records in the whole archive, every
+// section's and file's (what verify counts; an export's progress counts
+// the streamed records only).
+func (m *Manifest) TotalRecords() int64 {
+	var n int64
+	for _, f := range m.Files {
+		n += f.Records
+	}
+	return n
+}
+
 // Blobs returns the number of blobs (media files) in all parts.
 func (m *Manifest) Blobs() int64 {
 	var n int64

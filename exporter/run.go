@@ -137,6 +137,11 @@ type Result struct {
 	Info      source.Info
 	Published Published
 	Resumed   bool // it continued an interrupted run
+	// ArchiveRecords is every record the archive holds, as its manifest
+	// counts them (what verify reports): Progress.Records counts the
+	// streamed records only, not whole files (state snapshots, the server's
+	// keys) nor the omissions.
+	ArchiveRecords int64
 }
 
 // Run does (or resumes) the whole export of plan from src into dst: the
@@ -249,9 +254,11 @@ func Run(ctx context.Context, plan Plan, src source.Source, dst Destination, cp 
 		w.Abort()
 		return res, err
 	}
-	if _, err := w.Close(); err != nil {
+	m, err := w.Close()
+	if err != nil {
 		return res, err
 	}
+	res.ArchiveRecords = m.TotalRecords()
 	if res.Published, err = dst.Publish(ctx, res.ArchiveID); err != nil {
 		return res, err
 	}

@@ -213,10 +213,10 @@ func (e *exportFlags) export(ctx context.Context, src source.Source, out string,
 	typ := plan.Type()
 	e.result = &exportResult{Archive: out, KeyFile: res.Published.KeyFile, ArchiveID: res.ArchiveID, ServerName: info.ServerName, Type: typ,
 		Source:  archive.SourceInfo{Implementation: info.Implementation, Version: info.Version, SchemaVersion: info.SchemaVersion},
-		Records: res.Records, MediaFiles: res.Blobs, MediaBytes: res.BlobBytes, Omissions: res.Omissions, Seconds: took.Seconds(),
+		Records: res.ArchiveRecords, MediaFiles: res.Blobs, MediaBytes: res.BlobBytes, Omissions: res.Omissions, Seconds: took.Seconds(),
 		Size: res.Published.Size, SHA256: res.Published.SHA256}
 	fmt.Fprintf(os.Stderr, "exported %s (%s, from %s): %d records, %d media files (%s), %d omissions reported in the archive, in %s\n",
-		info.ServerName, typ, sourceName(info.Implementation, info.Version, info.SchemaVersion), res.Records, res.Blobs, human.Bytes(res.BlobBytes), res.Omissions,
+		info.ServerName, typ, sourceName(info.Implementation, info.Version, info.SchemaVersion), res.ArchiveRecords, res.Blobs, human.Bytes(res.BlobBytes), res.Omissions,
 		took.Round(time.Millisecond))
 	return nil
 }
