@@ -125,7 +125,7 @@ func (e *exportFlags) addFlags(fs *pflag.FlagSet, dendriteSource bool) {
 	fs.BoolVar(&e.o.OneTimeKeys, "one-time-keys", false, "include unclaimed e2ee one-time keys")
 	fs.BoolVar(&e.o.RedactedOriginals, "redacted-originals", false, "include the original content of redacted events (admin only; encrypted archives only)")
 	fs.BoolVar(&e.o.PrivateServerKey, "private-server-key", false, "include the server's private signing key (encrypted archives only)")
-	fs.BoolVar(&e.quiet, "quiet", false, "no progress output")
+	fs.BoolVar(&e.quiet, "quiet", false, "no progress or summary on stderr, only warnings and errors (--json still prints its result)")
 }
 
 // completions completes the values of the export options that have a
@@ -215,9 +215,11 @@ func (e *exportFlags) export(ctx context.Context, src source.Source, out string,
 		Source:  archive.SourceInfo{Implementation: info.Implementation, Version: info.Version, SchemaVersion: info.SchemaVersion},
 		Records: res.ArchiveRecords, MediaFiles: res.Blobs, MediaBytes: res.BlobBytes, Omissions: res.Omissions, Seconds: took.Seconds(),
 		Size: res.Published.Size, SHA256: res.Published.SHA256}
-	fmt.Fprintf(os.Stderr, "exported %s (%s, from %s): %d records, %d media files (%s), %d omissions reported in the archive, in %s\n",
-		info.ServerName, typ, sourceName(info.Implementation, info.Version, info.SchemaVersion), res.ArchiveRecords, res.Blobs, human.Bytes(res.BlobBytes), res.Omissions,
-		took.Round(time.Millisecond))
+	if !e.quiet {
+		fmt.Fprintf(os.Stderr, "exported %s (%s, from %s): %d records, %d media files (%s), %d omissions reported in the archive, in %s\n",
+			info.ServerName, typ, sourceName(info.Implementation, info.Version, info.SchemaVersion), res.ArchiveRecords, res.Blobs, human.Bytes(res.BlobBytes), res.Omissions,
+			took.Round(time.Millisecond))
+	}
 	return nil
 }
 

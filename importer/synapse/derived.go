@@ -268,8 +268,8 @@ func pendingRebuilds(ctx context.Context, conn *pgx.Conn) ([]string, error) {
 // queueRebuilds queues the background updates that rebuild what Synapse
 // can derive (the auth chain cover, the user directory, room stats, the
 // sliding-sync tables, and with searchRange the search index of ord's
-// stream range, topics aside: see topicsOnly), re-queueing any this database had finished, in
-// dependency order. It also drops the update that would mark restored
+// stream range, topics aside: see topicsOnly), re-queueing any this
+// database had finished, in dependency order. It also drops the update that would mark restored
 // state groups unreferenced, as synapse_port_db does.
 //
 // Synapse keeps one event_search update with one stream range, which it
