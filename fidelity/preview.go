@@ -38,6 +38,10 @@ type Target struct {
 	// ("clients register their pushers again", "one snapshot per distinct
 	// state"): the preview's detail and an import's section table show it.
 	Notes map[string]string
+	// NoMerge: a whole import goes only into an empty target (or continues
+	// its own); importer.Options.AllowNonEmpty is refused. Room imports
+	// (Options.Rooms) are the target's own rules.
+	NoMerge bool
 }
 
 // CountNote says why the target's count of a section's records may differ

@@ -66,7 +66,7 @@ keeps everything else it holds.`,
 	where.addSynapseFlags(fs)
 	fs.BoolVar(&opts.DryRun, "dry-run", false, "validate the archive, check the target and report what would be imported; write nothing")
 	fs.BoolVar(&opts.Migration, "migration", false, "keep devices and access tokens (encrypted archives exported with access tokens)")
-	fs.BoolVar(&opts.AllowNonEmpty, "force-non-empty", false, "import into a target that already has users or rooms")
+	fs.BoolVar(&opts.AllowNonEmpty, "force-non-empty", false, "import into a target that already has users or rooms (Dendrite; a Synapse target refuses it: use --rooms)")
 	fs.Var(&rooms, "rooms", "import only these rooms (comma-separated room `IDs`). Dendrite: users, account data and media are still imported. Synapse: restores rooms deleted from an existing, stopped Synapse, from a full archive (docs/SYNAPSE-RESTORE.md)")
 	fs.BoolVar(&opts.Unblock, "unblock", false, "Synapse, with --rooms: lift the target's block on a room being restored")
 	keys.addFlags(fs)
@@ -120,7 +120,7 @@ func (t *targetFlags) addFlags(fs *pflag.FlagSet) {
 // addSynapseFlags adds the Synapse target's flags (bot import only: bot
 // migrate's --db and --media-store name its Synapse source).
 func (t *targetFlags) addSynapseFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&t.db, "db", "", "Synapse: PostgreSQL `URL` of the target database, initialised by Synapse 1.160 (update_synapse_database) and never served")
+	fs.StringVar(&t.db, "db", "", "Synapse: PostgreSQL `URL` of the target database, initialised by Synapse 1.160 (update_synapse_database) and holding no users, rooms or media yet; with --rooms, the Synapse the rooms were deleted from")
 	fs.StringVar(&t.mediaStore, "media-store", "", "Synapse: the target's media store `DIR` (media_store_path)")
 	fs.StringVar(&t.synapseConfig, "synapse-config", "", "Synapse: the target's `homeserver.yaml` (server_name, pid_file and signing_key_path are used)")
 	fs.StringVar(&t.signingKey, "signing-key-file", "", "Synapse: where to write the archive's signing key (`FILE`; default: signing_key_path of --synapse-config, which is a path inside the container when Synapse runs in one)")

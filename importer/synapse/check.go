@@ -152,7 +152,7 @@ func Check(ctx context.Context, t Config, serverName string) (*Preflight, error)
 				held = append(held, fmt.Sprintf("%s: %d rows", table, n))
 			}
 		}
-		return p, refuse("the target Synapse is not empty (%s): restore into a database that Synapse 1.160 initialised and never served", strings.Join(held, ", "))
+		return p, refuse("the target Synapse is not empty (%s): a whole restore goes into a fresh database that Synapse 1.160 initialised (update_synapse_database) and that holds no users, rooms or media yet; to bring back deleted rooms into this server, use --rooms", strings.Join(held, ", "))
 	}
 	return p, nil
 }

@@ -54,6 +54,8 @@ var capabilities = &fidelity.Target{
 	Notes: map[string]string{
 		archive.SectionStateSnapshots: "read back as Synapse keeps state: a group per state change, and the state before each state event and each room's current state",
 	},
+	// A whole restore keeps the archive's IDs and stream orderings.
+	NoMerge: true,
 }
 
 // SupportedVersion is the Synapse release a restore writes for.
@@ -101,8 +103,10 @@ func (t *RestoreTarget) Check(ctx context.Context, r *archive.Reader, opts impor
 		return state, nil
 	case other != "":
 		return nil, importer.Refuse("the target holds a restore of another archive (%s): restore into a fresh database", other)
-	case err == nil, opts.AllowNonEmpty:
+	case err == nil:
 		return state, nil
+	case opts.AllowNonEmpty && p != nil && len(p.NonEmpty) > 0:
+		return nil, importer.Refuse("%v; --force-non-empty cannot apply to a Synapse target: a whole restore writes the archive's IDs and stream orderings and never merges with what a server holds. Restore into a fresh database, or bring back single rooms with --rooms", err)
 	}
 	return nil, err
 }
@@ -293,7 +297,8 @@ func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader,
 // roomPhase names a room restore's phase in ferry_restore.
 func roomPhase(rooms []string) string { return "rooms " + strings.Join(rooms, ",") }
 
-// roomPhaseDone says whether this room restore of this archive finished.
+// roomPhaseDone says whether this room restore of this archive finished
+// and its rooms are still on the server (roomRestoreDone).
 func (t *RestoreTarget) roomPhaseDone(ctx context.Context, r *archive.Reader, opts importer.Options) (bool, error) {
 	conn, err := connectReadOnly(ctx, t.cfg.Database)
 	if err != nil {
@@ -304,7 +309,21 @@ func (t *RestoreTarget) roomPhaseDone(ctx context.Context, r *archive.Reader, op
 	if err := conn.QueryRow(ctx, `SELECT to_regclass('ferry_restore') IS NOT NULL`).Scan(&exists); err != nil || !exists {
 		return false, err
 	}
-	return phaseDone(ctx, conn, r.Manifest().ArchiveID, roomPhase(opts.Rooms))
+	return roomRestoreDone(ctx, conn, r.Manifest().ArchiveID, opts.Rooms)
+}
+
+// roomRestoreDone says whether a room restore of these rooms from this
+// archive finished and every one of them is still on the server. A room
+// deleted again after its restore is restored again: its record in
+// ferry_restore is stale, and the new restore's commit replaces it.
+func roomRestoreDone(ctx context.Context, conn *pgx.Conn, archiveID string, rooms []string) (bool, error) {
+	var done bool
+	err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ferry_restore WHERE archive_id = $1 AND phase = $2)
+		AND (SELECT count(*) FROM rooms WHERE room_id = ANY($3)) = cardinality($3::text[])`, archiveID, roomPhase(rooms), rooms).Scan(&done)
+	if err != nil {
+		return false, fmt.Errorf("read the target's ferry_restore: %w", err)
+	}
+	return done, nil
 }
 
 // importRooms runs a room restore as one phase.
@@ -325,9 +344,17 @@ func (t *RestoreTarget) importRooms(ctx context.Context, conn *pgx.Conn, r *arch
 		return restoreDeletedRooms(ctx, tx, r, rooms, opts, p, res)
 	}, sections: []string{archive.SectionRooms, archive.SectionEvents, archive.SectionReceipts}}
 	archiveID := r.Manifest().ArchiveID
-	done, err := phaseDone(ctx, conn, archiveID, ph.name)
-	if err != nil || done {
+	done, err := roomRestoreDone(ctx, conn, archiveID, opts.Rooms)
+	if err != nil {
 		return err
+	}
+	if done {
+		p.Phase(ph.name+" (done by an earlier run)", 0)
+		res.Notes = append(res.Notes, "This room restore was done by an earlier run and its rooms are on the server: nothing was written.")
+		for _, section := range ph.sections {
+			res.Skipped += res.InArchive[section]
+		}
+		return nil
 	}
 	p.Phase(ph.name, 0)
 	if err := runPhase(ctx, conn, archiveID, ph, nil); err != nil {
@@ -683,7 +710,10 @@ func commitPhase(ctx context.Context, tx pgx.Tx, archiveID, name string, validat
 			return err
 		}
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO ferry_restore (archive_id, phase) VALUES ($1, $2)`, archiveID, name); err != nil {
+	// A conflict is a room restore's stale record (its room was deleted
+	// again since): this run's replaces it.
+	if _, err := tx.Exec(ctx, `INSERT INTO ferry_restore (archive_id, phase) VALUES ($1, $2)
+		ON CONFLICT (archive_id, phase) DO UPDATE SET finished_at = now()`, archiveID, name); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)

@@ -40,7 +40,7 @@ func (t *RestoreTarget) checkRooms(ctx context.Context, r *archive.Reader, opts 
 		}
 	}
 	// The archive alone decides whether a room lives on elsewhere.
-	remote, err := remoteMembers(ctx, r, rooms)
+	remote, local, err := currentMembers(ctx, r, rooms)
 	if err != nil {
 		return err
 	}
@@ -60,6 +60,16 @@ func (t *RestoreTarget) checkRooms(ctx context.Context, r *archive.Reader, opts 
 		return importer.Refuse("the target holds the unfinished restore of archive %s (its events are loaded, their indexes not all rebuilt): run that restore again to finish it before restoring rooms into this server", unfinished)
 	}
 	for _, id := range opts.Rooms {
+		// The server the room was deleted from still has its members'
+		// accounts (Synapse keeps a deactivated user's row).
+		var missing []string
+		if err := conn.QueryRow(ctx, `SELECT COALESCE(array_agg(m ORDER BY m), '{}') FROM unnest($1::text[]) AS m
+			WHERE NOT EXISTS (SELECT 1 FROM users WHERE name = m)`, local[id]).Scan(&missing); err != nil {
+			return importer.Refuse("read the target's users: %v", err)
+		}
+		if len(missing) > 0 {
+			return importer.Refuse("room %s: %d of its joined or invited members have no account on this server (%s): a room restore goes into the Synapse the room was deleted from; restore the whole archive into a fresh database instead", id, len(missing), strings.Join(firstN(missing, 5), ", "))
+		}
 		for _, table := range []string{"rooms", "events", "state_groups", "current_state_events"} {
 			var n int64
 			if err := conn.QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE room_id = $1`, id).Scan(&n); err != nil {
@@ -87,25 +97,32 @@ func (t *RestoreTarget) checkRooms(ctx context.Context, r *archive.Reader, opts 
 	return nil
 }
 
-// remoteMembers lists, per room, the other servers with joined members in
-// the archive's current membership.
-func remoteMembers(ctx context.Context, r *archive.Reader, rooms map[string]*roomPlan) (map[string][]string, error) {
-	out := map[string][]string{}
+// currentMembers reads the archive's current membership of rooms: per
+// room, the other servers with joined members, and the local users joined
+// or invited.
+func currentMembers(ctx context.Context, r *archive.Reader, rooms map[string]*roomPlan) (remote, local map[string][]string, err error) {
+	remote, local = map[string][]string{}, map[string][]string{}
 	seen := map[string]bool{}
 	own := r.Core().ServerName
-	err := archive.ReadSection(ctx, r, archive.SectionMemberships, func(m *archive.Membership) error {
-		if rooms[m.RoomID] == nil || m.Membership != "join" {
+	err = archive.ReadSection(ctx, r, archive.SectionMemberships, func(m *archive.Membership) error {
+		if rooms[m.RoomID] == nil {
 			return nil
 		}
 		server := matrixevent.ServerOf(m.UserID)
-		if server != own && !seen[m.RoomID+" "+server] {
+		switch {
+		case server == own && (m.Membership == "join" || m.Membership == "invite"):
+			local[m.RoomID] = append(local[m.RoomID], m.UserID)
+		case server != own && m.Membership == "join" && !seen[m.RoomID+" "+server]:
 			seen[m.RoomID+" "+server] = true
-			out[m.RoomID] = append(out[m.RoomID], server)
+			remote[m.RoomID] = append(remote[m.RoomID], server)
 		}
 		return nil
 	})
-	return out, err
+	return remote, local, err
 }
+
+// firstN is at most the first n of list.
+func firstN(list []string, n int) []string { return list[:min(n, len(list))] }
 
 // connectReadOnly connects to the target for a check: read-only, named so
 // that its session is recognised as Ferry's.

@@ -194,6 +194,10 @@ func (h Harness) checkRefusals(t *testing.T, name string) {
 		refused(t, inst, h.Archive(t), h.Options, "a target holding a user no import wrote", true)
 		opts := h.Options
 		opts.AllowNonEmpty, opts.DryRun = true, true
+		if inst.Capabilities().NoMerge {
+			refused(t, inst, h.Archive(t), opts, "AllowNonEmpty on a target that never merges", true)
+			return
+		}
 		res, err := importer.Run(ctx, inst.Target, h.Archive(t), opts, nil)
 		if err != nil {
 			t.Fatalf("a non-empty target with AllowNonEmpty (a dry run): %v", err)
@@ -250,7 +254,13 @@ func (h Harness) untouched(t *testing.T, inst *Instance, before map[string]int64
 	if !check {
 		return
 	}
-	state, err := inst.Check(testContext(t), h.Archive(t), importer.Options{AllowNonEmpty: true})
+	// A target that never merges refuses a populated target: that it
+	// refuses, rather than continue an import, is what shows none started.
+	noMerge := inst.Capabilities().NoMerge
+	state, err := inst.Check(testContext(t), h.Archive(t), importer.Options{AllowNonEmpty: !noMerge})
+	if noMerge && errors.Is(err, importer.ErrRefused) {
+		return
+	}
 	if err != nil {
 		t.Errorf("after %s, Check: %v", after, err)
 	} else if state.Resuming {
