@@ -37,7 +37,7 @@ encrypted to; the key file key.age, or FILE.ferry.key.age beside a packed file, 
   bot archive inspect --identity id.txt --json s3://backups/2026-11-23?endpoint=http://127.0.0.1:7070&use_path_style=true`,
 		RunE: groupRunE,
 	}
-	cmd.AddCommand(newInspectCmd(), newVerifyCmd(), newKeyCmd(), newDecryptCmd(), newExtractCmd(), newDiffCmd(), newPackCmd())
+	cmd.AddCommand(newInspectCmd(), newVerifyCmd(), newKeyCmd(), newKeygenCmd(), newDecryptCmd(), newExtractCmd(), newDiffCmd(), newPackCmd())
 	return cmd
 }
 

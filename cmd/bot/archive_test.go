@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -156,5 +157,45 @@ func TestFailedExtractLeavesNothing(t *testing.T) {
 	}
 	if left, err := os.ReadDir(empty); err != nil || len(left) > 0 {
 		t.Errorf("the failed extract left %d entries in the directory it was given (%v)", len(left), err)
+	}
+}
+
+// keygen makes an identity an admin encrypts backups to: the recipient it
+// prints wraps an archive's key, and the identity file opens the archive.
+// It never overwrites a file.
+func TestKeygenIdentityOpensArchives(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	idFile := filepath.Join(dir, "identity.txt")
+	var out bytes.Buffer
+	if err := execute(ctx, []string{"archive", "keygen", "-o", idFile}, &out, os.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(idFile); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("the identity file: %v %v, want mode 0600", st, err)
+	}
+	recipients, err := keywrap.ParseRecipients([]string{strings.TrimSpace(out.String())})
+	if err != nil {
+		t.Fatalf("keygen printed %q: %v", out.String(), err)
+	}
+	key := keywrap.New()
+	src := filepath.Join(dir, "archive")
+	id := archivetest.WriteSample(t, src, key, 5)
+	wrapped, err := keywrap.Wrap(key, id, recipients...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "key.age"), wrapped, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx, []string{"archive", "verify", "--identity", idFile, src}); err != nil {
+		t.Errorf("verify with the new identity: %v", err)
+	}
+	before, _ := os.ReadFile(idFile)
+	if err := execute(ctx, []string{"archive", "keygen", "-o", idFile}, &out, os.Stderr); err == nil || !strings.Contains(err.Error(), "never overwrites") {
+		t.Errorf("keygen over an existing file: %v", err)
+	}
+	if after, _ := os.ReadFile(idFile); !bytes.Equal(before, after) {
+		t.Error("keygen changed an existing identity file")
 	}
 }

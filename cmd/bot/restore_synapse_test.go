@@ -49,8 +49,10 @@ func TestImportIntoSynapse(t *testing.T) {
 	if err := execute(ctx, append(append([]string{}, target...), "--dry-run", backup), &out, os.Stderr); err != nil {
 		t.Fatalf("dry run: %v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), "nothing was written") || !strings.Contains(out.String(), "m.events/events") {
-		t.Errorf("dry run output:\n%s", out.String())
+	for _, want := range []string{"nothing was written", "m.events/events", "would replace the target's signing key " + s.SigningKey} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the dry run's output lacks %q:\n%s", want, out.String())
+		}
 	}
 
 	out.Reset()
@@ -62,6 +64,14 @@ func TestImportIntoSynapse(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the import's output lacks %q", want)
 		}
+	}
+	// Run again, it writes nothing and says so.
+	out.Reset()
+	if err := execute(ctx, append(append([]string{}, target...), "--migration", backup), &out, os.Stderr); err != nil {
+		t.Fatalf("the import again: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "no data was written") || !strings.Contains(out.String(), "already in place") {
+		t.Errorf("the rerun's output does not say it wrote nothing:\n%s", out.String())
 	}
 	s.Start(t)
 	c := &clientview.Client{URL: s.URL, ServerName: truth.ServerName}

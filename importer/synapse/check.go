@@ -68,23 +68,56 @@ var emptyTables = []string{"users", "rooms", "events", "state_groups", "local_me
 type homeserverYAML struct {
 	ServerName string `yaml:"server_name"`
 	PidFile    string `yaml:"pid_file"`
+	Database   struct {
+		Name string `yaml:"name"`
+		Args struct {
+			Database string `yaml:"database"`
+			DBName   string `yaml:"dbname"`
+		} `yaml:"args"`
+	} `yaml:"database"`
+	// Workers need Redis for replication: its caches are keyed by state
+	// group IDs, which a restore reallocates.
+	Redis struct {
+		Enabled bool `yaml:"enabled"`
+	} `yaml:"redis"`
+}
+
+// readHomeserverYAML reads the parts of homeserver.yaml a restore uses.
+func readHomeserverYAML(path string) (*homeserverYAML, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, refuse("read the target's homeserver.yaml: %v", err)
+	}
+	var hs homeserverYAML
+	if err := yaml.Unmarshal(data, &hs); err != nil {
+		return nil, refuse("the target's homeserver.yaml %s is not valid YAML: %v", path, err)
+	}
+	return &hs, nil
+}
+
+// databaseName is the PostgreSQL database homeserver.yaml names, "" when
+// it names none (libpq's defaults then decide).
+func (hs *homeserverYAML) databaseName() string {
+	if hs.Database.Args.Database != "" {
+		return hs.Database.Args.Database
+	}
+	return hs.Database.Args.DBName
 }
 
 // Check inspects a target without writing to it and refuses, with what to
 // do, a target that is running, not initialised by Synapse at
 // SupportedSchema, for another server than serverName, or not empty.
 func Check(ctx context.Context, t Config, serverName string) (*Preflight, error) {
-	data, err := os.ReadFile(t.HomeserverConfig)
+	hs, err := readHomeserverYAML(t.HomeserverConfig)
 	if err != nil {
-		return nil, refuse("read the target's homeserver.yaml: %v", err)
-	}
-	var hs homeserverYAML
-	if err := yaml.Unmarshal(data, &hs); err != nil {
-		return nil, refuse("the target's homeserver.yaml %s is not valid YAML: %v", t.HomeserverConfig, err)
+		return nil, err
 	}
 	if hs.ServerName != serverName {
 		return nil, refuse("the archive is of %q but the target's homeserver.yaml says server_name %q: signatures and IDs carry the server name, so a restore needs a Synapse configured for %q",
 			serverName, hs.ServerName, serverName)
+	}
+	if hs.Database.Name == "sqlite3" {
+		return nil, refuse("the target's homeserver.yaml %s uses SQLite: Ferry restores into Synapse on PostgreSQL; configure its database as psycopg2 and initialise it with update_synapse_database", t.HomeserverConfig)
 	}
 	if pid, alive := pidFileAlive(hs.PidFile); alive {
 		return nil, refuse("Synapse is running (pid_file %s names process %d): stop it (and its workers) before restoring", hs.PidFile, pid)
@@ -116,6 +149,18 @@ func Check(ctx context.Context, t Config, serverName string) (*Preflight, error)
 	if len(sessions) > 0 {
 		return nil, refuse("%d other sessions are connected to the target database (%s): Synapse or one of its workers is running, or another tool holds it; stop them before restoring",
 			len(sessions), strings.Join(sessions, ", "))
+	}
+
+	// The config's server_name and signing key are checked and written for
+	// the database --db names: they must be one Synapse's. Hosts and ports
+	// differ across a container's boundary; the database's name does not.
+	var current string
+	if err := conn.QueryRow(ctx, `SELECT current_database()`).Scan(&current); err != nil {
+		return nil, refuse("read the target database's name: %v", err)
+	}
+	if want := hs.databaseName(); want != "" && want != current {
+		return nil, refuse("the target's homeserver.yaml %s names database %q, but the database given connects to %q: give the homeserver.yaml of the Synapse that uses this database (its server_name and signing key are what the restore checks and writes)",
+			t.HomeserverConfig, want, current)
 	}
 
 	p := &Preflight{ServerName: hs.ServerName, NonEmpty: map[string]int64{}}

@@ -49,6 +49,10 @@ func TestCheckTarget(t *testing.T) {
 		t.Fatalf("preflight of a fresh target: %+v", p)
 	}
 	refused(t, target, "other.test", `"other.test"`, `"`+serverName+`"`)
+	// Another Synapse's homeserver.yaml with this database: its server_name
+	// could pass for this one's.
+	other := testenv.NewSynapse(t, serverName)
+	refused(t, Config{Database: s.DB, HomeserverConfig: other.Config}, serverName, "names database", "the Synapse that uses this database")
 
 	s.Start(t)
 	refused(t, target, serverName, "sessions", "running")
@@ -75,7 +79,9 @@ func TestCheckRefusesUninitialisedOrOtherSchema(t *testing.T) {
 	ctx := context.Background()
 	s := testenv.NewSynapse(t, serverName)
 	bare := testenv.StartPostgres(t).CreateDatabase(t, "bare_"+strings.ToLower(t.Name()[:20]))
-	refused(t, Config{Database: bare, HomeserverConfig: s.Config}, serverName, "not initialised by Synapse", "update_synapse_database")
+	cfg := filepath.Join(t.TempDir(), "homeserver.yaml") // one that names no database
+	os.WriteFile(cfg, []byte("server_name: "+serverName+"\n"), 0o644)
+	refused(t, Config{Database: bare, HomeserverConfig: cfg}, serverName, "not initialised by Synapse", "update_synapse_database")
 
 	conn, err := pgx.Connect(ctx, s.DB)
 	if err != nil {

@@ -53,6 +53,7 @@ var capabilities = &fidelity.Target{
 	Namespaces:   []string{ssource.VendorItem},
 	Notes: map[string]string{
 		archive.SectionStateSnapshots: "read back as Synapse keeps state: a group per state change, and the state before each state event and each room's current state",
+		archive.SectionE2EEKeys:       "without --migration the users' cross-signing keys and their signatures come back; devices upload their device, one-time and fallback keys again when their users log in",
 	},
 	// A whole restore keeps the archive's IDs and stream orderings.
 	NoMerge: true,
@@ -240,6 +241,7 @@ func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader,
 			return err
 		}, total: r.Manifest().Records(archive.SectionMedia), sections: []string{archive.SectionMedia}},
 	}
+	ran := 0
 	for _, ph := range phases {
 		done, err := phaseDone(ctx, conn, archiveID, ph.name)
 		if err != nil {
@@ -255,6 +257,7 @@ func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader,
 			}
 			continue
 		}
+		ran++
 		p.Phase(ph.name, ph.total)
 		if ph.own != nil {
 			err = ph.own(ctx, conn)
@@ -265,6 +268,9 @@ func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader,
 			return fail(fmt.Errorf("restore phase %s: %w", ph.name, err))
 		}
 	}
+	if ran == 0 {
+		res.Notes = append(res.Notes, "Every phase of this restore was done by an earlier run: no data was written (where the section table's counts differ, Synapse changed them since: new logins' devices, for instance).")
+	}
 	if err := t.installSigningKey(ctx, r, res); err != nil {
 		return err
 	}
@@ -273,7 +279,9 @@ func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader,
 	} else {
 		res.Notes = append(res.Notes, "Clients of the old server must log in again or clear their cache (Element: \"Clear cache and reload\"): their sync positions mean nothing to Synapse.")
 	}
-	res.Notes = append(res.Notes, "With workers: flush Redis before starting them (its caches are keyed by state group IDs).")
+	if hs, err := readHomeserverYAML(t.cfg.HomeserverConfig); err == nil && hs.Redis.Enabled {
+		res.Notes = append(res.Notes, "Redis is enabled in homeserver.yaml (workers): flush it (FLUSHALL) before starting Synapse and its workers, since its caches are keyed by state group IDs.")
+	}
 	if t.cfg.RunBackgroundUpdates != nil {
 		p.Phase("background updates (search, auth chains, user directory, stats)", 0)
 		start := time.Now()
@@ -366,8 +374,13 @@ func (t *RestoreTarget) importRooms(ctx context.Context, conn *pgx.Conn, r *arch
 
 // Plan says what a restore would write (a dry run), writing nothing.
 func (t *RestoreTarget) Plan(ctx context.Context, r *archive.Reader, opts importer.Options, res *importer.Result) error {
-	_, err := t.plan(ctx, r, opts, res)
-	return err
+	if _, err := t.plan(ctx, r, opts, res); err != nil {
+		return err
+	}
+	if len(opts.Rooms) > 0 {
+		return nil // a room restore leaves the signing key alone
+	}
+	return t.planSigningKey(ctx, r, res)
 }
 
 // plan reads the rooms to restore, counts what the archive holds, and
@@ -749,8 +762,7 @@ func (t *RestoreTarget) installSigningKey(ctx context.Context, r *archive.Reader
 	if err != nil {
 		return err
 	}
-	version := strings.TrimPrefix(own.KeyID, "ed25519:")
-	data := []byte(fmt.Sprintf("ed25519 %s %s\n", version, base64.RawStdEncoding.EncodeToString(own.PrivateKey)))
+	data := synapseKeyFile(own)
 	cur, err := os.ReadFile(path)
 	switch {
 	case err == nil && string(cur) == string(data):
@@ -775,6 +787,34 @@ func (t *RestoreTarget) installSigningKey(ctx context.Context, r *archive.Reader
 		return err
 	}
 	res.Files = append(res.Files, path+" (the archive's signing key "+own.KeyID+")")
+	return nil
+}
+
+// synapseKeyFile is a signing key as Synapse's signing key file holds it.
+func synapseKeyFile(k *archive.ServerKey) []byte {
+	version := strings.TrimPrefix(k.KeyID, "ed25519:")
+	return []byte(fmt.Sprintf("ed25519 %s %s\n", version, base64.RawStdEncoding.EncodeToString(k.PrivateKey)))
+}
+
+// planSigningKey says, in a dry run, what installSigningKey would do with
+// the target's signing key file.
+func (t *RestoreTarget) planSigningKey(ctx context.Context, r *archive.Reader, res *importer.Result) error {
+	own, _, err := importer.SigningKeys(ctx, r)
+	if err != nil || own == nil {
+		return err
+	}
+	path, err := t.signingKeyPath()
+	if err != nil {
+		return err
+	}
+	cur, err := os.ReadFile(path)
+	switch {
+	case err == nil && string(cur) == string(synapseKeyFile(own)):
+	case err == nil:
+		res.Notes = append(res.Notes, fmt.Sprintf("The restore would replace the target's signing key %s with the archive's (%s), keeping the old one as %s.before-ferry.", path, own.KeyID, path))
+	default:
+		res.Notes = append(res.Notes, fmt.Sprintf("The restore would write the archive's signing key (%s) to %s.", own.KeyID, path))
+	}
 	return nil
 }
 
@@ -915,7 +955,9 @@ func (t *RestoreTarget) readBackSections(ctx context.Context, opts importer.Opti
 		return nil, err
 	}
 	defer src.Close()
-	streams, err := src.Streams(ctx, source.Filter{Rooms: opts.Rooms}, source.Options{AccessTokens: opts.Migration, Encrypted: true})
+	// A migration restores the devices' one-time keys too (when the archive
+	// has them): they are read back as the export reads them.
+	streams, err := src.Streams(ctx, source.Filter{Rooms: opts.Rooms}, source.Options{AccessTokens: opts.Migration, OneTimeKeys: opts.Migration, Encrypted: true})
 	if err != nil {
 		return nil, err
 	}
