@@ -252,10 +252,15 @@ func runVerify(ctx context.Context, out io.Writer, keys *keyFlags, asJSON bool, 
 // when there are neither errors nor warnings.
 func printValidation(w io.Writer, m *archive.Manifest, rep *archive.ValidationReport, warnings ...string) {
 	s := rep.Signatures
-	fmt.Fprintf(w, "archive %s: %d parts, %d files, %d records, %d media blobs (%d bytes)\n",
-		m.ArchiveID, len(m.Parts)+1, rep.Files, rep.Records, rep.Blobs, rep.BlobBytes)
-	fmt.Fprintf(w, "events %d in %d rooms; signatures: %d valid, %d invalid, %d missing, %d unverifiable offline; %d redacted (hash not checkable: redacted)\n",
-		rep.Events, len(rep.Rooms), s.Valid, s.Invalid, s.Missing, s.Unverifiable, s.RedactedHashUncheckable)
+	if rep.Files == 0 && rep.Blobs == 0 && !rep.OK() {
+		// Nothing was read: counts of zero would read as an empty archive.
+		fmt.Fprintf(w, "archive %s (%d parts): no file could be read\n", m.ArchiveID, len(m.Parts)+1)
+	} else {
+		fmt.Fprintf(w, "archive %s: %d parts, %d files, %d records, %d media blobs (%d bytes)\n",
+			m.ArchiveID, len(m.Parts)+1, rep.Files, rep.Records, rep.Blobs, rep.BlobBytes)
+		fmt.Fprintf(w, "events %d in %d rooms; signatures: %d valid, %d invalid, %d missing, %d unverifiable offline; %d redacted (hash not checkable: redacted)\n",
+			rep.Events, len(rep.Rooms), s.Valid, s.Invalid, s.Missing, s.Unverifiable, s.RedactedHashUncheckable)
+	}
 	for _, p := range rep.Problems {
 		fmt.Fprintln(w, "  "+p.String())
 	}

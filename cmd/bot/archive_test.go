@@ -199,3 +199,19 @@ func TestKeygenIdentityOpensArchives(t *testing.T) {
 		t.Error("keygen changed an existing identity file")
 	}
 }
+
+// A report of an archive nothing of which could be read says so, rather
+// than counts of zero that read as an empty archive.
+func TestValidationOfUnreadableArchive(t *testing.T) {
+	m := &archive.Manifest{ArchiveID: "a1"}
+	var out bytes.Buffer
+	printValidation(&out, m, &archive.ValidationReport{Problems: []archive.Problem{{Severity: archive.SeverityError, Where: "part-00000000", Message: "part does not decrypt"}}})
+	if got := out.String(); !strings.Contains(got, "no file could be read") || strings.Contains(got, "0 records") || !strings.Contains(got, "part does not decrypt") {
+		t.Errorf("the report of an unreadable archive:\n%s", got)
+	}
+	out.Reset()
+	printValidation(&out, m, &archive.ValidationReport{})
+	if !strings.Contains(out.String(), "0 files, 0 records") {
+		t.Errorf("the report of an empty, valid archive:\n%s", out.String())
+	}
+}
