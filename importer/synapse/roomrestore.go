@@ -253,8 +253,16 @@ func restoreRoomUserData(ctx context.Context, tx pgx.Tx, r *archive.Reader, room
 		exists[user] = ok
 		return ok, err
 	}
-	// Deleting a room leaves its members' room account data and tags in
-	// place: what the target still has is newer than the archive and stays.
+	// Synapse's purge deletes a room's room_account_data and room_tags but
+	// leaves its room_tags_revisions rows (purge_events.py): a revision
+	// without tags is the deleted room's, and goes, so that the archive's
+	// tags come back (the account data sequence keeps its stream IDs from
+	// being handed out again). What the target still has for the rooms,
+	// set after the deletion, is newer than the archive and stays.
+	if _, err := tx.Exec(ctx, `DELETE FROM room_tags_revisions r WHERE r.room_id = ANY($1)
+		AND NOT EXISTS (SELECT 1 FROM room_tags t WHERE t.user_id = r.user_id AND t.room_id = r.room_id)`, sortedKeys(rooms)); err != nil {
+		return fmt.Errorf("clear the deleted rooms' tag revisions: %w", err)
+	}
 	var kept int64
 	keep := func(a *archive.AccountData) (bool, error) {
 		if a.RoomID == "" || rooms[a.RoomID] == nil {
@@ -265,7 +273,7 @@ func restoreRoomUserData(ctx context.Context, tx pgx.Tx, r *archive.Reader, room
 		}
 		query := `SELECT EXISTS (SELECT 1 FROM room_account_data WHERE user_id = $1 AND room_id = $2 AND account_data_type = $3)`
 		if a.Type == "m.tag" {
-			query = `SELECT EXISTS (SELECT 1 FROM room_tags_revisions WHERE user_id = $1 AND room_id = $2 AND $3 <> '')`
+			query = `SELECT EXISTS (SELECT 1 FROM room_tags WHERE user_id = $1 AND room_id = $2 AND $3 <> '')`
 		}
 		var has bool
 		if err := tx.QueryRow(ctx, query, a.UserID, a.RoomID, a.Type).Scan(&has); err != nil {
@@ -280,7 +288,7 @@ func restoreRoomUserData(ctx context.Context, tx pgx.Tx, r *archive.Reader, room
 		return err
 	}
 	if kept > 0 {
-		res.Notes = append(res.Notes, fmt.Sprintf("%d room account data items (tags among them) the target still had for the rooms were kept as they are, not replaced by the archive's", kept))
+		res.Notes = append(res.Notes, fmt.Sprintf("room account data the target still had for the rooms (set since their deletion) was kept as it is, not replaced by the archive's: %d items, tags among them", kept))
 	}
 	versions := map[string]string{} // user + version -> auth_data in the archive
 	if err := readSection(ctx, r, archive.SectionBackupVersions, func(v *archive.KeyBackupVersion) error {
