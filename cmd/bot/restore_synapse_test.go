@@ -70,7 +70,7 @@ func TestImportIntoSynapse(t *testing.T) {
 	if err := execute(ctx, append(append([]string{}, target...), "--migration", backup), &out, os.Stderr); err != nil {
 		t.Fatalf("the import again: %v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), "no data was written") || !strings.Contains(out.String(), "already in place") {
+	if !strings.Contains(out.String(), "no data was restored again") || !strings.Contains(out.String(), "already in place") {
 		t.Errorf("the rerun's output does not say it wrote nothing:\n%s", out.String())
 	}
 	s.Start(t)

@@ -107,7 +107,8 @@ func (t *RestoreTarget) Check(ctx context.Context, r *archive.Reader, opts impor
 	case err == nil:
 		return state, nil
 	case opts.AllowNonEmpty && p != nil && len(p.NonEmpty) > 0:
-		return nil, importer.Refuse("%v; --force-non-empty cannot apply to a Synapse target: a whole restore writes the archive's IDs and stream orderings and never merges with what a server holds. Restore into a fresh database, or bring back single rooms with --rooms", err)
+		return nil, importer.Refuse("--force-non-empty cannot apply to a Synapse target: a whole restore writes the archive's IDs and stream orderings and never merges with what a server holds. %s",
+			strings.TrimPrefix(err.Error(), importer.ErrRefused.Error()+": "))
 	}
 	return nil, err
 }
@@ -269,7 +270,7 @@ func (t *RestoreTarget) ImportValidating(ctx context.Context, r *archive.Reader,
 		}
 	}
 	if ran == 0 {
-		res.Notes = append(res.Notes, "Every phase of this restore was done by an earlier run: no data was written (where the section table's counts differ, Synapse changed them since: new logins' devices, for instance).")
+		res.Notes = append(res.Notes, "Every phase of this restore was done by an earlier run: no data was restored again (where the section table's counts differ, Synapse changed them since: new logins' devices, for instance).")
 	}
 	if err := t.installSigningKey(ctx, r, res); err != nil {
 		return err

@@ -232,7 +232,15 @@ func restoreDeletedRooms(ctx context.Context, tx pgx.Tx, r *archive.Reader, room
 	if err != nil {
 		return err
 	}
-	res.Notes = append(res.Notes, fmt.Sprintf("%d messages, names and topics of the restored rooms indexed for search (a search update still pending for the rest of the server is left as it was)", indexed))
+	note := fmt.Sprintf("%d messages, names and topics of the restored rooms indexed for search", indexed)
+	var searchPending bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM background_updates WHERE update_name = 'event_search')`).Scan(&searchPending); err != nil {
+		return fmt.Errorf("read the pending search update: %w", err)
+	}
+	if searchPending {
+		note += " (the search update still pending for the rest of the server is left as it was)"
+	}
+	res.Notes = append(res.Notes, note)
 	for _, id := range sortedKeys(rooms) {
 		res.Notes = append(res.Notes, fmt.Sprintf("%s: restored with new stream orderings %d..%d; members who had forgotten it see it again (archives carry no forgotten flag); deactivated members stay deactivated", id, ord.min, ord.max))
 	}
