@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"time"
 
@@ -41,8 +43,10 @@ func writeIdentity(out io.Writer, path string) error {
 		return err
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("write the identity: %w (keygen never overwrites a file: choose another name)", err)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("write the identity: %s exists, and keygen never overwrites a file: choose another name", path)
+	} else if err != nil {
+		return fmt.Errorf("write the identity: %w", err)
 	}
 	_, werr := fmt.Fprintf(f, "# created: %s\n# public key: %s\n%s\n", time.Now().Format(time.RFC3339), id.Recipient(), id)
 	if cerr := f.Close(); werr == nil {

@@ -66,9 +66,10 @@ type Preflight struct {
 var emptyTables = []string{"users", "rooms", "events", "state_groups", "local_media_repository"}
 
 type homeserverYAML struct {
-	ServerName string `yaml:"server_name"`
-	PidFile    string `yaml:"pid_file"`
-	Database   struct {
+	ServerName     string `yaml:"server_name"`
+	PidFile        string `yaml:"pid_file"`
+	SigningKeyPath string `yaml:"signing_key_path"`
+	Database       struct {
 		Name string `yaml:"name"`
 		Args struct {
 			Database string `yaml:"database"`
@@ -86,11 +87,11 @@ type homeserverYAML struct {
 func readHomeserverYAML(path string) (*homeserverYAML, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, refuse("read the target's homeserver.yaml: %v", err)
+		return nil, fmt.Errorf("read the target's homeserver.yaml: %w", err)
 	}
 	var hs homeserverYAML
 	if err := yaml.Unmarshal(data, &hs); err != nil {
-		return nil, refuse("the target's homeserver.yaml %s is not valid YAML: %v", path, err)
+		return nil, fmt.Errorf("the target's homeserver.yaml %s is not valid YAML: %w", path, err)
 	}
 	return &hs, nil
 }
@@ -110,7 +111,7 @@ func (hs *homeserverYAML) databaseName() string {
 func Check(ctx context.Context, t Config, serverName string) (*Preflight, error) {
 	hs, err := readHomeserverYAML(t.HomeserverConfig)
 	if err != nil {
-		return nil, err
+		return nil, refuse("%v", err)
 	}
 	if hs.ServerName != serverName {
 		return nil, refuse("the archive is of %q but the target's homeserver.yaml says server_name %q: signatures and IDs carry the server name, so a restore needs a Synapse configured for %q",

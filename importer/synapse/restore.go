@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"gopkg.in/yaml.v3"
 
 	"github.com/ferry-matrix/ferry/archive"
 	"github.com/ferry-matrix/ferry/fidelity"
@@ -759,23 +758,19 @@ func (t *RestoreTarget) installSigningKey(ctx context.Context, r *archive.Reader
 			importer.NoPrivateKey)
 		return nil
 	}
-	path, err := t.signingKeyPath()
-	if err != nil {
-		return err
-	}
-	data := synapseKeyFile(own)
-	cur, err := os.ReadFile(path)
+	path, data, cur, err := t.signingKeyFile(own)
 	switch {
-	case err == nil && string(cur) == string(data):
+	case err != nil:
+		return err
+	case cur == nil:
+	case string(cur) == string(data):
 		res.Files = append(res.Files, path+" (the archive's signing key, already in place)")
 		return nil
-	case err == nil:
+	default:
 		if err := os.WriteFile(path+".before-ferry", cur, 0o600); err != nil {
 			return err
 		}
 		res.Files = append(res.Files, path+".before-ferry (the target's previous signing key)")
-	case !errors.Is(err, os.ErrNotExist):
-		return err
 	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
@@ -791,10 +786,20 @@ func (t *RestoreTarget) installSigningKey(ctx context.Context, r *archive.Reader
 	return nil
 }
 
-// synapseKeyFile is a signing key as Synapse's signing key file holds it.
-func synapseKeyFile(k *archive.ServerKey) []byte {
-	version := strings.TrimPrefix(k.KeyID, "ed25519:")
-	return []byte(fmt.Sprintf("ed25519 %s %s\n", version, base64.RawStdEncoding.EncodeToString(k.PrivateKey)))
+// signingKeyFile is where the archive's own key goes, the file Synapse
+// would read it from (data), and what that file holds now (cur; nil when
+// there is none).
+func (t *RestoreTarget) signingKeyFile(own *archive.ServerKey) (path string, data, cur []byte, err error) {
+	if path, err = t.signingKeyPath(); err != nil {
+		return "", nil, nil, err
+	}
+	version := strings.TrimPrefix(own.KeyID, "ed25519:")
+	data = []byte(fmt.Sprintf("ed25519 %s %s\n", version, base64.RawStdEncoding.EncodeToString(own.PrivateKey)))
+	cur, err = os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return path, data, nil, nil
+	}
+	return path, data, cur, err
 }
 
 // planSigningKey says, in a dry run, what installSigningKey would do with
@@ -804,14 +809,12 @@ func (t *RestoreTarget) planSigningKey(ctx context.Context, r *archive.Reader, r
 	if err != nil || own == nil {
 		return err
 	}
-	path, err := t.signingKeyPath()
-	if err != nil {
-		return err
-	}
-	cur, err := os.ReadFile(path)
+	path, data, cur, err := t.signingKeyFile(own)
 	switch {
-	case err == nil && string(cur) == string(synapseKeyFile(own)):
-	case err == nil:
+	case err != nil:
+		return err
+	case string(cur) == string(data):
+	case cur != nil:
 		res.Notes = append(res.Notes, fmt.Sprintf("The restore would replace the target's signing key %s with the archive's (%s), keeping the old one as %s.before-ferry.", path, own.KeyID, path))
 	default:
 		res.Notes = append(res.Notes, fmt.Sprintf("The restore would write the archive's signing key (%s) to %s.", own.KeyID, path))
@@ -883,14 +886,8 @@ func (t *RestoreTarget) signingKeyPath() (string, error) {
 	if t.cfg.SigningKey != "" {
 		return t.cfg.SigningKey, nil
 	}
-	data, err := os.ReadFile(t.cfg.HomeserverConfig)
+	hs, err := readHomeserverYAML(t.cfg.HomeserverConfig)
 	if err != nil {
-		return "", err
-	}
-	var hs struct {
-		SigningKeyPath string `yaml:"signing_key_path"`
-	}
-	if err := yaml.Unmarshal(data, &hs); err != nil {
 		return "", err
 	}
 	if hs.SigningKeyPath == "" {

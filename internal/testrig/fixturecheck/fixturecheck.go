@@ -189,31 +189,28 @@ func Rooms(t *testing.T, c *clientview.Client, truth *sourcetest.GroundTruth, to
 func Search(t *testing.T, c *clientview.Client, truth *sourcetest.GroundTruth, tokens map[string]string) {
 	t.Helper()
 	ctx := context.Background()
-	type query struct{ room, typ, key, field, want string }
+	type query struct{ tok, room, typ, key, field, want string }
 	var pending []query
 	for _, room := range truth.Rooms {
-		if tokens[room.Creator] == "" || room.Members[room.Creator].Membership != "join" {
+		tok := tokens[room.Creator]
+		if tok == "" || room.Members[room.Creator].Membership != "join" {
 			continue
 		}
 		if room.Name != "" {
-			pending = append(pending, query{room.RoomID, "m.room.name", "content.name", "name", room.Name})
+			pending = append(pending, query{tok, room.RoomID, "m.room.name", "content.name", "name", room.Name})
 		}
 		if room.Topic != "" {
-			pending = append(pending, query{room.RoomID, "m.room.topic", "content.topic", "topic", room.Topic})
+			pending = append(pending, query{tok, room.RoomID, "m.room.topic", "content.topic", "topic", room.Topic})
 		}
 	}
 	if len(pending) == 0 {
 		t.Fatal("the ground truth has no room with a name or topic to search for")
 	}
-	creator := map[string]string{}
-	for _, room := range truth.Rooms {
-		creator[room.RoomID] = room.Creator
-	}
 	for try := 0; ; try++ {
 		var missing []string
 		var left []query
 		for _, q := range pending {
-			found, err := c.Search(ctx, tokens[creator[q.room]], q.room, q.want, q.key)
+			found, err := c.Search(ctx, q.tok, q.room, q.want, q.key)
 			if err != nil {
 				t.Fatalf("search %s for %q: %v", q.room, q.want, err)
 			}
